@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh Debian machine, idempotently
+# and quietly when it is already done:
+#   - Debian packages: PostgreSQL, Redis, nginx, and the C toolchain rdkafka builds with;
+#   - Apache Kafka: the official broker jars resolved from Maven Central into
+#     $SAGA2PC_CACHE/kafka/<version>/libs (run later by `harness up` on Java 17).
+# Nothing is started here; `harness up` and harness/scripts/test.sh start servers.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cache="${SAGA2PC_CACHE:-$HOME/.cache/saga2pc}"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+need_apt=()
+have_cmd() { command -v "$1" >/dev/null 2>&1; }
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+[ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ] || need_apt+=(postgresql postgresql-contrib)
+have_cmd redis-server || need_apt+=(redis-server)
+have_cmd nginx || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+have_cmd java || need_apt+=(openjdk-17-jre-headless)
+have_cmd mvn || need_apt+=(maven)
+have_cmd cmake || need_apt+=(cmake)
+have_cmd cc || need_apt+=(build-essential)
+have_cmd pkg-config || need_apt+=(pkg-config)
+have_cmd curl || need_apt+=(curl)
+for pkg in libssl-dev zlib1g-dev libsasl2-dev libzstd-dev libcurl4-openssl-dev; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_apt+=("$pkg")
+done
+
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  log "installing Debian packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# The Debian packages start system-wide servers; the project runs its own
+# clusters on its own ports, so the system ones are stopped to free memory and ports.
+for svc in postgresql redis-server nginx; do
+  if have_cmd service && service "$svc" status >/dev/null 2>&1; then
+    service "$svc" stop >/dev/null 2>&1 || true
+  fi
+done
+
+# rustup toolchain components used by the test script.
+if have_cmd rustup; then
+  for comp in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$comp" || rustup component add "$comp" >/dev/null 2>&1 || true
+  done
+fi
+
+# Apache Kafka broker jars from Maven Central.
+kafka_version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$root/harness/kafka/pom.xml")"
+kafka_libs="$cache/kafka/$kafka_version/libs"
+if [ ! -f "$kafka_libs/.complete" ]; then
+  log "resolving Apache Kafka $kafka_version from Maven Central into $kafka_libs"
+  mkdir -p "$kafka_libs"
+  mvn_log="$(mktemp)"
+  if ! mvn -B -Dstyle.color=never -f "$root/harness/kafka/pom.xml" \
+    org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
+    -DoutputDirectory="$kafka_libs" -DincludeScope=runtime >"$mvn_log" 2>&1; then
+    cat "$mvn_log" >&2
+    exit 1
+  fi
+  rm -f "$mvn_log"
+  ls "$kafka_libs"/kafka_2.13-*.jar >/dev/null
+  touch "$kafka_libs/.complete"
+fi
+
+log "ready (PostgreSQL $("$(pg_bin)/postgres" --version | awk '{print $3}'), Kafka $kafka_version in $kafka_libs)"

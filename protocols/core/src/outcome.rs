@@ -1,0 +1,78 @@
+//! What a checkout asks of a protocol and what the protocol answers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{LineItem, ProtocolKind};
+
+/// An immutable snapshot of an unpaid order, taken by the order service when a
+/// checkout starts. Items are already merged per item id ([`crate::merge_items`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutRequest {
+    /// The order being checked out.
+    pub order_id: String,
+    /// The payment service's id of the user who pays.
+    pub user_id: String,
+    /// Merged order lines, sorted by item id.
+    pub items: Vec<LineItem>,
+    /// What the user is charged.
+    pub total_cost: i64,
+}
+
+/// The definite result of a checkout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckoutOutcome {
+    /// This checkout paid the order; stock and credit effects are committed.
+    Paid,
+    /// The order was already paid (by an earlier or concurrent checkout); nothing
+    /// more was charged.
+    AlreadyPaid,
+    /// The checkout took no effect, for the given reason.
+    Rejected(RejectReason),
+}
+
+/// Why a checkout was refused. All of these are the caller's business, not
+/// faults of the system, so they become 4xx replies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RejectReason {
+    /// The order has no items.
+    #[error("order has no items")]
+    EmptyOrder,
+    /// An item does not have enough stock.
+    #[error("out of stock on item {item_id}")]
+    OutOfStock {
+        /// The first item found short.
+        item_id: String,
+    },
+    /// An item of the order does not exist in the stock service.
+    #[error("item {item_id} not found")]
+    UnknownItem {
+        /// The missing item.
+        item_id: String,
+    },
+    /// The user's credit is below the order's total.
+    #[error("insufficient credit")]
+    InsufficientCredit,
+    /// The paying user does not exist in the payment service.
+    #[error("user {user_id} not found")]
+    UnknownUser {
+        /// The missing user.
+        user_id: String,
+    },
+    /// The protocol selected at start-up is not available in this build.
+    #[error("checkout protocol {0} is not available in this build")]
+    ProtocolUnavailable(ProtocolKind),
+}
+
+/// A checkout whose outcome the protocol could not establish before answering.
+///
+/// The effect may or may not have happened; the final state decides, and the
+/// protocol's recovery makes sure it is all-or-nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    /// The protocol did not reach a terminal state within its deadline.
+    #[error("checkout timed out before reaching a final state")]
+    Timeout,
+    /// A dependency (database, broker, participant) failed.
+    #[error("checkout failed: {0}")]
+    Internal(String),
+}

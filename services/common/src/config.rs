@@ -1,0 +1,34 @@
+//! Settings every service binary shares, flattened into each binary's own
+//! clap `Config` so that flags and environment variables are spelled alike.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+
+/// Settings common to the order, stock and payment services.
+#[derive(Debug, Clone, Args)]
+pub struct CommonConfig {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "LISTEN", default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+
+    /// PostgreSQL URL of this service's own database.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+
+    /// Connections in this replica's database pool.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: u32,
+
+    /// Redis URL (price cache and checkout notifications).
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Name of this replica in logs (for example `order#1`).
+    #[arg(long, env = "INSTANCE_NAME")]
+    pub instance: Option<String>,
+
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "LOG_JSON", default_value_t = false)]
+    pub log_json: bool,
+}

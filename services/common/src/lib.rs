@@ -1,0 +1,21 @@
+//! Plumbing shared by the three services, so each service crate holds only its
+//! routes and its SQL:
+//!
+//! - [`error`]: the one HTTP error type, mapping every failure to a status code and
+//!   logging internals without leaking them;
+//! - [`params`]: validated path parameters (ids, amounts, counts) — the only way
+//!   request input reaches SQL;
+//! - [`server`]: router layers, health check, graceful shutdown;
+//! - [`counter`]: the atomic, never-negative counter updates of stock and credit;
+//! - [`db`], [`price_cache`], [`config`], [`telemetry`]: connections and settings.
+
+pub mod config;
+pub mod counter;
+pub mod db;
+pub mod error;
+pub mod params;
+pub mod price_cache;
+pub mod server;
+pub mod telemetry;
+
+pub use error::{ApiError, ApiResult};

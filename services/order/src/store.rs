@@ -1,0 +1,158 @@
+//! SQL for the order service.
+
+use service_common::error::{ApiError, ApiResult};
+use service_common::params::Id;
+use sqlx::PgPool;
+
+/// An order as `GET /orders/find` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    /// The order's id.
+    pub order_id: String,
+    /// Who pays.
+    pub user_id: String,
+    /// Whether a checkout has paid it.
+    pub paid: bool,
+    /// `(item_id, quantity)` per `addItem` call, in call order.
+    pub items: Vec<(String, i64)>,
+    /// Sum of quantity x price over the lines.
+    pub total_cost: i64,
+}
+
+/// Why `addItem` changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddItemRefused {
+    /// No order has this id.
+    NotFound,
+    /// The order is paid; its lines are frozen.
+    Paid,
+}
+
+/// Access to the `orders` and `order_items` tables.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Wraps a pool.
+    pub fn new(pool: PgPool) -> Self {
+        Store { pool }
+    }
+
+    /// The pool, for protocol adapters that keep their state in this database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Creates an empty, unpaid order.
+    pub async fn create(&self, order_id: &Id, user_id: &Id) -> ApiResult<()> {
+        sqlx::query("INSERT INTO orders (order_id, user_id, paid, total_cost) VALUES ($1, $2, FALSE, 0)")
+            .bind(order_id.as_str())
+            .bind(user_id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates or overwrites orders `"0"..="n-1"`: each unpaid, for a random user
+    /// of `"0"..n_users`, with two random items of `"0"..n_items` at `price` each.
+    pub async fn batch_init(&self, n: i64, n_items: i64, n_users: i64, price: i64) -> ApiResult<()> {
+        let total = price
+            .checked_mul(2)
+            .ok_or_else(|| ApiError::bad_request("item_price is out of range"))?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM order_items WHERE order_id IN (SELECT g::text FROM generate_series(0, $1 - 1) AS g)",
+        )
+        .bind(n)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO orders (order_id, user_id, paid, total_cost)
+             SELECT g::text, floor(random() * $2)::bigint::text, FALSE, $3
+             FROM generate_series(0, $1 - 1) AS g
+             ON CONFLICT (order_id) DO UPDATE
+             SET user_id = EXCLUDED.user_id, paid = FALSE, total_cost = EXCLUDED.total_cost",
+        )
+        .bind(n)
+        .bind(n_users)
+        .bind(total)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO order_items (order_id, seq, item_id, quantity, unit_price)
+             SELECT g::text, s, floor(random() * $2)::bigint::text, 1, $3
+             FROM generate_series(0, $1 - 1) AS g, generate_series(1, 2) AS s",
+        )
+        .bind(n)
+        .bind(n_items)
+        .bind(price)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The order with its lines, if it exists.
+    pub async fn find(&self, order_id: &Id) -> ApiResult<Option<Order>> {
+        let head: Option<(String, bool, i64)> =
+            sqlx::query_as("SELECT user_id, paid, total_cost FROM orders WHERE order_id = $1")
+                .bind(order_id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some((user_id, paid, total_cost)) = head else { return Ok(None) };
+        let items: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT item_id, quantity FROM order_items WHERE order_id = $1 ORDER BY seq",
+        )
+        .bind(order_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some(Order { order_id: order_id.to_string(), user_id, paid, items, total_cost }))
+    }
+
+    /// Appends a line to an unpaid order and raises its total, atomically with
+    /// respect to checkout (both lock the order row).
+    pub async fn add_item(
+        &self,
+        order_id: &Id,
+        item_id: &Id,
+        quantity: i64,
+        unit_price: i64,
+    ) -> ApiResult<Result<i64, AddItemRefused>> {
+        let cost = quantity
+            .checked_mul(unit_price)
+            .ok_or_else(|| ApiError::bad_request("quantity x price is out of range"))?;
+        let mut tx = self.pool.begin().await?;
+        let paid: Option<bool> =
+            sqlx::query_scalar("SELECT paid FROM orders WHERE order_id = $1 FOR UPDATE")
+                .bind(order_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        match paid {
+            None => return Ok(Err(AddItemRefused::NotFound)),
+            Some(true) => return Ok(Err(AddItemRefused::Paid)),
+            Some(false) => {}
+        }
+        // Overflow of the total is refused by PostgreSQL's checked arithmetic.
+        let total: i64 = sqlx::query_scalar(
+            "UPDATE orders SET total_cost = total_cost + $2 WHERE order_id = $1 RETURNING total_cost",
+        )
+        .bind(order_id.as_str())
+        .bind(cost)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO order_items (order_id, seq, item_id, quantity, unit_price)
+             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM order_items WHERE order_id = $1",
+        )
+        .bind(order_id.as_str())
+        .bind(item_id.as_str())
+        .bind(quantity)
+        .bind(unit_price)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(total))
+    }
+}

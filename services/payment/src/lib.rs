@@ -1,0 +1,42 @@
+//! The payment service: users with a credit balance, each user a row in the
+//! service's own PostgreSQL database.
+//!
+//! Payments are single conditional `UPDATE`s (see `service_common::counter`), so
+//! concurrent payments by one user can never overdraw or lose an update.
+
+use clap::Parser;
+use service_common::config::CommonConfig;
+use service_common::server::Application;
+
+mod routes;
+mod store;
+
+pub use store::Store;
+
+/// Embedded schema migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Configuration of the payment service binary.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "payment-service", about = "Payment service of the checkout benchmark")]
+pub struct Config {
+    /// Settings shared by all services.
+    #[command(flatten)]
+    pub common: CommonConfig,
+
+    /// Largest `n` accepted by `batch_init`.
+    #[arg(long, env = "MAX_BATCH", default_value_t = service_common::params::MAX_BATCH)]
+    pub max_batch: i64,
+}
+
+/// Connects to the database, runs migrations and binds the listener.
+pub async fn build(config: Config) -> anyhow::Result<Application> {
+    let pool = service_common::db::connect(
+        &config.common.database_url,
+        config.common.db_pool_size,
+        &MIGRATOR,
+    )
+    .await?;
+    let state = routes::AppState { store: Store::new(pool.clone()), max_batch: config.max_batch };
+    Application::bind(config.common.listen, routes::router(state), pool).await
+}

@@ -1,0 +1,46 @@
+//! The stock service: items with a stock count and a price, each item a row in
+//! the service's own PostgreSQL database.
+//!
+//! Every stock change is one conditional `UPDATE` (`stock >= amount` in the
+//! `WHERE`), so concurrent subtractions serialise on the row lock and can never
+//! drive stock below zero or lose an update; the `CHECK (stock >= 0)` constraint
+//! backs that up.
+
+use clap::Parser;
+use service_common::config::CommonConfig;
+use service_common::price_cache::PriceCache;
+use service_common::server::Application;
+
+mod routes;
+mod store;
+
+pub use store::Store;
+
+/// Embedded schema migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Configuration of the stock service binary.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "stock-service", about = "Stock service of the checkout benchmark")]
+pub struct Config {
+    /// Settings shared by all services.
+    #[command(flatten)]
+    pub common: CommonConfig,
+
+    /// Largest `n` accepted by `batch_init`.
+    #[arg(long, env = "MAX_BATCH", default_value_t = service_common::params::MAX_BATCH)]
+    pub max_batch: i64,
+}
+
+/// Connects to the database and Redis, runs migrations and binds the listener.
+pub async fn build(config: Config) -> anyhow::Result<Application> {
+    let pool = service_common::db::connect(
+        &config.common.database_url,
+        config.common.db_pool_size,
+        &MIGRATOR,
+    )
+    .await?;
+    let cache = PriceCache::connect(config.common.redis_url.as_deref()).await?;
+    let state = routes::AppState { store: Store::new(pool.clone()), cache, max_batch: config.max_batch };
+    Application::bind(config.common.listen, routes::router(state), pool).await
+}

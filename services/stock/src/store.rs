@@ -1,0 +1,85 @@
+//! SQL for the stock service.
+
+use service_common::error::{ApiError, ApiResult};
+use service_common::params::Id;
+use service_common::counter::{CounterTable, SubtractRefused};
+use sqlx::PgPool;
+
+const ITEMS: CounterTable = CounterTable { table: "items", id_column: "item_id", value_column: "stock" };
+
+/// An item's current stock and price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Item {
+    /// Units in stock.
+    pub stock: i64,
+    /// Price per unit.
+    pub price: i64,
+}
+
+/// Access to the `items` table.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Wraps a pool.
+    pub fn new(pool: PgPool) -> Self {
+        Store { pool }
+    }
+
+    /// Creates an item with no stock.
+    pub async fn create(&self, id: &Id, price: i64) -> ApiResult<()> {
+        sqlx::query("INSERT INTO items (item_id, stock, price) VALUES ($1, 0, $2)")
+            .bind(id.as_str())
+            .bind(price)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates or overwrites items `"0"..="n-1"`, in one statement.
+    pub async fn batch_init(&self, n: i64, stock: i64, price: i64) -> ApiResult<()> {
+        sqlx::query(
+            "INSERT INTO items (item_id, stock, price)
+             SELECT g::text, $2, $3 FROM generate_series(0, $1 - 1) AS g
+             ON CONFLICT (item_id) DO UPDATE SET stock = EXCLUDED.stock, price = EXCLUDED.price",
+        )
+        .bind(n)
+        .bind(stock)
+        .bind(price)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The item, if it exists.
+    pub async fn find(&self, id: &Id) -> ApiResult<Option<Item>> {
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("SELECT stock, price FROM items WHERE item_id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(stock, price)| Item { stock, price }))
+    }
+
+    /// Adds `amount` units.
+    pub async fn add(&self, id: &Id, amount: i64) -> ApiResult<i64> {
+        ITEMS.add(&self.pool, id.as_str(), amount).await?.ok_or_else(|| item_not_found(id))
+    }
+
+    /// Takes `amount` units if there are that many, atomically.
+    pub async fn subtract(&self, id: &Id, amount: i64) -> ApiResult<i64> {
+        match ITEMS.subtract(&self.pool, id.as_str(), amount).await? {
+            Ok(stock) => Ok(stock),
+            Err(SubtractRefused::Insufficient) => {
+                Err(ApiError::rejected(format!("insufficient stock for item {id}")))
+            }
+            Err(SubtractRefused::NotFound) => Err(item_not_found(id)),
+        }
+    }
+}
+
+fn item_not_found(id: &Id) -> ApiError {
+    ApiError::not_found(format!("item {id} not found"))
+}

@@ -1,0 +1,109 @@
+//! Helpers for the services' integration tests.
+//!
+//! Tests run against real servers: `harness/scripts/test.sh` starts PostgreSQL and
+//! Redis (through `harness up --infra-only`) and exports their URLs. Each test gets
+//! a database of its own, created on that server under a random name, and starts
+//! the service in-process on port 0, so tests run in parallel without sharing
+//! state.
+
+#![allow(clippy::unwrap_used)] // test support: a failed set-up should panic loudly
+
+use std::net::SocketAddr;
+
+use serde_json::Value;
+use service_common::server::Application;
+use sqlx::{Connection, Executor, PgConnection};
+use tokio::sync::oneshot;
+
+/// Environment variable naming an admin URL of the test PostgreSQL server.
+pub const PG_ENV: &str = "SAGA2PC_TEST_PG_URL";
+/// Environment variable naming the test Redis server.
+pub const REDIS_ENV: &str = "SAGA2PC_TEST_REDIS_URL";
+
+fn require_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with harness/scripts/test.sh, which starts the real servers")
+    })
+}
+
+/// Creates an empty database with a random name and returns its URL.
+pub async fn fresh_database(prefix: &str) -> String {
+    let admin = require_env(PG_ENV);
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&admin).await.unwrap();
+    conn.execute(format!(r#"CREATE DATABASE "{name}""#).as_str()).await.unwrap();
+    conn.close().await.unwrap();
+    with_database(&admin, &name)
+}
+
+/// The test Redis URL.
+pub fn redis_url() -> String {
+    require_env(REDIS_ENV)
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let mut url = reqwest::Url::parse(url).unwrap();
+    url.set_path(name);
+    url.to_string()
+}
+
+/// A service running in this process; stops when dropped.
+#[derive(Debug)]
+pub struct TestServer {
+    /// `http://127.0.0.1:<port>`.
+    pub base_url: String,
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// An HTTP client for this server.
+    pub client: reqwest::Client,
+    _stop: oneshot::Sender<()>,
+}
+
+impl TestServer {
+    /// Serves `app` on a background task.
+    pub fn spawn(app: Application) -> Self {
+        let addr = app.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            base_url: format!("http://{addr}"),
+            addr,
+            client: reqwest::Client::new(),
+            _stop: stop,
+        }
+    }
+
+    /// Sends `POST path` and returns the status and JSON body (`Null` if none).
+    pub async fn post(&self, path: &str) -> (u16, Value) {
+        let resp = self.client.post(format!("{}{path}", self.base_url)).send().await.unwrap();
+        decode(resp).await
+    }
+
+    /// Sends `GET path` and returns the status and JSON body (`Null` if none).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self.client.get(format!("{}{path}", self.base_url)).send().await.unwrap();
+        decode(resp).await
+    }
+}
+
+async fn decode(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    (status, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn replaces_the_database_name() {
+        assert_eq!(with_database("postgres://u@h:1/postgres", "x"), "postgres://u@h:1/x");
+        assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
+        assert_eq!(with_database("postgres://u@h:1/db?sslmode=disable", "x"), "postgres://u@h:1/x?sslmode=disable");
+    }
+}
