@@ -1,0 +1,267 @@
+//! The command line: `harness up | down | status`.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use protocol_core::ProtocolKind;
+
+use crate::stack::{self, Stack, StackConfig, StackState};
+
+/// Compare an orchestrated SAGA over Kafka with two-phase commit over PostgreSQL
+/// prepared transactions, on the same checkout services.
+#[derive(Debug, Parser)]
+#[command(name = "harness", version, about, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the local stack (PostgreSQL x3, Kafka, Redis, services, nginx gateway)
+    /// and supervise it until Ctrl-C or SIGTERM.
+    Up(UpArgs),
+    /// Stop the stack started by `up --detach`.
+    Down(RunDirArg),
+    /// Print the endpoints and processes of the running stack as JSON.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct RunDirArg {
+    /// Directory holding the stack's data, logs and `stack.json`.
+    #[arg(long, env = "SAGA2PC_RUN_DIR", default_value = ".stack")]
+    run_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    dir: RunDirArg,
+    /// Print shell `export` lines instead of JSON.
+    #[arg(long)]
+    env: bool,
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    #[command(flatten)]
+    dir: RunDirArg,
+    /// Checkout protocol of the order service.
+    #[arg(long, value_parser = parse_protocol)]
+    protocol: ProtocolKind,
+    /// Return once the stack is ready and leave it running (stop it with `down`).
+    #[arg(long)]
+    detach: bool,
+    /// Keep the databases of the previous run instead of starting empty.
+    #[arg(long)]
+    keep_data: bool,
+    /// Start only PostgreSQL, Kafka and Redis (for tests and development).
+    #[arg(long)]
+    infra_only: bool,
+    /// First port of the block used by databases, Kafka, Redis and services.
+    #[arg(long, env = "SAGA2PC_PORT_BASE", default_value_t = 18000)]
+    port_base: u16,
+    /// Port of the nginx gateway.
+    #[arg(long, env = "SAGA2PC_GATEWAY_PORT", default_value_t = 8000)]
+    gateway_port: u16,
+    /// Replicas of each service.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=50))]
+    replicas: u16,
+    /// Partitions of each Kafka topic.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..=256))]
+    partitions: i32,
+    /// Database connections per service replica.
+    #[arg(long, default_value_t = 16)]
+    db_pool_size: u32,
+    /// `max_connections` and `max_prepared_transactions` of each PostgreSQL cluster.
+    #[arg(long, default_value_t = 200)]
+    pg_max_connections: u32,
+    /// Directory of the service binaries (default: next to this executable).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Directory of the PostgreSQL server binaries (default: the newest installed).
+    #[arg(long, env = "SAGA2PC_PG_BIN")]
+    pg_bin: Option<PathBuf>,
+    /// Directory of the Kafka broker jars (default: where setup.sh puts them).
+    #[arg(long, env = "SAGA2PC_KAFKA_LIBS")]
+    kafka_libs: Option<PathBuf>,
+    /// Java heap of the Kafka broker, in MiB.
+    #[arg(long, default_value_t = 512)]
+    kafka_heap_mb: u32,
+}
+
+fn parse_protocol(raw: &str) -> Result<ProtocolKind, String> {
+    raw.parse().map_err(|err: protocol_core::UnknownProtocol| err.to_string())
+}
+
+/// Installs the harness's log output on stderr.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "harness=info,warn",
+        1 => "harness=debug,info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HARNESS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Runs the parsed command; the exit code says whether it succeeded.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Up(args) => up(args).await,
+        Command::Down(dir) => {
+            let run_dir = absolute(&dir.run_dir)?;
+            if stack::down(&run_dir, Duration::from_secs(120)).await? {
+                println!("stopped the stack in {}", run_dir.display());
+            } else {
+                println!("no stack running in {}", run_dir.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(args) => {
+            let run_dir = absolute(&args.dir.run_dir)?;
+            match stack::status(&run_dir)? {
+                Some(state) if args.env => print!("{}", state.env_lines()),
+                Some(state) => println!("{}", serde_json::to_string_pretty(&state)?),
+                None => {
+                    eprintln!("no stack running in {}", run_dir.display());
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
+}
+
+fn stack_config(args: &UpArgs) -> anyhow::Result<StackConfig> {
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("the harness executable has no directory")?
+            .to_path_buf(),
+    };
+    let pg_bin = match &args.pg_bin {
+        Some(dir) => dir.clone(),
+        None => stack::postgres::find_bin_dir().context("PostgreSQL not found (run harness/scripts/setup.sh)")?,
+    };
+    Ok(StackConfig {
+        protocol: args.protocol,
+        run_dir: absolute(&args.dir.run_dir)?,
+        port_base: args.port_base,
+        gateway_port: args.gateway_port,
+        replicas: args.replicas,
+        partitions: args.partitions,
+        db_pool_size: args.db_pool_size,
+        pg_max_connections: args.pg_max_connections,
+        keep_data: args.keep_data,
+        infra_only: args.infra_only,
+        bin_dir: absolute(&bin_dir)?,
+        pg_bin,
+        kafka_libs: args.kafka_libs.clone().unwrap_or_else(stack::kafka::default_libs_dir),
+        kafka_heap_mb: args.kafka_heap_mb,
+    })
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let config = stack_config(&args)?;
+    let needed = config.replicas as u32 * config.db_pool_size + 10;
+    if !config.infra_only && needed > config.pg_max_connections {
+        bail!(
+            "{} replicas x {} pooled connections exceed --pg-max-connections {}",
+            config.replicas,
+            config.db_pool_size,
+            config.pg_max_connections
+        );
+    }
+    stack::ensure_not_running(&config.run_dir)?;
+    if args.detach {
+        return detach(&config).await;
+    }
+    let mut stack = Stack::start(config.clone()).await?;
+    println!("{}", ready_line(&config));
+    stack.supervise(shutdown_signal()).await;
+    tracing::info!("stopping the stack");
+    stack.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ready_line(config: &StackConfig) -> String {
+    if config.infra_only {
+        format!("ready: infrastructure only (run dir {})", config.run_dir.display())
+    } else {
+        format!(
+            "ready: protocol {} at gateway {} (run dir {})",
+            config.protocol,
+            config.gateway_url(),
+            config.run_dir.display()
+        )
+    }
+}
+
+/// Re-runs `up` without `--detach` as a background supervisor in its own process
+/// group, and returns once it reports the stack ready.
+async fn detach(config: &StackConfig) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+
+    std::fs::create_dir_all(config.run_dir.join("logs"))?;
+    let log_path = config.run_dir.join("harness.log");
+    let log = std::fs::File::create(&log_path)?;
+    let args: Vec<_> = std::env::args_os().skip(1).filter(|a| a != "--detach").collect();
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("starting the background supervisor")?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Some(state) = StackState::read(&config.state_file()).ok().flatten()
+            && state.supervisor_pid == child.id()
+            && state.phase == "ready"
+        {
+            println!("{}", ready_line(config));
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            bail!("the stack failed to start ({status}); its log:\n{log}");
+        }
+        if Instant::now() >= deadline {
+            bail!("the stack did not become ready in time; see {}", log_path.display());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(sig) => sig,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("ctrl-c received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,7 @@
+//! The harness: brings up the local stack, and (as the comparison grows) loads,
+//! breaks and verifies both protocols and writes reports under `results/`.
+//!
+//! `main.rs` only parses the command line; each subcommand lives in [`cli`].
+
+pub mod cli;
+pub mod stack;

@@ -1,0 +1,202 @@
+//! What `harness up` starts and where: settings and the port layout.
+
+use std::path::PathBuf;
+
+use protocol_core::ProtocolKind;
+use serde::Serialize;
+
+/// The three services; each owns one PostgreSQL cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The order service (coordinator / orchestrator).
+    Order,
+    /// The stock service.
+    Stock,
+    /// The payment service.
+    Payment,
+}
+
+impl Role {
+    /// All roles, in start-up order (participants before the coordinator).
+    pub const ALL: [Role; 3] = [Role::Stock, Role::Payment, Role::Order];
+
+    /// Short name (`order`, `stock`, `payment`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Order => "order",
+            Role::Stock => "stock",
+            Role::Payment => "payment",
+        }
+    }
+
+    /// The service's executable name.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Role::Order => "order-service",
+            Role::Stock => "stock-service",
+            Role::Payment => "payment-service",
+        }
+    }
+
+    /// Name of the service's database inside its cluster.
+    pub fn database(self) -> &'static str {
+        match self {
+            Role::Order => "orders",
+            Role::Stock => "stock",
+            Role::Payment => "payment",
+        }
+    }
+
+    /// The public path prefix the gateway routes to this service.
+    pub fn route_prefix(self) -> &'static str {
+        match self {
+            Role::Order => "/orders/",
+            Role::Stock => "/stock/",
+            Role::Payment => "/payment/",
+        }
+    }
+
+    fn index(self) -> u16 {
+        match self {
+            Role::Order => 1,
+            Role::Stock => 2,
+            Role::Payment => 3,
+        }
+    }
+}
+
+/// Everything `harness up` needs to know.
+#[derive(Debug, Clone, Serialize)]
+pub struct StackConfig {
+    /// Protocol the order service runs.
+    pub protocol: ProtocolKind,
+    /// Directory holding every component's data and logs, and `stack.json`.
+    pub run_dir: PathBuf,
+    /// First port of the block the stack uses (see the `*_port` methods).
+    pub port_base: u16,
+    /// Port of the nginx gateway.
+    pub gateway_port: u16,
+    /// Replicas of each service.
+    pub replicas: u16,
+    /// Partitions of each Kafka topic.
+    pub partitions: i32,
+    /// Database connections per service replica.
+    pub db_pool_size: u32,
+    /// `max_connections` (and `max_prepared_transactions`) of each PostgreSQL cluster.
+    pub pg_max_connections: u32,
+    /// Keep the databases of a previous run instead of starting empty.
+    pub keep_data: bool,
+    /// Start only PostgreSQL, Kafka and Redis (no services, no gateway).
+    pub infra_only: bool,
+    /// Directory holding the service binaries.
+    pub bin_dir: PathBuf,
+    /// Directory holding the PostgreSQL server binaries.
+    pub pg_bin: PathBuf,
+    /// Directory holding the Kafka broker jars.
+    pub kafka_libs: PathBuf,
+    /// Java heap of the Kafka broker, in MiB.
+    pub kafka_heap_mb: u32,
+}
+
+impl StackConfig {
+    /// Port of the PostgreSQL cluster of `role`.
+    pub fn pg_port(&self, role: Role) -> u16 {
+        self.port_base + role.index()
+    }
+
+    /// Port of the Kafka broker's client listener.
+    pub fn kafka_port(&self) -> u16 {
+        self.port_base + 10
+    }
+
+    /// Port of the Kafka KRaft controller listener.
+    pub fn kafka_controller_port(&self) -> u16 {
+        self.port_base + 11
+    }
+
+    /// Port of Redis.
+    pub fn redis_port(&self) -> u16 {
+        self.port_base + 20
+    }
+
+    /// Port of replica `replica` (0-based) of `role`.
+    pub fn service_port(&self, role: Role, replica: u16) -> u16 {
+        self.port_base + 100 * role.index() + replica
+    }
+
+    /// Admin URL of the cluster of `role` (the `postgres` database).
+    pub fn pg_admin_url(&self, role: Role) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.pg_port(role))
+    }
+
+    /// URL of the service database of `role`.
+    pub fn database_url(&self, role: Role) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{}", self.pg_port(role), role.database())
+    }
+
+    /// `host:port` of the Kafka broker.
+    pub fn kafka_bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.kafka_port())
+    }
+
+    /// URL of Redis.
+    pub fn redis_url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.redis_port())
+    }
+
+    /// Base URL of replica `replica` of `role`.
+    pub fn service_url(&self, role: Role, replica: u16) -> String {
+        format!("http://127.0.0.1:{}", self.service_port(role, replica))
+    }
+
+    /// Base URL of the gateway.
+    pub fn gateway_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.gateway_port)
+    }
+
+    /// Path of the state file that `status` and `down` read.
+    pub fn state_file(&self) -> PathBuf {
+        self.run_dir.join("stack.json")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> StackConfig {
+        StackConfig {
+            protocol: ProtocolKind::TwoPc,
+            run_dir: PathBuf::from("/tmp/x"),
+            port_base: 18000,
+            gateway_port: 8000,
+            replicas: 3,
+            partitions: 4,
+            db_pool_size: 8,
+            pg_max_connections: 100,
+            keep_data: false,
+            infra_only: false,
+            bin_dir: PathBuf::from("/bin"),
+            pg_bin: PathBuf::from("/bin"),
+            kafka_libs: PathBuf::from("/libs"),
+            kafka_heap_mb: 512,
+        }
+    }
+
+    #[test]
+    fn ports_do_not_collide() {
+        let c = config();
+        let mut ports = vec![c.gateway_port, c.kafka_port(), c.kafka_controller_port(), c.redis_port()];
+        for role in Role::ALL {
+            ports.push(c.pg_port(role));
+            for r in 0..c.replicas {
+                ports.push(c.service_port(role, r));
+            }
+        }
+        let n = ports.len();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), n);
+    }
+}

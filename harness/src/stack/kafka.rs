@@ -1,0 +1,232 @@
+//! The Apache Kafka broker: the official jars (resolved from Maven Central by
+//! `harness/scripts/setup.sh`) run on the machine's Java in KRaft mode, one node
+//! acting as both broker and controller.
+//!
+//! First start: write `server.properties`, format the log directory with Kafka's
+//! own `kafka.tools.StorageTool`, then run `kafka.Kafka`. Ready means the
+//! protocol topics exist, created through the admin API with the configured
+//! partition count.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use nix::sys::signal::Signal;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::config::StackConfig;
+use super::process::Spec;
+
+/// The Kafka release `harness/kafka/pom.xml` resolves.
+pub const KAFKA_VERSION: &str = "4.1.1";
+
+/// Topics the SAGA protocol exchanges commands and replies on.
+pub const SAGA_TOPICS: [&str; 3] = ["saga-stock-commands", "saga-payment-commands", "saga-replies"];
+
+/// Where `setup.sh` puts the broker jars: `$SAGA2PC_CACHE` or `~/.cache/saga2pc`,
+/// then `kafka/<version>/libs`.
+pub fn default_libs_dir() -> PathBuf {
+    let cache = std::env::var_os("SAGA2PC_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+        home.join(".cache").join("saga2pc")
+    });
+    cache.join("kafka").join(KAFKA_VERSION).join("libs")
+}
+
+fn kafka_dir(config: &StackConfig) -> PathBuf {
+    config.run_dir.join("kafka")
+}
+
+fn classpath(config: &StackConfig) -> String {
+    format!("{}/*", config.kafka_libs.display())
+}
+
+/// The broker's `server.properties`.
+pub fn server_properties(config: &StackConfig, log_dir: &Path) -> String {
+    let port = config.kafka_port();
+    let controller = config.kafka_controller_port();
+    format!(
+        "process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={log_dir}
+num.partitions={partitions}
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions={partitions}
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+",
+        log_dir = log_dir.display(),
+        partitions = config.partitions,
+    )
+}
+
+const LOG4J2: &str = "status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.out.ref = OUT
+logger.kafka.name = kafka.server.KafkaRaftServer
+logger.kafka.level = INFO
+";
+
+/// Writes the configuration and formats storage on first use.
+pub fn prepare(config: &StackConfig) -> anyhow::Result<()> {
+    if !config.kafka_libs.join(".complete").is_file() {
+        bail!(
+            "Kafka jars not found in {} (run harness/scripts/setup.sh)",
+            config.kafka_libs.display()
+        );
+    }
+    let dir = kafka_dir(config);
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data)?;
+    let props = dir.join("server.properties");
+    std::fs::write(&props, server_properties(config, &data))?;
+    std::fs::write(dir.join("log4j2.properties"), LOG4J2)?;
+    if data.join("meta.properties").is_file() {
+        return Ok(());
+    }
+    let cluster_id = random_cluster_id();
+    let out = Command::new(java()?)
+        .arg(format!("-Dlog4j2.configurationFile={}", dir.join("log4j2.properties").display()))
+        .args(["-cp", &classpath(config), "kafka.tools.StorageTool", "format", "-t", &cluster_id, "-c"])
+        .arg(&props)
+        .output()
+        .context("running Kafka's storage tool")?;
+    if !out.status.success() {
+        bail!(
+            "formatting Kafka storage failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// A KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
+fn random_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes: [u8; 16] = rand::random();
+    let mut bits = 0u32;
+    let mut nbits = 0;
+    let mut out = String::with_capacity(22);
+    for b in bytes {
+        bits = (bits << 8) | u32::from(b);
+        nbits += 8;
+        while nbits >= 6 {
+            nbits -= 6;
+            out.push(char::from(ALPHABET[((bits >> nbits) & 63) as usize]));
+        }
+    }
+    if nbits > 0 {
+        out.push(char::from(ALPHABET[((bits << (6 - nbits)) & 63) as usize]));
+    }
+    out
+}
+
+fn java() -> anyhow::Result<PathBuf> {
+    if let Some(home) = std::env::var_os("JAVA_HOME") {
+        let java = PathBuf::from(home).join("bin").join("java");
+        if java.is_file() {
+            return Ok(java);
+        }
+    }
+    super::process::find_program("java", &[]).context("java not found (run harness/scripts/setup.sh)")
+}
+
+/// How to run the broker.
+pub fn spec(config: &StackConfig) -> anyhow::Result<Spec> {
+    let dir = kafka_dir(config);
+    let heap = format!("{}m", config.kafka_heap_mb);
+    Ok(Spec {
+        name: "kafka".to_owned(),
+        program: java()?,
+        args: vec![
+            format!("-Xms{heap}"),
+            format!("-Xmx{heap}"),
+            "-XX:+UseG1GC".to_owned(),
+            "-XX:MaxGCPauseMillis=20".to_owned(),
+            "-Djava.awt.headless=true".to_owned(),
+            format!("-Dlog4j2.configurationFile={}", dir.join("log4j2.properties").display()),
+            "-cp".to_owned(),
+            classpath(config),
+            "kafka.Kafka".to_owned(),
+            dir.join("server.properties").display().to_string(),
+        ],
+        env: Vec::new(),
+        cwd: Some(dir),
+        user: None,
+        log: config.run_dir.join("logs").join("kafka.log"),
+        stop_signal: Signal::SIGTERM,
+        stop_timeout: Duration::from_secs(30),
+    })
+}
+
+/// Waits for the broker and creates the protocol topics (existing ones are kept).
+pub async fn wait_and_create_topics(config: &StackConfig, timeout: Duration) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", config.kafka_bootstrap())
+        .set("log_level", "3")
+        .create()
+        .context("creating Kafka admin client")?;
+    let topics: Vec<NewTopic<'_>> = SAGA_TOPICS
+        .iter()
+        .map(|name| NewTopic::new(name, config.partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let deadline = Instant::now() + timeout;
+    loop {
+        let outcome = admin.create_topics(&topics, &options).await;
+        let pending = match outcome {
+            Ok(results) => results
+                .into_iter()
+                .filter_map(|r| match r {
+                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => None,
+                    Err((topic, code)) => Some(format!("{topic}: {code}")),
+                })
+                .collect::<Vec<_>>(),
+            Err(err) => vec![err.to_string()],
+        };
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("Kafka topics not created in time: {}", pending.join(", "));
+        }
+        tracing::trace!(?pending, "Kafka not ready yet");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_matches_the_pom() {
+        let pom = include_str!("../../kafka/pom.xml");
+        assert!(pom.contains(&format!("<kafka.version>{KAFKA_VERSION}</kafka.version>")));
+    }
+
+    #[test]
+    fn cluster_ids_are_22_url_safe_chars() {
+        let id = random_cluster_id();
+        assert_eq!(id.len(), 22);
+        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_ne!(id, random_cluster_id());
+    }
+}

@@ -1,0 +1,140 @@
+//! The nginx gateway: one public port, routing `/orders/`, `/stock/` and
+//! `/payment/` round-robin over the replicas of each service (as the course's
+//! gateway does). Internal endpoints of the services are not routed.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::Context;
+use nix::sys::signal::Signal;
+
+use super::config::{Role, StackConfig};
+use super::process::{Spec, find_program};
+
+/// Path answered by nginx itself, used to tell that the gateway is up.
+pub const HEALTH_PATH: &str = "/gateway/health";
+
+/// Renders `nginx.conf` for the stack.
+pub fn render_conf(config: &StackConfig) -> String {
+    let dir = config.run_dir.join("nginx");
+    let dir = dir.display();
+    let mut upstreams = String::new();
+    let mut locations = String::new();
+    for role in Role::ALL {
+        let name = role.name();
+        let _ = writeln!(upstreams, "    upstream {name} {{");
+        for replica in 0..config.replicas {
+            let _ = writeln!(upstreams, "        server 127.0.0.1:{} max_fails=0;", config.service_port(role, replica));
+        }
+        let _ = writeln!(upstreams, "        keepalive 64;\n    }}");
+        let _ = writeln!(
+            locations,
+            "        location {prefix} {{\n            proxy_pass http://{name};\n        }}",
+            prefix = role.route_prefix()
+        );
+    }
+    format!(
+        "daemon off;
+worker_processes 2;
+pid {dir}/nginx.pid;
+error_log stderr warn;
+
+events {{
+    worker_connections 8192;
+}}
+
+http {{
+    access_log off;
+    client_body_temp_path {dir}/tmp/body;
+    proxy_temp_path {dir}/tmp/proxy;
+    fastcgi_temp_path {dir}/tmp/fastcgi;
+    uwsgi_temp_path {dir}/tmp/uwsgi;
+    scgi_temp_path {dir}/tmp/scgi;
+    client_max_body_size 4k;
+    keepalive_requests 100000;
+
+{upstreams}
+    server {{
+        listen 127.0.0.1:{port} reuseport backlog=4096;
+        proxy_http_version 1.1;
+        proxy_set_header Connection \"\";
+        proxy_read_timeout 120s;
+        proxy_next_upstream error;
+        location = {HEALTH_PATH} {{
+            return 200 '{{\"status\":\"ok\"}}';
+        }}
+{locations}        location / {{
+            return 404 '{{\"error\":\"no such endpoint\"}}';
+        }}
+    }}
+}}
+",
+        port = config.gateway_port,
+    )
+}
+
+/// Writes the configuration and returns how to run nginx.
+pub fn spec(config: &StackConfig) -> anyhow::Result<Spec> {
+    let dir = config.run_dir.join("nginx");
+    std::fs::create_dir_all(dir.join("tmp"))?;
+    let conf = dir.join("nginx.conf");
+    std::fs::write(&conf, render_conf(config))?;
+    let program = find_program("nginx", &["/usr/sbin", "/usr/bin"])
+        .context("nginx not found (run harness/scripts/setup.sh)")?;
+    Ok(Spec {
+        name: "gateway".to_owned(),
+        program,
+        args: vec!["-p".to_owned(), format!("{}/", dir.display()), "-c".to_owned(), conf.display().to_string()],
+        env: Vec::new(),
+        cwd: None,
+        user: None,
+        log: config.run_dir.join("logs").join("gateway.log"),
+        // SIGQUIT lets workers finish in-flight requests.
+        stop_signal: Signal::SIGQUIT,
+        stop_timeout: Duration::from_secs(10),
+    })
+}
+
+/// Waits until the gateway answers its own health path.
+pub async fn wait_ready(config: &StackConfig, timeout: Duration) -> anyhow::Result<()> {
+    let url = format!("{}{HEALTH_PATH}", config.gateway_url());
+    super::services::wait_http_ok(&url, timeout).await.context("gateway did not start")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use protocol_core::ProtocolKind;
+
+    use super::*;
+
+    #[test]
+    fn routes_each_prefix_to_every_replica() {
+        let config = StackConfig {
+            protocol: ProtocolKind::TwoPc,
+            run_dir: PathBuf::from("/run"),
+            port_base: 20000,
+            gateway_port: 8000,
+            replicas: 2,
+            partitions: 1,
+            db_pool_size: 1,
+            pg_max_connections: 10,
+            keep_data: false,
+            infra_only: false,
+            bin_dir: PathBuf::new(),
+            pg_bin: PathBuf::new(),
+            kafka_libs: PathBuf::new(),
+            kafka_heap_mb: 256,
+        };
+        let conf = render_conf(&config);
+        assert!(conf.contains("listen 127.0.0.1:8000"));
+        for role in Role::ALL {
+            assert!(conf.contains(&format!("location {} {{\n            proxy_pass http://{};", role.route_prefix(), role.name())));
+            for r in 0..2 {
+                assert!(conf.contains(&format!("server 127.0.0.1:{};", config.service_port(role, r)).replace(";", " max_fails=0;")));
+            }
+        }
+        assert!(!conf.contains("/internal"));
+    }
+}

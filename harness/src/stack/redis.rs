@@ -1,0 +1,57 @@
+//! Redis: the price cache and the checkout-completion notifications. Nothing in
+//! it is a source of truth, so persistence is off.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nix::sys::signal::Signal;
+
+use super::config::StackConfig;
+use super::process::{Spec, find_program};
+
+/// How to run Redis.
+pub fn spec(config: &StackConfig) -> anyhow::Result<Spec> {
+    let dir = config.run_dir.join("redis");
+    std::fs::create_dir_all(&dir)?;
+    let program = find_program("redis-server", &["/usr/bin", "/usr/sbin"])
+        .context("redis-server not found (run harness/scripts/setup.sh)")?;
+    let args = [
+        "--bind", "127.0.0.1",
+        "--port", &config.redis_port().to_string(),
+        "--save", "",
+        "--appendonly", "no",
+        "--daemonize", "no",
+        "--dir", &dir.display().to_string(),
+        "--maxclients", "10000",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    Ok(Spec {
+        name: "redis".to_owned(),
+        program,
+        args,
+        env: Vec::new(),
+        cwd: None,
+        user: None,
+        log: config.run_dir.join("logs").join("redis.log"),
+        stop_signal: Signal::SIGTERM,
+        stop_timeout: Duration::from_secs(10),
+    })
+}
+
+/// Waits until Redis answers `PING`.
+pub async fn wait_ready(config: &StackConfig, timeout: Duration) -> anyhow::Result<()> {
+    let client = redis::Client::open(config.redis_url())?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let attempt = async {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        };
+        match attempt.await {
+            Ok(_) => return Ok(()),
+            Err(err) if Instant::now() >= deadline => return Err(err).context("redis did not start"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}

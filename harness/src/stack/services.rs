@@ -1,0 +1,65 @@
+//! The service replicas: command lines, and readiness through `GET /health`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use nix::sys::signal::Signal;
+
+use super::config::{Role, StackConfig};
+use super::process::Spec;
+
+/// How to run replica `replica` (0-based) of `role`.
+pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Spec> {
+    let program = config.bin_dir.join(role.binary());
+    if !program.is_file() {
+        bail!("{} not found (build it: cargo build --release --workspace)", program.display());
+    }
+    let name = format!("{}#{replica}", role.name());
+    let mut args = vec![
+        format!("--listen=127.0.0.1:{}", config.service_port(role, replica)),
+        format!("--database-url={}", config.database_url(role)),
+        format!("--db-pool-size={}", config.db_pool_size),
+        format!("--redis-url={}", config.redis_url()),
+        format!("--instance={name}"),
+        "--log-json".to_owned(),
+    ];
+    if role == Role::Order {
+        let urls = |r: Role| (0..config.replicas).map(|i| config.service_url(r, i)).collect::<Vec<_>>().join(",");
+        args.push(format!("--protocol={}", config.protocol));
+        args.push(format!("--stock-urls={}", urls(Role::Stock)));
+        args.push(format!("--payment-urls={}", urls(Role::Payment)));
+    }
+    Ok(Spec {
+        name: name.clone(),
+        program,
+        args,
+        env: vec![("RUST_LOG".to_owned(), std::env::var("SAGA2PC_SERVICE_LOG").unwrap_or_else(|_| "info".to_owned()))],
+        cwd: None,
+        user: None,
+        log: config.run_dir.join("logs").join(format!("{}-{replica}.log", role.name())),
+        stop_signal: Signal::SIGTERM,
+        stop_timeout: Duration::from_secs(15),
+    })
+}
+
+/// Polls `url` until it answers 2xx.
+pub async fn wait_http_ok(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match client.get(url).send().await {
+            Ok(resp) if resp.status().is_success() => return Ok(()),
+            Ok(resp) => format!("status {}", resp.status()),
+            Err(err) => err.to_string(),
+        };
+        if Instant::now() >= deadline {
+            bail!("{url} not ready: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// [`wait_http_ok`] for an owned URL, so many can be awaited together.
+pub async fn wait_http_ok_owned(url: String, timeout: Duration) -> anyhow::Result<()> {
+    wait_http_ok(&url, timeout).await
+}

@@ -1,0 +1,218 @@
+//! Starting, supervising and stopping the whole local stack.
+//!
+//! ```text
+//!   start:  initdb x3 + Kafka format ─► postgres x3, redis, kafka ─► databases, topics
+//!           ─► service replicas (health) ─► nginx gateway ─► stack.json "ready"
+//!   run:    every 250 ms: a service replica that exited is restarted (logged, counted)
+//!   stop:   gateway ─► services ─► kafka, redis ─► postgres   (reverse dependency order)
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+
+use super::config::{Role, StackConfig};
+use super::process::{Proc, Spec};
+use super::state::{ComponentState, StackState};
+use super::{kafka, nginx, postgres, redis, services};
+
+const INFRA_TIMEOUT: Duration = Duration::from_secs(90);
+const SERVICE_TIMEOUT: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(250);
+
+/// A supervised process and what the supervisor knows about it.
+#[derive(Debug)]
+struct Member {
+    proc: Proc,
+    url: String,
+    restarts: u32,
+    /// Restarted by the supervisor when it exits (services); infrastructure is
+    /// left to the fault schedule that killed it.
+    restart: bool,
+    reported_dead: bool,
+}
+
+/// A running stack.
+#[derive(Debug)]
+pub struct Stack {
+    config: StackConfig,
+    /// In start order; stopped in reverse.
+    members: Vec<Member>,
+    started_at: u64,
+}
+
+impl Stack {
+    /// Starts every component and waits until each answers. On failure, whatever
+    /// was started is stopped again.
+    pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
+        let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let mut stack = Stack { config, members: Vec::new(), started_at };
+        match stack.start_all().await {
+            Ok(()) => {
+                stack.write_state("ready")?;
+                Ok(stack)
+            }
+            Err(err) => {
+                stack.stop().await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn start_all(&mut self) -> anyhow::Result<()> {
+        let config = self.config.clone();
+        prepare_run_dir(&config)?;
+        self.write_state("starting")?;
+
+        // initdb and Kafka's storage format are slow, blocking and independent.
+        let mut prep = Vec::new();
+        for role in Role::ALL {
+            let c = config.clone();
+            prep.push(tokio::task::spawn_blocking(move || postgres::init_cluster(&c, role)));
+        }
+        let c = config.clone();
+        prep.push(tokio::task::spawn_blocking(move || kafka::prepare(&c)));
+        for task in prep {
+            task.await.context("preparation task panicked")??;
+        }
+
+        for role in Role::ALL {
+            self.spawn(postgres::spec(&config, role)?, config.database_url(role), false)?;
+        }
+        self.spawn(redis::spec(&config)?, config.redis_url(), false)?;
+        self.spawn(kafka::spec(&config)?, config.kafka_bootstrap(), false)?;
+        self.write_state("starting")?;
+
+        let databases = Role::ALL.map(|role| postgres::wait_and_create_database(&config, role, INFRA_TIMEOUT));
+        tokio::try_join!(
+            futures::future::try_join_all(databases),
+            redis::wait_ready(&config, INFRA_TIMEOUT),
+            kafka::wait_and_create_topics(&config, INFRA_TIMEOUT),
+        )?;
+        tracing::info!("infrastructure ready");
+        if config.infra_only {
+            return Ok(());
+        }
+
+        // Participants first, so the order service finds them.
+        for role in Role::ALL {
+            for replica in 0..config.replicas {
+                self.spawn(services::spec(&config, role, replica)?, config.service_url(role, replica), true)?;
+            }
+        }
+        self.write_state("starting")?;
+        let health: Vec<_> = self
+            .members
+            .iter()
+            .filter(|m| m.restart)
+            .map(|m| services::wait_http_ok_owned(format!("{}/health", m.url), SERVICE_TIMEOUT))
+            .collect();
+        futures::future::try_join_all(health).await?;
+        tracing::info!("services ready");
+
+        self.spawn(nginx::spec(&config)?, config.gateway_url(), false)?;
+        nginx::wait_ready(&config, SERVICE_TIMEOUT).await?;
+        Ok(())
+    }
+
+    fn spawn(&mut self, spec: Spec, url: String, restart: bool) -> anyhow::Result<()> {
+        let proc = spec.spawn()?;
+        tracing::info!(name = %proc.spec.name, pid = proc.pid(), "started");
+        self.members.push(Member { proc, url, restarts: 0, restart, reported_dead: false });
+        Ok(())
+    }
+
+    /// Watches the processes until `shutdown` completes: service replicas that
+    /// die are restarted, dead infrastructure is reported once.
+    pub async fn supervise(&mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(POLL) => {}
+            }
+            let mut changed = false;
+            for member in &mut self.members {
+                let Some(status) = member.proc.exited() else { continue };
+                let name = member.proc.spec.name.clone();
+                if member.restart {
+                    member.restarts += 1;
+                    tracing::warn!(%name, %status, restarts = member.restarts, "service exited; restarting");
+                    match member.proc.spec.spawn() {
+                        Ok(proc) => {
+                            tracing::info!(%name, pid = proc.pid(), "restarted");
+                            member.proc = proc;
+                        }
+                        Err(err) => tracing::error!(%name, error = %err, "restart failed; will retry"),
+                    }
+                    changed = true;
+                } else if !member.reported_dead {
+                    tracing::error!(%name, %status, "infrastructure process exited");
+                    member.reported_dead = true;
+                }
+            }
+            if changed && let Err(err) = self.write_state("ready") {
+                tracing::error!(error = %err, "cannot update stack.json");
+            }
+        }
+    }
+
+    /// Stops every process in reverse start order and removes `stack.json`.
+    pub async fn stop(&mut self) {
+        let _ = self.write_state("stopping");
+        while let Some(mut member) = self.members.pop() {
+            let status = member.proc.stop().await;
+            tracing::info!(name = %member.proc.spec.name, ?status, "stopped");
+        }
+        let _ = std::fs::remove_file(self.config.state_file());
+    }
+
+    /// The state as `stack.json` shows it.
+    pub fn state(&self, phase: &str) -> StackState {
+        let c = &self.config;
+        StackState {
+            phase: phase.to_owned(),
+            protocol: c.protocol.to_string(),
+            supervisor_pid: std::process::id(),
+            started_at: self.started_at,
+            run_dir: c.run_dir.display().to_string(),
+            gateway: (!c.infra_only).then(|| c.gateway_url()),
+            databases: Role::ALL.iter().map(|r| (r.name().to_owned(), c.database_url(*r))).collect::<BTreeMap<_, _>>(),
+            kafka_bootstrap: c.kafka_bootstrap(),
+            redis_url: c.redis_url(),
+            components: self
+                .members
+                .iter()
+                .map(|m| ComponentState {
+                    name: m.proc.spec.name.clone(),
+                    url: m.url.clone(),
+                    pid: m.proc.pid(),
+                    program: m.proc.spec.program.display().to_string(),
+                    restarts: m.restarts,
+                    log: m.proc.spec.log.display().to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    fn write_state(&self, phase: &str) -> anyhow::Result<()> {
+        self.state(phase).write(&self.config.state_file())
+    }
+}
+
+/// Creates the run directory; without `--keep-data`, first removes the data and
+/// logs of a previous run (only the sub-directories the stack owns).
+fn prepare_run_dir(config: &StackConfig) -> anyhow::Result<()> {
+    if !config.keep_data {
+        for sub in ["postgres", "kafka", "redis", "nginx", "logs"] {
+            let path = config.run_dir.join(sub);
+            if path.exists() {
+                std::fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
+    }
+    std::fs::create_dir_all(config.run_dir.join("logs"))
+        .with_context(|| format!("creating {}", config.run_dir.display()))?;
+    Ok(())
+}
