@@ -45,6 +45,7 @@ events {{
 
 http {{
     access_log off;
+    default_type application/json;
     client_body_temp_path {dir}/tmp/body;
     proxy_temp_path {dir}/tmp/proxy;
     fastcgi_temp_path {dir}/tmp/fastcgi;
@@ -60,6 +61,10 @@ http {{
         proxy_set_header Connection \"\";
         proxy_read_timeout 120s;
         proxy_next_upstream error;
+        error_page 413 = @too_large;
+        location @too_large {{
+            return 413 '{{\"error\":\"request body too large\"}}';
+        }}
         location = {HEALTH_PATH} {{
             return 200 '{{\"status\":\"ok\"}}';
         }}

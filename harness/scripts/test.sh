@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run). On a fresh machine it installs
+# what is missing, builds, starts real PostgreSQL, Kafka and Redis, runs every
+# test of the workspace against them, and checks formatting, lints and docs.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+
+bash harness/scripts/setup.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== build"
+cargo build --workspace --bins --quiet
+
+# Infrastructure for the services' integration tests; each test makes its own
+# database on it. Ports and the run directory stay clear of a developer's stack.
+run_dir="$root/target/test-stack"
+harness="$root/target/debug/harness"
+"$harness" down --run-dir "$run_dir" >/dev/null
+trap '"$harness" down --run-dir "$run_dir" >/dev/null || true' EXIT
+"$harness" up --protocol 2pc --infra-only --detach --run-dir "$run_dir" --port-base 28000 --partitions 2
+eval "$("$harness" status --env --run-dir "$run_dir")"
+export SAGA2PC_TEST_PG_URL="$SAGA2PC_ORDER_DATABASE_URL"
+export SAGA2PC_TEST_REDIS_URL="$SAGA2PC_REDIS_URL"
+export SAGA2PC_TEST_KAFKA_BOOTSTRAP="$SAGA2PC_KAFKA_BOOTSTRAP"
+
+echo "== cargo test"
+cargo test --workspace -- "$@"
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet

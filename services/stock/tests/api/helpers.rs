@@ -1,0 +1,32 @@
+use service_testkit::{TestServer, fresh_database, redis_url};
+use stock_service::Config;
+use clap::Parser;
+
+/// A stock service on port 0 with a database of its own.
+pub async fn spawn_stock() -> TestServer {
+    let db = fresh_database("stock").await;
+    let config = Config::parse_from([
+        "stock-service",
+        "--database-url",
+        &db,
+        "--redis-url",
+        &redis_url(),
+        "--db-pool-size",
+        "16",
+        "--max-batch",
+        "1000",
+    ]);
+    TestServer::spawn(stock_service::build(config).await.expect("stock service starts"))
+}
+
+/// Creates an item with `stock` units at `price`, returning its id.
+pub async fn item_with(app: &TestServer, price: i64, stock: i64) -> String {
+    let (status, body) = app.post(&format!("/stock/item/create/{price}")).await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["item_id"].as_str().expect("item_id").to_owned();
+    if stock > 0 {
+        let (status, body) = app.post(&format!("/stock/add/{id}/{stock}")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    id
+}
