@@ -32,7 +32,9 @@ use nix::sys::signal::Signal;
 /// supervisor died without stopping its children.
 pub fn ensure_not_running(run_dir: &Path) -> anyhow::Result<()> {
     let path = run_dir.join("stack.json");
-    let Some(state) = StackState::read(&path)? else { return Ok(()) };
+    let Some(state) = StackState::read(&path)? else {
+        return Ok(());
+    };
     if state.supervisor_alive() {
         bail!(
             "a stack is already running in {} (harness pid {}, protocol {}, gateway {}); run `harness down` first",
@@ -63,7 +65,9 @@ fn kill_leftovers(state: &StackState) {
 /// Stops the stack running in `run_dir`. Returns `false` if there was none.
 pub async fn down(run_dir: &Path, timeout: Duration) -> anyhow::Result<bool> {
     let path = run_dir.join("stack.json");
-    let Some(state) = StackState::read(&path)? else { return Ok(false) };
+    let Some(state) = StackState::read(&path)? else {
+        return Ok(false);
+    };
     if !state.supervisor_alive() {
         kill_leftovers(&state);
         let _ = std::fs::remove_file(&path);
@@ -73,7 +77,10 @@ pub async fn down(run_dir: &Path, timeout: Duration) -> anyhow::Result<bool> {
     let deadline = Instant::now() + timeout;
     while process::alive(state.supervisor_pid) {
         if Instant::now() >= deadline {
-            bail!("the stack supervisor (pid {}) did not stop within {timeout:?}", state.supervisor_pid);
+            bail!(
+                "the stack supervisor (pid {}) did not stop within {timeout:?}",
+                state.supervisor_pid
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -24,7 +24,11 @@ pub fn render_conf(config: &StackConfig) -> String {
         let name = role.name();
         let _ = writeln!(upstreams, "    upstream {name} {{");
         for replica in 0..config.replicas {
-            let _ = writeln!(upstreams, "        server 127.0.0.1:{} max_fails=0;", config.service_port(role, replica));
+            let _ = writeln!(
+                upstreams,
+                "        server 127.0.0.1:{} max_fails=0;",
+                config.service_port(role, replica)
+            );
         }
         let _ = writeln!(upstreams, "        keepalive 64;\n    }}");
         let _ = writeln!(
@@ -89,7 +93,12 @@ pub fn spec(config: &StackConfig) -> anyhow::Result<Spec> {
     Ok(Spec {
         name: "gateway".to_owned(),
         program,
-        args: vec!["-p".to_owned(), format!("{}/", dir.display()), "-c".to_owned(), conf.display().to_string()],
+        args: vec![
+            "-p".to_owned(),
+            format!("{}/", dir.display()),
+            "-c".to_owned(),
+            conf.display().to_string(),
+        ],
         env: Vec::new(),
         cwd: None,
         user: None,
@@ -103,7 +112,9 @@ pub fn spec(config: &StackConfig) -> anyhow::Result<Spec> {
 /// Waits until the gateway answers its own health path.
 pub async fn wait_ready(config: &StackConfig, timeout: Duration) -> anyhow::Result<()> {
     let url = format!("{}{HEALTH_PATH}", config.gateway_url());
-    super::services::wait_http_ok(&url, timeout).await.context("gateway did not start")
+    super::services::wait_http_ok(&url, timeout)
+        .await
+        .context("gateway did not start")
 }
 
 #[cfg(test)]
@@ -135,9 +146,18 @@ mod tests {
         let conf = render_conf(&config);
         assert!(conf.contains("listen 127.0.0.1:8000"));
         for role in Role::ALL {
-            assert!(conf.contains(&format!("location {} {{\n            proxy_pass http://{};", role.route_prefix(), role.name())));
+            assert!(conf.contains(&format!(
+                "location {} {{\n            proxy_pass http://{};",
+                role.route_prefix(),
+                role.name()
+            )));
             for r in 0..2 {
-                assert!(conf.contains(&format!("server 127.0.0.1:{};", config.service_port(role, r)).replace(";", " max_fails=0;")));
+                assert!(
+                    conf.contains(
+                        &format!("server 127.0.0.1:{};", config.service_port(role, r))
+                            .replace(";", " max_fails=0;")
+                    )
+                );
             }
         }
         assert!(!conf.contains("/internal"));

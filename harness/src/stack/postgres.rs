@@ -33,10 +33,9 @@ pub fn find_bin_dir() -> Option<PathBuf> {
         })
         .collect();
     versions.sort();
-    versions
-        .pop()
-        .map(|(_, bin)| bin)
-        .or_else(|| super::process::find_program("initdb", &[]).and_then(|p| p.parent().map(Path::to_path_buf)))
+    versions.pop().map(|(_, bin)| bin).or_else(|| {
+        super::process::find_program("initdb", &[]).and_then(|p| p.parent().map(Path::to_path_buf))
+    })
 }
 
 /// The (uid, gid) to run PostgreSQL as: `postgres` when the harness is root.
@@ -68,7 +67,15 @@ pub fn init_cluster(config: &StackConfig, role: Role) -> anyhow::Result<()> {
     let mut cmd = Command::new(config.pg_bin.join("initdb"));
     cmd.arg("-D")
         .arg(&dir)
-        .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-instructions"])
+        .args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-instructions",
+        ])
         // initdb's own fsyncs only protect the template files; the server keeps
         // full durability once it runs.
         .arg("--no-sync");
@@ -76,7 +83,9 @@ pub fn init_cluster(config: &StackConfig, role: Role) -> anyhow::Result<()> {
         use std::os::unix::process::CommandExt;
         cmd.uid(uid).gid(gid);
     }
-    let out = cmd.output().with_context(|| format!("running initdb for {}", role.name()))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("running initdb for {}", role.name()))?;
     if !out.status.success() {
         bail!(
             "initdb for {} failed: {}{}",
@@ -103,7 +112,10 @@ pub fn spec(config: &StackConfig, role: Role) -> anyhow::Result<Spec> {
         ("log_min_messages", "warning"),
         ("log_line_prefix", "%m [%p] "),
     ];
-    let mut args = vec!["-D".to_owned(), data_dir(config, role).display().to_string()];
+    let mut args = vec![
+        "-D".to_owned(),
+        data_dir(config, role).display().to_string(),
+    ];
     args.extend(["-p".to_owned(), config.pg_port(role).to_string()]);
     for (key, value) in settings {
         args.extend(["-c".to_owned(), format!("{key}={value}")]);
@@ -115,7 +127,10 @@ pub fn spec(config: &StackConfig, role: Role) -> anyhow::Result<Spec> {
         env: Vec::new(),
         cwd: None,
         user: server_user()?,
-        log: config.run_dir.join("logs").join(format!("postgres-{}.log", role.name())),
+        log: config
+            .run_dir
+            .join("logs")
+            .join(format!("postgres-{}.log", role.name())),
         // SIGINT is PostgreSQL's "fast" shutdown: abort sessions, checkpoint, exit.
         stop_signal: Signal::SIGINT,
         stop_timeout: Duration::from_secs(30),
@@ -124,7 +139,11 @@ pub fn spec(config: &StackConfig, role: Role) -> anyhow::Result<Spec> {
 
 /// Waits until the cluster accepts connections, then creates the service
 /// database if it does not exist.
-pub async fn wait_and_create_database(config: &StackConfig, role: Role, timeout: Duration) -> anyhow::Result<()> {
+pub async fn wait_and_create_database(
+    config: &StackConfig,
+    role: Role,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let admin = config.pg_admin_url(role);
     let deadline = Instant::now() + timeout;
     let mut conn = loop {
@@ -142,7 +161,8 @@ pub async fn wait_and_create_database(config: &StackConfig, role: Role, timeout:
         .fetch_optional(&mut conn)
         .await?;
     if exists.is_none() {
-        conn.execute(format!(r#"CREATE DATABASE "{}""#, role.database()).as_str()).await?;
+        conn.execute(format!(r#"CREATE DATABASE "{}""#, role.database()).as_str())
+            .await?;
     }
     conn.close().await?;
     Ok(())

@@ -68,7 +68,10 @@ impl Spec {
             .spawn()
             .with_context(|| format!("starting {} ({})", self.name, self.program.display()))?;
         tracing::debug!(name = %self.name, pid = child.id(), "started");
-        Ok(Proc { spec: self.clone(), child })
+        Ok(Proc {
+            spec: self.clone(),
+            child,
+        })
     }
 }
 
@@ -125,7 +128,11 @@ pub fn signal_pid(pid: u32, signal: Signal) -> anyhow::Result<()> {
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state is the field after the parenthesised command name.
-        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z"),
+        Ok(stat) => {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                != Some("Z")
+        }
         Err(_) => false,
     }
 }

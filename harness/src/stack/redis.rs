@@ -16,13 +16,20 @@ pub fn spec(config: &StackConfig) -> anyhow::Result<Spec> {
     let program = find_program("redis-server", &["/usr/bin", "/usr/sbin"])
         .context("redis-server not found (run harness/scripts/setup.sh)")?;
     let args = [
-        "--bind", "127.0.0.1",
-        "--port", &config.redis_port().to_string(),
-        "--save", "",
-        "--appendonly", "no",
-        "--daemonize", "no",
-        "--dir", &dir.display().to_string(),
-        "--maxclients", "10000",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &config.redis_port().to_string(),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--dir",
+        &dir.display().to_string(),
+        "--maxclients",
+        "10000",
     ]
     .map(str::to_owned)
     .to_vec();
@@ -50,7 +57,9 @@ pub async fn wait_ready(config: &StackConfig, timeout: Duration) -> anyhow::Resu
         };
         match attempt.await {
             Ok(_) => return Ok(()),
-            Err(err) if Instant::now() >= deadline => return Err(err).context("redis did not start"),
+            Err(err) if Instant::now() >= deadline => {
+                return Err(err).context("redis did not start");
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }

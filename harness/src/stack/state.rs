@@ -67,7 +67,8 @@ impl StackState {
     pub fn read(path: &Path) -> anyhow::Result<Option<Self>> {
         match std::fs::read(path) {
             Ok(bytes) => Ok(Some(
-                serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?,
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("parsing {}", path.display()))?,
             )),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
@@ -87,7 +88,10 @@ impl StackState {
             put("SAGA2PC_GATEWAY", gateway);
         }
         for (role, url) in &self.databases {
-            put(&format!("SAGA2PC_{}_DATABASE_URL", role.to_uppercase()), url);
+            put(
+                &format!("SAGA2PC_{}_DATABASE_URL", role.to_uppercase()),
+                url,
+            );
         }
         put("SAGA2PC_KAFKA_BOOTSTRAP", &self.kafka_bootstrap);
         put("SAGA2PC_REDIS_URL", &self.redis_url);

@@ -46,8 +46,15 @@ impl Stack {
     /// Starts every component and waits until each answers. On failure, whatever
     /// was started is stopped again.
     pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
-        let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let mut stack = Stack { config, members: Vec::new(), started_at };
+        let started_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut stack = Stack {
+            config,
+            members: Vec::new(),
+            started_at,
+        };
         match stack.start_all().await {
             Ok(()) => {
                 stack.write_state("ready")?;
@@ -69,7 +76,9 @@ impl Stack {
         let mut prep = Vec::new();
         for role in Role::ALL {
             let c = config.clone();
-            prep.push(tokio::task::spawn_blocking(move || postgres::init_cluster(&c, role)));
+            prep.push(tokio::task::spawn_blocking(move || {
+                postgres::init_cluster(&c, role)
+            }));
         }
         let c = config.clone();
         prep.push(tokio::task::spawn_blocking(move || kafka::prepare(&c)));
@@ -78,13 +87,18 @@ impl Stack {
         }
 
         for role in Role::ALL {
-            self.spawn(postgres::spec(&config, role)?, config.database_url(role), false)?;
+            self.spawn(
+                postgres::spec(&config, role)?,
+                config.database_url(role),
+                false,
+            )?;
         }
         self.spawn(redis::spec(&config)?, config.redis_url(), false)?;
         self.spawn(kafka::spec(&config)?, config.kafka_bootstrap(), false)?;
         self.write_state("starting")?;
 
-        let databases = Role::ALL.map(|role| postgres::wait_and_create_database(&config, role, INFRA_TIMEOUT));
+        let databases =
+            Role::ALL.map(|role| postgres::wait_and_create_database(&config, role, INFRA_TIMEOUT));
         tokio::try_join!(
             futures::future::try_join_all(databases),
             redis::wait_ready(&config, INFRA_TIMEOUT),
@@ -98,7 +112,11 @@ impl Stack {
         // Participants first, so the order service finds them.
         for role in Role::ALL {
             for replica in 0..config.replicas {
-                self.spawn(services::spec(&config, role, replica)?, config.service_url(role, replica), true)?;
+                self.spawn(
+                    services::spec(&config, role, replica)?,
+                    config.service_url(role, replica),
+                    true,
+                )?;
             }
         }
         self.write_state("starting")?;
@@ -119,7 +137,13 @@ impl Stack {
     fn spawn(&mut self, spec: Spec, url: String, restart: bool) -> anyhow::Result<()> {
         let proc = spec.spawn()?;
         tracing::info!(name = %proc.spec.name, pid = proc.pid(), "started");
-        self.members.push(Member { proc, url, restarts: 0, restart, reported_dead: false });
+        self.members.push(Member {
+            proc,
+            url,
+            restarts: 0,
+            restart,
+            reported_dead: false,
+        });
         Ok(())
     }
 
@@ -134,7 +158,9 @@ impl Stack {
             }
             let mut changed = false;
             for member in &mut self.members {
-                let Some(status) = member.proc.exited() else { continue };
+                let Some(status) = member.proc.exited() else {
+                    continue;
+                };
                 let name = member.proc.spec.name.clone();
                 if member.restart {
                     member.restarts += 1;
@@ -144,7 +170,9 @@ impl Stack {
                             tracing::info!(%name, pid = proc.pid(), "restarted");
                             member.proc = proc;
                         }
-                        Err(err) => tracing::error!(%name, error = %err, "restart failed; will retry"),
+                        Err(err) => {
+                            tracing::error!(%name, error = %err, "restart failed; will retry")
+                        }
                     }
                     changed = true;
                 } else if !member.reported_dead {
@@ -178,7 +206,10 @@ impl Stack {
             started_at: self.started_at,
             run_dir: c.run_dir.display().to_string(),
             gateway: (!c.infra_only).then(|| c.gateway_url()),
-            databases: Role::ALL.iter().map(|r| (r.name().to_owned(), c.database_url(*r))).collect::<BTreeMap<_, _>>(),
+            databases: Role::ALL
+                .iter()
+                .map(|r| (r.name().to_owned(), c.database_url(*r)))
+                .collect::<BTreeMap<_, _>>(),
             kafka_bootstrap: c.kafka_bootstrap(),
             redis_url: c.redis_url(),
             components: self
@@ -208,7 +239,8 @@ fn prepare_run_dir(config: &StackConfig) -> anyhow::Result<()> {
         for sub in ["postgres", "kafka", "redis", "nginx", "logs"] {
             let path = config.run_dir.join(sub);
             if path.exists() {
-                std::fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+                std::fs::remove_dir_all(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
             }
         }
     }

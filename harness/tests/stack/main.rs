@@ -1,3 +1,5 @@
 //! `harness up` / `status` / `down` end to end: real processes, real ports.
 
+#![allow(clippy::unwrap_used)] // tests: a failed step should panic with its location
+
 mod lifecycle;

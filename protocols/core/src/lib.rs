@@ -26,6 +26,6 @@ mod items;
 mod kind;
 mod outcome;
 
-pub use items::{merge_items, LineItem, MergeError};
+pub use items::{LineItem, MergeError, merge_items};
 pub use kind::{ProtocolKind, UnknownProtocol};
 pub use outcome::{CheckoutError, CheckoutOutcome, CheckoutRequest, RejectReason};

@@ -74,7 +74,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
             ApiError::Internal(cause) => tracing::error!(error = ?cause, "internal error"),
-            ApiError::Unavailable(cause) => tracing::warn!(error = ?cause, "dependency unavailable"),
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(error = ?cause, "dependency unavailable")
+            }
             _ => {}
         }
         let body = Json(json!({ "error": self.to_string() }));
@@ -108,8 +110,11 @@ impl From<sqlx::Error> for ApiError {
                     return ApiError::bad_request("amount out of range");
                 }
                 Some(
-                    SERIALIZATION_FAILURE | DEADLOCK_DETECTED | LOCK_NOT_AVAILABLE
-                    | QUERY_CANCELED | TOO_MANY_CONNECTIONS,
+                    SERIALIZATION_FAILURE
+                    | DEADLOCK_DETECTED
+                    | LOCK_NOT_AVAILABLE
+                    | QUERY_CANCELED
+                    | TOO_MANY_CONNECTIONS,
                 ) => return ApiError::Unavailable(err.into()),
                 _ => {}
             }

@@ -27,7 +27,9 @@ pub struct PriceCache {
 
 impl std::fmt::Debug for PriceCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PriceCache").field("enabled", &self.conn.is_some()).finish()
+        f.debug_struct("PriceCache")
+            .field("enabled", &self.conn.is_some())
+            .finish()
     }
 }
 
@@ -71,7 +73,9 @@ impl PriceCache {
 
     /// Remembers the price of `item_id`.
     pub async fn put(&self, item_id: &str, price: i64) {
-        let Some(mut conn) = self.conn.clone() else { return };
+        let Some(mut conn) = self.conn.clone() else {
+            return;
+        };
         let op = conn.set_ex::<_, _, ()>(key(item_id), price, TTL_SECS);
         match tokio::time::timeout(OP_TIMEOUT, op).await {
             Ok(Ok(())) => {}
@@ -85,7 +89,9 @@ impl PriceCache {
     where
         I: IntoIterator<Item = String>,
     {
-        let Some(mut conn) = self.conn.clone() else { return Ok(()) };
+        let Some(mut conn) = self.conn.clone() else {
+            return Ok(());
+        };
         let mut chunk = Vec::with_capacity(INVALIDATE_CHUNK);
         for id in item_ids {
             chunk.push(key(&id));

@@ -30,7 +30,10 @@ enum Driver {
 impl Checkout {
     /// A checkout runner for `protocol` over the orders in `store`.
     pub fn new(protocol: ProtocolKind, store: Store) -> Self {
-        Checkout { driver: Driver::Unavailable(protocol), store }
+        Checkout {
+            driver: Driver::Unavailable(protocol),
+            store,
+        }
     }
 
     /// The protocol this runner uses.
@@ -51,8 +54,9 @@ impl Checkout {
         if order.paid {
             return Ok(Ok(CheckoutOutcome::AlreadyPaid));
         }
-        let items = merge_items(order.items)
-            .map_err(|err| ApiError::Internal(anyhow::anyhow!("stored order {order_id} is invalid: {err}")))?;
+        let items = merge_items(order.items).map_err(|err| {
+            ApiError::Internal(anyhow::anyhow!("stored order {order_id} is invalid: {err}"))
+        })?;
         let request = CheckoutRequest {
             order_id: order.order_id,
             user_id: order.user_id,
@@ -64,9 +68,9 @@ impl Checkout {
 
     async fn dispatch(&self, _request: CheckoutRequest) -> Result<CheckoutOutcome, CheckoutError> {
         match self.driver {
-            Driver::Unavailable(kind) => {
-                Ok(CheckoutOutcome::Rejected(RejectReason::ProtocolUnavailable(kind)))
-            }
+            Driver::Unavailable(kind) => Ok(CheckoutOutcome::Rejected(
+                RejectReason::ProtocolUnavailable(kind),
+            )),
         }
     }
 }

@@ -27,9 +27,15 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/orders/create/{user_id}", post(create_order))
-        .route("/orders/batch_init/{n}/{n_items}/{n_users}/{item_price}", post(batch_init))
+        .route(
+            "/orders/batch_init/{n}/{n_items}/{n_users}/{item_price}",
+            post(batch_init),
+        )
         .route("/orders/find/{order_id}", get(find_order))
-        .route("/orders/addItem/{order_id}/{item_id}/{quantity}", post(add_item))
+        .route(
+            "/orders/addItem/{order_id}/{item_id}/{quantity}",
+            post(add_item),
+        )
         .route("/orders/checkout/{order_id}", post(checkout))
         .with_state(state)
 }
@@ -52,7 +58,10 @@ async fn batch_init(
     let n_items = Count::parse("n_items", &n_items, i64::MAX)?;
     let n_users = Count::parse("n_users", &n_users, i64::MAX)?;
     let price = NonNegative::parse("item_price", &price)?;
-    state.store.batch_init(n.get(), n_items.get(), n_users.get(), price.get()).await?;
+    state
+        .store
+        .batch_init(n.get(), n_items.get(), n_users.get(), price.get())
+        .await?;
     Ok(Json(json!({ "msg": "Batch init for orders successful" })))
 }
 
@@ -94,10 +103,20 @@ async fn add_item(
             price
         }
     };
-    match state.store.add_item(&order_id, &item_id, quantity.get(), price).await? {
-        Ok(total_cost) => Ok(Json(json!({ "order_id": order_id.as_str(), "total_cost": total_cost }))),
-        Err(AddItemRefused::NotFound) => Err(ApiError::not_found(format!("order {order_id} not found"))),
-        Err(AddItemRefused::Paid) => Err(ApiError::rejected(format!("order {order_id} is already paid"))),
+    match state
+        .store
+        .add_item(&order_id, &item_id, quantity.get(), price)
+        .await?
+    {
+        Ok(total_cost) => Ok(Json(
+            json!({ "order_id": order_id.as_str(), "total_cost": total_cost }),
+        )),
+        Err(AddItemRefused::NotFound) => {
+            Err(ApiError::not_found(format!("order {order_id} not found")))
+        }
+        Err(AddItemRefused::Paid) => Err(ApiError::rejected(format!(
+            "order {order_id} is already paid"
+        ))),
     }
 }
 

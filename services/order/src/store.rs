@@ -47,17 +47,25 @@ impl Store {
 
     /// Creates an empty, unpaid order.
     pub async fn create(&self, order_id: &Id, user_id: &Id) -> ApiResult<()> {
-        sqlx::query("INSERT INTO orders (order_id, user_id, paid, total_cost) VALUES ($1, $2, FALSE, 0)")
-            .bind(order_id.as_str())
-            .bind(user_id.as_str())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO orders (order_id, user_id, paid, total_cost) VALUES ($1, $2, FALSE, 0)",
+        )
+        .bind(order_id.as_str())
+        .bind(user_id.as_str())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// Creates or overwrites orders `"0"..="n-1"`: each unpaid, for a random user
     /// of `"0"..n_users`, with two random items of `"0"..n_items` at `price` each.
-    pub async fn batch_init(&self, n: i64, n_items: i64, n_users: i64, price: i64) -> ApiResult<()> {
+    pub async fn batch_init(
+        &self,
+        n: i64,
+        n_items: i64,
+        n_users: i64,
+        price: i64,
+    ) -> ApiResult<()> {
         let total = price
             .checked_mul(2)
             .ok_or_else(|| ApiError::bad_request("item_price is out of range"))?;
@@ -101,14 +109,22 @@ impl Store {
                 .bind(order_id.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
-        let Some((user_id, paid, total_cost)) = head else { return Ok(None) };
+        let Some((user_id, paid, total_cost)) = head else {
+            return Ok(None);
+        };
         let items: Vec<(String, i64)> = sqlx::query_as(
             "SELECT item_id, quantity FROM order_items WHERE order_id = $1 ORDER BY seq",
         )
         .bind(order_id.as_str())
         .fetch_all(&self.pool)
         .await?;
-        Ok(Some(Order { order_id: order_id.to_string(), user_id, paid, items, total_cost }))
+        Ok(Some(Order {
+            order_id: order_id.to_string(),
+            user_id,
+            paid,
+            items,
+            total_cost,
+        }))
     }
 
     /// Appends a line to an unpaid order and raises its total, atomically with

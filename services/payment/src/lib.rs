@@ -18,7 +18,10 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Configuration of the payment service binary.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "payment-service", about = "Payment service of the checkout benchmark")]
+#[command(
+    name = "payment-service",
+    about = "Payment service of the checkout benchmark"
+)]
 pub struct Config {
     /// Settings shared by all services.
     #[command(flatten)]
@@ -37,6 +40,9 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         &MIGRATOR,
     )
     .await?;
-    let state = routes::AppState { store: Store::new(pool.clone()), max_batch: config.max_batch };
+    let state = routes::AppState {
+        store: Store::new(pool.clone()),
+        max_batch: config.max_batch,
+    };
     Application::bind(config.common.listen, routes::router(state), pool).await
 }

@@ -5,7 +5,11 @@ use service_common::error::{ApiError, ApiResult};
 use service_common::params::Id;
 use sqlx::PgPool;
 
-const USERS: CounterTable = CounterTable { table: "users", id_column: "user_id", value_column: "credit" };
+const USERS: CounterTable = CounterTable {
+    table: "users",
+    id_column: "user_id",
+    value_column: "credit",
+};
 
 /// Access to the `users` table.
 #[derive(Debug, Clone)]
@@ -44,24 +48,29 @@ impl Store {
 
     /// The user's credit, if the user exists.
     pub async fn credit(&self, id: &Id) -> ApiResult<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT credit FROM users WHERE user_id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT credit FROM users WHERE user_id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Adds `amount` to the user's credit.
     pub async fn add_funds(&self, id: &Id, amount: i64) -> ApiResult<i64> {
-        USERS.add(&self.pool, id.as_str(), amount).await?.ok_or_else(|| user_not_found(id))
+        USERS
+            .add(&self.pool, id.as_str(), amount)
+            .await?
+            .ok_or_else(|| user_not_found(id))
     }
 
     /// Takes `amount` from the user's credit if there is that much, atomically.
     pub async fn pay(&self, id: &Id, amount: i64) -> ApiResult<i64> {
         match USERS.subtract(&self.pool, id.as_str(), amount).await? {
             Ok(credit) => Ok(credit),
-            Err(SubtractRefused::Insufficient) => {
-                Err(ApiError::rejected(format!("insufficient credit for user {id}")))
-            }
+            Err(SubtractRefused::Insufficient) => Err(ApiError::rejected(format!(
+                "insufficient credit for user {id}"
+            ))),
             Err(SubtractRefused::NotFound) => Err(user_not_found(id)),
         }
     }

@@ -21,7 +21,10 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Configuration of the stock service binary.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "stock-service", about = "Stock service of the checkout benchmark")]
+#[command(
+    name = "stock-service",
+    about = "Stock service of the checkout benchmark"
+)]
 pub struct Config {
     /// Settings shared by all services.
     #[command(flatten)]
@@ -41,6 +44,10 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     )
     .await?;
     let cache = PriceCache::connect(config.common.redis_url.as_deref()).await?;
-    let state = routes::AppState { store: Store::new(pool.clone()), cache, max_batch: config.max_batch };
+    let state = routes::AppState {
+        store: Store::new(pool.clone()),
+        cache,
+        max_batch: config.max_batch,
+    };
     Application::bind(config.common.listen, routes::router(state), pool).await
 }

@@ -22,7 +22,10 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/stock/item/create/{price}", post(create_item))
-        .route("/stock/batch_init/{n}/{starting_stock}/{item_price}", post(batch_init))
+        .route(
+            "/stock/batch_init/{n}/{starting_stock}/{item_price}",
+            post(batch_init),
+        )
         .route("/stock/find/{item_id}", get(find_item))
         .route("/stock/add/{item_id}/{amount}", post(add_stock))
         .route("/stock/subtract/{item_id}/{amount}", post(subtract_stock))
@@ -46,7 +49,10 @@ async fn batch_init(
     let n = Count::parse("n", &n, state.max_batch)?;
     let stock = NonNegative::parse("starting_stock", &stock)?;
     let price = NonNegative::parse("item_price", &price)?;
-    state.store.batch_init(n.get(), stock.get(), price.get()).await?;
+    state
+        .store
+        .batch_init(n.get(), stock.get(), price.get())
+        .await?;
     // The prices of these ids may have changed: drop what the order service cached.
     state
         .cache

@@ -1,11 +1,15 @@
 //! SQL for the stock service.
 
+use service_common::counter::{CounterTable, SubtractRefused};
 use service_common::error::{ApiError, ApiResult};
 use service_common::params::Id;
-use service_common::counter::{CounterTable, SubtractRefused};
 use sqlx::PgPool;
 
-const ITEMS: CounterTable = CounterTable { table: "items", id_column: "item_id", value_column: "stock" };
+const ITEMS: CounterTable = CounterTable {
+    table: "items",
+    id_column: "item_id",
+    value_column: "stock",
+};
 
 /// An item's current stock and price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,16 +69,19 @@ impl Store {
 
     /// Adds `amount` units.
     pub async fn add(&self, id: &Id, amount: i64) -> ApiResult<i64> {
-        ITEMS.add(&self.pool, id.as_str(), amount).await?.ok_or_else(|| item_not_found(id))
+        ITEMS
+            .add(&self.pool, id.as_str(), amount)
+            .await?
+            .ok_or_else(|| item_not_found(id))
     }
 
     /// Takes `amount` units if there are that many, atomically.
     pub async fn subtract(&self, id: &Id, amount: i64) -> ApiResult<i64> {
         match ITEMS.subtract(&self.pool, id.as_str(), amount).await? {
             Ok(stock) => Ok(stock),
-            Err(SubtractRefused::Insufficient) => {
-                Err(ApiError::rejected(format!("insufficient stock for item {id}")))
-            }
+            Err(SubtractRefused::Insufficient) => Err(ApiError::rejected(format!(
+                "insufficient stock for item {id}"
+            ))),
             Err(SubtractRefused::NotFound) => Err(item_not_found(id)),
         }
     }

@@ -14,7 +14,11 @@ pub async fn spawn_payment() -> TestServer {
         "--max-batch",
         "1000",
     ]);
-    TestServer::spawn(payment_service::build(config).await.expect("payment service starts"))
+    TestServer::spawn(
+        payment_service::build(config)
+            .await
+            .expect("payment service starts"),
+    )
 }
 
 /// Creates a user with `credit`, returning its id.

@@ -3,9 +3,24 @@ use serde_json::json;
 use crate::helpers::{item_with, spawn_stock};
 
 /// Path parameters that must be refused wherever an id is expected.
-const BAD_IDS: &[&str] = &["abc", "-1", "007", "1.5", "%27%3B%20DROP%20TABLE%20items%3B", "6f9619ff8b86d011b42d00cf4fc964ff"];
+const BAD_IDS: &[&str] = &[
+    "abc",
+    "-1",
+    "007",
+    "1.5",
+    "%27%3B%20DROP%20TABLE%20items%3B",
+    "6f9619ff8b86d011b42d00cf4fc964ff",
+];
 /// Path parameters that must be refused wherever an amount is expected.
-const BAD_AMOUNTS: &[&str] = &["0", "-5", "abc", "1.5", "1e3", "9223372036854775808", "99999999999999999999999"];
+const BAD_AMOUNTS: &[&str] = &[
+    "0",
+    "-5",
+    "abc",
+    "1.5",
+    "1e3",
+    "9223372036854775808",
+    "99999999999999999999999",
+];
 
 #[tokio::test]
 async fn malformed_ids_and_amounts_are_400_and_change_nothing() {
@@ -29,7 +44,11 @@ async fn malformed_ids_and_amounts_are_400_and_change_nothing() {
         }
     }
     for path in paths {
-        let resp = if path.contains("/find/") { app.get(&path).await } else { app.post(&path).await };
+        let resp = if path.contains("/find/") {
+            app.get(&path).await
+        } else {
+            app.post(&path).await
+        };
         assert!((400..500).contains(&resp.0), "{path} answered {resp:?}");
         assert!(resp.1["error"].is_string(), "{path} answered {resp:?}");
     }
@@ -41,14 +60,23 @@ async fn overflowing_add_is_400_and_changes_nothing() {
     let app = spawn_stock().await;
     let id = item_with(&app, 1, 10).await;
     let (status, body) = app.post(&format!("/stock/add/{id}/{}", i64::MAX)).await;
-    assert_eq!((status, body), (400, json!({"error": "amount out of range"})));
+    assert_eq!(
+        (status, body),
+        (400, json!({"error": "amount out of range"}))
+    );
     assert_eq!(app.get(&format!("/stock/find/{id}")).await.1["stock"], 10);
 }
 
 #[tokio::test]
 async fn batch_init_bounds_are_enforced() {
     let app = spawn_stock().await;
-    for path in ["/stock/batch_init/0/1/1", "/stock/batch_init/1001/1/1", "/stock/batch_init/5/-1/1", "/stock/batch_init/5/1/-1", "/stock/batch_init/x/1/1"] {
+    for path in [
+        "/stock/batch_init/0/1/1",
+        "/stock/batch_init/1001/1/1",
+        "/stock/batch_init/5/-1/1",
+        "/stock/batch_init/5/1/-1",
+        "/stock/batch_init/x/1/1",
+    ] {
         assert_eq!(app.post(path).await.0, 400, "{path}");
     }
     assert_eq!(app.get("/stock/find/0").await.0, 400, "nothing was created");

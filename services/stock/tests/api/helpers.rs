@@ -1,6 +1,6 @@
+use clap::Parser;
 use service_testkit::{TestServer, fresh_database, redis_url};
 use stock_service::Config;
-use clap::Parser;
 
 /// A stock service on port 0 with a database of its own.
 pub async fn spawn_stock() -> TestServer {
@@ -16,7 +16,11 @@ pub async fn spawn_stock() -> TestServer {
         "--max-batch",
         "1000",
     ]);
-    TestServer::spawn(stock_service::build(config).await.expect("stock service starts"))
+    TestServer::spawn(
+        stock_service::build(config)
+            .await
+            .expect("stock service starts"),
+    )
 }
 
 /// Creates an item with `stock` units at `price`, returning its id.
