@@ -30,6 +30,7 @@ for pkg in libssl-dev zlib1g-dev libsasl2-dev libzstd-dev libcurl4-openssl-dev; 
 done
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
+  did_work=1
   log "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
@@ -55,6 +56,7 @@ fi
 kafka_version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$root/harness/kafka/pom.xml")"
 kafka_libs="$cache/kafka/$kafka_version/libs"
 if [ ! -f "$kafka_libs/.complete" ]; then
+  did_work=1
   log "resolving Apache Kafka $kafka_version from Maven Central into $kafka_libs"
   mkdir -p "$kafka_libs"
   mvn_log="$(mktemp)"
@@ -69,4 +71,6 @@ if [ ! -f "$kafka_libs/.complete" ]; then
   touch "$kafka_libs/.complete"
 fi
 
-log "ready (PostgreSQL $("$(pg_bin)/postgres" --version | awk '{print $3}'), Kafka $kafka_version in $kafka_libs)"
+if [ "${did_work:-0}" = 1 ]; then
+  log "ready (PostgreSQL $("$(pg_bin)/postgres" --version | awk '{print $3}'), Kafka $kafka_version in $kafka_libs)"
+fi

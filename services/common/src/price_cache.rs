@@ -9,8 +9,11 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
+use tokio::sync::OnceCell;
 
 /// How long a cached price lives, bounding staleness if an invalidation is lost.
 const TTL_SECS: u64 = 300;
@@ -20,15 +23,19 @@ const OP_TIMEOUT: Duration = Duration::from_millis(250);
 const INVALIDATE_CHUNK: usize = 10_000;
 
 /// A handle to the price cache; cheap to clone.
+///
+/// The connection is made on first use, not at start-up, so a service starts
+/// (and restarts) while Redis is down; once made, it reconnects by itself.
 #[derive(Clone)]
 pub struct PriceCache {
-    conn: Option<ConnectionManager>,
+    client: Option<redis::Client>,
+    conn: Arc<OnceCell<ConnectionManager>>,
 }
 
 impl std::fmt::Debug for PriceCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PriceCache")
-            .field("enabled", &self.conn.is_some())
+            .field("enabled", &self.client.is_some())
             .finish()
     }
 }
@@ -38,26 +45,47 @@ fn key(item_id: &str) -> String {
 }
 
 impl PriceCache {
-    /// Connects to Redis at `url`; `None` disables the cache.
-    pub async fn connect(url: Option<&str>) -> anyhow::Result<Self> {
-        let conn = match url {
-            Some(url) => {
-                let client = redis::Client::open(url)?;
-                Some(ConnectionManager::new(client).await?)
-            }
-            None => None,
-        };
-        Ok(PriceCache { conn })
+    /// A cache on the Redis at `url` (checked for syntax only); `None` disables it.
+    pub fn new(url: Option<&str>) -> anyhow::Result<Self> {
+        let client = url.map(redis::Client::open).transpose()?;
+        Ok(PriceCache {
+            client,
+            conn: Arc::new(OnceCell::new()),
+        })
     }
 
     /// A cache that always misses.
     pub fn disabled() -> Self {
-        PriceCache { conn: None }
+        PriceCache {
+            client: None,
+            conn: Arc::new(OnceCell::new()),
+        }
+    }
+
+    /// The shared connection, made on first use; `None` if disabled or Redis
+    /// cannot be reached right now (the next call tries again).
+    async fn connection(&self) -> Option<ConnectionManager> {
+        let client = self.client.as_ref()?;
+        let init = self.conn.get_or_try_init(|| async {
+            match tokio::time::timeout(OP_TIMEOUT * 4, ConnectionManager::new(client.clone())).await
+            {
+                Ok(Ok(conn)) => Ok(conn),
+                Ok(Err(err)) => Err(err.to_string()),
+                Err(_) => Err("timed out".to_owned()),
+            }
+        });
+        match init.await {
+            Ok(conn) => Some(conn.clone()),
+            Err(err) => {
+                tracing::warn!(error = %err, "price cache unreachable");
+                None
+            }
+        }
     }
 
     /// The cached price of `item_id`, if any.
     pub async fn get(&self, item_id: &str) -> Option<i64> {
-        let mut conn = self.conn.clone()?;
+        let mut conn = self.connection().await?;
         match tokio::time::timeout(OP_TIMEOUT, conn.get::<_, Option<i64>>(key(item_id))).await {
             Ok(Ok(price)) => price,
             Ok(Err(err)) => {
@@ -73,7 +101,7 @@ impl PriceCache {
 
     /// Remembers the price of `item_id`.
     pub async fn put(&self, item_id: &str, price: i64) {
-        let Some(mut conn) = self.conn.clone() else {
+        let Some(mut conn) = self.connection().await else {
             return;
         };
         let op = conn.set_ex::<_, _, ()>(key(item_id), price, TTL_SECS);
@@ -89,9 +117,13 @@ impl PriceCache {
     where
         I: IntoIterator<Item = String>,
     {
-        let Some(mut conn) = self.conn.clone() else {
+        if self.client.is_none() {
             return Ok(());
-        };
+        }
+        let mut conn = self
+            .connection()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("price cache unreachable"))?;
         let mut chunk = Vec::with_capacity(INVALIDATE_CHUNK);
         for id in item_ids {
             chunk.push(key(&id));

@@ -72,7 +72,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         &MIGRATOR,
     )
     .await?;
-    let cache = PriceCache::connect(config.common.redis_url.as_deref()).await?;
+    let cache = PriceCache::new(config.common.redis_url.as_deref())?;
     let timeout = Duration::from_millis(config.peer_timeout_ms);
     let stock = StockClient::new(config.stock_urls.clone(), timeout)?;
     let store = Store::new(pool.clone());

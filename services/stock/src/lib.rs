@@ -43,7 +43,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         &MIGRATOR,
     )
     .await?;
-    let cache = PriceCache::connect(config.common.redis_url.as_deref()).await?;
+    let cache = PriceCache::new(config.common.redis_url.as_deref())?;
     let state = routes::AppState {
         store: Store::new(pool.clone()),
         cache,

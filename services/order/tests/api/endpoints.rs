@@ -223,3 +223,20 @@ async fn cached_prices_are_used_and_invalidated_by_stock_batch_init() {
         14
     );
 }
+
+/// Redis is an optimisation: with it unreachable, services start and `addItem`
+/// prices from the stock service.
+#[tokio::test]
+async fn add_item_works_without_redis() {
+    let app = spawn_with_redis(Some("redis://127.0.0.1:9".to_owned())).await;
+    let order_id = app.order_for("1").await;
+    let item = app.item(4).await;
+    assert_eq!(
+        app.order
+            .post(&format!("/orders/addItem/{order_id}/{item}/2"))
+            .await
+            .1["total_cost"],
+        8
+    );
+    assert_eq!(app.stock.post("/stock/batch_init/2/1/1").await.0, 200);
+}
