@@ -99,8 +99,7 @@ struct UpArgs {
 }
 
 fn parse_protocol(raw: &str) -> Result<ProtocolKind, String> {
-    raw.parse()
-        .map_err(|err: protocol_core::UnknownProtocol| err.to_string())
+    raw.parse().map_err(|err: protocol_core::UnknownProtocol| err.to_string())
 }
 
 /// Installs the harness's log output on stderr.
@@ -154,15 +153,11 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 fn stack_config(args: &UpArgs) -> anyhow::Result<StackConfig> {
     let bin_dir = match &args.bin_dir {
         Some(dir) => dir.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("the harness executable has no directory")?
-            .to_path_buf(),
+        None => std::env::current_exe()?.parent().context("the harness executable has no directory")?.to_path_buf(),
     };
     let pg_bin = match &args.pg_bin {
         Some(dir) => dir.clone(),
-        None => stack::postgres::find_bin_dir()
-            .context("PostgreSQL not found (run harness/scripts/setup.sh)")?,
+        None => stack::postgres::find_bin_dir().context("PostgreSQL not found (run harness/scripts/setup.sh)")?,
     };
     Ok(StackConfig {
         protocol: args.protocol,
@@ -177,10 +172,7 @@ fn stack_config(args: &UpArgs) -> anyhow::Result<StackConfig> {
         infra_only: args.infra_only,
         bin_dir: absolute(&bin_dir)?,
         pg_bin,
-        kafka_libs: args
-            .kafka_libs
-            .clone()
-            .unwrap_or_else(stack::kafka::default_libs_dir),
+        kafka_libs: args.kafka_libs.clone().unwrap_or_else(stack::kafka::default_libs_dir),
         kafka_heap_mb: args.kafka_heap_mb,
     })
 }
@@ -210,10 +202,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 
 fn ready_line(config: &StackConfig) -> String {
     if config.infra_only {
-        format!(
-            "ready: infrastructure only (run dir {})",
-            config.run_dir.display()
-        )
+        format!("ready: infrastructure only (run dir {})", config.run_dir.display())
     } else {
         format!(
             "ready: protocol {} at gateway {} (run dir {})",
@@ -232,10 +221,7 @@ async fn detach(config: &StackConfig) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(config.run_dir.join("logs"))?;
     let log_path = config.run_dir.join("harness.log");
     let log = std::fs::File::create(&log_path)?;
-    let args: Vec<_> = std::env::args_os()
-        .skip(1)
-        .filter(|a| a != "--detach")
-        .collect();
+    let args: Vec<_> = std::env::args_os().skip(1).filter(|a| a != "--detach").collect();
     let mut child = std::process::Command::new(std::env::current_exe()?)
         .args(args)
         .stdin(Stdio::null())
@@ -258,10 +244,7 @@ async fn detach(config: &StackConfig) -> anyhow::Result<ExitCode> {
             bail!("the stack failed to start ({status}); its log:\n{log}");
         }
         if Instant::now() >= deadline {
-            bail!(
-                "the stack did not become ready in time; see {}",
-                log_path.display()
-            );
+            bail!("the stack did not become ready in time; see {}", log_path.display());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

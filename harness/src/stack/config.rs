@@ -127,19 +127,12 @@ impl StackConfig {
 
     /// Admin URL of the cluster of `role` (the `postgres` database).
     pub fn pg_admin_url(&self, role: Role) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/postgres",
-            self.pg_port(role)
-        )
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.pg_port(role))
     }
 
     /// URL of the service database of `role`.
     pub fn database_url(&self, role: Role) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/{}",
-            self.pg_port(role),
-            role.database()
-        )
+        format!("postgres://postgres@127.0.0.1:{}/{}", self.pg_port(role), role.database())
     }
 
     /// `host:port` of the Kafka broker.
@@ -194,12 +187,7 @@ mod tests {
     #[test]
     fn ports_do_not_collide() {
         let c = config();
-        let mut ports = vec![
-            c.gateway_port,
-            c.kafka_port(),
-            c.kafka_controller_port(),
-            c.redis_port(),
-        ];
+        let mut ports = vec![c.gateway_port, c.kafka_port(), c.kafka_controller_port(), c.redis_port()];
         for role in Role::ALL {
             ports.push(c.pg_port(role));
             for r in 0..c.replicas {

@@ -25,23 +25,15 @@ use super::process::Spec;
 pub const KAFKA_VERSION: &str = "4.1.1";
 
 /// Topics the SAGA protocol exchanges commands and replies on.
-pub const SAGA_TOPICS: [&str; 3] = [
-    "saga-stock-commands",
-    "saga-payment-commands",
-    "saga-replies",
-];
+pub const SAGA_TOPICS: [&str; 3] = ["saga-stock-commands", "saga-payment-commands", "saga-replies"];
 
 /// Where `setup.sh` puts the broker jars: `$SAGA2PC_CACHE` or `~/.cache/saga2pc`,
 /// then `kafka/<version>/libs`.
 pub fn default_libs_dir() -> PathBuf {
-    let cache = std::env::var_os("SAGA2PC_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/root"));
-            home.join(".cache").join("saga2pc")
-        });
+    let cache = std::env::var_os("SAGA2PC_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+        home.join(".cache").join("saga2pc")
+    });
     cache.join("kafka").join(KAFKA_VERSION).join("libs")
 }
 
@@ -94,10 +86,7 @@ logger.kafka.level = INFO
 /// Writes the configuration and formats storage on first use.
 pub fn prepare(config: &StackConfig) -> anyhow::Result<()> {
     if !config.kafka_libs.join(".complete").is_file() {
-        bail!(
-            "Kafka jars not found in {} (run harness/scripts/setup.sh)",
-            config.kafka_libs.display()
-        );
+        bail!("Kafka jars not found in {} (run harness/scripts/setup.sh)", config.kafka_libs.display());
     }
     let dir = kafka_dir(config);
     let data = dir.join("data");
@@ -110,19 +99,8 @@ pub fn prepare(config: &StackConfig) -> anyhow::Result<()> {
     }
     let cluster_id = random_cluster_id();
     let out = Command::new(java()?)
-        .arg(format!(
-            "-Dlog4j2.configurationFile={}",
-            dir.join("log4j2.properties").display()
-        ))
-        .args([
-            "-cp",
-            &classpath(config),
-            "kafka.tools.StorageTool",
-            "format",
-            "-t",
-            &cluster_id,
-            "-c",
-        ])
+        .arg(format!("-Dlog4j2.configurationFile={}", dir.join("log4j2.properties").display()))
+        .args(["-cp", &classpath(config), "kafka.tools.StorageTool", "format", "-t", &cluster_id, "-c"])
         .arg(&props)
         .output()
         .context("running Kafka's storage tool")?;
@@ -164,8 +142,7 @@ fn java() -> anyhow::Result<PathBuf> {
             return Ok(java);
         }
     }
-    super::process::find_program("java", &[])
-        .context("java not found (run harness/scripts/setup.sh)")
+    super::process::find_program("java", &[]).context("java not found (run harness/scripts/setup.sh)")
 }
 
 /// How to run the broker.
@@ -181,10 +158,7 @@ pub fn spec(config: &StackConfig) -> anyhow::Result<Spec> {
             "-XX:+UseG1GC".to_owned(),
             "-XX:MaxGCPauseMillis=20".to_owned(),
             "-Djava.awt.headless=true".to_owned(),
-            format!(
-                "-Dlog4j2.configurationFile={}",
-                dir.join("log4j2.properties").display()
-            ),
+            format!("-Dlog4j2.configurationFile={}", dir.join("log4j2.properties").display()),
             "-cp".to_owned(),
             classpath(config),
             "kafka.Kafka".to_owned(),
@@ -206,10 +180,8 @@ pub async fn wait_and_create_topics(config: &StackConfig, timeout: Duration) -> 
         .set("log_level", "3")
         .create()
         .context("creating Kafka admin client")?;
-    let topics: Vec<NewTopic<'_>> = SAGA_TOPICS
-        .iter()
-        .map(|name| NewTopic::new(name, config.partitions, TopicReplication::Fixed(1)))
-        .collect();
+    let topics: Vec<NewTopic<'_>> =
+        SAGA_TOPICS.iter().map(|name| NewTopic::new(name, config.partitions, TopicReplication::Fixed(1))).collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let deadline = Instant::now() + timeout;
     loop {
@@ -249,10 +221,7 @@ mod tests {
     fn cluster_ids_are_22_url_safe_chars() {
         let id = random_cluster_id();
         assert_eq!(id.len(), 22);
-        assert!(
-            id.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        );
+        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_ne!(id, random_cluster_id());
     }
 }

@@ -77,10 +77,7 @@ pub async fn down(run_dir: &Path, timeout: Duration) -> anyhow::Result<bool> {
     let deadline = Instant::now() + timeout;
     while process::alive(state.supervisor_pid) {
         if Instant::now() >= deadline {
-            bail!(
-                "the stack supervisor (pid {}) did not stop within {timeout:?}",
-                state.supervisor_pid
-            );
+            bail!("the stack supervisor (pid {}) did not stop within {timeout:?}", state.supervisor_pid);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

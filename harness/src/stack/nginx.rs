@@ -24,11 +24,7 @@ pub fn render_conf(config: &StackConfig) -> String {
         let name = role.name();
         let _ = writeln!(upstreams, "    upstream {name} {{");
         for replica in 0..config.replicas {
-            let _ = writeln!(
-                upstreams,
-                "        server 127.0.0.1:{} max_fails=0;",
-                config.service_port(role, replica)
-            );
+            let _ = writeln!(upstreams, "        server 127.0.0.1:{} max_fails=0;", config.service_port(role, replica));
         }
         let _ = writeln!(upstreams, "        keepalive 64;\n    }}");
         let _ = writeln!(
@@ -88,17 +84,12 @@ pub fn spec(config: &StackConfig) -> anyhow::Result<Spec> {
     std::fs::create_dir_all(dir.join("tmp"))?;
     let conf = dir.join("nginx.conf");
     std::fs::write(&conf, render_conf(config))?;
-    let program = find_program("nginx", &["/usr/sbin", "/usr/bin"])
-        .context("nginx not found (run harness/scripts/setup.sh)")?;
+    let program =
+        find_program("nginx", &["/usr/sbin", "/usr/bin"]).context("nginx not found (run harness/scripts/setup.sh)")?;
     Ok(Spec {
         name: "gateway".to_owned(),
         program,
-        args: vec![
-            "-p".to_owned(),
-            format!("{}/", dir.display()),
-            "-c".to_owned(),
-            conf.display().to_string(),
-        ],
+        args: vec!["-p".to_owned(), format!("{}/", dir.display()), "-c".to_owned(), conf.display().to_string()],
         env: Vec::new(),
         cwd: None,
         user: None,
@@ -112,9 +103,7 @@ pub fn spec(config: &StackConfig) -> anyhow::Result<Spec> {
 /// Waits until the gateway answers its own health path.
 pub async fn wait_ready(config: &StackConfig, timeout: Duration) -> anyhow::Result<()> {
     let url = format!("{}{HEALTH_PATH}", config.gateway_url());
-    super::services::wait_http_ok(&url, timeout)
-        .await
-        .context("gateway did not start")
+    super::services::wait_http_ok(&url, timeout).await.context("gateway did not start")
 }
 
 #[cfg(test)]
@@ -152,12 +141,9 @@ mod tests {
                 role.name()
             )));
             for r in 0..2 {
-                assert!(
-                    conf.contains(
-                        &format!("server 127.0.0.1:{};", config.service_port(role, r))
-                            .replace(";", " max_fails=0;")
-                    )
-                );
+                assert!(conf.contains(
+                    &format!("server 127.0.0.1:{};", config.service_port(role, r)).replace(";", " max_fails=0;")
+                ));
             }
         }
         assert!(!conf.contains("/internal"));

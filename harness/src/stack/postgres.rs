@@ -33,9 +33,10 @@ pub fn find_bin_dir() -> Option<PathBuf> {
         })
         .collect();
     versions.sort();
-    versions.pop().map(|(_, bin)| bin).or_else(|| {
-        super::process::find_program("initdb", &[]).and_then(|p| p.parent().map(Path::to_path_buf))
-    })
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .or_else(|| super::process::find_program("initdb", &[]).and_then(|p| p.parent().map(Path::to_path_buf)))
 }
 
 /// The (uid, gid) to run PostgreSQL as: `postgres` when the harness is root.
@@ -67,15 +68,7 @@ pub fn init_cluster(config: &StackConfig, role: Role) -> anyhow::Result<()> {
     let mut cmd = Command::new(config.pg_bin.join("initdb"));
     cmd.arg("-D")
         .arg(&dir)
-        .args([
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--no-instructions",
-        ])
+        .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-instructions"])
         // initdb's own fsyncs only protect the template files; the server keeps
         // full durability once it runs.
         .arg("--no-sync");
@@ -83,9 +76,7 @@ pub fn init_cluster(config: &StackConfig, role: Role) -> anyhow::Result<()> {
         use std::os::unix::process::CommandExt;
         cmd.uid(uid).gid(gid);
     }
-    let out = cmd
-        .output()
-        .with_context(|| format!("running initdb for {}", role.name()))?;
+    let out = cmd.output().with_context(|| format!("running initdb for {}", role.name()))?;
     if !out.status.success() {
         bail!(
             "initdb for {} failed: {}{}",
@@ -112,10 +103,7 @@ pub fn spec(config: &StackConfig, role: Role) -> anyhow::Result<Spec> {
         ("log_min_messages", "warning"),
         ("log_line_prefix", "%m [%p] "),
     ];
-    let mut args = vec![
-        "-D".to_owned(),
-        data_dir(config, role).display().to_string(),
-    ];
+    let mut args = vec!["-D".to_owned(), data_dir(config, role).display().to_string()];
     args.extend(["-p".to_owned(), config.pg_port(role).to_string()]);
     for (key, value) in settings {
         args.extend(["-c".to_owned(), format!("{key}={value}")]);
@@ -127,10 +115,7 @@ pub fn spec(config: &StackConfig, role: Role) -> anyhow::Result<Spec> {
         env: Vec::new(),
         cwd: None,
         user: server_user()?,
-        log: config
-            .run_dir
-            .join("logs")
-            .join(format!("postgres-{}.log", role.name())),
+        log: config.run_dir.join("logs").join(format!("postgres-{}.log", role.name())),
         // SIGINT is PostgreSQL's "fast" shutdown: abort sessions, checkpoint, exit.
         stop_signal: Signal::SIGINT,
         stop_timeout: Duration::from_secs(30),
@@ -139,11 +124,7 @@ pub fn spec(config: &StackConfig, role: Role) -> anyhow::Result<Spec> {
 
 /// Waits until the cluster accepts connections, then creates the service
 /// database if it does not exist.
-pub async fn wait_and_create_database(
-    config: &StackConfig,
-    role: Role,
-    timeout: Duration,
-) -> anyhow::Result<()> {
+pub async fn wait_and_create_database(config: &StackConfig, role: Role, timeout: Duration) -> anyhow::Result<()> {
     let admin = config.pg_admin_url(role);
     let deadline = Instant::now() + timeout;
     let mut conn = loop {
@@ -161,8 +142,7 @@ pub async fn wait_and_create_database(
         .fetch_optional(&mut conn)
         .await?;
     if exists.is_none() {
-        conn.execute(format!(r#"CREATE DATABASE "{}""#, role.database()).as_str())
-            .await?;
+        conn.execute(format!(r#"CREATE DATABASE "{}""#, role.database()).as_str()).await?;
     }
     conn.close().await?;
     Ok(())

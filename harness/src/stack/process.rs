@@ -64,23 +64,14 @@ impl Spec {
         if let Some((uid, gid)) = self.user {
             cmd.uid(uid).gid(gid);
         }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {} ({})", self.name, self.program.display()))?;
+        let child = cmd.spawn().with_context(|| format!("starting {} ({})", self.name, self.program.display()))?;
         tracing::debug!(name = %self.name, pid = child.id(), "started");
-        Ok(Proc {
-            spec: self.clone(),
-            child,
-        })
+        Ok(Proc { spec: self.clone(), child })
     }
 }
 
 fn open_log(path: &Path) -> anyhow::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening log {}", path.display()))
+    OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening log {}", path.display()))
 }
 
 impl Proc {
@@ -128,11 +119,7 @@ pub fn signal_pid(pid: u32, signal: Signal) -> anyhow::Result<()> {
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state is the field after the parenthesised command name.
-        Ok(stat) => {
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                != Some("Z")
-        }
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z"),
         Err(_) => false,
     }
 }
@@ -143,7 +130,5 @@ pub fn find_program(name: &str, fallbacks: &[&str]) -> Option<PathBuf> {
         .into_iter()
         .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
         .map(|dir| dir.join(name));
-    on_path
-        .chain(fallbacks.iter().map(|dir| Path::new(dir).join(name)))
-        .find(|p| p.is_file())
+    on_path.chain(fallbacks.iter().map(|dir| Path::new(dir).join(name))).find(|p| p.is_file())
 }

@@ -12,10 +12,7 @@ use super::process::Spec;
 pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Spec> {
     let program = config.bin_dir.join(role.binary());
     if !program.is_file() {
-        bail!(
-            "{} not found (build it: cargo build --release --workspace)",
-            program.display()
-        );
+        bail!("{} not found (build it: cargo build --release --workspace)", program.display());
     }
     let name = format!("{}#{replica}", role.name());
     let mut args = vec![
@@ -27,12 +24,7 @@ pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Sp
         "--log-json".to_owned(),
     ];
     if role == Role::Order {
-        let urls = |r: Role| {
-            (0..config.replicas)
-                .map(|i| config.service_url(r, i))
-                .collect::<Vec<_>>()
-                .join(",")
-        };
+        let urls = |r: Role| (0..config.replicas).map(|i| config.service_url(r, i)).collect::<Vec<_>>().join(",");
         args.push(format!("--protocol={}", config.protocol));
         args.push(format!("--stock-urls={}", urls(Role::Stock)));
         args.push(format!("--payment-urls={}", urls(Role::Payment)));
@@ -41,16 +33,10 @@ pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Sp
         name: name.clone(),
         program,
         args,
-        env: vec![(
-            "RUST_LOG".to_owned(),
-            std::env::var("SAGA2PC_SERVICE_LOG").unwrap_or_else(|_| "info".to_owned()),
-        )],
+        env: vec![("RUST_LOG".to_owned(), std::env::var("SAGA2PC_SERVICE_LOG").unwrap_or_else(|_| "info".to_owned()))],
         cwd: None,
         user: None,
-        log: config
-            .run_dir
-            .join("logs")
-            .join(format!("{}-{replica}.log", role.name())),
+        log: config.run_dir.join("logs").join(format!("{}-{replica}.log", role.name())),
         stop_signal: Signal::SIGTERM,
         stop_timeout: Duration::from_secs(15),
     })
@@ -58,9 +44,7 @@ pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Sp
 
 /// Polls `url` until it answers 2xx.
 pub async fn wait_http_ok(url: &str, timeout: Duration) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
     let deadline = Instant::now() + timeout;
     loop {
         let last = match client.get(url).send().await {

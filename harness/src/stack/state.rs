@@ -58,18 +58,16 @@ impl StackState {
     /// Writes the state atomically.
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
     }
 
     /// Reads the state file, if there is one.
     pub fn read(path: &Path) -> anyhow::Result<Option<Self>> {
         match std::fs::read(path) {
-            Ok(bytes) => Ok(Some(
-                serde_json::from_slice(&bytes)
-                    .with_context(|| format!("parsing {}", path.display()))?,
-            )),
+            Ok(bytes) => {
+                Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?))
+            }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
         }
@@ -88,10 +86,7 @@ impl StackState {
             put("SAGA2PC_GATEWAY", gateway);
         }
         for (role, url) in &self.databases {
-            put(
-                &format!("SAGA2PC_{}_DATABASE_URL", role.to_uppercase()),
-                url,
-            );
+            put(&format!("SAGA2PC_{}_DATABASE_URL", role.to_uppercase()), url);
         }
         put("SAGA2PC_KAFKA_BOOTSTRAP", &self.kafka_bootstrap);
         put("SAGA2PC_REDIS_URL", &self.redis_url);

@@ -46,15 +46,8 @@ impl Stack {
     /// Starts every component and waits until each answers. On failure, whatever
     /// was started is stopped again.
     pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
-        let started_at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let mut stack = Stack {
-            config,
-            members: Vec::new(),
-            started_at,
-        };
+        let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let mut stack = Stack { config, members: Vec::new(), started_at };
         match stack.start_all().await {
             Ok(()) => {
                 stack.write_state("ready")?;
@@ -76,9 +69,7 @@ impl Stack {
         let mut prep = Vec::new();
         for role in Role::ALL {
             let c = config.clone();
-            prep.push(tokio::task::spawn_blocking(move || {
-                postgres::init_cluster(&c, role)
-            }));
+            prep.push(tokio::task::spawn_blocking(move || postgres::init_cluster(&c, role)));
         }
         let c = config.clone();
         prep.push(tokio::task::spawn_blocking(move || kafka::prepare(&c)));
@@ -87,18 +78,13 @@ impl Stack {
         }
 
         for role in Role::ALL {
-            self.spawn(
-                postgres::spec(&config, role)?,
-                config.database_url(role),
-                false,
-            )?;
+            self.spawn(postgres::spec(&config, role)?, config.database_url(role), false)?;
         }
         self.spawn(redis::spec(&config)?, config.redis_url(), false)?;
         self.spawn(kafka::spec(&config)?, config.kafka_bootstrap(), false)?;
         self.write_state("starting")?;
 
-        let databases =
-            Role::ALL.map(|role| postgres::wait_and_create_database(&config, role, INFRA_TIMEOUT));
+        let databases = Role::ALL.map(|role| postgres::wait_and_create_database(&config, role, INFRA_TIMEOUT));
         tokio::try_join!(
             futures::future::try_join_all(databases),
             redis::wait_ready(&config, INFRA_TIMEOUT),
@@ -112,11 +98,7 @@ impl Stack {
         // Participants first, so the order service finds them.
         for role in Role::ALL {
             for replica in 0..config.replicas {
-                self.spawn(
-                    services::spec(&config, role, replica)?,
-                    config.service_url(role, replica),
-                    true,
-                )?;
+                self.spawn(services::spec(&config, role, replica)?, config.service_url(role, replica), true)?;
             }
         }
         self.write_state("starting")?;
@@ -137,13 +119,7 @@ impl Stack {
     fn spawn(&mut self, spec: Spec, url: String, restart: bool) -> anyhow::Result<()> {
         let proc = spec.spawn()?;
         tracing::info!(name = %proc.spec.name, pid = proc.pid(), "started");
-        self.members.push(Member {
-            proc,
-            url,
-            restarts: 0,
-            restart,
-            reported_dead: false,
-        });
+        self.members.push(Member { proc, url, restarts: 0, restart, reported_dead: false });
         Ok(())
     }
 
@@ -206,10 +182,7 @@ impl Stack {
             started_at: self.started_at,
             run_dir: c.run_dir.display().to_string(),
             gateway: (!c.infra_only).then(|| c.gateway_url()),
-            databases: Role::ALL
-                .iter()
-                .map(|r| (r.name().to_owned(), c.database_url(*r)))
-                .collect::<BTreeMap<_, _>>(),
+            databases: Role::ALL.iter().map(|r| (r.name().to_owned(), c.database_url(*r))).collect::<BTreeMap<_, _>>(),
             kafka_bootstrap: c.kafka_bootstrap(),
             redis_url: c.redis_url(),
             components: self
@@ -239,8 +212,7 @@ fn prepare_run_dir(config: &StackConfig) -> anyhow::Result<()> {
         for sub in ["postgres", "kafka", "redis", "nginx", "logs"] {
             let path = config.run_dir.join(sub);
             if path.exists() {
-                std::fs::remove_dir_all(&path)
-                    .with_context(|| format!("removing {}", path.display()))?;
+                std::fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
             }
         }
     }

@@ -22,37 +22,21 @@ impl StackDir {
     }
 
     fn harness(&self, args: &[&str]) -> Output {
-        let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_harness"))
-            .parent()
-            .unwrap()
-            .to_path_buf();
+        let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_harness")).parent().unwrap().to_path_buf();
         for service in ["order-service", "stock-service", "payment-service"] {
-            assert!(
-                bin_dir.join(service).is_file(),
-                "{service} not built in {}",
-                bin_dir.display()
-            );
+            assert!(bin_dir.join(service).is_file(), "{service} not built in {}", bin_dir.display());
         }
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
         cmd.args(args).arg("--run-dir").arg(&self.0);
         if args[0] == "up" {
-            cmd.args([
-                "--port-base",
-                PORT_BASE,
-                "--gateway-port",
-                GATEWAY_PORT,
-                "--kafka-heap-mb",
-                "256",
-            ]);
+            cmd.args(["--port-base", PORT_BASE, "--gateway-port", GATEWAY_PORT, "--kafka-heap-mb", "256"]);
         }
         cmd.output().expect("harness runs")
     }
 
     fn status(&self) -> Option<Value> {
         let out = self.harness(&["status"]);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).expect("status prints JSON"))
+        out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("status prints JSON"))
     }
 }
 
@@ -77,24 +61,13 @@ fn component<'a>(status: &'a Value, name: &str) -> &'a Value {
 
 fn pid_alive(pid: u64) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            !stat
-                .rsplit_once(')')
-                .unwrap()
-                .1
-                .trim_start()
-                .starts_with('Z')
-        })
+        .map(|stat| !stat.rsplit_once(')').unwrap().1.trim_start().starts_with('Z'))
         .unwrap_or(false)
 }
 
 async fn call(client: &reqwest::Client, method: &str, path: &str) -> (u16, Value) {
     let url = format!("{GATEWAY}{path}");
-    let req = if method == "GET" {
-        client.get(url)
-    } else {
-        client.post(url)
-    };
+    let req = if method == "GET" { client.get(url) } else { client.post(url) };
     let resp = req.send().await.expect("gateway answers");
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
@@ -105,66 +78,27 @@ async fn exercise_gateway(client: &reqwest::Client) -> String {
     let (status, body) = call(client, "POST", "/stock/item/create/4").await;
     assert_eq!(status, 200, "{body}");
     let item = body["item_id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        call(client, "POST", &format!("/stock/add/{item}/10"))
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        call(client, "POST", &format!("/stock/subtract/{item}/3"))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(call(client, "POST", &format!("/stock/add/{item}/10")).await.0, 200);
+    assert_eq!(call(client, "POST", &format!("/stock/subtract/{item}/3")).await.0, 200);
     assert_eq!(
         call(client, "GET", &format!("/stock/find/{item}")).await.1,
         serde_json::json!({"stock": 7, "price": 4})
     );
-    assert_eq!(
-        call(client, "POST", "/stock/batch_init/5/10/1").await.0,
-        200
-    );
+    assert_eq!(call(client, "POST", "/stock/batch_init/5/10/1").await.0, 200);
 
     let (_, body) = call(client, "POST", "/payment/create_user").await;
     let user = body["user_id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        call(client, "POST", &format!("/payment/add_funds/{user}/50"))
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        call(client, "POST", &format!("/payment/pay/{user}/20"))
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        call(client, "GET", &format!("/payment/find_user/{user}"))
-            .await
-            .1["credit"],
-        30
-    );
-    assert_eq!(
-        call(client, "POST", "/payment/batch_init/5/10").await.0,
-        200
-    );
+    assert_eq!(call(client, "POST", &format!("/payment/add_funds/{user}/50")).await.0, 200);
+    assert_eq!(call(client, "POST", &format!("/payment/pay/{user}/20")).await.0, 200);
+    assert_eq!(call(client, "GET", &format!("/payment/find_user/{user}")).await.1["credit"], 30);
+    assert_eq!(call(client, "POST", "/payment/batch_init/5/10").await.0, 200);
 
     let (_, body) = call(client, "POST", &format!("/orders/create/{user}")).await;
     let order = body["order_id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        call(client, "POST", &format!("/orders/addItem/{order}/{item}/2"))
-            .await
-            .1["total_cost"],
-        8
-    );
+    assert_eq!(call(client, "POST", &format!("/orders/addItem/{order}/{item}/2")).await.1["total_cost"], 8);
     let (_, found) = call(client, "GET", &format!("/orders/find/{order}")).await;
     assert_eq!(found["items"], serde_json::json!([[item, 2]]));
-    assert_eq!(
-        call(client, "POST", "/orders/batch_init/5/5/5/1").await.0,
-        200
-    );
+    assert_eq!(call(client, "POST", "/orders/batch_init/5/5/5/1").await.0, 200);
     assert_eq!(call(client, "GET", "/orders/find/4").await.0, 200);
 
     // Not routed: internal paths and unknown prefixes.
@@ -177,36 +111,16 @@ async fn up_status_restart_and_down() {
     let stack = StackDir::new();
     let client = reqwest::Client::new();
 
-    let out = stack.harness(&[
-        "up",
-        "--protocol",
-        "2pc",
-        "--detach",
-        "--replicas",
-        "2",
-        "--partitions",
-        "3",
-    ]);
-    assert!(
-        out.status.success(),
-        "up failed: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let out = stack.harness(&["up", "--protocol", "2pc", "--detach", "--replicas", "2", "--partitions", "3"]);
+    assert!(out.status.success(), "up failed: {}{}", text(&out.stdout), text(&out.stderr));
     assert!(text(&out.stdout).contains("ready"), "{}", text(&out.stdout));
 
     // A second `up` on the same directory refuses instead of clobbering.
     let again = stack.harness(&["up", "--protocol", "saga", "--detach"]);
     assert!(!again.status.success());
-    assert!(
-        text(&again.stderr).contains("already running"),
-        "{}",
-        text(&again.stderr)
-    );
+    assert!(text(&again.stderr).contains("already running"), "{}", text(&again.stderr));
 
-    let status = stack
-        .status()
-        .expect("status succeeds while the stack runs");
+    let status = stack.status().expect("status succeeds while the stack runs");
     assert_eq!(status["phase"], "ready");
     assert_eq!(status["protocol"], "2pc");
     assert_eq!(status["gateway"], GATEWAY);
@@ -229,39 +143,17 @@ async fn up_status_restart_and_down() {
     }
     for db in ["order", "stock", "payment"] {
         let url = status["databases"][db].as_str().unwrap();
-        let pool = sqlx::PgPool::connect(url)
-            .await
-            .expect("database reachable");
-        let max_prepared: String = sqlx::query_scalar("SHOW max_prepared_transactions")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        let max_conn: String = sqlx::query_scalar("SHOW max_connections")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let pool = sqlx::PgPool::connect(url).await.expect("database reachable");
+        let max_prepared: String = sqlx::query_scalar("SHOW max_prepared_transactions").fetch_one(&pool).await.unwrap();
+        let max_conn: String = sqlx::query_scalar("SHOW max_connections").fetch_one(&pool).await.unwrap();
         assert!(max_prepared.parse::<u32>().unwrap() >= max_conn.parse::<u32>().unwrap());
-        let fsync: String = sqlx::query_scalar("SHOW fsync")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&pool).await.unwrap();
         assert_eq!(fsync, "on");
     }
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set(
-            "bootstrap.servers",
-            status["kafka_bootstrap"].as_str().unwrap(),
-        )
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(None, Duration::from_secs(10))
-        .expect("Kafka answers");
-    let saga_topics: Vec<_> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name().starts_with("saga-"))
-        .collect();
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", status["kafka_bootstrap"].as_str().unwrap()).create().unwrap();
+    let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).expect("Kafka answers");
+    let saga_topics: Vec<_> = metadata.topics().iter().filter(|t| t.name().starts_with("saga-")).collect();
     assert_eq!(saga_topics.len(), 3);
     assert!(saga_topics.iter().all(|t| t.partitions().len() == 3));
 
@@ -269,11 +161,7 @@ async fn up_status_restart_and_down() {
 
     // A killed service replica is restarted by the supervisor.
     let victim = component(&status, "stock#0")["pid"].as_u64().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(victim as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     let restarted = loop {
         let status = stack.status().expect("still running");
@@ -285,59 +173,31 @@ async fn up_status_restart_and_down() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let log = std::fs::read_to_string(stack.0.join("harness.log")).unwrap();
-    assert!(
-        log.contains("service exited; restarting") && log.contains("stock#0"),
-        "{log}"
-    );
+    assert!(log.contains("service exited; restarting") && log.contains("stock#0"), "{log}");
     let new_url = format!("{}/health", restarted["url"].as_str().unwrap());
     let deadline = Instant::now() + Duration::from_secs(15);
-    while client
-        .get(&new_url)
-        .send()
-        .await
-        .map(|r| !r.status().is_success())
-        .unwrap_or(true)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "restarted stock#0 never became healthy"
-        );
+    while client.get(&new_url).send().await.map(|r| !r.status().is_success()).unwrap_or(true) {
+        assert!(Instant::now() < deadline, "restarted stock#0 never became healthy");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(
-        call(&client, "GET", &format!("/stock/find/{item}")).await.0,
-        200
-    );
+    assert_eq!(call(&client, "GET", &format!("/stock/find/{item}")).await.0, 200);
 
     // down stops everything.
-    let pids: Vec<u64> = stack.status().unwrap()["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["pid"].as_u64().unwrap())
-        .collect();
+    let pids: Vec<u64> =
+        stack.status().unwrap()["components"].as_array().unwrap().iter().map(|c| c["pid"].as_u64().unwrap()).collect();
     let out = stack.harness(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     for pid in pids {
         assert!(!pid_alive(pid), "pid {pid} survived down");
     }
-    assert!(
-        stack.status().is_none(),
-        "status fails once the stack is down"
-    );
+    assert!(stack.status().is_none(), "status fails once the stack is down");
 
     // --keep-data brings the same databases back; a plain up starts empty.
     let out = stack.harness(&["up", "--protocol", "2pc", "--detach", "--keep-data"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(
-        call(&client, "GET", &format!("/stock/find/{item}")).await.1["stock"],
-        7
-    );
+    assert_eq!(call(&client, "GET", &format!("/stock/find/{item}")).await.1["stock"], 7);
     assert!(stack.harness(&["down"]).status.success());
     let out = stack.harness(&["up", "--protocol", "2pc", "--detach"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(
-        call(&client, "GET", &format!("/stock/find/{item}")).await.0,
-        400
-    );
+    assert_eq!(call(&client, "GET", &format!("/stock/find/{item}")).await.0, 400);
 }

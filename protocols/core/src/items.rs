@@ -39,14 +39,9 @@ where
             return Err(MergeError::NonPositive(item_id));
         }
         let slot = merged.entry(item_id.clone()).or_insert(0);
-        *slot = slot
-            .checked_add(quantity)
-            .ok_or(MergeError::Overflow(item_id))?;
+        *slot = slot.checked_add(quantity).ok_or(MergeError::Overflow(item_id))?;
     }
-    Ok(merged
-        .into_iter()
-        .map(|(item_id, quantity)| LineItem { item_id, quantity })
-        .collect())
+    Ok(merged.into_iter().map(|(item_id, quantity)| LineItem { item_id, quantity }).collect())
 }
 
 #[cfg(test)]
@@ -62,29 +57,14 @@ mod tests {
         let merged = merge_items([line("b", 1), line("a", 2), line("b", 3)]);
         assert_eq!(
             merged,
-            Ok(vec![
-                LineItem {
-                    item_id: "a".into(),
-                    quantity: 2
-                },
-                LineItem {
-                    item_id: "b".into(),
-                    quantity: 4
-                },
-            ])
+            Ok(vec![LineItem { item_id: "a".into(), quantity: 2 }, LineItem { item_id: "b".into(), quantity: 4 },])
         );
     }
 
     #[test]
     fn rejects_non_positive_and_overflowing_quantities() {
-        assert_eq!(
-            merge_items([line("a", 0)]),
-            Err(MergeError::NonPositive("a".into()))
-        );
-        assert_eq!(
-            merge_items([line("a", i64::MAX), line("a", 1)]),
-            Err(MergeError::Overflow("a".into()))
-        );
+        assert_eq!(merge_items([line("a", 0)]), Err(MergeError::NonPositive("a".into())));
+        assert_eq!(merge_items([line("a", i64::MAX), line("a", 1)]), Err(MergeError::Overflow("a".into())));
     }
 
     #[test]

@@ -59,10 +59,7 @@ mod tests {
         for kind in [ProtocolKind::Saga, ProtocolKind::TwoPc] {
             assert_eq!(kind.as_str().parse::<ProtocolKind>().ok(), Some(kind));
         }
-        assert_eq!(
-            "TwoPC".parse::<ProtocolKind>().ok(),
-            Some(ProtocolKind::TwoPc)
-        );
+        assert_eq!("TwoPC".parse::<ProtocolKind>().ok(), Some(ProtocolKind::TwoPc));
         assert!("3pc".parse::<ProtocolKind>().is_err());
     }
 }

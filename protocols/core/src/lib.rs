@@ -22,6 +22,7 @@
 //! - anything else is a [`CheckoutError`], which the service answers with a 5xx and
 //!   whose true outcome the final state decides.
 
+pub mod crashpoint;
 mod items;
 mod kind;
 mod outcome;

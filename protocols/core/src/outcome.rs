@@ -63,16 +63,19 @@ pub enum RejectReason {
     ProtocolUnavailable(ProtocolKind),
 }
 
-/// A checkout whose outcome the protocol could not establish before answering.
-///
-/// The effect may or may not have happened; the final state decides, and the
-/// protocol's recovery makes sure it is all-or-nothing.
+/// A checkout that failed for a system reason (answered 5xx).
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
-    /// The protocol did not reach a terminal state within its deadline.
+    /// Aborted because a dependency failed; the checkout definitely took no
+    /// effect, and retrying may succeed.
+    #[error("checkout aborted: {0}")]
+    Aborted(String),
+    /// The protocol did not reach a terminal state within its deadline; the
+    /// effect may or may not happen, the final state decides.
     #[error("checkout timed out before reaching a final state")]
     Timeout,
-    /// A dependency (database, broker, participant) failed.
+    /// The outcome is unknown (for example the commit decision may not be
+    /// durable); recovery makes it all-or-nothing and the final state decides.
     #[error("checkout failed: {0}")]
     Internal(String),
 }

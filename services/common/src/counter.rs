@@ -40,41 +40,25 @@ impl CounterTable {
             k = self.id_column,
             v = self.value_column
         );
-        Ok(sqlx::query_scalar(&sql)
-            .bind(id)
-            .bind(amount)
-            .fetch_optional(pool)
-            .await?)
+        Ok(sqlx::query_scalar(&sql).bind(id).bind(amount).fetch_optional(pool).await?)
     }
 
     /// Subtracts `amount` if the counter holds at least that much.
-    pub async fn subtract(
-        &self,
-        pool: &PgPool,
-        id: &str,
-        amount: i64,
-    ) -> ApiResult<Result<i64, SubtractRefused>> {
+    pub async fn subtract(&self, pool: &PgPool, id: &str, amount: i64) -> ApiResult<Result<i64, SubtractRefused>> {
         let sql = format!(
             "UPDATE {t} SET {v} = {v} - $2 WHERE {k} = $1 AND {v} >= $2 RETURNING {v}",
             t = self.table,
             k = self.id_column,
             v = self.value_column
         );
-        let updated: Option<i64> = sqlx::query_scalar(&sql)
-            .bind(id)
-            .bind(amount)
-            .fetch_optional(pool)
-            .await?;
+        let updated: Option<i64> = sqlx::query_scalar(&sql).bind(id).bind(amount).fetch_optional(pool).await?;
         if let Some(value) = updated {
             return Ok(Ok(value));
         }
         // Nothing changed; tell the caller why. The row may have appeared or
         // changed since, but the answer "this subtraction took no effect" holds.
         let exists_sql = format!("SELECT 1 FROM {} WHERE {} = $1", self.table, self.id_column);
-        let exists: Option<i32> = sqlx::query_scalar(&exists_sql)
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
+        let exists: Option<i32> = sqlx::query_scalar(&exists_sql).bind(id).fetch_optional(pool).await?;
         Ok(Err(match exists {
             Some(_) => SubtractRefused::Insufficient,
             None => SubtractRefused::NotFound,

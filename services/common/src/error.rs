@@ -26,6 +26,10 @@ pub enum ApiError {
     /// order); nothing was changed.
     #[error("{0}")]
     Rejected(String),
+    /// The request contradicts the state (an internal protocol request that
+    /// cannot apply, for example committing a rolled-back branch).
+    #[error("{0}")]
+    Conflict(String),
     /// No route matches the request.
     #[error("no such endpoint")]
     NoRoute,
@@ -59,9 +63,8 @@ impl ApiError {
     /// The one place where errors meet status codes.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::NotFound(_) | ApiError::Rejected(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::BadRequest(_) | ApiError::NotFound(_) | ApiError::Rejected(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

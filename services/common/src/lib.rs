@@ -17,5 +17,6 @@ pub mod params;
 pub mod price_cache;
 pub mod server;
 pub mod telemetry;
+pub mod twopc;
 
 pub use error::{ApiError, ApiResult};

@@ -43,9 +43,7 @@ impl Id {
         {
             return Ok(Id(uuid.hyphenated().to_string()));
         }
-        Err(ApiError::bad_request(format!(
-            "{name} must be a UUID or a non-negative decimal integer"
-        )))
+        Err(ApiError::bad_request(format!("{name} must be a UUID or a non-negative decimal integer")))
     }
 
     /// A fresh random (v4 UUID) id.
@@ -71,9 +69,7 @@ impl std::fmt::Display for Id {
 }
 
 fn is_decimal_id(raw: &str) -> bool {
-    let digits = !raw.is_empty()
-        && raw.len() <= MAX_DECIMAL_ID_LEN
-        && raw.bytes().all(|b| b.is_ascii_digit());
+    let digits = !raw.is_empty() && raw.len() <= MAX_DECIMAL_ID_LEN && raw.bytes().all(|b| b.is_ascii_digit());
     digits && (raw == "0" || !raw.starts_with('0')) && raw.parse::<u64>().is_ok()
 }
 
@@ -106,9 +102,7 @@ impl NonNegative {
     pub fn parse(name: &str, raw: &str) -> Result<Self, ApiError> {
         let value = parse_i64(name, raw)?;
         if value < 0 {
-            return Err(ApiError::bad_request(format!(
-                "{name} must not be negative"
-            )));
+            return Err(ApiError::bad_request(format!("{name} must not be negative")));
         }
         Ok(NonNegative(value))
     }
@@ -132,9 +126,7 @@ impl Count {
     pub fn parse(name: &str, raw: &str, limit: i64) -> Result<Self, ApiError> {
         let value = parse_i64(name, raw)?;
         if !(1..=limit).contains(&value) {
-            return Err(ApiError::bad_request(format!(
-                "{name} must be between 1 and {limit}"
-            )));
+            return Err(ApiError::bad_request(format!("{name} must be between 1 and {limit}")));
         }
         Ok(Count(value))
     }
@@ -152,8 +144,7 @@ fn parse_i64(name: &str, raw: &str) -> Result<i64, ApiError> {
     if body.is_empty() || body.len() > 19 + 1 || !body.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::bad_request(format!("{name} must be an integer")));
     }
-    raw.parse::<i64>()
-        .map_err(|_| ApiError::bad_request(format!("{name} is out of range")))
+    raw.parse::<i64>().map_err(|_| ApiError::bad_request(format!("{name} is out of range")))
 }
 
 #[cfg(test)]
@@ -162,19 +153,10 @@ mod tests {
 
     #[test]
     fn ids_accept_uuids_and_plain_decimals() {
-        assert_eq!(
-            Id::parse("id", "0").map(Id::into_string).ok(),
-            Some("0".into())
-        );
-        assert_eq!(
-            Id::parse("id", "99999").map(Id::into_string).ok(),
-            Some("99999".into())
-        );
+        assert_eq!(Id::parse("id", "0").map(Id::into_string).ok(), Some("0".into()));
+        assert_eq!(Id::parse("id", "99999").map(Id::into_string).ok(), Some("99999".into()));
         let upper = "6F9619FF-8B86-D011-B42D-00CF4FC964FF";
-        assert_eq!(
-            Id::parse("id", upper).map(Id::into_string).ok(),
-            Some(upper.to_lowercase())
-        );
+        assert_eq!(Id::parse("id", upper).map(Id::into_string).ok(), Some(upper.to_lowercase()));
     }
 
     #[test]
@@ -199,33 +181,15 @@ mod tests {
     #[test]
     fn amounts_are_positive_i64() {
         assert_eq!(Amount::parse("a", "1").map(Amount::get).ok(), Some(1));
-        assert_eq!(
-            Amount::parse("a", "9223372036854775807")
-                .map(Amount::get)
-                .ok(),
-            Some(i64::MAX)
-        );
-        for bad in [
-            "0",
-            "-1",
-            "9223372036854775808",
-            "1e3",
-            "+5",
-            "5.0",
-            "",
-            "x",
-            "-",
-        ] {
+        assert_eq!(Amount::parse("a", "9223372036854775807").map(Amount::get).ok(), Some(i64::MAX));
+        for bad in ["0", "-1", "9223372036854775808", "1e3", "+5", "5.0", "", "x", "-"] {
             assert!(Amount::parse("a", bad).is_err(), "accepted {bad:?}");
         }
     }
 
     #[test]
     fn non_negative_accepts_zero() {
-        assert_eq!(
-            NonNegative::parse("p", "0").map(NonNegative::get).ok(),
-            Some(0)
-        );
+        assert_eq!(NonNegative::parse("p", "0").map(NonNegative::get).ok(), Some(0));
         assert!(NonNegative::parse("p", "-1").is_err());
     }
 

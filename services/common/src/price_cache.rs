@@ -34,9 +34,7 @@ pub struct PriceCache {
 
 impl std::fmt::Debug for PriceCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PriceCache")
-            .field("enabled", &self.client.is_some())
-            .finish()
+        f.debug_struct("PriceCache").field("enabled", &self.client.is_some()).finish()
     }
 }
 
@@ -48,18 +46,12 @@ impl PriceCache {
     /// A cache on the Redis at `url` (checked for syntax only); `None` disables it.
     pub fn new(url: Option<&str>) -> anyhow::Result<Self> {
         let client = url.map(redis::Client::open).transpose()?;
-        Ok(PriceCache {
-            client,
-            conn: Arc::new(OnceCell::new()),
-        })
+        Ok(PriceCache { client, conn: Arc::new(OnceCell::new()) })
     }
 
     /// A cache that always misses.
     pub fn disabled() -> Self {
-        PriceCache {
-            client: None,
-            conn: Arc::new(OnceCell::new()),
-        }
+        PriceCache { client: None, conn: Arc::new(OnceCell::new()) }
     }
 
     /// The shared connection, made on first use; `None` if disabled or Redis
@@ -67,8 +59,7 @@ impl PriceCache {
     async fn connection(&self) -> Option<ConnectionManager> {
         let client = self.client.as_ref()?;
         let init = self.conn.get_or_try_init(|| async {
-            match tokio::time::timeout(OP_TIMEOUT * 4, ConnectionManager::new(client.clone())).await
-            {
+            match tokio::time::timeout(OP_TIMEOUT * 4, ConnectionManager::new(client.clone())).await {
                 Ok(Ok(conn)) => Ok(conn),
                 Ok(Err(err)) => Err(err.to_string()),
                 Err(_) => Err("timed out".to_owned()),
@@ -120,10 +111,7 @@ impl PriceCache {
         if self.client.is_none() {
             return Ok(());
         }
-        let mut conn = self
-            .connection()
-            .await
-            .ok_or_else(|| anyhow::anyhow!("price cache unreachable"))?;
+        let mut conn = self.connection().await.ok_or_else(|| anyhow::anyhow!("price cache unreachable"))?;
         let mut chunk = Vec::with_capacity(INVALIDATE_CHUNK);
         for id in item_ids {
             chunk.push(key(&id));

@@ -7,74 +7,124 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context;
+use axum::Json;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header::CONTENT_LENGTH;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
+use futures::future::BoxFuture;
+use protocol_core::crashpoint;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::error::{ApiError, ApiResult};
+use crate::params::PathParams;
 
-/// No endpoint takes a body; anything beyond this is refused before routing.
-pub const MAX_BODY_BYTES: u64 = 4 * 1024;
+/// Public endpoints take no body and internal ones small JSON documents;
+/// anything beyond this is refused before routing.
+pub const MAX_BODY_BYTES: u64 = 64 * 1024;
 
-/// A bound listener and its router, ready to serve.
-#[derive(Debug)]
+/// A background task: given a receiver that flips to `true` at shutdown, runs
+/// until then.
+pub type Background = Box<dyn FnOnce(watch::Receiver<bool>) -> BoxFuture<'static, ()> + Send>;
+
+/// A bound listener, its router and its background tasks, ready to serve.
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    background: Vec<(String, Background)>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.background.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Application").field("listener", &self.listener).field("background", &names).finish()
+    }
 }
 
 impl Application {
     /// Binds `addr` and wraps `routes` with the shared layers; `pool` backs the
     /// health check.
     pub async fn bind(addr: SocketAddr, routes: Router, pool: PgPool) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let router = routes
             .route("/health", get(health).with_state(pool))
+            .route("/internal/crashpoints/{name}", post(arm_crashpoint))
+            .route("/internal/crashpoints", delete(disarm_crashpoints))
             .fallback(|| async { ApiError::NoRoute })
             .layer(middleware::from_fn(limit_body));
-        Ok(Application { listener, router })
+        Ok(Application { listener, router, background: Vec::new() })
+    }
+
+    /// Adds a task that runs beside the server (recovery loops, relays) and is
+    /// told to stop, then awaited, when the server shuts down.
+    pub fn with_background<F, Fut>(mut self, name: &str, task: F) -> Self
+    where
+        F: FnOnce(watch::Receiver<bool>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.background.push((name.to_owned(), Box::new(move |rx| Box::pin(task(rx)))));
+        self
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stop, stopped) = watch::channel(false);
+        let tasks: Vec<_> =
+            self.background.into_iter().map(|(name, task)| (name, tokio::spawn(task(stopped.clone())))).collect();
+        let served =
+            axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await.context("serving HTTP");
+        let _ = stop.send(true);
+        for (name, task) in tasks {
+            match tokio::time::timeout(Duration::from_secs(10), task).await {
+                Ok(Ok(())) => tracing::info!(task = %name, "background task stopped"),
+                Ok(Err(err)) => tracing::error!(task = %name, error = %err, "background task failed"),
+                Err(_) => tracing::warn!(task = %name, "background task did not stop in time"),
+            }
+        }
+        served
     }
 }
 
 async fn health(State(pool): State<PgPool>) -> ApiResult<Response> {
     sqlx::query("SELECT 1").execute(&pool).await?;
-    Ok(axum::Json(serde_json::json!({ "status": "ok" })).into_response())
+    Ok(Json(json!({ "status": "ok" })).into_response())
+}
+
+/// Arms a crash point of this process (see `protocol_core::crashpoint`). Only
+/// reachable on the replica's own port: the gateway does not route `/internal`.
+async fn arm_crashpoint(PathParams(name): PathParams<String>) -> ApiResult<Json<Value>> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if !valid {
+        return Err(ApiError::bad_request("crash point names are 1-64 characters of [a-z0-9._-]"));
+    }
+    crashpoint::arm(&name);
+    tracing::warn!(crashpoint = %name, "crash point armed");
+    Ok(Json(json!({ "armed": name })))
+}
+
+async fn disarm_crashpoints() -> Json<Value> {
+    crashpoint::disarm_all();
+    Json(json!({ "armed": [] }))
 }
 
 /// Refuses bodies declared larger than [`MAX_BODY_BYTES`] with a JSON 413.
 async fn limit_body(req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
         return ApiError::PayloadTooLarge.into_response();
     }

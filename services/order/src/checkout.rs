@@ -6,9 +6,7 @@
 //! Protocols that are not part of this build answer a clear 4xx
 //! ([`RejectReason::ProtocolUnavailable`]) and never pretend to succeed.
 
-use protocol_core::{
-    CheckoutError, CheckoutOutcome, CheckoutRequest, ProtocolKind, RejectReason, merge_items,
-};
+use protocol_core::{CheckoutError, CheckoutOutcome, CheckoutRequest, ProtocolKind, RejectReason, merge_items};
 use service_common::error::{ApiError, ApiResult};
 use service_common::params::Id;
 
@@ -30,10 +28,7 @@ enum Driver {
 impl Checkout {
     /// A checkout runner for `protocol` over the orders in `store`.
     pub fn new(protocol: ProtocolKind, store: Store) -> Self {
-        Checkout {
-            driver: Driver::Unavailable(protocol),
-            store,
-        }
+        Checkout { driver: Driver::Unavailable(protocol), store }
     }
 
     /// The protocol this runner uses.
@@ -54,23 +49,16 @@ impl Checkout {
         if order.paid {
             return Ok(Ok(CheckoutOutcome::AlreadyPaid));
         }
-        let items = merge_items(order.items).map_err(|err| {
-            ApiError::Internal(anyhow::anyhow!("stored order {order_id} is invalid: {err}"))
-        })?;
-        let request = CheckoutRequest {
-            order_id: order.order_id,
-            user_id: order.user_id,
-            items,
-            total_cost: order.total_cost,
-        };
+        let items = merge_items(order.items)
+            .map_err(|err| ApiError::Internal(anyhow::anyhow!("stored order {order_id} is invalid: {err}")))?;
+        let request =
+            CheckoutRequest { order_id: order.order_id, user_id: order.user_id, items, total_cost: order.total_cost };
         Ok(self.dispatch(request).await)
     }
 
     async fn dispatch(&self, _request: CheckoutRequest) -> Result<CheckoutOutcome, CheckoutError> {
         match self.driver {
-            Driver::Unavailable(kind) => Ok(CheckoutOutcome::Rejected(
-                RejectReason::ProtocolUnavailable(kind),
-            )),
+            Driver::Unavailable(kind) => Ok(CheckoutOutcome::Rejected(RejectReason::ProtocolUnavailable(kind))),
         }
     }
 }

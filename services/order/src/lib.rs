@@ -29,10 +29,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Configuration of the order service binary.
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "order-service",
-    about = "Order service of the checkout benchmark"
-)]
+#[command(name = "order-service", about = "Order service of the checkout benchmark")]
 pub struct Config {
     /// Settings shared by all services.
     #[command(flatten)]
@@ -60,29 +57,17 @@ pub struct Config {
 }
 
 fn parse_protocol(raw: &str) -> Result<ProtocolKind, String> {
-    raw.parse()
-        .map_err(|err: protocol_core::UnknownProtocol| err.to_string())
+    raw.parse().map_err(|err: protocol_core::UnknownProtocol| err.to_string())
 }
 
 /// Connects to the database and Redis, runs migrations and binds the listener.
 pub async fn build(config: Config) -> anyhow::Result<Application> {
-    let pool = service_common::db::connect(
-        &config.common.database_url,
-        config.common.db_pool_size,
-        &MIGRATOR,
-    )
-    .await?;
+    let pool = service_common::db::connect(&config.common.database_url, config.common.db_pool_size, &MIGRATOR).await?;
     let cache = PriceCache::new(config.common.redis_url.as_deref())?;
     let timeout = Duration::from_millis(config.peer_timeout_ms);
     let stock = StockClient::new(config.stock_urls.clone(), timeout)?;
     let store = Store::new(pool.clone());
     let checkout = Checkout::new(config.protocol, store.clone());
-    let state = routes::AppState {
-        store,
-        cache,
-        stock,
-        checkout,
-        max_batch: config.max_batch,
-    };
+    let state = routes::AppState { store, cache, stock, checkout, max_batch: config.max_batch };
     Application::bind(config.common.listen, routes::router(state), pool).await
 }

@@ -27,15 +27,9 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/orders/create/{user_id}", post(create_order))
-        .route(
-            "/orders/batch_init/{n}/{n_items}/{n_users}/{item_price}",
-            post(batch_init),
-        )
+        .route("/orders/batch_init/{n}/{n_items}/{n_users}/{item_price}", post(batch_init))
         .route("/orders/find/{order_id}", get(find_order))
-        .route(
-            "/orders/addItem/{order_id}/{item_id}/{quantity}",
-            post(add_item),
-        )
+        .route("/orders/addItem/{order_id}/{item_id}/{quantity}", post(add_item))
         .route("/orders/checkout/{order_id}", post(checkout))
         .with_state(state)
 }
@@ -58,23 +52,13 @@ async fn batch_init(
     let n_items = Count::parse("n_items", &n_items, i64::MAX)?;
     let n_users = Count::parse("n_users", &n_users, i64::MAX)?;
     let price = NonNegative::parse("item_price", &price)?;
-    state
-        .store
-        .batch_init(n.get(), n_items.get(), n_users.get(), price.get())
-        .await?;
+    state.store.batch_init(n.get(), n_items.get(), n_users.get(), price.get()).await?;
     Ok(Json(json!({ "msg": "Batch init for orders successful" })))
 }
 
-async fn find_order(
-    State(state): State<AppState>,
-    PathParams(order_id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+async fn find_order(State(state): State<AppState>, PathParams(order_id): PathParams<String>) -> ApiResult<Json<Value>> {
     let id = Id::parse("order_id", &order_id)?;
-    let order = state
-        .store
-        .find(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("order {id} not found")))?;
+    let order = state.store.find(&id).await?.ok_or_else(|| ApiError::not_found(format!("order {id} not found")))?;
     Ok(Json(json!({
         "order_id": order.order_id,
         "paid": order.paid,
@@ -103,38 +87,23 @@ async fn add_item(
             price
         }
     };
-    match state
-        .store
-        .add_item(&order_id, &item_id, quantity.get(), price)
-        .await?
-    {
-        Ok(total_cost) => Ok(Json(
-            json!({ "order_id": order_id.as_str(), "total_cost": total_cost }),
-        )),
-        Err(AddItemRefused::NotFound) => {
-            Err(ApiError::not_found(format!("order {order_id} not found")))
-        }
-        Err(AddItemRefused::Paid) => Err(ApiError::rejected(format!(
-            "order {order_id} is already paid"
-        ))),
+    match state.store.add_item(&order_id, &item_id, quantity.get(), price).await? {
+        Ok(total_cost) => Ok(Json(json!({ "order_id": order_id.as_str(), "total_cost": total_cost }))),
+        Err(AddItemRefused::NotFound) => Err(ApiError::not_found(format!("order {order_id} not found"))),
+        Err(AddItemRefused::Paid) => Err(ApiError::rejected(format!("order {order_id} is already paid"))),
     }
 }
 
-async fn checkout(
-    State(state): State<AppState>,
-    PathParams(order_id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+async fn checkout(State(state): State<AppState>, PathParams(order_id): PathParams<String>) -> ApiResult<Json<Value>> {
     let order_id = Id::parse("order_id", &order_id)?;
     match state.checkout.run(&order_id).await? {
         Ok(CheckoutOutcome::Paid | CheckoutOutcome::AlreadyPaid) => {
             Ok(Json(json!({ "order_id": order_id.as_str(), "paid": true })))
         }
         Ok(CheckoutOutcome::Rejected(reason)) => Err(ApiError::rejected(reason.to_string())),
-        Err(CheckoutError::Timeout) => Err(ApiError::Unavailable(anyhow::anyhow!(
-            "checkout of {order_id} timed out"
-        ))),
-        Err(CheckoutError::Internal(cause)) => Err(ApiError::Internal(anyhow::anyhow!(
-            "checkout of {order_id} failed: {cause}"
-        ))),
+        Err(CheckoutError::Timeout) => Err(ApiError::Unavailable(anyhow::anyhow!("checkout of {order_id} timed out"))),
+        Err(CheckoutError::Internal(cause)) => {
+            Err(ApiError::Internal(anyhow::anyhow!("checkout of {order_id} failed: {cause}")))
+        }
     }
 }

@@ -27,19 +27,9 @@ impl StockClient {
     /// A client for the replicas at `urls`, each call bounded by `timeout`.
     pub fn new(urls: Vec<String>, timeout: Duration) -> anyhow::Result<Self> {
         anyhow::ensure!(!urls.is_empty(), "at least one stock URL is needed");
-        let urls = urls
-            .into_iter()
-            .map(|u| u.trim_end_matches('/').to_owned())
-            .collect();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .context("building HTTP client")?;
-        Ok(StockClient {
-            http,
-            urls: Arc::new(urls),
-            next: Arc::new(AtomicUsize::new(0)),
-        })
+        let urls = urls.into_iter().map(|u| u.trim_end_matches('/').to_owned()).collect();
+        let http = reqwest::Client::builder().timeout(timeout).build().context("building HTTP client")?;
+        Ok(StockClient { http, urls: Arc::new(urls), next: Arc::new(AtomicUsize::new(0)) })
     }
 
     /// The price of `item_id`, or `None` if the stock service does not know it.
@@ -48,33 +38,17 @@ impl StockClient {
         let mut last_err = None;
         for i in 0..self.urls.len() {
             let base = &self.urls[(start + i) % self.urls.len()];
-            match self
-                .http
-                .get(format!("{base}/stock/find/{item_id}"))
-                .send()
-                .await
-            {
+            match self.http.get(format!("{base}/stock/find/{item_id}")).send().await {
                 Ok(resp) if resp.status().is_success() => {
                     let reply: FindReply = resp.json().await.context("decoding stock reply")?;
                     return Ok(Some(reply.price));
                 }
                 // The stock service answers 400 for an unknown item.
                 Ok(resp) if resp.status() == reqwest::StatusCode::BAD_REQUEST => return Ok(None),
-                Ok(resp) => {
-                    last_err = Some(anyhow::anyhow!(
-                        "stock replica {base} answered {}",
-                        resp.status()
-                    ))
-                }
-                Err(err) => {
-                    last_err = Some(
-                        anyhow::Error::new(err).context(format!("calling stock replica {base}")),
-                    )
-                }
+                Ok(resp) => last_err = Some(anyhow::anyhow!("stock replica {base} answered {}", resp.status())),
+                Err(err) => last_err = Some(anyhow::Error::new(err).context(format!("calling stock replica {base}"))),
             }
         }
-        Err(ApiError::Unavailable(
-            last_err.unwrap_or_else(|| anyhow::anyhow!("no stock replica")),
-        ))
+        Err(ApiError::Unavailable(last_err.unwrap_or_else(|| anyhow::anyhow!("no stock replica"))))
     }
 }

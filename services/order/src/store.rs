@@ -47,35 +47,23 @@ impl Store {
 
     /// Creates an empty, unpaid order.
     pub async fn create(&self, order_id: &Id, user_id: &Id) -> ApiResult<()> {
-        sqlx::query(
-            "INSERT INTO orders (order_id, user_id, paid, total_cost) VALUES ($1, $2, FALSE, 0)",
-        )
-        .bind(order_id.as_str())
-        .bind(user_id.as_str())
-        .execute(&self.pool)
-        .await?;
+        sqlx::query("INSERT INTO orders (order_id, user_id, paid, total_cost) VALUES ($1, $2, FALSE, 0)")
+            .bind(order_id.as_str())
+            .bind(user_id.as_str())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Creates or overwrites orders `"0"..="n-1"`: each unpaid, for a random user
     /// of `"0"..n_users`, with two random items of `"0"..n_items` at `price` each.
-    pub async fn batch_init(
-        &self,
-        n: i64,
-        n_items: i64,
-        n_users: i64,
-        price: i64,
-    ) -> ApiResult<()> {
-        let total = price
-            .checked_mul(2)
-            .ok_or_else(|| ApiError::bad_request("item_price is out of range"))?;
+    pub async fn batch_init(&self, n: i64, n_items: i64, n_users: i64, price: i64) -> ApiResult<()> {
+        let total = price.checked_mul(2).ok_or_else(|| ApiError::bad_request("item_price is out of range"))?;
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "DELETE FROM order_items WHERE order_id IN (SELECT g::text FROM generate_series(0, $1 - 1) AS g)",
-        )
-        .bind(n)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("DELETE FROM order_items WHERE order_id IN (SELECT g::text FROM generate_series(0, $1 - 1) AS g)")
+            .bind(n)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO orders (order_id, user_id, paid, total_cost)
              SELECT g::text, floor(random() * $2)::bigint::text, FALSE, $3
@@ -112,19 +100,12 @@ impl Store {
         let Some((user_id, paid, total_cost)) = head else {
             return Ok(None);
         };
-        let items: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT item_id, quantity FROM order_items WHERE order_id = $1 ORDER BY seq",
-        )
-        .bind(order_id.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(Some(Order {
-            order_id: order_id.to_string(),
-            user_id,
-            paid,
-            items,
-            total_cost,
-        }))
+        let items: Vec<(String, i64)> =
+            sqlx::query_as("SELECT item_id, quantity FROM order_items WHERE order_id = $1 ORDER BY seq")
+                .bind(order_id.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(Some(Order { order_id: order_id.to_string(), user_id, paid, items, total_cost }))
     }
 
     /// Appends a line to an unpaid order and raises its total, atomically with
@@ -140,11 +121,10 @@ impl Store {
             .checked_mul(unit_price)
             .ok_or_else(|| ApiError::bad_request("quantity x price is out of range"))?;
         let mut tx = self.pool.begin().await?;
-        let paid: Option<bool> =
-            sqlx::query_scalar("SELECT paid FROM orders WHERE order_id = $1 FOR UPDATE")
-                .bind(order_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let paid: Option<bool> = sqlx::query_scalar("SELECT paid FROM orders WHERE order_id = $1 FOR UPDATE")
+            .bind(order_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
         match paid {
             None => return Ok(Err(AddItemRefused::NotFound)),
             Some(true) => return Ok(Err(AddItemRefused::Paid)),

@@ -18,10 +18,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Configuration of the payment service binary.
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "payment-service",
-    about = "Payment service of the checkout benchmark"
-)]
+#[command(name = "payment-service", about = "Payment service of the checkout benchmark")]
 pub struct Config {
     /// Settings shared by all services.
     #[command(flatten)]
@@ -34,15 +31,7 @@ pub struct Config {
 
 /// Connects to the database, runs migrations and binds the listener.
 pub async fn build(config: Config) -> anyhow::Result<Application> {
-    let pool = service_common::db::connect(
-        &config.common.database_url,
-        config.common.db_pool_size,
-        &MIGRATOR,
-    )
-    .await?;
-    let state = routes::AppState {
-        store: Store::new(pool.clone()),
-        max_batch: config.max_batch,
-    };
+    let pool = service_common::db::connect(&config.common.database_url, config.common.db_pool_size, &MIGRATOR).await?;
+    let state = routes::AppState { store: Store::new(pool.clone()), max_batch: config.max_batch };
     Application::bind(config.common.listen, routes::router(state), pool).await
 }

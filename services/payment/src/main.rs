@@ -7,8 +7,7 @@ async fn main() -> anyhow::Result<()> {
     service_common::telemetry::init(config.common.log_json);
     let app = payment_service::build(config).await?;
     tracing::info!(addr = %app.local_addr(), "payment service listening");
-    app.run_until(service_common::server::shutdown_signal())
-        .await?;
+    app.run_until(service_common::server::shutdown_signal()).await?;
     tracing::info!("payment service stopped");
     Ok(())
 }

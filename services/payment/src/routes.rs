@@ -43,16 +43,9 @@ async fn batch_init(
     Ok(Json(json!({ "msg": "Batch init for users successful" })))
 }
 
-async fn find_user(
-    State(state): State<AppState>,
-    PathParams(user_id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+async fn find_user(State(state): State<AppState>, PathParams(user_id): PathParams<String>) -> ApiResult<Json<Value>> {
     let id = Id::parse("user_id", &user_id)?;
-    let credit = state
-        .store
-        .credit(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("user {id} not found")))?;
+    let credit = state.store.credit(&id).await?.ok_or_else(|| ApiError::not_found(format!("user {id} not found")))?;
     Ok(Json(json!({ "user_id": id.as_str(), "credit": credit })))
 }
 

@@ -5,11 +5,7 @@ use service_common::error::{ApiError, ApiResult};
 use service_common::params::Id;
 use sqlx::PgPool;
 
-const USERS: CounterTable = CounterTable {
-    table: "users",
-    id_column: "user_id",
-    value_column: "credit",
-};
+const USERS: CounterTable = CounterTable { table: "users", id_column: "user_id", value_column: "credit" };
 
 /// Access to the `users` table.
 #[derive(Debug, Clone)]
@@ -25,10 +21,7 @@ impl Store {
 
     /// Creates a user with no credit.
     pub async fn create(&self, id: &Id) -> ApiResult<()> {
-        sqlx::query("INSERT INTO users (user_id, credit) VALUES ($1, 0)")
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("INSERT INTO users (user_id, credit) VALUES ($1, 0)").bind(id.as_str()).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -48,29 +41,22 @@ impl Store {
 
     /// The user's credit, if the user exists.
     pub async fn credit(&self, id: &Id) -> ApiResult<Option<i64>> {
-        Ok(
-            sqlx::query_scalar("SELECT credit FROM users WHERE user_id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT credit FROM users WHERE user_id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Adds `amount` to the user's credit.
     pub async fn add_funds(&self, id: &Id, amount: i64) -> ApiResult<i64> {
-        USERS
-            .add(&self.pool, id.as_str(), amount)
-            .await?
-            .ok_or_else(|| user_not_found(id))
+        USERS.add(&self.pool, id.as_str(), amount).await?.ok_or_else(|| user_not_found(id))
     }
 
     /// Takes `amount` from the user's credit if there is that much, atomically.
     pub async fn pay(&self, id: &Id, amount: i64) -> ApiResult<i64> {
         match USERS.subtract(&self.pool, id.as_str(), amount).await? {
             Ok(credit) => Ok(credit),
-            Err(SubtractRefused::Insufficient) => Err(ApiError::rejected(format!(
-                "insufficient credit for user {id}"
-            ))),
+            Err(SubtractRefused::Insufficient) => Err(ApiError::rejected(format!("insufficient credit for user {id}"))),
             Err(SubtractRefused::NotFound) => Err(user_not_found(id)),
         }
     }

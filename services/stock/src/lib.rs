@@ -21,10 +21,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Configuration of the stock service binary.
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "stock-service",
-    about = "Stock service of the checkout benchmark"
-)]
+#[command(name = "stock-service", about = "Stock service of the checkout benchmark")]
 pub struct Config {
     /// Settings shared by all services.
     #[command(flatten)]
@@ -37,17 +34,8 @@ pub struct Config {
 
 /// Connects to the database and Redis, runs migrations and binds the listener.
 pub async fn build(config: Config) -> anyhow::Result<Application> {
-    let pool = service_common::db::connect(
-        &config.common.database_url,
-        config.common.db_pool_size,
-        &MIGRATOR,
-    )
-    .await?;
+    let pool = service_common::db::connect(&config.common.database_url, config.common.db_pool_size, &MIGRATOR).await?;
     let cache = PriceCache::new(config.common.redis_url.as_deref())?;
-    let state = routes::AppState {
-        store: Store::new(pool.clone()),
-        cache,
-        max_batch: config.max_batch,
-    };
+    let state = routes::AppState { store: Store::new(pool.clone()), cache, max_batch: config.max_batch };
     Application::bind(config.common.listen, routes::router(state), pool).await
 }

@@ -7,8 +7,7 @@ async fn main() -> anyhow::Result<()> {
     service_common::telemetry::init(config.common.log_json);
     let app = stock_service::build(config).await?;
     tracing::info!(addr = %app.local_addr(), "stock service listening");
-    app.run_until(service_common::server::shutdown_signal())
-        .await?;
+    app.run_until(service_common::server::shutdown_signal()).await?;
     tracing::info!("stock service stopped");
     Ok(())
 }

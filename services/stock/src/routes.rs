@@ -22,20 +22,14 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/stock/item/create/{price}", post(create_item))
-        .route(
-            "/stock/batch_init/{n}/{starting_stock}/{item_price}",
-            post(batch_init),
-        )
+        .route("/stock/batch_init/{n}/{starting_stock}/{item_price}", post(batch_init))
         .route("/stock/find/{item_id}", get(find_item))
         .route("/stock/add/{item_id}/{amount}", post(add_stock))
         .route("/stock/subtract/{item_id}/{amount}", post(subtract_stock))
         .with_state(state)
 }
 
-async fn create_item(
-    State(state): State<AppState>,
-    PathParams(price): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+async fn create_item(State(state): State<AppState>, PathParams(price): PathParams<String>) -> ApiResult<Json<Value>> {
     let price = NonNegative::parse("price", &price)?;
     let id = Id::new_random();
     state.store.create(&id, price.get()).await?;
@@ -49,34 +43,20 @@ async fn batch_init(
     let n = Count::parse("n", &n, state.max_batch)?;
     let stock = NonNegative::parse("starting_stock", &stock)?;
     let price = NonNegative::parse("item_price", &price)?;
-    state
-        .store
-        .batch_init(n.get(), stock.get(), price.get())
-        .await?;
+    state.store.batch_init(n.get(), stock.get(), price.get()).await?;
     // The prices of these ids may have changed: drop what the order service
     // cached. If Redis is unreachable the order service cannot read stale
     // entries either, and Redis keeps nothing across a restart, so a failed
     // invalidation is logged rather than failing a batch that has committed.
-    if let Err(err) = state
-        .cache
-        .invalidate((0..n.get()).map(|i| i.to_string()))
-        .await
-    {
+    if let Err(err) = state.cache.invalidate((0..n.get()).map(|i| i.to_string())).await {
         tracing::warn!(error = %err, "could not invalidate cached prices");
     }
     Ok(Json(json!({ "msg": "Batch init for stock successful" })))
 }
 
-async fn find_item(
-    State(state): State<AppState>,
-    PathParams(item_id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+async fn find_item(State(state): State<AppState>, PathParams(item_id): PathParams<String>) -> ApiResult<Json<Value>> {
     let id = Id::parse("item_id", &item_id)?;
-    let item = state
-        .store
-        .find(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("item {id} not found")))?;
+    let item = state.store.find(&id).await?.ok_or_else(|| ApiError::not_found(format!("item {id} not found")))?;
     Ok(Json(json!({ "stock": item.stock, "price": item.price })))
 }
 

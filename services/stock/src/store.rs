@@ -5,11 +5,7 @@ use service_common::error::{ApiError, ApiResult};
 use service_common::params::Id;
 use sqlx::PgPool;
 
-const ITEMS: CounterTable = CounterTable {
-    table: "items",
-    id_column: "item_id",
-    value_column: "stock",
-};
+const ITEMS: CounterTable = CounterTable { table: "items", id_column: "item_id", value_column: "stock" };
 
 /// An item's current stock and price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,29 +55,23 @@ impl Store {
 
     /// The item, if it exists.
     pub async fn find(&self, id: &Id) -> ApiResult<Option<Item>> {
-        let row: Option<(i64, i64)> =
-            sqlx::query_as("SELECT stock, price FROM items WHERE item_id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<(i64, i64)> = sqlx::query_as("SELECT stock, price FROM items WHERE item_id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|(stock, price)| Item { stock, price }))
     }
 
     /// Adds `amount` units.
     pub async fn add(&self, id: &Id, amount: i64) -> ApiResult<i64> {
-        ITEMS
-            .add(&self.pool, id.as_str(), amount)
-            .await?
-            .ok_or_else(|| item_not_found(id))
+        ITEMS.add(&self.pool, id.as_str(), amount).await?.ok_or_else(|| item_not_found(id))
     }
 
     /// Takes `amount` units if there are that many, atomically.
     pub async fn subtract(&self, id: &Id, amount: i64) -> ApiResult<i64> {
         match ITEMS.subtract(&self.pool, id.as_str(), amount).await? {
             Ok(stock) => Ok(stock),
-            Err(SubtractRefused::Insufficient) => Err(ApiError::rejected(format!(
-                "insufficient stock for item {id}"
-            ))),
+            Err(SubtractRefused::Insufficient) => Err(ApiError::rejected(format!("insufficient stock for item {id}"))),
             Err(SubtractRefused::NotFound) => Err(item_not_found(id)),
         }
     }

@@ -31,9 +31,7 @@ pub async fn fresh_database(prefix: &str) -> String {
     let admin = require_env(PG_ENV);
     let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
     let mut conn = PgConnection::connect(&admin).await.unwrap();
-    conn.execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
-        .await
-        .unwrap();
+    conn.execute(format!(r#"CREATE DATABASE "{name}""#).as_str()).await.unwrap();
     conn.close().await.unwrap();
     with_database(&admin, &name)
 }
@@ -70,33 +68,18 @@ impl TestServer {
         tokio::spawn(app.run_until(async move {
             let _ = stopped.await;
         }));
-        TestServer {
-            base_url: format!("http://{addr}"),
-            addr,
-            client: reqwest::Client::new(),
-            _stop: stop,
-        }
+        TestServer { base_url: format!("http://{addr}"), addr, client: reqwest::Client::new(), _stop: stop }
     }
 
     /// Sends `POST path` and returns the status and JSON body (`Null` if none).
     pub async fn post(&self, path: &str) -> (u16, Value) {
-        let resp = self
-            .client
-            .post(format!("{}{path}", self.base_url))
-            .send()
-            .await
-            .unwrap();
+        let resp = self.client.post(format!("{}{path}", self.base_url)).send().await.unwrap();
         decode(resp).await
     }
 
     /// Sends `GET path` and returns the status and JSON body (`Null` if none).
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let resp = self
-            .client
-            .get(format!("{}{path}", self.base_url))
-            .send()
-            .await
-            .unwrap();
+        let resp = self.client.get(format!("{}{path}", self.base_url)).send().await.unwrap();
         decode(resp).await
     }
 }
@@ -104,11 +87,7 @@ impl TestServer {
 async fn decode(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
     (status, body)
 }
 
@@ -118,14 +97,8 @@ mod tests {
 
     #[test]
     fn replaces_the_database_name() {
-        assert_eq!(
-            with_database("postgres://u@h:1/postgres", "x"),
-            "postgres://u@h:1/x"
-        );
+        assert_eq!(with_database("postgres://u@h:1/postgres", "x"), "postgres://u@h:1/x");
         assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
-        assert_eq!(
-            with_database("postgres://u@h:1/db?sslmode=disable", "x"),
-            "postgres://u@h:1/x?sslmode=disable"
-        );
+        assert_eq!(with_database("postgres://u@h:1/db?sslmode=disable", "x"), "postgres://u@h:1/x?sslmode=disable");
     }
 }

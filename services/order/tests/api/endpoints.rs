@@ -9,10 +9,7 @@ async fn create_then_find_shows_an_empty_unpaid_order() {
     assert_eq!(order_id.len(), 36, "a UUID: {order_id}");
     assert_eq!(
         app.order.get(&format!("/orders/find/{order_id}")).await,
-        (
-            200,
-            json!({"order_id": order_id, "paid": false, "items": [], "user_id": "42", "total_cost": 0})
-        )
+        (200, json!({"order_id": order_id, "paid": false, "items": [], "user_id": "42", "total_cost": 0}))
     );
 }
 
@@ -23,26 +20,12 @@ async fn add_item_prices_from_stock_and_keeps_lines_in_order() {
     let a = app.item(5).await;
     let b = app.item(7).await;
     assert_eq!(
-        app.order
-            .post(&format!("/orders/addItem/{order_id}/{a}/2"))
-            .await,
+        app.order.post(&format!("/orders/addItem/{order_id}/{a}/2")).await,
         (200, json!({"order_id": order_id, "total_cost": 10}))
     );
-    assert_eq!(
-        app.order
-            .post(&format!("/orders/addItem/{order_id}/{b}/1"))
-            .await
-            .1["total_cost"],
-        17
-    );
+    assert_eq!(app.order.post(&format!("/orders/addItem/{order_id}/{b}/1")).await.1["total_cost"], 17);
     // The same item again is a second line, as in the course template.
-    assert_eq!(
-        app.order
-            .post(&format!("/orders/addItem/{order_id}/{a}/1"))
-            .await
-            .1["total_cost"],
-        22
-    );
+    assert_eq!(app.order.post(&format!("/orders/addItem/{order_id}/{a}/1")).await.1["total_cost"], 22);
     let (_, order) = app.order.get(&format!("/orders/find/{order_id}")).await;
     assert_eq!(order["items"], json!([[a, 2], [b, 1], [a, 1]]));
     assert_eq!(order["total_cost"], 22);
@@ -54,21 +37,14 @@ async fn add_item_refuses_unknown_items_and_orders() {
     let order_id = app.order_for("1").await;
     let item = app.item(5).await;
     assert_eq!(
-        app.order
-            .post(&format!("/orders/addItem/{order_id}/999999/1"))
-            .await,
+        app.order.post(&format!("/orders/addItem/{order_id}/999999/1")).await,
         (400, json!({"error": "item 999999 not found"}))
     );
     assert_eq!(
-        app.order
-            .post(&format!("/orders/addItem/123/{item}/1"))
-            .await,
+        app.order.post(&format!("/orders/addItem/123/{item}/1")).await,
         (400, json!({"error": "order 123 not found"}))
     );
-    assert_eq!(
-        app.order.get(&format!("/orders/find/{order_id}")).await.1["total_cost"],
-        0
-    );
+    assert_eq!(app.order.get(&format!("/orders/find/{order_id}")).await.1["total_cost"], 0);
 }
 
 #[tokio::test]
@@ -76,34 +52,21 @@ async fn add_item_to_a_paid_order_is_refused_and_changes_nothing() {
     let app = spawn_order().await;
     let order_id = app.order_for("1").await;
     let item = app.item(5).await;
-    app.order
-        .post(&format!("/orders/addItem/{order_id}/{item}/1"))
-        .await;
+    app.order.post(&format!("/orders/addItem/{order_id}/{item}/1")).await;
     app.mark_paid(&order_id).await;
     assert_eq!(
-        app.order
-            .post(&format!("/orders/addItem/{order_id}/{item}/1"))
-            .await,
-        (
-            400,
-            json!({"error": format!("order {order_id} is already paid")})
-        )
+        app.order.post(&format!("/orders/addItem/{order_id}/{item}/1")).await,
+        (400, json!({"error": format!("order {order_id} is already paid")}))
     );
     let (_, order) = app.order.get(&format!("/orders/find/{order_id}")).await;
-    assert_eq!(
-        (order["total_cost"].clone(), order["items"].clone()),
-        (json!(5), json!([[item, 1]]))
-    );
+    assert_eq!((order["total_cost"].clone(), order["items"].clone()), (json!(5), json!([[item, 1]])));
 }
 
 #[tokio::test]
 async fn unknown_orders_are_400_not_found() {
     let app = spawn_order().await;
     let expected = json!({"error": "order 77 not found"});
-    assert_eq!(
-        app.order.get("/orders/find/77").await,
-        (400, expected.clone())
-    );
+    assert_eq!(app.order.get("/orders/find/77").await, (400, expected.clone()));
     assert_eq!(app.order.post("/orders/checkout/77").await, (400, expected));
 }
 
@@ -134,10 +97,7 @@ async fn batch_init_makes_two_line_orders_over_the_given_ranges() {
     app.mark_paid("3").await;
     assert_eq!(app.order.post("/orders/batch_init/10/4/3/1").await.0, 200);
     let (_, order) = app.order.get("/orders/find/3").await;
-    assert_eq!(
-        (order["paid"].clone(), order["total_cost"].clone()),
-        (json!(false), json!(2))
-    );
+    assert_eq!((order["paid"].clone(), order["total_cost"].clone()), (json!(false), json!(2)));
     assert_eq!(order["items"].as_array().unwrap().len(), 2);
 }
 
@@ -146,24 +106,10 @@ async fn checkout_without_a_built_protocol_is_a_clear_4xx_and_pays_nothing() {
     let app = spawn_order().await;
     let order_id = app.order_for("1").await;
     let item = app.item(5).await;
-    app.order
-        .post(&format!("/orders/addItem/{order_id}/{item}/1"))
-        .await;
-    let (status, body) = app
-        .order
-        .post(&format!("/orders/checkout/{order_id}"))
-        .await;
-    assert_eq!(
-        (status, body),
-        (
-            400,
-            json!({"error": "checkout protocol 2pc is not available in this build"})
-        )
-    );
-    assert_eq!(
-        app.order.get(&format!("/orders/find/{order_id}")).await.1["paid"],
-        false
-    );
+    app.order.post(&format!("/orders/addItem/{order_id}/{item}/1")).await;
+    let (status, body) = app.order.post(&format!("/orders/checkout/{order_id}")).await;
+    assert_eq!((status, body), (400, json!({"error": "checkout protocol 2pc is not available in this build"})));
+    assert_eq!(app.order.get(&format!("/orders/find/{order_id}")).await.1["paid"], false);
 }
 
 #[tokio::test]
@@ -172,9 +118,7 @@ async fn checkout_of_a_paid_order_is_200_and_charges_nothing() {
     let order_id = app.order_for("1").await;
     app.mark_paid(&order_id).await;
     assert_eq!(
-        app.order
-            .post(&format!("/orders/checkout/{order_id}"))
-            .await,
+        app.order.post(&format!("/orders/checkout/{order_id}")).await,
         (200, json!({"order_id": order_id, "paid": true}))
     );
 }
@@ -188,40 +132,16 @@ async fn cached_prices_are_used_and_invalidated_by_stock_batch_init() {
     let app = spawn_with_redis(Some(redis.clone())).await;
     assert_eq!(app.stock.post("/stock/batch_init/2/10/5").await.0, 200);
     let order_id = app.order_for("1").await;
-    assert_eq!(
-        app.order
-            .post(&format!("/orders/addItem/{order_id}/0/1"))
-            .await
-            .1["total_cost"],
-        5
-    );
+    assert_eq!(app.order.post(&format!("/orders/addItem/{order_id}/0/1")).await.1["total_cost"], 5);
 
-    let mut conn = redis::Client::open(redis)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let cached: Option<i64> = redis::cmd("GET")
-        .arg("price:0")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = redis::Client::open(redis).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let cached: Option<i64> = redis::cmd("GET").arg("price:0").query_async(&mut conn).await.unwrap();
     assert_eq!(cached, Some(5));
 
     assert_eq!(app.stock.post("/stock/batch_init/2/10/9").await.0, 200);
-    let cached: Option<i64> = redis::cmd("GET")
-        .arg("price:0")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let cached: Option<i64> = redis::cmd("GET").arg("price:0").query_async(&mut conn).await.unwrap();
     assert_eq!(cached, None, "batch_init invalidates the cached price");
-    assert_eq!(
-        app.order
-            .post(&format!("/orders/addItem/{order_id}/0/1"))
-            .await
-            .1["total_cost"],
-        14
-    );
+    assert_eq!(app.order.post(&format!("/orders/addItem/{order_id}/0/1")).await.1["total_cost"], 14);
 }
 
 /// Redis is an optimisation: with it unreachable, services start and `addItem`
@@ -231,12 +151,6 @@ async fn add_item_works_without_redis() {
     let app = spawn_with_redis(Some("redis://127.0.0.1:9".to_owned())).await;
     let order_id = app.order_for("1").await;
     let item = app.item(4).await;
-    assert_eq!(
-        app.order
-            .post(&format!("/orders/addItem/{order_id}/{item}/2"))
-            .await
-            .1["total_cost"],
-        8
-    );
+    assert_eq!(app.order.post(&format!("/orders/addItem/{order_id}/{item}/2")).await.1["total_cost"], 8);
     assert_eq!(app.stock.post("/stock/batch_init/2/1/1").await.0, 200);
 }

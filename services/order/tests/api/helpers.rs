@@ -13,18 +13,9 @@ pub struct OrderApp {
 pub async fn spawn_with_redis(redis: Option<String>) -> OrderApp {
     let redis = redis.unwrap_or_else(redis_url);
     let stock_db = fresh_database("stock").await;
-    let stock_config = stock_service::Config::parse_from([
-        "stock-service",
-        "--database-url",
-        &stock_db,
-        "--redis-url",
-        &redis,
-    ]);
-    let stock = TestServer::spawn(
-        stock_service::build(stock_config)
-            .await
-            .expect("stock starts"),
-    );
+    let stock_config =
+        stock_service::Config::parse_from(["stock-service", "--database-url", &stock_db, "--redis-url", &redis]);
+    let stock = TestServer::spawn(stock_service::build(stock_config).await.expect("stock starts"));
     let order_db = fresh_database("orders").await;
     let order_config = order_service::Config::parse_from([
         "order-service",
@@ -41,16 +32,8 @@ pub async fn spawn_with_redis(redis: Option<String>) -> OrderApp {
         "--max-batch",
         "1000",
     ]);
-    let order = TestServer::spawn(
-        order_service::build(order_config)
-            .await
-            .expect("order starts"),
-    );
-    OrderApp {
-        order,
-        stock,
-        order_db,
-    }
+    let order = TestServer::spawn(order_service::build(order_config).await.expect("order starts"));
+    OrderApp { order, stock, order_db }
 }
 
 /// Starts both services on the test Redis.
@@ -68,19 +51,14 @@ impl OrderApp {
 
     /// Creates an item at `price` in the stock service, returning its id.
     pub async fn item(&self, price: i64) -> String {
-        let (status, body) = self
-            .stock
-            .post(&format!("/stock/item/create/{price}"))
-            .await;
+        let (status, body) = self.stock.post(&format!("/stock/item/create/{price}")).await;
         assert_eq!(status, 200, "{body}");
         body["item_id"].as_str().expect("item_id").to_owned()
     }
 
     /// Marks an order paid directly in its database (a checkout's end state).
     pub async fn mark_paid(&self, order_id: &str) {
-        let pool = sqlx::PgPool::connect(&self.order_db)
-            .await
-            .expect("order db");
+        let pool = sqlx::PgPool::connect(&self.order_db).await.expect("order db");
         sqlx::query("UPDATE orders SET paid = TRUE WHERE order_id = $1")
             .bind(order_id)
             .execute(&pool)

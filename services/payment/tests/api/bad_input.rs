@@ -2,23 +2,9 @@ use serde_json::json;
 
 use crate::helpers::{spawn_payment, user_with};
 
-const BAD_IDS: &[&str] = &[
-    "abc",
-    "-1",
-    "007",
-    "1.5",
-    "%27%3B%20DROP%20TABLE%20users%3B",
-    "6f9619ff8b86d011b42d00cf4fc964ff",
-];
-const BAD_AMOUNTS: &[&str] = &[
-    "0",
-    "-5",
-    "abc",
-    "1.5",
-    "1e3",
-    "9223372036854775808",
-    "99999999999999999999999",
-];
+const BAD_IDS: &[&str] =
+    &["abc", "-1", "007", "1.5", "%27%3B%20DROP%20TABLE%20users%3B", "6f9619ff8b86d011b42d00cf4fc964ff"];
+const BAD_AMOUNTS: &[&str] = &["0", "-5", "abc", "1.5", "1e3", "9223372036854775808", "99999999999999999999999"];
 
 #[tokio::test]
 async fn malformed_ids_and_amounts_are_400_and_change_nothing() {
@@ -38,11 +24,7 @@ async fn malformed_ids_and_amounts_are_400_and_change_nothing() {
         paths.push(format!("/payment/pay/{id}/{bad}"));
     }
     for path in paths {
-        let resp = if path.contains("/find_user/") {
-            app.get(&path).await
-        } else {
-            app.post(&path).await
-        };
+        let resp = if path.contains("/find_user/") { app.get(&path).await } else { app.post(&path).await };
         assert!((400..500).contains(&resp.0), "{path} answered {resp:?}");
         assert!(resp.1["error"].is_string(), "{path} answered {resp:?}");
     }
@@ -53,33 +35,18 @@ async fn malformed_ids_and_amounts_are_400_and_change_nothing() {
 async fn overflowing_add_funds_is_400_and_changes_nothing() {
     let app = spawn_payment().await;
     let id = user_with(&app, 10).await;
-    let (status, body) = app
-        .post(&format!("/payment/add_funds/{id}/{}", i64::MAX))
-        .await;
-    assert_eq!(
-        (status, body),
-        (400, json!({"error": "amount out of range"}))
-    );
-    assert_eq!(
-        app.get(&format!("/payment/find_user/{id}")).await.1["credit"],
-        10
-    );
+    let (status, body) = app.post(&format!("/payment/add_funds/{id}/{}", i64::MAX)).await;
+    assert_eq!((status, body), (400, json!({"error": "amount out of range"})));
+    assert_eq!(app.get(&format!("/payment/find_user/{id}")).await.1["credit"], 10);
 }
 
 #[tokio::test]
 async fn batch_init_bounds_are_enforced() {
     let app = spawn_payment().await;
-    for path in [
-        "/payment/batch_init/0/1",
-        "/payment/batch_init/1001/1",
-        "/payment/batch_init/5/-1",
-        "/payment/batch_init/x/1",
-    ] {
+    for path in
+        ["/payment/batch_init/0/1", "/payment/batch_init/1001/1", "/payment/batch_init/5/-1", "/payment/batch_init/x/1"]
+    {
         assert_eq!(app.post(path).await.0, 400, "{path}");
     }
-    assert_eq!(
-        app.get("/payment/find_user/0").await.0,
-        400,
-        "nothing was created"
-    );
+    assert_eq!(app.get("/payment/find_user/0").await.0, 400, "nothing was created");
 }

@@ -5,20 +5,9 @@ use service_testkit::{TestServer, fresh_database};
 /// A payment service on port 0 with a database of its own.
 pub async fn spawn_payment() -> TestServer {
     let db = fresh_database("payment").await;
-    let config = Config::parse_from([
-        "payment-service",
-        "--database-url",
-        &db,
-        "--db-pool-size",
-        "16",
-        "--max-batch",
-        "1000",
-    ]);
-    TestServer::spawn(
-        payment_service::build(config)
-            .await
-            .expect("payment service starts"),
-    )
+    let config =
+        Config::parse_from(["payment-service", "--database-url", &db, "--db-pool-size", "16", "--max-batch", "1000"]);
+    TestServer::spawn(payment_service::build(config).await.expect("payment service starts"))
 }
 
 /// Creates a user with `credit`, returning its id.

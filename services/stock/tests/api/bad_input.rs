@@ -3,24 +3,10 @@ use serde_json::json;
 use crate::helpers::{item_with, spawn_stock};
 
 /// Path parameters that must be refused wherever an id is expected.
-const BAD_IDS: &[&str] = &[
-    "abc",
-    "-1",
-    "007",
-    "1.5",
-    "%27%3B%20DROP%20TABLE%20items%3B",
-    "6f9619ff8b86d011b42d00cf4fc964ff",
-];
+const BAD_IDS: &[&str] =
+    &["abc", "-1", "007", "1.5", "%27%3B%20DROP%20TABLE%20items%3B", "6f9619ff8b86d011b42d00cf4fc964ff"];
 /// Path parameters that must be refused wherever an amount is expected.
-const BAD_AMOUNTS: &[&str] = &[
-    "0",
-    "-5",
-    "abc",
-    "1.5",
-    "1e3",
-    "9223372036854775808",
-    "99999999999999999999999",
-];
+const BAD_AMOUNTS: &[&str] = &["0", "-5", "abc", "1.5", "1e3", "9223372036854775808", "99999999999999999999999"];
 
 #[tokio::test]
 async fn malformed_ids_and_amounts_are_400_and_change_nothing() {
@@ -44,11 +30,7 @@ async fn malformed_ids_and_amounts_are_400_and_change_nothing() {
         }
     }
     for path in paths {
-        let resp = if path.contains("/find/") {
-            app.get(&path).await
-        } else {
-            app.post(&path).await
-        };
+        let resp = if path.contains("/find/") { app.get(&path).await } else { app.post(&path).await };
         assert!((400..500).contains(&resp.0), "{path} answered {resp:?}");
         assert!(resp.1["error"].is_string(), "{path} answered {resp:?}");
     }
@@ -60,10 +42,7 @@ async fn overflowing_add_is_400_and_changes_nothing() {
     let app = spawn_stock().await;
     let id = item_with(&app, 1, 10).await;
     let (status, body) = app.post(&format!("/stock/add/{id}/{}", i64::MAX)).await;
-    assert_eq!(
-        (status, body),
-        (400, json!({"error": "amount out of range"}))
-    );
+    assert_eq!((status, body), (400, json!({"error": "amount out of range"})));
     assert_eq!(app.get(&format!("/stock/find/{id}")).await.1["stock"], 10);
 }
 
@@ -86,13 +65,8 @@ async fn batch_init_bounds_are_enforced() {
 async fn oversized_bodies_are_refused() {
     let app = spawn_stock().await;
     let id = item_with(&app, 1, 10).await;
-    let resp = app
-        .client
-        .post(format!("{}/stock/add/{id}/1", app.base_url))
-        .body(vec![b'x'; 64 * 1024])
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        app.client.post(format!("{}/stock/add/{id}/1", app.base_url)).body(vec![b'x'; 64 * 1024]).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 413);
     assert_eq!(app.get(&format!("/stock/find/{id}")).await.1["stock"], 10);
 }

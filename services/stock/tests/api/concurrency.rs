@@ -13,12 +13,7 @@ async fn concurrent_subtracts_never_oversell_or_lose_updates() {
     let replies = join_all((0..1000).map(|_| app.post(&path))).await;
     let ok = replies.iter().filter(|(s, _)| *s == 200).count();
     let refused = replies.iter().filter(|(s, _)| *s == 400).count();
-    assert_eq!(
-        (ok, refused),
-        (400, 600),
-        "unexpected replies: {:?}",
-        replies.iter().find(|(s, _)| *s >= 500)
-    );
+    assert_eq!((ok, refused), (400, 600), "unexpected replies: {:?}", replies.iter().find(|(s, _)| *s >= 500));
     assert_eq!(app.get(&format!("/stock/find/{id}")).await.1["stock"], 0);
 }
 
@@ -39,8 +34,5 @@ async fn concurrent_adds_and_subtracts_conserve_stock() {
     assert!(replies.iter().all(|(_, s)| *s == 200 || *s == 400));
     let added: i64 = replies.iter().filter(|(a, s)| *a && *s == 200).count() as i64 * 2;
     let taken: i64 = replies.iter().filter(|(a, s)| !*a && *s == 200).count() as i64 * 3;
-    assert_eq!(
-        app.get(&format!("/stock/find/{id}")).await.1["stock"],
-        50 + added - taken
-    );
+    assert_eq!(app.get(&format!("/stock/find/{id}")).await.1["stock"], 50 + added - taken);
 }

@@ -16,11 +16,7 @@ pub async fn spawn_stock() -> TestServer {
         "--max-batch",
         "1000",
     ]);
-    TestServer::spawn(
-        stock_service::build(config)
-            .await
-            .expect("stock service starts"),
-    )
+    TestServer::spawn(stock_service::build(config).await.expect("stock service starts"))
 }
 
 /// Creates an item with `stock` units at `price`, returning its id.

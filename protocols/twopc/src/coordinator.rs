@@ -1,0 +1,356 @@
+//! The coordinator runner: carries out the [`Machine`]'s actions with HTTP calls
+//! to the participants and writes to the decision log, and runs recovery.
+//!
+//! The caller (the order service) opens a transaction on the order database,
+//! locks the order row (`FOR UPDATE`) and reads the order under that lock; the
+//! runner keeps that transaction open through the prepare phase and commits it
+//! together with the commit decision and the order's `paid` flag. So concurrent
+//! checkouts of one order queue on the row lock, and the next one sees the
+//! order paid (or retries after an abort): one effect, true answers.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use protocol_core::{CheckoutError, CheckoutOutcome, CheckoutRequest, crashpoint};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::client::PeerClient;
+use crate::decision_log;
+use crate::gid::{Gid, InstanceName, Participant};
+use crate::machine::{Action, Decision, Event, Machine, Reply, Vote};
+use crate::messages::{COMMIT_PATH, PREPARE_PATH, PrepareRequest, ROLLBACK_PATH, VoteReply, Work};
+use crate::metrics::{Metrics, Snapshot};
+
+/// Crash point: stock voted yes; payment's vote may still be pending.
+pub const CRASH_AFTER_STOCK_PREPARED: &str = "2pc.coordinator.after_stock_prepared";
+/// Crash point: every participant voted yes; no decision written yet.
+pub const CRASH_BEFORE_DECISION: &str = "2pc.coordinator.before_decision";
+/// Crash point: the commit decision is durable; no `COMMIT PREPARED` sent yet.
+pub const CRASH_AFTER_DECISION: &str = "2pc.coordinator.after_decision";
+/// Crash point: one participant acknowledged its commit, the other not yet.
+pub const CRASH_AFTER_FIRST_COMMIT: &str = "2pc.coordinator.after_first_commit";
+
+/// The order service's part of the commit: mark the order paid, in the same
+/// transaction as the commit decision.
+pub trait OrderBook: Send + Sync + 'static {
+    /// Marks `order_id` paid on `conn` (inside the caller's transaction).
+    fn mark_paid<'a>(&'a self, conn: &'a mut PgConnection, order_id: &'a str) -> BoxFuture<'a, sqlx::Result<()>>;
+}
+
+/// Timing settings of the coordinator.
+#[derive(Debug, Clone)]
+pub struct CoordinatorSettings {
+    /// Deadline of one prepare call; a participant slower than this is taken as
+    /// a failed vote and the transaction aborts.
+    pub prepare_timeout: Duration,
+    /// How long phase two is retried before the checkout answers and leaves the
+    /// rest to recovery.
+    pub phase_two_deadline: Duration,
+    /// How often recovery finishes decided-but-unfinished transactions.
+    pub recovery_interval: Duration,
+}
+
+/// The 2PC coordinator of one order-service replica.
+pub struct Coordinator {
+    instance: InstanceName,
+    pool: PgPool,
+    stock: PeerClient,
+    payment: PeerClient,
+    book: Arc<dyn OrderBook>,
+    settings: CoordinatorSettings,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator").field("instance", &self.instance).field("settings", &self.settings).finish()
+    }
+}
+
+impl Coordinator {
+    /// A coordinator named `instance` (part of every gid it creates).
+    pub fn new(
+        instance: InstanceName,
+        pool: PgPool,
+        stock: PeerClient,
+        payment: PeerClient,
+        book: Arc<dyn OrderBook>,
+        settings: CoordinatorSettings,
+    ) -> Arc<Self> {
+        Arc::new(Coordinator { instance, pool, stock, payment, book, settings, metrics: Metrics::default() })
+    }
+
+    fn peer(&self, p: Participant) -> &PeerClient {
+        match p {
+            Participant::Stock => &self.stock,
+            Participant::Payment => &self.payment,
+        }
+    }
+
+    /// Runs the checkout of `request` to a reply. `tx` must hold the order's row
+    /// lock and `request` must have been read under it.
+    ///
+    /// The protocol runs in its own task: a client that disconnects does not
+    /// stop a transaction halfway.
+    pub async fn checkout(
+        self: &Arc<Self>,
+        tx: Transaction<'static, Postgres>,
+        request: CheckoutRequest,
+    ) -> Result<CheckoutOutcome, CheckoutError> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.run(tx, request).await })
+            .await
+            .map_err(|e| CheckoutError::Internal(format!("checkout task failed: {e}")))?
+    }
+
+    async fn run(
+        &self,
+        tx: Transaction<'static, Postgres>,
+        request: CheckoutRequest,
+    ) -> Result<CheckoutOutcome, CheckoutError> {
+        let txn = Uuid::new_v4();
+        let gid = |p| Gid::new(self.instance.clone(), txn, p);
+        let (mut machine, first) = Machine::start();
+        let mut queue: VecDeque<Action> = first.into();
+        let mut tx = Some(tx);
+        let mut inflight: FuturesUnordered<BoxFuture<'_, Event>> = FuturesUnordered::new();
+        let phase_two_until = |now: Instant| now + self.settings.phase_two_deadline;
+        let mut commits_acked = 0;
+        loop {
+            while let Some(action) = queue.pop_front() {
+                match action {
+                    Action::Prepare(p) => {
+                        let work = work_for(p, &request);
+                        inflight.push(Box::pin(self.prepare(p, gid(p), work)));
+                    }
+                    Action::LogDecision(Decision::Commit) => {
+                        crashpoint::hit(CRASH_BEFORE_DECISION);
+                        let event = self.log_commit(tx.take(), txn, &request.order_id).await;
+                        if event == Event::DecisionLogged(Decision::Commit) {
+                            crashpoint::hit(CRASH_AFTER_DECISION);
+                        }
+                        queue.extend(machine.step(event));
+                    }
+                    Action::LogDecision(Decision::Abort) => {
+                        drop(tx.take()); // releases the order's row lock
+                        let event =
+                            match decision_log::record_abort(&self.pool, txn, &self.instance, Some(&request.order_id))
+                                .await
+                            {
+                                Ok(d) => Event::DecisionLogged(d),
+                                Err(err) => Event::DecisionFailed(Decision::Abort, err.to_string()),
+                            };
+                        queue.extend(machine.step(event));
+                    }
+                    Action::Commit(p) => {
+                        inflight.push(Box::pin(self.phase_two(
+                            p,
+                            gid(p),
+                            Decision::Commit,
+                            phase_two_until(Instant::now()),
+                        )));
+                    }
+                    Action::Rollback(p) => {
+                        inflight.push(Box::pin(self.phase_two(
+                            p,
+                            gid(p),
+                            Decision::Abort,
+                            phase_two_until(Instant::now()),
+                        )));
+                    }
+                    Action::Reply(reply) => {
+                        if machine.decision().is_some() && !matches!(reply, Reply::Unknown(_)) {
+                            if let Err(err) = decision_log::mark_finished(&self.pool, txn).await {
+                                tracing::warn!(%txn, error = %err, "could not mark the transaction finished; recovery will");
+                            }
+                        }
+                        return self.outcome(reply);
+                    }
+                }
+            }
+            let Some(event) = inflight.next().await else {
+                return Err(CheckoutError::Internal("2PC machine stalled without pending work".to_owned()));
+            };
+            match &event {
+                Event::Voted(Participant::Stock, Vote::Yes) => crashpoint::hit(CRASH_AFTER_STOCK_PREPARED),
+                Event::Acked(_) if machine.decision() == Some(Decision::Commit) => {
+                    commits_acked += 1;
+                    if commits_acked == 1 {
+                        crashpoint::hit(CRASH_AFTER_FIRST_COMMIT);
+                    }
+                }
+                _ => {}
+            }
+            queue.extend(machine.step(event));
+        }
+    }
+
+    fn outcome(&self, reply: Reply) -> Result<CheckoutOutcome, CheckoutError> {
+        match reply {
+            Reply::Paid => {
+                Metrics::incr(&self.metrics.committed);
+                Ok(CheckoutOutcome::Paid)
+            }
+            Reply::Rejected(reason) => {
+                Metrics::incr(&self.metrics.aborted);
+                Ok(CheckoutOutcome::Rejected(reason))
+            }
+            Reply::Failed(detail) => {
+                Metrics::incr(&self.metrics.aborted);
+                Err(CheckoutError::Aborted(detail))
+            }
+            Reply::Unknown(detail) => {
+                Metrics::incr(&self.metrics.unknown);
+                Err(CheckoutError::Internal(detail))
+            }
+        }
+    }
+
+    /// Writes the commit decision and the order's paid flag in the order
+    /// transaction, then commits it.
+    async fn log_commit(&self, tx: Option<Transaction<'static, Postgres>>, txn: Uuid, order_id: &str) -> Event {
+        let Some(mut tx) = tx else {
+            return Event::DecisionFailed(Decision::Commit, "order transaction already closed".to_owned());
+        };
+        let decision = match decision_log::record_commit(&mut tx, txn, &self.instance, order_id).await {
+            Ok(d) => d,
+            Err(err) => return Event::DecisionFailed(Decision::Commit, err.to_string()),
+        };
+        if decision == Decision::Abort {
+            drop(tx);
+            return Event::DecisionLogged(Decision::Abort);
+        }
+        if let Err(err) = self.book.mark_paid(&mut tx, order_id).await {
+            return Event::DecisionFailed(Decision::Commit, err.to_string());
+        }
+        match tx.commit().await {
+            Ok(()) => Event::DecisionLogged(Decision::Commit),
+            // The COMMIT may or may not have reached the disk.
+            Err(err) => Event::DecisionFailed(Decision::Commit, err.to_string()),
+        }
+    }
+
+    async fn prepare(&self, p: Participant, gid: Gid, work: Work) -> Event {
+        let body = PrepareRequest { gid: gid.to_string(), work };
+        let call = self.peer(p).post(PREPARE_PATH, Some(&body));
+        let vote = match tokio::time::timeout(self.settings.prepare_timeout, call).await {
+            Err(_) => Vote::Failed("prepare timed out".to_owned()),
+            Ok(Err(err)) => Vote::Failed(format!("{err:#}")),
+            Ok(Ok(reply)) if reply.status == 200 => match serde_json::from_slice::<VoteReply>(&reply.body) {
+                Ok(VoteReply::Yes) => Vote::Yes,
+                Ok(VoteReply::No { reason }) => Vote::No(reason),
+                Ok(VoteReply::Refused { detail }) => Vote::Failed(detail),
+                Err(err) => Vote::Failed(format!("undecodable vote: {err}")),
+            },
+            Ok(Ok(reply)) => Vote::Failed(format!("prepare answered {}", reply.status)),
+        };
+        match &vote {
+            Vote::Yes => Metrics::incr(&self.metrics.prepared),
+            Vote::No(_) => Metrics::incr(&self.metrics.refused),
+            Vote::Failed(err) => tracing::warn!(participant = p.as_str(), %gid, error = %err, "prepare failed"),
+        }
+        Event::Voted(p, vote)
+    }
+
+    /// Sends commit or rollback until acknowledged or past `until`.
+    async fn phase_two(&self, p: Participant, gid: Gid, decision: Decision, until: Instant) -> Event {
+        if self.send_phase_two(p, &gid, decision, until).await { Event::Acked(p) } else { Event::PhaseTwoGaveUp(p) }
+    }
+
+    async fn send_phase_two(&self, p: Participant, gid: &Gid, decision: Decision, until: Instant) -> bool {
+        let path = match decision {
+            Decision::Commit => format!("{COMMIT_PATH}/{gid}"),
+            Decision::Abort => format!("{ROLLBACK_PATH}/{gid}"),
+        };
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            match self.peer(p).post::<()>(&path, None).await {
+                Ok(reply) if reply.status == 200 => return true,
+                Ok(reply) if reply.status == 409 => {
+                    tracing::error!(%gid, decision = decision.as_str(), body = %String::from_utf8_lossy(&reply.body), "participant refused phase two");
+                    return false;
+                }
+                Ok(reply) => tracing::debug!(%gid, status = reply.status, "phase two not acknowledged; retrying"),
+                Err(err) => tracing::debug!(%gid, error = %err, "phase two failed; retrying"),
+            }
+            if Instant::now() + backoff > until {
+                tracing::warn!(%gid, decision = decision.as_str(), "phase two unacknowledged; leaving it to recovery");
+                return false;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Answers a participant asking about a branch: the recorded decision, or a
+    /// newly recorded abort (presumed abort).
+    pub async fn resolve(&self, raw_gid: &str) -> Result<Decision, ResolveError> {
+        let gid: Gid = raw_gid.parse().map_err(|e: crate::gid::InvalidGid| ResolveError::BadRequest(e.to_string()))?;
+        Ok(decision_log::resolve(&self.pool, gid.txn, &gid.coordinator).await?)
+    }
+
+    /// Finishes phase two of decided transactions left unfinished (by a crash or
+    /// an unreachable participant). Returns how many it finished.
+    pub async fn recover_once(&self) -> anyhow::Result<usize> {
+        let min_age = self.settings.phase_two_deadline.min(Duration::from_secs(2));
+        let pending = decision_log::unfinished(&self.pool, min_age, 100).await?;
+        let mut finished = 0;
+        for t in pending {
+            let until = Instant::now() + Duration::from_secs(2);
+            let mut all = true;
+            for p in Participant::ALL {
+                let gid = Gid::new(t.coordinator.clone(), t.txn, p);
+                all &= self.send_phase_two(p, &gid, t.decision, until).await;
+            }
+            if all {
+                decision_log::mark_finished(&self.pool, t.txn).await?;
+                tracing::info!(txn = %t.txn, decision = t.decision.as_str(), "recovery finished a transaction");
+                Metrics::incr(&self.metrics.recovered);
+                finished += 1;
+            }
+        }
+        Ok(finished)
+    }
+
+    /// Runs recovery once now (start-up) and then every recovery interval until
+    /// `shutdown` fires.
+    pub async fn run_recovery(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if let Err(err) = self.recover_once().await {
+                tracing::warn!(error = %err, "2PC coordinator recovery pass failed");
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(self.settings.recovery_interval) => {}
+            }
+        }
+    }
+
+    /// Counters plus the number of decided-but-unfinished transactions.
+    pub async fn metrics(&self) -> sqlx::Result<Snapshot> {
+        let unfinished = decision_log::count_unfinished(&self.pool).await?;
+        Ok(self.metrics.snapshot(u64::try_from(unfinished).unwrap_or(0)))
+    }
+}
+
+fn work_for(p: Participant, request: &CheckoutRequest) -> Work {
+    match p {
+        Participant::Stock => Work::Stock { items: request.items.clone() },
+        Participant::Payment => Work::Payment { user_id: request.user_id.clone(), amount: request.total_cost },
+    }
+}
+
+/// Why a resolve request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The gid is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The decision log could not be read or written.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}

@@ -1,0 +1,154 @@
+//! The coordinator's decision log, a table in the order database.
+//!
+//! One row per transaction that reached a decision; the primary key makes the
+//! decision unique, so a commit and an abort can never both be recorded. The
+//! commit row is inserted in the same local transaction that marks the order
+//! paid (the caller's transaction), before any `COMMIT PREPARED` is sent.
+//! Presumed abort: a transaction without a row is aborted, and the first
+//! participant to ask about it records that abort ([`resolve`]); a coordinator
+//! still preparing then finds the abort when it tries to commit.
+//!
+//! Required schema (the order service's migrations create it):
+//!
+//! ```sql
+//! CREATE TABLE twopc_decisions (
+//!     txn_id      UUID PRIMARY KEY,
+//!     coordinator TEXT NOT NULL,
+//!     order_id    TEXT,
+//!     decision    TEXT NOT NULL CHECK (decision IN ('commit', 'abort')),
+//!     finished    BOOLEAN NOT NULL DEFAULT FALSE,
+//!     decided_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+//! );
+//! ```
+
+use std::time::Duration;
+
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::gid::InstanceName;
+use crate::machine::Decision;
+
+fn parse(decision: &str) -> Decision {
+    if decision == "commit" { Decision::Commit } else { Decision::Abort }
+}
+
+/// Inserts the commit decision inside the caller's transaction. Returns the
+/// decision now on record: `Abort` if recovery got there first.
+pub async fn record_commit(
+    conn: &mut PgConnection,
+    txn: Uuid,
+    coordinator: &InstanceName,
+    order_id: &str,
+) -> sqlx::Result<Decision> {
+    let inserted: Option<String> = sqlx::query_scalar(
+        "INSERT INTO twopc_decisions (txn_id, coordinator, order_id, decision) VALUES ($1, $2, $3, 'commit')
+         ON CONFLICT (txn_id) DO NOTHING RETURNING decision",
+    )
+    .bind(txn)
+    .bind(coordinator.as_str())
+    .bind(order_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match inserted {
+        Some(_) => Ok(Decision::Commit),
+        None => current(&mut *conn, txn).await.map(|d| d.unwrap_or(Decision::Abort)),
+    }
+}
+
+/// Records an abort unless a decision exists; returns the decision on record.
+///
+/// Losing this write in a crash is harmless (no row means abort), so it is
+/// committed without waiting for the WAL flush.
+pub async fn record_abort(
+    pool: &PgPool,
+    txn: Uuid,
+    coordinator: &InstanceName,
+    order_id: Option<&str>,
+) -> sqlx::Result<Decision> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+    sqlx::query(
+        "INSERT INTO twopc_decisions (txn_id, coordinator, order_id, decision) VALUES ($1, $2, $3, 'abort')
+         ON CONFLICT (txn_id) DO NOTHING",
+    )
+    .bind(txn)
+    .bind(coordinator.as_str())
+    .bind(order_id)
+    .execute(&mut *tx)
+    .await?;
+    let decision = current(&mut tx, txn).await?.unwrap_or(Decision::Abort);
+    tx.commit().await?;
+    Ok(decision)
+}
+
+/// The answer to a participant asking about `txn`: the recorded decision, or a
+/// newly recorded abort. If the coordinator is inserting its commit at this
+/// moment, the insert here waits for that transaction and then sees the commit.
+pub async fn resolve(pool: &PgPool, txn: Uuid, coordinator: &InstanceName) -> sqlx::Result<Decision> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO twopc_decisions (txn_id, coordinator, decision) VALUES ($1, $2, 'abort')
+         ON CONFLICT (txn_id) DO NOTHING",
+    )
+    .bind(txn)
+    .bind(coordinator.as_str())
+    .execute(&mut *tx)
+    .await?;
+    let decision = current(&mut tx, txn).await?.unwrap_or(Decision::Abort);
+    tx.commit().await?;
+    Ok(decision)
+}
+
+async fn current(conn: &mut PgConnection, txn: Uuid) -> sqlx::Result<Option<Decision>> {
+    let row: Option<String> = sqlx::query_scalar("SELECT decision FROM twopc_decisions WHERE txn_id = $1")
+        .bind(txn)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.as_deref().map(parse))
+}
+
+/// Marks phase two done. Asynchronous commit: if the mark is lost, recovery
+/// repeats the (idempotent) phase two.
+pub async fn mark_finished(pool: &PgPool, txn: Uuid) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+    sqlx::query("UPDATE twopc_decisions SET finished = TRUE WHERE txn_id = $1").bind(txn).execute(&mut *tx).await?;
+    tx.commit().await
+}
+
+/// A decided transaction whose phase two is not known to be finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfinished {
+    /// The transaction.
+    pub txn: Uuid,
+    /// Who created it (part of its gids).
+    pub coordinator: InstanceName,
+    /// The decision.
+    pub decision: Decision,
+}
+
+/// Decided transactions older than `min_age` whose phase two is unfinished.
+pub async fn unfinished(pool: &PgPool, min_age: Duration, limit: i64) -> sqlx::Result<Vec<Unfinished>> {
+    let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT txn_id, coordinator, decision FROM twopc_decisions
+         WHERE NOT finished AND decided_at < now() - make_interval(secs => $1)
+         ORDER BY decided_at LIMIT $2",
+    )
+    .bind(min_age.as_secs_f64())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(txn, coordinator, decision)| {
+            let coordinator = InstanceName::new(&coordinator).ok()?;
+            Some(Unfinished { txn, coordinator, decision: parse(&decision) })
+        })
+        .collect())
+}
+
+/// How many decided transactions are unfinished (a gauge for the harness).
+pub async fn count_unfinished(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM twopc_decisions WHERE NOT finished").fetch_one(pool).await
+}

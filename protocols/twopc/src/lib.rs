@@ -1,0 +1,35 @@
+//! Two-phase commit over PostgreSQL prepared transactions.
+//!
+//! ```text
+//!   order service (coordinator)                    stock / payment (participants)
+//!   ───────────────────────────                    ──────────────────────────────
+//!   BEGIN; SELECT .. FOR UPDATE (order row)
+//!   ── prepare {gid, work} ──────────────────────►  BEGIN; record branch; business UPDATEs;
+//!                                                  PREPARE TRANSACTION '<gid>'      ─► yes / no
+//!   all yes: INSERT decision 'commit';
+//!            UPDATE orders SET paid; COMMIT      (the decision is durable here)
+//!   ── commit {gid} ────────────────────────────►  COMMIT PREPARED '<gid>'
+//!   any no:  ── rollback {gid} ─────────────────►  ROLLBACK PREPARED / tombstone
+//!
+//!   recovery: coordinator re-sends phase two for unfinished decisions;
+//!             participants ask `resolve {gid}` for branches prepared too long ago
+//!             (no decision on record => abort is recorded: presumed abort).
+//! ```
+//!
+//! - [`machine`]: the coordinator as an I/O-free state machine;
+//! - [`coordinator`]: the runner around it (HTTP, decision log, recovery);
+//! - [`participant`]: prepare / commit / rollback / recovery in a participant;
+//! - [`decision_log`], [`gid`], [`messages`], [`metrics`], [`client`].
+
+pub mod client;
+pub mod coordinator;
+pub mod decision_log;
+pub mod gid;
+pub mod machine;
+pub mod messages;
+pub mod metrics;
+pub mod participant;
+
+pub use coordinator::{Coordinator, CoordinatorSettings, OrderBook};
+pub use gid::{Gid, InstanceName, Participant};
+pub use participant::{ParticipantRunner, ParticipantSettings, Resource};

@@ -1,0 +1,350 @@
+//! The coordinator of one transaction as an I/O-free state machine.
+//!
+//! The runner ([`crate::coordinator`]) feeds it events (votes, the decision
+//! becoming durable, acknowledgements) and carries out the actions it returns
+//! (send prepare / commit / rollback, write the decision, reply). Keeping the
+//! protocol here, apart from HTTP and SQL, lets the tests walk every
+//! interleaving of votes and failures without a network.
+//!
+//! ```text
+//!   start ─► Prepare(stock), Prepare(payment)
+//!   all Yes ───────────────► LogDecision(Commit) ─► DecisionLogged ─► Commit(*) ─► acks ─► Reply(Paid)
+//!   any No / Failed ───────► LogDecision(Abort) + Rollback(*) ─────────────────► acks ─► Reply(Rejected | Failed)
+//!   commit not durable ────► Reply(Unknown)   (recovery settles it: presumed abort)
+//! ```
+
+use std::collections::BTreeSet;
+
+use protocol_core::RejectReason;
+
+use crate::gid::Participant;
+
+/// A participant's answer to prepare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Vote {
+    /// Prepared: its effects are durable and await the decision.
+    Yes,
+    /// Refused for a business reason; nothing is prepared.
+    No(RejectReason),
+    /// No usable answer (timeout, transport or server error). It may or may not
+    /// have prepared; the decision is abort and its rollback is idempotent.
+    Failed(String),
+}
+
+/// The outcome of the transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Every participant voted yes and the decision is durable.
+    Commit,
+    /// Some participant did not vote yes.
+    Abort,
+}
+
+impl Decision {
+    /// Name stored in the decision log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Commit => "commit",
+            Decision::Abort => "abort",
+        }
+    }
+}
+
+/// Something that happened to the transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A participant answered prepare (or failed to).
+    Voted(Participant, Vote),
+    /// The decision was written durably.
+    DecisionLogged(Decision),
+    /// Writing the decision failed; for a commit the outcome is now unknown.
+    DecisionFailed(Decision, String),
+    /// A participant acknowledged phase two.
+    Acked(Participant),
+    /// Phase two with a participant did not finish in time; recovery takes over.
+    PhaseTwoGaveUp(Participant),
+}
+
+/// Something the runner must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Ask a participant to prepare.
+    Prepare(Participant),
+    /// Write the decision durably (a commit together with marking the order paid).
+    LogDecision(Decision),
+    /// Tell a participant to commit its prepared branch.
+    Commit(Participant),
+    /// Tell a participant to roll back (or tombstone) its branch.
+    Rollback(Participant),
+    /// Answer the client.
+    Reply(Reply),
+}
+
+/// What the client is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Committed.
+    Paid,
+    /// Aborted because a participant refused.
+    Rejected(RejectReason),
+    /// Aborted because a participant could not be reached.
+    Failed(String),
+    /// The commit decision may or may not be durable; the final state decides.
+    Unknown(String),
+}
+
+/// The coordinator of one transaction.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    votes: Vec<(Participant, Vote)>,
+    decision: Option<Decision>,
+    pending: BTreeSet<Participant>,
+    replied: bool,
+    aborted_by_recovery: bool,
+}
+
+impl Machine {
+    /// A new transaction and its first actions (prepare everywhere, in parallel).
+    pub fn start() -> (Machine, Vec<Action>) {
+        let machine = Machine {
+            votes: Vec::new(),
+            decision: None,
+            pending: BTreeSet::new(),
+            replied: false,
+            aborted_by_recovery: false,
+        };
+        (machine, Participant::ALL.iter().map(|p| Action::Prepare(*p)).collect())
+    }
+
+    /// The decision, once taken.
+    pub fn decision(&self) -> Option<Decision> {
+        self.decision
+    }
+
+    /// Whether the client has its reply (nothing more will be asked).
+    pub fn is_done(&self) -> bool {
+        self.replied
+    }
+
+    /// Applies `event` and returns what to do next.
+    pub fn step(&mut self, event: Event) -> Vec<Action> {
+        if self.replied {
+            return Vec::new();
+        }
+        match event {
+            Event::Voted(p, vote) => self.on_vote(p, vote),
+            Event::DecisionLogged(Decision::Commit) => {
+                self.pending = Participant::ALL.into_iter().collect();
+                Participant::ALL.iter().map(|p| Action::Commit(*p)).collect()
+            }
+            // The log already held an abort (recovery resolved this transaction
+            // while it was preparing): abort wins, roll everyone back.
+            Event::DecisionLogged(Decision::Abort) if self.decision == Some(Decision::Commit) => {
+                self.decision = Some(Decision::Abort);
+                self.aborted_by_recovery = true;
+                self.pending = Participant::ALL.into_iter().collect();
+                Participant::ALL.iter().map(|p| Action::Rollback(*p)).collect()
+            }
+            // Rollbacks went out with the abort decision; nothing waits on the log.
+            Event::DecisionLogged(Decision::Abort) | Event::DecisionFailed(Decision::Abort, _) => Vec::new(),
+            Event::DecisionFailed(Decision::Commit, err) => self.reply(Reply::Unknown(err)),
+            Event::Acked(p) | Event::PhaseTwoGaveUp(p) => {
+                self.pending.remove(&p);
+                if self.pending.is_empty() && self.decision.is_some() { self.final_reply() } else { Vec::new() }
+            }
+        }
+    }
+
+    fn on_vote(&mut self, p: Participant, vote: Vote) -> Vec<Action> {
+        if self.votes.iter().any(|(q, _)| *q == p) {
+            return Vec::new(); // a duplicate answer changes nothing
+        }
+        let yes = vote == Vote::Yes;
+        self.votes.push((p, vote));
+        if self.decision.is_some() {
+            return Vec::new(); // late vote after an abort: its rollback is already out
+        }
+        if !yes {
+            self.decision = Some(Decision::Abort);
+            self.pending = Participant::ALL.into_iter().collect();
+            let mut actions = vec![Action::LogDecision(Decision::Abort)];
+            actions.extend(Participant::ALL.iter().map(|q| Action::Rollback(*q)));
+            return actions;
+        }
+        if self.votes.len() == Participant::ALL.len() {
+            self.decision = Some(Decision::Commit);
+            return vec![Action::LogDecision(Decision::Commit)];
+        }
+        Vec::new()
+    }
+
+    fn final_reply(&mut self) -> Vec<Action> {
+        let reply = match self.decision {
+            Some(Decision::Commit) => Reply::Paid,
+            _ => self.abort_reply(),
+        };
+        self.reply(reply)
+    }
+
+    /// A refusal wins over a failure (the client can act on it); refusals are
+    /// reported in participant order so the answer does not depend on timing.
+    fn abort_reply(&self) -> Reply {
+        if self.aborted_by_recovery {
+            return Reply::Failed("aborted by recovery before the commit decision".to_owned());
+        }
+        let mut refusals: Vec<&(Participant, Vote)> =
+            self.votes.iter().filter(|(_, v)| matches!(v, Vote::No(_))).collect();
+        refusals.sort_by_key(|(p, _)| *p);
+        if let Some((_, Vote::No(reason))) = refusals.first() {
+            return Reply::Rejected(reason.clone());
+        }
+        let failure = self.votes.iter().find_map(|(p, v)| match v {
+            Vote::Failed(err) => Some(format!("{} failed to prepare: {err}", p.as_str())),
+            _ => None,
+        });
+        Reply::Failed(failure.unwrap_or_else(|| "aborted".to_owned()))
+    }
+
+    fn reply(&mut self, reply: Reply) -> Vec<Action> {
+        self.replied = true;
+        vec![Action::Reply(reply)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Participant::{Payment, Stock};
+
+    fn out_of_stock() -> RejectReason {
+        RejectReason::OutOfStock { item_id: "7".into() }
+    }
+
+    #[test]
+    fn all_yes_commits_after_the_decision_is_durable() {
+        let (mut m, start) = Machine::start();
+        assert_eq!(start, vec![Action::Prepare(Stock), Action::Prepare(Payment)]);
+        assert_eq!(m.step(Event::Voted(Payment, Vote::Yes)), vec![]);
+        assert_eq!(m.step(Event::Voted(Stock, Vote::Yes)), vec![Action::LogDecision(Decision::Commit)]);
+        // Nothing is committed before the decision is logged.
+        assert_eq!(
+            m.step(Event::DecisionLogged(Decision::Commit)),
+            vec![Action::Commit(Stock), Action::Commit(Payment)]
+        );
+        assert_eq!(m.step(Event::Acked(Stock)), vec![]);
+        assert_eq!(m.step(Event::Acked(Payment)), vec![Action::Reply(Reply::Paid)]);
+        assert!(m.is_done());
+    }
+
+    #[test]
+    fn a_no_aborts_at_once_and_rolls_back_everyone() {
+        let (mut m, _) = Machine::start();
+        assert_eq!(
+            m.step(Event::Voted(Stock, Vote::No(out_of_stock()))),
+            vec![Action::LogDecision(Decision::Abort), Action::Rollback(Stock), Action::Rollback(Payment)]
+        );
+        // Payment's late yes changes nothing: its rollback is already on the way.
+        assert_eq!(m.step(Event::Voted(Payment, Vote::Yes)), vec![]);
+        assert_eq!(m.step(Event::DecisionLogged(Decision::Abort)), vec![]);
+        assert_eq!(m.step(Event::Acked(Payment)), vec![]);
+        assert_eq!(m.step(Event::Acked(Stock)), vec![Action::Reply(Reply::Rejected(out_of_stock()))]);
+    }
+
+    #[test]
+    fn refusals_beat_failures_and_are_reported_in_participant_order() {
+        let (mut m, _) = Machine::start();
+        m.step(Event::Voted(Payment, Vote::Failed("timeout".into())));
+        m.step(Event::Voted(Stock, Vote::No(out_of_stock())));
+        m.step(Event::Acked(Stock));
+        assert_eq!(m.step(Event::Acked(Payment)), vec![Action::Reply(Reply::Rejected(out_of_stock()))]);
+    }
+
+    #[test]
+    fn a_failed_vote_aborts_with_a_failure_reply() {
+        let (mut m, _) = Machine::start();
+        m.step(Event::Voted(Stock, Vote::Yes));
+        let actions = m.step(Event::Voted(Payment, Vote::Failed("connection refused".into())));
+        assert_eq!(actions[0], Action::LogDecision(Decision::Abort));
+        m.step(Event::PhaseTwoGaveUp(Stock));
+        let reply = m.step(Event::Acked(Payment));
+        assert!(matches!(&reply[..], [Action::Reply(Reply::Failed(msg))] if msg.contains("payment")));
+    }
+
+    #[test]
+    fn a_commit_that_may_not_be_durable_is_unknown_and_sends_no_phase_two() {
+        let (mut m, _) = Machine::start();
+        m.step(Event::Voted(Stock, Vote::Yes));
+        m.step(Event::Voted(Payment, Vote::Yes));
+        assert_eq!(
+            m.step(Event::DecisionFailed(Decision::Commit, "connection reset".into())),
+            vec![Action::Reply(Reply::Unknown("connection reset".into()))]
+        );
+        assert!(m.is_done());
+        assert_eq!(m.step(Event::Acked(Stock)), vec![]);
+    }
+
+    #[test]
+    fn phase_two_giving_up_still_reports_a_durable_commit() {
+        let (mut m, _) = Machine::start();
+        m.step(Event::Voted(Stock, Vote::Yes));
+        m.step(Event::Voted(Payment, Vote::Yes));
+        m.step(Event::DecisionLogged(Decision::Commit));
+        m.step(Event::PhaseTwoGaveUp(Stock));
+        assert_eq!(m.step(Event::Acked(Payment)), vec![Action::Reply(Reply::Paid)]);
+    }
+
+    #[test]
+    fn an_abort_already_in_the_log_overrides_the_commit() {
+        let (mut m, _) = Machine::start();
+        m.step(Event::Voted(Stock, Vote::Yes));
+        m.step(Event::Voted(Payment, Vote::Yes));
+        assert_eq!(
+            m.step(Event::DecisionLogged(Decision::Abort)),
+            vec![Action::Rollback(Stock), Action::Rollback(Payment)]
+        );
+        assert_eq!(m.decision(), Some(Decision::Abort));
+        m.step(Event::Acked(Stock));
+        let reply = m.step(Event::Acked(Payment));
+        assert!(matches!(&reply[..], [Action::Reply(Reply::Failed(_))]));
+    }
+
+    #[test]
+    fn duplicate_votes_are_ignored() {
+        let (mut m, _) = Machine::start();
+        m.step(Event::Voted(Stock, Vote::Yes));
+        assert_eq!(m.step(Event::Voted(Stock, Vote::No(out_of_stock()))), vec![]);
+        assert_eq!(m.step(Event::Voted(Payment, Vote::Yes)), vec![Action::LogDecision(Decision::Commit)]);
+    }
+
+    /// Every order of the two votes, for every vote combination, ends in exactly
+    /// one reply, and commits only if both voted yes.
+    #[test]
+    fn every_vote_interleaving_decides_correctly() {
+        let votes = [Vote::Yes, Vote::No(out_of_stock()), Vote::Failed("x".into())];
+        for a in &votes {
+            for b in &votes {
+                for stock_first in [true, false] {
+                    let (mut m, _) = Machine::start();
+                    let mut actions = Vec::new();
+                    let order = if stock_first { [(Stock, a), (Payment, b)] } else { [(Payment, b), (Stock, a)] };
+                    for (p, v) in order {
+                        actions.extend(m.step(Event::Voted(p, v.clone())));
+                    }
+                    let both_yes = *a == Vote::Yes && *b == Vote::Yes;
+                    assert_eq!(m.decision(), Some(if both_yes { Decision::Commit } else { Decision::Abort }));
+                    if both_yes {
+                        assert!(!actions.iter().any(|x| matches!(x, Action::Rollback(_))));
+                        actions.extend(m.step(Event::DecisionLogged(Decision::Commit)));
+                    } else {
+                        assert!(!actions.iter().any(|x| matches!(x, Action::Commit(_))));
+                    }
+                    actions.extend(m.step(Event::Acked(Stock)));
+                    actions.extend(m.step(Event::Acked(Payment)));
+                    let replies: Vec<_> = actions.iter().filter(|x| matches!(x, Action::Reply(_))).collect();
+                    assert_eq!(replies.len(), 1, "{a:?} {b:?} {stock_first}");
+                    assert_eq!(matches!(replies[0], Action::Reply(Reply::Paid)), both_yes);
+                }
+            }
+        }
+    }
+}

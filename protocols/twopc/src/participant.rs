@@ -1,0 +1,325 @@
+//! The participant side: prepare, commit and roll back a branch in the
+//! participant's own PostgreSQL, and resolve branches left in doubt.
+//!
+//! Prepare is one local transaction: record the branch, run the business update
+//! ([`Resource::apply`]), then `PREPARE TRANSACTION '<gid>'`. The branch record
+//! (`outcome = 'committed'`) is part of the prepared transaction, so it becomes
+//! visible only if the branch commits; that makes commit idempotent (a repeated
+//! `COMMIT PREPARED` that finds nothing checks the record). Rollback leaves a
+//! tombstone (`outcome = 'aborted'`), so a prepare that arrives after its
+//! rollback finds the gid taken and is refused.
+//!
+//! Required schema (the participant services' migrations create it):
+//!
+//! ```sql
+//! CREATE TABLE twopc_branches (
+//!     gid         TEXT PRIMARY KEY,
+//!     outcome     TEXT NOT NULL CHECK (outcome IN ('committed', 'aborted')),
+//!     recorded_at TIMESTAMPTZ NOT NULL DEFAULT now()
+//! );
+//! ```
+//!
+//! Every operation runs in a spawned task: an HTTP client that gives up must
+//! not cancel a prepare halfway and hand a connection still inside a
+//! transaction back to the pool.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use protocol_core::{RejectReason, crashpoint};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
+
+use crate::client::PeerClient;
+use crate::gid::{Gid, Participant};
+use crate::messages::{PrepareRequest, RESOLVE_PATH, ResolveReply, VoteReply, Work};
+use crate::metrics::{Metrics, Snapshot};
+
+/// Crash point: the branch is prepared, the vote not yet sent.
+pub const CRASH_AFTER_PREPARE: &str = "2pc.participant.after_prepare";
+
+/// The business effect of a branch, run inside the transaction that is then
+/// prepared.
+///
+/// Contract: take row locks in a fixed global order (stock: item id), change
+/// nothing and return `Ok(Err(reason))` when the work cannot be done, and return
+/// `Err` only for database failures.
+pub trait Resource: Send + Sync + 'static {
+    /// Applies `work` on `conn` (inside the branch's transaction).
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        work: &'a Work,
+    ) -> BoxFuture<'a, sqlx::Result<Result<(), RejectReason>>>;
+}
+
+/// Timing settings of a participant.
+#[derive(Debug, Clone)]
+pub struct ParticipantSettings {
+    /// Longest wait for a row lock during prepare; then the vote fails.
+    pub lock_timeout: Duration,
+    /// A prepared branch older than this is resolved by asking the coordinator.
+    pub in_doubt_timeout: Duration,
+    /// How often recovery looks for such branches.
+    pub recovery_interval: Duration,
+}
+
+/// Why phase two was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PhaseTwoError {
+    /// The request contradicts what the branch did (commit of a branch that
+    /// never prepared, rollback of a committed one).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request was malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The database failed; the coordinator retries.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// One participant service's 2PC engine.
+pub struct ParticipantRunner {
+    me: Participant,
+    pool: PgPool,
+    resource: Arc<dyn Resource>,
+    coordinator: PeerClient,
+    settings: ParticipantSettings,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for ParticipantRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParticipantRunner").field("me", &self.me).field("settings", &self.settings).finish()
+    }
+}
+
+const UNDEFINED_OBJECT: &str = "42704";
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+fn sqlstate(err: &sqlx::Error) -> Option<String> {
+    err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned())
+}
+
+impl ParticipantRunner {
+    /// A participant `me` over `pool`, asking `coordinator` about doubtful branches.
+    pub fn new(
+        me: Participant,
+        pool: PgPool,
+        resource: Arc<dyn Resource>,
+        coordinator: PeerClient,
+        settings: ParticipantSettings,
+    ) -> Arc<Self> {
+        Arc::new(ParticipantRunner { me, pool, resource, coordinator, settings, metrics: Metrics::default() })
+    }
+
+    fn parse_gid(&self, raw: &str) -> Result<Gid, PhaseTwoError> {
+        let gid: Gid = raw.parse().map_err(|e: crate::gid::InvalidGid| PhaseTwoError::BadRequest(e.to_string()))?;
+        if gid.participant != self.me {
+            return Err(PhaseTwoError::BadRequest(format!("gid {gid} is not for {}", self.me.as_str())));
+        }
+        Ok(gid)
+    }
+
+    /// Prepares a branch and returns the vote.
+    pub async fn prepare(self: &Arc<Self>, request: PrepareRequest) -> Result<VoteReply, PhaseTwoError> {
+        let gid = self.parse_gid(&request.gid)?;
+        let this = Arc::clone(self);
+        let task = tokio::spawn(async move { this.prepare_inner(gid, request.work).await });
+        task.await.map_err(|e| PhaseTwoError::Database(sqlx::Error::Protocol(format!("prepare task failed: {e}"))))?
+    }
+
+    async fn prepare_inner(&self, gid: Gid, work: Work) -> Result<VoteReply, PhaseTwoError> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("BEGIN").execute(&mut *conn).await?;
+        let vote = self.prepare_in_transaction(&mut conn, &gid, &work).await;
+        match vote {
+            Ok(VoteReply::Yes) => {
+                Metrics::incr(&self.metrics.prepared);
+                crashpoint::hit(CRASH_AFTER_PREPARE);
+                Ok(VoteReply::Yes)
+            }
+            other => {
+                // Refused or failed: nothing may stay prepared or open.
+                if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                    // A connection in an unknown transaction state must not be reused.
+                    conn.close_on_drop();
+                }
+                if matches!(other, Ok(VoteReply::No { .. })) {
+                    Metrics::incr(&self.metrics.refused);
+                }
+                other
+            }
+        }
+    }
+
+    async fn prepare_in_transaction(
+        &self,
+        conn: &mut PoolConnection<Postgres>,
+        gid: &Gid,
+        work: &Work,
+    ) -> Result<VoteReply, PhaseTwoError> {
+        let lock_ms = self.settings.lock_timeout.as_millis();
+        sqlx::query(&format!("SET LOCAL lock_timeout = {lock_ms}")).execute(&mut **conn).await?;
+        let fresh: Option<i32> = sqlx::query_scalar(
+            "INSERT INTO twopc_branches (gid, outcome) VALUES ($1, 'committed') ON CONFLICT (gid) DO NOTHING RETURNING 1",
+        )
+        .bind(gid.to_string())
+        .fetch_optional(&mut **conn)
+        .await?;
+        if fresh.is_none() {
+            return Ok(VoteReply::Refused { detail: format!("branch {gid} was already resolved") });
+        }
+        let started = Instant::now();
+        let applied = self.resource.apply(&mut **conn, work).await?;
+        let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.metrics.lock_wait_us.fetch_add(waited, std::sync::atomic::Ordering::Relaxed);
+        if let Err(reason) = applied {
+            return Ok(VoteReply::No { reason });
+        }
+        sqlx::query(&format!("PREPARE TRANSACTION {}", gid.sql_literal())).execute(&mut **conn).await?;
+        Ok(VoteReply::Yes)
+    }
+
+    /// Commits a prepared branch; repeating it is harmless.
+    pub async fn commit(self: &Arc<Self>, raw_gid: &str) -> Result<(), PhaseTwoError> {
+        let gid = self.parse_gid(raw_gid)?;
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.commit_inner(&gid).await })
+            .await
+            .map_err(|e| PhaseTwoError::Database(sqlx::Error::Protocol(format!("commit task failed: {e}"))))?
+    }
+
+    async fn commit_inner(&self, gid: &Gid) -> Result<(), PhaseTwoError> {
+        match sqlx::query(&format!("COMMIT PREPARED {}", gid.sql_literal())).execute(&self.pool).await {
+            Ok(_) => {
+                Metrics::incr(&self.metrics.committed);
+                Ok(())
+            }
+            Err(err) if sqlstate(&err).as_deref() == Some(UNDEFINED_OBJECT) => match self.outcome(gid).await? {
+                Some(outcome) if outcome == "committed" => Ok(()),
+                Some(_) => Err(PhaseTwoError::Conflict(format!("branch {gid} was rolled back"))),
+                None => Err(PhaseTwoError::Conflict(format!("branch {gid} was never prepared"))),
+            },
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Rolls back a branch, prepared or not, leaving a tombstone so that a late
+    /// prepare is refused; repeating it is harmless.
+    pub async fn rollback(self: &Arc<Self>, raw_gid: &str) -> Result<(), PhaseTwoError> {
+        let gid = self.parse_gid(raw_gid)?;
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.rollback_inner(&gid).await })
+            .await
+            .map_err(|e| PhaseTwoError::Database(sqlx::Error::Protocol(format!("rollback task failed: {e}"))))?
+    }
+
+    async fn rollback_inner(&self, gid: &Gid) -> Result<(), PhaseTwoError> {
+        // A prepare of this gid may be running: its uncommitted branch record
+        // blocks the tombstone. Wait briefly and retry; by then it has either
+        // prepared (and ROLLBACK PREPARED finds it) or given up.
+        for _ in 0..500 {
+            match sqlx::query(&format!("ROLLBACK PREPARED {}", gid.sql_literal())).execute(&self.pool).await {
+                Ok(_) => {
+                    Metrics::incr(&self.metrics.aborted);
+                    self.tombstone(gid).await?;
+                    return Ok(());
+                }
+                Err(err) if sqlstate(&err).as_deref() == Some(UNDEFINED_OBJECT) => {}
+                Err(err) => return Err(err.into()),
+            }
+            match self.tombstone(gid).await {
+                Ok(()) => {
+                    return match self.outcome(gid).await?.as_deref() {
+                        Some("committed") => Err(PhaseTwoError::Conflict(format!("branch {gid} was committed"))),
+                        _ => Ok(()),
+                    };
+                }
+                Err(err) if sqlstate(&err).as_deref() == Some(LOCK_NOT_AVAILABLE) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(PhaseTwoError::Database(sqlx::Error::PoolTimedOut))
+    }
+
+    async fn tombstone(&self, gid: &Gid) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL lock_timeout = 100").execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO twopc_branches (gid, outcome) VALUES ($1, 'aborted') ON CONFLICT (gid) DO NOTHING")
+            .bind(gid.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+
+    async fn outcome(&self, gid: &Gid) -> sqlx::Result<Option<String>> {
+        sqlx::query_scalar("SELECT outcome FROM twopc_branches WHERE gid = $1")
+            .bind(gid.to_string())
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Resolves this participant's prepared branches older than the in-doubt
+    /// timeout by asking the coordinator. Returns how many were resolved.
+    pub async fn recover_once(&self) -> anyhow::Result<usize> {
+        let gids: Vec<String> = sqlx::query_scalar(
+            "SELECT gid FROM pg_prepared_xacts
+             WHERE database = current_database() AND gid LIKE 's2pc:%'
+               AND prepared < now() - make_interval(secs => $1)",
+        )
+        .bind(self.settings.in_doubt_timeout.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut resolved = 0;
+        for raw in gids {
+            let Ok(gid) = raw.parse::<Gid>() else { continue };
+            if gid.participant != self.me {
+                continue;
+            }
+            let reply = self.coordinator.post::<()>(&format!("{RESOLVE_PATH}/{gid}"), None).await?;
+            anyhow::ensure!(reply.status == 200, "coordinator answered {} resolving {gid}", reply.status);
+            let decision: ResolveReply = serde_json::from_slice(&reply.body)?;
+            let result = match decision.decision.as_str() {
+                "commit" => self.commit_inner(&gid).await,
+                _ => self.rollback_inner(&gid).await,
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(%gid, decision = %decision.decision, "resolved an in-doubt branch");
+                    Metrics::incr(&self.metrics.recovered);
+                    resolved += 1;
+                }
+                Err(err) => tracing::warn!(%gid, error = %err, "could not resolve an in-doubt branch"),
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// Runs [`Self::recover_once`] every recovery interval until `shutdown` fires.
+    pub async fn run_recovery(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(self.settings.recovery_interval) => {}
+            }
+            if let Err(err) = self.recover_once().await {
+                tracing::warn!(error = %err, "2PC participant recovery pass failed");
+            }
+        }
+    }
+
+    /// Counters plus the number of our prepared branches right now.
+    pub async fn metrics(&self) -> sqlx::Result<Snapshot> {
+        let in_doubt: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE 's2pc:%'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(self.metrics.snapshot(u64::try_from(in_doubt).unwrap_or(0)))
+    }
+}

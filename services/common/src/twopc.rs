@@ -1,0 +1,124 @@
+//! The HTTP side of 2PC in the services: the participants' and the
+//! coordinator's internal endpoints (not routed by the gateway), and the
+//! participants' settings. The protocol itself lives in the `twopc` crate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clap::Args;
+use serde_json::{Value, json};
+use twopc::messages::{
+    COMMIT_PATH, METRICS_PATH, PREPARE_PATH, PrepareRequest, RESOLVE_PATH, ROLLBACK_PATH, VoteReply,
+};
+use twopc::participant::PhaseTwoError;
+use twopc::{Coordinator, ParticipantRunner, ParticipantSettings};
+
+use crate::error::{ApiError, ApiResult};
+use crate::params::PathParams;
+
+/// 2PC settings of a participant service (stock, payment).
+#[derive(Debug, Clone, Args)]
+pub struct ParticipantConfig {
+    /// Base URLs of the coordinator (order service) replicas, comma-separated;
+    /// asked about branches left in doubt.
+    #[arg(long, env = "COORDINATOR_URLS", value_delimiter = ',')]
+    pub coordinator_urls: Vec<String>,
+
+    /// Longest wait for a row lock during prepare, in milliseconds.
+    #[arg(long, env = "TWOPC_LOCK_TIMEOUT_MS", default_value_t = 2_000)]
+    pub lock_timeout_ms: u64,
+
+    /// A branch prepared longer ago than this (ms) is resolved by asking the coordinator.
+    #[arg(long, env = "TWOPC_IN_DOUBT_TIMEOUT_MS", default_value_t = 10_000)]
+    pub in_doubt_timeout_ms: u64,
+
+    /// How often (ms) to look for branches in doubt.
+    #[arg(long, env = "TWOPC_RECOVERY_INTERVAL_MS", default_value_t = 1_000)]
+    pub recovery_interval_ms: u64,
+}
+
+impl ParticipantConfig {
+    /// The protocol's view of these settings.
+    pub fn settings(&self) -> ParticipantSettings {
+        ParticipantSettings {
+            lock_timeout: Duration::from_millis(self.lock_timeout_ms),
+            in_doubt_timeout: Duration::from_millis(self.in_doubt_timeout_ms),
+            recovery_interval: Duration::from_millis(self.recovery_interval_ms),
+        }
+    }
+}
+
+impl From<PhaseTwoError> for ApiError {
+    fn from(err: PhaseTwoError) -> Self {
+        match err {
+            PhaseTwoError::Conflict(msg) => ApiError::Conflict(msg),
+            PhaseTwoError::BadRequest(msg) => ApiError::BadRequest(msg),
+            PhaseTwoError::Database(err) => err.into(),
+        }
+    }
+}
+
+/// The participant's internal endpoints.
+pub fn participant_routes(runner: Arc<ParticipantRunner>) -> Router {
+    Router::new()
+        .route(PREPARE_PATH, post(prepare))
+        .route(&format!("{COMMIT_PATH}/{{gid}}"), post(commit))
+        .route(&format!("{ROLLBACK_PATH}/{{gid}}"), post(rollback))
+        .route(METRICS_PATH, get(participant_metrics))
+        .with_state(runner)
+}
+
+async fn prepare(
+    State(runner): State<Arc<ParticipantRunner>>,
+    body: Result<Json<PrepareRequest>, JsonRejection>,
+) -> ApiResult<Json<VoteReply>> {
+    let Json(request) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    Ok(Json(runner.prepare(request).await?))
+}
+
+async fn commit(
+    State(runner): State<Arc<ParticipantRunner>>,
+    PathParams(gid): PathParams<String>,
+) -> ApiResult<Json<Value>> {
+    runner.commit(&gid).await?;
+    Ok(Json(json!({ "committed": gid })))
+}
+
+async fn rollback(
+    State(runner): State<Arc<ParticipantRunner>>,
+    PathParams(gid): PathParams<String>,
+) -> ApiResult<Json<Value>> {
+    runner.rollback(&gid).await?;
+    Ok(Json(json!({ "rolled_back": gid })))
+}
+
+async fn participant_metrics(State(runner): State<Arc<ParticipantRunner>>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(runner.metrics().await?)))
+}
+
+/// The coordinator's internal endpoints.
+pub fn coordinator_routes(coordinator: Arc<Coordinator>) -> Router {
+    Router::new()
+        .route(&format!("{RESOLVE_PATH}/{{gid}}"), post(resolve))
+        .route(METRICS_PATH, get(coordinator_metrics))
+        .with_state(coordinator)
+}
+
+async fn resolve(
+    State(coordinator): State<Arc<Coordinator>>,
+    PathParams(gid): PathParams<String>,
+) -> ApiResult<Json<Value>> {
+    let decision = coordinator.resolve(&gid).await.map_err(|err| match err {
+        twopc::coordinator::ResolveError::BadRequest(msg) => ApiError::BadRequest(msg),
+        twopc::coordinator::ResolveError::Database(err) => err.into(),
+    })?;
+    Ok(Json(json!({ "decision": decision.as_str() })))
+}
+
+async fn coordinator_metrics(State(coordinator): State<Arc<Coordinator>>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(coordinator.metrics().await?)))
+}
