@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use protocol_core::ProtocolKind;
 use nix::sys::signal::Signal;
 
 use super::config::{Role, StackConfig};
@@ -23,11 +24,13 @@ pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Sp
         format!("--instance={name}"),
         "--log-json".to_owned(),
     ];
+    let urls = |r: Role| (0..config.replicas).map(|i| config.service_url(r, i)).collect::<Vec<_>>().join(",");
     if role == Role::Order {
-        let urls = |r: Role| (0..config.replicas).map(|i| config.service_url(r, i)).collect::<Vec<_>>().join(",");
         args.push(format!("--protocol={}", config.protocol));
         args.push(format!("--stock-urls={}", urls(Role::Stock)));
         args.push(format!("--payment-urls={}", urls(Role::Payment)));
+    } else if config.protocol == ProtocolKind::TwoPc {
+        args.push(format!("--coordinator-urls={}", urls(Role::Order)));
     }
     Ok(Spec {
         name: name.clone(),

@@ -1,16 +1,21 @@
 //! Checkout: the order service's side of the protocol-neutral contract.
 //!
-//! The order service loads the order and turns it into a
+//! The order service reads the order and turns it into a
 //! [`protocol_core::CheckoutRequest`]; which protocol runs it is fixed at start-up.
 //! The set of protocols is closed, so this is an enum rather than a trait object.
-//! Protocols that are not part of this build answer a clear 4xx
-//! ([`RejectReason::ProtocolUnavailable`]) and never pretend to succeed.
+//! A protocol that is not part of this build answers a clear 4xx
+//! ([`RejectReason::ProtocolUnavailable`]) and never pretends to succeed.
+
+use std::sync::Arc;
 
 use protocol_core::{CheckoutError, CheckoutOutcome, CheckoutRequest, ProtocolKind, RejectReason, merge_items};
 use service_common::error::{ApiError, ApiResult};
 use service_common::params::Id;
 
-use crate::store::Store;
+use crate::store::{Order, Store};
+
+/// How long a checkout waits for a concurrent checkout of the same order.
+const ORDER_LOCK_TIMEOUT_MS: u64 = 30_000;
 
 /// Runs checkouts with the protocol chosen at start-up.
 #[derive(Debug, Clone)]
@@ -21,44 +26,66 @@ pub struct Checkout {
 
 #[derive(Debug, Clone)]
 enum Driver {
+    /// Two-phase commit, coordinated by this replica.
+    TwoPc(Arc<twopc::Coordinator>),
     /// The protocol is selected but not built into this binary.
     Unavailable(ProtocolKind),
 }
 
 impl Checkout {
-    /// A checkout runner for `protocol` over the orders in `store`.
-    pub fn new(protocol: ProtocolKind, store: Store) -> Self {
+    /// Checkouts over 2PC, coordinated by `coordinator`.
+    pub fn two_pc(coordinator: Arc<twopc::Coordinator>, store: Store) -> Self {
+        Checkout { driver: Driver::TwoPc(coordinator), store }
+    }
+
+    /// Checkouts that refuse, for a protocol this build does not include.
+    pub fn unavailable(protocol: ProtocolKind, store: Store) -> Self {
         Checkout { driver: Driver::Unavailable(protocol), store }
     }
 
     /// The protocol this runner uses.
     pub fn protocol(&self) -> ProtocolKind {
         match self.driver {
+            Driver::TwoPc(_) => ProtocolKind::TwoPc,
             Driver::Unavailable(kind) => kind,
         }
     }
 
     /// Checks out `order_id`: `Ok` with the definite outcome, or `Err` when the
-    /// outcome is not known (the caller answers 5xx).
+    /// checkout failed for a system reason (the caller answers 5xx).
     pub async fn run(&self, order_id: &Id) -> ApiResult<Result<CheckoutOutcome, CheckoutError>> {
-        let order = self
-            .store
-            .find(order_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("order {order_id} not found")))?;
-        if order.paid {
-            return Ok(Ok(CheckoutOutcome::AlreadyPaid));
+        match &self.driver {
+            Driver::TwoPc(coordinator) => {
+                let mut tx = self.store.pool().begin().await?;
+                let order = Store::lock_for_checkout(&mut tx, order_id, ORDER_LOCK_TIMEOUT_MS).await?;
+                let request = match precheck(order_id, order)? {
+                    Ok(request) => request,
+                    Err(outcome) => return Ok(Ok(outcome)),
+                };
+                Ok(coordinator.checkout(tx, request).await)
+            }
+            Driver::Unavailable(kind) => {
+                let order = self.store.find(order_id).await?;
+                Ok(match precheck(order_id, order)? {
+                    Ok(_) => Ok(CheckoutOutcome::Rejected(RejectReason::ProtocolUnavailable(*kind))),
+                    Err(outcome) => Ok(outcome),
+                })
+            }
         }
-        let items = merge_items(order.items)
-            .map_err(|err| ApiError::Internal(anyhow::anyhow!("stored order {order_id} is invalid: {err}")))?;
-        let request =
-            CheckoutRequest { order_id: order.order_id, user_id: order.user_id, items, total_cost: order.total_cost };
-        Ok(self.dispatch(request).await)
     }
+}
 
-    async fn dispatch(&self, _request: CheckoutRequest) -> Result<CheckoutOutcome, CheckoutError> {
-        match self.driver {
-            Driver::Unavailable(kind) => Ok(CheckoutOutcome::Rejected(RejectReason::ProtocolUnavailable(kind))),
-        }
+/// The checks every protocol shares: the order exists, is not paid yet, and
+/// has items. Returns the request to run, or the outcome without running one.
+fn precheck(order_id: &Id, order: Option<Order>) -> ApiResult<Result<CheckoutRequest, CheckoutOutcome>> {
+    let order = order.ok_or_else(|| ApiError::not_found(format!("order {order_id} not found")))?;
+    if order.paid {
+        return Ok(Err(CheckoutOutcome::AlreadyPaid));
     }
+    if order.items.is_empty() {
+        return Ok(Err(CheckoutOutcome::Rejected(RejectReason::EmptyOrder)));
+    }
+    let items = merge_items(order.items)
+        .map_err(|err| ApiError::Internal(anyhow::anyhow!("stored order {order_id} is invalid: {err}")))?;
+    Ok(Ok(CheckoutRequest { order_id: order.order_id, user_id: order.user_id, items, total_cost: order.total_cost }))
 }

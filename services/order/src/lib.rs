@@ -7,6 +7,7 @@
 //!   checkout ──► load order ──► checkout::Checkout (saga | 2pc) ──► reply
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -51,6 +52,20 @@ pub struct Config {
     #[arg(long, env = "PEER_TIMEOUT_MS", default_value_t = 5_000)]
     pub peer_timeout_ms: u64,
 
+    /// 2PC: deadline of one prepare call, in milliseconds; a slower participant
+    /// makes the coordinator abort.
+    #[arg(long, env = "TWOPC_PREPARE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub prepare_timeout_ms: u64,
+
+    /// 2PC: how long (ms) phase two is retried before the checkout answers and
+    /// recovery takes over.
+    #[arg(long, env = "TWOPC_PHASE_TWO_DEADLINE_MS", default_value_t = 5_000)]
+    pub phase_two_deadline_ms: u64,
+
+    /// 2PC: how often (ms) recovery finishes decided-but-unfinished transactions.
+    #[arg(long, env = "TWOPC_RECOVERY_INTERVAL_MS", default_value_t = 1_000)]
+    pub recovery_interval_ms: u64,
+
     /// Largest `n` accepted by `batch_init`.
     #[arg(long, env = "MAX_BATCH", default_value_t = service_common::params::MAX_BATCH)]
     pub max_batch: i64,
@@ -67,7 +82,35 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     let timeout = Duration::from_millis(config.peer_timeout_ms);
     let stock = StockClient::new(config.stock_urls.clone(), timeout)?;
     let store = Store::new(pool.clone());
-    let checkout = Checkout::new(config.protocol, store.clone());
+    let mut extra_routes = axum::Router::new();
+    let mut recovery = None;
+    let checkout = match config.protocol {
+        ProtocolKind::TwoPc => {
+            let instance = twopc::InstanceName::sanitize(config.common.instance.as_deref().unwrap_or("order"))?;
+            let coordinator = twopc::Coordinator::new(
+                instance,
+                pool.clone(),
+                twopc::client::PeerClient::new(config.stock_urls.clone(), timeout)?,
+                twopc::client::PeerClient::new(config.payment_urls.clone(), timeout)?,
+                Arc::new(store.clone()),
+                twopc::CoordinatorSettings {
+                    prepare_timeout: Duration::from_millis(config.prepare_timeout_ms),
+                    phase_two_deadline: Duration::from_millis(config.phase_two_deadline_ms),
+                    recovery_interval: Duration::from_millis(config.recovery_interval_ms),
+                },
+            );
+            extra_routes = service_common::twopc::coordinator_routes(coordinator.clone());
+            recovery = Some(coordinator.clone());
+            Checkout::two_pc(coordinator, store.clone())
+        }
+        ProtocolKind::Saga => Checkout::unavailable(config.protocol, store.clone()),
+    };
     let state = routes::AppState { store, cache, stock, checkout, max_batch: config.max_batch };
-    Application::bind(config.common.listen, routes::router(state), pool).await
+    let app = Application::bind(config.common.listen, routes::router(state).merge(extra_routes), pool).await?;
+    Ok(match recovery {
+        Some(coordinator) => {
+            app.with_background("2pc-coordinator-recovery", move |stop| coordinator.run_recovery(stop))
+        }
+        None => app,
+    })
 }

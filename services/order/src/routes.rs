@@ -101,6 +101,9 @@ async fn checkout(State(state): State<AppState>, PathParams(order_id): PathParam
             Ok(Json(json!({ "order_id": order_id.as_str(), "paid": true })))
         }
         Ok(CheckoutOutcome::Rejected(reason)) => Err(ApiError::rejected(reason.to_string())),
+        Err(CheckoutError::Aborted(cause)) => {
+            Err(ApiError::Unavailable(anyhow::anyhow!("checkout of {order_id} aborted: {cause}")))
+        }
         Err(CheckoutError::Timeout) => Err(ApiError::Unavailable(anyhow::anyhow!("checkout of {order_id} timed out"))),
         Err(CheckoutError::Internal(cause)) => {
             Err(ApiError::Internal(anyhow::anyhow!("checkout of {order_id} failed: {cause}")))

@@ -1,8 +1,9 @@
 //! SQL for the order service.
 
+use futures::future::BoxFuture;
 use service_common::error::{ApiError, ApiResult};
 use service_common::params::Id;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 /// An order as `GET /orders/find` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +109,29 @@ impl Store {
         Ok(Some(Order { order_id: order_id.to_string(), user_id, paid, items, total_cost }))
     }
 
+    /// Locks the order row (`FOR UPDATE`) on `conn` and reads the order under
+    /// that lock, for a checkout that decides inside the same transaction.
+    /// Waits at most `lock_timeout_ms` for a concurrent checkout of the order.
+    pub async fn lock_for_checkout(
+        conn: &mut PgConnection,
+        order_id: &Id,
+        lock_timeout_ms: u64,
+    ) -> ApiResult<Option<Order>> {
+        sqlx::query(&format!("SET LOCAL lock_timeout = {lock_timeout_ms}")).execute(&mut *conn).await?;
+        let head: Option<(String, bool, i64)> =
+            sqlx::query_as("SELECT user_id, paid, total_cost FROM orders WHERE order_id = $1 FOR UPDATE")
+                .bind(order_id.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+        let Some((user_id, paid, total_cost)) = head else { return Ok(None) };
+        let items: Vec<(String, i64)> =
+            sqlx::query_as("SELECT item_id, quantity FROM order_items WHERE order_id = $1 ORDER BY seq")
+                .bind(order_id.as_str())
+                .fetch_all(&mut *conn)
+                .await?;
+        Ok(Some(Order { order_id: order_id.to_string(), user_id, paid, items, total_cost }))
+    }
+
     /// Appends a line to an unpaid order and raises its total, atomically with
     /// respect to checkout (both lock the order row).
     pub async fn add_item(
@@ -150,5 +174,22 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(Ok(total))
+    }
+}
+
+impl twopc::OrderBook for Store {
+    fn mark_paid<'a>(&'a self, conn: &'a mut PgConnection, order_id: &'a str) -> BoxFuture<'a, sqlx::Result<()>> {
+        Box::pin(async move {
+            let updated = sqlx::query("UPDATE orders SET paid = TRUE WHERE order_id = $1 AND NOT paid")
+                .bind(order_id)
+                .execute(conn)
+                .await?;
+            if updated.rows_affected() == 1 {
+                Ok(())
+            } else {
+                // The caller holds the row lock and saw the order unpaid.
+                Err(sqlx::Error::Protocol(format!("order {order_id} was not unpaid at commit")))
+            }
+        })
     }
 }

@@ -1,0 +1,42 @@
+//! The payment service as a 2PC participant: the business update of a branch.
+
+use futures::future::BoxFuture;
+use protocol_core::RejectReason;
+use sqlx::PgConnection;
+use twopc::messages::Work;
+
+/// Debits the order total inside the branch's transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct PaymentResource;
+
+impl twopc::Resource for PaymentResource {
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        work: &'a Work,
+    ) -> BoxFuture<'a, sqlx::Result<Result<(), RejectReason>>> {
+        Box::pin(async move {
+            let Work::Payment { user_id, amount } = work else {
+                return Ok(Err(RejectReason::UnknownUser { user_id: "(work is not for payment)".to_owned() }));
+            };
+            let paid: Option<i64> = sqlx::query_scalar(
+                "UPDATE users SET credit = credit - $2 WHERE user_id = $1 AND credit >= $2 RETURNING credit",
+            )
+            .bind(user_id)
+            .bind(amount)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if paid.is_some() {
+                return Ok(Ok(()));
+            }
+            let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM users WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            Ok(Err(match exists {
+                Some(_) => RejectReason::InsufficientCredit,
+                None => RejectReason::UnknownUser { user_id: user_id.clone() },
+            }))
+        })
+    }
+}
