@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use protocol_core::ProtocolKind;
 use nix::sys::signal::Signal;
+use protocol_core::ProtocolKind;
 
 use super::config::{Role, StackConfig};
 use super::process::Spec;

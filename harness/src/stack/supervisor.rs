@@ -3,7 +3,8 @@
 //! ```text
 //!   start:  initdb x3 + Kafka format ─► postgres x3, redis, kafka ─► databases, topics
 //!           ─► service replicas (health) ─► nginx gateway ─► stack.json "ready"
-//!   run:    every 250 ms: a service replica that exited is restarted (logged, counted)
+//!   run:    every 250 ms: a process that exited is restarted (logged, counted), as an
+//!           orchestrator would; databases come back through their own crash recovery
 //!   stop:   gateway ─► services ─► kafka, redis ─► postgres   (reverse dependency order)
 //! ```
 
@@ -27,10 +28,8 @@ struct Member {
     proc: Proc,
     url: String,
     restarts: u32,
-    /// Restarted by the supervisor when it exits (services); infrastructure is
-    /// left to the fault schedule that killed it.
-    restart: bool,
-    reported_dead: bool,
+    /// A service replica (answers `GET /health`).
+    service: bool,
 }
 
 /// A running stack.
@@ -105,7 +104,7 @@ impl Stack {
         let health: Vec<_> = self
             .members
             .iter()
-            .filter(|m| m.restart)
+            .filter(|m| m.service)
             .map(|m| services::wait_http_ok_owned(format!("{}/health", m.url), SERVICE_TIMEOUT))
             .collect();
         futures::future::try_join_all(health).await?;
@@ -116,15 +115,15 @@ impl Stack {
         Ok(())
     }
 
-    fn spawn(&mut self, spec: Spec, url: String, restart: bool) -> anyhow::Result<()> {
+    fn spawn(&mut self, spec: Spec, url: String, service: bool) -> anyhow::Result<()> {
         let proc = spec.spawn()?;
         tracing::info!(name = %proc.spec.name, pid = proc.pid(), "started");
-        self.members.push(Member { proc, url, restarts: 0, restart, reported_dead: false });
+        self.members.push(Member { proc, url, restarts: 0, service });
         Ok(())
     }
 
-    /// Watches the processes until `shutdown` completes: service replicas that
-    /// die are restarted, dead infrastructure is reported once.
+    /// Watches the processes until `shutdown` completes: any process that dies
+    /// is restarted, and the restart is logged and counted in `stack.json`.
     pub async fn supervise(&mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
@@ -134,27 +133,18 @@ impl Stack {
             }
             let mut changed = false;
             for member in &mut self.members {
-                let Some(status) = member.proc.exited() else {
-                    continue;
-                };
+                let Some(status) = member.proc.exited() else { continue };
                 let name = member.proc.spec.name.clone();
-                if member.restart {
-                    member.restarts += 1;
-                    tracing::warn!(%name, %status, restarts = member.restarts, "service exited; restarting");
-                    match member.proc.spec.spawn() {
-                        Ok(proc) => {
-                            tracing::info!(%name, pid = proc.pid(), "restarted");
-                            member.proc = proc;
-                        }
-                        Err(err) => {
-                            tracing::error!(%name, error = %err, "restart failed; will retry")
-                        }
+                member.restarts += 1;
+                tracing::warn!(%name, %status, restarts = member.restarts, "process exited; restarting");
+                match member.proc.spec.spawn() {
+                    Ok(proc) => {
+                        tracing::info!(%name, pid = proc.pid(), "restarted");
+                        member.proc = proc;
                     }
-                    changed = true;
-                } else if !member.reported_dead {
-                    tracing::error!(%name, %status, "infrastructure process exited");
-                    member.reported_dead = true;
+                    Err(err) => tracing::error!(%name, error = %err, "restart failed; will retry"),
                 }
+                changed = true;
             }
             if changed && let Err(err) = self.write_state("ready") {
                 tracing::error!(error = %err, "cannot update stack.json");

@@ -1,69 +1,12 @@
-use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;
 
-const PORT_BASE: &str = "29000";
-const GATEWAY_PORT: &str = "29080";
+use crate::support::{TestStack, component, pid_alive, text};
+
 const GATEWAY: &str = "http://127.0.0.1:29080";
-
-/// A stack directory that is brought down whatever happens to the test.
-struct StackDir(PathBuf);
-
-impl StackDir {
-    fn new() -> Self {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lifecycle-stack");
-        let guard = StackDir(dir);
-        guard.harness(&["down"]); // a leftover from an aborted run
-        guard
-    }
-
-    fn harness(&self, args: &[&str]) -> Output {
-        let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_harness")).parent().unwrap().to_path_buf();
-        for service in ["order-service", "stock-service", "payment-service"] {
-            assert!(bin_dir.join(service).is_file(), "{service} not built in {}", bin_dir.display());
-        }
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
-        cmd.args(args).arg("--run-dir").arg(&self.0);
-        if args[0] == "up" {
-            cmd.args(["--port-base", PORT_BASE, "--gateway-port", GATEWAY_PORT, "--kafka-heap-mb", "256"]);
-        }
-        cmd.output().expect("harness runs")
-    }
-
-    fn status(&self) -> Option<Value> {
-        let out = self.harness(&["status"]);
-        out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("status prints JSON"))
-    }
-}
-
-impl Drop for StackDir {
-    fn drop(&mut self) {
-        self.harness(&["down"]);
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn component<'a>(status: &'a Value, name: &str) -> &'a Value {
-    status["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no component {name} in {status}"))
-}
-
-fn pid_alive(pid: u64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| !stat.rsplit_once(')').unwrap().1.trim_start().starts_with('Z'))
-        .unwrap_or(false)
-}
 
 async fn call(client: &reqwest::Client, method: &str, path: &str) -> (u16, Value) {
     let url = format!("{GATEWAY}{path}");
@@ -108,7 +51,7 @@ async fn exercise_gateway(client: &reqwest::Client) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_status_restart_and_down() {
-    let stack = StackDir::new();
+    let stack = TestStack::new("lifecycle-stack", 29000, 29080);
     let client = reqwest::Client::new();
 
     let out = stack.harness(&["up", "--protocol", "2pc", "--detach", "--replicas", "2", "--partitions", "3"]);
@@ -172,8 +115,8 @@ async fn up_status_restart_and_down() {
         assert!(Instant::now() < deadline, "stock#0 not restarted: {c}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let log = std::fs::read_to_string(stack.0.join("harness.log")).unwrap();
-    assert!(log.contains("service exited; restarting") && log.contains("stock#0"), "{log}");
+    let log = std::fs::read_to_string(stack.dir.join("harness.log")).unwrap();
+    assert!(log.contains("process exited; restarting") && log.contains("stock#0"), "{log}");
     let new_url = format!("{}/health", restarted["url"].as_str().unwrap());
     let deadline = Instant::now() + Duration::from_secs(15);
     while client.get(&new_url).send().await.map(|r| !r.status().is_success()).unwrap_or(true) {

@@ -2,4 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed step should panic with its location
 
+#[path = "../support/mod.rs"]
+mod support;
+
 mod lifecycle;

@@ -54,7 +54,7 @@ pub struct Config {
 
     /// 2PC: deadline of one prepare call, in milliseconds; a slower participant
     /// makes the coordinator abort.
-    #[arg(long, env = "TWOPC_PREPARE_TIMEOUT_MS", default_value_t = 5_000)]
+    #[arg(long, env = "TWOPC_PREPARE_TIMEOUT_MS", default_value_t = 10_000)]
     pub prepare_timeout_ms: u64,
 
     /// 2PC: how long (ms) phase two is retried before the checkout answers and

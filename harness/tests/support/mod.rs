@@ -1,0 +1,102 @@
+//! Shared by the harness's integration tests: a stack started with the real
+//! `harness` binary and brought down whatever happens, and an HTTP client for
+//! the course API.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+pub mod api;
+pub mod conformance;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// A stack in its own run directory and port block, brought down on drop.
+pub struct TestStack {
+    pub dir: PathBuf,
+    pub port_base: u16,
+    pub gateway_port: u16,
+}
+
+impl TestStack {
+    /// A stack named `name` using ports `port_base..port_base+400` and `gateway_port`.
+    pub fn new(name: &str, port_base: u16, gateway_port: u16) -> Self {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+        let stack = TestStack { dir, port_base, gateway_port };
+        stack.harness(&["down"]); // a leftover from an aborted run
+        stack
+    }
+
+    /// Runs `harness <args> --run-dir <dir>` (plus the port flags for `up`).
+    pub fn harness(&self, args: &[&str]) -> Output {
+        self.harness_with_env(args, &[])
+    }
+
+    /// [`Self::harness`] with extra environment variables, which the stack's
+    /// processes inherit (services read their settings from the environment).
+    pub fn harness_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_harness")).parent().unwrap().to_path_buf();
+        for service in ["order-service", "stock-service", "payment-service"] {
+            assert!(bin_dir.join(service).is_file(), "{service} not built in {}", bin_dir.display());
+        }
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
+        cmd.args(args).arg("--run-dir").arg(&self.dir).envs(env.iter().copied());
+        if args[0] == "up" {
+            cmd.args(["--port-base", &self.port_base.to_string(), "--gateway-port", &self.gateway_port.to_string()]);
+            cmd.args(["--kafka-heap-mb", "256"]);
+        }
+        cmd.output().expect("harness runs")
+    }
+
+    /// `harness up --detach` with `args`, panicking with the log if it fails.
+    pub fn up(&self, args: &[&str]) {
+        self.up_with_env(args, &[]);
+    }
+
+    /// [`Self::up`] with extra environment variables for the stack.
+    pub fn up_with_env(&self, args: &[&str], env: &[(&str, &str)]) {
+        let mut all = vec!["up", "--detach"];
+        all.extend_from_slice(args);
+        let out = self.harness_with_env(&all, env);
+        assert!(out.status.success(), "up failed: {}{}", text(&out.stdout), text(&out.stderr));
+    }
+
+    /// The parsed `harness status`, or `None` if no stack runs.
+    pub fn status(&self) -> Option<Value> {
+        let out = self.harness(&["status"]);
+        out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("status prints JSON"))
+    }
+
+    /// The gateway's base URL.
+    pub fn gateway(&self) -> String {
+        format!("http://127.0.0.1:{}", self.gateway_port)
+    }
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        self.harness(&["down"]);
+    }
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The component called `name` in a `harness status` document.
+pub fn component<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no component {name} in {status}"))
+}
+
+/// Whether `pid` runs (and is not a zombie).
+pub fn pid_alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| !stat.rsplit_once(')').unwrap().1.trim_start().starts_with('Z'))
+        .unwrap_or(false)
+}

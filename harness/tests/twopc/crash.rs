@@ -1,0 +1,180 @@
+//! Crash points: a process dies (abort, as `kill -9` would) at each step of the
+//! protocol; the supervisor restarts it; recovery must settle every checkout
+//! all-or-nothing and leave no prepared transaction behind.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::api::Api;
+use crate::support::{TestStack, component};
+
+/// Branches of ours still prepared in the stock and payment databases.
+async fn prepared_transactions(status: &Value) -> i64 {
+    let mut total = 0;
+    for db in ["stock", "payment"] {
+        let pool = sqlx::PgPool::connect(status["databases"][db].as_str().unwrap()).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 's2pc:%'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        total += n;
+    }
+    total
+}
+
+/// Decided transactions whose phase two is not finished.
+async fn unfinished_decisions(status: &Value) -> i64 {
+    let pool = sqlx::PgPool::connect(status["databases"]["order"].as_str().unwrap()).await.unwrap();
+    let n =
+        sqlx::query_scalar("SELECT count(*) FROM twopc_decisions WHERE NOT finished").fetch_one(&pool).await.unwrap();
+    pool.close().await;
+    n
+}
+
+/// Waits until recovery has settled, then asserts that nothing is left prepared.
+pub async fn assert_no_prepared_transactions(stack: &TestStack) {
+    let status = stack.status().expect("stack running");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (prepared, unfinished) = (prepared_transactions(&status).await, unfinished_decisions(&status).await);
+        if prepared == 0 && unfinished == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not settled: {prepared} prepared, {unfinished} unfinished decisions");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// One checkout's world: a user with 100 credit, an item with 10 stock at 10,
+/// and an order of 2 of it.
+struct Case {
+    user: String,
+    item: String,
+    order: String,
+}
+
+impl Case {
+    async fn new(api: &Api) -> Case {
+        let user = api.user(100).await;
+        let item = api.item(10, 10).await;
+        let order = api.order(&user, &[(&item, 2)]).await;
+        Case { user, item, order }
+    }
+
+    /// The order is paid with exactly one debit and one set of stock
+    /// decrements, or not paid and untouched.
+    async fn assert_all_or_nothing(&self, api: &Api, what: &str) -> bool {
+        let paid = api.paid(&self.order).await;
+        let state = (api.stock_of(&self.item).await, api.credit_of(&self.user).await);
+        let expected = if paid { (8, 80) } else { (10, 100) };
+        assert_eq!(state, expected, "{what}: paid={paid} but (stock, credit) = {state:?}");
+        paid
+    }
+}
+
+async fn restarts(stack: &TestStack, name: &str) -> u64 {
+    component(&stack.status().unwrap(), name)["restarts"].as_u64().unwrap()
+}
+
+async fn wait_restarted(stack: &TestStack, api: &Api, name: &str, before: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while restarts(stack, name).await <= before {
+        assert!(Instant::now() < deadline, "{name} was not restarted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let url = format!("{}/health", component(&stack.status().unwrap(), name)["url"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api.http.get(&url).send().await.map(|r| !r.status().is_success()).unwrap_or(true) {
+        assert!(Instant::now() < deadline, "{name} did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn arm(api: &Api, stack: &TestStack, name: &str, point: &str) {
+    let url =
+        format!("{}/internal/crashpoints/{point}", component(&stack.status().unwrap(), name)["url"].as_str().unwrap());
+    let resp = api.http.post(url).send().await.unwrap();
+    assert!(resp.status().is_success(), "arming {point} on {name}: {}", resp.status());
+}
+
+/// Kills `victim` at `point` during one checkout, and checks the aftermath:
+/// the reply (if any) agrees with the final state, recovery settles, and a
+/// second checkout then leaves the order paid exactly once.
+async fn crash_during_checkout(stack: &TestStack, api: &Api, victim: &str, point: &str) {
+    let case = Case::new(api).await;
+    let before = restarts(stack, victim).await;
+    arm(api, stack, victim, point).await;
+    let (status, body) = api.checkout(&case.order).await;
+    wait_restarted(stack, api, victim, before).await;
+    assert_no_prepared_transactions(stack).await;
+    let paid = case.assert_all_or_nothing(api, point).await;
+    match status {
+        200 => assert!(paid, "{point}: answered 200 but the order is not paid"),
+        400..=499 => assert!(!paid, "{point}: answered {status} {body} but the order is paid"),
+        _ => {} // 5xx or no answer: the final state decides
+    }
+    // The system is healthy again: checking out (again) ends paid, once.
+    let (status, body) = api.checkout(&case.order).await;
+    assert_eq!(status, 200, "{point}: checkout after recovery answered {body}");
+    assert!(case.assert_all_or_nothing(api, point).await, "{point}: not paid after a successful checkout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_points_recover_all_or_nothing() {
+    let stack = TestStack::new("twopc-crash", 32000, 32080);
+    stack.up_with_env(
+        &["--protocol", "2pc", "--replicas", "1"],
+        &[("TWOPC_IN_DOUBT_TIMEOUT_MS", "1500"), ("TWOPC_RECOVERY_INTERVAL_MS", "300")],
+    );
+    let api = Api::new(&stack.gateway());
+
+    for point in [
+        "2pc.coordinator.after_stock_prepared",
+        "2pc.coordinator.before_decision",
+        "2pc.coordinator.after_decision",
+        "2pc.coordinator.after_first_commit",
+    ] {
+        crash_during_checkout(&stack, &api, "order#0", point).await;
+    }
+    crash_during_checkout(&stack, &api, "stock#0", "2pc.participant.after_prepare").await;
+    crash_during_checkout(&stack, &api, "payment#0", "2pc.participant.after_prepare").await;
+}
+
+/// `pg_ctl stop -m immediate` of a participant's database while a branch is
+/// prepared and its coordinator is gone: the prepared transaction survives the
+/// database's crash recovery and is then resolved (presumed abort).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn participant_database_crash_with_prepared_branches() {
+    let stack = TestStack::new("twopc-dbcrash", 33000, 33080);
+    stack.up_with_env(
+        &["--protocol", "2pc", "--replicas", "1"],
+        &[("TWOPC_IN_DOUBT_TIMEOUT_MS", "1500"), ("TWOPC_RECOVERY_INTERVAL_MS", "300")],
+    );
+    let api = Api::new(&stack.gateway());
+    let case = Case::new(&api).await;
+
+    // Leave branches prepared: the coordinator dies once both voted yes.
+    let order_restarts = restarts(&stack, "order#0").await;
+    arm(&api, &stack, "order#0", "2pc.coordinator.before_decision").await;
+    let _ = api.checkout(&case.order).await;
+    let status = stack.status().unwrap();
+    assert!(prepared_transactions(&status).await > 0, "expected prepared branches before the database crash");
+
+    // Immediate shutdown of the stock database (SIGQUIT is `pg_ctl stop -m immediate`).
+    let pg_restarts = restarts(&stack, "postgres-stock").await;
+    let pid = component(&status, "postgres-stock")["pid"].as_u64().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGQUIT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while restarts(&stack, "postgres-stock").await <= pg_restarts {
+        assert!(Instant::now() < deadline, "postgres-stock was not restarted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_restarted(&stack, &api, "order#0", order_restarts).await;
+
+    assert_no_prepared_transactions(&stack).await;
+    assert!(!case.assert_all_or_nothing(&api, "database crash").await, "no decision was made, so nothing is paid");
+    assert_eq!(api.checkout(&case.order).await.0, 200);
+    assert!(case.assert_all_or_nothing(&api, "database crash").await);
+}
