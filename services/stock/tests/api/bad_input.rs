@@ -65,8 +65,13 @@ async fn batch_init_bounds_are_enforced() {
 async fn oversized_bodies_are_refused() {
     let app = spawn_stock().await;
     let id = item_with(&app, 1, 10).await;
-    let resp =
-        app.client.post(format!("{}/stock/add/{id}/1", app.base_url)).body(vec![b'x'; 64 * 1024]).send().await.unwrap();
+    let resp = app
+        .client
+        .post(format!("{}/stock/add/{id}/1", app.base_url))
+        .body(vec![b'x'; 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 413);
     assert_eq!(app.get(&format!("/stock/find/{id}")).await.1["stock"], 10);
 }

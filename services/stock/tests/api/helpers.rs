@@ -15,6 +15,10 @@ pub async fn spawn_stock() -> TestServer {
         "16",
         "--max-batch",
         "1000",
+        // Enables the 2PC participant endpoints; nothing here stays in doubt
+        // long enough for recovery to call it.
+        "--coordinator-urls",
+        "http://127.0.0.1:9",
     ]);
     TestServer::spawn(stock_service::build(config).await.expect("stock service starts"))
 }

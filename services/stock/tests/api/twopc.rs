@@ -1,0 +1,99 @@
+//! The stock service as a 2PC participant, driven directly through its internal
+//! endpoints: votes, idempotent phase two, tombstones.
+
+use serde_json::{Value, json};
+use service_testkit::TestServer;
+
+use crate::helpers::{item_with, spawn_stock};
+
+fn gid() -> String {
+    format!("s2pc:test-coordinator:{}:stock", uuid::Uuid::new_v4())
+}
+
+async fn post_json(app: &TestServer, path: &str, body: &Value) -> (u16, Value) {
+    let resp = app.client.post(format!("{}{path}", app.base_url)).json(body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn prepare(app: &TestServer, gid: &str, item: &str, quantity: i64) -> (u16, Value) {
+    let body = json!({"gid": gid, "work": {"kind": "stock", "items": [{"item_id": item, "quantity": quantity}]}});
+    post_json(app, "/internal/2pc/prepare", &body).await
+}
+
+async fn prepared_count(app: &TestServer) -> u64 {
+    app.get("/internal/2pc/metrics").await.1["in_doubt"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn prepare_then_commit_takes_stock_once_even_if_commit_repeats() {
+    let app = spawn_stock().await;
+    let item = item_with(&app, 1, 10).await;
+    let gid = gid();
+    assert_eq!(prepare(&app, &gid, &item, 3).await, (200, json!({"vote": "yes"})));
+    assert_eq!(prepared_count(&app).await, 1);
+    // Prepared but not committed: the committed value is unchanged.
+    assert_eq!(app.get(&format!("/stock/find/{item}")).await.1["stock"], 10);
+    for _ in 0..3 {
+        assert_eq!(app.post(&format!("/internal/2pc/commit/{gid}")).await.0, 200);
+    }
+    assert_eq!(app.get(&format!("/stock/find/{item}")).await.1["stock"], 7);
+    assert_eq!(prepared_count(&app).await, 0);
+    // A committed branch cannot be rolled back.
+    assert_eq!(app.post(&format!("/internal/2pc/rollback/{gid}")).await.0, 409);
+    assert_eq!(app.get(&format!("/stock/find/{item}")).await.1["stock"], 7);
+}
+
+#[tokio::test]
+async fn rollback_restores_and_repeats_harmlessly() {
+    let app = spawn_stock().await;
+    let item = item_with(&app, 1, 10).await;
+    let gid = gid();
+    assert_eq!(prepare(&app, &gid, &item, 4).await.1["vote"], "yes");
+    for _ in 0..3 {
+        assert_eq!(app.post(&format!("/internal/2pc/rollback/{gid}")).await.0, 200);
+    }
+    assert_eq!(app.get(&format!("/stock/find/{item}")).await.1["stock"], 10);
+    assert_eq!(prepared_count(&app).await, 0);
+    assert_eq!(app.post(&format!("/internal/2pc/commit/{gid}")).await.0, 409, "a rolled-back branch cannot commit");
+}
+
+#[tokio::test]
+async fn a_prepare_arriving_after_its_rollback_is_refused() {
+    let app = spawn_stock().await;
+    let item = item_with(&app, 1, 10).await;
+    let gid = gid();
+    // The rollback overtakes the prepare and leaves a tombstone.
+    assert_eq!(app.post(&format!("/internal/2pc/rollback/{gid}")).await.0, 200);
+    let (status, vote) = prepare(&app, &gid, &item, 1).await;
+    assert_eq!(status, 200);
+    assert_eq!(vote["vote"], "refused", "{vote}");
+    assert_eq!(prepared_count(&app).await, 0);
+    assert_eq!(app.get(&format!("/stock/find/{item}")).await.1["stock"], 10);
+}
+
+#[tokio::test]
+async fn business_refusals_vote_no_and_prepare_nothing() {
+    let app = spawn_stock().await;
+    let item = item_with(&app, 1, 2).await;
+    let (status, vote) = prepare(&app, &gid(), &item, 3).await;
+    assert_eq!((status, vote), (200, json!({"vote": "no", "reason": {"OutOfStock": {"item_id": item}}})));
+    let (_, vote) = prepare(&app, &gid(), "424242", 1).await;
+    assert_eq!(vote, json!({"vote": "no", "reason": {"UnknownItem": {"item_id": "424242"}}}));
+    assert_eq!(prepared_count(&app).await, 0);
+    assert_eq!(app.get(&format!("/stock/find/{item}")).await.1["stock"], 2);
+}
+
+#[tokio::test]
+async fn malformed_gids_never_reach_sql() {
+    let app = spawn_stock().await;
+    let item = item_with(&app, 1, 10).await;
+    let injected = format!("s2pc:x:{}:stock'; COMMIT PREPARED 'y", uuid::Uuid::new_v4());
+    for bad in [injected.as_str(), "s2pc:x:not-a-uuid:stock", &format!("s2pc:x:{}:payment", uuid::Uuid::new_v4())] {
+        assert_eq!(prepare(&app, bad, &item, 1).await.0, 400, "{bad}");
+        let encoded = bad.replace('\'', "%27").replace(' ', "%20").replace(';', "%3B");
+        assert_eq!(app.post(&format!("/internal/2pc/commit/{encoded}")).await.0, 400, "{bad}");
+        assert_eq!(app.post(&format!("/internal/2pc/rollback/{encoded}")).await.0, 400, "{bad}");
+    }
+    assert_eq!(app.get(&format!("/stock/find/{item}")).await.1["stock"], 10);
+}
