@@ -1,4 +1,4 @@
-//! The command line: `harness up | down | status`.
+//! The command line: `harness up | down | status | run`.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -8,7 +8,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use protocol_core::ProtocolKind;
 
-use crate::stack::{self, Stack, StackConfig, StackState};
+use crate::run::{self, StressSpec, Workload};
+use crate::stack::{self, Role, Stack, StackConfig, StackState};
 
 /// Compare an orchestrated SAGA over Kafka with two-phase commit over PostgreSQL
 /// prepared transactions, on the same checkout services.
@@ -32,6 +33,9 @@ enum Command {
     Down(RunDirArg),
     /// Print the endpoints and processes of the running stack as JSON.
     Status(StatusArgs),
+    /// Run one workload against one protocol (or --target), verify the
+    /// invariants and print a summary; exits non-zero if any invariant broke.
+    Run(RunArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -53,7 +57,7 @@ struct StatusArgs {
 #[derive(Debug, Args)]
 struct UpArgs {
     #[command(flatten)]
-    dir: RunDirArg,
+    stack: StackArgs,
     /// Checkout protocol of the order service.
     #[arg(long, value_parser = parse_protocol)]
     protocol: ProtocolKind,
@@ -66,6 +70,13 @@ struct UpArgs {
     /// Start only PostgreSQL, Kafka and Redis (for tests and development).
     #[arg(long)]
     infra_only: bool,
+}
+
+/// Where and how the local stack runs (shared by `up` and `run`).
+#[derive(Debug, Clone, Args)]
+struct StackArgs {
+    #[command(flatten)]
+    dir: RunDirArg,
     /// First port of the block used by databases, Kafka, Redis and services.
     #[arg(long, env = "SAGA2PC_PORT_BASE", default_value_t = 18000)]
     port_base: u16,
@@ -79,7 +90,7 @@ struct UpArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..=256))]
     partitions: i32,
     /// Database connections per service replica.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     db_pool_size: u32,
     /// `max_connections` and `max_prepared_transactions` of each PostgreSQL cluster.
     #[arg(long, default_value_t = 200)]
@@ -96,6 +107,49 @@ struct UpArgs {
     /// Java heap of the Kafka broker, in MiB.
     #[arg(long, default_value_t = 512)]
     kafka_heap_mb: u32,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// Checkout protocol to run (ignored with --target).
+    #[arg(long, value_parser = parse_protocol, required_unless_present = "target")]
+    protocol: Option<ProtocolKind>,
+    /// The workload.
+    #[arg(long, value_enum, default_value = "stress")]
+    workload: Workload,
+    /// Clients in the closed loop.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    concurrency: u64,
+    /// Checkouts to send in total.
+    #[arg(long, default_value_t = 5_000)]
+    checkouts: u64,
+    /// Orders to create (fewer than checkouts means repeated orders).
+    #[arg(long, default_value_t = 2_000)]
+    orders: i64,
+    /// Items to create.
+    #[arg(long, default_value_t = 100)]
+    items: i64,
+    /// Users to create.
+    #[arg(long, default_value_t = 1_000)]
+    users: i64,
+    /// Starting stock of each item.
+    #[arg(long, default_value_t = 100)]
+    stock: i64,
+    /// Starting credit of each user.
+    #[arg(long, default_value_t = 10)]
+    credit: i64,
+    /// Price of each item.
+    #[arg(long, default_value_t = 1)]
+    price: i64,
+    /// Seed of the random order choices.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Drive an already running system at this base URL instead of starting the
+    /// local stack (database-level checks are skipped).
+    #[arg(long)]
+    target: Option<String>,
 }
 
 fn parse_protocol(raw: &str) -> Result<ProtocolKind, String> {
@@ -122,6 +176,7 @@ pub fn init_logging(verbose: u8) {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up(args) => up(args).await,
+        Command::Run(args) => run_workload(args).await,
         Command::Down(dir) => {
             let run_dir = absolute(&dir.run_dir)?;
             if stack::down(&run_dir, Duration::from_secs(120)).await? {
@@ -150,7 +205,12 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
 }
 
-fn stack_config(args: &UpArgs) -> anyhow::Result<StackConfig> {
+fn stack_config(
+    args: &StackArgs,
+    protocol: ProtocolKind,
+    keep_data: bool,
+    infra_only: bool,
+) -> anyhow::Result<StackConfig> {
     let bin_dir = match &args.bin_dir {
         Some(dir) => dir.clone(),
         None => std::env::current_exe()?.parent().context("the harness executable has no directory")?.to_path_buf(),
@@ -159,8 +219,8 @@ fn stack_config(args: &UpArgs) -> anyhow::Result<StackConfig> {
         Some(dir) => dir.clone(),
         None => stack::postgres::find_bin_dir().context("PostgreSQL not found (run harness/scripts/setup.sh)")?,
     };
-    Ok(StackConfig {
-        protocol: args.protocol,
+    let config = StackConfig {
+        protocol,
         run_dir: absolute(&args.dir.run_dir)?,
         port_base: args.port_base,
         gateway_port: args.gateway_port,
@@ -168,18 +228,14 @@ fn stack_config(args: &UpArgs) -> anyhow::Result<StackConfig> {
         partitions: args.partitions,
         db_pool_size: args.db_pool_size,
         pg_max_connections: args.pg_max_connections,
-        keep_data: args.keep_data,
-        infra_only: args.infra_only,
+        keep_data,
+        infra_only,
         bin_dir: absolute(&bin_dir)?,
         pg_bin,
         kafka_libs: args.kafka_libs.clone().unwrap_or_else(stack::kafka::default_libs_dir),
         kafka_heap_mb: args.kafka_heap_mb,
-    })
-}
-
-async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
-    let config = stack_config(&args)?;
-    let needed = config.replicas as u32 * config.db_pool_size + 10;
+    };
+    let needed = u32::from(config.replicas) * config.db_pool_size + 10;
     if !config.infra_only && needed > config.pg_max_connections {
         bail!(
             "{} replicas x {} pooled connections exceed --pg-max-connections {}",
@@ -188,6 +244,11 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             config.pg_max_connections
         );
     }
+    Ok(config)
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let config = stack_config(&args.stack, args.protocol, args.keep_data, args.infra_only)?;
     stack::ensure_not_running(&config.run_dir)?;
     if args.detach {
         return detach(&config).await;
@@ -198,6 +259,52 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     tracing::info!("stopping the stack");
     stack.stop().await;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn run_workload(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let Workload::Stress = args.workload;
+    let spec = StressSpec {
+        concurrency: usize::try_from(args.concurrency)?,
+        checkouts: args.checkouts,
+        orders: args.orders,
+        items: args.items,
+        users: args.users,
+        stock: args.stock,
+        credit: args.credit,
+        price: args.price,
+        seed: args.seed,
+    };
+    let outcome = match (&args.target, args.protocol) {
+        (Some(target), _) => run::stress(target.trim_end_matches('/'), None, &spec).await?,
+        (None, Some(protocol)) => {
+            let config = stack_config(&args.stack, protocol, false, false)?;
+            stack::ensure_not_running(&config.run_dir)?;
+            let mut stack = Stack::start(config.clone()).await?;
+            let dbs = run::state::Databases {
+                order: config.database_url(Role::Order),
+                stock: config.database_url(Role::Stock),
+                payment: config.database_url(Role::Payment),
+            };
+            let (done, finished) = tokio::sync::oneshot::channel::<()>();
+            let gateway = config.gateway_url();
+            let work = async {
+                let outcome = run::stress(&gateway, Some(&dbs), &spec).await;
+                let _ = done.send(());
+                outcome
+            };
+            let (outcome, ()) = tokio::join!(
+                work,
+                stack.supervise(async {
+                    let _ = finished.await;
+                })
+            );
+            stack.stop().await;
+            outcome?
+        }
+        (None, None) => bail!("--protocol is required without --target"),
+    };
+    print!("{}", run::summary(if args.target.is_some() { None } else { args.protocol }, &spec, &outcome));
+    Ok(if outcome.violations.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn ready_line(config: &StackConfig) -> String {

@@ -4,4 +4,5 @@
 //! `main.rs` only parses the command line; each subcommand lives in [`cli`].
 
 pub mod cli;
+pub mod run;
 pub mod stack;

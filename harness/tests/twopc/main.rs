@@ -19,3 +19,23 @@ async fn conformance_over_two_pc() {
     support::conformance::run_all(&api).await;
     crash::assert_no_prepared_transactions(&stack).await;
 }
+
+/// `harness run`: 5,000 concurrent checkouts with repeated orders (more
+/// checkouts than orders) conserve every user's credit and every item's stock,
+/// and leave nothing prepared; the run exits 0 only if all invariants held.
+#[test]
+fn stress_with_repeated_orders_conserves_credit_and_stock() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("twopc-stress");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["run", "--protocol", "2pc", "--workload", "stress", "--run-dir"])
+        .arg(&dir)
+        .args(["--port-base", "34000", "--gateway-port", "34080", "--kafka-heap-mb", "256"])
+        .args(["--checkouts", "5000", "--concurrency", "32", "--orders", "1500", "--users", "400"])
+        .args(["--items", "60", "--stock", "40", "--credit", "8", "--seed", "7"])
+        .output()
+        .unwrap();
+    let stdout = support::text(&out.stdout);
+    assert!(out.status.success(), "run failed:\n{stdout}\n{}", support::text(&out.stderr));
+    assert!(stdout.contains("invariants   OK"), "{stdout}");
+    assert!(stdout.contains("200: ") && stdout.contains("400: "), "both outcomes exercised: {stdout}");
+}

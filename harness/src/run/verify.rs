@@ -1,0 +1,203 @@
+//! The invariants of DESIGN.md section 7, computed from what the harness saw
+//! (replies) and what the databases hold, independently of the services' own
+//! bookkeeping. Pure functions over plain data, so each check is unit-tested
+//! on hand-made histories that break it.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// The batch-initialised starting point of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Initial {
+    /// Credit every user started with.
+    pub credit: i64,
+    /// Stock every item started with.
+    pub stock: i64,
+}
+
+/// An order as the order database holds it after the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRow {
+    /// Who pays.
+    pub user_id: String,
+    /// Whether it is paid.
+    pub paid: bool,
+    /// What it costs.
+    pub total_cost: i64,
+    /// `(item_id, quantity)` lines.
+    pub items: Vec<(String, i64)>,
+}
+
+/// The state of the three databases after the run (batch ids only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FinalState {
+    /// Credit per user.
+    pub credit: BTreeMap<String, i64>,
+    /// Stock per item.
+    pub stock: BTreeMap<String, i64>,
+    /// Orders by id.
+    pub orders: BTreeMap<String, OrderRow>,
+    /// Prepared transactions of ours left in the participants' databases.
+    pub prepared_transactions: i64,
+    /// Decided 2PC transactions whose phase two never finished.
+    pub unfinished_decisions: i64,
+}
+
+/// What the harness recorded for one checkout request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// 200.
+    Ok,
+    /// 4xx: the checkout must have taken no effect.
+    Refused,
+    /// 5xx, a timeout or a broken connection: the final state decides.
+    Unknown,
+}
+
+impl Answer {
+    /// Classifies an HTTP status (`None`: no reply).
+    pub fn from_status(status: Option<u16>) -> Answer {
+        match status {
+            Some(200..=299) => Answer::Ok,
+            Some(400..=499) => Answer::Refused,
+            _ => Answer::Unknown,
+        }
+    }
+}
+
+/// One broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    /// Invariant 1: a user's credit does not match the paid orders.
+    Credit { user_id: String, expected: i64, actual: i64 },
+    /// Invariant 2: an item's stock does not match the paid orders.
+    Stock { item_id: String, expected: i64, actual: i64 },
+    /// Invariant 3: an order answered 200 is not paid.
+    OkButUnpaid { order_id: String },
+    /// Invariant 3: an order only ever refused (4xx) is paid.
+    RefusedButPaid { order_id: String },
+    /// Invariant 4: protocol state left behind after settling.
+    Unsettled { prepared_transactions: i64, unfinished_decisions: i64 },
+}
+
+/// Every violation in `state` given the starting point and the answers per order.
+pub fn check(initial: Initial, state: &FinalState, answers: &HashMap<String, Vec<Answer>>) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    let mut charged: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut taken: BTreeMap<&str, i64> = BTreeMap::new();
+    for order in state.orders.values().filter(|o| o.paid) {
+        *charged.entry(order.user_id.as_str()).or_default() += order.total_cost;
+        for (item, qty) in &order.items {
+            *taken.entry(item.as_str()).or_default() += qty;
+        }
+    }
+    for (user, credit) in &state.credit {
+        let expected = initial.credit - charged.get(user.as_str()).copied().unwrap_or(0);
+        if *credit != expected || *credit < 0 {
+            violations.push(Violation::Credit { user_id: user.clone(), expected, actual: *credit });
+        }
+    }
+    for user in charged.keys().filter(|u| !state.credit.contains_key(**u)) {
+        violations.push(Violation::Credit { user_id: (*user).to_owned(), expected: 0, actual: 0 });
+    }
+    for (item, stock) in &state.stock {
+        let expected = initial.stock - taken.get(item.as_str()).copied().unwrap_or(0);
+        if *stock != expected || *stock < 0 {
+            violations.push(Violation::Stock { item_id: item.clone(), expected, actual: *stock });
+        }
+    }
+    for (order_id, replies) in answers {
+        let paid = state.orders.get(order_id).is_some_and(|o| o.paid);
+        if replies.contains(&Answer::Ok) && !paid {
+            violations.push(Violation::OkButUnpaid { order_id: order_id.clone() });
+        }
+        if paid && replies.iter().all(|a| *a == Answer::Refused) {
+            violations.push(Violation::RefusedButPaid { order_id: order_id.clone() });
+        }
+    }
+    if state.prepared_transactions != 0 || state.unfinished_decisions != 0 {
+        violations.push(Violation::Unsettled {
+            prepared_transactions: state.prepared_transactions,
+            unfinished_decisions: state.unfinished_decisions,
+        });
+    }
+    violations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INITIAL: Initial = Initial { credit: 10, stock: 5 };
+
+    /// Two users, two items; order "0" (user "0", items a+b, cost 4) is paid.
+    fn consistent() -> (FinalState, HashMap<String, Vec<Answer>>) {
+        let mut state = FinalState::default();
+        state.credit.insert("0".into(), 6);
+        state.credit.insert("1".into(), 10);
+        state.stock.insert("a".into(), 4);
+        state.stock.insert("b".into(), 4);
+        let line = |i: &str| (i.to_owned(), 1);
+        state.orders.insert(
+            "0".into(),
+            OrderRow { user_id: "0".into(), paid: true, total_cost: 4, items: vec![line("a"), line("b")] },
+        );
+        state.orders.insert(
+            "1".into(),
+            OrderRow { user_id: "1".into(), paid: false, total_cost: 4, items: vec![line("a"), line("b")] },
+        );
+        let answers = HashMap::from([
+            ("0".to_owned(), vec![Answer::Refused, Answer::Ok, Answer::Ok]),
+            ("1".to_owned(), vec![Answer::Refused, Answer::Unknown]),
+        ]);
+        (state, answers)
+    }
+
+    #[test]
+    fn a_consistent_history_passes() {
+        let (state, answers) = consistent();
+        assert_eq!(check(INITIAL, &state, &answers), vec![]);
+    }
+
+    #[test]
+    fn catches_lost_or_duplicated_money() {
+        let (mut state, answers) = consistent();
+        state.credit.insert("0".into(), 2); // charged twice
+        assert!(matches!(&check(INITIAL, &state, &answers)[..], [Violation::Credit { expected: 6, actual: 2, .. }]));
+        state.credit.insert("0".into(), 10); // paid but never charged
+        assert!(matches!(&check(INITIAL, &state, &answers)[..], [Violation::Credit { expected: 6, actual: 10, .. }]));
+    }
+
+    #[test]
+    fn catches_lost_or_duplicated_stock_and_negative_stock() {
+        let (mut state, answers) = consistent();
+        state.stock.insert("a".into(), 3);
+        assert!(matches!(&check(INITIAL, &state, &answers)[..], [Violation::Stock { expected: 4, actual: 3, .. }]));
+        let (mut state, answers) = consistent();
+        state.stock.insert("b".into(), -1);
+        assert_eq!(check(INITIAL, &state, &answers).len(), 1);
+    }
+
+    #[test]
+    fn catches_a_200_for_an_unpaid_order() {
+        let (state, mut answers) = consistent();
+        answers.insert("1".into(), vec![Answer::Ok]);
+        assert_eq!(check(INITIAL, &state, &answers), vec![Violation::OkButUnpaid { order_id: "1".into() }]);
+    }
+
+    #[test]
+    fn catches_a_paid_order_that_was_only_ever_refused() {
+        let (state, mut answers) = consistent();
+        answers.insert("0".into(), vec![Answer::Refused, Answer::Refused]);
+        assert_eq!(check(INITIAL, &state, &answers), vec![Violation::RefusedButPaid { order_id: "0".into() }]);
+    }
+
+    #[test]
+    fn catches_protocol_state_left_behind() {
+        let (mut state, answers) = consistent();
+        state.prepared_transactions = 2;
+        assert_eq!(
+            check(INITIAL, &state, &answers),
+            vec![Violation::Unsettled { prepared_transactions: 2, unfinished_decisions: 0 }]
+        );
+    }
+}
