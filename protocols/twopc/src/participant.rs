@@ -173,7 +173,7 @@ impl ParticipantRunner {
             return Ok(VoteReply::Refused { detail: format!("branch {gid} was already resolved") });
         }
         let started = Instant::now();
-        let applied = self.resource.apply(&mut **conn, work).await?;
+        let applied = self.resource.apply(conn, work).await?;
         let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.metrics.lock_wait_us.fetch_add(waited, std::sync::atomic::Ordering::Relaxed);
         if let Err(reason) = applied {
