@@ -126,7 +126,13 @@ async fn crash_points_recover_all_or_nothing() {
     let stack = TestStack::new("twopc-crash", 32000, 32080);
     stack.up_with_env(
         &["--protocol", "2pc", "--replicas", "1"],
-        &[("TWOPC_IN_DOUBT_TIMEOUT_MS", "1500"), ("TWOPC_RECOVERY_INTERVAL_MS", "300")],
+        &[
+            ("TWOPC_IN_DOUBT_TIMEOUT_MS", "1500"),
+            ("TWOPC_RECOVERY_INTERVAL_MS", "300"),
+            ("TWOPC_PREPARE_TIMEOUT_MS", "2000"),
+            ("TWOPC_LOCK_TIMEOUT_MS", "1000"),
+            ("TWOPC_PHASE_TWO_DEADLINE_MS", "2000"),
+        ],
     );
     let api = Api::new(&stack.gateway());
 
@@ -140,6 +146,30 @@ async fn crash_points_recover_all_or_nothing() {
     }
     crash_during_checkout(&stack, &api, "stock#0", "2pc.participant.after_prepare").await;
     crash_during_checkout(&stack, &api, "payment#0", "2pc.participant.after_prepare").await;
+    paused_participant_makes_the_coordinator_abort(&stack, &api).await;
+}
+
+/// A participant that stops answering (SIGSTOP) makes the coordinator abort
+/// at its prepare deadline instead of hanging the client; once it resumes,
+/// recovery rolls back whatever it prepared.
+async fn paused_participant_makes_the_coordinator_abort(stack: &TestStack, api: &Api) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    let case = Case::new(api).await;
+    let pid = component(&stack.status().unwrap(), "payment#0")["pid"].as_u64().unwrap();
+    let pid = Pid::from_raw(pid as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let started = Instant::now();
+    let (status, body) = api.checkout(&case.order).await;
+    let waited = started.elapsed();
+    kill(pid, Signal::SIGCONT).unwrap();
+    assert_eq!(status, 503, "a paused participant must abort the checkout: {body}");
+    assert!(waited < Duration::from_secs(20), "the client waited {waited:?}");
+    assert_no_prepared_transactions(stack).await;
+    assert!(!case.assert_all_or_nothing(api, "paused participant").await);
+    assert_eq!(api.checkout(&case.order).await.0, 200);
+    assert!(case.assert_all_or_nothing(api, "paused participant").await);
 }
 
 /// `pg_ctl stop -m immediate` of a participant's database while a branch is
