@@ -9,6 +9,7 @@ pub mod conformance;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
 
 use serde_json::Value;
 
@@ -99,4 +100,13 @@ pub fn pid_alive(pid: u64) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|stat| !stat.rsplit_once(')').unwrap().1.trim_start().starts_with('Z'))
         .unwrap_or(false)
+}
+
+/// Serialises the tests of one binary that each run a whole stack: on a
+/// 2-core machine, several stacks at once would turn timing-sensitive checks
+/// (lock timeouts on a hot row, prepare deadlines) into measurements of CPU
+/// starvation.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -123,6 +123,7 @@ async fn crash_during_checkout(stack: &TestStack, api: &Api, victim: &str, point
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_points_recover_all_or_nothing() {
+    let _serial = crate::support::serial();
     let stack = TestStack::new("twopc-crash", 32000, 32080);
     stack.up_with_env(
         &["--protocol", "2pc", "--replicas", "1"],
@@ -177,6 +178,7 @@ async fn paused_participant_makes_the_coordinator_abort(stack: &TestStack, api: 
 /// database's crash recovery and is then resolved (presumed abort).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn participant_database_crash_with_prepared_branches() {
+    let _serial = crate::support::serial();
     let stack = TestStack::new("twopc-dbcrash", 33000, 33080);
     stack.up_with_env(
         &["--protocol", "2pc", "--replicas", "1"],

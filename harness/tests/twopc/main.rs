@@ -2,6 +2,7 @@
 //! that kill real processes, against a stack started by `harness up`.
 
 #![allow(clippy::unwrap_used)] // tests: a failed step should panic with its location
+#![allow(clippy::await_holding_lock)] // support::serial() holds a guard for a whole test on purpose
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -13,6 +14,7 @@ use support::api::Api;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance_over_two_pc() {
+    let _serial = support::serial();
     let stack = TestStack::new("twopc-conformance", 31000, 31080);
     stack.up(&["--protocol", "2pc", "--replicas", "2"]);
     let api = Api::new(&stack.gateway());
@@ -25,6 +27,7 @@ async fn conformance_over_two_pc() {
 /// and leave nothing prepared; the run exits 0 only if all invariants held.
 #[test]
 fn stress_with_repeated_orders_conserves_credit_and_stock() {
+    let _serial = support::serial();
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("twopc-stress");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
         .args(["run", "--protocol", "2pc", "--workload", "stress", "--run-dir"])
