@@ -155,6 +155,26 @@ impl StackConfig {
         format!("http://127.0.0.1:{}", self.gateway_port)
     }
 
+    /// Every port the stack listens on, with the component that owns it.
+    pub fn ports(&self) -> Vec<(String, u16)> {
+        let mut ports = Vec::new();
+        for role in Role::ALL {
+            ports.push((format!("postgres-{}", role.name()), self.pg_port(role)));
+        }
+        ports.push(("kafka".to_owned(), self.kafka_port()));
+        ports.push(("kafka controller".to_owned(), self.kafka_controller_port()));
+        ports.push(("redis".to_owned(), self.redis_port()));
+        if !self.infra_only {
+            for role in Role::ALL {
+                for r in 0..self.replicas {
+                    ports.push((format!("{}#{r}", role.name()), self.service_port(role, r)));
+                }
+            }
+            ports.push(("gateway".to_owned(), self.gateway_port));
+        }
+        ports
+    }
+
     /// Path of the state file that `status` and `down` read.
     pub fn state_file(&self) -> PathBuf {
         self.run_dir.join("stack.json")
@@ -187,13 +207,8 @@ mod tests {
     #[test]
     fn ports_do_not_collide() {
         let c = config();
-        let mut ports = vec![c.gateway_port, c.kafka_port(), c.kafka_controller_port(), c.redis_port()];
-        for role in Role::ALL {
-            ports.push(c.pg_port(role));
-            for r in 0..c.replicas {
-                ports.push(c.service_port(role, r));
-            }
-        }
+        let mut ports: Vec<u16> = c.ports().into_iter().map(|(_, p)| p).collect();
+        assert_eq!(ports.len(), 3 + 3 + 3 * 3 + 1);
         let n = ports.len();
         ports.sort_unstable();
         ports.dedup();

@@ -61,6 +61,7 @@ impl Stack {
 
     async fn start_all(&mut self) -> anyhow::Result<()> {
         let config = self.config.clone();
+        check_ports_free(&config)?;
         prepare_run_dir(&config)?;
         self.write_state("starting")?;
 
@@ -208,5 +209,24 @@ fn prepare_run_dir(config: &StackConfig) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(config.run_dir.join("logs"))
         .with_context(|| format!("creating {}", config.run_dir.display()))?;
+    Ok(())
+}
+
+/// Fails early, naming the component, if a port the stack needs is taken (by
+/// another stack, or a system PostgreSQL/Redis/nginx), instead of letting one
+/// component die with a bind error deep in its log.
+fn check_ports_free(config: &StackConfig) -> anyhow::Result<()> {
+    let taken: Vec<String> = config
+        .ports()
+        .into_iter()
+        .filter(|(_, port)| std::net::TcpListener::bind(("127.0.0.1", *port)).is_err())
+        .map(|(name, port)| format!("{port} ({name})"))
+        .collect();
+    if !taken.is_empty() {
+        anyhow::bail!(
+            "ports in use: {}; choose others with --port-base / --gateway-port or stop what holds them",
+            taken.join(", ")
+        );
+    }
     Ok(())
 }

@@ -51,8 +51,16 @@ async fn exercise_gateway(client: &reqwest::Client) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_status_restart_and_down() {
+    let _serial = crate::support::serial();
     let stack = TestStack::new("lifecycle-stack", 29000, 29080);
     let client = reqwest::Client::new();
+
+    // A port already taken is named up front instead of failing deep in a log.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:29020").unwrap();
+    let out = stack.harness(&["up", "--protocol", "2pc", "--detach"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("ports in use: 29020 (redis)"), "{}", text(&out.stderr));
+    drop(squatter);
 
     let out = stack.harness(&["up", "--protocol", "2pc", "--detach", "--replicas", "2", "--partitions", "3"]);
     assert!(out.status.success(), "up failed: {}{}", text(&out.stdout), text(&out.stderr));
