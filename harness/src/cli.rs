@@ -275,7 +275,7 @@ async fn run_workload(args: RunArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
     };
     let outcome = match (&args.target, args.protocol) {
-        (Some(target), _) => run::stress(target.trim_end_matches('/'), None, &spec).await?,
+        (Some(target), _) => run::stress(target.trim_end_matches('/'), None, &[], &spec).await?,
         (None, Some(protocol)) => {
             let config = stack_config(&args.stack, protocol, false, false)?;
             stack::ensure_not_running(&config.run_dir)?;
@@ -287,8 +287,12 @@ async fn run_workload(args: RunArgs) -> anyhow::Result<ExitCode> {
             };
             let (done, finished) = tokio::sync::oneshot::channel::<()>();
             let gateway = config.gateway_url();
+            let replicas: Vec<(String, String)> = Role::ALL
+                .iter()
+                .flat_map(|role| (0..config.replicas).map(|r| (role.name().to_owned(), config.service_url(*role, r))))
+                .collect();
             let work = async {
-                let outcome = run::stress(&gateway, Some(&dbs), &spec).await;
+                let outcome = run::stress(&gateway, Some(&dbs), &replicas, &spec).await;
                 let _ = done.send(());
                 outcome
             };

@@ -8,6 +8,7 @@
 //! ```
 
 pub mod load;
+pub mod protocol_metrics;
 pub mod state;
 pub mod verify;
 
@@ -63,6 +64,8 @@ pub struct RunOutcome {
     pub violations: Vec<Violation>,
     /// What was checked, for the summary.
     pub checked: String,
+    /// The protocols' own counters, summed per service.
+    pub counters: protocol_metrics::Counters,
 }
 
 /// Creates the workload's data through the API.
@@ -126,8 +129,14 @@ pub async fn read_via_api(http: &reqwest::Client, gateway: &str, spec: &StressSp
 }
 
 /// Runs the stress workload against `gateway`; `dbs` enables database-level
-/// checks and the time to consistency.
-pub async fn stress(gateway: &str, dbs: Option<&state::Databases>, spec: &StressSpec) -> anyhow::Result<RunOutcome> {
+/// checks and the time to consistency; `replicas` (service name, base URL) are
+/// asked for the protocols' counters.
+pub async fn stress(
+    gateway: &str,
+    dbs: Option<&state::Databases>,
+    replicas: &[(String, String)],
+    spec: &StressSpec,
+) -> anyhow::Result<RunOutcome> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
     initialise(&http, gateway, spec).await?;
     tracing::info!(checkouts = spec.checkouts, concurrency = spec.concurrency, "load phase");
@@ -149,7 +158,8 @@ pub async fn stress(gateway: &str, dbs: Option<&state::Databases>, spec: &Stress
         final_state.orders.values().filter(|o| o.paid).count(),
         if dbs.is_some() { ", no prepared transactions or unfinished decisions" } else { " (API level only)" }
     );
-    Ok(RunOutcome { load, settled_in, violations, checked })
+    let counters = protocol_metrics::collect(&http, replicas).await;
+    Ok(RunOutcome { load, settled_in, violations, checked, counters })
 }
 
 /// The summary table printed after a run.
@@ -183,6 +193,7 @@ pub fn summary(protocol: Option<ProtocolKind>, spec: &StressSpec, outcome: &RunO
     if let Some(settled) = outcome.settled_in {
         let _ = writeln!(out, "settled in   {:.3} s", settled.as_secs_f64());
     }
+    out.push_str(&protocol_metrics::describe(&outcome.counters));
     if outcome.violations.is_empty() {
         let _ = writeln!(out, "invariants   OK: {}", outcome.checked);
     } else {
