@@ -19,6 +19,7 @@ use twopc::{Coordinator, ParticipantRunner, ParticipantSettings};
 
 use crate::error::{ApiError, ApiResult};
 use crate::params::PathParams;
+use crate::server::Application;
 
 /// 2PC settings of a participant service (stock, payment).
 #[derive(Debug, Clone, Args)]
@@ -58,6 +59,45 @@ impl From<PhaseTwoError> for ApiError {
             PhaseTwoError::Conflict(msg) => ApiError::Conflict(msg),
             PhaseTwoError::BadRequest(msg) => ApiError::BadRequest(msg),
             PhaseTwoError::Database(err) => err.into(),
+        }
+    }
+}
+
+/// A participant service's 2PC side: enabled when coordinator URLs are
+/// configured (without them nothing could resolve a branch left in doubt).
+#[derive(Debug)]
+pub struct Participant(Option<Arc<ParticipantRunner>>);
+
+impl Participant {
+    /// Builds the participant `me` over `pool`, doing `resource`'s business update.
+    pub fn new(
+        me: twopc::Participant,
+        pool: &sqlx::PgPool,
+        resource: Arc<dyn twopc::Resource>,
+        config: &ParticipantConfig,
+        peer_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        if config.coordinator_urls.is_empty() {
+            tracing::info!("no coordinator URLs: 2PC participant endpoints disabled");
+            return Ok(Participant(None));
+        }
+        let coordinator = twopc::client::PeerClient::new(config.coordinator_urls.clone(), peer_timeout)?;
+        Ok(Participant(Some(ParticipantRunner::new(me, pool.clone(), resource, coordinator, config.settings()))))
+    }
+
+    /// `routes` plus the participant's internal endpoints (if enabled).
+    pub fn mount(&self, routes: Router) -> Router {
+        match &self.0 {
+            Some(runner) => routes.merge(participant_routes(runner.clone())),
+            None => routes,
+        }
+    }
+
+    /// `app` with the participant's recovery loop (if enabled).
+    pub fn with_recovery(self, app: Application) -> Application {
+        match self.0 {
+            Some(runner) => app.with_background("2pc-participant-recovery", move |stop| runner.run_recovery(stop)),
+            None => app,
         }
     }
 }

@@ -44,28 +44,13 @@ pub struct Config {
 pub async fn build(config: Config) -> anyhow::Result<Application> {
     let pool = service_common::db::connect(&config.common.database_url, config.common.db_pool_size, &MIGRATOR).await?;
     let state = routes::AppState { store: Store::new(pool.clone()), max_batch: config.max_batch };
-    let mut app_routes = routes::router(state);
-    let mut recovery = None;
-    if !config.twopc.coordinator_urls.is_empty() {
-        let coordinator = twopc::client::PeerClient::new(
-            config.twopc.coordinator_urls.clone(),
-            std::time::Duration::from_millis(config.peer_timeout_ms),
-        )?;
-        let runner = twopc::ParticipantRunner::new(
-            twopc::Participant::Payment,
-            pool.clone(),
-            std::sync::Arc::new(PaymentResource),
-            coordinator,
-            config.twopc.settings(),
-        );
-        app_routes = app_routes.merge(service_common::twopc::participant_routes(runner.clone()));
-        recovery = Some(runner);
-    } else {
-        tracing::info!("no coordinator URLs: 2PC participant endpoints disabled");
-    }
-    let app = Application::bind(config.common.listen, app_routes, pool).await?;
-    Ok(match recovery {
-        Some(runner) => app.with_background("2pc-participant-recovery", move |stop| runner.run_recovery(stop)),
-        None => app,
-    })
+    let participant = service_common::twopc::Participant::new(
+        twopc::Participant::Payment,
+        &pool,
+        std::sync::Arc::new(PaymentResource),
+        &config.twopc,
+        std::time::Duration::from_millis(config.peer_timeout_ms),
+    )?;
+    let app = Application::bind(config.common.listen, participant.mount(routes::router(state)), pool).await?;
+    Ok(participant.with_recovery(app))
 }
