@@ -222,6 +222,20 @@ fn check_ports_free(config: &StackConfig) -> anyhow::Result<()> {
         .filter(|(_, port)| std::net::TcpListener::bind(("127.0.0.1", *port)).is_err())
         .map(|(name, port)| format!("{port} ({name})"))
         .collect();
+    if let Some((low, high)) = ephemeral_range() {
+        let clashing: Vec<String> = config
+            .ports()
+            .into_iter()
+            .filter(|(_, p)| (low..=high).contains(p))
+            .map(|(name, port)| format!("{port} ({name})"))
+            .collect();
+        if !clashing.is_empty() {
+            tracing::warn!(
+                ports = %clashing.join(", "),
+                "ports in the kernel's ephemeral range {low}-{high}: outgoing connections may take them"
+            );
+        }
+    }
     if !taken.is_empty() {
         anyhow::bail!(
             "ports in use: {}; choose others with --port-base / --gateway-port or stop what holds them",
@@ -229,4 +243,11 @@ fn check_ports_free(config: &StackConfig) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The kernel's range of ports for outgoing connections, if readable.
+fn ephemeral_range() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut parts = text.split_whitespace().map(|p| p.parse::<u16>().ok());
+    Some((parts.next()??, parts.next()??))
 }

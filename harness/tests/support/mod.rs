@@ -22,6 +22,8 @@ pub struct TestStack {
 
 impl TestStack {
     /// A stack named `name` using ports `port_base..port_base+400` and `gateway_port`.
+    /// Keep them below the kernel's ephemeral range (32768 and up by default),
+    /// where outgoing connections could already hold them.
     pub fn new(name: &str, port_base: u16, gateway_port: u16) -> Self {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
         let stack = TestStack { dir, port_base, gateway_port };

@@ -124,7 +124,7 @@ async fn crash_during_checkout(stack: &TestStack, api: &Api, victim: &str, point
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_points_recover_all_or_nothing() {
     let _serial = crate::support::serial();
-    let stack = TestStack::new("twopc-crash", 32000, 32080);
+    let stack = TestStack::new("twopc-crash", 26000, 26080);
     stack.up_with_env(
         &["--protocol", "2pc", "--replicas", "1"],
         &[
@@ -179,7 +179,7 @@ async fn paused_participant_makes_the_coordinator_abort(stack: &TestStack, api: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn participant_database_crash_with_prepared_branches() {
     let _serial = crate::support::serial();
-    let stack = TestStack::new("twopc-dbcrash", 33000, 33080);
+    let stack = TestStack::new("twopc-dbcrash", 27000, 27080);
     stack.up_with_env(
         &["--protocol", "2pc", "--replicas", "1"],
         &[("TWOPC_IN_DOUBT_TIMEOUT_MS", "1500"), ("TWOPC_RECOVERY_INTERVAL_MS", "300")],

@@ -32,7 +32,7 @@ fn stress_with_repeated_orders_conserves_credit_and_stock() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
         .args(["run", "--protocol", "2pc", "--workload", "stress", "--run-dir"])
         .arg(&dir)
-        .args(["--port-base", "34000", "--gateway-port", "34080", "--kafka-heap-mb", "256"])
+        .args(["--port-base", "30000", "--gateway-port", "30080", "--kafka-heap-mb", "256"])
         .args(["--checkouts", "5000", "--concurrency", "32", "--orders", "1500", "--users", "400"])
         .args(["--items", "60", "--stock", "40", "--credit", "8", "--seed", "7"])
         .output()

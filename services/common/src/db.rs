@@ -8,8 +8,9 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
 
 /// How long a request waits for a pooled connection before the service answers
-/// 503: long enough to ride out a burst, short enough not to hide an outage.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// 503: long enough to ride out a burst on a hot row (2PC branches hold their
+/// connection while queued on a row lock), short enough not to hide an outage.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Connects a pool of `size` connections and brings the schema up to date.
 ///

@@ -30,7 +30,7 @@ pub struct ParticipantConfig {
     pub coordinator_urls: Vec<String>,
 
     /// Longest wait for a row lock during prepare, in milliseconds.
-    #[arg(long, env = "TWOPC_LOCK_TIMEOUT_MS", default_value_t = 5_000)]
+    #[arg(long, env = "TWOPC_LOCK_TIMEOUT_MS", default_value_t = 10_000)]
     pub lock_timeout_ms: u64,
 
     /// A branch prepared longer ago than this (ms) is resolved by asking the coordinator.

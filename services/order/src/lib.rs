@@ -53,8 +53,9 @@ pub struct Config {
     pub peer_timeout_ms: u64,
 
     /// 2PC: deadline of one prepare call, in milliseconds; a slower participant
-    /// makes the coordinator abort.
-    #[arg(long, env = "TWOPC_PREPARE_TIMEOUT_MS", default_value_t = 10_000)]
+    /// makes the coordinator abort. Keep it above the participants' lock timeout,
+    /// so a prepare queued on a hot row gets its own answer rather than a timeout.
+    #[arg(long, env = "TWOPC_PREPARE_TIMEOUT_MS", default_value_t = 20_000)]
     pub prepare_timeout_ms: u64,
 
     /// 2PC: how long (ms) phase two is retried before the checkout answers and
@@ -86,15 +87,16 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     let mut recovery = None;
     let checkout = match config.protocol {
         ProtocolKind::TwoPc => {
+            let prepare_timeout = Duration::from_millis(config.prepare_timeout_ms);
             let instance = twopc::InstanceName::sanitize(config.common.instance.as_deref().unwrap_or("order"))?;
             let coordinator = twopc::Coordinator::new(
                 instance,
                 pool.clone(),
-                twopc::client::PeerClient::new(config.stock_urls.clone(), timeout)?,
-                twopc::client::PeerClient::new(config.payment_urls.clone(), timeout)?,
+                twopc::client::PeerClient::new(config.stock_urls.clone(), prepare_timeout.max(timeout))?,
+                twopc::client::PeerClient::new(config.payment_urls.clone(), prepare_timeout.max(timeout))?,
                 Arc::new(store.clone()),
                 twopc::CoordinatorSettings {
-                    prepare_timeout: Duration::from_millis(config.prepare_timeout_ms),
+                    prepare_timeout,
                     phase_two_deadline: Duration::from_millis(config.phase_two_deadline_ms),
                     recovery_interval: Duration::from_millis(config.recovery_interval_ms),
                 },

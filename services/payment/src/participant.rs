@@ -19,6 +19,17 @@ impl twopc::Resource for PaymentResource {
             let Work::Payment { user_id, amount } = work else {
                 return Ok(Err(RejectReason::UnknownUser { user_id: "(work is not for payment)".to_owned() }));
             };
+            // Fail fast without queueing on the row lock when the committed credit
+            // is already short (it excludes debits of branches still prepared).
+            let committed: Option<i64> = sqlx::query_scalar("SELECT credit FROM users WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            match committed {
+                None => return Ok(Err(RejectReason::UnknownUser { user_id: user_id.clone() })),
+                Some(credit) if credit < *amount => return Ok(Err(RejectReason::InsufficientCredit)),
+                Some(_) => {}
+            }
             let paid: Option<i64> = sqlx::query_scalar(
                 "UPDATE users SET credit = credit - $2 WHERE user_id = $1 AND credit >= $2 RETURNING credit",
             )

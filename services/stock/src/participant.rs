@@ -19,6 +19,22 @@ impl twopc::Resource for StockResource {
             let Work::Stock { items } = work else {
                 return Ok(Err(RejectReason::UnknownItem { item_id: "(work is not for stock)".to_owned() }));
             };
+            // Fail fast without queueing on row locks: the committed stock excludes
+            // the decrements of branches still prepared, so if it is already short
+            // the checkout cannot succeed now whatever those branches decide.
+            for line in items {
+                let committed: Option<i64> = sqlx::query_scalar("SELECT stock FROM items WHERE item_id = $1")
+                    .bind(&line.item_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                match committed {
+                    None => return Ok(Err(RejectReason::UnknownItem { item_id: line.item_id.clone() })),
+                    Some(stock) if stock < line.quantity => {
+                        return Ok(Err(RejectReason::OutOfStock { item_id: line.item_id.clone() }));
+                    }
+                    Some(_) => {}
+                }
+            }
             // Items arrive merged and sorted by id: every branch locks rows in the
             // same order, so concurrent checkouts sharing items cannot deadlock.
             for line in items {
