@@ -11,6 +11,12 @@ pub struct OrderApp {
 
 /// Starts both services, sharing the Redis at `redis` (default: the test Redis).
 pub async fn spawn_with_redis(redis: Option<String>) -> OrderApp {
+    spawn_with(redis, "2pc").await
+}
+
+/// Starts both services with the order service running `protocol`. No payment
+/// service runs: these tests never get as far as a participant.
+pub async fn spawn_with(redis: Option<String>, protocol: &str) -> OrderApp {
     let redis = redis.unwrap_or_else(redis_url);
     let stock_db = fresh_database("stock").await;
     let stock_config =
@@ -24,7 +30,7 @@ pub async fn spawn_with_redis(redis: Option<String>) -> OrderApp {
         "--redis-url",
         &redis,
         "--protocol",
-        "2pc",
+        protocol,
         "--stock-urls",
         &stock.base_url,
         "--payment-urls",
