@@ -120,6 +120,7 @@ impl Coordinator {
         let mut inflight: FuturesUnordered<BoxFuture<'_, Event>> = FuturesUnordered::new();
         let phase_two_until = |now: Instant| now + self.settings.phase_two_deadline;
         let mut commits_acked = 0;
+        let mut gave_up = false;
         loop {
             while let Some(action) = queue.pop_front() {
                 match action {
@@ -163,7 +164,9 @@ impl Coordinator {
                         )));
                     }
                     Action::Reply(reply) => {
-                        if machine.decision().is_some() && !matches!(reply, Reply::Unknown(_)) {
+                        // Finished only if every participant acknowledged; otherwise
+                        // recovery re-sends phase two.
+                        if machine.decision().is_some() && !gave_up && !matches!(reply, Reply::Unknown(_)) {
                             if let Err(err) = decision_log::mark_finished(&self.pool, txn).await {
                                 tracing::warn!(%txn, error = %err, "could not mark the transaction finished; recovery will");
                             }
@@ -177,6 +180,7 @@ impl Coordinator {
             };
             match &event {
                 Event::Voted(Participant::Stock, Vote::Yes) => crashpoint::hit(CRASH_AFTER_STOCK_PREPARED),
+                Event::PhaseTwoGaveUp(_) => gave_up = true,
                 Event::Acked(_) if machine.decision() == Some(Decision::Commit) => {
                     commits_acked += 1;
                     if commits_acked == 1 {
