@@ -9,7 +9,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
@@ -30,7 +30,18 @@ struct Member {
     restarts: u32,
     /// A service replica (answers `GET /health`).
     service: bool,
+    /// When the current process was started.
+    started: Instant,
+    /// Delay before the next restart; grows while the process keeps dying
+    /// right after starting (a crash loop), resets once it stays up.
+    backoff: Duration,
+    /// When a pending restart is due.
+    restart_at: Option<Instant>,
 }
+
+/// A process that lives this long counts as started successfully.
+const STABLE_AFTER: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// A running stack.
 #[derive(Debug)]
@@ -119,7 +130,15 @@ impl Stack {
     fn spawn(&mut self, spec: Spec, url: String, service: bool) -> anyhow::Result<()> {
         let proc = spec.spawn()?;
         tracing::info!(name = %proc.spec.name, pid = proc.pid(), "started");
-        self.members.push(Member { proc, url, restarts: 0, service });
+        self.members.push(Member {
+            proc,
+            url,
+            restarts: 0,
+            service,
+            started: Instant::now(),
+            backoff: Duration::ZERO,
+            restart_at: None,
+        });
         Ok(())
     }
 
@@ -134,18 +153,7 @@ impl Stack {
             }
             let mut changed = false;
             for member in &mut self.members {
-                let Some(status) = member.proc.exited() else { continue };
-                let name = member.proc.spec.name.clone();
-                member.restarts += 1;
-                tracing::warn!(%name, %status, restarts = member.restarts, "process exited; restarting");
-                match member.proc.spec.spawn() {
-                    Ok(proc) => {
-                        tracing::info!(%name, pid = proc.pid(), "restarted");
-                        member.proc = proc;
-                    }
-                    Err(err) => tracing::error!(%name, error = %err, "restart failed; will retry"),
-                }
-                changed = true;
+                changed |= restart_if_dead(member);
             }
             if changed && let Err(err) = self.write_state("ready") {
                 tracing::error!(error = %err, "cannot update stack.json");
@@ -194,6 +202,44 @@ impl Stack {
     fn write_state(&self, phase: &str) -> anyhow::Result<()> {
         self.state(phase).write(&self.config.state_file())
     }
+}
+
+/// Restarts `member` if it exited and its back-off has passed; returns whether
+/// it was restarted. A process that dies within [`STABLE_AFTER`] of starting
+/// waits twice as long each time (up to [`MAX_BACKOFF`]), so a crash loop does
+/// not spin.
+fn restart_if_dead(member: &mut Member) -> bool {
+    let name = member.proc.spec.name.clone();
+    if member.restart_at.is_none() {
+        let Some(status) = member.proc.exited() else {
+            if member.started.elapsed() >= STABLE_AFTER {
+                member.backoff = Duration::ZERO;
+            }
+            return false;
+        };
+        if member.started.elapsed() < STABLE_AFTER {
+            member.backoff = (member.backoff * 2).clamp(Duration::from_millis(250), MAX_BACKOFF);
+        }
+        tracing::warn!(%name, %status, backoff_ms = member.backoff.as_millis() as u64, "process exited; restarting");
+        member.restart_at = Some(Instant::now() + member.backoff);
+    }
+    if member.restart_at.is_some_and(|at| Instant::now() < at) {
+        return false;
+    }
+    member.restart_at = None;
+    member.restarts += 1;
+    member.started = Instant::now();
+    match member.proc.spec.spawn() {
+        Ok(proc) => {
+            tracing::info!(%name, pid = proc.pid(), restarts = member.restarts, "restarted");
+            member.proc = proc;
+        }
+        Err(err) => {
+            tracing::error!(%name, error = %err, "restart failed; will retry");
+            member.restart_at = Some(Instant::now() + MAX_BACKOFF);
+        }
+    }
+    true
 }
 
 /// Creates the run directory; without `--keep-data`, first removes the data and
