@@ -74,6 +74,23 @@ impl Case {
     }
 }
 
+/// A one-replica 2PC stack with short timeouts, so that recovery (and aborts on
+/// a silent participant) happen within seconds.
+fn fast_recovery_stack(name: &str, port_base: u16) -> TestStack {
+    let stack = TestStack::new(name, port_base, port_base + 80);
+    stack.up_with_env(
+        &["--protocol", "2pc", "--replicas", "1"],
+        &[
+            ("TWOPC_IN_DOUBT_TIMEOUT_MS", "1500"),
+            ("TWOPC_RECOVERY_INTERVAL_MS", "300"),
+            ("TWOPC_PREPARE_TIMEOUT_MS", "2000"),
+            ("TWOPC_LOCK_TIMEOUT_MS", "1000"),
+            ("TWOPC_PHASE_TWO_DEADLINE_MS", "2000"),
+        ],
+    );
+    stack
+}
+
 async fn restarts(stack: &TestStack, name: &str) -> u64 {
     component(&stack.status().unwrap(), name)["restarts"].as_u64().unwrap()
 }
@@ -124,17 +141,7 @@ async fn crash_during_checkout(stack: &TestStack, api: &Api, victim: &str, point
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_points_recover_all_or_nothing() {
     let _serial = crate::support::serial();
-    let stack = TestStack::new("twopc-crash", 26000, 26080);
-    stack.up_with_env(
-        &["--protocol", "2pc", "--replicas", "1"],
-        &[
-            ("TWOPC_IN_DOUBT_TIMEOUT_MS", "1500"),
-            ("TWOPC_RECOVERY_INTERVAL_MS", "300"),
-            ("TWOPC_PREPARE_TIMEOUT_MS", "2000"),
-            ("TWOPC_LOCK_TIMEOUT_MS", "1000"),
-            ("TWOPC_PHASE_TWO_DEADLINE_MS", "2000"),
-        ],
-    );
+    let stack = fast_recovery_stack("twopc-crash", 26000);
     let api = Api::new(&stack.gateway());
 
     for point in [
@@ -179,11 +186,7 @@ async fn paused_participant_makes_the_coordinator_abort(stack: &TestStack, api: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn participant_database_crash_with_prepared_branches() {
     let _serial = crate::support::serial();
-    let stack = TestStack::new("twopc-dbcrash", 27000, 27080);
-    stack.up_with_env(
-        &["--protocol", "2pc", "--replicas", "1"],
-        &[("TWOPC_IN_DOUBT_TIMEOUT_MS", "1500"), ("TWOPC_RECOVERY_INTERVAL_MS", "300")],
-    );
+    let stack = fast_recovery_stack("twopc-dbcrash", 27000);
     let api = Api::new(&stack.gateway());
     let case = Case::new(&api).await;
 

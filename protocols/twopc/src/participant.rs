@@ -99,6 +99,17 @@ impl std::fmt::Debug for ParticipantRunner {
 const UNDEFINED_OBJECT: &str = "42704";
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
+/// Runs `op` in its own task, so that the HTTP request that asked for it being
+/// dropped cannot cancel it halfway (see the module docs).
+async fn detached<T: Send + 'static>(
+    what: &str,
+    op: impl std::future::Future<Output = Result<T, PhaseTwoError>> + Send + 'static,
+) -> Result<T, PhaseTwoError> {
+    tokio::spawn(op)
+        .await
+        .map_err(|e| PhaseTwoError::Database(sqlx::Error::Protocol(format!("{what} task failed: {e}"))))?
+}
+
 fn sqlstate(err: &sqlx::Error) -> Option<String> {
     err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned())
 }
@@ -127,8 +138,7 @@ impl ParticipantRunner {
     pub async fn prepare(self: &Arc<Self>, request: PrepareRequest) -> Result<VoteReply, PhaseTwoError> {
         let gid = self.parse_gid(&request.gid)?;
         let this = Arc::clone(self);
-        let task = tokio::spawn(async move { this.prepare_inner(gid, request.work).await });
-        task.await.map_err(|e| PhaseTwoError::Database(sqlx::Error::Protocol(format!("prepare task failed: {e}"))))?
+        detached("prepare", async move { this.prepare_inner(gid, request.work).await }).await
     }
 
     async fn prepare_inner(&self, gid: Gid, work: Work) -> Result<VoteReply, PhaseTwoError> {
@@ -187,9 +197,7 @@ impl ParticipantRunner {
     pub async fn commit(self: &Arc<Self>, raw_gid: &str) -> Result<(), PhaseTwoError> {
         let gid = self.parse_gid(raw_gid)?;
         let this = Arc::clone(self);
-        tokio::spawn(async move { this.commit_inner(&gid).await })
-            .await
-            .map_err(|e| PhaseTwoError::Database(sqlx::Error::Protocol(format!("commit task failed: {e}"))))?
+        detached("commit", async move { this.commit_inner(&gid).await }).await
     }
 
     async fn commit_inner(&self, gid: &Gid) -> Result<(), PhaseTwoError> {
@@ -212,9 +220,7 @@ impl ParticipantRunner {
     pub async fn rollback(self: &Arc<Self>, raw_gid: &str) -> Result<(), PhaseTwoError> {
         let gid = self.parse_gid(raw_gid)?;
         let this = Arc::clone(self);
-        tokio::spawn(async move { this.rollback_inner(&gid).await })
-            .await
-            .map_err(|e| PhaseTwoError::Database(sqlx::Error::Protocol(format!("rollback task failed: {e}"))))?
+        detached("rollback", async move { this.rollback_inner(&gid).await }).await
     }
 
     async fn rollback_inner(&self, gid: &Gid) -> Result<(), PhaseTwoError> {
