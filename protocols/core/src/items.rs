@@ -72,3 +72,34 @@ mod tests {
         assert_eq!(merge_items(Vec::new()), Ok(Vec::new()));
     }
 }
+
+/// The business effect one participant carries out for a checkout, whichever
+/// protocol asks for it (a 2PC branch or a saga step).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Work {
+    /// Take these quantities from stock (merged per item, sorted by item id).
+    Stock {
+        /// The lines.
+        items: Vec<LineItem>,
+    },
+    /// Take `amount` from the user's credit.
+    Payment {
+        /// The paying user.
+        user_id: String,
+        /// The order total.
+        amount: i64,
+    },
+}
+
+impl Work {
+    /// The stock part of `request`.
+    pub fn stock_for(request: &crate::CheckoutRequest) -> Work {
+        Work::Stock { items: request.items.clone() }
+    }
+
+    /// The payment part of `request`.
+    pub fn payment_for(request: &crate::CheckoutRequest) -> Work {
+        Work::Payment { user_id: request.user_id.clone(), amount: request.total_cost }
+    }
+}

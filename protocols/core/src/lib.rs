@@ -27,6 +27,6 @@ mod items;
 mod kind;
 mod outcome;
 
-pub use items::{LineItem, MergeError, merge_items};
+pub use items::{LineItem, MergeError, Work, merge_items};
 pub use kind::{ProtocolKind, UnknownProtocol};
 pub use outcome::{CheckoutError, CheckoutOutcome, CheckoutRequest, RejectReason};

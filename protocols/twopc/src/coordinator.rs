@@ -343,8 +343,8 @@ impl Coordinator {
 
 fn work_for(p: Participant, request: &CheckoutRequest) -> Work {
     match p {
-        Participant::Stock => Work::Stock { items: request.items.clone() },
-        Participant::Payment => Work::Payment { user_id: request.user_id.clone(), amount: request.total_cost },
+        Participant::Stock => Work::stock_for(request),
+        Participant::Payment => Work::payment_for(request),
     }
 }
 

@@ -7,7 +7,7 @@
 //!   participant ── POST /internal/2pc/resolve/{gid} ────────► coordinator   ─► ResolveReply
 //! ```
 
-use protocol_core::{LineItem, RejectReason};
+use protocol_core::RejectReason;
 use serde::{Deserialize, Serialize};
 
 /// Path of the prepare endpoint.
@@ -21,23 +21,7 @@ pub const RESOLVE_PATH: &str = "/internal/2pc/resolve";
 /// Path of the metrics endpoint on every 2PC service.
 pub const METRICS_PATH: &str = "/internal/2pc/metrics";
 
-/// What a participant's branch must do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Work {
-    /// Take these quantities from stock (merged per item, sorted by item id).
-    Stock {
-        /// The lines.
-        items: Vec<LineItem>,
-    },
-    /// Take `amount` from the user's credit.
-    Payment {
-        /// The paying user.
-        user_id: String,
-        /// The order total.
-        amount: i64,
-    },
-}
+pub use protocol_core::Work;
 
 /// Body of a prepare request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,19 @@
+-- Transactional outbox: rows are written in the same transaction as the state
+-- change they announce; the relay publishes them to Kafka and marks them sent.
+CREATE TABLE IF NOT EXISTS saga_outbox (
+    id         BIGSERIAL PRIMARY KEY,
+    message_id UUID NOT NULL UNIQUE,
+    topic      TEXT NOT NULL,
+    msg_key    TEXT NOT NULL,
+    payload    BYTEA NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    sent_at    TIMESTAMPTZ
+);
+CREATE INDEX IF NOT EXISTS saga_outbox_unsent ON saga_outbox (id) WHERE sent_at IS NULL;
+
+-- Inbox: ids of the messages whose effect committed; a redelivered or replayed
+-- message finds its id here and is not applied again.
+CREATE TABLE IF NOT EXISTS saga_inbox (
+    message_id  UUID PRIMARY KEY,
+    received_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);

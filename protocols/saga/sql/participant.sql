@@ -1,0 +1,12 @@
+-- A participant's record of each saga step it was asked about: at most one row
+-- (one effect) per saga. 'applied' keeps the work so a compensation can undo
+-- exactly it; 'tombstone' is a compensation that arrived before its action and
+-- refuses the action when it comes.
+CREATE TABLE IF NOT EXISTS saga_effects (
+    saga_id    UUID PRIMARY KEY,
+    order_id   TEXT NOT NULL,
+    state      TEXT NOT NULL CHECK (state IN ('applied', 'refused', 'compensated', 'tombstone')),
+    work       JSONB,
+    reason     JSONB,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);

@@ -1,0 +1,177 @@
+//! The consumer loop shared by the orchestrator and the participants.
+//!
+//! Messages are handed to a fixed set of workers by key (order id), so one
+//! order's messages are handled in partition order while different orders
+//! proceed in parallel. A message's offset is stored only after its handler's
+//! local transaction committed *and* every earlier offset of its partition is
+//! done ([`OffsetTracker`]); auto-commit then commits what was stored. A crash
+//! therefore redelivers, never skips, and the handlers' inboxes turn the
+//! redelivery into a no-op.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::sync::{mpsc, watch};
+
+use crate::kafka::KafkaSettings;
+use crate::messages::Envelope;
+use crate::metrics::Metrics;
+use crate::offsets::OffsetTracker;
+
+/// Handles one message in one local transaction (inbox claim, effect, outbox
+/// rows). An error rolls everything back; the message is retried.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles `msg`.
+    fn handle(&self, msg: Envelope) -> BoxFuture<'_, anyhow::Result<()>>;
+}
+
+/// How many messages are handled at once (each in its own transaction).
+pub const DEFAULT_WORKERS: usize = 8;
+
+struct Job {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    msg: Envelope,
+}
+
+struct Shared {
+    consumer: StreamConsumer,
+    tracker: Mutex<OffsetTracker>,
+    handler: Arc<dyn Handler>,
+    metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    fn finished(&self, topic: &str, partition: i32, offset: i64) {
+        let position = match self.tracker.lock() {
+            Ok(mut t) => t.finished(topic, partition, offset),
+            Err(poisoned) => poisoned.into_inner().finished(topic, partition, offset),
+        };
+        let Some(position) = position else { return };
+        let mut tpl = TopicPartitionList::new();
+        if tpl.add_partition_offset(topic, partition, Offset::Offset(position)).is_ok() {
+            // Fails when the partition was revoked meanwhile; its new owner
+            // redelivers from the last commit, and the inbox absorbs that.
+            if let Err(err) = self.consumer.store_offsets(&tpl) {
+                tracing::debug!(topic, partition, position, error = %err, "offset not stored");
+            }
+        }
+    }
+}
+
+/// Consumes `topics` until `stop` turns true.
+pub async fn run(
+    settings: KafkaSettings,
+    topics: &[&str],
+    handler: Arc<dyn Handler>,
+    workers: usize,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let consumer: StreamConsumer = settings.consumer().create()?;
+    consumer.subscribe(topics)?;
+    let shared = Arc::new(Shared { consumer, tracker: Mutex::default(), handler, metrics });
+    let mut senders = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..workers.max(1) {
+        let (tx, rx) = mpsc::channel::<Job>(64);
+        senders.push(tx);
+        tasks.push(tokio::spawn(worker(Arc::clone(&shared), rx, stop.clone())));
+    }
+    tracing::info!(group = %settings.group, ?topics, profile = %settings.profile, "saga consumer started");
+    loop {
+        let received = tokio::select! {
+            _ = stop.changed() => break,
+            received = shared.consumer.recv() => received,
+        };
+        let m = match received {
+            Ok(m) => m,
+            Err(err) => {
+                tracing::warn!(error = %err, "Kafka consumer error");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let (topic, partition, offset) = (m.topic().to_owned(), m.partition(), m.offset());
+        let key = m.key().map(<[u8]>::to_vec).unwrap_or_default();
+        let decoded = Envelope::decode(m.payload().unwrap_or_default());
+        drop(m);
+        lock(&shared.tracker).started(&topic, partition, offset);
+        match decoded {
+            Ok(msg) => {
+                let job = Job { topic, partition, offset, msg };
+                if senders[worker_for(&key, senders.len())].send(job).await.is_err() {
+                    break; // workers are gone: shutting down
+                }
+            }
+            Err(err) => {
+                // Nothing can ever handle it; skipping is the only way forward.
+                tracing::error!(%topic, partition, offset, error = %err, "skipping undecodable saga message");
+                Metrics::incr(&shared.metrics.malformed);
+                shared.finished(&topic, partition, offset);
+            }
+        }
+    }
+    drop(senders);
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    // Commit what the workers stored before leaving the group.
+    if let Err(err) = shared.consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(error = %err, "final offset commit skipped");
+    }
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The worker for `key`: one key always maps to one worker.
+fn worker_for(key: &[u8], workers: usize) -> usize {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % workers as u64) as usize
+}
+
+async fn worker(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, stop: watch::Receiver<bool>) {
+    while let Some(job) = jobs.recv().await {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match shared.handler.handle(job.msg.clone()).await {
+                Ok(()) => break,
+                Err(err) => {
+                    Metrics::incr(&shared.metrics.retries);
+                    tracing::warn!(
+                        saga = %job.msg.saga_id, step = job.msg.step.as_str(), error = %err,
+                        "saga message handling failed; retrying"
+                    );
+                    if *stop.borrow() {
+                        return; // not stored: redelivered after restart
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        shared.finished(&job.topic, job.partition, job.offset);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worker_for;
+
+    #[test]
+    fn one_key_one_worker() {
+        let w = worker_for(b"order-17", 8);
+        assert!(w < 8);
+        assert_eq!(worker_for(b"order-17", 8), w);
+        assert_eq!(worker_for(b"anything", 1), 0);
+    }
+}

@@ -1,0 +1,120 @@
+//! Orchestrated SAGA over Apache Kafka.
+//!
+//! The order service orchestrates; stock and payment are participants. Every
+//! service writes its outgoing messages to a transactional outbox in the same
+//! local transaction as its state change, and a relay publishes them with an
+//! idempotent producer; consumers deduplicate by message id inside the
+//! transaction that applies the message and store their offset only after it
+//! committed. So a duplicated, replayed or reordered delivery takes effect once,
+//! and a crash anywhere leaves either nothing or something the relay and the
+//! consumers finish.
+//!
+//! ```text
+//!  order DB: sagas + outbox ──relay──► saga-{stock,payment}-commands ──► participant
+//!      ▲                                                                    │
+//!      └── orchestrator ◄── saga-replies ◄──relay── outbox + saga_effects ◄─┘
+//! ```
+//!
+//! Modules: [`machine`] (the orchestrator's I/O-free state machine),
+//! [`messages`] (the versioned wire format), [`offsets`] (which offsets may be
+//! stored), [`orchestrator`] and [`participant`] (the handlers), [`relay`],
+//! [`consumer`], [`store`] (outbox, inbox, schema), [`kafka`] (client profiles).
+
+pub mod consumer;
+pub mod kafka;
+pub mod machine;
+pub mod messages;
+pub mod metrics;
+pub mod offsets;
+pub mod orchestrator;
+pub mod participant;
+pub mod relay;
+pub mod store;
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio::sync::{Notify, watch};
+
+pub use kafka::{KafkaSettings, Profile};
+pub use machine::Mode;
+pub use messages::Step;
+pub use metrics::Metrics;
+pub use orchestrator::{OrchestratorSettings, OrderBook, Orchestrator};
+pub use participant::Resource;
+pub use relay::{RelayFaults, RelaySettings};
+
+/// The pieces every saga service runs: the outbox relay and one consumer, over
+/// one database, sharing counters and the relay's wake-up.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pool: PgPool,
+    kafka: KafkaSettings,
+    relay: RelaySettings,
+    workers: usize,
+    wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+}
+
+impl Runtime {
+    /// Installs the saga tables of `schema` and prepares the runtime.
+    pub async fn new(
+        pool: PgPool,
+        schema: store::Schema,
+        kafka: KafkaSettings,
+        relay: RelaySettings,
+        workers: usize,
+    ) -> anyhow::Result<Self> {
+        store::install(&pool, schema).await?;
+        Ok(Runtime { pool, kafka, relay, workers, wake: Arc::default(), metrics: Arc::default() })
+    }
+
+    /// The relay's wake-up, to notify after committing outbox rows.
+    pub fn wake(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
+    }
+
+    /// The shared counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// The Kafka settings (profile, group) in use.
+    pub fn kafka(&self) -> &KafkaSettings {
+        &self.kafka
+    }
+
+    /// The relay task.
+    pub fn relay_task(&self) -> anyhow::Result<impl FnOnce(watch::Receiver<bool>) -> relay::RelayFuture + use<>> {
+        let producer = self.kafka.producer().create()?;
+        let relay = relay::Relay::new(
+            self.pool.clone(),
+            producer,
+            self.wake(),
+            self.relay.clone(),
+            self.metrics(),
+        );
+        Ok(move |stop| -> relay::RelayFuture { Box::pin(relay.run(stop)) })
+    }
+
+    /// The consumer task for `topics`, handing messages to `handler`.
+    pub fn consumer_task(
+        &self,
+        topics: &'static [&'static str],
+        handler: Arc<dyn consumer::Handler>,
+    ) -> impl FnOnce(watch::Receiver<bool>) -> relay::RelayFuture + use<> {
+        let (kafka, workers, metrics) = (self.kafka.clone(), self.workers, self.metrics());
+        move |stop| -> relay::RelayFuture {
+            Box::pin(async move {
+                if let Err(err) = consumer::run(kafka, topics, handler, workers, metrics, stop).await {
+                    tracing::error!(error = %err, "saga consumer could not start");
+                }
+            })
+        }
+    }
+
+    /// Unsent outbox rows of this service's database.
+    pub async fn unsent(&self) -> sqlx::Result<i64> {
+        store::count_unsent(&self.pool).await
+    }
+}

@@ -1,0 +1,410 @@
+//! The orchestrator runner in the order service: starts sagas, feeds the
+//! participants' replies into the [`Saga`] machine, persists its state and its
+//! next commands in one order-database transaction, wakes HTTP waiters, and
+//! re-sends the commands of sagas that stopped making progress.
+//!
+//! ```text
+//!  checkout ──► [tx: order row locked; join the order's saga in flight, or
+//!                insert saga + first commands into the outbox] ──► wait
+//!  reply ─────► [tx: inbox claim; saga FOR UPDATE; machine.on(event);
+//!                outbox next commands; order paid + NOTIFY when terminal]
+//!  wait ◄────── LISTEN saga_done (any replica) or a periodic re-read;
+//!               the answer is always read from the database
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use protocol_core::{CheckoutError, CheckoutOutcome, CheckoutRequest, Work, crashpoint};
+use sqlx::postgres::PgListener;
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::consumer::Handler;
+use crate::machine::{Action, Event, Mode, Saga, Status};
+use crate::messages::{Body, Envelope, Step};
+use crate::metrics::{Gauges, Metrics};
+use crate::store;
+
+/// Crash point: the stock step's success and the payment command are committed
+/// to the order database; the payment command is not published yet.
+pub const CRASH_AFTER_STOCK_RESERVED: &str = "saga.orchestrator.after_stock_reserved";
+/// Crash point: the payment step's success reply arrived and is not handled yet.
+pub const CRASH_BEFORE_PAYMENT_REPLY: &str = "saga.orchestrator.before_payment_reply";
+
+/// PostgreSQL channel on which terminal sagas are announced (payload: saga id).
+const DONE_CHANNEL: &str = "saga_done";
+
+/// The order service's part of a paid saga: mark the order paid.
+pub trait OrderBook: Send + Sync + 'static {
+    /// Marks `order_id` paid on `conn` (inside the caller's transaction).
+    fn mark_paid<'a>(&'a self, conn: &'a mut PgConnection, order_id: &'a str) -> BoxFuture<'a, sqlx::Result<()>>;
+}
+
+/// Settings of the orchestrator.
+#[derive(Debug, Clone)]
+pub struct OrchestratorSettings {
+    /// Sequential or parallel steps.
+    pub mode: Mode,
+    /// How long an HTTP checkout waits for its saga to end before answering
+    /// 5xx (the saga goes on; the final state decides).
+    pub checkout_timeout: Duration,
+    /// A saga without progress for this long has its pending commands re-sent.
+    pub resend_after: Duration,
+    /// How often recovery looks for such sagas.
+    pub recovery_interval: Duration,
+}
+
+/// The orchestrator of one order-service replica.
+pub struct Orchestrator {
+    pool: PgPool,
+    book: Arc<dyn OrderBook>,
+    relay: Arc<Notify>,
+    done: broadcast::Sender<Uuid>,
+    settings: OrchestratorSettings,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Orchestrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Orchestrator").field("settings", &self.settings).finish()
+    }
+}
+
+fn status_str(status: Status) -> &'static str {
+    match status {
+        Status::Running => "running",
+        Status::Compensating => "compensating",
+        Status::Paid => "paid",
+        Status::Rejected => "rejected",
+    }
+}
+
+fn command(saga_id: Uuid, request: &CheckoutRequest, action: &Action) -> Option<Envelope> {
+    let (step, body) = match *action {
+        Action::Do(step @ Step::ReserveStock) => (step, Body::Action { work: Work::stock_for(request) }),
+        Action::Do(step @ Step::DebitCredit) => (step, Body::Action { work: Work::payment_for(request) }),
+        Action::Undo(step) => (step, Body::Compensate),
+        Action::Finish(_) => return None,
+    };
+    Some(Envelope::new(saga_id, &request.order_id, step, body))
+}
+
+impl Orchestrator {
+    /// An orchestrator over the order database `pool`; `relay` is the outbox
+    /// relay's wake-up.
+    pub fn new(
+        pool: PgPool,
+        book: Arc<dyn OrderBook>,
+        relay: Arc<Notify>,
+        settings: OrchestratorSettings,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        let (done, _) = broadcast::channel(4096);
+        Arc::new(Orchestrator { pool, book, relay, done, settings, metrics })
+    }
+
+    /// The step mode.
+    pub fn mode(&self) -> Mode {
+        self.settings.mode
+    }
+
+    /// Checks out `request`. `tx` must hold the order's row lock and `request`
+    /// must have been read under it: then either this call starts the order's
+    /// only saga in flight, or it joins the one a concurrent checkout started.
+    /// Returns once the saga is terminal (compensations done).
+    pub async fn checkout(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        request: CheckoutRequest,
+    ) -> Result<CheckoutOutcome, CheckoutError> {
+        let mut done = self.done.subscribe(); // before anything can finish
+        let active: Option<Uuid> = sqlx::query_scalar(
+            "SELECT saga_id FROM sagas WHERE order_id = $1 AND status IN ('running', 'compensating')",
+        )
+        .bind(&request.order_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| CheckoutError::Aborted(format!("reading sagas: {e}")))?;
+        let saga_id = match active {
+            Some(saga_id) => {
+                Metrics::incr(&self.metrics.joined);
+                saga_id
+            }
+            None => {
+                let saga_id = Uuid::new_v4();
+                self.start(&mut tx, saga_id, &request)
+                    .await
+                    .map_err(|e| CheckoutError::Aborted(format!("starting saga: {e}")))?;
+                saga_id
+            }
+        };
+        tx.commit().await.map_err(|e| CheckoutError::Internal(format!("committing saga start: {e}")))?;
+        if active.is_none() {
+            Metrics::incr(&self.metrics.started);
+            self.relay.notify_one();
+        }
+        self.wait(saga_id, &mut done).await
+    }
+
+    async fn start(&self, conn: &mut PgConnection, saga_id: Uuid, request: &CheckoutRequest) -> sqlx::Result<()> {
+        let (saga, actions) = Saga::start(self.settings.mode);
+        sqlx::query("INSERT INTO sagas (saga_id, order_id, status, state, request) VALUES ($1, $2, $3, $4, $5)")
+            .bind(saga_id)
+            .bind(&request.order_id)
+            .bind(status_str(saga.status))
+            .bind(Json(&saga))
+            .bind(Json(request))
+            .execute(&mut *conn)
+            .await?;
+        for action in &actions {
+            if let Some(msg) = command(saga_id, request, action) {
+                store::enqueue(&mut *conn, &msg).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for `saga_id` to be terminal and reads its outcome from the
+    /// database. Notifications only shorten the wait; a missed one costs at
+    /// most one re-read interval.
+    async fn wait(
+        &self,
+        saga_id: Uuid,
+        done: &mut broadcast::Receiver<Uuid>,
+    ) -> Result<CheckoutOutcome, CheckoutError> {
+        const REREAD: Duration = Duration::from_millis(1000);
+        let deadline = Instant::now() + self.settings.checkout_timeout;
+        loop {
+            match self.outcome(saga_id).await {
+                Ok(Some(outcome)) => return Ok(outcome),
+                Ok(None) => {}
+                Err(err) => tracing::warn!(%saga_id, error = %err, "reading saga state failed"),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(CheckoutError::Timeout);
+            }
+            let until = deadline.min(now + REREAD);
+            let _ = tokio::time::timeout_at(until, async {
+                loop {
+                    match done.recv().await {
+                        Ok(id) if id == saga_id => return,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
+    /// The outcome of a terminal saga, `None` while it runs.
+    async fn outcome(&self, saga_id: Uuid) -> anyhow::Result<Option<CheckoutOutcome>> {
+        let state: Option<Json<Saga>> = sqlx::query_scalar("SELECT state FROM sagas WHERE saga_id = $1")
+            .bind(saga_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(Json(saga)) = state else { return Ok(None) };
+        Ok(match saga.status {
+            Status::Paid => Some(CheckoutOutcome::Paid),
+            Status::Rejected => match saga.reason {
+                Some(reason) => Some(CheckoutOutcome::Rejected(reason)),
+                None => anyhow::bail!("saga {saga_id} is rejected without a reason"),
+            },
+            Status::Running | Status::Compensating => None,
+        })
+    }
+
+    async fn on_reply(&self, msg: Envelope) -> anyhow::Result<()> {
+        let event = match msg.body {
+            Body::Done => Event::Done(msg.step),
+            Body::Refused { ref reason } => Event::Refused(msg.step, reason.clone()),
+            Body::Compensated => Event::Compensated(msg.step),
+            Body::Action { .. } | Body::Compensate => {
+                tracing::warn!(saga = %msg.saga_id, "ignoring a command on the reply topic");
+                return Ok(());
+            }
+        };
+        if event == Event::Done(Step::DebitCredit) {
+            crashpoint::hit(CRASH_BEFORE_PAYMENT_REPLY);
+        }
+        let mut tx = self.pool.begin().await?;
+        if !store::claim(&mut tx, msg.message_id).await? {
+            tx.commit().await?;
+            Metrics::incr(&self.metrics.duplicates);
+            return Ok(());
+        }
+        let row: Option<(Json<Saga>, Json<CheckoutRequest>)> =
+            sqlx::query_as("SELECT state, request FROM sagas WHERE saga_id = $1 FOR UPDATE")
+                .bind(msg.saga_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((Json(mut saga), Json(request))) = row else {
+            tracing::warn!(saga = %msg.saga_id, "reply for an unknown saga");
+            tx.commit().await?;
+            return Ok(());
+        };
+        let actions = saga.on(event.clone());
+        if !actions.is_empty() {
+            self.apply(&mut tx, msg.saga_id, &saga, &request, &actions).await?;
+        }
+        tx.commit().await?;
+        Metrics::incr(&self.metrics.handled);
+        if actions.is_empty() {
+            Metrics::incr(&self.metrics.duplicates); // a late or repeated reply
+            return Ok(());
+        }
+        if event == Event::Done(Step::ReserveStock) && actions.contains(&Action::Do(Step::DebitCredit)) {
+            crashpoint::hit(CRASH_AFTER_STOCK_RESERVED);
+        }
+        for action in &actions {
+            match action {
+                Action::Undo(_) => Metrics::incr(&self.metrics.compensations),
+                Action::Finish(Status::Paid) => Metrics::incr(&self.metrics.paid),
+                Action::Finish(_) => Metrics::incr(&self.metrics.rejected),
+                Action::Do(_) => {}
+            }
+        }
+        self.relay.notify_one();
+        Ok(())
+    }
+
+    /// Persists the saga's new state and carries out `actions` in `conn`'s
+    /// transaction.
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        saga_id: Uuid,
+        saga: &Saga,
+        request: &CheckoutRequest,
+        actions: &[Action],
+    ) -> sqlx::Result<()> {
+        for action in actions {
+            if let Some(msg) = command(saga_id, request, action) {
+                store::enqueue(&mut *conn, &msg).await?;
+            }
+            if *action == Action::Finish(Status::Paid) {
+                self.book.mark_paid(&mut *conn, &request.order_id).await?;
+            }
+        }
+        let terminal = saga.status.is_terminal();
+        sqlx::query(
+            "UPDATE sagas SET status = $2, state = $3, updated_at = now(),
+                 finished_at = CASE WHEN $4 THEN now() END
+             WHERE saga_id = $1",
+        )
+        .bind(saga_id)
+        .bind(status_str(saga.status))
+        .bind(Json(saga))
+        .bind(terminal)
+        .execute(&mut *conn)
+        .await?;
+        if terminal {
+            // Delivered to every listening replica when (and only if) this commits.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(DONE_CHANNEL)
+                .bind(saga_id.to_string())
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Forwards terminal-saga notifications to this replica's waiters, until
+    /// `stop` turns true.
+    pub async fn run_listener(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            match self.listen(&mut stop).await {
+                Ok(()) => return,
+                Err(err) => tracing::warn!(error = %err, "saga notification listener failed; reconnecting"),
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    async fn listen(&self, stop: &mut watch::Receiver<bool>) -> sqlx::Result<()> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(DONE_CHANNEL).await?;
+        loop {
+            let note = tokio::select! {
+                _ = stop.changed() => return Ok(()),
+                note = listener.recv() => note?,
+            };
+            if let Ok(id) = note.payload().parse::<Uuid>() {
+                let _ = self.done.send(id); // no waiter on this replica: fine
+            }
+        }
+    }
+
+    /// Re-sends the pending commands of sagas without progress, at start-up and
+    /// then every recovery interval, until `stop` turns true.
+    pub async fn run_recovery(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            match self.recover_once().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sagas = n, "re-sent the pending commands of stalled sagas"),
+                Err(err) => tracing::warn!(error = %err, "saga recovery pass failed"),
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                () = tokio::time::sleep(self.settings.recovery_interval) => {}
+            }
+        }
+    }
+
+    /// One recovery pass; returns how many sagas had commands re-sent.
+    pub async fn recover_once(&self) -> anyhow::Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let stalled: Vec<(Uuid, Json<Saga>, Json<CheckoutRequest>)> = sqlx::query_as(
+            "SELECT saga_id, state, request FROM sagas
+             WHERE status IN ('running', 'compensating') AND updated_at < now() - make_interval(secs => $1)
+             ORDER BY updated_at LIMIT 200 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(self.settings.resend_after.as_secs_f64())
+        .fetch_all(&mut *tx)
+        .await?;
+        for (saga_id, Json(saga), Json(request)) in &stalled {
+            for action in saga.pending() {
+                if let Some(msg) = command(*saga_id, request, &action) {
+                    store::enqueue(&mut tx, &msg).await?;
+                    Metrics::incr(&self.metrics.resent);
+                }
+            }
+            sqlx::query("UPDATE sagas SET updated_at = now() WHERE saga_id = $1").bind(saga_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        if !stalled.is_empty() {
+            self.relay.notify_one();
+        }
+        Ok(stalled.len())
+    }
+
+    /// Sagas in flight and unsent outbox rows.
+    pub async fn gauges(&self) -> sqlx::Result<Gauges> {
+        let in_flight: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM sagas WHERE status IN ('running', 'compensating')")
+                .fetch_one(&self.pool)
+                .await?;
+        let unsent = store::count_unsent(&self.pool).await?;
+        Ok(Gauges { in_flight: in_flight.max(0) as u64, unsent_outbox: unsent.max(0) as u64 })
+    }
+}
+
+/// Feeds replies into the orchestrator.
+#[derive(Debug)]
+pub struct ReplyHandler(pub Arc<Orchestrator>);
+
+impl Handler for ReplyHandler {
+    fn handle(&self, msg: Envelope) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(self.0.on_reply(msg))
+    }
+}

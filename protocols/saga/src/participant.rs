@@ -1,0 +1,209 @@
+//! A participant's side of the saga (stock, payment): one local transaction per
+//! command that claims the message id in the inbox, applies or undoes the
+//! step's effect, records it in `saga_effects` and writes the reply to the
+//! outbox. Every handler is idempotent:
+//!
+//! | command \ recorded | none | applied | refused | compensated / tombstone |
+//! |---|---|---|---|---|
+//! | action | apply → applied or refused | Done again | Refused again | Compensated (late action refused) |
+//! | compensate | tombstone | undo → compensated | nothing to undo | nothing to do |
+//!
+//! Two deliveries racing on one saga both try to insert its `saga_effects` row;
+//! the primary key lets one commit and rolls the other back, which is then
+//! retried and finds the recorded state.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use protocol_core::{RejectReason, Work, crashpoint};
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::Notify;
+
+use crate::consumer::Handler;
+use crate::messages::{Body, Envelope, Step};
+use crate::metrics::Metrics;
+use crate::store;
+
+/// Crash point: a command's effect and reply are committed; its offset is not
+/// stored and its reply not published.
+pub const CRASH_AFTER_COMMIT: &str = "saga.participant.after_commit";
+
+/// The business side of a step, implemented by the service that owns the data.
+pub trait Resource: Send + Sync + 'static {
+    /// Applies `work` on `conn` (inside a savepoint). `Ok(Err(reason))` means
+    /// refused; whatever the call changed is rolled back to the savepoint.
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        work: &'a Work,
+    ) -> BoxFuture<'a, sqlx::Result<Result<(), RejectReason>>>;
+
+    /// Undoes `work`, which [`Resource::apply`] applied earlier.
+    fn undo<'a>(&'a self, conn: &'a mut PgConnection, work: &'a Work) -> BoxFuture<'a, sqlx::Result<()>>;
+}
+
+/// Handles the commands of one step.
+pub struct ParticipantHandler {
+    step: Step,
+    pool: PgPool,
+    resource: Arc<dyn Resource>,
+    relay: Arc<Notify>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for ParticipantHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParticipantHandler").field("step", &self.step).finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    Applied,
+    Refused,
+    Compensated,
+    Tombstone,
+}
+
+impl Recorded {
+    fn parse(s: &str) -> anyhow::Result<Self> {
+        Ok(match s {
+            "applied" => Recorded::Applied,
+            "refused" => Recorded::Refused,
+            "compensated" => Recorded::Compensated,
+            "tombstone" => Recorded::Tombstone,
+            other => anyhow::bail!("unknown saga effect state {other:?}"),
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Recorded::Applied => "applied",
+            Recorded::Refused => "refused",
+            Recorded::Compensated => "compensated",
+            Recorded::Tombstone => "tombstone",
+        }
+    }
+}
+
+type EffectRow = (String, Option<Json<Work>>, Option<Json<RejectReason>>);
+
+impl ParticipantHandler {
+    /// Handles the commands of `step` on `pool`, applying them with `resource`;
+    /// `relay` is woken after each reply is committed.
+    pub fn new(
+        step: Step,
+        pool: PgPool,
+        resource: Arc<dyn Resource>,
+        relay: Arc<Notify>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        ParticipantHandler { step, pool, resource, relay, metrics }
+    }
+
+    async fn handle_command(&self, msg: Envelope) -> anyhow::Result<()> {
+        if msg.step != self.step || !msg.body.is_command() {
+            tracing::warn!(saga = %msg.saga_id, step = msg.step.as_str(), "ignoring a message not for this participant");
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        if !store::claim(&mut tx, msg.message_id).await? {
+            tx.commit().await?;
+            Metrics::incr(&self.metrics.duplicates);
+            return Ok(());
+        }
+        let recorded: Option<EffectRow> =
+            sqlx::query_as("SELECT state, work, reason FROM saga_effects WHERE saga_id = $1 FOR UPDATE")
+                .bind(msg.saga_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let recorded = match recorded {
+            Some((state, work, reason)) => Some((Recorded::parse(&state)?, work.map(|w| w.0), reason.map(|r| r.0))),
+            None => None,
+        };
+        let reply = match (&msg.body, recorded) {
+            (Body::Action { work }, None) => {
+                let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+                match self.resource.apply(&mut savepoint, work).await? {
+                    Ok(()) => {
+                        savepoint.commit().await?;
+                        self.record(&mut tx, &msg, Recorded::Applied, Some(work), None).await?;
+                        Metrics::incr(&self.metrics.applied);
+                        Body::Done
+                    }
+                    Err(reason) => {
+                        savepoint.rollback().await?;
+                        self.record(&mut tx, &msg, Recorded::Refused, None, Some(&reason)).await?;
+                        Metrics::incr(&self.metrics.refused);
+                        Body::Refused { reason }
+                    }
+                }
+            }
+            (Body::Action { .. }, Some((Recorded::Applied, _, _))) => Body::Done,
+            (Body::Action { .. }, Some((Recorded::Refused, _, reason))) => {
+                let reason = reason.ok_or_else(|| anyhow::anyhow!("refused effect without a reason"))?;
+                Body::Refused { reason }
+            }
+            (Body::Action { .. }, Some((Recorded::Compensated | Recorded::Tombstone, _, _))) => {
+                Metrics::incr(&self.metrics.late_actions);
+                Body::Compensated
+            }
+            (_, None) => {
+                self.record(&mut tx, &msg, Recorded::Tombstone, None, None).await?;
+                Metrics::incr(&self.metrics.tombstones);
+                Body::Compensated
+            }
+            (_, Some((Recorded::Applied, work, _))) => {
+                let work = work.ok_or_else(|| anyhow::anyhow!("applied effect without its work"))?;
+                self.resource.undo(&mut tx, &work).await?;
+                self.update(&mut tx, &msg, Recorded::Compensated).await?;
+                Metrics::incr(&self.metrics.compensated);
+                Body::Compensated
+            }
+            (_, Some(_)) => Body::Compensated,
+        };
+        store::enqueue(&mut tx, &msg.reply(reply)).await?;
+        tx.commit().await?;
+        crashpoint::hit(CRASH_AFTER_COMMIT);
+        Metrics::incr(&self.metrics.handled);
+        self.relay.notify_one();
+        Ok(())
+    }
+
+    async fn record(
+        &self,
+        conn: &mut PgConnection,
+        msg: &Envelope,
+        state: Recorded,
+        work: Option<&Work>,
+        reason: Option<&RejectReason>,
+    ) -> sqlx::Result<()> {
+        // A plain INSERT: a concurrent delivery that inserted first makes this
+        // fail, and the retry sees its row.
+        sqlx::query("INSERT INTO saga_effects (saga_id, order_id, state, work, reason) VALUES ($1, $2, $3, $4, $5)")
+            .bind(msg.saga_id)
+            .bind(&msg.order_id)
+            .bind(state.as_str())
+            .bind(work.map(Json))
+            .bind(reason.map(Json))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn update(&self, conn: &mut PgConnection, msg: &Envelope, state: Recorded) -> sqlx::Result<()> {
+        sqlx::query("UPDATE saga_effects SET state = $2, updated_at = now() WHERE saga_id = $1")
+            .bind(msg.saga_id)
+            .bind(state.as_str())
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Handler for ParticipantHandler {
+    fn handle(&self, msg: Envelope) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(self.handle_command(msg))
+    }
+}

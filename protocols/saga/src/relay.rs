@@ -1,0 +1,150 @@
+//! The outbox relay: publishes unsent outbox rows with the idempotent producer
+//! and marks them sent once Kafka acknowledged them.
+//!
+//! Rows are claimed with `FOR UPDATE SKIP LOCKED`, so every replica of a service
+//! can relay its own database's outbox without two publishing the same batch at
+//! once. A crash between the acknowledgement and the mark publishes the batch
+//! again after restart: delivery is at least once, and the consumers' inboxes
+//! make it take effect once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol_core::crashpoint;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use sqlx::PgPool;
+use tokio::sync::{Notify, watch};
+
+use crate::metrics::Metrics;
+
+/// Crash point: a batch is published and acknowledged, not yet marked sent.
+pub const CRASH_AFTER_PUBLISH: &str = "saga.relay.after_publish";
+
+/// Rows published per round trip.
+const BATCH: i64 = 500;
+
+/// Faults the relay can inject, for the harness's fault schedules and tests.
+#[derive(Debug, Clone, Default)]
+pub struct RelayFaults {
+    /// Publish every message twice.
+    pub duplicate: bool,
+    /// Hold every batch this long before publishing it.
+    pub delay: Duration,
+}
+
+/// Timing of the relay.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// How often to look for unsent rows when nothing woke the relay (rows
+    /// left by a crashed replica, rows whose publication failed).
+    pub poll_interval: Duration,
+    /// Sent rows older than this are deleted.
+    pub retain_sent: Duration,
+    /// Injected faults.
+    pub faults: RelayFaults,
+}
+
+/// Publishes one database's outbox.
+pub struct Relay {
+    pool: PgPool,
+    producer: FutureProducer,
+    wake: Arc<Notify>,
+    settings: RelaySettings,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay").field("settings", &self.settings).finish()
+    }
+}
+
+impl Relay {
+    /// A relay over `pool`'s outbox; `wake` is notified by whoever commits rows.
+    pub fn new(
+        pool: PgPool,
+        producer: FutureProducer,
+        wake: Arc<Notify>,
+        settings: RelaySettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Relay { pool, producer, wake, settings, metrics }
+    }
+
+    /// Runs until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut last_cleanup = tokio::time::Instant::now();
+        loop {
+            loop {
+                match self.publish_batch().await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(error = %err, "outbox relay round failed; retrying");
+                        Metrics::incr(&self.metrics.relay_errors);
+                        break;
+                    }
+                }
+            }
+            if last_cleanup.elapsed() > self.settings.retain_sent {
+                last_cleanup = tokio::time::Instant::now();
+                if let Err(err) = self.cleanup().await {
+                    tracing::warn!(error = %err, "outbox cleanup failed");
+                }
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.settings.poll_interval) => {}
+            }
+        }
+    }
+
+    /// Publishes up to one batch; returns how many rows it marked sent.
+    async fn publish_batch(&self) -> anyhow::Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<(i64, String, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, topic, msg_key, payload FROM saga_outbox WHERE sent_at IS NULL
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        if !self.settings.faults.delay.is_zero() {
+            tokio::time::sleep(self.settings.faults.delay).await;
+        }
+        let copies = if self.settings.faults.duplicate { 2 } else { 1 };
+        let deliveries = rows.iter().flat_map(|(_, topic, key, payload)| {
+            (0..copies).map(move |_| {
+                self.producer.send(FutureRecord::to(topic).key(key).payload(payload), Timeout::Never)
+            })
+        });
+        for result in futures::future::join_all(deliveries).await {
+            if let Err((err, _)) = result {
+                anyhow::bail!("publish failed: {err}");
+            }
+        }
+        crashpoint::hit(CRASH_AFTER_PUBLISH);
+        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        sqlx::query("UPDATE saga_outbox SET sent_at = now() WHERE id = ANY($1)").bind(&ids).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Metrics::add(&self.metrics.published, ids.len() as u64);
+        Ok(ids.len())
+    }
+
+    async fn cleanup(&self) -> sqlx::Result<()> {
+        let secs = self.settings.retain_sent.as_secs_f64();
+        sqlx::query("DELETE FROM saga_outbox WHERE sent_at < now() - make_interval(secs => $1)")
+            .bind(secs)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// A background task's future.
+pub type RelayFuture = futures::future::BoxFuture<'static, ()>;

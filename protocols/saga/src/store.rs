@@ -1,0 +1,63 @@
+//! The SQL every saga service shares: the transactional outbox (outgoing
+//! messages, written in the same local transaction as the state change they
+//! announce) and the inbox (ids of messages already handled, written in the
+//! same transaction as their effect, so a redelivery is recognised).
+
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::messages::Envelope;
+
+/// The tables a saga service needs besides its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Outbox, inbox and the saga state (the order service).
+    Orchestrator,
+    /// Outbox, inbox and the step effects (stock, payment).
+    Participant,
+}
+
+/// Creates the saga tables if they do not exist. The tables belong to the
+/// protocol, not to a service, so they are installed by it at start-up rather
+/// than by each service's migrations; an advisory lock keeps replicas that
+/// start together from racing on the DDL.
+pub async fn install(pool: &PgPool, schema: Schema) -> sqlx::Result<()> {
+    const LOCK: i64 = 0x5a6a_0001;
+    let own = match schema {
+        Schema::Orchestrator => include_str!("../sql/orchestrator.sql"),
+        Schema::Participant => include_str!("../sql/participant.sql"),
+    };
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOCK).execute(&mut *tx).await?;
+    sqlx::raw_sql(include_str!("../sql/outbox_inbox.sql")).execute(&mut *tx).await?;
+    sqlx::raw_sql(own).execute(&mut *tx).await?;
+    tx.commit().await
+}
+
+/// Adds `msg` to the outbox, inside the caller's transaction.
+pub async fn enqueue(conn: &mut PgConnection, msg: &Envelope) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO saga_outbox (message_id, topic, msg_key, payload) VALUES ($1, $2, $3, $4)")
+        .bind(msg.message_id)
+        .bind(msg.topic())
+        .bind(&msg.order_id)
+        .bind(msg.encode())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records `message_id` as handled, inside the caller's transaction. `false`
+/// means it was handled before (or is being handled by a transaction that
+/// committed first): the caller must not apply it again.
+pub async fn claim(conn: &mut PgConnection, message_id: Uuid) -> sqlx::Result<bool> {
+    let inserted = sqlx::query("INSERT INTO saga_inbox (message_id) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(message_id)
+        .execute(conn)
+        .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Outbox rows not yet published.
+pub async fn count_unsent(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM saga_outbox WHERE sent_at IS NULL").fetch_one(pool).await
+}
