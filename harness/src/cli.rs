@@ -107,6 +107,12 @@ struct StackArgs {
     /// Java heap of the Kafka broker, in MiB.
     #[arg(long, default_value_t = 512)]
     kafka_heap_mb: u32,
+    /// SAGA: `sequential` (reserve stock, then debit credit) or `parallel`.
+    #[arg(long, default_value = "sequential")]
+    saga_mode: saga::Mode,
+    /// SAGA: Kafka client profile of the services, `defaults` or `low-latency`.
+    #[arg(long, default_value = "defaults")]
+    kafka_profile: saga::Profile,
 }
 
 #[derive(Debug, Args)]
@@ -234,6 +240,8 @@ fn stack_config(
         pg_bin,
         kafka_libs: args.kafka_libs.clone().unwrap_or_else(stack::kafka::default_libs_dir),
         kafka_heap_mb: args.kafka_heap_mb,
+        saga_mode: args.saga_mode,
+        kafka_profile: args.kafka_profile,
     };
     let needed = u32::from(config.replicas) * config.db_pool_size + 10;
     if !config.infra_only && needed > config.pg_max_connections {

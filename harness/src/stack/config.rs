@@ -97,6 +97,10 @@ pub struct StackConfig {
     pub kafka_libs: PathBuf,
     /// Java heap of the Kafka broker, in MiB.
     pub kafka_heap_mb: u32,
+    /// SAGA: sequential or parallel steps.
+    pub saga_mode: saga::Mode,
+    /// SAGA: the Kafka client profile of every service.
+    pub kafka_profile: saga::Profile,
 }
 
 impl StackConfig {
@@ -201,6 +205,8 @@ mod tests {
             pg_bin: PathBuf::from("/bin"),
             kafka_libs: PathBuf::from("/libs"),
             kafka_heap_mb: 512,
+            saga_mode: saga::Mode::default(),
+            kafka_profile: saga::Profile::default(),
         }
     }
 

@@ -24,8 +24,6 @@ use super::process::Spec;
 /// The Kafka release `harness/kafka/pom.xml` resolves.
 pub const KAFKA_VERSION: &str = "4.1.1";
 
-/// Topics the SAGA protocol exchanges commands and replies on.
-pub const SAGA_TOPICS: [&str; 3] = ["saga-stock-commands", "saga-payment-commands", "saga-replies"];
 
 /// Where `setup.sh` puts the broker jars: `$SAGA2PC_CACHE` or `~/.cache/saga2pc`,
 /// then `kafka/<version>/libs`.
@@ -181,7 +179,7 @@ pub async fn wait_and_create_topics(config: &StackConfig, timeout: Duration) -> 
         .create()
         .context("creating Kafka admin client")?;
     let topics: Vec<NewTopic<'_>> =
-        SAGA_TOPICS.iter().map(|name| NewTopic::new(name, config.partitions, TopicReplication::Fixed(1))).collect();
+        saga::messages::TOPICS.iter().map(|name| NewTopic::new(name, config.partitions, TopicReplication::Fixed(1))).collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let deadline = Instant::now() + timeout;
     loop {

@@ -131,6 +131,8 @@ mod tests {
             pg_bin: PathBuf::new(),
             kafka_libs: PathBuf::new(),
             kafka_heap_mb: 256,
+            saga_mode: saga::Mode::default(),
+            kafka_profile: saga::Profile::default(),
         };
         let conf = render_conf(&config);
         assert!(conf.contains("listen 127.0.0.1:8000"));

@@ -32,6 +32,13 @@ pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Sp
     } else if config.protocol == ProtocolKind::TwoPc {
         args.push(format!("--coordinator-urls={}", urls(Role::Order)));
     }
+    if config.protocol == ProtocolKind::Saga {
+        args.push(format!("--kafka-bootstrap={}", config.kafka_bootstrap()));
+        args.push(format!("--kafka-profile={}", config.kafka_profile));
+        if role == Role::Order {
+            args.push(format!("--saga-mode={}", config.saga_mode));
+        }
+    }
     Ok(Spec {
         name: name.clone(),
         program,

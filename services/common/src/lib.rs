@@ -14,6 +14,7 @@ pub mod counter;
 pub mod db;
 pub mod error;
 pub mod params;
+pub mod saga;
 pub mod price_cache;
 pub mod server;
 pub mod telemetry;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use protocol_core::{CheckoutError, CheckoutOutcome, CheckoutRequest, ProtocolKind, RejectReason, merge_items};
 use service_common::error::{ApiError, ApiResult};
 use service_common::params::Id;
+use sqlx::{Postgres, Transaction};
 
 use crate::store::{Order, Store};
 
@@ -28,6 +29,8 @@ pub struct Checkout {
 enum Driver {
     /// Two-phase commit, coordinated by this replica.
     TwoPc(Arc<twopc::Coordinator>),
+    /// An orchestrated saga; any replica may run its steps.
+    Saga(Arc<saga::Orchestrator>),
     /// The protocol is selected but not built into this binary.
     Unavailable(ProtocolKind),
 }
@@ -36,6 +39,11 @@ impl Checkout {
     /// Checkouts over 2PC, coordinated by `coordinator`.
     pub fn two_pc(coordinator: Arc<twopc::Coordinator>, store: Store) -> Self {
         Checkout { driver: Driver::TwoPc(coordinator), store }
+    }
+
+    /// Checkouts over an orchestrated saga.
+    pub fn saga(orchestrator: Arc<saga::Orchestrator>, store: Store) -> Self {
+        Checkout { driver: Driver::Saga(orchestrator), store }
     }
 
     /// Checkouts that refuse, for a protocol this build does not include.
@@ -47,6 +55,7 @@ impl Checkout {
     pub fn protocol(&self) -> ProtocolKind {
         match self.driver {
             Driver::TwoPc(_) => ProtocolKind::TwoPc,
+            Driver::Saga(_) => ProtocolKind::Saga,
             Driver::Unavailable(kind) => kind,
         }
     }
@@ -55,15 +64,18 @@ impl Checkout {
     /// checkout failed for a system reason (the caller answers 5xx).
     pub async fn run(&self, order_id: &Id) -> ApiResult<Result<CheckoutOutcome, CheckoutError>> {
         match &self.driver {
-            Driver::TwoPc(coordinator) => {
-                let mut tx = self.store.pool().begin().await?;
-                let order = Store::lock_for_checkout(&mut tx, order_id, ORDER_LOCK_TIMEOUT_MS).await?;
-                let request = match precheck(order_id, order)? {
-                    Ok(request) => request,
-                    Err(outcome) => return Ok(Ok(outcome)),
-                };
-                Ok(coordinator.checkout(tx, request).await)
-            }
+            // Both protocols start under the order's row lock, so concurrent
+            // checkouts of one order take effect at most once: 2PC holds the lock
+            // to its decision; a saga holds it only until the saga is recorded,
+            // and later checkouts join the saga in flight.
+            Driver::TwoPc(coordinator) => match self.lock_order(order_id).await? {
+                Ok((tx, request)) => Ok(coordinator.checkout(tx, request).await),
+                Err(outcome) => Ok(Ok(outcome)),
+            },
+            Driver::Saga(orchestrator) => match self.lock_order(order_id).await? {
+                Ok((tx, request)) => Ok(orchestrator.checkout(tx, request).await),
+                Err(outcome) => Ok(Ok(outcome)),
+            },
             Driver::Unavailable(kind) => {
                 let order = self.store.find(order_id).await?;
                 Ok(match precheck(order_id, order)? {
@@ -72,6 +84,19 @@ impl Checkout {
                 })
             }
         }
+    }
+}
+
+impl Checkout {
+    /// Opens a transaction holding the order's row lock and reads the order
+    /// under it: the request to run, or the outcome without running one.
+    async fn lock_order(
+        &self,
+        order_id: &Id,
+    ) -> ApiResult<Result<(Transaction<'static, Postgres>, CheckoutRequest), CheckoutOutcome>> {
+        let mut tx = self.store.pool().begin().await?;
+        let order = Store::lock_for_checkout(&mut tx, order_id, ORDER_LOCK_TIMEOUT_MS).await?;
+        Ok(precheck(order_id, order)?.map(|request| (tx, request)))
     }
 }
 

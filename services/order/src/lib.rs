@@ -67,6 +67,28 @@ pub struct Config {
     #[arg(long, env = "TWOPC_RECOVERY_INTERVAL_MS", default_value_t = 1_000)]
     pub recovery_interval_ms: u64,
 
+    /// SAGA: Kafka settings (the broker, the client profile, fault injection).
+    #[command(flatten)]
+    pub saga: service_common::saga::SagaArgs,
+
+    /// SAGA: `sequential` (reserve stock, then debit credit) or `parallel`.
+    #[arg(long, env = "SAGA_MODE", default_value = "sequential")]
+    pub saga_mode: saga::Mode,
+
+    /// SAGA: how long (ms) a checkout waits for its saga to end before
+    /// answering 503 (the saga goes on; the final state decides).
+    #[arg(long, env = "SAGA_CHECKOUT_TIMEOUT_MS", default_value_t = 30_000)]
+    pub saga_checkout_timeout_ms: u64,
+
+    /// SAGA: a saga without progress for this long (ms) has its pending
+    /// commands re-sent (participants answer re-sent commands idempotently).
+    #[arg(long, env = "SAGA_RESEND_AFTER_MS", default_value_t = 15_000)]
+    pub saga_resend_after_ms: u64,
+
+    /// SAGA: how often (ms) recovery looks for sagas without progress.
+    #[arg(long, env = "SAGA_RECOVERY_INTERVAL_MS", default_value_t = 1_000)]
+    pub saga_recovery_interval_ms: u64,
+
     /// Largest `n` accepted by `batch_init`.
     #[arg(long, env = "MAX_BATCH", default_value_t = service_common::params::MAX_BATCH)]
     pub max_batch: i64,
@@ -83,8 +105,9 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     let timeout = Duration::from_millis(config.peer_timeout_ms);
     let stock = StockClient::new(config.stock_urls.clone(), timeout)?;
     let store = Store::new(pool.clone());
-    let mut extra_routes = axum::Router::new();
+    let extra_routes;
     let mut recovery = None;
+    let mut saga_side = None;
     let checkout = match config.protocol {
         ProtocolKind::TwoPc => {
             let prepare_timeout = Duration::from_millis(config.prepare_timeout_ms);
@@ -105,14 +128,43 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
             recovery = Some(coordinator.clone());
             Checkout::two_pc(coordinator, store.clone())
         }
-        ProtocolKind::Saga => Checkout::unavailable(config.protocol, store.clone()),
+        ProtocolKind::Saga => {
+            let instance = config.common.instance.as_deref();
+            let schema = saga::store::Schema::Orchestrator;
+            let Some(runtime) = config.saga.runtime("order", instance, &pool, schema).await? else {
+                anyhow::bail!("--protocol saga needs --kafka-bootstrap (KAFKA_BOOTSTRAP)");
+            };
+            let orchestrator = saga::Orchestrator::new(
+                pool.clone(),
+                Arc::new(store.clone()),
+                runtime.wake(),
+                saga::OrchestratorSettings {
+                    mode: config.saga_mode,
+                    checkout_timeout: Duration::from_millis(config.saga_checkout_timeout_ms),
+                    resend_after: Duration::from_millis(config.saga_resend_after_ms),
+                    recovery_interval: Duration::from_millis(config.saga_recovery_interval_ms),
+                },
+                runtime.metrics(),
+            );
+            let role = service_common::saga::Role::Orchestrator(orchestrator.clone());
+            extra_routes = service_common::saga::routes_for(runtime.clone(), role);
+            saga_side = Some((runtime, orchestrator.clone()));
+            Checkout::saga(orchestrator, store.clone())
+        }
     };
     let state = routes::AppState { store, cache, stock, checkout, max_batch: config.max_batch };
-    let app = Application::bind(config.common.listen, routes::router(state).merge(extra_routes), pool).await?;
-    Ok(match recovery {
-        Some(coordinator) => {
-            app.with_background("2pc-coordinator-recovery", move |stop| coordinator.run_recovery(stop))
-        }
-        None => app,
-    })
+    let mut app = Application::bind(config.common.listen, routes::router(state).merge(extra_routes), pool).await?;
+    if let Some(coordinator) = recovery {
+        app = app.with_background("2pc-coordinator-recovery", move |stop| coordinator.run_recovery(stop));
+    }
+    if let Some((runtime, orchestrator)) = saga_side {
+        let replies = Arc::new(saga::orchestrator::ReplyHandler(orchestrator.clone()));
+        let listener = orchestrator.clone();
+        app = app
+            .with_background("saga-relay", runtime.relay_task()?)
+            .with_background("saga-reply-consumer", runtime.consumer_task(&[saga::messages::REPLIES], replies))
+            .with_background("saga-listener", move |stop| listener.run_listener(stop))
+            .with_background("saga-recovery", move |stop| orchestrator.run_recovery(stop));
+    }
+    Ok(app)
 }

@@ -177,19 +177,39 @@ impl Store {
     }
 }
 
+/// Marks `order_id` paid on `conn`; `false` if it was paid already (or is gone).
+async fn set_paid(conn: &mut PgConnection, order_id: &str) -> sqlx::Result<bool> {
+    let updated = sqlx::query("UPDATE orders SET paid = TRUE WHERE order_id = $1 AND NOT paid")
+        .bind(order_id)
+        .execute(conn)
+        .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
 impl twopc::OrderBook for Store {
     fn mark_paid<'a>(&'a self, conn: &'a mut PgConnection, order_id: &'a str) -> BoxFuture<'a, sqlx::Result<()>> {
         Box::pin(async move {
-            let updated = sqlx::query("UPDATE orders SET paid = TRUE WHERE order_id = $1 AND NOT paid")
-                .bind(order_id)
-                .execute(conn)
-                .await?;
-            if updated.rows_affected() == 1 {
+            if set_paid(conn, order_id).await? {
                 Ok(())
             } else {
                 // The caller holds the row lock and saw the order unpaid.
                 Err(sqlx::Error::Protocol(format!("order {order_id} was not unpaid at commit")))
             }
+        })
+    }
+}
+
+impl saga::OrderBook for Store {
+    fn mark_paid<'a>(&'a self, conn: &'a mut PgConnection, order_id: &'a str) -> BoxFuture<'a, sqlx::Result<()>> {
+        Box::pin(async move {
+            // One saga per order can be in flight and only it pays, so the order
+            // is unpaid here unless something outside the protocol changed it.
+            // Never an error: a reply that cannot be handled would be retried
+            // forever and hold back its partition.
+            if !set_paid(conn, order_id).await? {
+                tracing::warn!(order_id, "saga finished paid on an order that was already paid");
+            }
+            Ok(())
         })
     }
 }

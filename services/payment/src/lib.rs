@@ -31,6 +31,10 @@ pub struct Config {
     #[command(flatten)]
     pub twopc: service_common::twopc::ParticipantConfig,
 
+    /// Settings of this service as a saga participant.
+    #[command(flatten)]
+    pub saga: service_common::saga::SagaArgs,
+
     /// Deadline of one call to another service, in milliseconds.
     #[arg(long, env = "PEER_TIMEOUT_MS", default_value_t = 5_000)]
     pub peer_timeout_ms: u64,
@@ -51,6 +55,17 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         &config.twopc,
         std::time::Duration::from_millis(config.peer_timeout_ms),
     )?;
-    let app = Application::bind(config.common.listen, participant.mount(routes::router(state)), pool).await?;
-    Ok(participant.with_recovery(app))
+    let step = saga::Step::DebitCredit;
+    let saga_side = service_common::saga::Participant::new(
+        "payment",
+        step,
+        config.common.instance.as_deref(),
+        &pool,
+        std::sync::Arc::new(PaymentResource),
+        &config.saga,
+    )
+    .await?;
+    let routes = saga_side.mount(participant.mount(routes::router(state)), step);
+    let app = Application::bind(config.common.listen, routes, pool).await?;
+    saga_side.attach(participant.with_recovery(app), step)
 }

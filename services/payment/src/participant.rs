@@ -1,11 +1,12 @@
-//! The payment service as a 2PC participant: the business update of a branch.
+//! The payment service as a protocol participant: the debit of a 2PC branch or
+//! of a saga step (the same SQL), and the saga's refund.
 
 use futures::future::BoxFuture;
-use protocol_core::RejectReason;
+use protocol_core::{RejectReason, Work};
 use sqlx::PgConnection;
-use twopc::messages::Work;
 
-/// Debits the order total inside the branch's transaction.
+/// Debits (and for a saga compensation, refunds) the order total, inside the
+/// caller's transaction.
 #[derive(Debug, Clone, Copy)]
 pub struct PaymentResource;
 
@@ -15,7 +16,34 @@ impl twopc::Resource for PaymentResource {
         conn: &'a mut PgConnection,
         work: &'a Work,
     ) -> BoxFuture<'a, sqlx::Result<Result<(), RejectReason>>> {
+        Box::pin(debit(conn, work))
+    }
+}
+
+impl saga::Resource for PaymentResource {
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        work: &'a Work,
+    ) -> BoxFuture<'a, sqlx::Result<Result<(), RejectReason>>> {
+        Box::pin(debit(conn, work))
+    }
+
+    fn undo<'a>(&'a self, conn: &'a mut PgConnection, work: &'a Work) -> BoxFuture<'a, sqlx::Result<()>> {
         Box::pin(async move {
+            let Work::Payment { user_id, amount } = work else { return Ok(()) };
+            sqlx::query("UPDATE users SET credit = credit + $2 WHERE user_id = $1")
+                .bind(user_id)
+                .bind(amount)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+/// Debits the total of `work` or, refusing, reports why.
+async fn debit(conn: &mut PgConnection, work: &Work) -> sqlx::Result<Result<(), RejectReason>> {
             let Work::Payment { user_id, amount } = work else {
                 return Ok(Err(RejectReason::UnknownUser { user_id: "(work is not for payment)".to_owned() }));
             };
@@ -48,6 +76,4 @@ impl twopc::Resource for PaymentResource {
                 Some(_) => RejectReason::InsufficientCredit,
                 None => RejectReason::UnknownUser { user_id: user_id.clone() },
             }))
-        })
-    }
 }

@@ -1,11 +1,12 @@
-//! The stock service as a 2PC participant: the business update of a branch.
+//! The stock service as a protocol participant: the business update of a 2PC
+//! branch or of a saga step (the same SQL), and the saga's compensation.
 
 use futures::future::BoxFuture;
-use protocol_core::RejectReason;
+use protocol_core::{RejectReason, Work};
 use sqlx::PgConnection;
-use twopc::messages::Work;
 
-/// Takes the stock of a checkout inside the branch's transaction.
+/// Takes (and for a saga compensation, gives back) the stock of a checkout,
+/// inside the caller's transaction.
 #[derive(Debug, Clone, Copy)]
 pub struct StockResource;
 
@@ -15,7 +16,39 @@ impl twopc::Resource for StockResource {
         conn: &'a mut PgConnection,
         work: &'a Work,
     ) -> BoxFuture<'a, sqlx::Result<Result<(), RejectReason>>> {
+        Box::pin(take(conn, work))
+    }
+}
+
+impl saga::Resource for StockResource {
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        work: &'a Work,
+    ) -> BoxFuture<'a, sqlx::Result<Result<(), RejectReason>>> {
+        Box::pin(take(conn, work))
+    }
+
+    fn undo<'a>(&'a self, conn: &'a mut PgConnection, work: &'a Work) -> BoxFuture<'a, sqlx::Result<()>> {
         Box::pin(async move {
+            let Work::Stock { items } = work else { return Ok(()) };
+            // Same item-id order as `take`, so a release and a reservation
+            // sharing items cannot deadlock.
+            for line in items {
+                sqlx::query("UPDATE items SET stock = stock + $2 WHERE item_id = $1")
+                    .bind(&line.item_id)
+                    .bind(line.quantity)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Takes every line of `work` or, refusing, reports why (the caller rolls back
+/// whatever was taken before the refusal).
+async fn take(conn: &mut PgConnection, work: &Work) -> sqlx::Result<Result<(), RejectReason>> {
             let Work::Stock { items } = work else {
                 return Ok(Err(RejectReason::UnknownItem { item_id: "(work is not for stock)".to_owned() }));
             };
@@ -59,6 +92,4 @@ impl twopc::Resource for StockResource {
                 }));
             }
             Ok(Ok(()))
-        })
-    }
 }
