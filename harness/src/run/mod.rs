@@ -156,7 +156,11 @@ pub async fn stress(
         final_state.stock.len(),
         final_state.orders.len(),
         final_state.orders.values().filter(|o| o.paid).count(),
-        if dbs.is_some() { ", no prepared transactions or unfinished decisions" } else { " (API level only)" }
+        match (dbs, &final_state.saga_effects) {
+            (Some(_), Some(_)) => ", one effect per saga step, no saga in flight or unsent outbox row",
+            (Some(_), None) => ", no prepared transactions or unfinished decisions",
+            (None, _) => " (API level only)",
+        }
     );
     let counters = protocol_metrics::collect(&http, replicas).await;
     Ok(RunOutcome { load, settled_in, violations, checked, counters })

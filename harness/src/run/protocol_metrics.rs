@@ -1,11 +1,12 @@
-//! The protocols' own counters (`GET /internal/2pc/metrics` on every replica),
-//! summed per service, for the run summary. These are the services' view; the
+//! The protocols' own counters (`GET /internal/2pc/metrics` or
+//! `/internal/saga/metrics` on every replica), summed per service and protocol,
+//! for the run summary. These are the services' view; the
 //! verdict on correctness comes from [`super::verify`], never from them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// Counters summed per service name (`order`, `stock`, `payment`).
+/// Counters summed per `<protocol> <service>` (`2pc order`, `saga stock`, ...).
 pub type Counters = BTreeMap<String, BTreeMap<String, u64>>;
 
 /// Reads and sums the counters of `replicas` (service name, base URL); replicas
@@ -13,12 +14,14 @@ pub type Counters = BTreeMap<String, BTreeMap<String, u64>>;
 pub async fn collect(http: &reqwest::Client, replicas: &[(String, String)]) -> Counters {
     let mut sums = Counters::new();
     for (service, url) in replicas {
-        let Ok(resp) = http.get(format!("{url}/internal/2pc/metrics")).send().await else { continue };
-        let Ok(body) = resp.error_for_status() else { continue };
-        let Ok(values) = body.json::<BTreeMap<String, u64>>().await else { continue };
-        let entry = sums.entry(service.clone()).or_default();
-        for (k, v) in values {
-            *entry.entry(k).or_default() += v;
+        for protocol in ["2pc", "saga"] {
+            let Ok(resp) = http.get(format!("{url}/internal/{protocol}/metrics")).send().await else { continue };
+            let Ok(body) = resp.error_for_status() else { continue };
+            let Ok(values) = body.json::<BTreeMap<String, u64>>().await else { continue };
+            let entry = sums.entry(format!("{protocol} {service}")).or_default();
+            for (k, v) in values {
+                *entry.entry(k).or_default() += v;
+            }
         }
     }
     sums
@@ -27,19 +30,38 @@ pub async fn collect(http: &reqwest::Client, replicas: &[(String, String)]) -> C
 /// One summary line per service, or nothing if no counters were read.
 pub fn describe(counters: &Counters) -> String {
     let mut out = String::new();
-    let keys: [(&str, &[&str]); 3] = [
-        ("order", &["committed", "aborted", "unknown", "recovered", "in_doubt"]),
-        ("stock", &["prepared", "refused", "committed", "aborted", "recovered", "in_doubt"]),
-        ("payment", &["prepared", "refused", "committed", "aborted", "recovered", "in_doubt"]),
+    const TWOPC_PARTICIPANT: &[&str] = &["prepared", "refused", "committed", "aborted", "recovered", "in_doubt"];
+    const SAGA_PARTICIPANT: &[&str] =
+        &["applied", "refused", "compensated", "tombstones", "late_actions", "duplicates", "retries", "unsent_outbox"];
+    let keys: [(&str, &[&str]); 6] = [
+        ("2pc order", &["committed", "aborted", "unknown", "recovered", "in_doubt"]),
+        ("2pc stock", TWOPC_PARTICIPANT),
+        ("2pc payment", TWOPC_PARTICIPANT),
+        (
+            "saga order",
+            &[
+                "started",
+                "joined",
+                "paid",
+                "rejected",
+                "compensations",
+                "resent",
+                "duplicates",
+                "in_flight",
+                "unsent_outbox",
+            ],
+        ),
+        ("saga stock", SAGA_PARTICIPANT),
+        ("saga payment", SAGA_PARTICIPANT),
     ];
     for (service, names) in keys {
         let Some(values) = counters.get(service) else { continue };
         let mut parts: Vec<String> =
             names.iter().map(|k| format!("{k} {}", values.get(*k).copied().unwrap_or(0))).collect();
-        if let Some(us) = values.get("lock_wait_us").filter(|_| service != "order") {
+        if let Some(us) = values.get("lock_wait_us").filter(|_| service.starts_with("2pc ") && service != "2pc order") {
             parts.push(format!("update+lock wait {:.1} ms total", *us as f64 / 1000.0));
         }
-        let _ = writeln!(out, "2pc {service:<8} {}", parts.join(", "));
+        let _ = writeln!(out, "{service:<12} {}", parts.join(", "));
     }
     out
 }
@@ -51,10 +73,12 @@ mod tests {
     #[test]
     fn describes_summed_counters() {
         let mut c = Counters::new();
-        c.entry("order".into()).or_default().insert("committed".into(), 5);
-        c.entry("stock".into()).or_default().insert("lock_wait_us".into(), 2500);
+        c.entry("2pc order".into()).or_default().insert("committed".into(), 5);
+        c.entry("2pc stock".into()).or_default().insert("lock_wait_us".into(), 2500);
+        c.entry("saga stock".into()).or_default().insert("tombstones".into(), 1);
         let text = describe(&c);
         assert!(text.contains("2pc order    committed 5, aborted 0"), "{text}");
+        assert!(text.contains("saga stock   applied 0, refused 0, compensated 0, tombstones 1"), "{text}");
         assert!(text.contains("update+lock wait 2.5 ms total"), "{text}");
         assert_eq!(describe(&Counters::new()), "");
     }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
-use super::verify::{FinalState, OrderRow};
+use super::verify::{FinalState, Leftovers, OrderRow};
 
 /// Database URLs of a stack.
 #[derive(Debug, Clone)]
@@ -47,9 +47,67 @@ pub async fn read(dbs: &Databases, users: i64, items: i64, orders: i64) -> anyho
             order.items.push((item, qty));
         }
     }
-    state.prepared_transactions = prepared(&stock_db).await? + prepared(&payment_db).await?;
-    state.unfinished_decisions = unfinished(&order_db).await?;
+    state.leftovers = leftovers(&order_db, &stock_db, &payment_db).await?;
+    if has_table(&order_db, "sagas").await? {
+        state.saga_effects = Some(saga_effects(&stock_db, &payment_db, orders).await?);
+    }
     Ok(state)
+}
+
+/// Per batch order, the step effects in place in the stock and payment databases.
+async fn saga_effects(
+    stock_db: &PgPool,
+    payment_db: &PgPool,
+    orders: i64,
+) -> anyhow::Result<std::collections::BTreeMap<String, (i64, i64)>> {
+    let sql = format!(
+        "SELECT order_id, count(*) FROM saga_effects WHERE state = 'applied'
+         AND order_id {BATCH_ID} AND order_id::numeric < $1 GROUP BY order_id"
+    );
+    let mut effects = std::collections::BTreeMap::<String, (i64, i64)>::new();
+    for (db, is_stock) in [(stock_db, true), (payment_db, false)] {
+        if !has_table(db, "saga_effects").await? {
+            continue;
+        }
+        for (order, n) in sqlx::query_as::<_, (String, i64)>(&sql).bind(orders).fetch_all(db).await? {
+            let entry = effects.entry(order).or_default();
+            if is_stock {
+                entry.0 = n;
+            } else {
+                entry.1 = n;
+            }
+        }
+    }
+    Ok(effects)
+}
+
+async fn has_table(pool: &PgPool, table: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table).fetch_one(pool).await
+}
+
+/// Protocol state still in flight across the three databases.
+async fn leftovers(order_db: &PgPool, stock_db: &PgPool, payment_db: &PgPool) -> sqlx::Result<Leftovers> {
+    let mut unsent_outbox = 0;
+    for db in [order_db, stock_db, payment_db] {
+        if has_table(db, "saga_outbox").await? {
+            unsent_outbox += count(db, "SELECT count(*) FROM saga_outbox WHERE sent_at IS NULL").await?;
+        }
+    }
+    let sagas_in_flight = if has_table(order_db, "sagas").await? {
+        count(order_db, "SELECT count(*) FROM sagas WHERE status IN ('running', 'compensating')").await?
+    } else {
+        0
+    };
+    Ok(Leftovers {
+        prepared_transactions: prepared(stock_db).await? + prepared(payment_db).await?,
+        unfinished_decisions: unfinished(order_db).await?,
+        sagas_in_flight,
+        unsent_outbox,
+    })
+}
+
+async fn count(pool: &PgPool, sql: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar(sql).fetch_one(pool).await
 }
 
 async fn prepared(pool: &PgPool) -> sqlx::Result<i64> {
@@ -57,8 +115,7 @@ async fn prepared(pool: &PgPool) -> sqlx::Result<i64> {
 }
 
 async fn unfinished(pool: &PgPool) -> sqlx::Result<i64> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('twopc_decisions') IS NOT NULL").fetch_one(pool).await?;
-    if !exists {
+    if !has_table(pool, "twopc_decisions").await? {
         return Ok(0);
     }
     sqlx::query_scalar("SELECT count(*) FROM twopc_decisions WHERE NOT finished").fetch_one(pool).await
@@ -71,8 +128,7 @@ pub async fn settle(dbs: &Databases, timeout: Duration) -> anyhow::Result<Durati
         (PgPool::connect(&dbs.order).await?, PgPool::connect(&dbs.stock).await?, PgPool::connect(&dbs.payment).await?);
     let started = Instant::now();
     while started.elapsed() < timeout {
-        let left = prepared(&stock_db).await? + prepared(&payment_db).await? + unfinished(&order_db).await?;
-        if left == 0 {
+        if leftovers(&order_db, &stock_db, &payment_db).await?.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

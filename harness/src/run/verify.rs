@@ -36,10 +36,32 @@ pub struct FinalState {
     pub stock: BTreeMap<String, i64>,
     /// Orders by id.
     pub orders: BTreeMap<String, OrderRow>,
+    /// Protocol state left in flight.
+    pub leftovers: Leftovers,
+    /// SAGA only: per order, how many step effects are in place (`applied`,
+    /// not compensated) in the stock and in the payment database. Orders
+    /// without any are absent.
+    pub saga_effects: Option<BTreeMap<String, (i64, i64)>>,
+}
+
+/// Protocol state that must be gone once recovery settled (invariant 4).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Leftovers {
     /// Prepared transactions of ours left in the participants' databases.
     pub prepared_transactions: i64,
     /// Decided 2PC transactions whose phase two never finished.
     pub unfinished_decisions: i64,
+    /// Sagas not terminal.
+    pub sagas_in_flight: i64,
+    /// Outbox rows not published, in all three databases.
+    pub unsent_outbox: i64,
+}
+
+impl Leftovers {
+    /// Whether nothing is left.
+    pub fn is_empty(&self) -> bool {
+        *self == Leftovers::default()
+    }
 }
 
 /// What the harness recorded for one checkout request.
@@ -76,7 +98,10 @@ pub enum Violation {
     /// Invariant 3: an order only ever refused (4xx) is paid.
     RefusedButPaid { order_id: String },
     /// Invariant 4: protocol state left behind after settling.
-    Unsettled { prepared_transactions: i64, unfinished_decisions: i64 },
+    Unsettled(Leftovers),
+    /// Invariant 5 (SAGA): a paid order without exactly one effect per step, or
+    /// an unpaid one with an effect left in place.
+    Effects { order_id: String, paid: bool, stock: i64, payment: i64 },
 }
 
 /// Every violation in `state` given the starting point and the answers per order.
@@ -114,11 +139,17 @@ pub fn check(initial: Initial, state: &FinalState, answers: &HashMap<String, Vec
             violations.push(Violation::RefusedButPaid { order_id: order_id.clone() });
         }
     }
-    if state.prepared_transactions != 0 || state.unfinished_decisions != 0 {
-        violations.push(Violation::Unsettled {
-            prepared_transactions: state.prepared_transactions,
-            unfinished_decisions: state.unfinished_decisions,
-        });
+    if !state.leftovers.is_empty() {
+        violations.push(Violation::Unsettled(state.leftovers));
+    }
+    if let Some(effects) = &state.saga_effects {
+        for (order_id, order) in &state.orders {
+            let (stock, payment) = effects.get(order_id).copied().unwrap_or((0, 0));
+            let expected = if order.paid { (1, 1) } else { (0, 0) };
+            if (stock, payment) != expected {
+                violations.push(Violation::Effects { order_id: order_id.clone(), paid: order.paid, stock, payment });
+            }
+        }
     }
     violations
 }
@@ -194,10 +225,30 @@ mod tests {
     #[test]
     fn catches_protocol_state_left_behind() {
         let (mut state, answers) = consistent();
-        state.prepared_transactions = 2;
+        state.leftovers.prepared_transactions = 2;
+        let expected = Leftovers { prepared_transactions: 2, ..Leftovers::default() };
+        assert_eq!(check(INITIAL, &state, &answers), vec![Violation::Unsettled(expected)]);
+        state.leftovers = Leftovers { sagas_in_flight: 1, unsent_outbox: 3, ..Leftovers::default() };
+        assert_eq!(check(INITIAL, &state, &answers), vec![Violation::Unsettled(state.leftovers)]);
+    }
+
+    #[test]
+    fn catches_saga_effects_missing_doubled_or_left_in_place() {
+        let (mut state, answers) = consistent();
+        state.saga_effects = Some(BTreeMap::from([("0".to_owned(), (1, 1))]));
+        assert_eq!(check(INITIAL, &state, &answers), vec![], "one effect per step of the paid order");
+        state.saga_effects = Some(BTreeMap::from([("0".to_owned(), (1, 2)), ("1".to_owned(), (1, 0))]));
         assert_eq!(
             check(INITIAL, &state, &answers),
-            vec![Violation::Unsettled { prepared_transactions: 2, unfinished_decisions: 0 }]
+            vec![
+                Violation::Effects { order_id: "0".into(), paid: true, stock: 1, payment: 2 },
+                Violation::Effects { order_id: "1".into(), paid: false, stock: 1, payment: 0 },
+            ]
+        );
+        state.saga_effects = Some(BTreeMap::new());
+        assert_eq!(
+            check(INITIAL, &state, &answers),
+            vec![Violation::Effects { order_id: "0".into(), paid: true, stock: 0, payment: 0 }]
         );
     }
 }

@@ -24,7 +24,6 @@ use super::process::Spec;
 /// The Kafka release `harness/kafka/pom.xml` resolves.
 pub const KAFKA_VERSION: &str = "4.1.1";
 
-
 /// Where `setup.sh` puts the broker jars: `$SAGA2PC_CACHE` or `~/.cache/saga2pc`,
 /// then `kafka/<version>/libs`.
 pub fn default_libs_dir() -> PathBuf {
@@ -178,8 +177,10 @@ pub async fn wait_and_create_topics(config: &StackConfig, timeout: Duration) -> 
         .set("log_level", "3")
         .create()
         .context("creating Kafka admin client")?;
-    let topics: Vec<NewTopic<'_>> =
-        saga::messages::TOPICS.iter().map(|name| NewTopic::new(name, config.partitions, TopicReplication::Fixed(1))).collect();
+    let topics: Vec<NewTopic<'_>> = saga::messages::TOPICS
+        .iter()
+        .map(|name| NewTopic::new(name, config.partitions, TopicReplication::Fixed(1)))
+        .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let deadline = Instant::now() + timeout;
     loop {

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod conformance;
+pub mod faults;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

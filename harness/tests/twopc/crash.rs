@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::api::Api;
+use crate::support::faults::{Case, arm, restarts, signal, wait_restart_count, wait_restarted};
 use crate::support::{TestStack, component};
 
 /// Branches of ours still prepared in the stock and payment databases.
@@ -47,33 +48,6 @@ pub async fn assert_no_prepared_transactions(stack: &TestStack) {
     }
 }
 
-/// One checkout's world: a user with 100 credit, an item with 10 stock at 10,
-/// and an order of 2 of it.
-struct Case {
-    user: String,
-    item: String,
-    order: String,
-}
-
-impl Case {
-    async fn new(api: &Api) -> Case {
-        let user = api.user(100).await;
-        let item = api.item(10, 10).await;
-        let order = api.order(&user, &[(&item, 2)]).await;
-        Case { user, item, order }
-    }
-
-    /// The order is paid with exactly one debit and one set of stock
-    /// decrements, or not paid and untouched.
-    async fn assert_all_or_nothing(&self, api: &Api, what: &str) -> bool {
-        let paid = api.paid(&self.order).await;
-        let state = (api.stock_of(&self.item).await, api.credit_of(&self.user).await);
-        let expected = if paid { (8, 80) } else { (10, 100) };
-        assert_eq!(state, expected, "{what}: paid={paid} but (stock, credit) = {state:?}");
-        paid
-    }
-}
-
 /// A one-replica 2PC stack with short timeouts, so that recovery (and aborts on
 /// a silent participant) happen within seconds.
 fn fast_recovery_stack(name: &str, port_base: u16) -> TestStack {
@@ -89,31 +63,6 @@ fn fast_recovery_stack(name: &str, port_base: u16) -> TestStack {
         ],
     );
     stack
-}
-
-async fn restarts(stack: &TestStack, name: &str) -> u64 {
-    component(&stack.status().unwrap(), name)["restarts"].as_u64().unwrap()
-}
-
-async fn wait_restarted(stack: &TestStack, api: &Api, name: &str, before: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while restarts(stack, name).await <= before {
-        assert!(Instant::now() < deadline, "{name} was not restarted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let url = format!("{}/health", component(&stack.status().unwrap(), name)["url"].as_str().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while api.http.get(&url).send().await.map(|r| !r.status().is_success()).unwrap_or(true) {
-        assert!(Instant::now() < deadline, "{name} did not come back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn arm(api: &Api, stack: &TestStack, name: &str, point: &str) {
-    let url =
-        format!("{}/internal/crashpoints/{point}", component(&stack.status().unwrap(), name)["url"].as_str().unwrap());
-    let resp = api.http.post(url).send().await.unwrap();
-    assert!(resp.status().is_success(), "arming {point} on {name}: {}", resp.status());
 }
 
 /// Kills `victim` at `point` during one checkout, and checks the aftermath:
@@ -199,13 +148,8 @@ async fn participant_database_crash_with_prepared_branches() {
 
     // Immediate shutdown of the stock database (SIGQUIT is `pg_ctl stop -m immediate`).
     let pg_restarts = restarts(&stack, "postgres-stock").await;
-    let pid = component(&status, "postgres-stock")["pid"].as_u64().unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGQUIT).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while restarts(&stack, "postgres-stock").await <= pg_restarts {
-        assert!(Instant::now() < deadline, "postgres-stock was not restarted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    signal(&stack, "postgres-stock", nix::sys::signal::Signal::SIGQUIT);
+    wait_restart_count(&stack, "postgres-stock", pg_restarts).await;
     wait_restarted(&stack, &api, "order#0", order_restarts).await;
 
     assert_no_prepared_transactions(&stack).await;

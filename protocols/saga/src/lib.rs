@@ -40,7 +40,7 @@ pub use kafka::{KafkaSettings, Profile};
 pub use machine::Mode;
 pub use messages::Step;
 pub use metrics::Metrics;
-pub use orchestrator::{OrchestratorSettings, OrderBook, Orchestrator};
+pub use orchestrator::{Orchestrator, OrchestratorSettings, OrderBook};
 pub use participant::Resource;
 pub use relay::{RelayFaults, RelaySettings};
 
@@ -87,13 +87,7 @@ impl Runtime {
     /// The relay task.
     pub fn relay_task(&self) -> anyhow::Result<impl FnOnce(watch::Receiver<bool>) -> relay::RelayFuture + use<>> {
         let producer = self.kafka.producer().create()?;
-        let relay = relay::Relay::new(
-            self.pool.clone(),
-            producer,
-            self.wake(),
-            self.relay.clone(),
-            self.metrics(),
-        );
+        let relay = relay::Relay::new(self.pool.clone(), producer, self.wake(), self.relay.clone(), self.metrics());
         Ok(move |stop| -> relay::RelayFuture { Box::pin(relay.run(stop)) })
     }
 

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-
 /// Monotonic counters.
 #[derive(Debug, Default)]
 pub struct Metrics {

@@ -379,7 +379,10 @@ impl Orchestrator {
                     Metrics::incr(&self.metrics.resent);
                 }
             }
-            sqlx::query("UPDATE sagas SET updated_at = now() WHERE saga_id = $1").bind(saga_id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE sagas SET updated_at = now() WHERE saga_id = $1")
+                .bind(saga_id)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         if !stalled.is_empty() {

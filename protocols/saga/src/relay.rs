@@ -119,9 +119,8 @@ impl Relay {
         }
         let copies = if self.settings.faults.duplicate { 2 } else { 1 };
         let deliveries = rows.iter().flat_map(|(_, topic, key, payload)| {
-            (0..copies).map(move |_| {
-                self.producer.send(FutureRecord::to(topic).key(key).payload(payload), Timeout::Never)
-            })
+            (0..copies)
+                .map(move |_| self.producer.send(FutureRecord::to(topic).key(key).payload(payload), Timeout::Never))
         });
         for result in futures::future::join_all(deliveries).await {
             if let Err((err, _)) = result {

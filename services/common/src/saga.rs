@@ -101,13 +101,8 @@ impl Participant {
         let Some(runtime) = args.runtime(service, instance, pool, Schema::Participant).await? else {
             return Ok(Participant(None));
         };
-        let handler = saga::participant::ParticipantHandler::new(
-            step,
-            pool.clone(),
-            resource,
-            runtime.wake(),
-            runtime.metrics(),
-        );
+        let handler =
+            saga::participant::ParticipantHandler::new(step, pool.clone(), resource, runtime.wake(), runtime.metrics());
         Ok(Participant(Some((runtime, Arc::new(handler)))))
     }
 

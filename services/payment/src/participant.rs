@@ -44,36 +44,34 @@ impl saga::Resource for PaymentResource {
 
 /// Debits the total of `work` or, refusing, reports why.
 async fn debit(conn: &mut PgConnection, work: &Work) -> sqlx::Result<Result<(), RejectReason>> {
-            let Work::Payment { user_id, amount } = work else {
-                return Ok(Err(RejectReason::UnknownUser { user_id: "(work is not for payment)".to_owned() }));
-            };
-            // Fail fast without queueing on the row lock when the committed credit
-            // is already short (it excludes debits of branches still prepared).
-            let committed: Option<i64> = sqlx::query_scalar("SELECT credit FROM users WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-            match committed {
-                None => return Ok(Err(RejectReason::UnknownUser { user_id: user_id.clone() })),
-                Some(credit) if credit < *amount => return Ok(Err(RejectReason::InsufficientCredit)),
-                Some(_) => {}
-            }
-            let paid: Option<i64> = sqlx::query_scalar(
-                "UPDATE users SET credit = credit - $2 WHERE user_id = $1 AND credit >= $2 RETURNING credit",
-            )
-            .bind(user_id)
-            .bind(amount)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if paid.is_some() {
-                return Ok(Ok(()));
-            }
-            let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM users WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-            Ok(Err(match exists {
-                Some(_) => RejectReason::InsufficientCredit,
-                None => RejectReason::UnknownUser { user_id: user_id.clone() },
-            }))
+    let Work::Payment { user_id, amount } = work else {
+        return Ok(Err(RejectReason::UnknownUser { user_id: "(work is not for payment)".to_owned() }));
+    };
+    // Fail fast without queueing on the row lock when the committed credit
+    // is already short (it excludes debits of branches still prepared).
+    let committed: Option<i64> = sqlx::query_scalar("SELECT credit FROM users WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match committed {
+        None => return Ok(Err(RejectReason::UnknownUser { user_id: user_id.clone() })),
+        Some(credit) if credit < *amount => return Ok(Err(RejectReason::InsufficientCredit)),
+        Some(_) => {}
+    }
+    let paid: Option<i64> = sqlx::query_scalar(
+        "UPDATE users SET credit = credit - $2 WHERE user_id = $1 AND credit >= $2 RETURNING credit",
+    )
+    .bind(user_id)
+    .bind(amount)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if paid.is_some() {
+        return Ok(Ok(()));
+    }
+    let exists: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM users WHERE user_id = $1").bind(user_id).fetch_optional(&mut *conn).await?;
+    Ok(Err(match exists {
+        Some(_) => RejectReason::InsufficientCredit,
+        None => RejectReason::UnknownUser { user_id: user_id.clone() },
+    }))
 }

@@ -1,0 +1,76 @@
+//! Fault helpers shared by the protocols' crash tests: a one-checkout case
+//! with an all-or-nothing check, arming crash points, killing components and
+//! waiting for the supervisor to restart them.
+
+use std::time::{Duration, Instant};
+
+use super::api::Api;
+use super::{TestStack, component};
+
+/// One checkout's world: a user with 100 credit, an item with 10 stock at 10,
+/// and an order of 2 of it.
+pub struct Case {
+    pub user: String,
+    pub item: String,
+    pub order: String,
+}
+
+impl Case {
+    pub async fn new(api: &Api) -> Case {
+        let user = api.user(100).await;
+        let item = api.item(10, 10).await;
+        let order = api.order(&user, &[(&item, 2)]).await;
+        Case { user, item, order }
+    }
+
+    /// The order is paid with exactly one debit and one set of stock
+    /// decrements, or not paid and untouched.
+    pub async fn assert_all_or_nothing(&self, api: &Api, what: &str) -> bool {
+        let paid = api.paid(&self.order).await;
+        let state = (api.stock_of(&self.item).await, api.credit_of(&self.user).await);
+        let expected = if paid { (8, 80) } else { (10, 100) };
+        assert_eq!(state, expected, "{what}: paid={paid} but (stock, credit) = {state:?}");
+        paid
+    }
+}
+
+pub async fn restarts(stack: &TestStack, name: &str) -> u64 {
+    component(&stack.status().unwrap(), name)["restarts"].as_u64().unwrap()
+}
+
+pub async fn wait_restarted(stack: &TestStack, api: &Api, name: &str, before: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while restarts(stack, name).await <= before {
+        assert!(Instant::now() < deadline, "{name} was not restarted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let url = format!("{}/health", component(&stack.status().unwrap(), name)["url"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api.http.get(&url).send().await.map(|r| !r.status().is_success()).unwrap_or(true) {
+        assert!(Instant::now() < deadline, "{name} did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn arm(api: &Api, stack: &TestStack, name: &str, point: &str) {
+    let url =
+        format!("{}/internal/crashpoints/{point}", component(&stack.status().unwrap(), name)["url"].as_str().unwrap());
+    let resp = api.http.post(url).send().await.unwrap();
+    assert!(resp.status().is_success(), "arming {point} on {name}: {}", resp.status());
+}
+
+/// Sends `signal` to the process of component `name`.
+pub fn signal(stack: &TestStack, name: &str, signal: nix::sys::signal::Signal) {
+    let pid = component(&stack.status().unwrap(), name)["pid"].as_u64().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+}
+
+/// Waits until the supervisor restarted component `name` (more than `before`
+/// restarts), without a health check (for infrastructure).
+pub async fn wait_restart_count(stack: &TestStack, name: &str, before: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while restarts(stack, name).await <= before {
+        assert!(Instant::now() < deadline, "{name} was not restarted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
