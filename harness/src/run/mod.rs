@@ -140,11 +140,15 @@ pub async fn stress(
     let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
     initialise(&http, gateway, spec).await?;
     tracing::info!(checkouts = spec.checkouts, concurrency = spec.concurrency, "load phase");
+    let since = match dbs {
+        Some(dbs) => state::now(dbs).await?,
+        None => 0.0,
+    };
     let load = load::closed_loop(gateway, spec.orders as u64, spec.checkouts, spec.concurrency, spec.seed).await?;
     let (settled_in, final_state) = match dbs {
         Some(dbs) => {
             let settled = state::settle(dbs, Duration::from_secs(120)).await?;
-            (Some(settled), state::read(dbs, spec.users, spec.items, spec.orders).await?)
+            (Some(settled), state::read(dbs, spec.users, spec.items, spec.orders, since).await?)
         }
         None => (None, read_via_api(&http, gateway, spec).await?),
     };

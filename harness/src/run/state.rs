@@ -20,8 +20,19 @@ pub struct Databases {
 
 const BATCH_ID: &str = "~ '^[0-9]+$'";
 
-/// Reads the final state of ids below the given counts.
-pub async fn read(dbs: &Databases, users: i64, items: i64, orders: i64) -> anyhow::Result<FinalState> {
+/// The order database's clock, as seconds since the epoch: marks the start of
+/// a run, so that protocol records of earlier runs on the same ids (which
+/// `batch_init` reset) are not counted.
+pub async fn now(dbs: &Databases) -> anyhow::Result<f64> {
+    let pool = PgPool::connect(&dbs.order).await?;
+    let now = sqlx::query_scalar("SELECT extract(epoch FROM now())::float8").fetch_one(&pool).await?;
+    pool.close().await;
+    Ok(now)
+}
+
+/// Reads the final state of ids below the given counts; saga records count
+/// only for sagas started at or after `since` (see [`now`]).
+pub async fn read(dbs: &Databases, users: i64, items: i64, orders: i64, since: f64) -> anyhow::Result<FinalState> {
     let (order_db, stock_db, payment_db) =
         (PgPool::connect(&dbs.order).await?, PgPool::connect(&dbs.stock).await?, PgPool::connect(&dbs.payment).await?);
     let mut state = FinalState::default();
@@ -49,32 +60,44 @@ pub async fn read(dbs: &Databases, users: i64, items: i64, orders: i64) -> anyho
     }
     state.leftovers = leftovers(&order_db, &stock_db, &payment_db).await?;
     if has_table(&order_db, "sagas").await? {
-        state.saga_effects = Some(saga_effects(&stock_db, &payment_db, orders).await?);
+        state.saga_effects = Some(saga_effects(&order_db, &stock_db, &payment_db, orders, since).await?);
     }
     Ok(state)
 }
 
-/// Per batch order, the step effects in place in the stock and payment databases.
+/// Per batch order, the step effects in place in the stock and payment
+/// databases, from the sagas started since `since`.
 async fn saga_effects(
+    order_db: &PgPool,
     stock_db: &PgPool,
     payment_db: &PgPool,
     orders: i64,
+    since: f64,
 ) -> anyhow::Result<std::collections::BTreeMap<String, (i64, i64)>> {
     let sql = format!(
-        "SELECT order_id, count(*) FROM saga_effects WHERE state = 'applied'
-         AND order_id {BATCH_ID} AND order_id::numeric < $1 GROUP BY order_id"
+        "SELECT saga_id, order_id FROM sagas
+         WHERE created_at >= to_timestamp($2) AND order_id {BATCH_ID} AND order_id::numeric < $1"
     );
+    let sagas: std::collections::HashMap<uuid::Uuid, String> =
+        sqlx::query_as(&sql).bind(orders).bind(since).fetch_all(order_db).await?.into_iter().collect();
+    let ids: Vec<uuid::Uuid> = sagas.keys().copied().collect();
     let mut effects = std::collections::BTreeMap::<String, (i64, i64)>::new();
     for (db, is_stock) in [(stock_db, true), (payment_db, false)] {
         if !has_table(db, "saga_effects").await? {
             continue;
         }
-        for (order, n) in sqlx::query_as::<_, (String, i64)>(&sql).bind(orders).fetch_all(db).await? {
-            let entry = effects.entry(order).or_default();
+        let applied: Vec<uuid::Uuid> =
+            sqlx::query_scalar("SELECT saga_id FROM saga_effects WHERE state = 'applied' AND saga_id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(db)
+                .await?;
+        for saga in applied {
+            let Some(order) = sagas.get(&saga) else { continue };
+            let entry = effects.entry(order.clone()).or_default();
             if is_stock {
-                entry.0 = n;
+                entry.0 += 1;
             } else {
-                entry.1 = n;
+                entry.1 += 1;
             }
         }
     }
@@ -83,6 +106,17 @@ async fn saga_effects(
 
 async fn has_table(pool: &PgPool, table: &str) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table).fetch_one(pool).await
+}
+
+/// Protocol state still in flight in the stack's databases.
+pub async fn pending(dbs: &Databases) -> anyhow::Result<Leftovers> {
+    let (order_db, stock_db, payment_db) =
+        (PgPool::connect(&dbs.order).await?, PgPool::connect(&dbs.stock).await?, PgPool::connect(&dbs.payment).await?);
+    let left = leftovers(&order_db, &stock_db, &payment_db).await?;
+    for pool in [order_db, stock_db, payment_db] {
+        pool.close().await;
+    }
+    Ok(left)
 }
 
 /// Protocol state still in flight across the three databases.

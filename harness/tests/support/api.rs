@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 /// A client of one gateway (or any base URL serving the API).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Api {
     pub base: String,
     pub http: reqwest::Client,

@@ -7,28 +7,37 @@ use std::time::{Duration, Instant};
 use super::api::Api;
 use super::{TestStack, component};
 
-/// One checkout's world: a user with 100 credit, an item with 10 stock at 10,
-/// and an order of 2 of it.
+/// One checkout's world: a user, an item and an order of it; by default a
+/// user with 100 credit, an item with 10 stock at 10, and an order of 2.
 pub struct Case {
     pub user: String,
     pub item: String,
     pub order: String,
+    credit: i64,
+    stock: i64,
+    cost: (i64, i64),
 }
 
 impl Case {
     pub async fn new(api: &Api) -> Case {
-        let user = api.user(100).await;
-        let item = api.item(10, 10).await;
-        let order = api.order(&user, &[(&item, 2)]).await;
-        Case { user, item, order }
+        Case::with(api, 100, 10, 10, 2).await
+    }
+
+    /// A user with `credit`, an item with `stock` at `price`, an order of `qty`.
+    pub async fn with(api: &Api, credit: i64, stock: i64, price: i64, qty: i64) -> Case {
+        let user = api.user(credit).await;
+        let item = api.item(price, stock).await;
+        let order = api.order(&user, &[(&item, qty)]).await;
+        Case { user, item, order, credit, stock, cost: (qty, qty * price) }
     }
 
     /// The order is paid with exactly one debit and one set of stock
-    /// decrements, or not paid and untouched.
+    /// decrements, or not paid and untouched. Returns whether it is paid.
     pub async fn assert_all_or_nothing(&self, api: &Api, what: &str) -> bool {
         let paid = api.paid(&self.order).await;
         let state = (api.stock_of(&self.item).await, api.credit_of(&self.user).await);
-        let expected = if paid { (8, 80) } else { (10, 100) };
+        let expected =
+            if paid { (self.stock - self.cost.0, self.credit - self.cost.1) } else { (self.stock, self.credit) };
         assert_eq!(state, expected, "{what}: paid={paid} but (stock, credit) = {state:?}");
         paid
     }

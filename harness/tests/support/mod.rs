@@ -15,6 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 use serde_json::Value;
 
 /// A stack in its own run directory and port block, brought down on drop.
+#[derive(Debug)]
 pub struct TestStack {
     pub dir: PathBuf,
     pub port_base: u16,

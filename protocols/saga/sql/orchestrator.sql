@@ -11,10 +11,9 @@ CREATE TABLE IF NOT EXISTS sagas (
     updated_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
     finished_at TIMESTAMPTZ
 );
--- At most one saga in flight per order (concurrent checkouts join it) ...
+-- At most one saga in flight per order: concurrent checkouts join it. (Several
+-- paid sagas per order id are possible: batch_init resets orders to unpaid.)
 CREATE UNIQUE INDEX IF NOT EXISTS sagas_one_active_per_order ON sagas (order_id)
     WHERE status IN ('running', 'compensating');
--- ... and at most one that paid it.
-CREATE UNIQUE INDEX IF NOT EXISTS sagas_one_paid_per_order ON sagas (order_id) WHERE status = 'paid';
 -- Recovery scans only sagas in flight.
 CREATE INDEX IF NOT EXISTS sagas_in_flight ON sagas (updated_at) WHERE status IN ('running', 'compensating');

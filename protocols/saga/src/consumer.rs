@@ -9,11 +9,13 @@
 //! redelivery into a no-op.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
@@ -24,7 +26,7 @@ use crate::offsets::OffsetTracker;
 
 /// Handles one message in one local transaction (inbox claim, effect, outbox
 /// rows). An error rolls everything back; the message is retried.
-pub trait Handler: Send + Sync + 'static {
+pub trait Handler: Send + Sync + std::fmt::Debug + 'static {
     /// Handles `msg`.
     fn handle(&self, msg: Envelope) -> BoxFuture<'_, anyhow::Result<()>>;
 }
@@ -39,8 +41,29 @@ struct Job {
     msg: Envelope,
 }
 
+/// Marks the consumer as having joined its group on the first assignment
+/// (possibly empty, when there are more replicas than partitions).
+struct GroupContext {
+    joined: Arc<AtomicBool>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = tpl.count(), "saga consumer assigned");
+                self.joined.store(true, Ordering::Release);
+            }
+            Rebalance::Revoke(tpl) => tracing::info!(partitions = tpl.count(), "saga consumer revoked"),
+            Rebalance::Error(err) => tracing::warn!(error = %err, "saga consumer rebalance failed"),
+        }
+    }
+}
+
 struct Shared {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<GroupContext>,
     tracker: Mutex<OffsetTracker>,
     handler: Arc<dyn Handler>,
     metrics: Arc<Metrics>,
@@ -48,11 +71,7 @@ struct Shared {
 
 impl Shared {
     fn finished(&self, topic: &str, partition: i32, offset: i64) {
-        let position = match self.tracker.lock() {
-            Ok(mut t) => t.finished(topic, partition, offset),
-            Err(poisoned) => poisoned.into_inner().finished(topic, partition, offset),
-        };
-        let Some(position) = position else { return };
+        let Some(position) = lock(&self.tracker).finished(topic, partition, offset) else { return };
         let mut tpl = TopicPartitionList::new();
         if tpl.add_partition_offset(topic, partition, Offset::Offset(position)).is_ok() {
             // Fails when the partition was revoked meanwhile; its new owner
@@ -64,16 +83,27 @@ impl Shared {
     }
 }
 
-/// Consumes `topics` until `stop` turns true.
-pub async fn run(
-    settings: KafkaSettings,
-    topics: &[&str],
-    handler: Arc<dyn Handler>,
-    workers: usize,
-    metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let consumer: StreamConsumer = settings.consumer().create()?;
+/// What a consumer loop works with.
+#[derive(Debug)]
+pub struct ConsumerSetup {
+    /// Broker, group and profile.
+    pub settings: KafkaSettings,
+    /// Topics to subscribe to.
+    pub topics: &'static [&'static str],
+    /// Handles each message.
+    pub handler: Arc<dyn Handler>,
+    /// Messages handled at once.
+    pub workers: usize,
+    /// Shared counters.
+    pub metrics: Arc<Metrics>,
+    /// Set once the consumer has joined its group.
+    pub joined: Arc<AtomicBool>,
+}
+
+/// Consumes until `stop` turns true.
+pub async fn run(setup: ConsumerSetup, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let ConsumerSetup { settings, topics, handler, workers, metrics, joined } = setup;
+    let consumer: StreamConsumer<GroupContext> = settings.consumer().create_with_context(GroupContext { joined })?;
     consumer.subscribe(topics)?;
     let shared = Arc::new(Shared { consumer, tracker: Mutex::default(), handler, metrics });
     let mut senders = Vec::new();

@@ -32,6 +32,7 @@ pub mod relay;
 pub mod store;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use sqlx::PgPool;
 use tokio::sync::{Notify, watch};
@@ -54,6 +55,7 @@ pub struct Runtime {
     workers: usize,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
+    joined: Arc<AtomicBool>,
 }
 
 impl Runtime {
@@ -66,7 +68,8 @@ impl Runtime {
         workers: usize,
     ) -> anyhow::Result<Self> {
         store::install(&pool, schema).await?;
-        Ok(Runtime { pool, kafka, relay, workers, wake: Arc::default(), metrics: Arc::default() })
+        let (wake, metrics, joined) = (Arc::default(), Arc::default(), Arc::default());
+        Ok(Runtime { pool, kafka, relay, workers, wake, metrics, joined })
     }
 
     /// The relay's wake-up, to notify after committing outbox rows.
@@ -79,6 +82,12 @@ impl Runtime {
         Arc::clone(&self.metrics)
     }
 
+    /// Turns true once the consumer has joined its group: before that, nothing
+    /// this service should handle can be handled.
+    pub fn joined(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.joined)
+    }
+
     /// The Kafka settings (profile, group) in use.
     pub fn kafka(&self) -> &KafkaSettings {
         &self.kafka
@@ -86,8 +95,13 @@ impl Runtime {
 
     /// The relay task.
     pub fn relay_task(&self) -> anyhow::Result<impl FnOnce(watch::Receiver<bool>) -> relay::RelayFuture + use<>> {
-        let producer = self.kafka.producer().create()?;
-        let relay = relay::Relay::new(self.pool.clone(), producer, self.wake(), self.relay.clone(), self.metrics());
+        let relay = relay::Relay::new(
+            self.pool.clone(),
+            self.kafka.producer(),
+            self.wake(),
+            self.relay.clone(),
+            self.metrics(),
+        )?;
         Ok(move |stop| -> relay::RelayFuture { Box::pin(relay.run(stop)) })
     }
 
@@ -97,10 +111,17 @@ impl Runtime {
         topics: &'static [&'static str],
         handler: Arc<dyn consumer::Handler>,
     ) -> impl FnOnce(watch::Receiver<bool>) -> relay::RelayFuture + use<> {
-        let (kafka, workers, metrics) = (self.kafka.clone(), self.workers, self.metrics());
+        let setup = consumer::ConsumerSetup {
+            settings: self.kafka.clone(),
+            topics,
+            handler,
+            workers: self.workers,
+            metrics: self.metrics(),
+            joined: self.joined(),
+        };
         move |stop| -> relay::RelayFuture {
             Box::pin(async move {
-                if let Err(err) = consumer::run(kafka, topics, handler, workers, metrics, stop).await {
+                if let Err(err) = consumer::run(setup, stop).await {
                     tracing::error!(error = %err, "saga consumer could not start");
                 }
             })

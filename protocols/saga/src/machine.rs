@@ -13,8 +13,10 @@
 //! ```
 //!
 //! Replies that do not fit the current state (duplicates, re-sent commands
-//! answered twice, replies after the saga ended) change nothing, so the runner
-//! can feed every delivery in without filtering.
+//! answered twice, replies after the saga ended) change nothing and say so
+//! (`None`), so the runner can feed every delivery in without filtering, and
+//! persists the state whenever it changed, even when there is nothing to send
+//! (in parallel mode, the first of two successes).
 
 use std::fmt;
 use std::str::FromStr;
@@ -181,11 +183,11 @@ impl Saga {
         }
     }
 
-    /// Applies a participant's report; returns what to do. Reports that do not
-    /// match the step's state are ignored (no actions).
-    pub fn on(&mut self, event: Event) -> Vec<Action> {
+    /// Applies a participant's report; returns what to do, or `None` when the
+    /// report does not match the step's state and changed nothing.
+    pub fn on(&mut self, event: Event) -> Option<Vec<Action>> {
         if self.status.is_terminal() {
-            return Vec::new();
+            return None;
         }
         let mut actions = Vec::new();
         match event {
@@ -216,13 +218,13 @@ impl Saga {
             Event::Compensated(step) if self.state(step) == StepState::Compensating => {
                 *self.state_mut(step) = StepState::Compensated;
             }
-            _ => return Vec::new(),
+            _ => return None,
         }
         if let Some(status) = self.terminal() {
             self.status = status;
             actions.push(Action::Finish(status));
         }
-        actions
+        Some(actions)
     }
 
     fn terminal(&self) -> Option<Status> {
@@ -269,15 +271,15 @@ mod tests {
     fn sequential_happy_path() {
         let (mut saga, first) = Saga::start(Mode::Sequential);
         assert_eq!(first, vec![Action::Do(Stock)]);
-        assert_eq!(saga.on(Event::Done(Stock)), vec![Action::Do(Pay)]);
-        assert_eq!(saga.on(Event::Done(Pay)), vec![Action::Finish(Status::Paid)]);
+        assert_eq!(saga.on(Event::Done(Stock)), Some(vec![Action::Do(Pay)]));
+        assert_eq!(saga.on(Event::Done(Pay)), Some(vec![Action::Finish(Status::Paid)]));
         assert_eq!(saga.status, Status::Paid);
     }
 
     #[test]
     fn sequential_stock_refused_needs_no_compensation() {
         let (mut saga, _) = Saga::start(Mode::Sequential);
-        assert_eq!(saga.on(Event::Refused(Stock, stock_out())), vec![Action::Finish(Status::Rejected)]);
+        assert_eq!(saga.on(Event::Refused(Stock, stock_out())), Some(vec![Action::Finish(Status::Rejected)]));
         assert_eq!(saga.payment, StepState::Idle, "payment never asked");
         assert_eq!(saga.reason, Some(stock_out()));
     }
@@ -286,10 +288,10 @@ mod tests {
     fn sequential_payment_refused_releases_stock() {
         let (mut saga, _) = Saga::start(Mode::Sequential);
         saga.on(Event::Done(Stock));
-        assert_eq!(saga.on(Event::Refused(Pay, credit())), vec![Action::Undo(Stock)]);
+        assert_eq!(saga.on(Event::Refused(Pay, credit())), Some(vec![Action::Undo(Stock)]));
         assert_eq!(saga.status, Status::Compensating);
         assert_eq!(saga.pending(), vec![Action::Undo(Stock)]);
-        assert_eq!(saga.on(Event::Compensated(Stock)), vec![Action::Finish(Status::Rejected)]);
+        assert_eq!(saga.on(Event::Compensated(Stock)), Some(vec![Action::Finish(Status::Rejected)]));
         assert_eq!(saga.reason, Some(credit()));
     }
 
@@ -298,14 +300,14 @@ mod tests {
         let (mut saga, _) = Saga::start(Mode::Sequential);
         saga.on(Event::Done(Stock));
         let before = saga.clone();
-        assert!(saga.on(Event::Done(Stock)).is_empty(), "duplicate done");
-        assert!(saga.on(Event::Compensated(Stock)).is_empty(), "compensated without compensation");
-        assert!(saga.on(Event::Refused(Stock, stock_out())).is_empty(), "refusal after done");
+        assert_eq!(saga.on(Event::Done(Stock)), None, "duplicate done");
+        assert_eq!(saga.on(Event::Compensated(Stock)), None, "compensated without compensation");
+        assert_eq!(saga.on(Event::Refused(Stock, stock_out())), None, "refusal after done");
         assert_eq!(saga, before);
         saga.on(Event::Done(Pay));
         let paid = saga.clone();
         for late in [Event::Refused(Pay, credit()), Event::Done(Pay), Event::Compensated(Stock)] {
-            assert!(saga.on(late).is_empty());
+            assert_eq!(saga.on(late), None);
         }
         assert_eq!(saga, paid);
         assert!(saga.pending().is_empty());
@@ -333,12 +335,12 @@ mod tests {
                 let order = if stock_first { [(Stock, s), (Pay, p)] } else { [(Pay, p), (Stock, s)] };
                 let mut queue: Vec<Action> = Vec::new();
                 for (step, r) in order {
-                    queue.extend(saga.on(event(step, r)));
+                    queue.extend(saga.on(event(step, r)).expect("a first reply always changes the state"));
                 }
                 // Answer every compensation.
                 while let Some(pos) = queue.iter().position(|a| matches!(a, Action::Undo(_))) {
                     let Action::Undo(step) = queue.remove(pos) else { unreachable!() };
-                    queue.extend(saga.on(Event::Compensated(step)));
+                    queue.extend(saga.on(Event::Compensated(step)).expect("compensation was pending"));
                 }
                 let case = format!("{s:?}/{p:?} stock_first={stock_first}");
                 let both = matches!((s, p), (R::Ok, R::Ok));
@@ -367,7 +369,7 @@ mod tests {
     fn pending_lists_unanswered_commands() {
         let (mut saga, _) = Saga::start(Mode::Parallel);
         assert_eq!(saga.pending(), vec![Action::Do(Stock), Action::Do(Pay)]);
-        saga.on(Event::Done(Pay));
+        assert_eq!(saga.on(Event::Done(Pay)), Some(vec![]), "a state change with nothing to send");
         assert_eq!(saga.pending(), vec![Action::Do(Stock)]);
         saga.on(Event::Refused(Stock, stock_out()));
         assert_eq!(saga.pending(), vec![Action::Undo(Pay)]);

@@ -24,6 +24,9 @@ pub struct Metrics {
     pub handled: AtomicU64,
     /// Deliveries recognised as duplicates by the inbox and skipped.
     pub duplicates: AtomicU64,
+    /// Replies that no longer matched their saga's state (answers to re-sent
+    /// commands, replies after the end) and changed nothing (orchestrator).
+    pub ignored: AtomicU64,
     /// Actions applied (participant).
     pub applied: AtomicU64,
     /// Actions refused for a business reason (participant).
@@ -58,7 +61,7 @@ impl Metrics {
     /// The counters by name, plus gauges read from the database. A flat map of
     /// numbers, so the harness can sum it across replicas.
     pub fn snapshot(&self, gauges: Gauges) -> BTreeMap<&'static str, u64> {
-        let counters: [(&'static str, &AtomicU64); 17] = [
+        let counters: [(&'static str, &AtomicU64); 18] = [
             ("started", &self.started),
             ("paid", &self.paid),
             ("rejected", &self.rejected),
@@ -67,6 +70,7 @@ impl Metrics {
             ("joined", &self.joined),
             ("handled", &self.handled),
             ("duplicates", &self.duplicates),
+            ("ignored", &self.ignored),
             ("applied", &self.applied),
             ("refused", &self.refused),
             ("compensated", &self.compensated),

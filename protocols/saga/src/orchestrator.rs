@@ -250,16 +250,15 @@ impl Orchestrator {
             tx.commit().await?;
             return Ok(());
         };
-        let actions = saga.on(event.clone());
-        if !actions.is_empty() {
-            self.apply(&mut tx, msg.saga_id, &saga, &request, &actions).await?;
-        }
+        let Some(actions) = saga.on(event.clone()) else {
+            // A late or repeated reply: only its inbox record is kept.
+            tx.commit().await?;
+            Metrics::incr(&self.metrics.ignored);
+            return Ok(());
+        };
+        self.apply(&mut tx, msg.saga_id, &saga, &request, &actions).await?;
         tx.commit().await?;
         Metrics::incr(&self.metrics.handled);
-        if actions.is_empty() {
-            Metrics::incr(&self.metrics.duplicates); // a late or repeated reply
-            return Ok(());
-        }
         if event == Event::Done(Step::ReserveStock) && actions.contains(&Action::Do(Step::DebitCredit)) {
             crashpoint::hit(CRASH_AFTER_STOCK_RESERVED);
         }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use protocol_core::crashpoint;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use sqlx::PgPool;
 use tokio::sync::{Notify, watch};
@@ -48,6 +49,7 @@ pub struct RelaySettings {
 /// Publishes one database's outbox.
 pub struct Relay {
     pool: PgPool,
+    config: ClientConfig,
     producer: FutureProducer,
     wake: Arc<Notify>,
     settings: RelaySettings,
@@ -61,19 +63,33 @@ impl std::fmt::Debug for Relay {
 }
 
 impl Relay {
-    /// A relay over `pool`'s outbox; `wake` is notified by whoever commits rows.
+    /// A relay over `pool`'s outbox, publishing with a producer made from
+    /// `config`; `wake` is notified by whoever commits rows.
     pub fn new(
         pool: PgPool,
-        producer: FutureProducer,
+        config: ClientConfig,
         wake: Arc<Notify>,
         settings: RelaySettings,
         metrics: Arc<Metrics>,
-    ) -> Self {
-        Relay { pool, producer, wake, settings, metrics }
+    ) -> anyhow::Result<Self> {
+        let producer = config.create()?;
+        Ok(Relay { pool, config, producer, wake, settings, metrics })
+    }
+
+    /// An idempotent producer that hit a fatal error (for example a sequence
+    /// gap after the broker lost its state) refuses every later message; only
+    /// a new producer, with a new producer id, can go on.
+    fn renew_producer_if_fatal(&mut self) {
+        let Some((code, reason)) = self.producer.client().fatal_error() else { return };
+        tracing::warn!(?code, %reason, "Kafka producer hit a fatal error; creating a new one");
+        match self.config.create() {
+            Ok(producer) => self.producer = producer,
+            Err(err) => tracing::error!(error = %err, "could not create a new Kafka producer"),
+        }
     }
 
     /// Runs until `stop` turns true.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut last_cleanup = tokio::time::Instant::now();
         loop {
             loop {
@@ -83,6 +99,7 @@ impl Relay {
                     Err(err) => {
                         tracing::warn!(error = %err, "outbox relay round failed; retrying");
                         Metrics::incr(&self.metrics.relay_errors);
+                        self.renew_producer_if_fatal();
                         break;
                     }
                 }

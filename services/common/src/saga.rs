@@ -122,6 +122,7 @@ impl Participant {
             Step::DebitCredit => &[saga::messages::PAYMENT_COMMANDS],
         };
         Ok(app
+            .require_ready("saga consumer group", runtime.joined())
             .with_background("saga-relay", runtime.relay_task()?)
             .with_background("saga-consumer", runtime.consumer_task(topics, handler)))
     }

@@ -7,6 +7,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -35,10 +37,31 @@ pub const MAX_BODY_BYTES: u64 = 64 * 1024;
 /// until then.
 pub type Background = Box<dyn FnOnce(watch::Receiver<bool>) -> BoxFuture<'static, ()> + Send>;
 
+/// Conditions `GET /health` waits for besides the database, such as a Kafka
+/// consumer that has joined its group: a replica that cannot yet process its
+/// protocol's messages is not ready, so `harness up` (and a load balancer) do
+/// not send it work it would only queue.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<Mutex<Vec<(String, Arc<AtomicBool>)>>>);
+
+impl Readiness {
+    /// Adds a condition named `what`, met once `flag` is true.
+    pub fn require(&self, what: &str, flag: Arc<AtomicBool>) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((what.to_owned(), flag));
+    }
+
+    /// Names of the conditions not met yet.
+    fn waiting_for(&self) -> Vec<String> {
+        let conditions = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        conditions.iter().filter(|(_, flag)| !flag.load(Ordering::Acquire)).map(|(name, _)| name.clone()).collect()
+    }
+}
+
 /// A bound listener, its router and its background tasks, ready to serve.
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    readiness: Readiness,
     background: Vec<(String, Background)>,
 }
 
@@ -54,13 +77,14 @@ impl Application {
     /// health check.
     pub async fn bind(addr: SocketAddr, routes: Router, pool: PgPool) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let readiness = Readiness::default();
         let router = routes
-            .route("/health", get(health).with_state(pool))
+            .route("/health", get(health).with_state((pool, readiness.clone())))
             .route("/internal/crashpoints/{name}", post(arm_crashpoint))
             .route("/internal/crashpoints", delete(disarm_crashpoints))
             .fallback(|| async { ApiError::NoRoute })
             .layer(middleware::from_fn(limit_body));
-        Ok(Application { listener, router, background: Vec::new() })
+        Ok(Application { listener, router, readiness, background: Vec::new() })
     }
 
     /// Adds a task that runs beside the server (recovery loops, relays) and is
@@ -71,6 +95,12 @@ impl Application {
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.background.push((name.to_owned(), Box::new(move |rx| Box::pin(task(rx)))));
+        self
+    }
+
+    /// Makes `GET /health` answer 503 until `flag` is true.
+    pub fn require_ready(self, what: &str, flag: Arc<AtomicBool>) -> Self {
+        self.readiness.require(what, flag);
         self
     }
 
@@ -98,8 +128,13 @@ impl Application {
     }
 }
 
-async fn health(State(pool): State<PgPool>) -> ApiResult<Response> {
+async fn health(State((pool, readiness)): State<(PgPool, Readiness)>) -> ApiResult<Response> {
     sqlx::query("SELECT 1").execute(&pool).await?;
+    let waiting = readiness.waiting_for();
+    if !waiting.is_empty() {
+        let body = Json(json!({ "status": "starting", "waiting_for": waiting }));
+        return Ok((axum::http::StatusCode::SERVICE_UNAVAILABLE, body).into_response());
+    }
     Ok(Json(json!({ "status": "ok" })).into_response())
 }
 

@@ -161,6 +161,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         let replies = Arc::new(saga::orchestrator::ReplyHandler(orchestrator.clone()));
         let listener = orchestrator.clone();
         app = app
+            .require_ready("saga consumer group", runtime.joined())
             .with_background("saga-relay", runtime.relay_task()?)
             .with_background("saga-reply-consumer", runtime.consumer_task(&[saga::messages::REPLIES], replies))
             .with_background("saga-listener", move |stop| listener.run_listener(stop))

@@ -1,0 +1,251 @@
+//! Faults against the saga: every message published twice, every topic
+//! replayed from offset 0, a compensation ahead of its action, processes
+//! aborted at crash points, the broker killed under load, and one of two
+//! order replicas killed under load. Afterwards nothing is in flight, no
+//! outbox row is unsent, and every checkout is all-or-nothing.
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use nix::sys::signal::Signal;
+use protocol_core::{LineItem, Work};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use saga::messages::{Body, Envelope, STOCK_COMMANDS, Step, TOPICS};
+
+use crate::support::api::Api;
+use crate::support::faults::{Case, arm, restarts, signal, wait_restart_count, wait_restarted};
+use crate::support::{TestStack, component};
+use crate::{assert_settled, counters, databases};
+
+/// A one-replica saga stack that re-sends stalled commands after 3 s.
+fn stack(name: &str, port_base: u16, env: &[(&str, &str)]) -> TestStack {
+    let stack = TestStack::new(name, port_base, port_base + 80);
+    let mut all = vec![("SAGA_RESEND_AFTER_MS", "3000")];
+    all.extend_from_slice(env);
+    stack.up_with_env(&["--protocol", "saga", "--replicas", "1"], &all);
+    stack
+}
+
+fn bootstrap(stack: &TestStack) -> String {
+    format!("127.0.0.1:{}", stack.port_base + 10)
+}
+
+/// Kills `victim` at `point` during one checkout (of `case`) and checks the
+/// aftermath: the reply, if any, agrees with the final state; nothing stays in
+/// flight; a second checkout then ends as `paid_in_the_end` says.
+async fn crash_during_checkout(stack: &TestStack, api: &Api, victim: &str, point: &str, case: Case) {
+    let before = restarts(stack, victim).await;
+    arm(api, stack, victim, point).await;
+    let (status, body) = api.checkout(&case.order).await;
+    wait_restarted(stack, api, victim, before).await;
+    assert_settled(stack).await;
+    let paid = case.assert_all_or_nothing(api, point).await;
+    match status {
+        200 => assert!(paid, "{point}: answered 200 but the order is not paid"),
+        400..=499 => assert!(!paid, "{point}: answered {status} {body} but the order is paid"),
+        _ => {} // 5xx or no answer: the final state decides
+    }
+    let again = api.checkout(&case.order).await;
+    let paid_now = case.assert_all_or_nothing(api, point).await;
+    assert_eq!(again.0 == 200, paid_now, "{point}: checkout after recovery answered {again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_points_recover_all_or_nothing() {
+    let _serial = crate::support::serial();
+    let stack = stack("saga-crash", 22000, &[]);
+    let api = Api::new(&stack.gateway());
+    for (victim, point) in [
+        ("order#0", "saga.orchestrator.after_stock_reserved"),
+        ("order#0", "saga.orchestrator.before_payment_reply"),
+        ("order#0", "saga.relay.after_publish"),
+        ("stock#0", "saga.participant.after_commit"),
+        ("payment#0", "saga.participant.after_commit"),
+    ] {
+        crash_during_checkout(&stack, &api, victim, point, Case::new(&api).await).await;
+    }
+    // The payment service's relay dies after publishing its reply, before
+    // marking it sent: the reply goes out twice and counts once.
+    let duplicates_before = counters(&api, &stack, "order#0").await["duplicates"].as_u64().unwrap();
+    crash_during_checkout(&stack, &api, "payment#0", "saga.relay.after_publish", Case::new(&api).await).await;
+    let duplicates = counters(&api, &stack, "order#0").await["duplicates"].as_u64().unwrap();
+    assert!(duplicates > duplicates_before, "the re-published reply was not recognised as a duplicate");
+    // A compensation interrupted by a crash is finished after restart.
+    let poor = Case::with(&api, 5, 10, 10, 2).await;
+    crash_during_checkout(&stack, &api, "stock#0", "saga.participant.after_commit", poor).await;
+}
+
+/// A mix of checkouts that pay, fail on credit and fail on stock.
+async fn mixed_cases(api: &Api) -> Vec<(Case, u16)> {
+    let mut cases = Vec::new();
+    for i in 0..30 {
+        let (case, expected) = match i % 3 {
+            0 => (Case::new(api).await, 200),
+            1 => (Case::with(api, 5, 10, 10, 2).await, 400),
+            _ => (Case::with(api, 100, 1, 10, 2).await, 400),
+        };
+        cases.push((case, expected));
+    }
+    cases
+}
+
+async fn check_cases(api: &Api, cases: &[(Case, u16)], what: &str) {
+    for (case, expected) in cases {
+        assert_eq!(case.assert_all_or_nothing(api, what).await, *expected == 200, "{what}");
+    }
+}
+
+/// Every message of every topic, from offset 0 to the end.
+fn read_all_topics(bootstrap: &str) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("replay-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(10);
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0;
+    for topic in TOPICS {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
+        for p in metadata.topics()[0].partitions() {
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout).unwrap();
+            if high > low {
+                remaining += (high - low) as usize;
+                tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
+            }
+        }
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut messages = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while messages.len() < remaining {
+        assert!(Instant::now() < deadline, "read {} of {remaining} messages", messages.len());
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+            let key = m.key().unwrap_or_default().to_vec();
+            messages.push((m.topic().to_owned(), key, m.payload().unwrap_or_default().to_vec()));
+        }
+    }
+    messages
+}
+
+async fn publish(bootstrap: &str, messages: &[(String, Vec<u8>, Vec<u8>)]) {
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let sends = messages.iter().map(|(topic, key, payload)| {
+        producer.send(FutureRecord::to(topic).key(key).payload(payload), Duration::from_secs(30))
+    });
+    for result in join_all(sends).await {
+        result.map_err(|(e, _)| e).unwrap();
+    }
+}
+
+/// Every message published twice by every relay, then every topic replayed
+/// from offset 0, then a compensation that overtakes its action: each takes
+/// effect once (or, for the late action, not at all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicated_replayed_and_reordered_messages_take_effect_once() {
+    let _serial = crate::support::serial();
+    let stack = stack("saga-messages", 23000, &[("SAGA_DUPLICATE_MESSAGES", "true")]);
+    let api = Api::new(&stack.gateway());
+
+    let cases = mixed_cases(&api).await;
+    let replies = join_all(cases.iter().map(|(case, _)| api.checkout(&case.order))).await;
+    for ((_, expected), (status, body)) in cases.iter().zip(&replies) {
+        assert_eq!(status, expected, "{body}");
+    }
+    assert_settled(&stack).await;
+    check_cases(&api, &cases, "duplicated delivery").await;
+    let stock_duplicates = counters(&api, &stack, "stock#0").await["duplicates"].as_u64().unwrap();
+    let order_duplicates = counters(&api, &stack, "order#0").await["duplicates"].as_u64().unwrap();
+    assert!(
+        stock_duplicates >= 30 && order_duplicates >= 30,
+        "duplicates seen: {stock_duplicates}, {order_duplicates}"
+    );
+
+    // Replay: every message of every topic again, from offset 0.
+    let messages = read_all_topics(&bootstrap(&stack));
+    publish(&bootstrap(&stack), &messages).await;
+    let commands = messages.iter().filter(|(t, _, _)| t == STOCK_COMMANDS).count() as u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while counters(&api, &stack, "stock#0").await["duplicates"].as_u64().unwrap() < stock_duplicates + commands {
+        assert!(Instant::now() < deadline, "the replayed stock commands were not all consumed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_settled(&stack).await;
+    check_cases(&api, &cases, "replay from offset 0").await;
+
+    // A compensation that arrives before its action leaves a tombstone, and
+    // the action is refused when it comes.
+    let item = api.item(10, 10).await;
+    let saga_id = uuid::Uuid::new_v4();
+    let work = Work::Stock { items: vec![LineItem { item_id: item.clone(), quantity: 3 }] };
+    let undo = Envelope::new(saga_id, "tombstone-order", Step::ReserveStock, Body::Compensate);
+    let action = Envelope::new(saga_id, "tombstone-order", Step::ReserveStock, Body::Action { work });
+    let late_before = counters(&api, &stack, "stock#0").await["late_actions"].as_u64().unwrap();
+    let encoded = |m: &Envelope| (STOCK_COMMANDS.to_owned(), m.order_id.as_bytes().to_vec(), m.encode());
+    publish(&bootstrap(&stack), &[encoded(&undo)]).await;
+    publish(&bootstrap(&stack), &[encoded(&action)]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while counters(&api, &stack, "stock#0").await["late_actions"].as_u64().unwrap() == late_before {
+        assert!(Instant::now() < deadline, "the late action was not handled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(api.stock_of(&item).await, 10, "a late action took stock");
+    let pool = sqlx::PgPool::connect(&databases(&stack).stock).await.unwrap();
+    let state: String = sqlx::query_scalar("SELECT state FROM saga_effects WHERE saga_id = $1")
+        .bind(saga_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "tombstone");
+    assert_settled(&stack).await;
+}
+
+fn stress_spec(seed: u64) -> harness::run::StressSpec {
+    harness::run::StressSpec {
+        concurrency: 16,
+        checkouts: 2500,
+        orders: 800,
+        items: 40,
+        users: 200,
+        stock: 30,
+        credit: 8,
+        price: 1,
+        seed,
+    }
+}
+
+/// Kills `victim` with SIGKILL `after` into a load, waits for its restart, and
+/// requires every invariant to hold once the load is over and settled.
+async fn kill_under_load(stack: &TestStack, victim: &str, after: Duration, seed: u64) {
+    let dbs = databases(stack);
+    let gateway = stack.gateway();
+    let before = restarts(stack, victim).await;
+    let spec = stress_spec(seed);
+    let load = harness::run::stress(&gateway, Some(&dbs), &[], &spec);
+    let fault = async {
+        tokio::time::sleep(after).await;
+        signal(stack, victim, Signal::SIGKILL);
+        wait_restart_count(stack, victim, before).await;
+    };
+    let (outcome, ()) = tokio::join!(load, fault);
+    let outcome = outcome.unwrap();
+    let summary = harness::run::summary(None, &spec, &outcome);
+    assert!(outcome.violations.is_empty(), "{victim} killed under load:\n{summary}");
+    assert!(outcome.load.statuses.get("200").copied().unwrap_or(0) > 0, "nothing succeeded:\n{summary}");
+    assert_settled(stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_restart_and_order_replica_kill_under_load() {
+    let _serial = crate::support::serial();
+    let stack = TestStack::new("saga-kill", 24000, 24080);
+    stack.up_with_env(&["--protocol", "saga", "--replicas", "2"], &[("SAGA_RESEND_AFTER_MS", "5000")]);
+    kill_under_load(&stack, "kafka", Duration::from_secs(3), 11).await;
+    kill_under_load(&stack, "order#1", Duration::from_secs(3), 12).await;
+    let status = stack.status().unwrap();
+    assert!(component(&status, "kafka")["restarts"].as_u64().unwrap() >= 1);
+}

@@ -1,0 +1,101 @@
+//! SAGA end to end against stacks started by `harness up`: the conformance
+//! suite in both modes, a concurrent stress, and (in `faults`) duplicated and
+//! replayed messages, compensation before action, crash points, a broker
+//! restart and an order replica killed under load.
+
+#![allow(clippy::unwrap_used)] // tests: a failed step should panic with its location
+#![allow(clippy::await_holding_lock)] // support::serial() holds a guard for a whole test on purpose
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod faults;
+
+use std::time::{Duration, Instant};
+
+use harness::run::state::Databases;
+use support::api::Api;
+use support::{TestStack, component};
+
+/// The databases of a running stack.
+pub fn databases(stack: &TestStack) -> Databases {
+    let status = stack.status().expect("stack running");
+    let url = |db: &str| status["databases"][db].as_str().unwrap().to_owned();
+    Databases { order: url("order"), stock: url("stock"), payment: url("payment") }
+}
+
+/// Waits until no saga is in flight and every outbox row is published.
+pub async fn assert_settled(stack: &TestStack) {
+    let dbs = databases(stack);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let left = harness::run::state::pending(&dbs).await.unwrap();
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "saga state not settled: {left:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The saga counters of `name` (`order#0`, ...).
+pub async fn counters(api: &Api, stack: &TestStack, name: &str) -> serde_json::Value {
+    let url = format!("{}/internal/saga/metrics", component(&stack.status().unwrap(), name)["url"].as_str().unwrap());
+    api.http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+async fn conformance(name: &str, port_base: u16, mode: &str) {
+    let _serial = support::serial();
+    let stack = TestStack::new(name, port_base, port_base + 80);
+    stack.up(&["--protocol", "saga", "--saga-mode", mode, "--replicas", "2"]);
+    let api = Api::new(&stack.gateway());
+    support::conformance::run_all(&api).await;
+    assert_settled(&stack).await;
+    let settings: serde_json::Value = api
+        .http
+        .get(format!(
+            "{}/internal/saga/settings",
+            component(&stack.status().unwrap(), "order#1")["url"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settings["mode"], mode, "{settings}");
+    assert_eq!(settings["kafka_profile"], "defaults", "{settings}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_over_saga_sequential() {
+    conformance("saga-conformance-seq", 20000, "sequential").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_over_saga_parallel() {
+    conformance("saga-conformance-par", 20500, "parallel").await;
+}
+
+/// `harness run`: 5,000 concurrent checkouts with repeated orders, parallel
+/// steps and the low-latency Kafka profile, conserve every user's credit and
+/// every item's stock, leave one effect per step of every paid order and
+/// nothing in flight; the run exits 0 only if all invariants held.
+#[test]
+fn stress_with_repeated_orders_conserves_credit_and_stock() {
+    let _serial = support::serial();
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("saga-stress");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["run", "--protocol", "saga", "--saga-mode", "parallel", "--kafka-profile", "low-latency"])
+        .args(["--workload", "stress", "--run-dir"])
+        .arg(&dir)
+        .args(["--port-base", "21000", "--gateway-port", "21080", "--kafka-heap-mb", "256"])
+        .args(["--checkouts", "5000", "--concurrency", "32", "--orders", "1500", "--users", "400"])
+        .args(["--items", "60", "--stock", "40", "--credit", "8", "--seed", "7"])
+        .output()
+        .unwrap();
+    let stdout = support::text(&out.stdout);
+    assert!(out.status.success(), "run failed:\n{stdout}\n{}", support::text(&out.stderr));
+    assert!(stdout.contains("invariants   OK") && stdout.contains("one effect per saga step"), "{stdout}");
+    assert!(stdout.contains("200: ") && stdout.contains("400: "), "both outcomes exercised: {stdout}");
+}
