@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{LineItem, ProtocolKind};
+use crate::LineItem;
 
 /// An immutable snapshot of an unpaid order, taken by the order service when a
 /// checkout starts. Items are already merged per item id ([`crate::merge_items`]).
@@ -58,9 +58,6 @@ pub enum RejectReason {
         /// The missing user.
         user_id: String,
     },
-    /// The protocol selected at start-up is not available in this build.
-    #[error("checkout protocol {0} is not available in this build")]
-    ProtocolUnavailable(ProtocolKind),
 }
 
 /// A checkout that failed for a system reason (answered 5xx).

@@ -100,29 +100,63 @@ pub struct ConsumerSetup {
     pub joined: Arc<AtomicBool>,
 }
 
-/// Consumes until `stop` turns true.
+/// How a consumer session ended.
+enum Session {
+    /// `stop` turned true.
+    Stopped,
+    /// librdkafka reported a fatal error (for example a static member fenced
+    /// after a broker restart): this consumer can never consume again.
+    Fatal,
+}
+
+/// Consumes until `stop` turns true, replacing the consumer whenever it hits
+/// a fatal error.
 pub async fn run(setup: ConsumerSetup, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    loop {
+        match session(&setup, &mut stop).await? {
+            Session::Stopped => return Ok(()),
+            Session::Fatal => {
+                tracing::warn!(group = %setup.settings.group, "Kafka consumer failed fatally; rejoining with a new one");
+                tokio::select! {
+                    _ = stop.changed() => return Ok(()),
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn session(setup: &ConsumerSetup, stop: &mut watch::Receiver<bool>) -> anyhow::Result<Session> {
     let ConsumerSetup { settings, topics, handler, workers, metrics, joined } = setup;
-    let consumer: StreamConsumer<GroupContext> = settings.consumer().create_with_context(GroupContext { joined })?;
+    let context = GroupContext { joined: Arc::clone(joined) };
+    let consumer: StreamConsumer<GroupContext> = settings.consumer().create_with_context(context)?;
     consumer.subscribe(topics)?;
-    let shared = Arc::new(Shared { consumer, tracker: Mutex::default(), handler, metrics });
+    let shared = Arc::new(Shared {
+        consumer,
+        tracker: Mutex::default(),
+        handler: Arc::clone(handler),
+        metrics: Arc::clone(metrics),
+    });
     let mut senders = Vec::new();
     let mut tasks = Vec::new();
-    for _ in 0..workers.max(1) {
+    for _ in 0..(*workers).max(1) {
         let (tx, rx) = mpsc::channel::<Job>(64);
         senders.push(tx);
         tasks.push(tokio::spawn(worker(Arc::clone(&shared), rx, stop.clone())));
     }
     tracing::info!(group = %settings.group, ?topics, profile = %settings.profile, "saga consumer started");
-    loop {
+    let ended = loop {
         let received = tokio::select! {
-            _ = stop.changed() => break,
+            _ = stop.changed() => break Session::Stopped,
             received = shared.consumer.recv() => received,
         };
         let m = match received {
             Ok(m) => m,
             Err(err) => {
                 tracing::warn!(error = %err, "Kafka consumer error");
+                if shared.consumer.client().fatal_error().is_some() {
+                    break Session::Fatal;
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
@@ -136,7 +170,7 @@ pub async fn run(setup: ConsumerSetup, mut stop: watch::Receiver<bool>) -> anyho
             Ok(msg) => {
                 let job = Job { topic, partition, offset, msg };
                 if senders[worker_for(&key, senders.len())].send(job).await.is_err() {
-                    break; // workers are gone: shutting down
+                    break Session::Stopped; // workers are gone: shutting down
                 }
             }
             Err(err) => {
@@ -146,16 +180,17 @@ pub async fn run(setup: ConsumerSetup, mut stop: watch::Receiver<bool>) -> anyho
                 shared.finished(&topic, partition, offset);
             }
         }
-    }
+    };
+    // Queued messages are still handled; their offsets are stored if this
+    // consumer still can, and redelivered (then recognised by the inbox) if not.
     drop(senders);
     for task in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }
-    // Commit what the workers stored before leaving the group.
     if let Err(err) = shared.consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(error = %err, "final offset commit skipped");
     }
-    Ok(())
+    Ok(ended)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -55,8 +55,12 @@ pub struct KafkaSettings {
     pub profile: Profile,
     /// Consumer group of this service (all replicas of a service share it).
     pub group: String,
-    /// Static group membership id (the replica's instance name): a replica that
-    /// restarts takes its partitions back at once instead of after a rebalance.
+    /// The replica's instance name, reported as the Kafka `client.id`.
+    ///
+    /// Not used for static group membership (`group.instance.id`): after a
+    /// broker restart librdkafka can find its static member fenced, a fatal
+    /// error; dynamic membership costs a rebalance (bounded by the session
+    /// timeout) when a replica dies, and nothing else.
     pub instance: Option<String>,
 }
 
@@ -64,6 +68,9 @@ impl KafkaSettings {
     fn base(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap);
+        if let Some(instance) = &self.instance {
+            config.set("client.id", client_id(instance));
+        }
         if self.profile == Profile::LowLatency {
             config.set("socket.nagle.disable", "true");
         }
@@ -97,9 +104,6 @@ impl KafkaSettings {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000");
-        if let Some(instance) = &self.instance {
-            config.set("group.instance.id", member_id(instance));
-        }
         if self.profile == Profile::LowLatency {
             config.set("fetch.wait.max.ms", "5").set("fetch.error.backoff.ms", "50");
         }
@@ -107,9 +111,9 @@ impl KafkaSettings {
     }
 }
 
-/// Kafka allows only `[a-zA-Z0-9._-]` in member ids; instance names like
+/// Kafka client ids are kept to `[a-zA-Z0-9._-]`; instance names like
 /// `order#0` are mapped onto that.
-fn member_id(instance: &str) -> String {
+fn client_id(instance: &str) -> String {
     instance.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' }).collect()
 }
 
@@ -129,7 +133,8 @@ mod tests {
             assert_eq!(p.get("acks"), Some("all"));
             let c = settings(profile).consumer();
             assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
-            assert_eq!(c.get("group.instance.id"), Some("order-0"));
+            assert_eq!(c.get("client.id"), Some("order-0"));
+            assert_eq!(c.get("group.instance.id"), None, "dynamic membership");
         }
         assert_eq!(settings(Profile::Defaults).producer().get("linger.ms"), None, "librdkafka default");
         assert_eq!(settings(Profile::LowLatency).producer().get("linger.ms"), Some("0"));

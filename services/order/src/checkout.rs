@@ -3,8 +3,6 @@
 //! The order service reads the order and turns it into a
 //! [`protocol_core::CheckoutRequest`]; which protocol runs it is fixed at start-up.
 //! The set of protocols is closed, so this is an enum rather than a trait object.
-//! A protocol that is not part of this build answers a clear 4xx
-//! ([`RejectReason::ProtocolUnavailable`]) and never pretends to succeed.
 
 use std::sync::Arc;
 
@@ -31,8 +29,6 @@ enum Driver {
     TwoPc(Arc<twopc::Coordinator>),
     /// An orchestrated saga; any replica may run its steps.
     Saga(Arc<saga::Orchestrator>),
-    /// The protocol is selected but not built into this binary.
-    Unavailable(ProtocolKind),
 }
 
 impl Checkout {
@@ -46,17 +42,11 @@ impl Checkout {
         Checkout { driver: Driver::Saga(orchestrator), store }
     }
 
-    /// Checkouts that refuse, for a protocol this build does not include.
-    pub fn unavailable(protocol: ProtocolKind, store: Store) -> Self {
-        Checkout { driver: Driver::Unavailable(protocol), store }
-    }
-
     /// The protocol this runner uses.
     pub fn protocol(&self) -> ProtocolKind {
         match self.driver {
             Driver::TwoPc(_) => ProtocolKind::TwoPc,
             Driver::Saga(_) => ProtocolKind::Saga,
-            Driver::Unavailable(kind) => kind,
         }
     }
 
@@ -76,13 +66,6 @@ impl Checkout {
                 Ok((tx, request)) => Ok(orchestrator.checkout(tx, request).await),
                 Err(outcome) => Ok(Ok(outcome)),
             },
-            Driver::Unavailable(kind) => {
-                let order = self.store.find(order_id).await?;
-                Ok(match precheck(order_id, order)? {
-                    Ok(_) => Ok(CheckoutOutcome::Rejected(RejectReason::ProtocolUnavailable(*kind))),
-                    Err(outcome) => Ok(outcome),
-                })
-            }
         }
     }
 }

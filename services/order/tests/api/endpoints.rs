@@ -1,6 +1,7 @@
+use clap::Parser;
 use serde_json::json;
 
-use crate::helpers::{spawn_order, spawn_with, spawn_with_redis};
+use crate::helpers::{spawn_order, spawn_with_redis};
 
 #[tokio::test]
 async fn create_then_find_shows_an_empty_unpaid_order() {
@@ -102,15 +103,20 @@ async fn batch_init_makes_two_line_orders_over_the_given_ranges() {
 }
 
 #[tokio::test]
-async fn checkout_without_a_built_protocol_is_a_clear_4xx_and_pays_nothing() {
-    // SAGA is selected but not part of this build yet.
-    let app = spawn_with(None, "saga").await;
-    let order_id = app.order_for("1").await;
-    let item = app.item(5).await;
-    app.order.post(&format!("/orders/addItem/{order_id}/{item}/1")).await;
-    let (status, body) = app.order.post(&format!("/orders/checkout/{order_id}")).await;
-    assert_eq!((status, body), (400, json!({"error": "checkout protocol saga is not available in this build"})));
-    assert_eq!(app.order.get(&format!("/orders/find/{order_id}")).await.1["paid"], false);
+async fn saga_without_a_broker_refuses_to_start_with_a_clear_error() {
+    let config = order_service::Config::parse_from([
+        "order-service",
+        "--database-url",
+        &service_testkit::fresh_database("orders").await,
+        "--protocol",
+        "saga",
+        "--stock-urls",
+        "http://127.0.0.1:9",
+        "--payment-urls",
+        "http://127.0.0.1:9",
+    ]);
+    let err = order_service::build(config).await.expect_err("a saga needs a broker").to_string();
+    assert!(err.contains("--kafka-bootstrap"), "{err}");
 }
 
 #[tokio::test]

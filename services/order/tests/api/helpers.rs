@@ -9,14 +9,10 @@ pub struct OrderApp {
     pub order_db: String,
 }
 
-/// Starts both services, sharing the Redis at `redis` (default: the test Redis).
+/// Starts the stock and the order service (2PC), sharing the Redis at `redis`
+/// (default: the test Redis). No payment service runs: these tests never get
+/// as far as a participant.
 pub async fn spawn_with_redis(redis: Option<String>) -> OrderApp {
-    spawn_with(redis, "2pc").await
-}
-
-/// Starts both services with the order service running `protocol`. No payment
-/// service runs: these tests never get as far as a participant.
-pub async fn spawn_with(redis: Option<String>, protocol: &str) -> OrderApp {
     let redis = redis.unwrap_or_else(redis_url);
     let stock_db = fresh_database("stock").await;
     let stock_config =
@@ -30,7 +26,7 @@ pub async fn spawn_with(redis: Option<String>, protocol: &str) -> OrderApp {
         "--redis-url",
         &redis,
         "--protocol",
-        protocol,
+        "2pc",
         "--stock-urls",
         &stock.base_url,
         "--payment-urls",
