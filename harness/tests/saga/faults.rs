@@ -76,6 +76,35 @@ async fn crash_points_recover_all_or_nothing() {
     // A compensation interrupted by a crash is finished after restart.
     let poor = Case::with(&api, 5, 10, 10, 2).await;
     crash_during_checkout(&stack, &api, "stock#0", "saga.participant.after_commit", poor).await;
+    paused_participant_freezes_the_order(&stack, &api).await;
+}
+
+/// While a saga is in flight (its payment participant paused with SIGSTOP),
+/// the order's lines are frozen: `addItem` is refused, so the saga charges
+/// exactly what the order says. Once the participant resumes, the checkout
+/// completes.
+async fn paused_participant_freezes_the_order(stack: &TestStack, api: &Api) {
+    let case = Case::new(api).await;
+    signal(stack, "payment#0", Signal::SIGSTOP);
+    let checkout = tokio::spawn({
+        let (api, order) = (api.clone(), case.order.clone());
+        async move { api.checkout(&order).await }
+    });
+    // Wait until the saga is recorded (it then waits for the paused payment).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counters(api, stack, "order#0").await["in_flight"].as_u64().unwrap() == 0 {
+        assert!(Instant::now() < deadline, "the saga did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = api.post(&format!("/orders/addItem/{}/{}/1", case.order, case.item)).await;
+    assert_eq!(status, 400, "addItem during the saga: {body}");
+    assert!(body["error"].as_str().unwrap().contains("being checked out"), "{body}");
+    signal(stack, "payment#0", Signal::SIGCONT);
+    let (status, body) = checkout.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(case.assert_all_or_nothing(api, "paused participant").await);
+    let (status, _) = api.post(&format!("/orders/addItem/{}/{}/1", case.order, case.item)).await;
+    assert_eq!(status, 400, "a paid order's lines stay frozen");
 }
 
 /// A mix of checkouts that pay, fail on credit and fail on stock.

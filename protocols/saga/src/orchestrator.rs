@@ -39,8 +39,19 @@ pub const CRASH_BEFORE_PAYMENT_REPLY: &str = "saga.orchestrator.before_payment_r
 /// PostgreSQL channel on which terminal sagas are announced (payload: saga id).
 const DONE_CHANNEL: &str = "saga_done";
 
-/// The order service's part of a paid saga: mark the order paid.
+/// The order service's part of a saga: freeze the order's lines while the saga
+/// is in flight (the order's row lock is released once the saga is recorded),
+/// and mark the order paid when it succeeds.
 pub trait OrderBook: Send + Sync + 'static {
+    /// Sets or clears the order's "checkout in progress" mark on `conn`
+    /// (inside the caller's transaction); while set, `addItem` is refused.
+    fn set_checkout_in_progress<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        order_id: &'a str,
+        in_progress: bool,
+    ) -> BoxFuture<'a, sqlx::Result<()>>;
+
     /// Marks `order_id` paid on `conn` (inside the caller's transaction).
     fn mark_paid<'a>(&'a self, conn: &'a mut PgConnection, order_id: &'a str) -> BoxFuture<'a, sqlx::Result<()>>;
 }
@@ -166,7 +177,7 @@ impl Orchestrator {
                 store::enqueue(&mut *conn, &msg).await?;
             }
         }
-        Ok(())
+        self.book.set_checkout_in_progress(&mut *conn, &request.order_id, true).await
     }
 
     /// Waits for `saga_id` to be terminal and reads its outcome from the
@@ -293,6 +304,9 @@ impl Orchestrator {
             }
         }
         let terminal = saga.status.is_terminal();
+        if terminal {
+            self.book.set_checkout_in_progress(&mut *conn, &request.order_id, false).await?;
+        }
         sqlx::query(
             "UPDATE sagas SET status = $2, state = $3, updated_at = now(),
                  finished_at = CASE WHEN $4 THEN now() END

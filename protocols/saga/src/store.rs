@@ -29,6 +29,8 @@ pub async fn install(pool: &PgPool, schema: Schema) -> sqlx::Result<()> {
     };
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOCK).execute(&mut *tx).await?;
+    // "already exists, skipping" notices on every start are noise in the logs.
+    sqlx::query("SET LOCAL client_min_messages = warning").execute(&mut *tx).await?;
     sqlx::raw_sql(include_str!("../sql/outbox_inbox.sql")).execute(&mut *tx).await?;
     sqlx::raw_sql(own).execute(&mut *tx).await?;
     tx.commit().await

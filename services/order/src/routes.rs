@@ -91,6 +91,9 @@ async fn add_item(
         Ok(total_cost) => Ok(Json(json!({ "order_id": order_id.as_str(), "total_cost": total_cost }))),
         Err(AddItemRefused::NotFound) => Err(ApiError::not_found(format!("order {order_id} not found"))),
         Err(AddItemRefused::Paid) => Err(ApiError::rejected(format!("order {order_id} is already paid"))),
+        Err(AddItemRefused::CheckoutInProgress) => {
+            Err(ApiError::rejected(format!("order {order_id} is being checked out")))
+        }
     }
 }
 

@@ -27,6 +27,8 @@ pub enum AddItemRefused {
     NotFound,
     /// The order is paid; its lines are frozen.
     Paid,
+    /// A checkout of the order is in flight; its lines are frozen until it ends.
+    CheckoutInProgress,
 }
 
 /// Access to the `orders` and `order_items` tables.
@@ -70,7 +72,8 @@ impl Store {
              SELECT g::text, floor(random() * $2)::bigint::text, FALSE, $3
              FROM generate_series(0, $1 - 1) AS g
              ON CONFLICT (order_id) DO UPDATE
-             SET user_id = EXCLUDED.user_id, paid = FALSE, total_cost = EXCLUDED.total_cost",
+             SET user_id = EXCLUDED.user_id, paid = FALSE, total_cost = EXCLUDED.total_cost,
+                 checkout_in_progress = FALSE",
         )
         .bind(n)
         .bind(n_users)
@@ -145,14 +148,16 @@ impl Store {
             .checked_mul(unit_price)
             .ok_or_else(|| ApiError::bad_request("quantity x price is out of range"))?;
         let mut tx = self.pool.begin().await?;
-        let paid: Option<bool> = sqlx::query_scalar("SELECT paid FROM orders WHERE order_id = $1 FOR UPDATE")
-            .bind(order_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        match paid {
+        let state: Option<(bool, bool)> =
+            sqlx::query_as("SELECT paid, checkout_in_progress FROM orders WHERE order_id = $1 FOR UPDATE")
+                .bind(order_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        match state {
             None => return Ok(Err(AddItemRefused::NotFound)),
-            Some(true) => return Ok(Err(AddItemRefused::Paid)),
-            Some(false) => {}
+            Some((true, _)) => return Ok(Err(AddItemRefused::Paid)),
+            Some((false, true)) => return Ok(Err(AddItemRefused::CheckoutInProgress)),
+            Some((false, false)) => {}
         }
         // Overflow of the total is refused by PostgreSQL's checked arithmetic.
         let total: i64 = sqlx::query_scalar(
@@ -200,6 +205,22 @@ impl twopc::OrderBook for Store {
 }
 
 impl saga::OrderBook for Store {
+    fn set_checkout_in_progress<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        order_id: &'a str,
+        in_progress: bool,
+    ) -> BoxFuture<'a, sqlx::Result<()>> {
+        Box::pin(async move {
+            sqlx::query("UPDATE orders SET checkout_in_progress = $2 WHERE order_id = $1")
+                .bind(order_id)
+                .bind(in_progress)
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+    }
+
     fn mark_paid<'a>(&'a self, conn: &'a mut PgConnection, order_id: &'a str) -> BoxFuture<'a, sqlx::Result<()>> {
         Box::pin(async move {
             // One saga per order can be in flight and only it pays, so the order
