@@ -42,7 +42,10 @@ pub type Background = Box<dyn FnOnce(watch::Receiver<bool>) -> BoxFuture<'static
 /// protocol's messages is not ready, so `harness up` (and a load balancer) do
 /// not send it work it would only queue.
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<Mutex<Vec<(String, Arc<AtomicBool>)>>>);
+pub struct Readiness(Arc<Mutex<Vec<Condition>>>);
+
+/// A named readiness condition, met once its flag is true.
+type Condition = (String, Arc<AtomicBool>);
 
 impl Readiness {
     /// Adds a condition named `what`, met once `flag` is true.
