@@ -4,5 +4,6 @@
 //! `main.rs` only parses the command line; each subcommand lives in [`cli`].
 
 pub mod cli;
+pub mod report;
 pub mod run;
 pub mod stack;

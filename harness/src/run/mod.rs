@@ -7,6 +7,9 @@
 //!   ─► read final state (databases, or the API with --target) ─► verify ─► summary
 //! ```
 
+pub mod course;
+pub mod dist;
+pub mod faults;
 pub mod load;
 pub mod protocol_metrics;
 pub mod state;

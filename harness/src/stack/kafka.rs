@@ -111,10 +111,20 @@ pub fn prepare(config: &StackConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
+/// A KRaft cluster id: 16 random bytes, URL-safe base64 without padding, and
+/// (as Kafka's own `Uuid.randomUuid` ensures) never starting with `-`, which
+/// the storage tool's argument parser would take for an option.
 fn random_cluster_id() -> String {
+    loop {
+        let id = encode_cluster_id(rand::random());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
+fn encode_cluster_id(bytes: [u8; 16]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes: [u8; 16] = rand::random();
     let mut bits = 0u32;
     let mut nbits = 0;
     let mut out = String::with_capacity(22);
@@ -222,5 +232,12 @@ mod tests {
         assert_eq!(id.len(), 22);
         assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_ne!(id, random_cluster_id());
+    }
+
+    #[test]
+    fn cluster_ids_never_start_with_a_dash() {
+        // 0xF8 encodes to '-' (62) in the first six bits: such ids are redrawn.
+        assert!(encode_cluster_id([0xF8; 16]).starts_with('-'));
+        assert!((0..2000).all(|_| !random_cluster_id().starts_with('-')));
     }
 }

@@ -1,0 +1,223 @@
+//! Fault schedules: what `--fault` asks for, parsed and validated before any
+//! stack starts, so a typo fails in a second rather than after a long load.
+//!
+//! ```text
+//!   kill:<component>[#replica]@<t>[+<restart_after>]   SIGKILL (databases: immediate stop),
+//!                                                       restarted after <restart_after> (default: at once)
+//!   pause:<component>[#replica]@<t>+<d>                  SIGSTOP, SIGCONT after <d>
+//!   crashpoint:<name>[@<component>[#replica]]@<t>        arm a protocol failpoint on a service replica
+//! ```
+//!
+//! Times are seconds from the start of the load (`1.5`, `2s`, `500ms`).
+//! Components are the names `harness status` shows: `order`, `stock`,
+//! `payment` (replica 0 unless `#n`), `postgres-order`, `postgres-stock`,
+//! `postgres-payment`, `kafka`, `redis`.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// One scheduled fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// When, from the start of the load.
+    pub at: Duration,
+    /// What.
+    pub kind: FaultKind,
+}
+
+/// The kinds of fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Kill the component; restart it after the delay (`None`: the supervisor
+    /// restarts it at once).
+    Kill { target: Target, restart_after: Option<Duration> },
+    /// Stop the component's process for a while.
+    Pause { target: Target, duration: Duration },
+    /// Arm a crash point on a service replica.
+    Crashpoint { name: String, target: Target },
+}
+
+/// A component, and which replica for services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Component name (`order`, `kafka`, `postgres-stock`, ...).
+    pub component: String,
+    /// Replica of a service (0 when not given).
+    pub replica: u16,
+}
+
+impl Target {
+    /// Whether this is a service replica (as opposed to infrastructure).
+    pub fn is_service(&self) -> bool {
+        SERVICES.contains(&self.component.as_str())
+    }
+
+    /// The name `harness status` uses: `order#0`, `kafka`, ...
+    pub fn status_name(&self) -> String {
+        if self.is_service() { format!("{}#{}", self.component, self.replica) } else { self.component.clone() }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.status_name())
+    }
+}
+
+const SERVICES: [&str; 3] = ["order", "stock", "payment"];
+const INFRASTRUCTURE: [&str; 5] = ["postgres-order", "postgres-stock", "postgres-payment", "kafka", "redis"];
+
+/// Parses `1.5`, `2s`, `1500ms` as a duration.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let (number, scale) = if let Some(ms) = raw.strip_suffix("ms") {
+        (ms, 0.001)
+    } else if let Some(s) = raw.strip_suffix('s') {
+        (s, 1.0)
+    } else {
+        (raw, 1.0)
+    };
+    let value: f64 = number.parse().map_err(|_| format!("{raw:?} is not a duration (e.g. 2, 1.5s, 500ms)"))?;
+    if !value.is_finite() || value < 0.0 || value * scale > 86_400.0 {
+        return Err(format!("{raw:?} is out of range (0 to 24 h)"));
+    }
+    Ok(Duration::from_secs_f64(value * scale))
+}
+
+fn parse_target(raw: &str, services_only: bool) -> Result<Target, String> {
+    let (component, replica) = match raw.split_once('#') {
+        Some((c, r)) => (c, r.parse::<u16>().map_err(|_| format!("replica {r:?} is not a number"))?),
+        None => (raw, 0),
+    };
+    let known = SERVICES.contains(&component) || (!services_only && INFRASTRUCTURE.contains(&component));
+    if !known {
+        let choices =
+            if services_only { SERVICES.join(", ") } else { [&SERVICES[..], &INFRASTRUCTURE[..]].concat().join(", ") };
+        return Err(format!("unknown component {component:?} (one of {choices})"));
+    }
+    if replica != 0 && !SERVICES.contains(&component) {
+        return Err(format!("{component} has no replicas"));
+    }
+    Ok(Target { component: component.to_owned(), replica })
+}
+
+impl FromStr for Fault {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let (kind, rest) = spec.split_once(':').ok_or_else(|| format!("{spec:?}: expected <kind>:..."))?;
+        let bad = |why: String| format!("{spec:?}: {why}");
+        match kind {
+            "kill" => {
+                let (target, when) = rest.split_once('@').ok_or_else(|| bad("expected kill:<component>@<t>".into()))?;
+                let (at, restart_after) = match when.split_once('+') {
+                    Some((at, after)) => (at, Some(parse_duration(after).map_err(bad)?)),
+                    None => (when, None),
+                };
+                let target = parse_target(target, false).map_err(bad)?;
+                Ok(Fault { at: parse_duration(at).map_err(bad)?, kind: FaultKind::Kill { target, restart_after } })
+            }
+            "pause" => {
+                let (target, when) =
+                    rest.split_once('@').ok_or_else(|| bad("expected pause:<component>@<t>+<d>".into()))?;
+                let (at, duration) =
+                    when.split_once('+').ok_or_else(|| bad("a pause needs a duration: @<t>+<d>".into()))?;
+                let target = parse_target(target, false).map_err(bad)?;
+                let duration = parse_duration(duration).map_err(bad)?;
+                Ok(Fault { at: parse_duration(at).map_err(bad)?, kind: FaultKind::Pause { target, duration } })
+            }
+            "crashpoint" => {
+                let mut parts = rest.split('@');
+                let name = parts.next().unwrap_or_default();
+                let valid = !name.is_empty()
+                    && name.len() <= 64
+                    && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+                if !valid {
+                    return Err(bad("crash point names are 1-64 characters of [a-z0-9._-]".into()));
+                }
+                let (target, at) = match (parts.next(), parts.next(), parts.next()) {
+                    (Some(at), None, None) => (default_crashpoint_target(name), at),
+                    (Some(target), Some(at), None) => (parse_target(target, true).map_err(bad)?, at),
+                    _ => return Err(bad("expected crashpoint:<name>[@<service>[#replica]]@<t>".into())),
+                };
+                Ok(Fault {
+                    at: parse_duration(at).map_err(bad)?,
+                    kind: FaultKind::Crashpoint { name: name.to_owned(), target },
+                })
+            }
+            other => Err(bad(format!("unknown fault kind {other:?} (kill, pause, crashpoint)"))),
+        }
+    }
+}
+
+/// Coordinator and orchestrator crash points live in the order service;
+/// participant ones default to stock.
+fn default_crashpoint_target(name: &str) -> Target {
+    let component = if name.contains("participant") { "stock" } else { "order" };
+    Target { component: component.to_owned(), replica: 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(component: &str, replica: u16) -> Target {
+        Target { component: component.into(), replica }
+    }
+
+    #[test]
+    fn parses_each_kind() {
+        assert_eq!(
+            "kill:order#1@2+3s".parse::<Fault>(),
+            Ok(Fault {
+                at: Duration::from_secs(2),
+                kind: FaultKind::Kill { target: target("order", 1), restart_after: Some(Duration::from_secs(3)) }
+            })
+        );
+        assert_eq!(
+            "kill:postgres-stock@1.5".parse::<Fault>(),
+            Ok(Fault {
+                at: Duration::from_millis(1500),
+                kind: FaultKind::Kill { target: target("postgres-stock", 0), restart_after: None }
+            })
+        );
+        assert_eq!(
+            "pause:kafka@500ms+2".parse::<Fault>(),
+            Ok(Fault {
+                at: Duration::from_millis(500),
+                kind: FaultKind::Pause { target: target("kafka", 0), duration: Duration::from_secs(2) }
+            })
+        );
+        let cp = "crashpoint:saga.participant.after_commit@payment@4".parse::<Fault>().unwrap();
+        assert_eq!(
+            cp.kind,
+            FaultKind::Crashpoint { name: "saga.participant.after_commit".into(), target: target("payment", 0) }
+        );
+        let cp = "crashpoint:2pc.coordinator.after_decision@1".parse::<Fault>().unwrap();
+        assert_eq!(
+            cp.kind,
+            FaultKind::Crashpoint { name: "2pc.coordinator.after_decision".into(), target: target("order", 0) }
+        );
+        assert_eq!(target("order", 1).status_name(), "order#1");
+        assert_eq!(target("kafka", 0).status_name(), "kafka");
+    }
+
+    #[test]
+    fn refuses_malformed_specs_with_a_reason() {
+        for (spec, why) in [
+            ("kill:order", "expected kill"),
+            ("kill:nginx@1", "unknown component"),
+            ("kill:kafka#1@1", "no replicas"),
+            ("kill:order#x@1", "not a number"),
+            ("pause:order@1", "needs a duration"),
+            ("pause:order@-1+2", "out of range"),
+            ("crashpoint:BAD@1", "crash point names"),
+            ("crashpoint:x@kafka@1", "unknown component"),
+            ("explode:order@1", "unknown fault kind"),
+            ("kill:order@soon", "not a duration"),
+        ] {
+            let err = spec.parse::<Fault>().unwrap_err();
+            assert!(err.contains(why), "{spec}: {err}");
+        }
+    }
+}
