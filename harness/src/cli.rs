@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use protocol_core::ProtocolKind;
 
-use crate::run::{self, StressSpec, Workload};
+use crate::run::{self, RunSpec, Workload};
 use crate::stack::{self, Role, Stack, StackConfig, StackState};
 
 /// Compare an orchestrated SAGA over Kafka with two-phase commit over PostgreSQL
@@ -125,9 +125,17 @@ struct RunArgs {
     /// The workload.
     #[arg(long, value_enum, default_value = "stress")]
     workload: Workload,
-    /// Clients in the closed loop.
+    /// Clients in the closed loop (and connections while creating data).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
     concurrency: u64,
+    /// Open loop instead: start this many checkouts per second, whatever the
+    /// replies' pace; latency counts from each checkout's scheduled start.
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<f64>,
+    /// Contention: hot-item's share of orders containing the hot item (0-1),
+    /// or zipf's exponent (0 = uniform).
+    #[arg(long, default_value_t = 0.5)]
+    skew: f64,
     /// Checkouts to send in total.
     #[arg(long, default_value_t = 5_000)]
     checkouts: u64,
@@ -156,6 +164,13 @@ struct RunArgs {
     /// local stack (database-level checks are skipped).
     #[arg(long)]
     target: Option<String>,
+}
+
+fn parse_rate(raw: &str) -> Result<f64, String> {
+    match raw.trim_end_matches("/s").parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 && rate <= 100_000.0 => Ok(rate),
+        _ => Err(format!("{raw:?} is not a rate between 0 and 100000 checkouts/s (e.g. 200 or 200/s)")),
+    }
 }
 
 fn parse_protocol(raw: &str) -> Result<ProtocolKind, String> {
@@ -270,9 +285,11 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_workload(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let Workload::Stress = args.workload;
-    let spec = StressSpec {
+    let spec = RunSpec {
+        workload: args.workload,
         concurrency: usize::try_from(args.concurrency)?,
+        rate: args.rate,
+        skew: args.skew,
         checkouts: args.checkouts,
         orders: args.orders,
         items: args.items,
@@ -281,9 +298,10 @@ async fn run_workload(args: RunArgs) -> anyhow::Result<ExitCode> {
         credit: args.credit,
         price: args.price,
         seed: args.seed,
-    };
+    }
+    .normalised();
     let outcome = match (&args.target, args.protocol) {
-        (Some(target), _) => run::stress(target.trim_end_matches('/'), None, &[], &spec).await?,
+        (Some(target), _) => run::execute(target.trim_end_matches('/'), None, &[], &spec).await?,
         (None, Some(protocol)) => {
             let config = stack_config(&args.stack, protocol, false, false)?;
             stack::ensure_not_running(&config.run_dir)?;
@@ -300,7 +318,7 @@ async fn run_workload(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .flat_map(|role| (0..config.replicas).map(|r| (role.name().to_owned(), config.service_url(*role, r))))
                 .collect();
             let work = async {
-                let outcome = run::stress(&gateway, Some(&dbs), &replicas, &spec).await;
+                let outcome = run::execute(&gateway, Some(&dbs), &replicas, &spec).await;
                 let _ = done.send(());
                 outcome
             };

@@ -8,6 +8,7 @@
 //! ```
 
 pub mod course;
+pub mod dataset;
 pub mod dist;
 pub mod faults;
 pub mod load;
@@ -16,9 +17,10 @@ pub mod state;
 pub mod verify;
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use futures::StreamExt;
 use protocol_core::ProtocolKind;
 
@@ -28,19 +30,45 @@ use self::verify::{FinalState, Initial, OrderRow, Violation};
 /// The workloads `harness run` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
-    /// Batch-initialised data, checkouts of random order ids (repeats included)
-    /// in a closed loop at fixed concurrency.
+    /// Batch-initialised data, checkouts of random order ids (repeats included).
     Stress,
+    /// The course consistency test: 1 item x 100 stock at 1, 1000 users x 1
+    /// credit, 1000 single-item orders checked out at once over 100 clients.
+    WdmConsistency,
+    /// Contention on one item: a `--skew` share of the orders contain item 0.
+    HotItem,
+    /// Contention by popularity: order items drawn from Zipf(`--skew`).
+    Zipf,
 }
 
-/// Sizes and settings of a stress run.
+impl Workload {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Stress => "stress",
+            Workload::WdmConsistency => "wdm-consistency",
+            Workload::HotItem => "hot-item",
+            Workload::Zipf => "zipf",
+        }
+    }
+}
+
+/// Sizes and settings of a run.
 #[derive(Debug, Clone)]
-pub struct StressSpec {
-    /// Clients in the closed loop.
+pub struct RunSpec {
+    /// Which workload.
+    pub workload: Workload,
+    /// Clients in the closed loop (and connections while creating data).
     pub concurrency: usize,
+    /// Open loop: checkouts started per second, whatever the replies' pace
+    /// (`None`: closed loop).
+    pub rate: Option<f64>,
+    /// Skew of the contention workloads (hot-item: share of orders with the hot
+    /// item; zipf: exponent).
+    pub skew: f64,
     /// Checkouts to send in total.
     pub checkouts: u64,
-    /// Orders `"0".."orders-1"` (fewer orders than checkouts means repeats).
+    /// Orders (fewer orders than checkouts means repeats).
     pub orders: i64,
     /// Items `"0".."items-1"`.
     pub items: i64,
@@ -69,26 +97,25 @@ pub struct RunOutcome {
     pub checked: String,
     /// The protocols' own counters, summed per service.
     pub counters: protocol_metrics::Counters,
+    /// `wdm-consistency` only: the course script's four numbers.
+    pub course: Option<course::CourseCounts>,
 }
 
-/// Creates the workload's data through the API.
-pub async fn initialise(http: &reqwest::Client, gateway: &str, spec: &StressSpec) -> anyhow::Result<()> {
-    for path in [
-        format!("/stock/batch_init/{}/{}/{}", spec.items, spec.stock, spec.price),
-        format!("/payment/batch_init/{}/{}", spec.users, spec.credit),
-        format!("/orders/batch_init/{}/{}/{}/{}", spec.orders, spec.items, spec.users, spec.price),
-    ] {
-        let resp = http.post(format!("{gateway}{path}")).send().await.with_context(|| format!("POST {path}"))?;
-        if !resp.status().is_success() {
-            bail!("POST {path} answered {}: {}", resp.status(), resp.text().await.unwrap_or_default());
+impl RunSpec {
+    /// The course consistency test has fixed sizes; every other workload
+    /// takes the given ones.
+    pub fn normalised(mut self) -> Self {
+        if self.workload == Workload::WdmConsistency {
+            (self.items, self.stock, self.price, self.users, self.credit) = (1, 100, 1, 1000, 1);
+            (self.orders, self.checkouts, self.concurrency, self.rate) = (1000, 1000, 100, None);
         }
+        self
     }
-    Ok(())
 }
 
 /// Reads the final state through the public API (for `--target`, where the
 /// databases are not reachable). Cannot see protocol internals.
-pub async fn read_via_api(http: &reqwest::Client, gateway: &str, spec: &StressSpec) -> anyhow::Result<FinalState> {
+pub async fn read_via_api(http: &reqwest::Client, gateway: &str, ids: &dataset::Ids) -> anyhow::Result<FinalState> {
     let get = |path: String| {
         let http = http.clone();
         let url = format!("{gateway}{path}");
@@ -98,21 +125,21 @@ pub async fn read_via_api(http: &reqwest::Client, gateway: &str, spec: &StressSp
         }
     };
     let mut state = FinalState::default();
-    let users: Vec<_> = futures::stream::iter((0..spec.users).map(|u| get(format!("/payment/find_user/{u}"))))
+    let users: Vec<_> = futures::stream::iter(ids.users.iter().map(|u| get(format!("/payment/find_user/{u}"))))
         .buffered(64)
         .collect()
         .await;
-    for (u, v) in users.into_iter().enumerate() {
-        state.credit.insert(u.to_string(), v?["credit"].as_i64().context("credit")?);
+    for (u, v) in ids.users.iter().zip(users) {
+        state.credit.insert(u.clone(), v?["credit"].as_i64().context("credit")?);
     }
     let items: Vec<_> =
-        futures::stream::iter((0..spec.items).map(|i| get(format!("/stock/find/{i}")))).buffered(64).collect().await;
-    for (i, v) in items.into_iter().enumerate() {
-        state.stock.insert(i.to_string(), v?["stock"].as_i64().context("stock")?);
+        futures::stream::iter(ids.items.iter().map(|i| get(format!("/stock/find/{i}")))).buffered(64).collect().await;
+    for (i, v) in ids.items.iter().zip(items) {
+        state.stock.insert(i.clone(), v?["stock"].as_i64().context("stock")?);
     }
     let orders: Vec<_> =
-        futures::stream::iter((0..spec.orders).map(|o| get(format!("/orders/find/{o}")))).buffered(64).collect().await;
-    for (o, v) in orders.into_iter().enumerate() {
+        futures::stream::iter(ids.orders.iter().map(|o| get(format!("/orders/find/{o}")))).buffered(64).collect().await;
+    for (o, v) in ids.orders.iter().zip(orders) {
         let v = v?;
         let items = v["items"]
             .as_array()
@@ -126,7 +153,7 @@ pub async fn read_via_api(http: &reqwest::Client, gateway: &str, spec: &StressSp
             total_cost: v["total_cost"].as_i64().context("total_cost")?,
             items,
         };
-        state.orders.insert(o.to_string(), row);
+        state.orders.insert(o.clone(), row);
     }
     Ok(state)
 }
@@ -134,29 +161,36 @@ pub async fn read_via_api(http: &reqwest::Client, gateway: &str, spec: &StressSp
 /// Runs the stress workload against `gateway`; `dbs` enables database-level
 /// checks and the time to consistency; `replicas` (service name, base URL) are
 /// asked for the protocols' counters.
-pub async fn stress(
+pub async fn execute(
     gateway: &str,
     dbs: Option<&state::Databases>,
     replicas: &[(String, String)],
-    spec: &StressSpec,
+    spec: &RunSpec,
 ) -> anyhow::Result<RunOutcome> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
-    initialise(&http, gateway, spec).await?;
-    tracing::info!(checkouts = spec.checkouts, concurrency = spec.concurrency, "load phase");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(spec.concurrency)
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    let data = dataset::prepare(&http, gateway, spec).await?;
+    tracing::info!(workload = spec.workload.name(), checkouts = data.plan.len(), "load phase");
     let since = match dbs {
         Some(dbs) => state::now(dbs).await?,
         None => 0.0,
     };
-    let load = load::closed_loop(gateway, spec.orders as u64, spec.checkouts, spec.concurrency, spec.seed).await?;
+    let load = match spec.rate {
+        Some(rate) => load::open_loop(gateway, Arc::clone(&data.plan), rate).await?,
+        None => load::closed_loop(gateway, Arc::clone(&data.plan), spec.concurrency).await?,
+    };
     let (settled_in, final_state) = match dbs {
         Some(dbs) => {
             let settled = state::settle(dbs, Duration::from_secs(120)).await?;
-            (Some(settled), state::read(dbs, spec.users, spec.items, spec.orders, since).await?)
+            (Some(settled), state::read(dbs, &data.ids, since).await?)
         }
-        None => (None, read_via_api(&http, gateway, spec).await?),
+        None => (None, read_via_api(&http, gateway, &data.ids).await?),
     };
     let initial = Initial { credit: spec.credit, stock: spec.stock };
     let violations = verify::check(initial, &final_state, &load.answers);
+    let course = (spec.workload == Workload::WdmConsistency).then(|| course_counts(spec, &final_state, &load));
     let checked = format!(
         "credit of {} users, stock of {} items, {} orders ({} paid){}",
         final_state.credit.len(),
@@ -170,19 +204,38 @@ pub async fn stress(
         }
     );
     let counters = protocol_metrics::collect(&http, replicas).await;
-    Ok(RunOutcome { load, settled_in, violations, checked, counters })
+    Ok(RunOutcome { load, settled_in, violations, checked, counters, course })
+}
+
+/// The course script's four numbers for a `wdm-consistency` run.
+fn course_counts(spec: &RunSpec, state: &FinalState, load: &LoadResult) -> course::CourseCounts {
+    let paid: Vec<&OrderRow> = state.orders.values().filter(|o| o.paid).collect();
+    course::CourseCounts::from(course::CourseObservation {
+        stock: (spec.stock, state.stock.values().sum()),
+        credit: (spec.credit * spec.users, state.credit.values().sum()),
+        ok_replies: load.answers.values().flatten().filter(|a| **a == verify::Answer::Ok).count() as i64,
+        paid_orders: paid.len() as i64,
+        paid_cost: paid.iter().map(|o| o.total_cost).sum(),
+    })
 }
 
 /// The summary table printed after a run.
-pub fn summary(protocol: Option<ProtocolKind>, spec: &StressSpec, outcome: &RunOutcome) -> String {
+pub fn summary(protocol: Option<ProtocolKind>, spec: &RunSpec, outcome: &RunOutcome) -> String {
     let h = &outcome.load.latency_us;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let mut out = String::new();
     let protocol = protocol.map_or_else(|| "target".to_owned(), |p| p.to_string());
     let _ = writeln!(
         out,
-        "workload stress | protocol {protocol} | {} clients | {} checkouts over {} orders | seed {}",
-        spec.concurrency, spec.checkouts, spec.orders, spec.seed
+        "workload {} | protocol {protocol} | {} | {} checkouts over {} orders | seed {}",
+        spec.workload.name(),
+        match spec.rate {
+            Some(rate) => format!("open loop at {rate}/s"),
+            None => format!("{} clients", spec.concurrency),
+        },
+        spec.checkouts,
+        spec.orders,
+        spec.seed
     );
     let _ = writeln!(
         out,
@@ -205,6 +258,9 @@ pub fn summary(protocol: Option<ProtocolKind>, spec: &StressSpec, outcome: &RunO
         let _ = writeln!(out, "settled in   {:.3} s", settled.as_secs_f64());
     }
     out.push_str(&protocol_metrics::describe(&outcome.counters));
+    if let Some(course) = &outcome.course {
+        let _ = writeln!(out, "{course}");
+    }
     if outcome.violations.is_empty() {
         let _ = writeln!(out, "invariants   OK: {}", outcome.checked);
     } else {

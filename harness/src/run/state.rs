@@ -1,10 +1,11 @@
 //! Reading the final state of the three databases for verification (only the
-//! batch-initialised ids `"0".."n-1"` the workload created).
+//! ids the workload created).
 
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
+use super::dataset::Ids;
 use super::verify::{FinalState, Leftovers, OrderRow};
 
 /// Database URLs of a stack.
@@ -18,8 +19,6 @@ pub struct Databases {
     pub payment: String,
 }
 
-const BATCH_ID: &str = "~ '^[0-9]+$'";
-
 /// The order database's clock, as seconds since the epoch: marks the start of
 /// a run, so that protocol records of earlier runs on the same ids (which
 /// `batch_init` reset) are not counted.
@@ -30,37 +29,41 @@ pub async fn now(dbs: &Databases) -> anyhow::Result<f64> {
     Ok(now)
 }
 
-/// Reads the final state of ids below the given counts; saga records count
-/// only for sagas started at or after `since` (see [`now`]).
-pub async fn read(dbs: &Databases, users: i64, items: i64, orders: i64, since: f64) -> anyhow::Result<FinalState> {
+/// Reads the final state of the run's ids; saga records count only for sagas
+/// started at or after `since` (see [`now`]).
+pub async fn read(dbs: &Databases, ids: &Ids, since: f64) -> anyhow::Result<FinalState> {
     let (order_db, stock_db, payment_db) =
         (PgPool::connect(&dbs.order).await?, PgPool::connect(&dbs.stock).await?, PgPool::connect(&dbs.payment).await?);
     let mut state = FinalState::default();
-    let sql = format!("SELECT user_id, credit FROM users WHERE user_id {BATCH_ID} AND user_id::numeric < $1");
-    state.credit =
-        sqlx::query_as::<_, (String, i64)>(&sql).bind(users).fetch_all(&payment_db).await?.into_iter().collect();
-    let sql = format!("SELECT item_id, stock FROM items WHERE item_id {BATCH_ID} AND item_id::numeric < $1");
-    state.stock =
-        sqlx::query_as::<_, (String, i64)>(&sql).bind(items).fetch_all(&stock_db).await?.into_iter().collect();
-    let sql = format!(
-        "SELECT order_id, user_id, paid, total_cost FROM orders WHERE order_id {BATCH_ID} AND order_id::numeric < $1"
-    );
+    state.credit = sqlx::query_as::<_, (String, i64)>("SELECT user_id, credit FROM users WHERE user_id = ANY($1)")
+        .bind(&ids.users)
+        .fetch_all(&payment_db)
+        .await?
+        .into_iter()
+        .collect();
+    state.stock = sqlx::query_as::<_, (String, i64)>("SELECT item_id, stock FROM items WHERE item_id = ANY($1)")
+        .bind(&ids.items)
+        .fetch_all(&stock_db)
+        .await?
+        .into_iter()
+        .collect();
+    let sql = "SELECT order_id, user_id, paid, total_cost FROM orders WHERE order_id = ANY($1)";
     for (id, user_id, paid, total_cost) in
-        sqlx::query_as::<_, (String, String, bool, i64)>(&sql).bind(orders).fetch_all(&order_db).await?
+        sqlx::query_as::<_, (String, String, bool, i64)>(sql).bind(&ids.orders).fetch_all(&order_db).await?
     {
         state.orders.insert(id, OrderRow { user_id, paid, total_cost, items: Vec::new() });
     }
-    let sql = format!(
-        "SELECT order_id, item_id, quantity FROM order_items WHERE order_id {BATCH_ID} AND order_id::numeric < $1 ORDER BY seq"
-    );
-    for (id, item, qty) in sqlx::query_as::<_, (String, String, i64)>(&sql).bind(orders).fetch_all(&order_db).await? {
+    let sql = "SELECT order_id, item_id, quantity FROM order_items WHERE order_id = ANY($1) ORDER BY order_id, seq";
+    for (id, item, qty) in
+        sqlx::query_as::<_, (String, String, i64)>(sql).bind(&ids.orders).fetch_all(&order_db).await?
+    {
         if let Some(order) = state.orders.get_mut(&id) {
             order.items.push((item, qty));
         }
     }
     state.leftovers = leftovers(&order_db, &stock_db, &payment_db).await?;
     if has_table(&order_db, "sagas").await? {
-        state.saga_effects = Some(saga_effects(&order_db, &stock_db, &payment_db, orders, since).await?);
+        state.saga_effects = Some(saga_effects(&order_db, &stock_db, &payment_db, &ids.orders, since).await?);
     }
     Ok(state)
 }
@@ -71,15 +74,12 @@ async fn saga_effects(
     order_db: &PgPool,
     stock_db: &PgPool,
     payment_db: &PgPool,
-    orders: i64,
+    orders: &[String],
     since: f64,
 ) -> anyhow::Result<std::collections::BTreeMap<String, (i64, i64)>> {
-    let sql = format!(
-        "SELECT saga_id, order_id FROM sagas
-         WHERE created_at >= to_timestamp($2) AND order_id {BATCH_ID} AND order_id::numeric < $1"
-    );
+    let sql = "SELECT saga_id, order_id FROM sagas WHERE created_at >= to_timestamp($2) AND order_id = ANY($1)";
     let sagas: std::collections::HashMap<uuid::Uuid, String> =
-        sqlx::query_as(&sql).bind(orders).bind(since).fetch_all(order_db).await?.into_iter().collect();
+        sqlx::query_as(sql).bind(orders).bind(since).fetch_all(order_db).await?.into_iter().collect();
     let ids: Vec<uuid::Uuid> = sagas.keys().copied().collect();
     let mut effects = std::collections::BTreeMap::<String, (i64, i64)>::new();
     for (db, is_stock) in [(stock_db, true), (payment_db, false)] {

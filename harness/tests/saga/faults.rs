@@ -233,9 +233,12 @@ async fn duplicated_replayed_and_reordered_messages_take_effect_once() {
     assert_settled(&stack).await;
 }
 
-fn stress_spec(seed: u64) -> harness::run::StressSpec {
-    harness::run::StressSpec {
+fn stress_spec(seed: u64) -> harness::run::RunSpec {
+    harness::run::RunSpec {
+        workload: harness::run::Workload::Stress,
         concurrency: 16,
+        rate: None,
+        skew: 0.0,
         checkouts: 2500,
         orders: 800,
         items: 40,
@@ -254,7 +257,7 @@ async fn kill_under_load(stack: &TestStack, victim: &str, after: Duration, seed:
     let gateway = stack.gateway();
     let before = restarts(stack, victim).await;
     let spec = stress_spec(seed);
-    let load = harness::run::stress(&gateway, Some(&dbs), &[], &spec);
+    let load = harness::run::execute(&gateway, Some(&dbs), &[], &spec);
     let fault = async {
         tokio::time::sleep(after).await;
         signal(stack, victim, Signal::SIGKILL);
