@@ -99,3 +99,28 @@ fn stress_with_repeated_orders_conserves_credit_and_stock() {
     assert!(stdout.contains("invariants   OK") && stdout.contains("one effect per saga step"), "{stdout}");
     assert!(stdout.contains("200: ") && stdout.contains("400: "), "both outcomes exercised: {stdout}");
 }
+
+/// `harness run --workload wdm-consistency`: the course test's four numbers
+/// are all 0 right after the load, and the run verifies every invariant.
+#[test]
+fn course_consistency_workload_counts_zero_inconsistencies() {
+    let _serial = support::serial();
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("saga-wdm");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["run", "--protocol", "saga", "--workload", "wdm-consistency", "--run-dir"])
+        .arg(&dir)
+        .args(["--port-base", "21500", "--gateway-port", "21580", "--kafka-heap-mb", "256"])
+        .output()
+        .unwrap();
+    let stdout = support::text(&out.stdout);
+    assert!(out.status.success(), "run failed:\n{stdout}\n{}", support::text(&out.stderr));
+    for line in [
+        "Stock service inconsistencies in the logs: 0",
+        "Stock service inconsistencies in the database: 0",
+        "Payment service inconsistencies in the logs: 0",
+        "Payment service inconsistencies in the database: 0",
+        "200: 100 | 400: 900",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in\n{stdout}");
+    }
+}

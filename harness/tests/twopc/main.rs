@@ -42,3 +42,23 @@ fn stress_with_repeated_orders_conserves_credit_and_stock() {
     assert!(stdout.contains("invariants   OK"), "{stdout}");
     assert!(stdout.contains("200: ") && stdout.contains("400: "), "both outcomes exercised: {stdout}");
 }
+
+/// `harness run --workload zipf --rate`: an open loop on Zipf-skewed items
+/// (orders created through the API) keeps every invariant.
+#[test]
+fn zipf_open_loop_keeps_every_invariant() {
+    let _serial = support::serial();
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("twopc-zipf");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["run", "--protocol", "2pc", "--workload", "zipf", "--skew", "1.1", "--rate", "100", "--run-dir"])
+        .arg(&dir)
+        .args(["--port-base", "30500", "--gateway-port", "30580", "--kafka-heap-mb", "256"])
+        .args(["--checkouts", "1000", "--orders", "600", "--users", "200", "--items", "50"])
+        .args(["--stock", "20", "--credit", "10", "--seed", "3"])
+        .output()
+        .unwrap();
+    let stdout = support::text(&out.stdout);
+    assert!(out.status.success(), "run failed:\n{stdout}\n{}", support::text(&out.stderr));
+    assert!(stdout.contains("workload zipf | protocol 2pc | open loop at 100/s"), "{stdout}");
+    assert!(stdout.contains("invariants   OK") && stdout.contains("400: "), "{stdout}");
+}
