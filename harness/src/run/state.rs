@@ -34,19 +34,19 @@ pub async fn now(dbs: &Databases) -> anyhow::Result<f64> {
 pub async fn read(dbs: &Databases, ids: &Ids, since: f64) -> anyhow::Result<FinalState> {
     let (order_db, stock_db, payment_db) =
         (PgPool::connect(&dbs.order).await?, PgPool::connect(&dbs.stock).await?, PgPool::connect(&dbs.payment).await?);
-    let mut state = FinalState::default();
-    state.credit = sqlx::query_as::<_, (String, i64)>("SELECT user_id, credit FROM users WHERE user_id = ANY($1)")
+    let credit = sqlx::query_as::<_, (String, i64)>("SELECT user_id, credit FROM users WHERE user_id = ANY($1)")
         .bind(&ids.users)
         .fetch_all(&payment_db)
         .await?
         .into_iter()
         .collect();
-    state.stock = sqlx::query_as::<_, (String, i64)>("SELECT item_id, stock FROM items WHERE item_id = ANY($1)")
+    let stock = sqlx::query_as::<_, (String, i64)>("SELECT item_id, stock FROM items WHERE item_id = ANY($1)")
         .bind(&ids.items)
         .fetch_all(&stock_db)
         .await?
         .into_iter()
         .collect();
+    let mut state = FinalState { credit, stock, ..FinalState::default() };
     let sql = "SELECT order_id, user_id, paid, total_cost FROM orders WHERE order_id = ANY($1)";
     for (id, user_id, paid, total_cost) in
         sqlx::query_as::<_, (String, String, bool, i64)>(sql).bind(&ids.orders).fetch_all(&order_db).await?
