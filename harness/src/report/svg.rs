@@ -98,6 +98,17 @@ fn frame(out: &mut String, title: &str, y_label: &str) {
     );
 }
 
+/// Horizontal grid lines and their labels for a y axis from 0 to `y_hi`.
+fn y_grid(out: &mut String, y_hi: f64) {
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = HEIGHT - TOP - BOTTOM;
+    for t in ticks(0.0, y_hi) {
+        let y = TOP + plot_h - t / y_hi * plot_h;
+        let _ = write!(out, r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/>"##, LEFT + plot_w);
+        let _ = write!(out, r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#, LEFT - 6.0, y + 4.0, label(t));
+    }
+}
+
 fn legend(out: &mut String, names: impl Iterator<Item = String>) {
     for (i, name) in names.enumerate() {
         let y = TOP + 10.0 + i as f64 * 18.0;
@@ -129,12 +140,7 @@ impl LineChart {
         let py = |y: f64| TOP + plot_h - y / y_hi * plot_h;
         let mut out = String::new();
         frame(&mut out, &self.title, &self.y_label);
-        for t in ticks(0.0, y_hi) {
-            let y = py(t);
-            let _ =
-                write!(out, r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/>"##, LEFT + plot_w);
-            let _ = write!(out, r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#, LEFT - 6.0, y + 4.0, label(t));
-        }
+        y_grid(&mut out, y_hi);
         let x_ticks: Vec<f64> = if self.x_log {
             (x_lo.floor() as i32..=x_hi.ceil() as i32)
                 .map(|e| 10f64.powi(e))
@@ -199,12 +205,7 @@ impl BarChart {
         let py = |y: f64| TOP + plot_h - y / y_hi * plot_h;
         let mut out = String::new();
         frame(&mut out, &self.title, &self.y_label);
-        for t in ticks(0.0, y_hi) {
-            let y = py(t);
-            let _ =
-                write!(out, r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/>"##, LEFT + plot_w);
-            let _ = write!(out, r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#, LEFT - 6.0, y + 4.0, label(t));
-        }
+        y_grid(&mut out, y_hi);
         let slot = plot_w / self.categories.len().max(1) as f64;
         let bar = slot * 0.8 / self.groups.len().max(1) as f64;
         for (c, category) in self.categories.iter().enumerate() {

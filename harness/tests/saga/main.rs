@@ -84,18 +84,39 @@ async fn conformance_over_saga_parallel() {
 #[test]
 fn stress_with_repeated_orders_conserves_credit_and_stock() {
     let _serial = support::serial();
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("saga-stress");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["run", "--protocol", "saga", "--saga-mode", "parallel", "--kafka-profile", "low-latency"])
-        .args(["--workload", "stress", "--run-dir"])
-        .arg(&dir)
-        .args(["--port-base", "21000", "--gateway-port", "21080", "--kafka-heap-mb", "256"])
-        .args(["--checkouts", "5000", "--concurrency", "32", "--orders", "1500", "--users", "400"])
-        .args(["--items", "60", "--stock", "40", "--credit", "8", "--seed", "7"])
-        .output()
-        .unwrap();
-    let stdout = support::text(&out.stdout);
-    assert!(out.status.success(), "run failed:\n{stdout}\n{}", support::text(&out.stderr));
+    let stdout = support::harness_run(
+        "saga-stress",
+        &[
+            "--protocol",
+            "saga",
+            "--saga-mode",
+            "parallel",
+            "--kafka-profile",
+            "low-latency",
+            "--workload",
+            "stress",
+            "--port-base",
+            "21000",
+            "--gateway-port",
+            "21080",
+            "--checkouts",
+            "5000",
+            "--concurrency",
+            "32",
+            "--orders",
+            "1500",
+            "--users",
+            "400",
+            "--items",
+            "60",
+            "--stock",
+            "40",
+            "--credit",
+            "8",
+            "--seed",
+            "7",
+        ],
+    );
     assert!(stdout.contains("invariants   OK") && stdout.contains("one effect per saga step"), "{stdout}");
     assert!(stdout.contains("200: ") && stdout.contains("400: "), "both outcomes exercised: {stdout}");
 }
@@ -105,15 +126,10 @@ fn stress_with_repeated_orders_conserves_credit_and_stock() {
 #[test]
 fn course_consistency_workload_counts_zero_inconsistencies() {
     let _serial = support::serial();
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("saga-wdm");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["run", "--protocol", "saga", "--workload", "wdm-consistency", "--run-dir"])
-        .arg(&dir)
-        .args(["--port-base", "21500", "--gateway-port", "21580", "--kafka-heap-mb", "256"])
-        .output()
-        .unwrap();
-    let stdout = support::text(&out.stdout);
-    assert!(out.status.success(), "run failed:\n{stdout}\n{}", support::text(&out.stderr));
+    let stdout = support::harness_run(
+        "saga-wdm",
+        &["--protocol", "saga", "--workload", "wdm-consistency", "--port-base", "21500", "--gateway-port", "21580"],
+    );
     for line in [
         "Stock service inconsistencies in the logs: 0",
         "Stock service inconsistencies in the database: 0",

@@ -114,3 +114,21 @@ pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// Runs `harness run <args>` on its own stack in `<tmp>/<name>` and returns its
+/// summary, panicking with the output if the run failed (a run exits non-zero
+/// when an invariant broke).
+pub fn harness_run(name: &str, args: &[&str]) -> String {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("run")
+        .args(args)
+        .arg("--run-dir")
+        .arg(&dir)
+        .args(["--kafka-heap-mb", "256"])
+        .output()
+        .expect("harness runs");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "run failed:\n{stdout}\n{}", text(&out.stderr));
+    stdout
+}

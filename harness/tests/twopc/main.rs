@@ -28,17 +28,35 @@ async fn conformance_over_two_pc() {
 #[test]
 fn stress_with_repeated_orders_conserves_credit_and_stock() {
     let _serial = support::serial();
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("twopc-stress");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["run", "--protocol", "2pc", "--workload", "stress", "--run-dir"])
-        .arg(&dir)
-        .args(["--port-base", "30000", "--gateway-port", "30080", "--kafka-heap-mb", "256"])
-        .args(["--checkouts", "5000", "--concurrency", "32", "--orders", "1500", "--users", "400"])
-        .args(["--items", "60", "--stock", "40", "--credit", "8", "--seed", "7"])
-        .output()
-        .unwrap();
-    let stdout = support::text(&out.stdout);
-    assert!(out.status.success(), "run failed:\n{stdout}\n{}", support::text(&out.stderr));
+    let stdout = support::harness_run(
+        "twopc-stress",
+        &[
+            "--protocol",
+            "2pc",
+            "--workload",
+            "stress",
+            "--port-base",
+            "30000",
+            "--gateway-port",
+            "30080",
+            "--checkouts",
+            "5000",
+            "--concurrency",
+            "32",
+            "--orders",
+            "1500",
+            "--users",
+            "400",
+            "--items",
+            "60",
+            "--stock",
+            "40",
+            "--credit",
+            "8",
+            "--seed",
+            "7",
+        ],
+    );
     assert!(stdout.contains("invariants   OK"), "{stdout}");
     assert!(stdout.contains("200: ") && stdout.contains("400: "), "both outcomes exercised: {stdout}");
 }
@@ -48,17 +66,37 @@ fn stress_with_repeated_orders_conserves_credit_and_stock() {
 #[test]
 fn zipf_open_loop_keeps_every_invariant() {
     let _serial = support::serial();
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("twopc-zipf");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["run", "--protocol", "2pc", "--workload", "zipf", "--skew", "1.1", "--rate", "100", "--run-dir"])
-        .arg(&dir)
-        .args(["--port-base", "30500", "--gateway-port", "30580", "--kafka-heap-mb", "256"])
-        .args(["--checkouts", "1000", "--orders", "600", "--users", "200", "--items", "50"])
-        .args(["--stock", "20", "--credit", "10", "--seed", "3"])
-        .output()
-        .unwrap();
-    let stdout = support::text(&out.stdout);
-    assert!(out.status.success(), "run failed:\n{stdout}\n{}", support::text(&out.stderr));
+    let stdout = support::harness_run(
+        "twopc-zipf",
+        &[
+            "--protocol",
+            "2pc",
+            "--workload",
+            "zipf",
+            "--skew",
+            "1.1",
+            "--rate",
+            "100",
+            "--port-base",
+            "30500",
+            "--gateway-port",
+            "30580",
+            "--checkouts",
+            "1000",
+            "--orders",
+            "600",
+            "--users",
+            "200",
+            "--items",
+            "50",
+            "--stock",
+            "20",
+            "--credit",
+            "10",
+            "--seed",
+            "3",
+        ],
+    );
     assert!(stdout.contains("workload zipf | protocol 2pc | open loop at 100/s"), "{stdout}");
     assert!(stdout.contains("invariants   OK") && stdout.contains("400: "), "{stdout}");
 }
