@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use protocol_core::ProtocolKind;
 
 use crate::run::{self, RunSpec, Workload};
-use crate::stack::{self, Role, Stack, StackConfig, StackState};
+use crate::stack::{self, Stack, StackConfig, StackState};
 
 /// Compare an orchestrated SAGA over Kafka with two-phase commit over PostgreSQL
 /// prepared transactions, on the same checkout services.
@@ -164,6 +164,12 @@ struct RunArgs {
     /// local stack (database-level checks are skipped).
     #[arg(long)]
     target: Option<String>,
+    /// A fault to inject, repeatable: `kill:<component>[#replica]@<t>[+<restart_after>]`,
+    /// `pause:<component>[#replica]@<t>+<d>`, `crashpoint:<name>[@<service>[#replica]]@<t>`,
+    /// `duplicate-messages`, `delay-messages:<d>`. Times in seconds from the start of
+    /// the load (`2`, `1.5s`, `500ms`); components as `harness status` names them.
+    #[arg(long = "fault", value_name = "SPEC", conflicts_with = "target")]
+    faults: Vec<run::faults::Fault>,
 }
 
 fn parse_rate(raw: &str) -> Result<f64, String> {
@@ -257,6 +263,8 @@ fn stack_config(
         kafka_heap_mb: args.kafka_heap_mb,
         saga_mode: args.saga_mode,
         kafka_profile: args.kafka_profile,
+        duplicate_messages: false,
+        message_delay: Duration::ZERO,
     };
     let needed = u32::from(config.replicas) * config.db_pool_size + 10;
     if !config.infra_only && needed > config.pg_max_connections {
@@ -301,33 +309,13 @@ async fn run_workload(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     .normalised();
     let outcome = match (&args.target, args.protocol) {
-        (Some(target), _) => run::execute(target.trim_end_matches('/'), None, &[], &spec).await?,
+        (Some(target), _) => {
+            run::execute(target.trim_end_matches('/'), None, &[], &spec, run::Extras::default()).await?
+        }
         (None, Some(protocol)) => {
             let config = stack_config(&args.stack, protocol, false, false)?;
-            stack::ensure_not_running(&config.run_dir)?;
-            let mut stack = Stack::start(config.clone()).await?;
-            let dbs = run::state::Databases {
-                order: config.database_url(Role::Order),
-                stock: config.database_url(Role::Stock),
-                payment: config.database_url(Role::Payment),
-            };
-            let (done, finished) = tokio::sync::oneshot::channel::<()>();
-            let gateway = config.gateway_url();
-            let replicas: Vec<(String, String)> = Role::ALL
-                .iter()
-                .flat_map(|role| (0..config.replicas).map(|r| (role.name().to_owned(), config.service_url(*role, r))))
-                .collect();
-            let work = async {
-                let outcome = run::execute(&gateway, Some(&dbs), &replicas, &spec).await;
-                let _ = done.send(());
-                outcome
-            };
-            let (outcome, ()) = tokio::join!(
-                work,
-                stack.supervise(async {
-                    let _ = finished.await;
-                })
-            );
+            let mut stack = run::local::LocalStack::start(config, &args.faults).await?;
+            let outcome = stack.run(&spec, &args.faults).await;
             stack.stop().await;
             outcome?
         }

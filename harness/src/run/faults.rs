@@ -6,6 +6,8 @@
 //!                                                       restarted after <restart_after> (default: at once)
 //!   pause:<component>[#replica]@<t>+<d>                  SIGSTOP, SIGCONT after <d>
 //!   crashpoint:<name>[@<component>[#replica]]@<t>        arm a protocol failpoint on a service replica
+//!   duplicate-messages                                   SAGA: every message published twice (whole run)
+//!   delay-messages:<d>                                   SAGA: every publish held back by <d> (whole run)
 //! ```
 //!
 //! Times are seconds from the start of the load (`1.5`, `2s`, `500ms`).
@@ -36,6 +38,37 @@ pub enum FaultKind {
     Pause { target: Target, duration: Duration },
     /// Arm a crash point on a service replica.
     Crashpoint { name: String, target: Target },
+    /// SAGA: every service publishes every message twice, for the whole run
+    /// (set when the services start; `at` is zero).
+    DuplicateMessages,
+    /// SAGA: every service holds each publish back this long, for the whole run.
+    DelayMessages(Duration),
+}
+
+impl FaultKind {
+    /// Whether the fault is a start-up setting of the services rather than an
+    /// event during the load.
+    pub fn is_setting(&self) -> bool {
+        matches!(self, FaultKind::DuplicateMessages | FaultKind::DelayMessages(_))
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = self.at.as_secs_f64();
+        match &self.kind {
+            FaultKind::Kill { target, restart_after: None } => write!(f, "kill {target} at {at}s"),
+            FaultKind::Kill { target, restart_after: Some(d) } => {
+                write!(f, "kill {target} at {at}s, restart after {}s", d.as_secs_f64())
+            }
+            FaultKind::Pause { target, duration } => {
+                write!(f, "pause {target} at {at}s for {}s", duration.as_secs_f64())
+            }
+            FaultKind::Crashpoint { name, target } => write!(f, "crash point {name} on {target} at {at}s"),
+            FaultKind::DuplicateMessages => f.write_str("every saga message published twice"),
+            FaultKind::DelayMessages(d) => write!(f, "every saga publish delayed {} ms", d.as_millis()),
+        }
+    }
 }
 
 /// A component, and which replica for services.
@@ -105,6 +138,9 @@ impl FromStr for Fault {
     type Err = String;
 
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        if spec == "duplicate-messages" {
+            return Ok(Fault { at: Duration::ZERO, kind: FaultKind::DuplicateMessages });
+        }
         let (kind, rest) = spec.split_once(':').ok_or_else(|| format!("{spec:?}: expected <kind>:..."))?;
         let bad = |why: String| format!("{spec:?}: {why}");
         match kind {
@@ -145,7 +181,16 @@ impl FromStr for Fault {
                     kind: FaultKind::Crashpoint { name: name.to_owned(), target },
                 })
             }
-            other => Err(bad(format!("unknown fault kind {other:?} (kill, pause, crashpoint)"))),
+            "delay-messages" => {
+                let delay = parse_duration(rest).map_err(bad)?;
+                if delay > Duration::from_secs(60) {
+                    return Err(bad("a message delay above 60 s would stall every saga past its deadline".into()));
+                }
+                Ok(Fault { at: Duration::ZERO, kind: FaultKind::DelayMessages(delay) })
+            }
+            other => Err(bad(format!(
+                "unknown fault kind {other:?} (kill, pause, crashpoint, duplicate-messages, delay-messages)"
+            ))),
         }
     }
 }
@@ -198,6 +243,12 @@ mod tests {
             cp.kind,
             FaultKind::Crashpoint { name: "2pc.coordinator.after_decision".into(), target: target("order", 0) }
         );
+        assert_eq!("duplicate-messages".parse::<Fault>().unwrap().kind, FaultKind::DuplicateMessages);
+        let delay = "delay-messages:200ms".parse::<Fault>().unwrap();
+        assert_eq!(delay.kind, FaultKind::DelayMessages(Duration::from_millis(200)));
+        assert!(delay.kind.is_setting());
+        assert_eq!(delay.to_string(), "every saga publish delayed 200 ms");
+        assert_eq!("kill:order#1@2+3s".parse::<Fault>().unwrap().to_string(), "kill order#1 at 2s, restart after 3s");
         assert_eq!(target("order", 1).status_name(), "order#1");
         assert_eq!(target("kafka", 0).status_name(), "kafka");
     }
@@ -215,6 +266,8 @@ mod tests {
             ("crashpoint:x@kafka@1", "unknown component"),
             ("explode:order@1", "unknown fault kind"),
             ("kill:order@soon", "not a duration"),
+            ("delay-messages:90s", "above 60 s"),
+            ("delay-messages", "expected <kind>"),
         ] {
             let err = spec.parse::<Fault>().unwrap_err();
             assert!(err.contains(why), "{spec}: {err}");

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use serde::Serialize;
 
 use super::verify::Answer;
 
@@ -25,10 +26,81 @@ pub struct LoadResult {
     pub answers: HashMap<String, Vec<Answer>>,
     /// Replies per status (`"200"`, `"400"`, `"503"`, `"error"`).
     pub statuses: BTreeMap<String, u64>,
+    /// Checkouts that did not succeed, by [`Reply`] class (`out-of-stock`,
+    /// `insufficient-credit`, `system`, ...).
+    pub aborts: BTreeMap<&'static str, u64>,
+    /// Replies per second of the load, by when they arrived.
+    pub timeline: Vec<Second>,
     /// Latency of every checkout to its reply, in microseconds.
     pub latency_us: Histogram<u64>,
     /// Wall time of the load phase.
     pub elapsed: Duration,
+}
+
+/// The replies that arrived during one second of the load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Second {
+    /// 200: paid.
+    pub ok: u64,
+    /// 4xx: refused by the business rules (nothing changed).
+    pub rejected: u64,
+    /// 5xx, timeouts and connection errors.
+    pub failed: u64,
+}
+
+/// How the harness classifies one checkout reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// 200.
+    Paid,
+    /// 400 because an item was short.
+    OutOfStock,
+    /// 400 because the user's credit was short.
+    InsufficientCredit,
+    /// Any other 4xx (unknown order, empty order, order being checked out).
+    OtherRejection,
+    /// 5xx: a system failure (the outcome is settled by the final state).
+    System,
+    /// No reply: timeout or connection error.
+    NoReply,
+}
+
+impl Reply {
+    /// Classifies a status and, for 4xx, the `{"error": ...}` body the
+    /// services send (the reason's wording is part of the API contract).
+    pub fn classify(status: Option<u16>, body: &str) -> Reply {
+        match status {
+            None => Reply::NoReply,
+            Some(200..=299) => Reply::Paid,
+            Some(400..=499) if body.contains("out of stock") => Reply::OutOfStock,
+            Some(400..=499) if body.contains("insufficient credit") => Reply::InsufficientCredit,
+            Some(400..=499) => Reply::OtherRejection,
+            Some(_) => Reply::System,
+        }
+    }
+
+    /// Name in summaries and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reply::Paid => "paid",
+            Reply::OutOfStock => "out-of-stock",
+            Reply::InsufficientCredit => "insufficient-credit",
+            Reply::OtherRejection => "other-4xx",
+            Reply::System => "system-5xx",
+            Reply::NoReply => "no-reply",
+        }
+    }
+}
+
+/// One checkout as the driver saw it.
+#[derive(Debug)]
+struct Seen {
+    order: String,
+    status: Option<u16>,
+    reply: Reply,
+    latency_us: u64,
+    /// When the reply arrived, from the start of the load.
+    done_at: Duration,
 }
 
 impl LoadResult {
@@ -42,8 +114,27 @@ fn client(concurrency: usize) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder().pool_max_idle_per_host(concurrency).timeout(Duration::from_secs(60)).build()?)
 }
 
-async fn checkout(http: &reqwest::Client, gateway: &str, order: &str) -> Option<u16> {
-    http.post(format!("{gateway}/orders/checkout/{order}")).send().await.ok().map(|r| r.status().as_u16())
+async fn checkout(http: &reqwest::Client, gateway: &str, order: &str) -> (Option<u16>, Reply) {
+    let Ok(resp) = http.post(format!("{gateway}/orders/checkout/{order}")).send().await else {
+        return (None, Reply::NoReply);
+    };
+    let status = resp.status().as_u16();
+    // Only a refusal's body says why; reading it costs nothing on the others.
+    let body = if resp.status().is_client_error() { resp.text().await.unwrap_or_default() } else { String::new() };
+    (Some(status), Reply::classify(Some(status), &body))
+}
+
+/// A progress bar on stderr for `total` checkouts (hidden when stderr is not
+/// a terminal, so logs and CI output stay clean).
+pub fn progress(total: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {per_sec:>10} eta {eta}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
 }
 
 fn micros(since: Instant) -> u64 {
@@ -54,19 +145,22 @@ fn micros(since: Instant) -> u64 {
 pub async fn closed_loop(gateway: &str, plan: Arc<Vec<String>>, concurrency: usize) -> anyhow::Result<LoadResult> {
     let http = client(concurrency)?;
     let next = Arc::new(AtomicU64::new(0));
+    let bar = progress(plan.len() as u64, "checkouts");
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
-            let (http, next, plan, gateway) =
-                (http.clone(), next.clone(), plan.clone(), gateway.trim_end_matches('/').to_owned());
+            let (http, next, plan, gateway, bar) =
+                (http.clone(), next.clone(), plan.clone(), gateway.trim_end_matches('/').to_owned(), bar.clone());
             tokio::spawn(async move {
-                let mut seen: Vec<(String, Option<u16>, u64)> = Vec::new();
+                let mut seen = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                     let Some(order) = plan.get(i) else { break };
                     let sent = Instant::now();
-                    let status = checkout(&http, &gateway, order).await;
-                    seen.push((order.clone(), status, micros(sent)));
+                    let (status, reply) = checkout(&http, &gateway, order).await;
+                    let latency_us = micros(sent);
+                    seen.push(Seen { order: order.clone(), status, reply, latency_us, done_at: started.elapsed() });
+                    bar.inc(1);
                 }
                 seen
             })
@@ -76,6 +170,7 @@ pub async fn closed_loop(gateway: &str, plan: Arc<Vec<String>>, concurrency: usi
     for worker in workers {
         seen.extend(worker.await?);
     }
+    bar.finish_and_clear();
     collect(seen, started.elapsed())
 }
 
@@ -83,37 +178,101 @@ pub async fn closed_loop(gateway: &str, plan: Arc<Vec<String>>, concurrency: usi
 pub async fn open_loop(gateway: &str, plan: Arc<Vec<String>>, rate: f64) -> anyhow::Result<LoadResult> {
     anyhow::ensure!(rate.is_finite() && rate > 0.0, "--rate must be a positive number of checkouts per second");
     let http = client(256)?;
+    let bar = progress(plan.len() as u64, "checkouts");
     let started = Instant::now();
     let gateway = gateway.trim_end_matches('/').to_owned();
     let mut tasks = Vec::with_capacity(plan.len());
     for (i, order) in plan.iter().enumerate() {
         let scheduled = started + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(scheduled.into()).await;
-        let (http, gateway, order) = (http.clone(), gateway.clone(), order.clone());
+        let (http, gateway, order, bar) = (http.clone(), gateway.clone(), order.clone(), bar.clone());
         tasks.push(tokio::spawn(async move {
-            let status = checkout(&http, &gateway, &order).await;
-            (order, status, micros(scheduled))
+            let (status, reply) = checkout(&http, &gateway, &order).await;
+            bar.inc(1);
+            Seen { order, status, reply, latency_us: micros(scheduled), done_at: started.elapsed() }
         }));
     }
     let mut seen = Vec::with_capacity(tasks.len());
     for task in tasks {
         seen.push(task.await?);
     }
+    bar.finish_and_clear();
     collect(seen, started.elapsed())
 }
 
-fn collect(seen: Vec<(String, Option<u16>, u64)>, elapsed: Duration) -> anyhow::Result<LoadResult> {
+fn collect(seen: Vec<Seen>, elapsed: Duration) -> anyhow::Result<LoadResult> {
     let mut result = LoadResult {
         answers: HashMap::new(),
         statuses: BTreeMap::new(),
+        aborts: BTreeMap::new(),
+        timeline: vec![Second::default(); elapsed.as_secs() as usize + 1],
         latency_us: Histogram::new_with_bounds(1, 600_000_000, 3)?,
         elapsed,
     };
-    for (order, status, micros) in seen {
-        result.answers.entry(order).or_default().push(Answer::from_status(status));
-        let key = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+    for s in seen {
+        result.answers.entry(s.order).or_default().push(Answer::from_status(s.status));
+        let key = s.status.map_or_else(|| "error".to_owned(), |s| s.to_string());
         *result.statuses.entry(key).or_default() += 1;
-        result.latency_us.saturating_record(micros);
+        if s.reply != Reply::Paid {
+            *result.aborts.entry(s.reply.name()).or_default() += 1;
+        }
+        let second = (s.done_at.as_secs() as usize).min(result.timeline.len() - 1);
+        let slot = &mut result.timeline[second];
+        match s.reply {
+            Reply::Paid => slot.ok += 1,
+            Reply::OutOfStock | Reply::InsufficientCredit | Reply::OtherRejection => slot.rejected += 1,
+            Reply::System | Reply::NoReply => slot.failed += 1,
+        }
+        result.latency_us.saturating_record(s.latency_us);
     }
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_replies_by_status_and_reason() {
+        assert_eq!(Reply::classify(Some(200), ""), Reply::Paid);
+        assert_eq!(Reply::classify(Some(400), r#"{"error":"out of stock on item 3"}"#), Reply::OutOfStock);
+        assert_eq!(Reply::classify(Some(400), r#"{"error":"insufficient credit"}"#), Reply::InsufficientCredit);
+        assert_eq!(Reply::classify(Some(400), r#"{"error":"order 9 not found"}"#), Reply::OtherRejection);
+        assert_eq!(Reply::classify(Some(503), ""), Reply::System);
+        assert_eq!(Reply::classify(None, ""), Reply::NoReply);
+    }
+
+    #[test]
+    fn timeline_and_aborts_count_every_reply_once() {
+        let seen = |order: &str, status, reply, ms| Seen {
+            order: order.into(),
+            status,
+            reply,
+            latency_us: 1000,
+            done_at: Duration::from_millis(ms),
+        };
+        let result = collect(
+            vec![
+                seen("a", Some(200), Reply::Paid, 100),
+                seen("b", Some(400), Reply::OutOfStock, 900),
+                seen("c", Some(503), Reply::System, 1500),
+                seen("a", None, Reply::NoReply, 2100),
+            ],
+            Duration::from_millis(2050),
+        )
+        .unwrap();
+        assert_eq!(
+            result.timeline,
+            [
+                Second { ok: 1, rejected: 1, failed: 0 },
+                Second { ok: 0, rejected: 0, failed: 1 },
+                Second { ok: 0, rejected: 0, failed: 1 }
+            ]
+        );
+        assert_eq!(result.aborts.get("out-of-stock"), Some(&1));
+        assert_eq!(result.aborts.get("system-5xx"), Some(&1));
+        assert_eq!(result.aborts.get("no-reply"), Some(&1));
+        assert_eq!(result.answers["a"].len(), 2);
+        assert_eq!(result.latency_us.len(), 4);
+    }
 }

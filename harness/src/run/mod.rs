@@ -11,14 +11,19 @@ pub mod course;
 pub mod dataset;
 pub mod dist;
 pub mod faults;
+pub mod inject;
 pub mod load;
+pub mod local;
 pub mod protocol_metrics;
+pub mod resources;
 pub mod state;
 pub mod verify;
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -91,6 +96,13 @@ pub struct RunOutcome {
     pub load: LoadResult,
     /// Time from the last reply until no protocol state was in flight.
     pub settled_in: Option<Duration>,
+    /// Protocol state in flight when the load ended (in-doubt prepared
+    /// transactions, running sagas, unsent messages).
+    pub in_flight_at_end: Option<verify::Leftovers>,
+    /// The faults injected during the load, with their times.
+    pub faults: Vec<inject::FaultEvent>,
+    /// CPU and memory per component during the load (local stack only).
+    pub resources: BTreeMap<String, resources::Usage>,
     /// Broken invariants (empty: all held).
     pub violations: Vec<Violation>,
     /// What was checked, for the summary.
@@ -158,14 +170,24 @@ pub async fn read_via_api(http: &reqwest::Client, gateway: &str, ids: &dataset::
     Ok(state)
 }
 
-/// Runs the stress workload against `gateway`; `dbs` enables database-level
-/// checks and the time to consistency; `replicas` (service name, base URL) are
-/// asked for the protocols' counters.
+/// What `execute` can do besides driving the API, when it runs the local stack.
+#[derive(Debug, Default)]
+pub struct Extras {
+    /// Injects the run's fault schedule, its clock starting with the load.
+    pub injector: Option<inject::Injector>,
+    /// `stack.json` of the stack, to sample its processes' CPU and memory.
+    pub state_file: Option<PathBuf>,
+}
+
+/// Runs the workload against `gateway`; `dbs` enables database-level checks
+/// and the time to consistency; `replicas` (service name, base URL) are asked
+/// for the protocols' counters.
 pub async fn execute(
     gateway: &str,
     dbs: Option<&state::Databases>,
     replicas: &[(String, String)],
     spec: &RunSpec,
+    extras: Extras,
 ) -> anyhow::Result<RunOutcome> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(spec.concurrency)
@@ -177,11 +199,23 @@ pub async fn execute(
         Some(dbs) => state::now(dbs).await?,
         None => 0.0,
     };
+    let sampler = extras.state_file.map(resources::Sampler::start);
+    let faults = extras.injector.map(|injector| injector.start(Instant::now()));
     let load = match spec.rate {
         Some(rate) => load::open_loop(gateway, Arc::clone(&data.plan), rate).await?,
         None => load::closed_loop(gateway, Arc::clone(&data.plan), spec.concurrency).await?,
     };
-    let (settled_in, final_state) = match dbs {
+    let resources = match sampler {
+        Some(sampler) => sampler.finish().await,
+        None => BTreeMap::new(),
+    };
+    // A fault scheduled after the last reply still happens (a pause ends,
+    // a kill restarts) before the state is judged.
+    let faults = match faults {
+        Some(task) => task.await.context("the fault injector panicked")?,
+        None => Vec::new(),
+    };
+    let (settled, final_state) = match dbs {
         Some(dbs) => {
             let settled = state::settle(dbs, Duration::from_secs(120)).await?;
             (Some(settled), state::read(dbs, &data.ids, since).await?)
@@ -204,7 +238,17 @@ pub async fn execute(
         }
     );
     let counters = protocol_metrics::collect(&http, replicas).await;
-    Ok(RunOutcome { load, settled_in, violations, checked, counters, course })
+    Ok(RunOutcome {
+        load,
+        settled_in: settled.map(|s| s.after),
+        in_flight_at_end: settled.map(|s| s.at_end_of_load),
+        faults,
+        resources,
+        violations,
+        checked,
+        counters,
+        course,
+    })
 }
 
 /// The course script's four numbers for a `wdm-consistency` run.
@@ -254,8 +298,32 @@ pub fn summary(protocol: Option<ProtocolKind>, spec: &RunSpec, outcome: &RunOutc
     );
     let statuses: Vec<String> = outcome.load.statuses.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     let _ = writeln!(out, "replies      {}", statuses.join(" | "));
+    if !outcome.load.aborts.is_empty() {
+        let aborts: Vec<String> = outcome.load.aborts.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let _ = writeln!(out, "not paid     {}", aborts.join(" | "));
+    }
+    for event in &outcome.faults {
+        let _ = writeln!(out, "fault        {:>6.2} s  {} ({})", event.at_s, event.what, event.outcome);
+    }
     if let Some(settled) = outcome.settled_in {
-        let _ = writeln!(out, "settled in   {:.3} s", settled.as_secs_f64());
+        let left = outcome.in_flight_at_end.unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "settled in   {:.3} s (in flight at the end of the load: {} prepared, {} undecided, {} sagas, {} unsent)",
+            settled.as_secs_f64(),
+            left.prepared_transactions,
+            left.unfinished_decisions,
+            left.sagas_in_flight,
+            left.unsent_outbox
+        );
+    }
+    if !outcome.resources.is_empty() {
+        let usage: Vec<String> = outcome
+            .resources
+            .iter()
+            .map(|(name, u)| format!("{name} {:.0}% {:.0} MiB", u.cpu_percent, u.peak_rss_mib))
+            .collect();
+        let _ = writeln!(out, "cpu, peak rss {}", usage.join(" | "));
     }
     out.push_str(&protocol_metrics::describe(&outcome.counters));
     if let Some(course) = &outcome.course {

@@ -157,15 +157,38 @@ async fn unfinished(pool: &PgPool) -> sqlx::Result<i64> {
 
 /// Waits until no protocol state is left in flight (or `timeout` passes) and
 /// returns how long that took: the time to consistency.
-pub async fn settle(dbs: &Databases, timeout: Duration) -> anyhow::Result<Duration> {
-    let (order_db, stock_db, payment_db) =
-        (PgPool::connect(&dbs.order).await?, PgPool::connect(&dbs.stock).await?, PgPool::connect(&dbs.payment).await?);
+pub async fn settle(dbs: &Databases, timeout: Duration) -> anyhow::Result<Settled> {
     let started = Instant::now();
+    let mut at_end_of_load = None;
+    let mut last_error = None;
     while started.elapsed() < timeout {
-        if leftovers(&order_db, &stock_db, &payment_db).await?.is_empty() {
-            break;
+        // A database killed by a fault may still be in crash recovery: an
+        // error here means "not settled yet", not a failed run.
+        match pending(dbs).await {
+            Ok(left) => {
+                let first = *at_end_of_load.get_or_insert(left);
+                if left.is_empty() {
+                    return Ok(Settled { after: started.elapsed(), at_end_of_load: first });
+                }
+            }
+            Err(err) => last_error = Some(err),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok(started.elapsed())
+    match (at_end_of_load, last_error) {
+        // Not settled in time: the verifier reports what is left.
+        (Some(first), _) => Ok(Settled { after: started.elapsed(), at_end_of_load: first }),
+        (None, Some(err)) => Err(err.context("the databases stayed unreachable after the load")),
+        (None, None) => anyhow::bail!("settle timeout of {timeout:?} is too short to read the databases once"),
+    }
+}
+
+/// What [`settle`] found.
+#[derive(Debug, Clone, Copy)]
+pub struct Settled {
+    /// Time from the end of the load until no protocol state was left (or
+    /// the timeout, if some stayed).
+    pub after: Duration,
+    /// Protocol state in flight when the load ended (first successful read).
+    pub at_end_of_load: Leftovers,
 }

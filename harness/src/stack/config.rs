@@ -101,6 +101,10 @@ pub struct StackConfig {
     pub saga_mode: saga::Mode,
     /// SAGA: the Kafka client profile of every service.
     pub kafka_profile: saga::Profile,
+    /// SAGA fault injection: every message is published twice.
+    pub duplicate_messages: bool,
+    /// SAGA fault injection: every publish waits this long first.
+    pub message_delay: std::time::Duration,
 }
 
 impl StackConfig {
@@ -207,6 +211,8 @@ mod tests {
             kafka_heap_mb: 512,
             saga_mode: saga::Mode::default(),
             kafka_profile: saga::Profile::default(),
+            duplicate_messages: false,
+            message_delay: std::time::Duration::ZERO,
         }
     }
 

@@ -20,7 +20,7 @@ pub mod supervisor;
 
 pub use config::{Role, StackConfig};
 pub use state::StackState;
-pub use supervisor::Stack;
+pub use supervisor::{Control, Request, Stack};
 
 use std::path::Path;
 use std::time::{Duration, Instant};

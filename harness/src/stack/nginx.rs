@@ -133,6 +133,8 @@ mod tests {
             kafka_heap_mb: 256,
             saga_mode: saga::Mode::default(),
             kafka_profile: saga::Profile::default(),
+            duplicate_messages: false,
+            message_delay: std::time::Duration::ZERO,
         };
         let conf = render_conf(&config);
         assert!(conf.contains("listen 127.0.0.1:8000"));

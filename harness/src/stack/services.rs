@@ -39,11 +39,19 @@ pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Sp
             args.push(format!("--saga-mode={}", config.saga_mode));
         }
     }
+    let mut env =
+        vec![("RUST_LOG".to_owned(), std::env::var("SAGA2PC_SERVICE_LOG").unwrap_or_else(|_| "info".to_owned()))];
+    if config.duplicate_messages {
+        env.push(("SAGA_DUPLICATE_MESSAGES".to_owned(), "true".to_owned()));
+    }
+    if !config.message_delay.is_zero() {
+        env.push(("SAGA_MESSAGE_DELAY_MS".to_owned(), config.message_delay.as_millis().to_string()));
+    }
     Ok(Spec {
         name: name.clone(),
         program,
         args,
-        env: vec![("RUST_LOG".to_owned(), std::env::var("SAGA2PC_SERVICE_LOG").unwrap_or_else(|_| "info".to_owned()))],
+        env,
         cwd: None,
         user: None,
         log: config.run_dir.join("logs").join(format!("{}-{replica}.log", role.name())),

@@ -37,6 +37,8 @@ struct Member {
     backoff: Duration,
     /// When a pending restart is due.
     restart_at: Option<Instant>,
+    /// A fault asked to keep the process down until then.
+    hold_until: Option<Instant>,
 }
 
 /// A process that lives this long counts as started successfully.
@@ -138,6 +140,7 @@ impl Stack {
             started: Instant::now(),
             backoff: Duration::ZERO,
             restart_at: None,
+            hold_until: None,
         });
         Ok(())
     }
@@ -145,10 +148,28 @@ impl Stack {
     /// Watches the processes until `shutdown` completes: any process that dies
     /// is restarted, and the restart is logged and counted in `stack.json`.
     pub async fn supervise(&mut self, shutdown: impl std::future::Future<Output = ()>) {
+        let (_keep, control) = tokio::sync::mpsc::unbounded_channel();
+        self.supervise_with(shutdown, control).await;
+    }
+
+    /// [`Stack::supervise`], also carrying out the fault injector's requests
+    /// (kill, pause, resume a component) as they arrive. The supervisor owns
+    /// the processes, so faults go through it: a killed process is restarted
+    /// by the same loop (after the requested hold), like any other crash.
+    pub async fn supervise_with(
+        &mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+        mut control: tokio::sync::mpsc::UnboundedReceiver<Request>,
+    ) {
         tokio::pin!(shutdown);
+        let mut control_open = true;
         loop {
             tokio::select! {
                 () = &mut shutdown => return,
+                request = control.recv(), if control_open => match request {
+                    Some(request) => self.apply(request),
+                    None => control_open = false,
+                },
                 () = tokio::time::sleep(POLL) => {}
             }
             let mut changed = false;
@@ -159,6 +180,18 @@ impl Stack {
                 tracing::error!(error = %err, "cannot update stack.json");
             }
         }
+    }
+
+    fn apply(&mut self, Request { control, reply }: Request) {
+        let name = control.component().to_owned();
+        let result = match self.members.iter_mut().find(|m| m.proc.spec.name == name) {
+            None => Err(format!("no component {name} in this stack")),
+            Some(member) => control_member(member, &control),
+        };
+        if let Err(why) = &result {
+            tracing::warn!(component = %name, error = %why, "fault not applied");
+        }
+        let _ = reply.send(result);
     }
 
     /// Stops every process in reverse start order and removes `stack.json`.
@@ -204,6 +237,71 @@ impl Stack {
     }
 }
 
+/// What the fault injector can ask of the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Kill the component (PostgreSQL: immediate shutdown, which skips the
+    /// checkpoint and needs crash recovery, like a power cut) and keep it down
+    /// for `hold` before the usual restart.
+    Kill {
+        /// Name as in `stack.json` (`order#0`, `postgres-stock`, `kafka`).
+        component: String,
+        /// Extra time before the restart.
+        hold: Duration,
+    },
+    /// `SIGSTOP` the component: it keeps its sockets but answers nothing.
+    Pause {
+        /// Name as in `stack.json`.
+        component: String,
+    },
+    /// `SIGCONT` a paused component.
+    Resume {
+        /// Name as in `stack.json`.
+        component: String,
+    },
+}
+
+impl Control {
+    /// The component it is about.
+    pub fn component(&self) -> &str {
+        match self {
+            Control::Kill { component, .. } | Control::Pause { component } | Control::Resume { component } => component,
+        }
+    }
+}
+
+/// A [`Control`] and where to send the outcome (the pid it hit, or why not).
+#[derive(Debug)]
+pub struct Request {
+    /// What to do.
+    pub control: Control,
+    /// Receives the signalled pid or the reason it was not applied.
+    pub reply: tokio::sync::oneshot::Sender<Result<u32, String>>,
+}
+
+fn control_member(member: &mut Member, control: &Control) -> Result<u32, String> {
+    use nix::sys::signal::Signal;
+    if member.proc.exited().is_some() || member.restart_at.is_some() {
+        return Err("it is not running (down or restarting)".to_owned());
+    }
+    let signal = match control {
+        // SIGQUIT is PostgreSQL's immediate shutdown: the postmaster takes its
+        // backends down without a checkpoint. A SIGKILL would orphan them
+        // and block the restart on their shared memory.
+        Control::Kill { .. } if member.proc.spec.name.starts_with("postgres-") => Signal::SIGQUIT,
+        Control::Kill { .. } => Signal::SIGKILL,
+        Control::Pause { .. } => Signal::SIGSTOP,
+        Control::Resume { .. } => Signal::SIGCONT,
+    };
+    if let Control::Kill { hold, .. } = control {
+        member.hold_until = Some(Instant::now() + *hold);
+    }
+    let pid = member.proc.pid();
+    member.proc.signal(signal).map_err(|err| err.to_string())?;
+    tracing::warn!(component = %member.proc.spec.name, pid, %signal, "fault injected");
+    Ok(pid)
+}
+
 /// Restarts `member` if it exited and its back-off has passed; returns whether
 /// it was restarted. A process that dies within [`STABLE_AFTER`] of starting
 /// waits twice as long each time (up to [`MAX_BACKOFF`]), so a crash loop does
@@ -221,7 +319,8 @@ fn restart_if_dead(member: &mut Member) -> bool {
             member.backoff = (member.backoff * 2).clamp(Duration::from_millis(250), MAX_BACKOFF);
         }
         tracing::warn!(%name, %status, backoff_ms = member.backoff.as_millis() as u64, "process exited; restarting");
-        member.restart_at = Some(Instant::now() + member.backoff);
+        let due = Instant::now() + member.backoff;
+        member.restart_at = Some(member.hold_until.take().map_or(due, |held| held.max(due)));
     }
     if member.restart_at.is_some_and(|at| Instant::now() < at) {
         return false;

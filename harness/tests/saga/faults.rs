@@ -257,7 +257,7 @@ async fn kill_under_load(stack: &TestStack, victim: &str, after: Duration, seed:
     let gateway = stack.gateway();
     let before = restarts(stack, victim).await;
     let spec = stress_spec(seed);
-    let load = harness::run::execute(&gateway, Some(&dbs), &[], &spec);
+    let load = harness::run::execute(&gateway, Some(&dbs), &[], &spec, Default::default());
     let fault = async {
         tokio::time::sleep(after).await;
         signal(stack, victim, Signal::SIGKILL);

@@ -1,0 +1,222 @@
+//! Carrying out a fault schedule (`--fault`) during the load.
+//!
+//! The schedule's clock starts with the load phase, so `kill:kafka@3` means
+//! three seconds into the checkouts whatever the data preparation took. Kills,
+//! pauses and resumes go to the stack's supervisor (which owns the processes
+//! and restarts a killed one after the requested hold, like any crash); crash
+//! points are armed over the replica's own port. Every action is recorded with
+//! its time, so the report can mark it on the throughput timeline.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use protocol_core::ProtocolKind;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use super::faults::{Fault, FaultKind, Target};
+use crate::stack::{Control, Request};
+
+/// One thing the injector did (or failed to do).
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultEvent {
+    /// Seconds from the start of the load.
+    pub at_s: f64,
+    /// What, in words (`kill kafka`, `resume order#0`).
+    pub what: String,
+    /// `pid 1234`, `armed`, or why it was not applied.
+    pub outcome: String,
+    /// Whether it was applied.
+    pub applied: bool,
+}
+
+/// Checks a schedule against the stack it will run on, before anything
+/// starts: replicas that exist, crash points of the protocol in use, message
+/// faults only for SAGA.
+pub fn validate(faults: &[Fault], protocol: ProtocolKind, replicas: u16) -> anyhow::Result<()> {
+    for fault in faults {
+        let target = match &fault.kind {
+            FaultKind::Kill { target, .. } | FaultKind::Pause { target, .. } => target,
+            FaultKind::Crashpoint { name, target } => {
+                let prefix = match protocol {
+                    ProtocolKind::Saga => "saga.",
+                    ProtocolKind::TwoPc => "2pc.",
+                };
+                if !name.starts_with(prefix) {
+                    bail!("fault {fault}: {protocol} crash points start with {prefix:?}");
+                }
+                target
+            }
+            FaultKind::DuplicateMessages | FaultKind::DelayMessages(_) => {
+                if protocol != ProtocolKind::Saga {
+                    bail!("fault {fault}: message faults apply to the saga protocol only");
+                }
+                continue;
+            }
+        };
+        if target.is_service() && target.replica >= replicas {
+            bail!("fault {fault}: {} has replicas 0..{} only", target.component, replicas.saturating_sub(1));
+        }
+    }
+    Ok(())
+}
+
+/// Runs a fault schedule against one stack.
+#[derive(Debug)]
+pub struct Injector {
+    faults: Vec<Fault>,
+    control: mpsc::UnboundedSender<Request>,
+    /// Base URL of every service replica, by `stack.json` name (`order#0`).
+    services: BTreeMap<String, String>,
+}
+
+impl Injector {
+    /// An injector for `faults` (start-up settings among them are skipped:
+    /// the stack was started with them) that reaches the supervisor through
+    /// `control` and the replicas at `services`.
+    pub fn new(faults: &[Fault], control: mpsc::UnboundedSender<Request>, services: BTreeMap<String, String>) -> Self {
+        let faults = faults.iter().filter(|f| !f.kind.is_setting()).cloned().collect();
+        Injector { faults, control, services }
+    }
+
+    /// Starts the schedule with its clock at `started`; the task ends when
+    /// every fault (and every resume) was carried out.
+    pub fn start(self, started: Instant) -> tokio::task::JoinHandle<Vec<FaultEvent>> {
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+            let tasks: Vec<_> = self
+                .faults
+                .into_iter()
+                .map(|fault| {
+                    let (control, services, http) = (self.control.clone(), self.services.clone(), http.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until((started + fault.at).into()).await;
+                        apply(&fault, started, &control, &services, &http).await
+                    })
+                })
+                .collect();
+            let mut events = Vec::new();
+            for task in tasks {
+                events.extend(task.await.unwrap_or_default());
+            }
+            events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+            events
+        })
+    }
+}
+
+async fn apply(
+    fault: &Fault,
+    started: Instant,
+    control: &mpsc::UnboundedSender<Request>,
+    services: &BTreeMap<String, String>,
+    http: &reqwest::Client,
+) -> Vec<FaultEvent> {
+    let target_name = |t: &Target| t.status_name();
+    match &fault.kind {
+        FaultKind::Kill { target, restart_after } => {
+            let hold = restart_after.unwrap_or_default();
+            let what = format!("kill {target}");
+            vec![supervise(control, Control::Kill { component: target_name(target), hold }, what, started).await]
+        }
+        FaultKind::Pause { target, duration } => {
+            let pause = Control::Pause { component: target_name(target) };
+            let first = supervise(control, pause, format!("pause {target}"), started).await;
+            if !first.applied {
+                return vec![first];
+            }
+            tokio::time::sleep(*duration).await;
+            let resume = Control::Resume { component: target_name(target) };
+            vec![first, supervise(control, resume, format!("resume {target}"), started).await]
+        }
+        FaultKind::Crashpoint { name, target } => {
+            let what = format!("crash point {name} on {target}");
+            let at_s = started.elapsed().as_secs_f64();
+            let (applied, outcome) = match services.get(&target_name(target)) {
+                None => (false, format!("no replica {target}")),
+                Some(url) => match http.post(format!("{url}/internal/crashpoints/{name}")).send().await {
+                    Ok(resp) if resp.status().is_success() => (true, "armed".to_owned()),
+                    Ok(resp) => (false, format!("status {}", resp.status())),
+                    Err(err) => (false, err.to_string()),
+                },
+            };
+            log(&what, &outcome, applied);
+            vec![FaultEvent { at_s, what, outcome, applied }]
+        }
+        FaultKind::DuplicateMessages | FaultKind::DelayMessages(_) => Vec::new(),
+    }
+}
+
+async fn supervise(
+    control: &mpsc::UnboundedSender<Request>,
+    what_to_do: Control,
+    what: String,
+    started: Instant,
+) -> FaultEvent {
+    let at_s = started.elapsed().as_secs_f64();
+    let (reply, answer) = oneshot::channel();
+    let result = match control.send(Request { control: what_to_do, reply }) {
+        Ok(()) => answer.await.unwrap_or_else(|_| Err("the supervisor stopped".to_owned())),
+        Err(_) => Err("the supervisor stopped".to_owned()),
+    };
+    let (applied, outcome) = match result {
+        Ok(pid) => (true, format!("pid {pid}")),
+        Err(why) => (false, why),
+    };
+    log(&what, &outcome, applied);
+    FaultEvent { at_s, what, outcome, applied }
+}
+
+fn log(what: &str, outcome: &str, applied: bool) {
+    if applied {
+        tracing::info!(fault = %what, %outcome, "fault injected");
+    } else {
+        tracing::warn!(fault = %what, %outcome, "fault not applied");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn faults(specs: &[&str]) -> Vec<Fault> {
+        specs.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn validation_knows_the_stack() {
+        assert!(validate(&faults(&["kill:order#1@1", "kill:kafka@2+3"]), ProtocolKind::Saga, 2).is_ok());
+        let err = validate(&faults(&["kill:order#2@1"]), ProtocolKind::Saga, 2).unwrap_err();
+        assert!(err.to_string().contains("replicas 0..1"), "{err}");
+        let err = validate(&faults(&["crashpoint:saga.relay.after_publish@1"]), ProtocolKind::TwoPc, 1).unwrap_err();
+        assert!(err.to_string().contains("start with \"2pc.\""), "{err}");
+        let err = validate(&faults(&["duplicate-messages"]), ProtocolKind::TwoPc, 1).unwrap_err();
+        assert!(err.to_string().contains("saga protocol only"), "{err}");
+        assert!(validate(&faults(&["duplicate-messages", "delay-messages:50ms"]), ProtocolKind::Saga, 1).is_ok());
+    }
+
+    #[tokio::test]
+    async fn sends_each_fault_to_the_supervisor_on_time() {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
+        let supervisor = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some(Request { control, reply }) = rx.recv().await {
+                let _ = reply.send(if control.component() == "redis" { Err("down".into()) } else { Ok(7) });
+                seen.push(control);
+            }
+            seen
+        });
+        let schedule = faults(&["pause:stock@50ms+50ms", "kill:order@0+1s", "kill:redis@10ms", "duplicate-messages"]);
+        let events = Injector::new(&schedule, tx, BTreeMap::new()).start(Instant::now()).await.unwrap();
+        let seen = supervisor.await.unwrap();
+        let whats: Vec<_> = events.iter().map(|e| (e.what.as_str(), e.applied)).collect();
+        assert_eq!(
+            whats,
+            [("kill order#0", true), ("kill redis", false), ("pause stock#0", true), ("resume stock#0", true)]
+        );
+        assert!(events[3].at_s >= 0.1, "resumed after the pause: {:?}", events[3]);
+        assert!(seen.contains(&Control::Kill { component: "order#0".into(), hold: Duration::from_secs(1) }));
+        assert!(seen.contains(&Control::Resume { component: "stock#0".into() }));
+    }
+}
