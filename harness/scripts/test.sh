@@ -33,6 +33,18 @@ export SAGA2PC_TEST_KAFKA_BOOTSTRAP="$SAGA2PC_KAFKA_BOOTSTRAP"
 echo "== cargo test"
 cargo test --release --workspace -- "$@"
 
+# End to end: the comparison harness at CI size, on its own stacks. It exits
+# non-zero if any invariant broke in any run, and must leave a report.
+echo "== harness compare --quick"
+ci_results="$root/target/ci-results"
+rm -rf "$ci_results"
+"$harness" compare --quick --run-id ci --out "$ci_results" --run-dir "$root/target/ci-compare" \
+  --port-base 26000 --gateway-port 26500 --kafka-heap-mb 256
+for file in report.md run.json charts/stress-latency-cdf.svg charts/timeline-kill-postgres-stock.svg; do
+  test -s "$ci_results/ci/$file" || { echo "compare --quick left no $file"; exit 1; }
+done
+grep -q "| \[ci\](ci/report.md)" "$ci_results/README.md"
+
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 

@@ -1,4 +1,4 @@
-//! The command line: `harness up | down | status | run`.
+//! The command line: `harness up | down | status | run | compare`.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -36,6 +36,59 @@ enum Command {
     /// Run one workload against one protocol (or --target), verify the
     /// invariants and print a summary; exits non-zero if any invariant broke.
     Run(RunArgs),
+    /// Run both protocols (SAGA in both modes) on the same workloads, seeds and
+    /// faults, interleaved and repeated, and write a report under results/;
+    /// exits non-zero if any invariant broke in any run.
+    Compare(CompareArgs),
+    /// Check the invariants of a running system: the local stack of --run-dir
+    /// (databases: conservation, nothing in flight, saga effects), or any
+    /// implementation of the API with --target (conservation through the API).
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    dir: RunDirArg,
+    /// Check the system at this base URL through its API instead (ids
+    /// `0..n-1` as `batch_init` creates them; see --items, --users, --orders).
+    #[arg(long)]
+    target: Option<String>,
+    /// Starting stock of every item (as given to `batch_init`).
+    #[arg(long)]
+    stock: i64,
+    /// Starting credit of every user (as given to `batch_init`).
+    #[arg(long)]
+    credit: i64,
+    /// With --target: items `0..n-1` to check.
+    #[arg(long, default_value_t = 100)]
+    items: i64,
+    /// With --target: users `0..n-1` to check.
+    #[arg(long, default_value_t = 1_000)]
+    users: i64,
+    /// With --target: orders `0..n-1` to check.
+    #[arg(long, default_value_t = 1_000)]
+    orders: i64,
+    /// Local stack: how long to wait for protocol state in flight to finish.
+    #[arg(long, default_value_t = 60)]
+    settle_timeout_s: u64,
+}
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// The CI-sized comparison (about 3 minutes): one round of three repeats,
+    /// stress, the course test and one database kill.
+    #[arg(long)]
+    quick: bool,
+    /// Directory of the reports; the run writes `<out>/<run-id>/` and adds a
+    /// row to `<out>/README.md`.
+    #[arg(long, default_value = "results")]
+    out: PathBuf,
+    /// Name of the run's folder (default: `<date>-compare[-quick]`).
+    #[arg(long)]
+    run_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -204,6 +257,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up(args) => up(args).await,
         Command::Run(args) => run_workload(args).await,
+        Command::Compare(args) => compare(args).await,
+        Command::Verify(args) => verify(args).await,
         Command::Down(dir) => {
             let run_dir = absolute(&dir.run_dir)?;
             if stack::down(&run_dir, Duration::from_secs(120)).await? {
@@ -323,6 +378,98 @@ async fn run_workload(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     print!("{}", run::summary(if args.target.is_some() { None } else { args.protocol }, &spec, &outcome));
     Ok(if outcome.violations.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
+    use crate::compare::{self, Plan};
+    use crate::report::{context::RunContext, index, markdown};
+
+    // The protocol of the base config is replaced per contender.
+    let base = stack_config(&args.stack, ProtocolKind::Saga, false, false)?;
+    stack::ensure_not_running(&base.run_dir)?;
+    let plan = if args.quick { Plan::quick() } else { Plan::full() };
+    let context = RunContext::collect(
+        &base,
+        &[("plan", format!("{} ({} rounds x {} repeats)", plan.name, plan.rounds, plan.repeats))],
+    );
+    let run_id = match args.run_id {
+        Some(id) if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) => id,
+        Some(id) => bail!("--run-id {id:?}: use letters, digits, '-', '_' and '.'"),
+        None => {
+            let date = context.started_at.get(..16).unwrap_or("run").replace([':', 'T'], "-");
+            format!("{date}-compare{}", if args.quick { "-quick" } else { "" })
+        }
+    };
+    let dir = args.out.join(&run_id);
+    println!("compare ({}): {} runs; report in {}", plan.name, plan.run_count(), dir.display());
+    let comparison = compare::execute(plan, &base).await?;
+    let verdicts = markdown::write(&dir, &run_id, &context, &comparison)?;
+    let what = format!(
+        "`harness compare{}`, {} samples, {} CPUs",
+        if args.quick { " --quick" } else { "" },
+        comparison.samples.len(),
+        context.cpus
+    );
+    let finding = verdicts.first().map(|v| v.replace("**", "")).unwrap_or_default();
+    index::add(&args.out, &run_id, &what, &finding)?;
+    for line in &verdicts {
+        println!("- {}", line.replace("**", ""));
+    }
+    println!("report: {}", dir.join("report.md").display());
+    if comparison.all_consistent() {
+        println!("invariants   OK in all {} runs", comparison.samples.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for s in comparison.samples.iter().filter(|s| !s.violations.is_empty()) {
+            println!("invariants   VIOLATED in {} / {}: {:?}", s.case, s.contender, s.violations);
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    use crate::run::dataset::Ids;
+    use crate::run::verify::{self as check, Initial};
+
+    let initial = Initial { credit: args.credit, stock: args.stock };
+    let (state, scope) = match &args.target {
+        Some(target) => {
+            let range = |n: i64| (0..n.max(0)).map(|i| i.to_string()).collect();
+            let ids = Ids { users: range(args.users), items: range(args.items), orders: range(args.orders) };
+            let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+            (run::read_via_api(&http, target.trim_end_matches('/'), &ids).await?, "API level only")
+        }
+        None => {
+            let run_dir = absolute(&args.dir.run_dir)?;
+            let Some(stack) = stack::status(&run_dir)? else {
+                bail!("no stack running in {} (start one with `harness up`, or use --target)", run_dir.display());
+            };
+            let db = |role: &str| stack.databases.get(role).cloned().with_context(|| format!("no {role} database"));
+            let dbs = run::state::Databases { order: db("order")?, stock: db("stock")?, payment: db("payment")? };
+            let settled = run::state::settle(&dbs, Duration::from_secs(args.settle_timeout_s)).await?;
+            println!("settled in   {:.3} s", settled.after.as_secs_f64());
+            let ids = run::state::all_ids(&dbs).await?;
+            (run::state::read(&dbs, &ids, None).await?, "databases: conservation, nothing in flight, saga effects")
+        }
+    };
+    let violations = check::check(initial, &state, &Default::default());
+    let paid = state.orders.values().filter(|o| o.paid).count();
+    let what = format!(
+        "credit of {} users, stock of {} items, {} orders ({paid} paid); {scope}",
+        state.credit.len(),
+        state.stock.len(),
+        state.orders.len()
+    );
+    if violations.is_empty() {
+        println!("invariants   OK: {what}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("invariants   {} VIOLATIONS ({what})", violations.len());
+        for v in violations.iter().take(50) {
+            println!("  {v:?}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 fn ready_line(config: &StackConfig) -> String {

@@ -4,6 +4,7 @@
 //! `main.rs` only parses the command line; each subcommand lives in [`cli`].
 
 pub mod cli;
+pub mod compare;
 pub mod report;
 pub mod run;
 pub mod stack;

@@ -118,18 +118,23 @@ async fn create_orders(
     lines: Vec<(String, Vec<String>)>,
     concurrency: usize,
 ) -> anyhow::Result<Vec<String>> {
-    let created: Vec<anyhow::Result<String>> =
-        futures::stream::iter(lines.into_iter().map(|(user, items)| async move {
+    let bar = super::load::progress(lines.len() as u64, "orders");
+    let created: Vec<anyhow::Result<String>> = futures::stream::iter(lines.into_iter().map(|(user, items)| {
+        let bar = bar.clone();
+        async move {
             let body = post_ok(http, gateway, &format!("/orders/create/{user}")).await?;
             let order = body["order_id"].as_str().context("order_id")?.to_owned();
             for item in items {
                 post_ok(http, gateway, &format!("/orders/addItem/{order}/{item}/1")).await?;
             }
+            bar.inc(1);
             Ok(order)
-        }))
-        .buffered(concurrency.clamp(1, 128))
-        .collect()
-        .await;
+        }
+    }))
+    .buffered(concurrency.clamp(1, 128))
+    .collect()
+    .await;
+    bar.finish_and_clear();
     created.into_iter().collect()
 }
 

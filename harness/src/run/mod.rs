@@ -199,6 +199,7 @@ pub async fn execute(
         Some(dbs) => state::now(dbs).await?,
         None => 0.0,
     };
+    let counters_before = protocol_metrics::collect(&http, replicas).await;
     let sampler = extras.state_file.map(resources::Sampler::start);
     let faults = extras.injector.map(|injector| injector.start(Instant::now()));
     let load = match spec.rate {
@@ -218,7 +219,7 @@ pub async fn execute(
     let (settled, final_state) = match dbs {
         Some(dbs) => {
             let settled = state::settle(dbs, Duration::from_secs(120)).await?;
-            (Some(settled), state::read(dbs, &data.ids, since).await?)
+            (Some(settled), state::read(dbs, &data.ids, Some(since)).await?)
         }
         None => (None, read_via_api(&http, gateway, &data.ids).await?),
     };
@@ -237,7 +238,7 @@ pub async fn execute(
             (None, _) => " (API level only)",
         }
     );
-    let counters = protocol_metrics::collect(&http, replicas).await;
+    let counters = protocol_metrics::since(&protocol_metrics::collect(&http, replicas).await, &counters_before);
     Ok(RunOutcome {
         load,
         settled_in: settled.map(|s| s.after),

@@ -27,6 +27,34 @@ pub async fn collect(http: &reqwest::Client, replicas: &[(String, String)]) -> C
     sums
 }
 
+/// Values that are levels at the moment of reading, not running totals.
+const GAUGES: [&str; 3] = ["in_flight", "unsent_outbox", "in_doubt"];
+
+/// The counters of one run on a long-lived stack: `after - before` for running
+/// totals, `after` for gauges. A replica restarted during the run starts its
+/// totals from zero again, so its difference is clamped at zero (its count
+/// before the crash is lost, never made negative).
+pub fn since(after: &Counters, before: &Counters) -> Counters {
+    after
+        .iter()
+        .map(|(service, values)| {
+            let earlier = before.get(service);
+            let values = values
+                .iter()
+                .map(|(k, v)| {
+                    let base = if GAUGES.contains(&k.as_str()) {
+                        0
+                    } else {
+                        earlier.and_then(|e| e.get(k)).copied().unwrap_or(0)
+                    };
+                    (k.clone(), v.saturating_sub(base))
+                })
+                .collect();
+            (service.clone(), values)
+        })
+        .collect()
+}
+
 /// One summary line per service, or nothing if no counters were read.
 pub fn describe(counters: &Counters) -> String {
     let mut out = String::new();
@@ -81,5 +109,18 @@ mod tests {
         assert!(text.contains("saga stock   applied 0, refused 0, compensated 0, tombstones 1"), "{text}");
         assert!(text.contains("update+lock wait 2.5 ms total"), "{text}");
         assert_eq!(describe(&Counters::new()), "");
+    }
+
+    #[test]
+    fn a_run_counts_only_its_own_increments() {
+        let counters = |pairs: &[(&str, u64)]| -> Counters {
+            let values = pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+            Counters::from([("saga order".to_owned(), values)])
+        };
+        let before = counters(&[("compensations", 900), ("paid", 100), ("in_flight", 3)]);
+        let after = counters(&[("compensations", 905), ("paid", 40), ("in_flight", 1), ("resent", 2)]);
+        let run = since(&after, &before);
+        // paid went down: the replica restarted; never negative.
+        assert_eq!(run, counters(&[("compensations", 5), ("paid", 0), ("in_flight", 1), ("resent", 2)]));
     }
 }

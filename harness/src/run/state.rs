@@ -8,6 +8,21 @@ use sqlx::PgPool;
 use super::dataset::Ids;
 use super::verify::{FinalState, Leftovers, OrderRow};
 
+/// Every user, item and order id in the databases (for `harness verify`).
+pub async fn all_ids(dbs: &Databases) -> anyhow::Result<Ids> {
+    let ids = |url: String, sql: &'static str| async move {
+        let pool = PgPool::connect(&url).await?;
+        let ids: Vec<String> = sqlx::query_scalar(sql).fetch_all(&pool).await?;
+        pool.close().await;
+        anyhow::Ok(ids)
+    };
+    Ok(Ids {
+        users: ids(dbs.payment.clone(), "SELECT user_id FROM users").await?,
+        items: ids(dbs.stock.clone(), "SELECT item_id FROM items").await?,
+        orders: ids(dbs.order.clone(), "SELECT order_id FROM orders").await?,
+    })
+}
+
 /// Database URLs of a stack.
 #[derive(Debug, Clone)]
 pub struct Databases {
@@ -30,8 +45,10 @@ pub async fn now(dbs: &Databases) -> anyhow::Result<f64> {
 }
 
 /// Reads the final state of the run's ids; saga records count only for sagas
-/// started at or after `since` (see [`now`]).
-pub async fn read(dbs: &Databases, ids: &Ids, since: f64) -> anyhow::Result<FinalState> {
+/// started at or after `since` (see [`now`]), or, without it, only the latest
+/// saga of each order (for `harness verify` on a system whose history is
+/// unknown: `batch_init` may have reset orders that earlier sagas paid).
+pub async fn read(dbs: &Databases, ids: &Ids, since: Option<f64>) -> anyhow::Result<FinalState> {
     let (order_db, stock_db, payment_db) =
         (PgPool::connect(&dbs.order).await?, PgPool::connect(&dbs.stock).await?, PgPool::connect(&dbs.payment).await?);
     let credit = sqlx::query_as::<_, (String, i64)>("SELECT user_id, credit FROM users WHERE user_id = ANY($1)")
@@ -75,11 +92,18 @@ async fn saga_effects(
     stock_db: &PgPool,
     payment_db: &PgPool,
     orders: &[String],
-    since: f64,
+    since: Option<f64>,
 ) -> anyhow::Result<std::collections::BTreeMap<String, (i64, i64)>> {
-    let sql = "SELECT saga_id, order_id FROM sagas WHERE created_at >= to_timestamp($2) AND order_id = ANY($1)";
+    let sql = match since {
+        Some(_) => "SELECT saga_id, order_id FROM sagas WHERE created_at >= to_timestamp($2) AND order_id = ANY($1)",
+        None => {
+            "SELECT DISTINCT ON (order_id) saga_id, order_id FROM sagas
+             WHERE created_at >= to_timestamp($2) AND order_id = ANY($1)
+             ORDER BY order_id, created_at DESC"
+        }
+    };
     let sagas: std::collections::HashMap<uuid::Uuid, String> =
-        sqlx::query_as(sql).bind(orders).bind(since).fetch_all(order_db).await?.into_iter().collect();
+        sqlx::query_as(sql).bind(orders).bind(since.unwrap_or(0.0)).fetch_all(order_db).await?.into_iter().collect();
     let ids: Vec<uuid::Uuid> = sagas.keys().copied().collect();
     let mut effects = std::collections::BTreeMap::<String, (i64, i64)>::new();
     for (db, is_stock) in [(stock_db, true), (payment_db, false)] {

@@ -88,10 +88,10 @@ pub fn init_cluster(config: &StackConfig, role: Role) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How to run the server of `role`.
-pub fn spec(config: &StackConfig, role: Role) -> anyhow::Result<Spec> {
+/// The server settings every cluster runs with (also shown in reports).
+pub fn server_settings(config: &StackConfig) -> Vec<(&'static str, String)> {
     let max = config.pg_max_connections.to_string();
-    let settings = [
+    [
         ("listen_addresses", "127.0.0.1"),
         ("unix_socket_directories", ""),
         ("max_connections", max.as_str()),
@@ -102,7 +102,15 @@ pub fn spec(config: &StackConfig, role: Role) -> anyhow::Result<Spec> {
         ("full_page_writes", "on"),
         ("log_min_messages", "warning"),
         ("log_line_prefix", "%m [%p] "),
-    ];
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_owned()))
+    .collect()
+}
+
+/// How to run the server of `role`.
+pub fn spec(config: &StackConfig, role: Role) -> anyhow::Result<Spec> {
+    let settings = server_settings(config);
     let mut args = vec!["-D".to_owned(), data_dir(config, role).display().to_string()];
     args.extend(["-p".to_owned(), config.pg_port(role).to_string()]);
     for (key, value) in settings {

@@ -121,6 +121,85 @@ fn stress_with_repeated_orders_conserves_credit_and_stock() {
     assert!(stdout.contains("200: ") && stdout.contains("400: "), "both outcomes exercised: {stdout}");
 }
 
+/// `harness run --fault`: the broker killed and held down, the payment
+/// service paused, the orchestrator's relay crashed after a publish and the
+/// order database killed, all during one stress load; every fault is applied
+/// at its time and the run still verifies every invariant.
+#[test]
+fn fault_schedule_during_stress_keeps_every_invariant() {
+    let _serial = support::serial();
+    let stdout = support::harness_run(
+        "saga-fault-schedule",
+        &[
+            "--protocol",
+            "saga",
+            "--port-base",
+            "25000",
+            "--gateway-port",
+            "25080",
+            "--checkouts",
+            "1500",
+            "--concurrency",
+            "32",
+            "--fault",
+            "kill:kafka@1+1s",
+            "--fault",
+            "crashpoint:saga.relay.after_publish@order@1.5",
+            "--fault",
+            "pause:payment@2+1s",
+            "--fault",
+            "kill:postgres-order@3.5",
+        ],
+    );
+    assert!(stdout.contains("invariants   OK") && stdout.contains("one effect per saga step"), "{stdout}");
+    let faults = support::applied_faults(&stdout);
+    let whats: Vec<&str> = faults.iter().map(|(_, w)| w.as_str()).collect();
+    assert_eq!(
+        whats,
+        [
+            "kill kafka",
+            "crash point saga.relay.after_publish on order#0",
+            "pause payment#0",
+            "resume payment#0",
+            "kill postgres-order"
+        ],
+        "{stdout}"
+    );
+    assert!((faults[0].0 - 1.0).abs() < 0.5 && (faults[3].0 - 3.0).abs() < 0.5, "on time: {faults:?}");
+}
+
+/// `--fault delay-messages` and `--fault duplicate-messages` reach the
+/// services: every checkout waits for at least four delayed publishes
+/// (command and reply of each step), and the participants see duplicates.
+#[test]
+fn message_faults_delay_and_duplicate_every_message() {
+    let _serial = support::serial();
+    let stdout = support::harness_run(
+        "saga-message-faults",
+        &[
+            "--protocol",
+            "saga",
+            "--port-base",
+            "25500",
+            "--gateway-port",
+            "25580",
+            "--checkouts",
+            "60",
+            "--concurrency",
+            "4",
+            "--fault",
+            "delay-messages:100ms",
+            "--fault",
+            "duplicate-messages",
+        ],
+    );
+    assert!(stdout.contains("invariants   OK"), "{stdout}");
+    let p50 = support::summary_number(&stdout, "latency ms", "p50");
+    assert!(p50 >= 400.0, "four publishes delayed 100 ms each, yet p50 {p50} ms:\n{stdout}");
+    let duplicates = support::summary_number(&stdout, "saga stock", "duplicates");
+    assert!(duplicates > 0.0, "{stdout}");
+}
+
 /// `harness run --workload wdm-consistency`: the course test's four numbers
 /// are all 0 right after the load, and the run verifies every invariant.
 #[test]

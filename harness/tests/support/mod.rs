@@ -132,3 +132,25 @@ pub fn harness_run(name: &str, args: &[&str]) -> String {
     assert!(out.status.success(), "run failed:\n{stdout}\n{}", text(&out.stderr));
     stdout
 }
+
+/// The fault lines of a `harness run` summary, each checked to have been
+/// applied (`pid N` or `armed`), as `(time s, what)`.
+pub fn applied_faults(stdout: &str) -> Vec<(f64, String)> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("fault "))
+        .map(|l| {
+            let (at, rest) = l.trim().split_once(" s  ").unwrap_or_else(|| panic!("fault line {l:?}"));
+            let (what, outcome) = rest.rsplit_once(" (").unwrap();
+            assert!(outcome.starts_with("pid ") || outcome == "armed)", "fault not applied: {l}");
+            (at.trim().parse().unwrap(), what.to_owned())
+        })
+        .collect()
+}
+
+/// The value of `key` in a summary line like `latency ms   p50 1.23 | p90 ...`.
+pub fn summary_number(stdout: &str, line_prefix: &str, key: &str) -> f64 {
+    let line = stdout.lines().find(|l| l.starts_with(line_prefix)).unwrap_or_else(|| panic!("{line_prefix}: {stdout}"));
+    let after = line.split(&format!("{key} ")).nth(1).unwrap_or_else(|| panic!("{key} in {line}"));
+    after.split([' ', ',', '|']).next().unwrap().parse().unwrap()
+}

@@ -67,6 +67,17 @@ impl Store {
             .bind(n)
             .execute(&mut *tx)
             .await?;
+        // The reset orders are unpaid again, so the 2PC log's one-commit-per-order
+        // rule must forget their earlier, finished commits. Finished decisions
+        // are never read again (every participant applied them); unfinished
+        // ones stay, and a checkout of such an order waits for phase two.
+        sqlx::query(
+            "DELETE FROM twopc_decisions
+             WHERE finished AND order_id IN (SELECT g::text FROM generate_series(0, $1 - 1) AS g)",
+        )
+        .bind(n)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO orders (order_id, user_id, paid, total_cost)
              SELECT g::text, floor(random() * $2)::bigint::text, FALSE, $3

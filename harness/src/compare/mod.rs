@@ -1,0 +1,112 @@
+//! `harness compare`: both protocols (SAGA in both modes) on identical data
+//! and seeds, interleaved, repeated, then a report.
+//!
+//! ```text
+//!   for round in 1..=rounds:                      (full: 3 rounds x 1 repeat)
+//!     for contender in saga-seq, 2pc, saga-par:   (quick: 1 round x 3 repeats)
+//!       fresh stack ─► warm-up (not recorded) ─► every case x repeats ─► fault cases (first round)
+//!       ─► stop
+//!   ─► report (results/<run-id>/report.md, SVG charts, run.json, results/README.md)
+//! ```
+//!
+//! Interleaving the contenders round by round spreads slow drifts of a shared,
+//! noisy machine (other tenants, thermal state, page cache) over all of them
+//! instead of charging them to whichever protocol ran last. Every contender
+//! runs each case with the same seed, so the same data and the same checkout
+//! sequence. A fresh stack per contender and round means no run inherits
+//! another protocol's tables, connections or Kafka offsets.
+
+pub mod plan;
+pub mod sample;
+
+use std::time::Instant;
+
+use anyhow::Context;
+
+pub use self::plan::{Case, Contender, Plan};
+pub use self::sample::Sample;
+use crate::run::local::LocalStack;
+use crate::stack::StackConfig;
+
+/// Everything a compare run measured, in plan order.
+#[derive(Debug)]
+pub struct Comparison {
+    /// What was run.
+    pub plan: Plan,
+    /// One per (case, contender, round, repeat) that ran.
+    pub samples: Vec<Sample>,
+    /// Wall time of the whole comparison.
+    pub elapsed_s: f64,
+}
+
+impl Comparison {
+    /// Whether every invariant held in every sample.
+    pub fn all_consistent(&self) -> bool {
+        self.samples.iter().all(|s| s.violations.is_empty())
+    }
+}
+
+/// Runs `plan`; `base` gives the stack settings shared by all contenders.
+pub async fn execute(plan: Plan, base: &StackConfig) -> anyhow::Result<Comparison> {
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    let total_runs = plan.run_count();
+    let bar = crate::run::load::progress(total_runs as u64, "compare");
+    bar.set_position(0);
+    for round in 0..plan.rounds {
+        for contender in &plan.contenders {
+            let mut config = base.clone();
+            config.protocol = contender.protocol;
+            config.saga_mode = contender.saga_mode;
+            tracing::info!(round = round + 1, contender = contender.name, "starting a stack");
+            let mut stack = LocalStack::start(config, &[])
+                .await
+                .with_context(|| format!("starting the stack for {}", contender.name))?;
+            let result = run_contender(&plan, contender, round, &mut stack, &mut samples, &bar).await;
+            stack.stop().await;
+            result?;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(Comparison { plan, samples, elapsed_s: started.elapsed().as_secs_f64() })
+}
+
+async fn run_contender(
+    plan: &Plan,
+    contender: &Contender,
+    round: usize,
+    stack: &mut LocalStack,
+    samples: &mut Vec<Sample>,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<()> {
+    // Warm-up: JIT of the broker, connection pools, caches. Not recorded,
+    // but its invariants must hold like any other run's.
+    let warmup = stack.run(&plan.warmup, &[]).await.context("warm-up")?;
+    anyhow::ensure!(
+        warmup.violations.is_empty(),
+        "{}: invariants broken in the warm-up: {:?}",
+        contender.name,
+        warmup.violations
+    );
+    for case in plan.cases.iter().filter(|c| round == 0 || !c.first_round_only) {
+        let repeats = if case.first_round_only { 1 } else { plan.repeats };
+        for repeat in 0..repeats {
+            let outcome = stack
+                .run(&case.spec, &case.faults)
+                .await
+                .with_context(|| format!("{} on {}", case.id, contender.name))?;
+            let sample = Sample::new(case, contender, round, repeat, &outcome);
+            tracing::info!(
+                case = %case.id,
+                contender = contender.name,
+                throughput = format!("{:.1}", sample.throughput),
+                p99_ms = format!("{:.1}", sample.latency_ms.p99),
+                violations = sample.violations.len(),
+                "sample"
+            );
+            samples.push(sample);
+            bar.inc(1);
+        }
+    }
+    Ok(())
+}

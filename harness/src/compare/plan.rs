@@ -1,0 +1,223 @@
+//! What `harness compare` runs: the contenders and the cases, for the full
+//! comparison (about 15 minutes on 2 cores) and `--quick` (about 3, for CI).
+
+use protocol_core::ProtocolKind;
+use serde::Serialize;
+
+use crate::run::faults::Fault;
+use crate::run::{RunSpec, Workload};
+
+/// One protocol configuration being compared.
+#[derive(Debug, Clone, Serialize)]
+pub struct Contender {
+    /// Short name in tables and charts.
+    pub name: &'static str,
+    /// The protocol.
+    #[serde(serialize_with = "display")]
+    pub protocol: ProtocolKind,
+    /// SAGA mode (ignored by 2PC).
+    #[serde(serialize_with = "display")]
+    pub saga_mode: saga::Mode,
+}
+
+fn display<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+/// The contenders, in the order they run within a round: a SAGA, 2PC, the
+/// other SAGA, so neither protocol always runs first or last.
+pub fn contenders() -> Vec<Contender> {
+    vec![
+        Contender { name: "saga-seq", protocol: ProtocolKind::Saga, saga_mode: saga::Mode::Sequential },
+        Contender { name: "2pc", protocol: ProtocolKind::TwoPc, saga_mode: saga::Mode::Sequential },
+        Contender { name: "saga-par", protocol: ProtocolKind::Saga, saga_mode: saga::Mode::Parallel },
+    ]
+}
+
+/// How a case's results are presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Group {
+    /// The headline stress run: throughput and latency percentiles, CDF.
+    Stress,
+    /// Stress at several client counts: throughput against concurrency.
+    Concurrency,
+    /// Hot-item at several skews: throughput and aborts against contention.
+    Skew,
+    /// The course consistency test: the four counts.
+    Course,
+    /// Stress with one component killed or paused: timeline, recovery.
+    Fault,
+}
+
+/// One workload configuration, run by every contender.
+#[derive(Debug, Clone, Serialize)]
+pub struct Case {
+    /// Unique id (`stress`, `clients-8`, `kill-kafka`).
+    pub id: String,
+    /// Presentation group.
+    pub group: Group,
+    /// The swept parameter (clients, skew) for sweep groups.
+    pub x: Option<f64>,
+    /// What `harness run` does for it.
+    #[serde(skip)]
+    pub spec: RunSpec,
+    /// Faults injected during its load.
+    #[serde(serialize_with = "faults_as_text")]
+    pub faults: Vec<Fault>,
+    /// Run once, in the first round (fault cases: their numbers describe
+    /// recovery, not steady-state performance).
+    pub first_round_only: bool,
+}
+
+fn faults_as_text<S: serde::Serializer>(faults: &[Fault], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(faults.iter().map(ToString::to_string))
+}
+
+/// The whole comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// `full` or `quick`.
+    pub name: &'static str,
+    /// Rounds; each starts a fresh stack per contender.
+    pub rounds: usize,
+    /// Back-to-back repeats of a case within one stack.
+    pub repeats: usize,
+    /// Not recorded; run first on every stack.
+    #[serde(skip)]
+    pub warmup: RunSpec,
+    /// Who.
+    pub contenders: Vec<Contender>,
+    /// What.
+    pub cases: Vec<Case>,
+}
+
+/// Stress over batch-initialised data: 2000 orders of two items out of
+/// 1000, 1000 users, repeats included (the course's sizes are 100k each; a
+/// tenth of that keeps set-up short and contention low all the same).
+fn stress(checkouts: u64, concurrency: usize, seed: u64) -> RunSpec {
+    RunSpec {
+        workload: Workload::Stress,
+        concurrency,
+        rate: None,
+        skew: 0.0,
+        checkouts,
+        orders: 2_000,
+        items: 1_000,
+        users: 1_000,
+        stock: 1_000,
+        credit: 100,
+        price: 1,
+        seed,
+    }
+}
+
+fn hot_item(skew: f64, checkouts: u64) -> RunSpec {
+    RunSpec {
+        workload: Workload::HotItem,
+        skew,
+        orders: checkouts as i64,
+        items: 100,
+        // Scarce on purpose: the hot item runs out, so refusals (and the
+        // compensations they cost a saga) are part of the picture.
+        stock: 200,
+        ..stress(checkouts, 32, 11)
+    }
+}
+
+fn course() -> RunSpec {
+    RunSpec { workload: Workload::WdmConsistency, ..stress(1_000, 100, 5) }.normalised()
+}
+
+fn case(id: impl Into<String>, group: Group, x: Option<f64>, spec: RunSpec) -> Case {
+    Case { id: id.into(), group, x, spec, faults: Vec::new(), first_round_only: false }
+}
+
+/// Stress in an open loop at `rate` checkouts/s with one fault. The same
+/// offered load for every contender, for the same time, however fast replies
+/// fail while a process is down (a closed loop would race through its plan on
+/// instant 502s and end before the recovery).
+fn fault_case(id: &str, checkouts: u64, rate: f64, spec: &str) -> Case {
+    Case {
+        faults: vec![spec.parse().unwrap_or_else(|e| panic!("built-in fault {spec}: {e}"))],
+        first_round_only: true,
+        ..case(id, Group::Fault, None, RunSpec { rate: Some(rate), ..stress(checkouts, 32, 17) })
+    }
+}
+
+impl Plan {
+    /// The full comparison.
+    pub fn full() -> Plan {
+        let mut cases = vec![case("stress", Group::Stress, Some(32.0), stress(3_000, 32, 1))];
+        for clients in [1, 8] {
+            let checkouts = if clients == 1 { 150 } else { 800 };
+            cases.push(case(
+                format!("clients-{clients}"),
+                Group::Concurrency,
+                Some(clients as f64),
+                stress(checkouts, clients, 2),
+            ));
+        }
+        for skew in [0.1, 0.5, 0.9] {
+            cases.push(case(format!("hot-item-{skew}"), Group::Skew, Some(skew), hot_item(skew, 600)));
+        }
+        cases.push(case("wdm-consistency", Group::Course, None, course()));
+        for (id, fault) in [
+            ("kill-order", "kill:order@5"),
+            ("kill-postgres-stock", "kill:postgres-stock@5"),
+            ("kill-kafka", "kill:kafka@5+2s"),
+            ("pause-payment", "pause:payment@5+3s"),
+        ] {
+            cases.push(fault_case(id, 1_200, 60.0, fault));
+        }
+        Plan { name: "full", rounds: 3, repeats: 1, warmup: stress(400, 16, 99), contenders: contenders(), cases }
+    }
+
+    /// The CI-sized comparison: one round, three back-to-back repeats, the
+    /// course test and one database kill.
+    pub fn quick() -> Plan {
+        let cases = vec![
+            case("stress", Group::Stress, Some(32.0), stress(800, 32, 1)),
+            Case { first_round_only: true, ..case("wdm-consistency", Group::Course, None, course()) },
+            fault_case("kill-postgres-stock", 600, 60.0, "kill:postgres-stock@4"),
+        ];
+        Plan { name: "quick", rounds: 1, repeats: 3, warmup: stress(200, 16, 99), contenders: contenders(), cases }
+    }
+
+    /// How many recorded runs the plan makes (for the progress bar).
+    pub fn run_count(&self) -> usize {
+        let per_contender: usize = (0..self.rounds)
+            .map(|round| {
+                self.cases
+                    .iter()
+                    .filter(|c| round == 0 || !c.first_round_only)
+                    .map(|c| if c.first_round_only { 1 } else { self.repeats })
+                    .sum::<usize>()
+            })
+            .sum();
+        per_contender * self.contenders.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_are_consistent() {
+        for plan in [Plan::full(), Plan::quick()] {
+            let mut ids: Vec<_> = plan.cases.iter().map(|c| c.id.clone()).collect();
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), plan.cases.len(), "{}: case ids are unique", plan.name);
+            // Performance figures need at least three samples per contender.
+            assert!(plan.rounds * plan.repeats >= 3, "{}", plan.name);
+            assert!(plan.cases.iter().any(|c| c.group == Group::Fault), "{}", plan.name);
+            assert!(plan.cases.iter().any(|c| c.group == Group::Course), "{}", plan.name);
+        }
+        let quick = Plan::quick();
+        // stress x3 + the course test + one fault run, for each of three contenders.
+        assert_eq!(quick.run_count(), 3 * (3 + 1 + 1));
+        assert_eq!(Plan::full().run_count(), 3 * (3 * 7 + 4));
+    }
+}

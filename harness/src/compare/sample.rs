@@ -1,0 +1,129 @@
+//! One recorded run of a compare: the numbers the report is built from, and
+//! what `run.json` stores (so a report can be re-rendered or re-analysed).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::plan::{Case, Contender};
+use crate::run::RunOutcome;
+use crate::run::course::CourseCounts;
+use crate::run::inject::FaultEvent;
+use crate::run::load::Second;
+use crate::run::protocol_metrics::Counters;
+use crate::run::resources::Usage;
+
+/// Latency percentiles, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Slowest.
+    pub max: f64,
+}
+
+/// One recorded run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Which case.
+    pub case: String,
+    /// Which contender.
+    pub contender: String,
+    /// Round (0-based).
+    pub round: usize,
+    /// Repeat within the round (0-based).
+    pub repeat: usize,
+    /// Checkouts answered per second.
+    pub throughput: f64,
+    /// Checkouts sent.
+    pub checkouts: u64,
+    /// Latency to the reply.
+    pub latency_ms: Percentiles,
+    /// Latency CDF: `(milliseconds, fraction of checkouts at or below)`.
+    pub cdf: Vec<(f64, f64)>,
+    /// Replies per status.
+    pub statuses: BTreeMap<String, u64>,
+    /// Checkouts not paid, by reason.
+    pub aborts: BTreeMap<String, u64>,
+    /// Replies per second.
+    pub timeline: Vec<Second>,
+    /// Faults injected, with times.
+    pub faults: Vec<FaultEvent>,
+    /// Seconds from the last reply until no protocol state was in flight.
+    pub settled_s: Option<f64>,
+    /// Protocol state in flight when the load ended (sum of prepared
+    /// transactions, undecided 2PC transactions, running sagas, unsent messages).
+    pub in_flight_at_end: i64,
+    /// CPU and memory per component.
+    pub resources: BTreeMap<String, Usage>,
+    /// The protocols' own counters.
+    pub counters: Counters,
+    /// Broken invariants, in words (empty: all held).
+    pub violations: Vec<String>,
+    /// The course test's four counts.
+    pub course: Option<CourseCounts>,
+}
+
+/// Quantiles at which the CDF is sampled: dense in the tail, where the
+/// protocols differ.
+const CDF_QUANTILES: [f64; 16] =
+    [0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999, 1.0];
+
+impl Sample {
+    /// The sample of `outcome`, a run of `case` by `contender`.
+    pub fn new(case: &Case, contender: &Contender, round: usize, repeat: usize, outcome: &RunOutcome) -> Sample {
+        let h = &outcome.load.latency_us;
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        let left = outcome.in_flight_at_end.unwrap_or_default();
+        Sample {
+            case: case.id.clone(),
+            contender: contender.name.to_owned(),
+            round,
+            repeat,
+            throughput: outcome.load.throughput(),
+            checkouts: h.len(),
+            latency_ms: Percentiles {
+                p50: ms(0.5),
+                p90: ms(0.9),
+                p99: ms(0.99),
+                p999: ms(0.999),
+                max: h.max() as f64 / 1000.0,
+            },
+            cdf: CDF_QUANTILES.iter().map(|q| (ms(*q), *q)).collect(),
+            statuses: outcome.load.statuses.clone(),
+            aborts: outcome.load.aborts.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            timeline: outcome.load.timeline.clone(),
+            faults: outcome.faults.clone(),
+            settled_s: outcome.settled_in.map(|d| d.as_secs_f64()),
+            in_flight_at_end: left.prepared_transactions
+                + left.unfinished_decisions
+                + left.sagas_in_flight
+                + left.unsent_outbox,
+            resources: outcome.resources.clone(),
+            counters: outcome.counters.clone(),
+            violations: outcome.violations.iter().map(|v| format!("{v:?}")).collect(),
+            course: outcome.course,
+        }
+    }
+
+    /// Share of checkouts not paid, in percent.
+    pub fn abort_percent(&self) -> f64 {
+        100.0 * self.aborts.values().sum::<u64>() as f64 / self.checkouts.max(1) as f64
+    }
+
+    /// Replies that were 5xx or none at all.
+    pub fn system_failures(&self) -> u64 {
+        ["system-5xx", "no-reply"].iter().filter_map(|k| self.aborts.get(*k)).sum()
+    }
+
+    /// Compensations run (SAGA: the orchestrator's count; 2PC: none).
+    pub fn compensations(&self) -> u64 {
+        self.counters.get("saga order").and_then(|c| c.get("compensations")).copied().unwrap_or(0)
+    }
+}

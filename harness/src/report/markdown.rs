@@ -1,0 +1,569 @@
+//! The comparison report: `report.md` with SVG charts next to it, and
+//! `run.json` with every sample, so the figures can be re-derived.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::context::RunContext;
+use super::svg::{BarChart, LineChart, Series};
+use super::verdict::{self, Spread, Standing, short, x_label};
+use crate::compare::plan::Group;
+use crate::compare::{Case, Comparison, Sample};
+
+/// Everything `run.json` holds.
+#[derive(Debug, Serialize)]
+struct RawRun<'a> {
+    run_id: &'a str,
+    context: &'a RunContext,
+    plan: &'a crate::compare::Plan,
+    elapsed_s: f64,
+    all_invariants_held: bool,
+    samples: &'a [Sample],
+}
+
+/// Writes `report.md`, `run.json` and `charts/*.svg` into `dir`; returns the
+/// verdict lines (for the index and the terminal).
+pub fn write(dir: &Path, run_id: &str, context: &RunContext, comparison: &Comparison) -> anyhow::Result<Vec<String>> {
+    std::fs::create_dir_all(dir.join("charts")).with_context(|| format!("creating {}", dir.display()))?;
+    let raw = RawRun {
+        run_id,
+        context,
+        plan: &comparison.plan,
+        elapsed_s: comparison.elapsed_s,
+        all_invariants_held: comparison.all_consistent(),
+        samples: &comparison.samples,
+    };
+    std::fs::write(dir.join("run.json"), serde_json::to_string_pretty(&raw)?)?;
+    let (text, charts, verdicts) = render(run_id, context, comparison);
+    for (name, svg) in charts {
+        std::fs::write(dir.join("charts").join(name), svg)?;
+    }
+    std::fs::write(dir.join("report.md"), text)?;
+    Ok(verdicts)
+}
+
+/// The report text, its charts `(file name, svg)`, and one verdict line per
+/// section.
+pub fn render(
+    run_id: &str,
+    context: &RunContext,
+    comparison: &Comparison,
+) -> (String, Vec<(String, String)>, Vec<String>) {
+    let mut r = Report { comparison, body: String::new(), charts: Vec::new(), verdicts: Vec::new() };
+    r.stress();
+    r.sweep(Group::Concurrency, "Throughput against concurrency", "clients");
+    r.sweep(Group::Skew, "Contention: hot item", "skew");
+    r.course();
+    r.faults();
+
+    let mut out = String::new();
+    let plan = &comparison.plan;
+    let _ = writeln!(out, "# Comparison {run_id}\n");
+    let _ = writeln!(
+        out,
+        "`harness compare{}`: {} against each other on the same data and seeds, {} round(s) x {} repeat(s), \
+         contenders interleaved, a fresh stack per contender and round, a warm-up before each. Started {} on {} \
+         ({} CPUs, {} GiB), commit `{}`{}; took {:.1} min.\n",
+        if plan.name == "quick" { " --quick" } else { "" },
+        plan.contenders.iter().map(|c| format!("`{}`", c.name)).collect::<Vec<_>>().join(", "),
+        plan.rounds,
+        plan.repeats,
+        context.started_at,
+        context.cpu_model,
+        context.cpus,
+        context.memory_mib / 1024,
+        context.commit.get(..12).unwrap_or(&context.commit),
+        if context.dirty { " (uncommitted changes)" } else { "" },
+        comparison.elapsed_s / 60.0
+    );
+    let _ = writeln!(
+        out,
+        "Contenders: `saga-seq` = SAGA over Kafka, stock then payment; `saga-par` = SAGA, both steps at once; \
+         `2pc` = two-phase commit over PostgreSQL prepared transactions. Figures are medians over the samples, \
+         with the range (min–max) in brackets; compare them as ratios within this run, since the machine is \
+         shared. Latency is measured to the reply.\n"
+    );
+    let _ = writeln!(out, "## Verdict\n");
+    for line in &r.verdicts {
+        let _ = writeln!(out, "- {line}");
+    }
+    out.push('\n');
+    out.push_str(&r.body);
+    out.push_str(&context_section(context));
+    let _ = writeln!(out, "\nEvery sample, with timelines, CDFs, counters and resource use: [`run.json`](run.json).");
+    (out, r.charts, r.verdicts)
+}
+
+struct Report<'a> {
+    comparison: &'a Comparison,
+    body: String,
+    charts: Vec<(String, String)>,
+    verdicts: Vec<String>,
+}
+
+impl<'a> Report<'a> {
+    fn cases(&self, group: Group) -> Vec<&'a Case> {
+        let comparison: &'a Comparison = self.comparison;
+        comparison.plan.cases.iter().filter(|c| c.group == group).collect()
+    }
+
+    fn samples(&self, case: &str, contender: &str) -> Vec<&'a Sample> {
+        let comparison: &'a Comparison = self.comparison;
+        comparison.samples.iter().filter(|s| s.case == case && s.contender == contender).collect()
+    }
+
+    fn contenders(&self) -> Vec<&'static str> {
+        self.comparison.plan.contenders.iter().map(|c| c.name).collect()
+    }
+
+    fn standings(&self, case: &str) -> Vec<Standing> {
+        self.contenders()
+            .into_iter()
+            .filter_map(|name| {
+                let samples = self.samples(case, name);
+                Some(Standing {
+                    contender: name.to_owned(),
+                    throughput: Spread::of(samples.iter().map(|s| s.throughput))?,
+                    p99: Spread::of(samples.iter().map(|s| s.latency_ms.p99))?,
+                    failures: samples.iter().map(|s| s.system_failures()).sum(),
+                    violations: samples.iter().map(|s| s.violations.len()).sum(),
+                    settle_s: samples.iter().filter_map(|s| s.settled_s).fold(0.0, f64::max),
+                })
+            })
+            .collect()
+    }
+
+    /// The sample with the median throughput (for the CDF and resources).
+    fn median_sample(&self, case: &str, contender: &str) -> Option<&'a Sample> {
+        let mut samples = self.samples(case, contender);
+        samples.sort_by(|a, b| a.throughput.total_cmp(&b.throughput));
+        samples.get(samples.len() / 2).copied()
+    }
+
+    fn chart(&mut self, name: &str, svg: String, alt: &str) {
+        let _ = writeln!(self.body, "![{alt}](charts/{name})\n");
+        self.charts.push((name.to_owned(), svg));
+    }
+
+    fn performance_table(&mut self, case: &str) {
+        let _ = writeln!(
+            self.body,
+            "| contender | checkouts/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | not paid | 5xx/none | \
+             compensations | in flight at end | settled s | invariants |"
+        );
+        let _ = writeln!(self.body, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for name in self.contenders() {
+            let samples = self.samples(case, name);
+            if samples.is_empty() {
+                continue;
+            }
+            let spread = |f: &dyn Fn(&Sample) -> f64| {
+                Spread::of(samples.iter().map(|s| f(s))).map(|s| s.to_string()).unwrap_or_default()
+            };
+            let violations: usize = samples.iter().map(|s| s.violations.len()).sum();
+            let _ = writeln!(
+                self.body,
+                "| {name} | {} | {} | {} | {} | {} | {} | {}% | {} | {} | {} | {} | {} |",
+                spread(&|s| s.throughput),
+                spread(&|s| s.latency_ms.p50),
+                spread(&|s| s.latency_ms.p90),
+                spread(&|s| s.latency_ms.p99),
+                spread(&|s| s.latency_ms.p999),
+                spread(&|s| s.latency_ms.max),
+                spread(&|s| s.abort_percent()),
+                samples.iter().map(|s| s.system_failures()).sum::<u64>(),
+                spread(&|s| s.compensations() as f64),
+                spread(&|s| s.in_flight_at_end as f64),
+                spread(&|s| s.settled_s.unwrap_or(0.0)),
+                if violations == 0 { "OK".to_owned() } else { format!("**{violations} broken**") }
+            );
+        }
+        self.body.push('\n');
+    }
+
+    fn stress(&mut self) {
+        for case in self.cases(Group::Stress) {
+            let id = case.id.clone();
+            let standings = self.standings(&id);
+            let n = self.samples(&id, self.contenders()[0]).len();
+            let verdict =
+                format!("{} {}", verdict::invariants_verdict(&standings), verdict::throughput_verdict(&standings));
+            self.verdicts.push(format!("**{id}** ({} clients, uniform data): {verdict}", case.spec.concurrency));
+            let _ = writeln!(
+                self.body,
+                "## Stress: `{id}`\n\n{} checkouts of {} batch-initialised orders (two items each, repeats included) \
+                 from {} clients in a closed loop; {n} samples per contender.\n\n{verdict}\n",
+                case.spec.checkouts, case.spec.orders, case.spec.concurrency
+            );
+            self.performance_table(&id);
+            let series = self
+                .contenders()
+                .into_iter()
+                .filter_map(|c| {
+                    let s = self.median_sample(&id, c)?;
+                    Some(Series { name: c.to_owned(), points: s.cdf.iter().map(|(ms, q)| (*ms, *q)).collect() })
+                })
+                .collect();
+            let cdf = LineChart {
+                title: format!("Latency CDF, {id} (median run)"),
+                x_label: "latency to reply, ms (log)".into(),
+                y_label: "fraction of checkouts".into(),
+                x_log: true,
+                series,
+                markers: Vec::new(),
+            };
+            self.chart(&format!("{id}-latency-cdf.svg"), cdf.render(), "latency CDF per contender");
+            self.resources_table(&id);
+        }
+    }
+
+    fn resources_table(&mut self, case: &str) {
+        let medians: Vec<(&str, &Sample)> =
+            self.contenders().into_iter().filter_map(|c| Some((c, self.median_sample(case, c)?))).collect();
+        let mut components: Vec<&String> = medians.iter().flat_map(|(_, s)| s.resources.keys()).collect();
+        components.sort();
+        components.dedup();
+        if components.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            self.body,
+            "CPU (% of one core, mean over the load) and peak memory (MiB, PSS) per process, median run:\n"
+        );
+        let header: Vec<&str> = medians.iter().map(|(c, _)| *c).collect();
+        let _ = writeln!(self.body, "| process | {} |", header.join(" | "));
+        let _ = writeln!(self.body, "|---|{}", "---|".repeat(header.len()));
+        for component in components {
+            let cells: Vec<String> = medians
+                .iter()
+                .map(|(_, s)| match s.resources.get(component) {
+                    Some(u) => format!("{:.0}% / {:.0}", u.cpu_percent, u.peak_rss_mib),
+                    None => "–".to_owned(),
+                })
+                .collect();
+            let _ = writeln!(self.body, "| {component} | {} |", cells.join(" | "));
+        }
+        self.body.push('\n');
+    }
+
+    fn sweep(&mut self, group: Group, title: &str, x_name: &str) {
+        let mut cases = self.cases(group);
+        if cases.is_empty() {
+            return;
+        }
+        // The headline stress case is the concurrency sweep's last point.
+        if group == Group::Concurrency {
+            cases.extend(self.cases(Group::Stress));
+        }
+        cases.sort_by(|a, b| a.x.unwrap_or(0.0).total_cmp(&b.x.unwrap_or(0.0)));
+        let points: Vec<(f64, Vec<Standing>)> =
+            cases.iter().filter_map(|c| Some((c.x?, self.standings(&c.id)))).collect();
+        let all: Vec<Standing> = points.iter().flat_map(|(_, s)| s.clone()).collect();
+        let verdict = format!("{} {}", verdict::invariants_verdict(&all), verdict::sweep_verdict(x_name, &points));
+        self.verdicts.push(format!("**{title}**: {verdict}"));
+        let _ = writeln!(self.body, "## {title}\n\n{verdict}\n");
+        let _ = writeln!(
+            self.body,
+            "| {x_name} | contender | checkouts/s | p50 ms | p99 ms | not paid | compensations | invariants |"
+        );
+        let _ = writeln!(self.body, "|---|---|---|---|---|---|---|---|");
+        for case in &cases {
+            for name in self.contenders() {
+                let samples = self.samples(&case.id, name);
+                let spread = |f: &dyn Fn(&Sample) -> f64| {
+                    Spread::of(samples.iter().map(|s| f(s))).map(|s| s.to_string()).unwrap_or_default()
+                };
+                let violations: usize = samples.iter().map(|s| s.violations.len()).sum();
+                let _ = writeln!(
+                    self.body,
+                    "| {} | {name} | {} | {} | {} | {}% | {} | {} |",
+                    case.x.map(x_label).unwrap_or_default(),
+                    spread(&|s| s.throughput),
+                    spread(&|s| s.latency_ms.p50),
+                    spread(&|s| s.latency_ms.p99),
+                    spread(&|s| s.abort_percent()),
+                    spread(&|s| s.compensations() as f64),
+                    if violations == 0 { "OK".to_owned() } else { format!("**{violations} broken**") }
+                );
+            }
+        }
+        self.body.push('\n');
+        let series = |metric: &dyn Fn(&Sample) -> f64| -> Vec<Series> {
+            self.contenders()
+                .into_iter()
+                .map(|name| Series {
+                    name: name.to_owned(),
+                    points: cases
+                        .iter()
+                        .filter_map(|c| {
+                            let s = Spread::of(self.samples(&c.id, name).iter().map(|s| metric(s)))?;
+                            Some((c.x?, s.median))
+                        })
+                        .collect(),
+                })
+                .collect()
+        };
+        let slug = x_name.replace(' ', "-");
+        let tput = LineChart {
+            title: format!("Throughput against {x_name} (median)"),
+            x_label: x_name.to_owned(),
+            y_label: "checkouts/s".into(),
+            x_log: false,
+            series: series(&|s| s.throughput),
+            markers: Vec::new(),
+        };
+        let p99 = LineChart {
+            title: format!("p99 latency against {x_name} (median)"),
+            x_label: x_name.to_owned(),
+            y_label: "p99 ms".into(),
+            x_log: false,
+            series: series(&|s| s.latency_ms.p99),
+            markers: Vec::new(),
+        };
+        self.chart(&format!("throughput-vs-{slug}.svg"), tput.render(), &format!("throughput against {x_name}"));
+        self.chart(&format!("p99-vs-{slug}.svg"), p99.render(), &format!("p99 latency against {x_name}"));
+        if group == Group::Skew
+            && let Some(last) = cases.last()
+        {
+            let id = last.id.clone();
+            self.abort_chart(&id, &format!("aborts-{id}.svg"));
+        }
+    }
+
+    fn abort_chart(&mut self, case: &str, file: &str) {
+        let mut reasons: Vec<String> =
+            self.comparison.samples.iter().filter(|s| s.case == case).flat_map(|s| s.aborts.keys().cloned()).collect();
+        reasons.sort();
+        reasons.dedup();
+        if reasons.is_empty() {
+            return;
+        }
+        let groups = self
+            .contenders()
+            .into_iter()
+            .map(|name| {
+                let samples = self.samples(case, name);
+                let per_reason = reasons
+                    .iter()
+                    .map(|r| {
+                        Spread::of(samples.iter().map(|s| s.aborts.get(r).copied().unwrap_or(0) as f64))
+                            .map_or(0.0, |s| s.median)
+                    })
+                    .collect();
+                (name.to_owned(), per_reason)
+            })
+            .collect();
+        let chart = BarChart {
+            title: format!("Checkouts not paid, by reason: {case} (median)"),
+            y_label: "checkouts".into(),
+            categories: reasons,
+            groups,
+        };
+        self.chart(file, chart.render(), &format!("abort reasons, {case}"));
+    }
+
+    fn course(&mut self) {
+        for case in self.cases(Group::Course) {
+            let id = case.id.clone();
+            let standings = self.standings(&id);
+            let mut consistent = Vec::new();
+            let _ = writeln!(self.body, "## The course consistency test: `{id}`\n");
+            let _ = writeln!(
+                self.body,
+                "1 item with 100 stock at price 1, 1000 users with 1 credit, 1000 single-item orders checked out at \
+                 once over 100 connections. The course script's four counts must all be 0.\n"
+            );
+            let _ = writeln!(
+                self.body,
+                "| contender | stock logs | stock db | payment logs | payment db | replies | p99 ms | max ms | invariants |"
+            );
+            let _ = writeln!(self.body, "|---|---|---|---|---|---|---|---|---|");
+            for name in self.contenders() {
+                for s in self.samples(&id, name) {
+                    let c = s.course.unwrap_or_default();
+                    consistent.push(c.consistent() && s.violations.is_empty());
+                    let replies: Vec<String> = s.statuses.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                    let _ = writeln!(
+                        self.body,
+                        "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        c.stock_logs,
+                        c.stock_db,
+                        c.payment_logs,
+                        c.payment_db,
+                        replies.join(", "),
+                        short(s.latency_ms.p99),
+                        short(s.latency_ms.max),
+                        if s.violations.is_empty() {
+                            "OK".to_owned()
+                        } else {
+                            format!("**{} broken**", s.violations.len())
+                        }
+                    );
+                }
+            }
+            self.body.push('\n');
+            let all_zero = consistent.iter().all(|c| *c);
+            let failures: Vec<String> = standings.iter().map(|s| format!("{} {}", s.contender, s.failures)).collect();
+            let verdict = format!(
+                "{} The four counts are {} in every run. Checkouts answered 5xx or not at all: {}.",
+                verdict::invariants_verdict(&standings),
+                if all_zero { "0" } else { "**not all 0**" },
+                failures.join(", ")
+            );
+            self.verdicts.push(format!("**{id}**: {verdict}"));
+            let _ = writeln!(self.body, "{verdict}\n");
+            self.abort_chart(&id, &format!("aborts-{id}.svg"));
+        }
+    }
+
+    fn faults(&mut self) {
+        let cases = self.cases(Group::Fault);
+        if cases.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            self.body,
+            "## Faults during stress\n\nOne component killed or paused during a stress load ({} checkouts{}); \
+             the supervisor restarts what was killed. The verifier then waits until no protocol state is in flight \
+             and checks every invariant.\n",
+            cases[0].spec.checkouts,
+            match cases[0].spec.rate {
+                Some(rate) =>
+                    format!(" started at {rate}/s in an open loop: the same offered load for every contender"),
+                None => format!(", {} clients", cases[0].spec.concurrency),
+            }
+        );
+        let mut summary = Vec::new();
+        for case in cases {
+            let id = case.id.clone();
+            let standings = self.standings(&id);
+            let verdict = verdict::fault_verdict(&standings);
+            summary.push((id.clone(), standings.iter().all(|s| s.violations == 0)));
+            let faults: Vec<String> = case.faults.iter().map(ToString::to_string).collect();
+            let _ = writeln!(self.body, "### `{id}`: {}\n\n{verdict}\n", faults.join(", "));
+            self.performance_table(&id);
+            let mut markers = Vec::new();
+            let series = self
+                .contenders()
+                .into_iter()
+                .filter_map(|name| {
+                    let s = self.samples(&id, name).into_iter().next()?;
+                    for f in &s.faults {
+                        if !markers.iter().any(|(_, label): &(f64, String)| label == &f.what) {
+                            markers.push((f.at_s, f.what.clone()));
+                        }
+                    }
+                    let points = s.timeline.iter().enumerate().map(|(i, t)| (i as f64 + 0.5, t.ok as f64)).collect();
+                    Some(Series { name: name.to_owned(), points })
+                })
+                .collect();
+            let chart = LineChart {
+                title: format!("Paid checkouts per second, {id}"),
+                x_label: "seconds into the load".into(),
+                y_label: "paid checkouts/s".into(),
+                x_log: false,
+                series,
+                markers,
+            };
+            self.chart(&format!("timeline-{id}.svg"), chart.render(), &format!("throughput over time, {id}"));
+        }
+        let held: Vec<String> =
+            summary.iter().map(|(id, ok)| format!("{id} {}", if *ok { "OK" } else { "**BROKEN**" })).collect();
+        self.verdicts.push(format!("**Faults** (invariants per case, all contenders): {}.", held.join(", ")));
+    }
+}
+
+fn context_section(context: &RunContext) -> String {
+    let mut out = String::from("## Context\n\n| | |\n|---|---|\n");
+    let _ = writeln!(out, "| started | {} |", context.started_at);
+    let _ = writeln!(out, "| commit | `{}`{} |", context.commit, if context.dirty { " (dirty)" } else { "" });
+    let _ = writeln!(out, "| CPU | {} x {} |", context.cpus, context.cpu_model);
+    let _ = writeln!(out, "| memory | {} MiB |", context.memory_mib);
+    let versions: BTreeMap<&String, &String> = context.versions.iter().collect();
+    for (k, v) in versions {
+        let _ = writeln!(out, "| {k} | {v} |");
+    }
+    for (k, v) in &context.settings {
+        let _ = writeln!(out, "| {k} | {v} |");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::Plan;
+    use crate::run::load::Second;
+
+    fn sample(case: &str, contender: &str, throughput: f64, violations: usize) -> Sample {
+        Sample {
+            case: case.into(),
+            contender: contender.into(),
+            round: 0,
+            repeat: 0,
+            throughput,
+            checkouts: 100,
+            latency_ms: crate::compare::sample::Percentiles { p50: 5.0, p90: 9.0, p99: 20.0, p999: 30.0, max: 40.0 },
+            cdf: vec![(1.0, 0.1), (5.0, 0.5), (40.0, 1.0)],
+            statuses: BTreeMap::from([("200".into(), 90), ("400".into(), 10)]),
+            aborts: BTreeMap::from([("out-of-stock".into(), 10)]),
+            timeline: vec![Second { ok: 50, rejected: 5, failed: 0 }; 2],
+            faults: Vec::new(),
+            settled_s: Some(0.1),
+            in_flight_at_end: 0,
+            resources: BTreeMap::new(),
+            counters: BTreeMap::new(),
+            violations: vec!["Credit".into(); violations],
+            course: None,
+        }
+    }
+
+    fn context() -> RunContext {
+        RunContext {
+            started_at: "2026-11-25T00:00:00Z".into(),
+            commit: "abc".into(),
+            dirty: false,
+            versions: BTreeMap::new(),
+            cpu_model: "cpu".into(),
+            cpus: 2,
+            memory_mib: 2048,
+            settings: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn renders_every_section_with_charts_and_flags_broken_invariants() {
+        let plan = Plan::quick();
+        let mut samples = Vec::new();
+        for case in &plan.cases {
+            for (contender, tput) in [("saga-seq", 100.0), ("2pc", 300.0), ("saga-par", 150.0)] {
+                samples.push(sample(&case.id, contender, tput, 0));
+            }
+        }
+        let comparison = Comparison { plan: plan.clone(), samples, elapsed_s: 60.0 };
+        let (text, charts, verdicts) = render("r1", &context(), &comparison);
+        assert!(text.starts_with("# Comparison r1"), "{text}");
+        assert!(
+            verdicts[0].contains("**2pc** has the highest throughput (300 checkouts/s): 3.00x saga-seq"),
+            "{verdicts:?}"
+        );
+        assert!(verdicts.iter().any(|v| v.starts_with("**wdm-consistency**")), "{verdicts:?}");
+        assert!(verdicts.iter().any(|v| v.contains("kill-postgres-stock OK")), "{verdicts:?}");
+        let names: Vec<&str> = charts.iter().map(|(n, _)| n.as_str()).collect();
+        for chart in ["stress-latency-cdf.svg", "aborts-wdm-consistency.svg", "timeline-kill-postgres-stock.svg"] {
+            assert!(names.contains(&chart), "{names:?}");
+            assert!(text.contains(&format!("(charts/{chart})")), "{chart} linked");
+        }
+        assert!(charts.iter().all(|(_, svg)| svg.starts_with("<svg")));
+
+        let mut broken = comparison;
+        broken.samples[1].violations = vec!["Stock".into()];
+        let (text, _, verdicts) = render("r2", &context(), &broken);
+        assert!(verdicts[0].contains("**INVARIANTS BROKEN** for 2pc (1 violations)"), "{verdicts:?}");
+        assert!(text.contains("**1 broken**"));
+    }
+}
