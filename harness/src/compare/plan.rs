@@ -150,26 +150,24 @@ impl Plan {
     pub fn full() -> Plan {
         let mut cases = vec![case("stress", Group::Stress, Some(32.0), stress(3_000, 32, 1))];
         for clients in [1, 8] {
-            let checkouts = if clients == 1 { 150 } else { 800 };
-            cases.push(case(
-                format!("clients-{clients}"),
-                Group::Concurrency,
-                Some(clients as f64),
-                stress(checkouts, clients, 2),
-            ));
+            let checkouts = if clients == 1 { 100 } else { 800 };
+            let spec = stress(checkouts, clients, 2);
+            cases.push(case(format!("clients-{clients}"), Group::Concurrency, Some(clients as f64), spec));
         }
         for skew in [0.1, 0.5, 0.9] {
             cases.push(case(format!("hot-item-{skew}"), Group::Skew, Some(skew), hot_item(skew, 600)));
         }
-        cases.push(case("wdm-consistency", Group::Course, None, course()));
-        for (id, fault) in [
-            ("kill-order", "kill:order@5"),
-            ("kill-postgres-stock", "kill:postgres-stock@5"),
-            ("kill-kafka", "kill:kafka@5+2s"),
-            ("pause-payment", "pause:payment@5+3s"),
-        ] {
-            cases.push(fault_case(id, 1_200, 60.0, fault));
+        // The course test is a correctness check first: once per contender.
+        cases.push(Case { first_round_only: true, ..case("wdm-consistency", Group::Course, None, course()) });
+        // Every single component, killed 3 s into a 10 s load (restarted at
+        // once; Kafka held down 2 s), and a paused participant.
+        for component in
+            ["order", "stock", "payment", "postgres-order", "postgres-stock", "postgres-payment", "kafka", "redis"]
+        {
+            let hold = if component == "kafka" { "+2s" } else { "" };
+            cases.push(fault_case(&format!("kill-{component}"), 600, 60.0, &format!("kill:{component}@3{hold}")));
         }
+        cases.push(fault_case("pause-payment", 600, 60.0, "pause:payment@3+3s"));
         Plan { name: "full", rounds: 3, repeats: 1, warmup: stress(400, 16, 99), contenders: contenders(), cases }
     }
 
@@ -179,7 +177,7 @@ impl Plan {
         let cases = vec![
             case("stress", Group::Stress, Some(32.0), stress(800, 32, 1)),
             Case { first_round_only: true, ..case("wdm-consistency", Group::Course, None, course()) },
-            fault_case("kill-postgres-stock", 600, 60.0, "kill:postgres-stock@4"),
+            fault_case("kill-postgres-stock", 600, 60.0, "kill:postgres-stock@3"),
         ];
         Plan { name: "quick", rounds: 1, repeats: 3, warmup: stress(200, 16, 99), contenders: contenders(), cases }
     }
@@ -218,6 +216,7 @@ mod tests {
         let quick = Plan::quick();
         // stress x3 + the course test + one fault run, for each of three contenders.
         assert_eq!(quick.run_count(), 3 * (3 + 1 + 1));
-        assert_eq!(Plan::full().run_count(), 3 * (3 * 7 + 4));
+        // 6 repeated cases x 3 rounds + the course test + 9 fault cases.
+        assert_eq!(Plan::full().run_count(), 3 * (3 * 6 + 1 + 9));
     }
 }

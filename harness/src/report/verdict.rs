@@ -145,21 +145,19 @@ pub fn fault_verdict(standings: &[Standing]) -> String {
     )
 }
 
-/// For a sweep: at each point, who leads and by how much.
+/// For a sweep: at each point, who leads and by how much over each other.
 pub fn sweep_verdict(x_name: &str, points: &[(f64, Vec<Standing>)]) -> String {
     let parts: Vec<String> = points
         .iter()
         .filter_map(|(x, standings)| {
             let mut sorted: Vec<&Standing> = standings.iter().collect();
             sorted.sort_by(|a, b| b.throughput.median.total_cmp(&a.throughput.median));
-            let (best, second) = (sorted.first()?, sorted.get(1)?);
-            Some(format!(
-                "at {x_name} {} **{}** leads ({:.2}x {})",
-                x_label(*x),
-                best.contender,
-                best.throughput.median / second.throughput.median.max(1e-9),
-                second.contender
-            ))
+            let best = sorted.first()?;
+            let ratios: Vec<String> = sorted[1..]
+                .iter()
+                .map(|s| format!("{:.2}x {}", best.throughput.median / s.throughput.median.max(1e-9), s.contender))
+                .collect();
+            Some(format!("at {x_name} {} **{}** leads ({})", x_label(*x), best.contender, ratios.join(", ")))
         })
         .collect();
     if parts.is_empty() { "no samples".to_owned() } else { format!("Throughput: {}.", parts.join("; ")) }
