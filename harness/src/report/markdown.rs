@@ -161,10 +161,7 @@ impl<'a> Report<'a> {
             if samples.is_empty() {
                 continue;
             }
-            let spread = |f: &dyn Fn(&Sample) -> f64| {
-                Spread::of(samples.iter().map(|s| f(s))).map(|s| s.to_string()).unwrap_or_default()
-            };
-            let violations: usize = samples.iter().map(|s| s.violations.len()).sum();
+            let spread = |f: &dyn Fn(&Sample) -> f64| spread_cell(&samples, f);
             let _ = writeln!(
                 self.body,
                 "| {name} | {} | {} | {} | {} | {} | {} | {}% | {} | {} | {} | {} | {} |",
@@ -179,7 +176,7 @@ impl<'a> Report<'a> {
                 spread(&|s| s.compensations() as f64),
                 spread(&|s| s.in_flight_at_end as f64),
                 spread(&|s| s.settled_s.unwrap_or(0.0)),
-                if violations == 0 { "OK".to_owned() } else { format!("**{violations} broken**") }
+                invariants_cell(&samples)
             );
         }
         self.body.push('\n');
@@ -274,10 +271,7 @@ impl<'a> Report<'a> {
         for case in &cases {
             for name in self.contenders() {
                 let samples = self.samples(&case.id, name);
-                let spread = |f: &dyn Fn(&Sample) -> f64| {
-                    Spread::of(samples.iter().map(|s| f(s))).map(|s| s.to_string()).unwrap_or_default()
-                };
-                let violations: usize = samples.iter().map(|s| s.violations.len()).sum();
+                let spread = |f: &dyn Fn(&Sample) -> f64| spread_cell(&samples, f);
                 let _ = writeln!(
                     self.body,
                     "| {} | {name} | {} | {} | {} | {}% | {} | {} |",
@@ -287,7 +281,7 @@ impl<'a> Report<'a> {
                     spread(&|s| s.latency_ms.p99),
                     spread(&|s| s.abort_percent()),
                     spread(&|s| s.compensations() as f64),
-                    if violations == 0 { "OK".to_owned() } else { format!("**{violations} broken**") }
+                    invariants_cell(&samples)
                 );
             }
         }
@@ -474,6 +468,19 @@ impl<'a> Report<'a> {
         let held: Vec<String> =
             summary.iter().map(|(id, ok)| format!("{id} {}", if *ok { "OK" } else { "**BROKEN**" })).collect();
         self.verdicts.push(format!("**Faults** (invariants per case, all contenders): {}.", held.join(", ")));
+    }
+}
+
+/// A table cell: the metric's median and range over `samples`.
+fn spread_cell(samples: &[&Sample], metric: &dyn Fn(&Sample) -> f64) -> String {
+    Spread::of(samples.iter().map(|s| metric(s))).map(|s| s.to_string()).unwrap_or_default()
+}
+
+/// A table cell: `OK`, or how many invariants broke, in bold.
+fn invariants_cell(samples: &[&Sample]) -> String {
+    match samples.iter().map(|s| s.violations.len()).sum::<usize>() {
+        0 => "OK".to_owned(),
+        n => format!("**{n} broken**"),
     }
 }
 
