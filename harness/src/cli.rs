@@ -192,6 +192,10 @@ struct RunArgs {
     /// Checkouts to send in total.
     #[arg(long, default_value_t = 5_000)]
     checkouts: u64,
+    /// Load for this long instead (`60`, `90s`, `500ms`), cycling through the
+    /// --checkouts plan; with --rate, starts rate x duration checkouts.
+    #[arg(long, value_parser = run::faults::parse_duration)]
+    duration: Option<Duration>,
     /// Orders to create (fewer than checkouts means repeated orders).
     #[arg(long, default_value_t = 2_000)]
     orders: i64,
@@ -354,6 +358,7 @@ async fn run_workload(args: RunArgs) -> anyhow::Result<ExitCode> {
         rate: args.rate,
         skew: args.skew,
         checkouts: args.checkouts,
+        duration: args.duration,
         orders: args.orders,
         items: args.items,
         users: args.users,

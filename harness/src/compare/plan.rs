@@ -102,6 +102,7 @@ fn stress(checkouts: u64, concurrency: usize, seed: u64) -> RunSpec {
         rate: None,
         skew: 0.0,
         checkouts,
+        duration: None,
         orders: 2_000,
         items: 1_000,
         users: 1_000,

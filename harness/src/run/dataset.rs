@@ -149,6 +149,7 @@ mod tests {
             rate: None,
             skew,
             checkouts: 100,
+            duration: None,
             orders: 4000,
             items: 50,
             users: 30,

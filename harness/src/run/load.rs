@@ -141,11 +141,21 @@ fn micros(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Sends every checkout of `plan` from `concurrency` clients in a closed loop.
-pub async fn closed_loop(gateway: &str, plan: Arc<Vec<String>>, concurrency: usize) -> anyhow::Result<LoadResult> {
+/// Sends every checkout of `plan` from `concurrency` clients in a closed loop;
+/// with `duration`, cycles through the plan until the deadline instead.
+pub async fn closed_loop(
+    gateway: &str,
+    plan: Arc<Vec<String>>,
+    concurrency: usize,
+    duration: Option<Duration>,
+) -> anyhow::Result<LoadResult> {
+    anyhow::ensure!(!plan.is_empty(), "the plan has no checkouts");
     let http = client(concurrency)?;
     let next = Arc::new(AtomicU64::new(0));
-    let bar = progress(plan.len() as u64, "checkouts");
+    let bar = match duration {
+        Some(d) => progress(d.as_secs(), "seconds"),
+        None => progress(plan.len() as u64, "checkouts"),
+    };
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
@@ -155,12 +165,22 @@ pub async fn closed_loop(gateway: &str, plan: Arc<Vec<String>>, concurrency: usi
                 let mut seen = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    let Some(order) = plan.get(i) else { break };
+                    let order = match duration {
+                        Some(d) if started.elapsed() >= d => break,
+                        Some(_) => &plan[i % plan.len()],
+                        None => match plan.get(i) {
+                            Some(order) => order,
+                            None => break,
+                        },
+                    };
                     let sent = Instant::now();
                     let (status, reply) = checkout(&http, &gateway, order).await;
                     let latency_us = micros(sent);
                     seen.push(Seen { order: order.clone(), status, reply, latency_us, done_at: started.elapsed() });
-                    bar.inc(1);
+                    match duration {
+                        Some(_) => bar.set_position(started.elapsed().as_secs()),
+                        None => bar.inc(1),
+                    }
                 }
                 seen
             })
@@ -174,15 +194,26 @@ pub async fn closed_loop(gateway: &str, plan: Arc<Vec<String>>, concurrency: usi
     collect(seen, started.elapsed())
 }
 
-/// Starts the checkouts of `plan` at `rate` per second, each in its own task.
-pub async fn open_loop(gateway: &str, plan: Arc<Vec<String>>, rate: f64) -> anyhow::Result<LoadResult> {
+/// Starts the checkouts of `plan` at `rate` per second, each in its own task;
+/// with `duration`, `rate x duration` of them, cycling through the plan.
+pub async fn open_loop(
+    gateway: &str,
+    plan: Arc<Vec<String>>,
+    rate: f64,
+    duration: Option<Duration>,
+) -> anyhow::Result<LoadResult> {
     anyhow::ensure!(rate.is_finite() && rate > 0.0, "--rate must be a positive number of checkouts per second");
+    anyhow::ensure!(!plan.is_empty(), "the plan has no checkouts");
+    let total = match duration {
+        Some(d) => (rate * d.as_secs_f64()).ceil() as usize,
+        None => plan.len(),
+    };
     let http = client(256)?;
-    let bar = progress(plan.len() as u64, "checkouts");
+    let bar = progress(total as u64, "checkouts");
     let started = Instant::now();
     let gateway = gateway.trim_end_matches('/').to_owned();
-    let mut tasks = Vec::with_capacity(plan.len());
-    for (i, order) in plan.iter().enumerate() {
+    let mut tasks = Vec::with_capacity(total);
+    for (i, order) in plan.iter().cycle().take(total).enumerate() {
         let scheduled = started + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(scheduled.into()).await;
         let (http, gateway, order, bar) = (http.clone(), gateway.clone(), order.clone(), bar.clone());

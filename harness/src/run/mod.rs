@@ -71,8 +71,13 @@ pub struct RunSpec {
     /// Skew of the contention workloads (hot-item: share of orders with the hot
     /// item; zipf: exponent).
     pub skew: f64,
-    /// Checkouts to send in total.
+    /// Checkouts to send in total (with `duration`: the length of the plan,
+    /// which the load cycles through).
     pub checkouts: u64,
+    /// Load for this long instead of sending `checkouts` once: a closed loop
+    /// stops starting checkouts at the deadline, an open loop starts
+    /// `rate x duration` of them.
+    pub duration: Option<Duration>,
     /// Orders (fewer orders than checkouts means repeats).
     pub orders: i64,
     /// Items `"0".."items-1"`.
@@ -120,6 +125,7 @@ impl RunSpec {
         if self.workload == Workload::WdmConsistency {
             (self.items, self.stock, self.price, self.users, self.credit) = (1, 100, 1, 1000, 1);
             (self.orders, self.checkouts, self.concurrency, self.rate) = (1000, 1000, 100, None);
+            self.duration = None;
         }
         self
     }
@@ -203,8 +209,8 @@ pub async fn execute(
     let sampler = extras.state_file.map(resources::Sampler::start);
     let faults = extras.injector.map(|injector| injector.start(Instant::now()));
     let load = match spec.rate {
-        Some(rate) => load::open_loop(gateway, Arc::clone(&data.plan), rate).await?,
-        None => load::closed_loop(gateway, Arc::clone(&data.plan), spec.concurrency).await?,
+        Some(rate) => load::open_loop(gateway, Arc::clone(&data.plan), rate, spec.duration).await?,
+        None => load::closed_loop(gateway, Arc::clone(&data.plan), spec.concurrency, spec.duration).await?,
     };
     let resources = match sampler {
         Some(sampler) => sampler.finish().await,
@@ -272,13 +278,16 @@ pub fn summary(protocol: Option<ProtocolKind>, spec: &RunSpec, outcome: &RunOutc
     let protocol = protocol.map_or_else(|| "target".to_owned(), |p| p.to_string());
     let _ = writeln!(
         out,
-        "workload {} | protocol {protocol} | {} | {} checkouts over {} orders | seed {}",
+        "workload {} | protocol {protocol} | {} | {} over {} orders | seed {}",
         spec.workload.name(),
         match spec.rate {
             Some(rate) => format!("open loop at {rate}/s"),
             None => format!("{} clients", spec.concurrency),
         },
-        spec.checkouts,
+        match spec.duration {
+            Some(d) => format!("{} s of checkouts", d.as_secs_f64()),
+            None => format!("{} checkouts", spec.checkouts),
+        },
         spec.orders,
         spec.seed
     );

@@ -240,6 +240,7 @@ fn stress_spec(seed: u64) -> harness::run::RunSpec {
         rate: None,
         skew: 0.0,
         checkouts: 2500,
+        duration: None,
         orders: 800,
         items: 40,
         users: 200,
