@@ -182,20 +182,28 @@ async fn unfinished(pool: &PgPool) -> sqlx::Result<i64> {
 /// Waits until no protocol state is left in flight (or `timeout` passes) and
 /// returns how long that took: the time to consistency.
 pub async fn settle(dbs: &Databases, timeout: Duration) -> anyhow::Result<Settled> {
+    // Lazy pools, opened once: a database killed by a fault may still be in
+    // crash recovery, so a failed query means "not settled yet", and the pool
+    // reconnects by itself once the server is back.
+    let lazy = |url: &str| {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_lazy(url)
+    };
+    let (order_db, stock_db, payment_db) = (lazy(&dbs.order)?, lazy(&dbs.stock)?, lazy(&dbs.payment)?);
     let started = Instant::now();
     let mut at_end_of_load = None;
     let mut last_error = None;
     while started.elapsed() < timeout {
-        // A database killed by a fault may still be in crash recovery: an
-        // error here means "not settled yet", not a failed run.
-        match pending(dbs).await {
+        match leftovers(&order_db, &stock_db, &payment_db).await {
             Ok(left) => {
                 let first = *at_end_of_load.get_or_insert(left);
                 if left.is_empty() {
                     return Ok(Settled { after: started.elapsed(), at_end_of_load: first });
                 }
             }
-            Err(err) => last_error = Some(err),
+            Err(err) => last_error = Some(anyhow::Error::from(err)),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
