@@ -77,6 +77,95 @@ async fn crash_points_recover_all_or_nothing() {
     let poor = Case::with(&api, 5, 10, 10, 2).await;
     crash_during_checkout(&stack, &api, "stock#0", "saga.participant.after_commit", poor).await;
     paused_participant_freezes_the_order(&stack, &api).await;
+    batch_init_during_a_saga_creates_nothing(&stack, &api).await;
+    a_poison_compensation_is_dead_lettered(&stack, &api).await;
+}
+
+/// Waits until `cond` holds on the stock of `item`.
+async fn wait_stock(api: &Api, item: &str, what: &str, cond: impl Fn(i64) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond(api.stock_of(item).await) {
+        assert!(Instant::now() < deadline, "{what}: stock of {item} is {}", api.stock_of(item).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `batch_init` while a saga holds effects on the ids it resets (the payment
+/// participant paused, so the overlap is certain): stock and payment reset at
+/// once and the compensation that follows gives nothing back to the reset
+/// rows; the order reset waits until the saga has ended, so the reset order
+/// neither joins nor is paid by the old saga, and can be paid again.
+async fn batch_init_during_a_saga_creates_nothing(stack: &TestStack, api: &Api) {
+    assert_eq!(api.post("/stock/batch_init/2/10/10").await.0, 200);
+    assert_eq!(api.post("/payment/batch_init/2/0").await.0, 200);
+    // Order "0": user "0" (no credit), item "0" twice, total 20.
+    assert_eq!(api.post("/orders/batch_init/1/1/1/10").await.0, 200);
+    signal(stack, "payment#0", Signal::SIGSTOP);
+    let checkout = tokio::spawn({
+        let api = api.clone();
+        async move { api.checkout("0").await }
+    });
+    wait_stock(api, "0", "reserved by the saga", |s| s == 8).await;
+    assert_eq!(api.post("/stock/batch_init/2/10/10").await.0, 200, "stock is reset at once");
+    assert_eq!(api.stock_of("0").await, 10);
+    let reset = tokio::spawn({
+        let api = api.clone();
+        async move { api.post("/orders/batch_init/1/1/1/10").await }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!reset.is_finished(), "the order reset must wait for the saga in flight");
+    signal(stack, "payment#0", Signal::SIGCONT);
+    let (status, body) = checkout.await.unwrap();
+    assert_eq!(status, 400, "no credit: {body}");
+    let (status, body) = reset.await.unwrap();
+    assert_eq!(status, 200, "the order reset goes through once the saga ended: {body}");
+    crate::assert_settled(stack).await;
+    assert_eq!(api.stock_of("0").await, 10, "the compensation gave back stock taken before the reset");
+    // The reset order is payable: exactly one debit and one set of decrements.
+    assert_eq!(api.post("/payment/add_funds/0/20").await.0, 200);
+    assert_eq!(api.checkout("0").await.0, 200);
+    assert_eq!((api.stock_of("0").await, api.credit_of("0").await), (8, 0));
+    crate::assert_settled(stack).await;
+}
+
+/// A compensation that can never apply (the item's stock pushed behind the
+/// API to where the release overflows `bigint`) is retried a bounded number of
+/// times and moved to the dead-letter table: its worker moves on and other
+/// checkouts are served, the counters show it, and its saga stays in flight
+/// until the row is repaired and recovery's re-send finishes it.
+async fn a_poison_compensation_is_dead_lettered(stack: &TestStack, api: &Api) {
+    let case = Case::with(api, 5, 10, 10, 2).await; // refused on credit: stock is released
+    let pool = sqlx::PgPool::connect(&databases(stack).stock).await.unwrap();
+    signal(stack, "payment#0", Signal::SIGSTOP);
+    let checkout = tokio::spawn({
+        let (api, order) = (api.clone(), case.order.clone());
+        async move { api.checkout(&order).await }
+    });
+    wait_stock(api, &case.item, "reserved by the saga", |s| s == 8).await;
+    sqlx::query("UPDATE items SET stock = 9223372036854775807 - 1 WHERE item_id = $1")
+        .bind(&case.item)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let before = counters(api, stack, "stock#0").await["dead_lettered"].as_u64().unwrap();
+    signal(stack, "payment#0", Signal::SIGCONT);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counters(api, stack, "stock#0").await["dead_lettered"].as_u64().unwrap() == before {
+        assert!(Instant::now() < deadline, "the failing compensation was not dead-lettered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(counters(api, stack, "stock#0").await["dead_letters"].as_u64().unwrap() >= 1);
+    // The participant still serves everyone else.
+    let other = Case::new(api).await;
+    let started = Instant::now();
+    assert_eq!(api.checkout(&other.order).await.0, 200);
+    assert!(started.elapsed() < Duration::from_secs(10), "an unrelated checkout waited {:?}", started.elapsed());
+    // Repaired, the re-sent compensation applies and the saga ends.
+    sqlx::query("UPDATE items SET stock = 8 WHERE item_id = $1").bind(&case.item).execute(&pool).await.unwrap();
+    let (status, body) = checkout.await.unwrap();
+    assert!(status == 400 || status >= 500, "{body}");
+    crate::assert_settled(stack).await;
+    assert!(!case.assert_all_or_nothing(api, "repaired poison compensation").await);
 }
 
 /// While a saga is in flight (its payment participant paused with SIGSTOP),

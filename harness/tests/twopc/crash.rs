@@ -104,6 +104,40 @@ async fn crash_points_recover_all_or_nothing() {
     crash_during_checkout(&stack, &api, "stock#0", "2pc.participant.after_prepare").await;
     crash_during_checkout(&stack, &api, "payment#0", "2pc.participant.after_prepare").await;
     paused_participant_makes_the_coordinator_abort(&stack, &api).await;
+    batch_init_waits_for_an_unfinished_commit(&stack, &api).await;
+}
+
+/// `batch_init` of an order whose commit is decided but whose phase two is
+/// unfinished (the coordinator died after the decision, the stock participant
+/// is paused so recovery cannot finish): the reset waits, answers 409 naming
+/// the order, and changes nothing; once phase two is done it goes through and
+/// the reset order can be paid again, exactly once.
+async fn batch_init_waits_for_an_unfinished_commit(stack: &TestStack, api: &Api) {
+    use nix::sys::signal::Signal;
+
+    assert_eq!(api.post("/stock/batch_init/1/10/10").await.0, 200);
+    assert_eq!(api.post("/payment/batch_init/1/100").await.0, 200);
+    assert_eq!(api.post("/orders/batch_init/1/1/1/10").await.0, 200);
+    let before = restarts(stack, "order#0").await;
+    arm(api, stack, "order#0", "2pc.coordinator.after_decision").await;
+    let (status, _) = api.checkout("0").await;
+    assert!(status >= 500, "the coordinator died after its decision: {status}");
+    signal(stack, "stock#0", Signal::SIGSTOP);
+    wait_restarted(stack, api, "order#0", before).await;
+    let (status, body) = api.post("/orders/batch_init/1/1/1/10").await;
+    assert_eq!(status, 409, "reset with phase two unfinished: {body}");
+    assert!(body["error"].as_str().unwrap().contains("order 0 has a 2PC commit"), "{body}");
+    assert!(api.paid("0").await, "the refused reset changed nothing");
+    signal(stack, "stock#0", Signal::SIGCONT);
+    assert_no_prepared_transactions(stack).await;
+    assert_eq!(api.stock_of("0").await, 8, "the decided commit was applied");
+    assert_eq!(api.post("/orders/batch_init/1/1/1/10").await.0, 200);
+    assert_eq!(api.post("/stock/batch_init/1/10/10").await.0, 200);
+    assert_eq!(api.post("/payment/batch_init/1/100").await.0, 200);
+    let (status, body) = api.checkout("0").await;
+    assert_eq!(status, 200, "the reset order is payable again: {body}");
+    assert_eq!((api.stock_of("0").await, api.credit_of("0").await), (8, 80));
+    assert_no_prepared_transactions(stack).await;
 }
 
 /// A participant that stops answering (SIGSTOP) makes the coordinator abort

@@ -17,3 +17,19 @@ CREATE TABLE IF NOT EXISTS saga_inbox (
     message_id  UUID PRIMARY KEY,
     received_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+
+-- Dead letters: messages whose handler failed deterministically (a constraint
+-- or a value out of range) a bounded number of times. They are not claimed in
+-- the inbox, so a re-sent or replayed copy is tried again; the saga they belong
+-- to stays in flight, where the harness and `harness status` show it.
+CREATE TABLE IF NOT EXISTS saga_dead_letters (
+    message_id UUID PRIMARY KEY,
+    saga_id    UUID NOT NULL,
+    topic      TEXT NOT NULL,
+    part       INT NOT NULL,
+    msg_offset BIGINT NOT NULL,
+    payload    JSONB NOT NULL,
+    error      TEXT NOT NULL,
+    attempts   INT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);

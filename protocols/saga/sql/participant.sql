@@ -10,3 +10,7 @@ CREATE TABLE IF NOT EXISTS saga_effects (
     reason     JSONB,
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+
+-- What the step's apply saw of the rows it changed (participant.rs `Receipt`):
+-- the generation of each row, so a compensation skips rows a batch_init reset.
+ALTER TABLE saga_effects ADD COLUMN IF NOT EXISTS receipt JSONB;

@@ -7,6 +7,18 @@
 //! done ([`OffsetTracker`]); auto-commit then commits what was stored. A crash
 //! therefore redelivers, never skips, and the handlers' inboxes turn the
 //! redelivery into a no-op.
+//!
+//! A handler error is retried with back-off. Transient errors (a database or
+//! broker away, a lock or serialization conflict) are retried for as long as
+//! they last. An error that cannot go away by retrying (SQLSTATE classes 22
+//! "data exception" and 23 "integrity constraint", except the unique violation
+//! of two racing deliveries) is retried [`DEAD_LETTER_AFTER`] times and then
+//! moved to the `saga_dead_letters` table, so one poison message cannot stall
+//! every saga behind it in its worker and partition. Nothing is skipped
+//! silently: the message keeps its payload and error there, the counter
+//! `dead_lettered` and the gauge `dead_letters` show it, its saga stays in
+//! flight (the harness reports it unsettled), and the orchestrator's
+//! recovery re-sends the saga's pending command, which is tried again.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +45,9 @@ pub trait Handler: Send + Sync + std::fmt::Debug + 'static {
 
 /// How many messages are handled at once (each in its own transaction).
 pub const DEFAULT_WORKERS: usize = 8;
+
+/// Attempts of a deterministically failing message before it is dead-lettered.
+pub const DEAD_LETTER_AFTER: u32 = 5;
 
 struct Job {
     topic: String,
@@ -67,6 +82,7 @@ struct Shared {
     tracker: Mutex<OffsetTracker>,
     handler: Arc<dyn Handler>,
     metrics: Arc<Metrics>,
+    dead_letters: sqlx::PgPool,
 }
 
 impl Shared {
@@ -98,6 +114,8 @@ pub struct ConsumerSetup {
     pub metrics: Arc<Metrics>,
     /// Set once the consumer has joined its group.
     pub joined: Arc<AtomicBool>,
+    /// The database holding this service's dead-letter table.
+    pub dead_letters: sqlx::PgPool,
 }
 
 /// How a consumer session ended.
@@ -127,7 +145,7 @@ pub async fn run(setup: ConsumerSetup, mut stop: watch::Receiver<bool>) -> anyho
 }
 
 async fn session(setup: &ConsumerSetup, stop: &mut watch::Receiver<bool>) -> anyhow::Result<Session> {
-    let ConsumerSetup { settings, topics, handler, workers, metrics, joined } = setup;
+    let ConsumerSetup { settings, topics, handler, workers, metrics, joined, dead_letters } = setup;
     let context = GroupContext { joined: Arc::clone(joined) };
     let consumer: StreamConsumer<GroupContext> = settings.consumer().create_with_context(context)?;
     consumer.subscribe(topics)?;
@@ -136,6 +154,7 @@ async fn session(setup: &ConsumerSetup, stop: &mut watch::Receiver<bool>) -> any
         tracker: Mutex::default(),
         handler: Arc::clone(handler),
         metrics: Arc::clone(metrics),
+        dead_letters: dead_letters.clone(),
     });
     let mut senders = Vec::new();
     let mut tasks = Vec::new();
@@ -206,26 +225,68 @@ fn worker_for(key: &[u8], workers: usize) -> usize {
 
 async fn worker(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, stop: watch::Receiver<bool>) {
     while let Some(job) = jobs.recv().await {
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            match shared.handler.handle(job.msg.clone()).await {
-                Ok(()) => break,
-                Err(err) => {
-                    Metrics::incr(&shared.metrics.retries);
-                    tracing::warn!(
-                        saga = %job.msg.saga_id, step = job.msg.step.as_str(), error = %err,
-                        "saga message handling failed; retrying"
-                    );
-                    if *stop.borrow() {
-                        return; // not stored: redelivered after restart
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-            }
+        if !handle_to_end(&shared, &job, &stop).await {
+            return; // not stored: redelivered after restart
         }
         shared.finished(&job.topic, job.partition, job.offset);
     }
+}
+
+/// Handles `job` until it succeeds or is dead-lettered (`true`), or until
+/// `stop` turns true (`false`). Failures are logged at the 1st, 2nd, 4th, 8th,
+/// ... attempt, so an outage does not flood the log.
+async fn handle_to_end(shared: &Shared, job: &Job, stop: &watch::Receiver<bool>) -> bool {
+    let mut backoff = Duration::from_millis(50);
+    let mut deterministic = 0;
+    for attempt in 1u32.. {
+        let err = match shared.handler.handle(job.msg.clone()).await {
+            Ok(()) => return true,
+            Err(err) => err,
+        };
+        Metrics::incr(&shared.metrics.retries);
+        deterministic = if is_deterministic(&err) { deterministic + 1 } else { 0 };
+        if deterministic >= DEAD_LETTER_AFTER {
+            match dead_letter(shared, job, &err, attempt).await {
+                Ok(()) => return true,
+                Err(dl) => tracing::warn!(error = %dl, "could not write a dead letter; retrying the message"),
+            }
+        } else if attempt.is_power_of_two() {
+            tracing::warn!(
+                saga = %job.msg.saga_id, step = job.msg.step.as_str(), attempt, error = format!("{err:#}"),
+                "saga message handling failed; retrying"
+            );
+        }
+        if *stop.borrow() {
+            return false;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+    unreachable!("the attempt counter is unbounded")
+}
+
+async fn dead_letter(shared: &Shared, job: &Job, err: &anyhow::Error, attempts: u32) -> sqlx::Result<()> {
+    let error = format!("{err:#}");
+    let place = (job.topic.as_str(), job.partition, job.offset);
+    crate::store::dead_letter(&shared.dead_letters, &job.msg, place, &error, attempts).await?;
+    Metrics::incr(&shared.metrics.dead_lettered);
+    tracing::error!(
+        saga = %job.msg.saga_id, step = job.msg.step.as_str(), message = %job.msg.message_id,
+        topic = %job.topic, partition = job.partition, offset = job.offset, attempts, %error,
+        "saga message failed deterministically; moved to saga_dead_letters, its saga stays in flight"
+    );
+    Ok(())
+}
+
+/// Whether retrying `err` can never help: a PostgreSQL data exception (class
+/// 22, for example a value out of range) or integrity violation (class 23),
+/// except a unique violation (23505), which is how two racing deliveries of one
+/// message meet and which the retry resolves.
+pub fn is_deterministic(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        let Some(sqlx::Error::Database(db)) = cause.downcast_ref::<sqlx::Error>() else { return false };
+        db.code().is_some_and(|code| (code.starts_with("22") || code.starts_with("23")) && code != "23505")
+    })
 }
 
 #[cfg(test)]

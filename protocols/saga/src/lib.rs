@@ -42,7 +42,7 @@ pub use machine::Mode;
 pub use messages::Step;
 pub use metrics::Metrics;
 pub use orchestrator::{Orchestrator, OrchestratorSettings, OrderBook};
-pub use participant::Resource;
+pub use participant::{Receipt, Resource};
 pub use relay::{RelayFaults, RelaySettings};
 
 /// The pieces every saga service runs: the outbox relay and one consumer, over
@@ -118,6 +118,7 @@ impl Runtime {
             workers: self.workers,
             metrics: self.metrics(),
             joined: self.joined(),
+            dead_letters: self.pool.clone(),
         };
         move |stop| -> relay::RelayFuture {
             Box::pin(async move {
@@ -131,5 +132,10 @@ impl Runtime {
     /// Unsent outbox rows of this service's database.
     pub async fn unsent(&self) -> sqlx::Result<i64> {
         store::count_unsent(&self.pool).await
+    }
+
+    /// Messages in this service's dead-letter table.
+    pub async fn dead_letters(&self) -> sqlx::Result<i64> {
+        store::count_dead_letters(&self.pool).await
     }
 }

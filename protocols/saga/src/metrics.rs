@@ -41,6 +41,8 @@ pub struct Metrics {
     pub retries: AtomicU64,
     /// Messages that could not be decoded and were skipped.
     pub malformed: AtomicU64,
+    /// Messages moved to the dead-letter table after failing deterministically.
+    pub dead_lettered: AtomicU64,
     /// Outbox rows published by the relay.
     pub published: AtomicU64,
     /// Relay rounds that failed.
@@ -61,7 +63,7 @@ impl Metrics {
     /// The counters by name, plus gauges read from the database. A flat map of
     /// numbers, so the harness can sum it across replicas.
     pub fn snapshot(&self, gauges: Gauges) -> BTreeMap<&'static str, u64> {
-        let counters: [(&'static str, &AtomicU64); 18] = [
+        let counters: [(&'static str, &AtomicU64); 19] = [
             ("started", &self.started),
             ("paid", &self.paid),
             ("rejected", &self.rejected),
@@ -78,12 +80,14 @@ impl Metrics {
             ("late_actions", &self.late_actions),
             ("retries", &self.retries),
             ("malformed", &self.malformed),
+            ("dead_lettered", &self.dead_lettered),
             ("published", &self.published),
             ("relay_errors", &self.relay_errors),
         ];
         let mut out: BTreeMap<_, _> = counters.into_iter().map(|(k, c)| (k, c.load(Ordering::Relaxed))).collect();
         out.insert("in_flight", gauges.in_flight);
         out.insert("unsent_outbox", gauges.unsent_outbox);
+        out.insert("dead_letters", gauges.dead_letters);
         out
     }
 }
@@ -95,4 +99,6 @@ pub struct Gauges {
     pub in_flight: u64,
     /// Outbox rows not published yet.
     pub unsent_outbox: u64,
+    /// Messages in the dead-letter table.
+    pub dead_letters: u64,
 }

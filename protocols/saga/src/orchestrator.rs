@@ -411,8 +411,27 @@ impl Orchestrator {
                 .fetch_one(&self.pool)
                 .await?;
         let unsent = store::count_unsent(&self.pool).await?;
-        Ok(Gauges { in_flight: in_flight.max(0) as u64, unsent_outbox: unsent.max(0) as u64 })
+        let dead = store::count_dead_letters(&self.pool).await?;
+        Ok(Gauges {
+            in_flight: in_flight.max(0) as u64,
+            unsent_outbox: unsent.max(0) as u64,
+            dead_letters: dead.max(0) as u64,
+        })
     }
+}
+
+/// One of the batch orders `"0".."n-1"` with a saga in flight, if any: such an
+/// order must not be reset (`batch_init`) before its saga ends, or a new
+/// checkout would join the old saga and the old saga would pay the reset order.
+pub async fn in_flight_in_batch(conn: &mut PgConnection, n: i64) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT order_id FROM sagas WHERE status IN ('running', 'compensating')
+           AND CASE WHEN order_id ~ '^(0|[1-9][0-9]{0,19})$' THEN order_id::numeric < $1 ELSE FALSE END
+         LIMIT 1",
+    )
+    .bind(n)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Feeds replies into the orchestrator.

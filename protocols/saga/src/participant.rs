@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use protocol_core::{RejectReason, Work, crashpoint};
+use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
@@ -29,6 +30,18 @@ use crate::store;
 /// stored and its reply not published.
 pub const CRASH_AFTER_COMMIT: &str = "saga.participant.after_commit";
 
+/// What [`Resource::apply`] saw of the rows it changed, kept with the effect so
+/// that [`Resource::undo`] gives back to exactly those rows: the generation of
+/// each row, in the order of the work's lines. A `batch_init` that overwrites a
+/// row moves it to a new generation (services/common/src/reset.rs), and a
+/// compensation gives nothing back to a row of another generation, because
+/// the value it would restore was overwritten.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// Generation of each changed row, in work order.
+    pub generations: Vec<i64>,
+}
+
 /// The business side of a step, implemented by the service that owns the data.
 pub trait Resource: Send + Sync + 'static {
     /// Applies `work` on `conn` (inside a savepoint). `Ok(Err(reason))` means
@@ -37,10 +50,18 @@ pub trait Resource: Send + Sync + 'static {
         &'a self,
         conn: &'a mut PgConnection,
         work: &'a Work,
-    ) -> BoxFuture<'a, sqlx::Result<Result<(), RejectReason>>>;
+    ) -> BoxFuture<'a, sqlx::Result<Result<Receipt, RejectReason>>>;
 
-    /// Undoes `work`, which [`Resource::apply`] applied earlier.
-    fn undo<'a>(&'a self, conn: &'a mut PgConnection, work: &'a Work) -> BoxFuture<'a, sqlx::Result<()>>;
+    /// Undoes `work`, which [`Resource::apply`] applied earlier and described in
+    /// `receipt` (`None` for effects recorded before receipts existed: undone
+    /// unconditionally). Rows whose generation differs from the receipt's are
+    /// left alone.
+    fn undo<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        work: &'a Work,
+        receipt: Option<&'a Receipt>,
+    ) -> BoxFuture<'a, sqlx::Result<()>>;
 }
 
 /// Handles the commands of one step.
@@ -87,7 +108,10 @@ impl Recorded {
     }
 }
 
-type EffectRow = (String, Option<Json<Work>>, Option<Json<RejectReason>>);
+type EffectRow = (String, Option<Json<Work>>, Option<Json<RejectReason>>, Option<Json<Receipt>>);
+
+/// A recorded effect: its state, its work and refusal reason, and its receipt.
+type Effect = (Recorded, Option<Work>, Option<RejectReason>, Option<Receipt>);
 
 impl ParticipantHandler {
     /// Handles the commands of `step` on `pool`, applying them with `resource`;
@@ -114,49 +138,51 @@ impl ParticipantHandler {
             return Ok(());
         }
         let recorded: Option<EffectRow> =
-            sqlx::query_as("SELECT state, work, reason FROM saga_effects WHERE saga_id = $1 FOR UPDATE")
+            sqlx::query_as("SELECT state, work, reason, receipt FROM saga_effects WHERE saga_id = $1 FOR UPDATE")
                 .bind(msg.saga_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let recorded = match recorded {
-            Some((state, work, reason)) => Some((Recorded::parse(&state)?, work.map(|w| w.0), reason.map(|r| r.0))),
+        let recorded: Option<Effect> = match recorded {
+            Some((state, work, reason, receipt)) => {
+                Some((Recorded::parse(&state)?, work.map(|w| w.0), reason.map(|r| r.0), receipt.map(|r| r.0)))
+            }
             None => None,
         };
         let reply = match (&msg.body, recorded) {
             (Body::Action { work }, None) => {
                 let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
                 match self.resource.apply(&mut savepoint, work).await? {
-                    Ok(()) => {
+                    Ok(receipt) => {
                         savepoint.commit().await?;
-                        self.record(&mut tx, &msg, Recorded::Applied, Some(work), None).await?;
+                        self.record(&mut tx, &msg, Recorded::Applied, Some(work), None, Some(&receipt)).await?;
                         Metrics::incr(&self.metrics.applied);
                         Body::Done
                     }
                     Err(reason) => {
                         savepoint.rollback().await?;
-                        self.record(&mut tx, &msg, Recorded::Refused, None, Some(&reason)).await?;
+                        self.record(&mut tx, &msg, Recorded::Refused, None, Some(&reason), None).await?;
                         Metrics::incr(&self.metrics.refused);
                         Body::Refused { reason }
                     }
                 }
             }
-            (Body::Action { .. }, Some((Recorded::Applied, _, _))) => Body::Done,
-            (Body::Action { .. }, Some((Recorded::Refused, _, reason))) => {
+            (Body::Action { .. }, Some((Recorded::Applied, ..))) => Body::Done,
+            (Body::Action { .. }, Some((Recorded::Refused, _, reason, _))) => {
                 let reason = reason.ok_or_else(|| anyhow::anyhow!("refused effect without a reason"))?;
                 Body::Refused { reason }
             }
-            (Body::Action { .. }, Some((Recorded::Compensated | Recorded::Tombstone, _, _))) => {
+            (Body::Action { .. }, Some((Recorded::Compensated | Recorded::Tombstone, ..))) => {
                 Metrics::incr(&self.metrics.late_actions);
                 Body::Compensated
             }
             (_, None) => {
-                self.record(&mut tx, &msg, Recorded::Tombstone, None, None).await?;
+                self.record(&mut tx, &msg, Recorded::Tombstone, None, None, None).await?;
                 Metrics::incr(&self.metrics.tombstones);
                 Body::Compensated
             }
-            (_, Some((Recorded::Applied, work, _))) => {
+            (_, Some((Recorded::Applied, work, _, receipt))) => {
                 let work = work.ok_or_else(|| anyhow::anyhow!("applied effect without its work"))?;
-                self.resource.undo(&mut tx, &work).await?;
+                self.resource.undo(&mut tx, &work, receipt.as_ref()).await?;
                 self.update(&mut tx, &msg, Recorded::Compensated).await?;
                 Metrics::incr(&self.metrics.compensated);
                 Body::Compensated
@@ -178,17 +204,22 @@ impl ParticipantHandler {
         state: Recorded,
         work: Option<&Work>,
         reason: Option<&RejectReason>,
+        receipt: Option<&Receipt>,
     ) -> sqlx::Result<()> {
         // A plain INSERT: a concurrent delivery that inserted first makes this
         // fail, and the retry sees its row.
-        sqlx::query("INSERT INTO saga_effects (saga_id, order_id, state, work, reason) VALUES ($1, $2, $3, $4, $5)")
-            .bind(msg.saga_id)
-            .bind(&msg.order_id)
-            .bind(state.as_str())
-            .bind(work.map(Json))
-            .bind(reason.map(Json))
-            .execute(conn)
-            .await?;
+        sqlx::query(
+            "INSERT INTO saga_effects (saga_id, order_id, state, work, reason, receipt)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(msg.saga_id)
+        .bind(&msg.order_id)
+        .bind(state.as_str())
+        .bind(work.map(Json))
+        .bind(reason.map(Json))
+        .bind(receipt.map(Json))
+        .execute(conn)
+        .await?;
         Ok(())
     }
 

@@ -63,3 +63,34 @@ pub async fn claim(conn: &mut PgConnection, message_id: Uuid) -> sqlx::Result<bo
 pub async fn count_unsent(pool: &PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM saga_outbox WHERE sent_at IS NULL").fetch_one(pool).await
 }
+
+/// Keeps `msg`, whose handler failed deterministically `attempts` times with
+/// `error`, in the dead-letter table (once per message id).
+pub async fn dead_letter(
+    pool: &PgPool,
+    msg: &Envelope,
+    (topic, partition, offset): (&str, i32, i64),
+    error: &str,
+    attempts: u32,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO saga_dead_letters (message_id, saga_id, topic, part, msg_offset, payload, error, attempts)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (message_id) DO NOTHING",
+    )
+    .bind(msg.message_id)
+    .bind(msg.saga_id)
+    .bind(topic)
+    .bind(partition)
+    .bind(offset)
+    .bind(sqlx::types::Json(msg))
+    .bind(error)
+    .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Messages in the dead-letter table.
+pub async fn count_dead_letters(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM saga_dead_letters").fetch_one(pool).await
+}

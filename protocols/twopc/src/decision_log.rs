@@ -152,3 +152,27 @@ pub async fn unfinished(pool: &PgPool, min_age: Duration, limit: i64) -> sqlx::R
 pub async fn count_unfinished(pool: &PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM twopc_decisions WHERE NOT finished").fetch_one(pool).await
 }
+
+/// SQL predicate: `order_id` is one of the batch ids `"0".."$1-1"`.
+pub(crate) const IN_BATCH: &str =
+    "CASE WHEN order_id ~ '^(0|[1-9][0-9]{0,19})$' THEN order_id::numeric < $1 ELSE FALSE END";
+
+/// One of the batch orders `"0".."n-1"` with a commit whose phase two is
+/// unfinished, if any: such an order must not be reset (`batch_init`) before
+/// phase two ends, or it could never be paid again.
+pub async fn unfinished_commit_in_batch(conn: &mut PgConnection, n: i64) -> sqlx::Result<Option<String>> {
+    let sql = format!(
+        "SELECT order_id FROM twopc_decisions WHERE NOT finished AND decision = 'commit' AND {IN_BATCH} LIMIT 1"
+    );
+    sqlx::query_scalar(&sql).bind(n).fetch_optional(conn).await
+}
+
+/// Forgets the finished decisions of the batch orders `"0".."n-1"`, which a
+/// `batch_init` makes unpaid again: finished decisions are never read again
+/// (every participant applied them), and the one-commit-per-order rule must
+/// let the reset order be paid once more.
+pub async fn forget_batch(conn: &mut PgConnection, n: i64) -> sqlx::Result<()> {
+    let sql = format!("DELETE FROM twopc_decisions WHERE finished AND {IN_BATCH}");
+    sqlx::query(&sql).bind(n).execute(conn).await?;
+    Ok(())
+}

@@ -3,13 +3,14 @@
 //! Both services need the same two operations with the same concurrency story,
 //! so they live here once. Each is a single conditional `UPDATE`: the row lock
 //! serialises concurrent changes (no lost updates), the `WHERE value >= amount`
-//! guard makes a subtraction that would go negative change nothing, and
-//! PostgreSQL's checked `bigint` arithmetic refuses an overflowing addition
-//! (answered 400 by [`crate::ApiError`]'s conversion).
+//! guard makes a subtraction that would go negative change nothing, and the
+//! `WHERE value <= MAX_VALUE - amount` guard keeps an addition from taking a
+//! counter past [`MAX_VALUE`] (the headroom a saga compensation needs).
 
 use sqlx::PgPool;
 
 use crate::error::ApiResult;
+use crate::params::MAX_VALUE;
 
 /// A table holding one non-negative `bigint` counter per text id.
 #[derive(Debug, Clone, Copy)]
@@ -22,29 +23,37 @@ pub struct CounterTable {
     pub value_column: &'static str,
 }
 
-/// Why a subtraction changed nothing.
+/// Why a subtraction or an addition changed nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubtractRefused {
+pub enum Refused {
     /// No row has this id.
     NotFound,
     /// The counter is below the amount.
     Insufficient,
+    /// The counter would pass [`MAX_VALUE`].
+    TooLarge,
 }
 
 impl CounterTable {
-    /// Adds `amount`; `None` if no row has this id.
-    pub async fn add(&self, pool: &PgPool, id: &str, amount: i64) -> ApiResult<Option<i64>> {
+    /// Adds `amount` (at most [`MAX_VALUE`]) unless the counter would pass
+    /// [`MAX_VALUE`].
+    pub async fn add(&self, pool: &PgPool, id: &str, amount: i64) -> ApiResult<Result<i64, Refused>> {
         let sql = format!(
-            "UPDATE {t} SET {v} = {v} + $2 WHERE {k} = $1 RETURNING {v}",
+            "UPDATE {t} SET {v} = {v} + $2 WHERE {k} = $1 AND {v} <= $3 - $2 RETURNING {v}",
             t = self.table,
             k = self.id_column,
             v = self.value_column
         );
-        Ok(sqlx::query_scalar(&sql).bind(id).bind(amount).fetch_optional(pool).await?)
+        let updated: Option<i64> =
+            sqlx::query_scalar(&sql).bind(id).bind(amount.min(MAX_VALUE)).bind(MAX_VALUE).fetch_optional(pool).await?;
+        match updated {
+            Some(value) => Ok(Ok(value)),
+            None => Ok(Err(self.why_unchanged(pool, id, Refused::TooLarge).await?)),
+        }
     }
 
     /// Subtracts `amount` if the counter holds at least that much.
-    pub async fn subtract(&self, pool: &PgPool, id: &str, amount: i64) -> ApiResult<Result<i64, SubtractRefused>> {
+    pub async fn subtract(&self, pool: &PgPool, id: &str, amount: i64) -> ApiResult<Result<i64, Refused>> {
         let sql = format!(
             "UPDATE {t} SET {v} = {v} - $2 WHERE {k} = $1 AND {v} >= $2 RETURNING {v}",
             t = self.table,
@@ -55,13 +64,15 @@ impl CounterTable {
         if let Some(value) = updated {
             return Ok(Ok(value));
         }
-        // Nothing changed; tell the caller why. The row may have appeared or
-        // changed since, but the answer "this subtraction took no effect" holds.
+        Ok(Err(self.why_unchanged(pool, id, Refused::Insufficient).await?))
+    }
+
+    /// Nothing changed; tells the caller why: `NotFound`, or `guard` for a row
+    /// that exists. The row may have appeared or changed since, but the answer
+    /// "this change took no effect" holds.
+    async fn why_unchanged(&self, pool: &PgPool, id: &str, guard: Refused) -> ApiResult<Refused> {
         let exists_sql = format!("SELECT 1 FROM {} WHERE {} = $1", self.table, self.id_column);
         let exists: Option<i32> = sqlx::query_scalar(&exists_sql).bind(id).fetch_optional(pool).await?;
-        Ok(Err(match exists {
-            Some(_) => SubtractRefused::Insufficient,
-            None => SubtractRefused::NotFound,
-        }))
+        Ok(if exists.is_some() { guard } else { Refused::NotFound })
     }
 }

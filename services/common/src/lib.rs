@@ -7,6 +7,7 @@
 //!   request input reaches SQL;
 //! - [`server`]: router layers, health check, graceful shutdown;
 //! - [`counter`]: the atomic, never-negative counter updates of stock and credit;
+//! - [`reset`]: `batch_init` on a live system (waits for protocol state in flight);
 //! - [`db`], [`price_cache`], [`config`], [`telemetry`]: connections and settings.
 
 pub mod config;
@@ -15,6 +16,7 @@ pub mod db;
 pub mod error;
 pub mod params;
 pub mod price_cache;
+pub mod reset;
 pub mod saga;
 pub mod server;
 pub mod telemetry;

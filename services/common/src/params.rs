@@ -73,7 +73,20 @@ fn is_decimal_id(raw: &str) -> bool {
     digits && (raw == "0" || !raw.starts_with('0')) && raw.parse::<u64>().is_ok()
 }
 
-/// A strictly positive quantity of money or stock (`1..=i64::MAX`).
+/// The largest amount, price, balance, stock level or order total the API
+/// accepts or lets a counter reach: 2^53 - 1, which every JSON client reads
+/// exactly.
+///
+/// The bound is what keeps a saga's compensation from overflowing: a refund or
+/// a release adds back what a step took from a row, and every row and every
+/// amount stays at or below `MAX_VALUE` through the public API, so a
+/// compensation fits in `bigint` unless more than `i64::MAX / MAX_VALUE`
+/// (1024) maximal reservations of one row are in flight at once. Past that the
+/// compensation fails and goes to the dead-letter table
+/// (`protocols/saga/src/consumer.rs`), never silently.
+pub const MAX_VALUE: i64 = (1 << 53) - 1;
+
+/// A strictly positive quantity of money or stock (`1..=MAX_VALUE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Amount(i64);
 
@@ -84,7 +97,7 @@ impl Amount {
         if value <= 0 {
             return Err(ApiError::bad_request(format!("{name} must be positive")));
         }
-        Ok(Amount(value))
+        Ok(Amount(bounded(name, value)?))
     }
 
     /// The value.
@@ -93,7 +106,7 @@ impl Amount {
     }
 }
 
-/// A quantity that may be zero: a price or a starting balance (`0..=i64::MAX`).
+/// A quantity that may be zero: a price or a starting balance (`0..=MAX_VALUE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct NonNegative(i64);
 
@@ -104,7 +117,7 @@ impl NonNegative {
         if value < 0 {
             return Err(ApiError::bad_request(format!("{name} must not be negative")));
         }
-        Ok(NonNegative(value))
+        Ok(NonNegative(bounded(name, value)?))
     }
 
     /// The value.
@@ -135,6 +148,13 @@ impl Count {
     pub fn get(self) -> i64 {
         self.0
     }
+}
+
+fn bounded(name: &str, value: i64) -> Result<i64, ApiError> {
+    if value > MAX_VALUE {
+        return Err(ApiError::bad_request(format!("{name} must be at most {MAX_VALUE}")));
+    }
+    Ok(value)
 }
 
 fn parse_i64(name: &str, raw: &str) -> Result<i64, ApiError> {
@@ -179,10 +199,10 @@ mod tests {
     }
 
     #[test]
-    fn amounts_are_positive_i64() {
+    fn amounts_are_positive_and_bounded() {
         assert_eq!(Amount::parse("a", "1").map(Amount::get).ok(), Some(1));
-        assert_eq!(Amount::parse("a", "9223372036854775807").map(Amount::get).ok(), Some(i64::MAX));
-        for bad in ["0", "-1", "9223372036854775808", "1e3", "+5", "5.0", "", "x", "-"] {
+        assert_eq!(Amount::parse("a", "9007199254740991").map(Amount::get).ok(), Some(MAX_VALUE));
+        for bad in ["0", "-1", "9007199254740992", "9223372036854775807", "9223372036854775808", "1e3", "+5", "5.0", "", "x", "-"] {
             assert!(Amount::parse("a", bad).is_err(), "accepted {bad:?}");
         }
     }
@@ -191,6 +211,7 @@ mod tests {
     fn non_negative_accepts_zero() {
         assert_eq!(NonNegative::parse("p", "0").map(NonNegative::get).ok(), Some(0));
         assert!(NonNegative::parse("p", "-1").is_err());
+        assert!(NonNegative::parse("p", "9007199254740992").is_err());
     }
 
     #[test]

@@ -154,9 +154,11 @@ pub fn routes_for(runtime: Runtime, role: Role) -> Router {
 async fn metrics(State(state): State<EndpointState>) -> ApiResult<Json<Value>> {
     let gauges = match &state.role {
         Role::Orchestrator(orchestrator) => orchestrator.gauges().await?,
-        Role::Participant(_) => {
-            Gauges { in_flight: 0, unsent_outbox: u64::try_from(state.runtime.unsent().await?).unwrap_or(0) }
-        }
+        Role::Participant(_) => Gauges {
+            in_flight: 0,
+            unsent_outbox: u64::try_from(state.runtime.unsent().await?).unwrap_or(0),
+            dead_letters: u64::try_from(state.runtime.dead_letters().await?).unwrap_or(0),
+        },
     };
     Ok(Json(json!(state.runtime.metrics().snapshot(gauges))))
 }

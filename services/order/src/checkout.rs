@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use protocol_core::{CheckoutError, CheckoutOutcome, CheckoutRequest, ProtocolKind, RejectReason, merge_items};
 use service_common::error::{ApiError, ApiResult};
-use service_common::params::Id;
-use sqlx::{Postgres, Transaction};
+use service_common::params::{Id, MAX_VALUE};
+use service_common::reset::ResetWait;
+use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::store::{Order, Store};
 
@@ -71,6 +72,62 @@ impl Checkout {
 }
 
 impl Checkout {
+    /// `batch_init` of orders `"0".."n-1"` (see [`Store::reset_batch`]) on a
+    /// live system: the reset commits only once no reset order has protocol
+    /// state in flight (a checkout holding its row, a saga not terminal, a 2PC
+    /// commit whose phase two is unfinished), and answers 409 after
+    /// [`service_common::reset::RESET_WAIT`] otherwise. So a reset order never
+    /// joins an old saga, is never marked paid by one, and can always be paid
+    /// again.
+    pub async fn batch_init(&self, n: i64, n_items: i64, n_users: i64, price: i64) -> ApiResult<()> {
+        let total = price
+            .checked_mul(2)
+            .filter(|t| *t <= MAX_VALUE)
+            .ok_or_else(|| ApiError::bad_request(format!("2 x item_price must be at most {MAX_VALUE}")))?;
+        let wait = ResetWait::new("orders");
+        loop {
+            let mut tx = self.store.pool().begin().await?;
+            wait.begin(&mut tx).await?;
+            let busy = match self.try_reset(&mut tx, n, n_items, n_users, price, total).await {
+                Ok(None) => return Ok(tx.commit().await?),
+                Ok(Some(busy)) => busy,
+                Err(err) => ResetWait::in_flight(err)?,
+            };
+            drop(tx);
+            wait.retry(&busy).await?;
+        }
+    }
+
+    /// One attempt: resets the orders under their row locks, then asks the
+    /// protocol whether any of them is still in flight (`Some`: roll back).
+    async fn try_reset(
+        &self,
+        conn: &mut PgConnection,
+        n: i64,
+        n_items: i64,
+        n_users: i64,
+        price: i64,
+        total: i64,
+    ) -> sqlx::Result<Option<String>> {
+        Store::reset_batch(conn, n, n_items, n_users, price, total).await?;
+        match &self.driver {
+            Driver::TwoPc(_) => {
+                if let Some(order) = twopc::decision_log::unfinished_commit_in_batch(conn, n).await? {
+                    return Ok(Some(format!("order {order} has a 2PC commit whose phase two is unfinished")));
+                }
+                // The reset orders are unpaid again, so the one-commit-per-order
+                // rule must forget their earlier commits, all finished by now.
+                twopc::decision_log::forget_batch(conn, n).await?;
+            }
+            Driver::Saga(_) => {
+                if let Some(order) = saga::orchestrator::in_flight_in_batch(conn, n).await? {
+                    return Ok(Some(format!("order {order} has a saga in flight")));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Opens a transaction holding the order's row lock and reads the order
     /// under it: the request to run, or the outcome without running one.
     async fn lock_order(

@@ -52,7 +52,7 @@ async fn batch_init(
     let n_items = Count::parse("n_items", &n_items, i64::MAX)?;
     let n_users = Count::parse("n_users", &n_users, i64::MAX)?;
     let price = NonNegative::parse("item_price", &price)?;
-    state.store.batch_init(n.get(), n_items.get(), n_users.get(), price.get()).await?;
+    state.checkout.batch_init(n.get(), n_items.get(), n_users.get(), price.get()).await?;
     Ok(Json(json!({ "msg": "Batch init for orders successful" })))
 }
 

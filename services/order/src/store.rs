@@ -2,7 +2,7 @@
 
 use futures::future::BoxFuture;
 use service_common::error::{ApiError, ApiResult};
-use service_common::params::Id;
+use service_common::params::{Id, MAX_VALUE};
 use sqlx::{PgConnection, PgPool};
 
 /// An order as `GET /orders/find` shows it.
@@ -58,26 +58,20 @@ impl Store {
         Ok(())
     }
 
-    /// Creates or overwrites orders `"0"..="n-1"`: each unpaid, for a random user
-    /// of `"0"..n_users`, with two random items of `"0"..n_items` at `price` each.
-    pub async fn batch_init(&self, n: i64, n_items: i64, n_users: i64, price: i64) -> ApiResult<()> {
-        let total = price.checked_mul(2).ok_or_else(|| ApiError::bad_request("item_price is out of range"))?;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM order_items WHERE order_id IN (SELECT g::text FROM generate_series(0, $1 - 1) AS g)")
-            .bind(n)
-            .execute(&mut *tx)
-            .await?;
-        // The reset orders are unpaid again, so the 2PC log's one-commit-per-order
-        // rule must forget their earlier, finished commits. Finished decisions
-        // are never read again (every participant applied them); unfinished
-        // ones stay, and a checkout of such an order waits for phase two.
-        sqlx::query(
-            "DELETE FROM twopc_decisions
-             WHERE finished AND order_id IN (SELECT g::text FROM generate_series(0, $1 - 1) AS g)",
-        )
-        .bind(n)
-        .execute(&mut *tx)
-        .await?;
+    /// Creates or overwrites orders `"0"..="n-1"` on `conn` (inside the
+    /// caller's transaction, which then holds every reset order's row lock):
+    /// each unpaid, for a random user of `"0"..n_users`, with two random items
+    /// of `"0"..n_items` at `price` each (`total` = 2 x `price`).
+    pub async fn reset_batch(
+        conn: &mut PgConnection,
+        n: i64,
+        n_items: i64,
+        n_users: i64,
+        price: i64,
+        total: i64,
+    ) -> sqlx::Result<()> {
+        // The upsert comes first: it takes the row locks (waiting for a
+        // checkout that holds one), so what is read after it cannot change.
         sqlx::query(
             "INSERT INTO orders (order_id, user_id, paid, total_cost)
              SELECT g::text, floor(random() * $2)::bigint::text, FALSE, $3
@@ -89,8 +83,12 @@ impl Store {
         .bind(n)
         .bind(n_users)
         .bind(total)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
+        sqlx::query("DELETE FROM order_items WHERE order_id IN (SELECT g::text FROM generate_series(0, $1 - 1) AS g)")
+            .bind(n)
+            .execute(&mut *conn)
+            .await?;
         sqlx::query(
             "INSERT INTO order_items (order_id, seq, item_id, quantity, unit_price)
              SELECT g::text, s, floor(random() * $2)::bigint::text, 1, $3
@@ -99,9 +97,8 @@ impl Store {
         .bind(n)
         .bind(n_items)
         .bind(price)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -157,7 +154,8 @@ impl Store {
     ) -> ApiResult<Result<i64, AddItemRefused>> {
         let cost = quantity
             .checked_mul(unit_price)
-            .ok_or_else(|| ApiError::bad_request("quantity x price is out of range"))?;
+            .filter(|cost| *cost <= MAX_VALUE)
+            .ok_or_else(|| ApiError::bad_request(format!("quantity x price must be at most {MAX_VALUE}")))?;
         let mut tx = self.pool.begin().await?;
         let state: Option<(bool, bool)> =
             sqlx::query_as("SELECT paid, checkout_in_progress FROM orders WHERE order_id = $1 FOR UPDATE")
@@ -170,14 +168,28 @@ impl Store {
             Some((false, true)) => return Ok(Err(AddItemRefused::CheckoutInProgress)),
             Some((false, false)) => {}
         }
-        // Overflow of the total is refused by PostgreSQL's checked arithmetic.
-        let total: i64 = sqlx::query_scalar(
-            "UPDATE orders SET total_cost = total_cost + $2 WHERE order_id = $1 RETURNING total_cost",
+        // The total and the order's units stay at most MAX_VALUE, so the debit
+        // and every stock line of its checkout (and their compensations) fit.
+        let units: i64 =
+            sqlx::query_scalar("SELECT COALESCE(SUM(quantity), 0)::bigint FROM order_items WHERE order_id = $1")
+                .bind(order_id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        if units > MAX_VALUE - quantity {
+            return Err(ApiError::bad_request(format!("an order holds at most {MAX_VALUE} units")));
+        }
+        let total: Option<i64> = sqlx::query_scalar(
+            "UPDATE orders SET total_cost = total_cost + $2 WHERE order_id = $1 AND total_cost <= $3 - $2
+             RETURNING total_cost",
         )
         .bind(order_id.as_str())
         .bind(cost)
-        .fetch_one(&mut *tx)
+        .bind(MAX_VALUE)
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some(total) = total else {
+            return Err(ApiError::bad_request(format!("an order's total_cost must be at most {MAX_VALUE}")));
+        };
         sqlx::query(
             "INSERT INTO order_items (order_id, seq, item_id, quantity, unit_price)
              SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM order_items WHERE order_id = $1",

@@ -16,7 +16,7 @@ impl twopc::Resource for PaymentResource {
         conn: &'a mut PgConnection,
         work: &'a Work,
     ) -> BoxFuture<'a, sqlx::Result<Result<(), RejectReason>>> {
-        Box::pin(debit(conn, work))
+        Box::pin(async move { Ok(debit(conn, work).await?.map(drop)) })
     }
 }
 
@@ -25,25 +25,39 @@ impl saga::Resource for PaymentResource {
         &'a self,
         conn: &'a mut PgConnection,
         work: &'a Work,
-    ) -> BoxFuture<'a, sqlx::Result<Result<(), RejectReason>>> {
-        Box::pin(debit(conn, work))
+    ) -> BoxFuture<'a, sqlx::Result<Result<saga::Receipt, RejectReason>>> {
+        Box::pin(async move {
+            Ok(debit(conn, work).await?.map(|generation| saga::Receipt { generations: vec![generation] }))
+        })
     }
 
-    fn undo<'a>(&'a self, conn: &'a mut PgConnection, work: &'a Work) -> BoxFuture<'a, sqlx::Result<()>> {
+    fn undo<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        work: &'a Work,
+        receipt: Option<&'a saga::Receipt>,
+    ) -> BoxFuture<'a, sqlx::Result<()>> {
         Box::pin(async move {
             let Work::Payment { user_id, amount } = work else { return Ok(()) };
-            sqlx::query("UPDATE users SET credit = credit + $2 WHERE user_id = $1")
-                .bind(user_id)
-                .bind(amount)
-                .execute(&mut *conn)
-                .await?;
+            // A user reset since (another generation) gets nothing back: the
+            // reset overwrote the credit the debit took from.
+            let generation = receipt.and_then(|r| r.generations.first().copied());
+            sqlx::query(
+                "UPDATE users SET credit = credit + $2 WHERE user_id = $1 AND ($3::bigint IS NULL OR generation = $3)",
+            )
+            .bind(user_id)
+            .bind(amount)
+            .bind(generation)
+            .execute(&mut *conn)
+            .await?;
             Ok(())
         })
     }
 }
 
-/// Debits the total of `work` or, refusing, reports why.
-async fn debit(conn: &mut PgConnection, work: &Work) -> sqlx::Result<Result<(), RejectReason>> {
+/// Debits the total of `work` or, refusing, reports why. Returns the
+/// generation of the user's row.
+async fn debit(conn: &mut PgConnection, work: &Work) -> sqlx::Result<Result<i64, RejectReason>> {
     let Work::Payment { user_id, amount } = work else {
         return Ok(Err(RejectReason::UnknownUser { user_id: "(work is not for payment)".to_owned() }));
     };
@@ -59,14 +73,14 @@ async fn debit(conn: &mut PgConnection, work: &Work) -> sqlx::Result<Result<(), 
         Some(_) => {}
     }
     let paid: Option<i64> = sqlx::query_scalar(
-        "UPDATE users SET credit = credit - $2 WHERE user_id = $1 AND credit >= $2 RETURNING credit",
+        "UPDATE users SET credit = credit - $2 WHERE user_id = $1 AND credit >= $2 RETURNING generation",
     )
     .bind(user_id)
     .bind(amount)
     .fetch_optional(&mut *conn)
     .await?;
-    if paid.is_some() {
-        return Ok(Ok(()));
+    if let Some(generation) = paid {
+        return Ok(Ok(generation));
     }
     let exists: Option<i32> =
         sqlx::query_scalar("SELECT 1 FROM users WHERE user_id = $1").bind(user_id).fetch_optional(&mut *conn).await?;

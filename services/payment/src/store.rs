@@ -1,8 +1,9 @@
 //! SQL for the payment service.
 
-use service_common::counter::{CounterTable, SubtractRefused};
+use service_common::counter::{CounterTable, Refused};
 use service_common::error::{ApiError, ApiResult};
 use service_common::params::Id;
+use service_common::reset::ResetWait;
 use sqlx::PgPool;
 
 const USERS: CounterTable = CounterTable { table: "users", id_column: "user_id", value_column: "credit" };
@@ -25,18 +26,32 @@ impl Store {
         Ok(())
     }
 
-    /// Creates or overwrites users `"0"..="n-1"`, in one statement.
+    /// Creates or overwrites users `"0"..="n-1"` in one statement, once no 2PC
+    /// branch holds one of them (see [`service_common::reset`]); each
+    /// overwritten user moves to a new generation.
     pub async fn batch_init(&self, n: i64, credit: i64) -> ApiResult<()> {
-        sqlx::query(
-            "INSERT INTO users (user_id, credit)
-             SELECT g::text, $2 FROM generate_series(0, $1 - 1) AS g
-             ON CONFLICT (user_id) DO UPDATE SET credit = EXCLUDED.credit",
-        )
-        .bind(n)
-        .bind(credit)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let wait = ResetWait::new("users");
+        loop {
+            let mut tx = self.pool.begin().await?;
+            wait.begin(&mut tx).await?;
+            let upsert = sqlx::query(
+                "INSERT INTO users (user_id, credit)
+                 SELECT g::text, $2 FROM generate_series(0, $1 - 1) AS g ORDER BY g::text
+                 ON CONFLICT (user_id) DO UPDATE SET credit = EXCLUDED.credit, generation = users.generation + 1",
+            )
+            .bind(n)
+            .bind(credit)
+            .execute(&mut *tx)
+            .await;
+            match upsert {
+                Ok(_) => return Ok(tx.commit().await?),
+                Err(err) => {
+                    let busy = ResetWait::in_flight(err)?;
+                    drop(tx);
+                    wait.retry(&busy).await?;
+                }
+            }
+        }
     }
 
     /// The user's credit, if the user exists.
@@ -47,17 +62,22 @@ impl Store {
             .await?)
     }
 
-    /// Adds `amount` to the user's credit.
+    /// Adds `amount` to the user's credit, keeping it at most
+    /// [`service_common::params::MAX_VALUE`].
     pub async fn add_funds(&self, id: &Id, amount: i64) -> ApiResult<i64> {
-        USERS.add(&self.pool, id.as_str(), amount).await?.ok_or_else(|| user_not_found(id))
+        match USERS.add(&self.pool, id.as_str(), amount).await? {
+            Ok(credit) => Ok(credit),
+            Err(Refused::NotFound) => Err(user_not_found(id)),
+            Err(_) => Err(ApiError::bad_request(format!("credit of user {id} would exceed the maximum"))),
+        }
     }
 
     /// Takes `amount` from the user's credit if there is that much, atomically.
     pub async fn pay(&self, id: &Id, amount: i64) -> ApiResult<i64> {
         match USERS.subtract(&self.pool, id.as_str(), amount).await? {
             Ok(credit) => Ok(credit),
-            Err(SubtractRefused::Insufficient) => Err(ApiError::rejected(format!("insufficient credit for user {id}"))),
-            Err(SubtractRefused::NotFound) => Err(user_not_found(id)),
+            Err(Refused::NotFound) => Err(user_not_found(id)),
+            Err(_) => Err(ApiError::rejected(format!("insufficient credit for user {id}"))),
         }
     }
 }

@@ -16,7 +16,7 @@ impl twopc::Resource for StockResource {
         conn: &'a mut PgConnection,
         work: &'a Work,
     ) -> BoxFuture<'a, sqlx::Result<Result<(), RejectReason>>> {
-        Box::pin(take(conn, work))
+        Box::pin(async move { Ok(take(conn, work).await?.map(drop)) })
     }
 }
 
@@ -25,21 +25,32 @@ impl saga::Resource for StockResource {
         &'a self,
         conn: &'a mut PgConnection,
         work: &'a Work,
-    ) -> BoxFuture<'a, sqlx::Result<Result<(), RejectReason>>> {
-        Box::pin(take(conn, work))
+    ) -> BoxFuture<'a, sqlx::Result<Result<saga::Receipt, RejectReason>>> {
+        Box::pin(async move { Ok(take(conn, work).await?.map(|generations| saga::Receipt { generations })) })
     }
 
-    fn undo<'a>(&'a self, conn: &'a mut PgConnection, work: &'a Work) -> BoxFuture<'a, sqlx::Result<()>> {
+    fn undo<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        work: &'a Work,
+        receipt: Option<&'a saga::Receipt>,
+    ) -> BoxFuture<'a, sqlx::Result<()>> {
         Box::pin(async move {
             let Work::Stock { items } = work else { return Ok(()) };
             // Same item-id order as `take`, so a release and a reservation
-            // sharing items cannot deadlock.
-            for line in items {
-                sqlx::query("UPDATE items SET stock = stock + $2 WHERE item_id = $1")
-                    .bind(&line.item_id)
-                    .bind(line.quantity)
-                    .execute(&mut *conn)
-                    .await?;
+            // sharing items cannot deadlock. A row reset since (another
+            // generation) gets nothing back: the reset overwrote what was taken.
+            for (i, line) in items.iter().enumerate() {
+                let generation = receipt.and_then(|r| r.generations.get(i).copied());
+                sqlx::query(
+                    "UPDATE items SET stock = stock + $2
+                     WHERE item_id = $1 AND ($3::bigint IS NULL OR generation = $3)",
+                )
+                .bind(&line.item_id)
+                .bind(line.quantity)
+                .bind(generation)
+                .execute(&mut *conn)
+                .await?;
             }
             Ok(())
         })
@@ -47,8 +58,9 @@ impl saga::Resource for StockResource {
 }
 
 /// Takes every line of `work` or, refusing, reports why (the caller rolls back
-/// whatever was taken before the refusal).
-async fn take(conn: &mut PgConnection, work: &Work) -> sqlx::Result<Result<(), RejectReason>> {
+/// whatever was taken before the refusal). Returns the generation of each
+/// line's row.
+async fn take(conn: &mut PgConnection, work: &Work) -> sqlx::Result<Result<Vec<i64>, RejectReason>> {
     let Work::Stock { items } = work else {
         return Ok(Err(RejectReason::UnknownItem { item_id: "(work is not for stock)".to_owned() }));
     };
@@ -70,15 +82,17 @@ async fn take(conn: &mut PgConnection, work: &Work) -> sqlx::Result<Result<(), R
     }
     // Items arrive merged and sorted by id: every branch locks rows in the
     // same order, so concurrent checkouts sharing items cannot deadlock.
+    let mut generations = Vec::with_capacity(items.len());
     for line in items {
         let taken: Option<i64> = sqlx::query_scalar(
-            "UPDATE items SET stock = stock - $2 WHERE item_id = $1 AND stock >= $2 RETURNING stock",
+            "UPDATE items SET stock = stock - $2 WHERE item_id = $1 AND stock >= $2 RETURNING generation",
         )
         .bind(&line.item_id)
         .bind(line.quantity)
         .fetch_optional(&mut *conn)
         .await?;
-        if taken.is_some() {
+        if let Some(generation) = taken {
+            generations.push(generation);
             continue;
         }
         let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM items WHERE item_id = $1")
@@ -91,5 +105,5 @@ async fn take(conn: &mut PgConnection, work: &Work) -> sqlx::Result<Result<(), R
             None => RejectReason::UnknownItem { item_id },
         }));
     }
-    Ok(Ok(()))
+    Ok(Ok(generations))
 }

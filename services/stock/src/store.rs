@@ -1,8 +1,9 @@
 //! SQL for the stock service.
 
-use service_common::counter::{CounterTable, SubtractRefused};
+use service_common::counter::{CounterTable, Refused};
 use service_common::error::{ApiError, ApiResult};
 use service_common::params::Id;
+use service_common::reset::ResetWait;
 use sqlx::PgPool;
 
 const ITEMS: CounterTable = CounterTable { table: "items", id_column: "item_id", value_column: "stock" };
@@ -38,19 +39,36 @@ impl Store {
         Ok(())
     }
 
-    /// Creates or overwrites items `"0"..="n-1"`, in one statement.
+    /// Creates or overwrites items `"0"..="n-1"` in one statement, once no 2PC
+    /// branch holds one of them (see [`service_common::reset`]); each
+    /// overwritten item moves to a new generation.
     pub async fn batch_init(&self, n: i64, stock: i64, price: i64) -> ApiResult<()> {
-        sqlx::query(
-            "INSERT INTO items (item_id, stock, price)
-             SELECT g::text, $2, $3 FROM generate_series(0, $1 - 1) AS g
-             ON CONFLICT (item_id) DO UPDATE SET stock = EXCLUDED.stock, price = EXCLUDED.price",
-        )
-        .bind(n)
-        .bind(stock)
-        .bind(price)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let wait = ResetWait::new("items");
+        loop {
+            let mut tx = self.pool.begin().await?;
+            wait.begin(&mut tx).await?;
+            // Rows are locked in item-id (text) order, the order 2PC branches
+            // lock them in, so a reset and a branch cannot deadlock.
+            let upsert = sqlx::query(
+                "INSERT INTO items (item_id, stock, price)
+                 SELECT g::text, $2, $3 FROM generate_series(0, $1 - 1) AS g ORDER BY g::text
+                 ON CONFLICT (item_id) DO UPDATE
+                 SET stock = EXCLUDED.stock, price = EXCLUDED.price, generation = items.generation + 1",
+            )
+            .bind(n)
+            .bind(stock)
+            .bind(price)
+            .execute(&mut *tx)
+            .await;
+            match upsert {
+                Ok(_) => return Ok(tx.commit().await?),
+                Err(err) => {
+                    let busy = ResetWait::in_flight(err)?;
+                    drop(tx);
+                    wait.retry(&busy).await?;
+                }
+            }
+        }
     }
 
     /// The item, if it exists.
@@ -62,17 +80,21 @@ impl Store {
         Ok(row.map(|(stock, price)| Item { stock, price }))
     }
 
-    /// Adds `amount` units.
+    /// Adds `amount` units, keeping the stock at most [`service_common::params::MAX_VALUE`].
     pub async fn add(&self, id: &Id, amount: i64) -> ApiResult<i64> {
-        ITEMS.add(&self.pool, id.as_str(), amount).await?.ok_or_else(|| item_not_found(id))
+        match ITEMS.add(&self.pool, id.as_str(), amount).await? {
+            Ok(stock) => Ok(stock),
+            Err(Refused::NotFound) => Err(item_not_found(id)),
+            Err(_) => Err(ApiError::bad_request(format!("stock of item {id} would exceed the maximum"))),
+        }
     }
 
     /// Takes `amount` units if there are that many, atomically.
     pub async fn subtract(&self, id: &Id, amount: i64) -> ApiResult<i64> {
         match ITEMS.subtract(&self.pool, id.as_str(), amount).await? {
             Ok(stock) => Ok(stock),
-            Err(SubtractRefused::Insufficient) => Err(ApiError::rejected(format!("insufficient stock for item {id}"))),
-            Err(SubtractRefused::NotFound) => Err(item_not_found(id)),
+            Err(Refused::NotFound) => Err(item_not_found(id)),
+            Err(_) => Err(ApiError::rejected(format!("insufficient stock for item {id}"))),
         }
     }
 }

@@ -27,7 +27,7 @@ async fn malformed_parameters_are_400_and_change_nothing() {
     for bad in BAD_QUANTITIES {
         posts.push(format!("/orders/addItem/{order_id}/{item}/{bad}"));
     }
-    for bad in ["0/1/1/1", "5/0/1/1", "5/1/0/1", "5/1/1/-1", "1001/1/1/1", "5/1/1/4611686018427387904"] {
+    for bad in ["0/1/1/1", "5/0/1/1", "5/1/0/1", "5/1/1/-1", "1001/1/1/1", "5/1/1/4611686018427387904", "5/1/1/4503599627370496"] {
         posts.push(format!("/orders/batch_init/{bad}"));
     }
     for path in &posts {
@@ -43,22 +43,28 @@ async fn malformed_parameters_are_400_and_change_nothing() {
 }
 
 #[tokio::test]
-async fn overflowing_totals_are_400_and_change_nothing() {
+async fn totals_above_the_maximum_are_400_and_change_nothing() {
+    const MAX: i64 = (1 << 53) - 1;
     let app = spawn_order().await;
     let order_id = app.order_for("1").await;
-    let pricey = app.item(i64::MAX / 2).await;
-    // quantity x price overflows
+    let pricey = app.item(MAX / 2).await;
+    // quantity x price passes the maximum
     assert_eq!(
         app.order.post(&format!("/orders/addItem/{order_id}/{pricey}/3")).await,
-        (400, json!({"error": "quantity x price is out of range"}))
+        (400, json!({"error": format!("quantity x price must be at most {MAX}")}))
     );
     // each line fits, the total does not
     assert_eq!(app.order.post(&format!("/orders/addItem/{order_id}/{pricey}/2")).await.0, 200);
     assert_eq!(
         app.order.post(&format!("/orders/addItem/{order_id}/{pricey}/1")).await,
-        (400, json!({"error": "amount out of range"}))
+        (400, json!({"error": format!("an order's total_cost must be at most {MAX}")}))
     );
+    // free items: the units of one order are bounded too, so every stock line fits
+    let free = app.item(0).await;
+    assert_eq!(app.order.post(&format!("/orders/addItem/{order_id}/{free}/{}", MAX - 2)).await.0, 200);
+    assert_eq!(app.order.post(&format!("/orders/addItem/{order_id}/{free}/1")).await.0, 400);
+    assert_eq!(app.order.post(&format!("/orders/addItem/{order_id}/{free}/{}", MAX + 1)).await.0, 400);
     let (_, order) = app.order.get(&format!("/orders/find/{order_id}")).await;
-    assert_eq!(order["items"].as_array().unwrap().len(), 1);
-    assert_eq!(order["total_cost"], (i64::MAX / 2) * 2);
+    assert_eq!(order["items"].as_array().unwrap().len(), 2);
+    assert_eq!(order["total_cost"], (MAX / 2) * 2);
 }

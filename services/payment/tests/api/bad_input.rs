@@ -32,19 +32,33 @@ async fn malformed_ids_and_amounts_are_400_and_change_nothing() {
 }
 
 #[tokio::test]
-async fn overflowing_add_funds_is_400_and_changes_nothing() {
+async fn adding_past_the_maximum_is_400_and_changes_nothing() {
+    const MAX: i64 = (1 << 53) - 1;
     let app = spawn_payment().await;
     let id = user_with(&app, 10).await;
-    let (status, body) = app.post(&format!("/payment/add_funds/{id}/{}", i64::MAX)).await;
-    assert_eq!((status, body), (400, json!({"error": "amount out of range"})));
-    assert_eq!(app.get(&format!("/payment/find_user/{id}")).await.1["credit"], 10);
+    for amount in [i64::MAX, MAX + 1] {
+        let (status, body) = app.post(&format!("/payment/add_funds/{id}/{amount}")).await;
+        assert_eq!((status, body), (400, json!({"error": format!("amount must be at most {MAX}")})));
+    }
+    // Each amount fits, the sum does not: a compensation always has headroom.
+    assert_eq!(app.post(&format!("/payment/add_funds/{id}/{}", MAX - 10)).await.0, 200);
+    let (status, body) = app.post(&format!("/payment/add_funds/{id}/1")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("would exceed the maximum"), "{body}");
+    assert_eq!(app.get(&format!("/payment/find_user/{id}")).await.1["credit"], MAX);
 }
 
 #[tokio::test]
 async fn batch_init_bounds_are_enforced() {
     let app = spawn_payment().await;
     for path in
-        ["/payment/batch_init/0/1", "/payment/batch_init/1001/1", "/payment/batch_init/5/-1", "/payment/batch_init/x/1"]
+        [
+        "/payment/batch_init/0/1",
+        "/payment/batch_init/1001/1",
+        "/payment/batch_init/5/-1",
+        "/payment/batch_init/x/1",
+        "/payment/batch_init/5/9007199254740992",
+    ]
     {
         assert_eq!(app.post(path).await.0, 400, "{path}");
     }

@@ -38,12 +38,20 @@ async fn malformed_ids_and_amounts_are_400_and_change_nothing() {
 }
 
 #[tokio::test]
-async fn overflowing_add_is_400_and_changes_nothing() {
+async fn adding_past_the_maximum_is_400_and_changes_nothing() {
+    const MAX: i64 = (1 << 53) - 1;
     let app = spawn_stock().await;
     let id = item_with(&app, 1, 10).await;
-    let (status, body) = app.post(&format!("/stock/add/{id}/{}", i64::MAX)).await;
-    assert_eq!((status, body), (400, json!({"error": "amount out of range"})));
-    assert_eq!(app.get(&format!("/stock/find/{id}")).await.1["stock"], 10);
+    for amount in [i64::MAX, MAX + 1] {
+        let (status, body) = app.post(&format!("/stock/add/{id}/{amount}")).await;
+        assert_eq!((status, body), (400, json!({"error": format!("amount must be at most {MAX}")})));
+    }
+    // Each amount fits, the sum does not: a compensation always has headroom.
+    assert_eq!(app.post(&format!("/stock/add/{id}/{}", MAX - 10)).await.0, 200);
+    let (status, body) = app.post(&format!("/stock/add/{id}/1")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("would exceed the maximum"), "{body}");
+    assert_eq!(app.get(&format!("/stock/find/{id}")).await.1["stock"], MAX);
 }
 
 #[tokio::test]
@@ -55,6 +63,7 @@ async fn batch_init_bounds_are_enforced() {
         "/stock/batch_init/5/-1/1",
         "/stock/batch_init/5/1/-1",
         "/stock/batch_init/x/1/1",
+        "/stock/batch_init/5/9007199254740992/1",
     ] {
         assert_eq!(app.post(path).await.0, 400, "{path}");
     }

@@ -1,0 +1,81 @@
+//! `batch_init` on a live system.
+//!
+//! `batch_init` overwrites the state of ids `"0".."n-1"` (DESIGN.md section 5)
+//! and the course benchmark calls it on a running system, so it can meet
+//! protocol state that still refers to those ids. The rule, for both protocols:
+//! a reset runs in one transaction that holds the row locks of every id it
+//! resets, and it commits only when no protocol state in flight depends on
+//! the value it overwrites; otherwise it rolls back, waits and tries again, and
+//! after [`RESET_WAIT`] answers 409 naming what is in flight. Nothing is
+//! created, lost or left unpayable either way:
+//!
+//! - a 2PC branch holds its rows locked from prepare to phase two, so a reset
+//!   of those rows waits for the decision (the lock wait of each attempt is
+//!   bounded, so a branch in doubt makes the reset answer 409, never hang);
+//! - the order service also waits until no reset order has a saga in flight or
+//!   a 2PC commit whose phase two is unfinished (each protocol names its own);
+//! - a saga step's effect is committed before the saga ends, so stock and
+//!   payment cannot wait for it; their rows carry a generation that a reset
+//!   bumps, and a compensation gives back only to the generation it took from
+//!   (the reset overwrote the value the step took from, so there is nothing to
+//!   give back to).
+
+use std::time::Duration;
+
+use sqlx::PgConnection;
+use tokio::time::Instant;
+
+use crate::error::{ApiError, ApiResult};
+
+/// How long a `batch_init` waits for protocol state in flight before it answers
+/// 409: longer than a checkout takes under load, shorter than a client timeout.
+pub const RESET_WAIT: Duration = Duration::from_secs(10);
+
+/// How long one attempt waits for a row lock before it starts over.
+const ATTEMPT_LOCK_TIMEOUT_MS: u64 = 1_000;
+
+/// Pause between attempts.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// The retry loop of one reset: call [`ResetWait::begin`] at the start of each
+/// attempt's transaction and [`ResetWait::retry`] when the attempt found
+/// something in flight.
+#[derive(Debug)]
+pub struct ResetWait {
+    what: &'static str,
+    deadline: Instant,
+}
+
+impl ResetWait {
+    /// A reset of `what` (for messages: "items", "users", "orders").
+    pub fn new(what: &'static str) -> Self {
+        ResetWait { what, deadline: Instant::now() + RESET_WAIT }
+    }
+
+    /// Bounds the lock waits of the attempt in `conn`'s transaction.
+    pub async fn begin(&self, conn: &mut PgConnection) -> sqlx::Result<()> {
+        sqlx::query(&format!("SET LOCAL lock_timeout = {ATTEMPT_LOCK_TIMEOUT_MS}")).execute(conn).await?;
+        Ok(())
+    }
+
+    /// Classifies a failed attempt: a lock wait that timed out is something in
+    /// flight (retried); anything else is returned as it is.
+    pub fn in_flight(err: sqlx::Error) -> Result<String, sqlx::Error> {
+        let locked = err.as_database_error().and_then(|db| db.code()).is_some_and(|c| c == "55P03");
+        if locked { Ok("a row is locked by a transaction in flight (a 2PC branch)".to_owned()) } else { Err(err) }
+    }
+
+    /// After an attempt found `busy` in flight (and rolled back): waits and
+    /// returns `Ok` to try again, or the 409 once the deadline has passed.
+    pub async fn retry(&self, busy: &str) -> ApiResult<()> {
+        if Instant::now() + RETRY_PAUSE >= self.deadline {
+            return Err(ApiError::Conflict(format!(
+                "batch_init of {} waited {} s for protocol state in flight: {busy}; nothing was changed, retry later",
+                self.what,
+                RESET_WAIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+        Ok(())
+    }
+}
