@@ -451,9 +451,11 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             };
             let db = |role: &str| stack.databases.get(role).cloned().with_context(|| format!("no {role} database"));
             let dbs = run::state::Databases { order: db("order")?, stock: db("stock")?, payment: db("payment")? };
-            let settled = run::state::settle(&dbs, Duration::from_secs(args.settle_timeout_s)).await?;
+            let order_urls: Vec<String> =
+                stack.components.iter().filter(|c| c.name.starts_with("order#")).map(|c| c.url.clone()).collect();
+            let settled = run::state::settle(&dbs, &order_urls, Duration::from_secs(args.settle_timeout_s)).await?;
             println!("settled in   {:.3} s", settled.after.as_secs_f64());
-            let ids = run::state::all_ids(&dbs).await?;
+            let ids = run::state::latest_batch_ids(&dbs).await?;
             (run::state::read(&dbs, &ids, None).await?, "databases: conservation, nothing in flight, saga effects")
         }
     };

@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::verify::Answer;
+use super::verify::{Answer, Attempt};
 
 /// What one run of the driver saw.
 #[derive(Debug)]
 pub struct LoadResult {
-    /// Answers per order id.
-    pub answers: HashMap<String, Vec<Answer>>,
+    /// Checkout attempts per order id.
+    pub answers: HashMap<String, Vec<Attempt>>,
     /// Replies per status (`"200"`, `"400"`, `"503"`, `"error"`).
     pub statuses: BTreeMap<String, u64>,
     /// Checkouts that did not succeed, by [`Reply`] class (`out-of-stock`,
@@ -98,7 +98,10 @@ struct Seen {
     order: String,
     status: Option<u16>,
     reply: Reply,
+    answer: Answer,
     latency_us: u64,
+    /// When the request was sent, from the start of the load.
+    sent_at: Duration,
     /// When the reply arrived, from the start of the load.
     done_at: Duration,
 }
@@ -114,14 +117,14 @@ fn client(concurrency: usize) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder().pool_max_idle_per_host(concurrency).timeout(Duration::from_secs(60)).build()?)
 }
 
-async fn checkout(http: &reqwest::Client, gateway: &str, order: &str) -> (Option<u16>, Reply) {
+async fn checkout(http: &reqwest::Client, gateway: &str, order: &str) -> (Option<u16>, Reply, Answer) {
     let Ok(resp) = http.post(format!("{gateway}/orders/checkout/{order}")).send().await else {
-        return (None, Reply::NoReply);
+        return (None, Reply::NoReply, Answer::Unknown);
     };
     let status = resp.status().as_u16();
-    // Only a refusal's body says why; reading it costs nothing on the others.
-    let body = if resp.status().is_client_error() { resp.text().await.unwrap_or_default() } else { String::new() };
-    (Some(status), Reply::classify(Some(status), &body))
+    // A refusal's body says why, a 200's whether this call paid.
+    let body = if status < 500 { resp.text().await.unwrap_or_default() } else { String::new() };
+    (Some(status), Reply::classify(Some(status), &body), Answer::from_reply(Some(status), &body))
 }
 
 /// A progress bar on stderr for `total` checkouts (hidden when stderr is not
@@ -173,10 +176,11 @@ pub async fn closed_loop(
                             None => break,
                         },
                     };
-                    let sent = Instant::now();
-                    let (status, reply) = checkout(&http, &gateway, order).await;
+                    let (sent, sent_at) = (Instant::now(), started.elapsed());
+                    let (status, reply, answer) = checkout(&http, &gateway, order).await;
                     let latency_us = micros(sent);
-                    seen.push(Seen { order: order.clone(), status, reply, latency_us, done_at: started.elapsed() });
+                    let done_at = started.elapsed();
+                    seen.push(Seen { order: order.clone(), status, reply, answer, latency_us, sent_at, done_at });
                     match duration {
                         Some(_) => bar.set_position(started.elapsed().as_secs()),
                         None => bar.inc(1),
@@ -218,9 +222,10 @@ pub async fn open_loop(
         tokio::time::sleep_until(scheduled.into()).await;
         let (http, gateway, order, bar) = (http.clone(), gateway.clone(), order.clone(), bar.clone());
         tasks.push(tokio::spawn(async move {
-            let (status, reply) = checkout(&http, &gateway, &order).await;
+            let sent_at = started.elapsed();
+            let (status, reply, answer) = checkout(&http, &gateway, &order).await;
             bar.inc(1);
-            Seen { order, status, reply, latency_us: micros(scheduled), done_at: started.elapsed() }
+            Seen { order, status, reply, answer, latency_us: micros(scheduled), sent_at, done_at: started.elapsed() }
         }));
     }
     let mut seen = Vec::with_capacity(tasks.len());
@@ -241,7 +246,8 @@ fn collect(seen: Vec<Seen>, elapsed: Duration) -> anyhow::Result<LoadResult> {
         elapsed,
     };
     for s in seen {
-        result.answers.entry(s.order).or_default().push(Answer::from_status(s.status));
+        let attempt = Attempt { answer: s.answer, started: s.sent_at, ended: s.done_at };
+        result.answers.entry(s.order).or_default().push(attempt);
         let key = s.status.map_or_else(|| "error".to_owned(), |s| s.to_string());
         *result.statuses.entry(key).or_default() += 1;
         if s.reply != Reply::Paid {
@@ -279,7 +285,9 @@ mod tests {
             order: order.into(),
             status,
             reply,
+            answer: Answer::from_reply(status, ""),
             latency_us: 1000,
+            sent_at: Duration::from_millis(ms - 1),
             done_at: Duration::from_millis(ms),
         };
         let result = collect(

@@ -224,8 +224,10 @@ pub async fn execute(
     };
     let (settled, final_state) = match dbs {
         Some(dbs) => {
-            let settled = state::settle(dbs, Duration::from_secs(120)).await?;
-            (Some(settled), state::read(dbs, &data.ids, Some(since)).await?)
+            let order_urls: Vec<String> =
+                replicas.iter().filter(|(service, _)| service == "order").map(|(_, url)| url.clone()).collect();
+            let settled = state::settle(dbs, &order_urls, Duration::from_secs(120)).await?;
+            (Some(settled), state::read_stable(dbs, &data.ids, Some(since)).await?)
         }
         None => (None, read_via_api(&http, gateway, &data.ids).await?),
     };
@@ -264,7 +266,7 @@ fn course_counts(spec: &RunSpec, state: &FinalState, load: &LoadResult) -> cours
     course::CourseCounts::from(course::CourseObservation {
         stock: (spec.stock, state.stock.values().sum()),
         credit: (spec.credit * spec.users, state.credit.values().sum()),
-        ok_replies: load.answers.values().flatten().filter(|a| **a == verify::Answer::Ok).count() as i64,
+        ok_replies: load.answers.values().flatten().filter(|a| a.answer.is_ok()).count() as i64,
         paid_orders: paid.len() as i64,
         paid_cost: paid.iter().map(|o| o.total_cost).sum(),
     })
@@ -319,12 +321,13 @@ pub fn summary(protocol: Option<ProtocolKind>, spec: &RunSpec, outcome: &RunOutc
         let left = outcome.in_flight_at_end.unwrap_or_default();
         let _ = writeln!(
             out,
-            "settled in   {:.3} s (in flight at the end of the load: {} prepared, {} undecided, {} sagas, {} unsent)",
+            "settled in   {:.3} s (in flight at the end of the load: {} prepared, {} undecided, {} sagas, {} unsent, {} checkouts)",
             settled.as_secs_f64(),
             left.prepared_transactions,
             left.unfinished_decisions,
             left.sagas_in_flight,
-            left.unsent_outbox
+            left.unsent_outbox,
+            left.checkouts_in_flight
         );
     }
     if !outcome.resources.is_empty() {

@@ -28,7 +28,7 @@ pub async fn collect(http: &reqwest::Client, replicas: &[(String, String)]) -> C
 }
 
 /// Values that are levels at the moment of reading, not running totals.
-const GAUGES: [&str; 3] = ["in_flight", "unsent_outbox", "in_doubt"];
+const GAUGES: [&str; 4] = ["in_flight", "unsent_outbox", "in_doubt", "dead_letters"];
 
 /// The counters of one run on a long-lived stack: `after - before` for running
 /// totals, `after` for gauges. A replica restarted during the run starts its

@@ -8,19 +8,38 @@ use sqlx::PgPool;
 use super::dataset::Ids;
 use super::verify::{FinalState, Leftovers, OrderRow};
 
-/// Every user, item and order id in the databases (for `harness verify`).
-pub async fn all_ids(dbs: &Databases) -> anyhow::Result<Ids> {
-    let ids = |url: String, sql: &'static str| async move {
+/// The ids `harness verify` judges on a stack whose history it does not know:
+/// the users and items the latest `batch_init` of their service wrote, and the
+/// orders the latest order `batch_init` wrote plus the orders of those users
+/// paid since that batch. Rows of earlier batches, which a later `batch_init`
+/// partly overwrote, started from other values and are left out. Without any
+/// `batch_init`, every id.
+pub async fn latest_batch_ids(dbs: &Databases) -> anyhow::Result<Ids> {
+    let ids = |url: String, sql: String| async move {
         let pool = PgPool::connect(&url).await?;
-        let ids: Vec<String> = sqlx::query_scalar(sql).fetch_all(&pool).await?;
+        let ids: Vec<String> = sqlx::query_scalar(&sql).fetch_all(&pool).await?;
         pool.close().await;
         anyhow::Ok(ids)
     };
-    Ok(Ids {
-        users: ids(dbs.payment.clone(), "SELECT user_id FROM users").await?,
-        items: ids(dbs.stock.clone(), "SELECT item_id FROM items").await?,
-        orders: ids(dbs.order.clone(), "SELECT order_id FROM orders").await?,
-    })
+    let latest = |table: &str, id: &str| {
+        format!(
+            "SELECT {id} FROM {table}
+             WHERE reset_at = (SELECT max(reset_at) FROM {table})
+                OR NOT EXISTS (SELECT 1 FROM {table} WHERE reset_at IS NOT NULL)"
+        )
+    };
+    let users = ids(dbs.payment.clone(), latest("users", "user_id")).await?;
+    let order_db = PgPool::connect(&dbs.order).await?;
+    let orders: Vec<String> = sqlx::query_scalar(
+        "WITH batch AS (SELECT max(reset_at) AS at FROM orders)
+         SELECT order_id FROM orders, batch
+         WHERE batch.at IS NULL OR reset_at = batch.at OR (paid AND paid_at >= batch.at AND user_id = ANY($1))",
+    )
+    .bind(&users)
+    .fetch_all(&order_db)
+    .await?;
+    order_db.close().await;
+    Ok(Ids { users, items: ids(dbs.stock.clone(), latest("items", "item_id")).await?, orders })
 }
 
 /// Database URLs of a stack.
@@ -42,6 +61,24 @@ pub async fn now(dbs: &Databases) -> anyhow::Result<f64> {
     let now = sqlx::query_scalar("SELECT extract(epoch FROM now())::float8").fetch_one(&pool).await?;
     pool.close().await;
     Ok(now)
+}
+
+/// Reads the final state until two consecutive reads agree (at most
+/// `MAX_READS` reads), so a state still moving is never judged: the three
+/// databases are read one after another, not in one snapshot.
+pub async fn read_stable(dbs: &Databases, ids: &Ids, since: Option<f64>) -> anyhow::Result<FinalState> {
+    const MAX_READS: usize = 10;
+    let mut last = read(dbs, ids, since).await?;
+    for _ in 1..MAX_READS {
+        let next = read(dbs, ids, since).await?;
+        if next == last {
+            return Ok(next);
+        }
+        tracing::info!("the final state changed between two reads; reading again");
+        last = next;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(last)
 }
 
 /// Reads the final state of the run's ids; saga records count only for sagas
@@ -161,6 +198,7 @@ async fn leftovers(order_db: &PgPool, stock_db: &PgPool, payment_db: &PgPool) ->
         unfinished_decisions: unfinished(order_db).await?,
         sagas_in_flight,
         unsent_outbox,
+        checkouts_in_flight: 0,
     })
 }
 
@@ -179,9 +217,26 @@ async fn unfinished(pool: &PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM twopc_decisions WHERE NOT finished").fetch_one(pool).await
 }
 
-/// Waits until no protocol state is left in flight (or `timeout` passes) and
-/// returns how long that took: the time to consistency.
-pub async fn settle(dbs: &Databases, timeout: Duration) -> anyhow::Result<Settled> {
+/// Checkouts still running in the order replicas at `order_urls`
+/// (`GET /internal/checkouts`). A replica that does not answer has none: a
+/// dead process runs nothing, and one that restarted starts from zero.
+pub async fn checkouts_in_flight(http: &reqwest::Client, order_urls: &[String]) -> i64 {
+    let mut total = 0;
+    for url in order_urls {
+        let Ok(resp) = http.get(format!("{url}/internal/checkouts")).send().await else { continue };
+        let Ok(body) = resp.error_for_status() else { continue };
+        if let Ok(value) = body.json::<serde_json::Value>().await {
+            total += value["in_flight"].as_i64().unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// Waits until no protocol state is left in flight and no order replica of
+/// `order_urls` runs a checkout (or `timeout` passes) and returns how long
+/// that took: the time to consistency.
+pub async fn settle(dbs: &Databases, order_urls: &[String], timeout: Duration) -> anyhow::Result<Settled> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
     // Lazy pools, opened once: a database killed by a fault may still be in
     // crash recovery, so a failed query means "not settled yet", and the pool
     // reconnects by itself once the server is back.
@@ -197,7 +252,8 @@ pub async fn settle(dbs: &Databases, timeout: Duration) -> anyhow::Result<Settle
     let mut last_error = None;
     while started.elapsed() < timeout {
         match leftovers(&order_db, &stock_db, &payment_db).await {
-            Ok(left) => {
+            Ok(mut left) => {
+                left.checkouts_in_flight = checkouts_in_flight(&http, order_urls).await;
                 let first = *at_end_of_load.get_or_insert(left);
                 if left.is_empty() {
                     return Ok(Settled { after: started.elapsed(), at_end_of_load: first });

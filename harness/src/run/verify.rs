@@ -4,6 +4,7 @@
 //! on hand-made histories that break it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 /// The batch-initialised starting point of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,9 @@ pub struct Leftovers {
     pub sagas_in_flight: i64,
     /// Outbox rows not published, in all three databases.
     pub unsent_outbox: i64,
+    /// Checkouts still running in the order service replicas (a 2PC checkout
+    /// has no visible protocol state before its first prepare).
+    pub checkouts_in_flight: i64,
 }
 
 impl Leftovers {
@@ -67,8 +71,12 @@ impl Leftovers {
 /// What the harness recorded for one checkout request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
-    /// 200.
+    /// 200 from a call that may have paid: it says `"outcome": "paid"`, or
+    /// (another implementation of the API) says nothing either way.
     Ok,
+    /// 200 saying `"outcome": "already_paid"`: an earlier call paid, this one
+    /// charged nothing.
+    AlreadyPaid,
     /// 4xx: the checkout must have taken no effect.
     Refused,
     /// 5xx, a timeout or a broken connection: the final state decides.
@@ -76,14 +84,40 @@ pub enum Answer {
 }
 
 impl Answer {
-    /// Classifies an HTTP status (`None`: no reply).
-    pub fn from_status(status: Option<u16>) -> Answer {
+    /// Classifies an HTTP status (`None`: no reply) and, for a 200, its body.
+    pub fn from_reply(status: Option<u16>, body: &str) -> Answer {
         match status {
-            Some(200..=299) => Answer::Ok,
+            Some(200..=299) => {
+                let outcome = serde_json::from_str::<serde_json::Value>(body).ok().map(|v| v["outcome"].clone());
+                if outcome.is_some_and(|o| o == "already_paid") { Answer::AlreadyPaid } else { Answer::Ok }
+            }
             Some(400..=499) => Answer::Refused,
             _ => Answer::Unknown,
         }
     }
+
+    /// Whether this is a 200.
+    pub fn is_ok(self) -> bool {
+        matches!(self, Answer::Ok | Answer::AlreadyPaid)
+    }
+
+    /// Whether the call may be the one that paid its order: only a 4xx and a
+    /// 200 that says it found the order paid already are sure not to be.
+    fn may_have_paid(self) -> bool {
+        matches!(self, Answer::Ok | Answer::Unknown)
+    }
+}
+
+/// One checkout request: its answer, and when it was sent and answered
+/// (from the start of the load).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    /// What came back.
+    pub answer: Answer,
+    /// When the request was sent.
+    pub started: Duration,
+    /// When its answer (or its failure) arrived.
+    pub ended: Duration,
 }
 
 /// One broken invariant.
@@ -95,7 +129,8 @@ pub enum Violation {
     Stock { item_id: String, expected: i64, actual: i64 },
     /// Invariant 3: an order answered 200 is not paid.
     OkButUnpaid { order_id: String },
-    /// Invariant 3: an order only ever refused (4xx) is paid.
+    /// Invariant 3: a paid order was refused (4xx) by a call that ended before
+    /// any call that could have paid it began, so the refusing call paid.
     RefusedButPaid { order_id: String },
     /// Invariant 4: protocol state left behind after settling.
     Unsettled(Leftovers),
@@ -104,8 +139,9 @@ pub enum Violation {
     Effects { order_id: String, paid: bool, stock: i64, payment: i64 },
 }
 
-/// Every violation in `state` given the starting point and the answers per order.
-pub fn check(initial: Initial, state: &FinalState, answers: &HashMap<String, Vec<Answer>>) -> Vec<Violation> {
+/// Every violation in `state` given the starting point and the checkout
+/// attempts per order.
+pub fn check(initial: Initial, state: &FinalState, answers: &HashMap<String, Vec<Attempt>>) -> Vec<Violation> {
     let mut violations = Vec::new();
     let mut charged: BTreeMap<&str, i64> = BTreeMap::new();
     let mut taken: BTreeMap<&str, i64> = BTreeMap::new();
@@ -130,12 +166,15 @@ pub fn check(initial: Initial, state: &FinalState, answers: &HashMap<String, Vec
             violations.push(Violation::Stock { item_id: item.clone(), expected, actual: *stock });
         }
     }
-    for (order_id, replies) in answers {
+    for (item, qty) in taken.iter().filter(|(i, _)| !state.stock.contains_key(**i)) {
+        violations.push(Violation::Stock { item_id: (*item).to_owned(), expected: initial.stock - qty, actual: 0 });
+    }
+    for (order_id, attempts) in answers {
         let paid = state.orders.get(order_id).is_some_and(|o| o.paid);
-        if replies.contains(&Answer::Ok) && !paid {
+        if attempts.iter().any(|a| a.answer.is_ok()) && !paid {
             violations.push(Violation::OkButUnpaid { order_id: order_id.clone() });
         }
-        if paid && replies.iter().all(|a| *a == Answer::Refused) {
+        if paid && refused_by_the_payer(attempts) {
             violations.push(Violation::RefusedButPaid { order_id: order_id.clone() });
         }
     }
@@ -154,14 +193,29 @@ pub fn check(initial: Initial, state: &FinalState, answers: &HashMap<String, Vec
     violations
 }
 
+/// Whether a refusing call must be the one that paid: some 4xx ended before
+/// the first call that may have paid began (or no such call exists). An
+/// earlier refusal that was true (stock short then, released later) always
+/// ends before the paying call begins only if no call that could pay was in
+/// flight yet, which is exactly when the refusal is the only candidate.
+fn refused_by_the_payer(attempts: &[Attempt]) -> bool {
+    let first_payer = attempts.iter().filter(|a| a.answer.may_have_paid()).map(|a| a.started).min();
+    attempts.iter().filter(|a| a.answer == Answer::Refused).any(|a| first_payer.is_none_or(|p| a.ended <= p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const INITIAL: Initial = Initial { credit: 10, stock: 5 };
 
+    /// An attempt from `start` to `end` ms into the load.
+    fn at(answer: Answer, start: u64, end: u64) -> Attempt {
+        Attempt { answer, started: Duration::from_millis(start), ended: Duration::from_millis(end) }
+    }
+
     /// Two users, two items; order "0" (user "0", items a+b, cost 4) is paid.
-    fn consistent() -> (FinalState, HashMap<String, Vec<Answer>>) {
+    fn consistent() -> (FinalState, HashMap<String, Vec<Attempt>>) {
         let mut state = FinalState::default();
         state.credit.insert("0".into(), 6);
         state.credit.insert("1".into(), 10);
@@ -177,8 +231,12 @@ mod tests {
             OrderRow { user_id: "1".into(), paid: false, total_cost: 4, items: vec![line("a"), line("b")] },
         );
         let answers = HashMap::from([
-            ("0".to_owned(), vec![Answer::Refused, Answer::Ok, Answer::Ok]),
-            ("1".to_owned(), vec![Answer::Refused, Answer::Unknown]),
+            // refused while stock was short, paid later, then found paid
+            (
+                "0".to_owned(),
+                vec![at(Answer::Refused, 0, 5), at(Answer::Ok, 10, 20), at(Answer::AlreadyPaid, 30, 31)],
+            ),
+            ("1".to_owned(), vec![at(Answer::Refused, 0, 5), at(Answer::Unknown, 10, 60_000)]),
         ]);
         (state, answers)
     }
@@ -211,15 +269,53 @@ mod tests {
     #[test]
     fn catches_a_200_for_an_unpaid_order() {
         let (state, mut answers) = consistent();
-        answers.insert("1".into(), vec![Answer::Ok]);
+        answers.insert("1".into(), vec![at(Answer::Ok, 0, 1)]);
         assert_eq!(check(INITIAL, &state, &answers), vec![Violation::OkButUnpaid { order_id: "1".into() }]);
     }
 
     #[test]
     fn catches_a_paid_order_that_was_only_ever_refused() {
         let (state, mut answers) = consistent();
-        answers.insert("0".into(), vec![Answer::Refused, Answer::Refused]);
+        answers.insert("0".into(), vec![at(Answer::Refused, 0, 1), at(Answer::Refused, 2, 3)]);
         assert_eq!(check(INITIAL, &state, &answers), vec![Violation::RefusedButPaid { order_id: "0".into() }]);
+    }
+
+    #[test]
+    fn catches_a_refusal_that_paid_although_a_later_call_answered_200() {
+        let (state, mut answers) = consistent();
+        // The 4xx ended before anything that could pay began; the later 200s
+        // only found the order paid.
+        answers.insert(
+            "0".into(),
+            vec![at(Answer::Refused, 0, 5), at(Answer::AlreadyPaid, 10, 11), at(Answer::AlreadyPaid, 20, 21)],
+        );
+        assert_eq!(check(INITIAL, &state, &answers), vec![Violation::RefusedButPaid { order_id: "0".into() }]);
+        // A 4xx that overlaps a call that may have paid is not blamed.
+        answers.insert("0".into(), vec![at(Answer::Ok, 0, 50), at(Answer::Refused, 10, 20)]);
+        assert_eq!(check(INITIAL, &state, &answers), vec![]);
+        // A 200 that does not say (another implementation) may have paid.
+        answers.insert("0".into(), vec![at(Answer::Refused, 0, 5), at(Answer::Ok, 10, 11)]);
+        assert_eq!(check(INITIAL, &state, &answers), vec![]);
+    }
+
+    #[test]
+    fn classifies_who_may_have_paid_from_the_reply() {
+        assert_eq!(Answer::from_reply(Some(200), r#"{"paid":true,"outcome":"paid"}"#), Answer::Ok);
+        assert_eq!(Answer::from_reply(Some(200), r#"{"paid":true,"outcome":"already_paid"}"#), Answer::AlreadyPaid);
+        assert_eq!(Answer::from_reply(Some(200), ""), Answer::Ok);
+        assert_eq!(Answer::from_reply(Some(409), ""), Answer::Refused);
+        assert_eq!(Answer::from_reply(Some(502), ""), Answer::Unknown);
+        assert_eq!(Answer::from_reply(None, ""), Answer::Unknown);
+    }
+
+    #[test]
+    fn catches_stock_taken_from_an_item_missing_from_the_final_state() {
+        let (mut state, answers) = consistent();
+        state.stock.remove("b");
+        assert_eq!(
+            check(INITIAL, &state, &answers),
+            vec![Violation::Stock { item_id: "b".into(), expected: 4, actual: 0 }]
+        );
     }
 
     #[test]

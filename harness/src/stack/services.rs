@@ -39,8 +39,13 @@ pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Sp
             args.push(format!("--saga-mode={}", config.saga_mode));
         }
     }
-    let mut env =
-        vec![("RUST_LOG".to_owned(), std::env::var("SAGA2PC_SERVICE_LOG").unwrap_or_else(|_| "info".to_owned()))];
+    let mut env = vec![
+        ("RUST_LOG".to_owned(), std::env::var("SAGA2PC_SERVICE_LOG").unwrap_or_else(|_| "info".to_owned())),
+        // Errors are logged as one line without a backtrace; capturing one
+        // for every expected failure (RUST_BACKTRACE=1 in the environment
+        // turns that on for anyhow) costs CPU under load. Panics keep theirs.
+        ("RUST_LIB_BACKTRACE".to_owned(), "0".to_owned()),
+    ];
     if config.duplicate_messages {
         env.push(("SAGA_DUPLICATE_MESSAGES".to_owned(), "true".to_owned()));
     }

@@ -133,6 +133,24 @@ pub fn harness_run(name: &str, args: &[&str]) -> String {
     stdout
 }
 
+/// [`harness_run`] with extra environment variables for the stack, without
+/// requiring success: whether it exited 0, its stdout (stderr goes to the
+/// test's output), and its run directory.
+pub fn harness_run_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String, PathBuf) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("run")
+        .args(args)
+        .arg("--run-dir")
+        .arg(&dir)
+        .args(["--kafka-heap-mb", "256"])
+        .envs(env.iter().copied())
+        .output()
+        .expect("harness runs");
+    eprintln!("{}", text(&out.stderr));
+    (out.status.success(), text(&out.stdout), dir)
+}
+
 /// The fault lines of a `harness run` summary, each checked to have been
 /// applied (`pid N` or `armed`), as `(time s, what)`.
 pub fn applied_faults(stdout: &str) -> Vec<(f64, String)> {

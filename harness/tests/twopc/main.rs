@@ -178,6 +178,50 @@ async fn target_mode_and_verify_against_a_running_stack() {
     assert!(!out.status.success() && support::text(&out.stdout).contains("Credit { user_id: \"7\""));
     let out = stack.harness(&["verify", "--stock", "20", "--credit", "5"]);
     assert!(!out.status.success() && support::text(&out.stdout).contains("Credit { user_id: \"7\""));
+
+    // A later, smaller batch overwrites part of the ids: `verify` judges the
+    // latest batch alone (older orders paid users and items that were reset).
+    let out = stack.harness(&[
+        "run", "--target", &gateway, "--checkouts", "200", "--orders", "100", "--items", "20", "--users", "50",
+        "--stock", "30", "--credit", "7", "--concurrency", "8",
+    ]);
+    assert!(out.status.success(), "{}{}", support::text(&out.stdout), support::text(&out.stderr));
+    let out = stack.harness(&["verify", "--stock", "30", "--credit", "7"]);
+    let stdout = support::text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", support::text(&out.stderr));
+    assert!(stdout.contains("credit of 50 users, stock of 20 items"), "{stdout}");
+}
+
+/// The verifier's mutation test: an order service built to answer 400 for
+/// every 25th checkout that paid (`SAGA2PC_MUTATIONS`) must fail the stress
+/// case, every lie reported as a refused-but-paid order, although each of
+/// those orders is checked out again later and answered 200 (already paid).
+#[test]
+fn a_service_that_refuses_after_paying_fails_the_stress_case() {
+    let _serial = support::serial();
+    let (ok, stdout, dir) = support::harness_run_with_env(
+        "twopc-mutation",
+        &[
+            "--protocol", "2pc", "--port-base", "31500", "--gateway-port", "31580", "--checkouts", "1500",
+            "--concurrency", "16", "--orders", "200", "--users", "100", "--items", "100", "--stock", "100",
+            "--credit", "100", "--seed", "5",
+        ],
+        &[("SAGA2PC_MUTATIONS", "refuse-after-paid=25")],
+    );
+    assert!(!ok, "the run must fail:\n{stdout}");
+    let log = std::fs::read_to_string(dir.join("logs/order-0.log")).unwrap();
+    let lied: Vec<String> = log
+        .lines()
+        .filter(|l| l.contains("mutation refuse-after-paid"))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| v["fields"]["order_id"].as_str().or(v["order_id"].as_str()).unwrap().to_owned())
+        .collect();
+    assert!(lied.len() >= 4, "the mutation lied {} times:\n{stdout}", lied.len());
+    for order in &lied {
+        assert!(stdout.contains(&format!("RefusedButPaid {{ order_id: \"{order}\" }}")), "{order} missed:\n{stdout}");
+    }
+    let violations = stdout.lines().filter(|l| l.starts_with("  ")).count();
+    assert_eq!(violations, lied.len(), "only the lies are reported:\n{stdout}");
 }
 
 /// `harness run --workload zipf --rate --duration`: an open loop on

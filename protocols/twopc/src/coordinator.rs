@@ -215,21 +215,23 @@ impl Coordinator {
     }
 
     /// Writes the commit decision and the order's paid flag in the order
-    /// transaction, then commits it.
+    /// transaction, then commits it. A failure before the `COMMIT` is sent
+    /// leaves nothing on record (the transaction rolls back when dropped): a
+    /// definite abort. Only a failed `COMMIT` leaves the outcome unknown.
     async fn log_commit(&self, tx: Option<Transaction<'static, Postgres>>, txn: Uuid, order_id: &str) -> Event {
         let Some(mut tx) = tx else {
-            return Event::DecisionFailed(Decision::Commit, "order transaction already closed".to_owned());
+            return Event::CommitNotWritten("order transaction already closed".to_owned());
         };
         let decision = match decision_log::record_commit(&mut tx, txn, &self.instance, order_id).await {
             Ok(d) => d,
-            Err(err) => return Event::DecisionFailed(Decision::Commit, err.to_string()),
+            Err(err) => return Event::CommitNotWritten(err.to_string()),
         };
         if decision == Decision::Abort {
             drop(tx);
             return Event::DecisionLogged(Decision::Abort);
         }
         if let Err(err) = self.book.mark_paid(&mut tx, order_id).await {
-            return Event::DecisionFailed(Decision::Commit, err.to_string());
+            return Event::CommitNotWritten(err.to_string());
         }
         match tx.commit().await {
             Ok(()) => Event::DecisionLogged(Decision::Commit),
@@ -310,11 +312,17 @@ impl Coordinator {
                 let gid = Gid::new(t.coordinator.clone(), t.txn, p);
                 all &= self.send_phase_two(p, &gid, t.decision, until).await;
             }
-            if all {
-                decision_log::mark_finished(&self.pool, t.txn).await?;
-                tracing::info!(txn = %t.txn, decision = t.decision.as_str(), "recovery finished a transaction");
-                Metrics::incr(&self.metrics.recovered);
-                finished += 1;
+            if !all {
+                continue;
+            }
+            // One failing mark does not end the pass: the others still finish.
+            match decision_log::mark_finished(&self.pool, t.txn).await {
+                Ok(()) => {
+                    tracing::info!(txn = %t.txn, decision = t.decision.as_str(), "recovery finished a transaction");
+                    Metrics::incr(&self.metrics.recovered);
+                    finished += 1;
+                }
+                Err(err) => tracing::warn!(txn = %t.txn, error = %err, "recovery could not mark a transaction finished"),
             }
         }
         Ok(finished)

@@ -8,6 +8,11 @@
 //! participant to ask about it records that abort ([`resolve`]); a coordinator
 //! still preparing then finds the abort when it tries to commit.
 //!
+//! `decided_at` is the wall-clock time of the insert, not the start of the
+//! order transaction (which opened before the prepares, possibly seconds
+//! earlier): recovery only picks decisions older than its minimum age, so it
+//! does not race the live phase two of a decision taken a moment ago.
+//!
 //! Required schema (the order service's migrations create it):
 //!
 //! ```sql
@@ -42,7 +47,8 @@ pub async fn record_commit(
     order_id: &str,
 ) -> sqlx::Result<Decision> {
     let inserted: Option<String> = sqlx::query_scalar(
-        "INSERT INTO twopc_decisions (txn_id, coordinator, order_id, decision) VALUES ($1, $2, $3, 'commit')
+        "INSERT INTO twopc_decisions (txn_id, coordinator, order_id, decision, decided_at)
+         VALUES ($1, $2, $3, 'commit', clock_timestamp())
          ON CONFLICT (txn_id) DO NOTHING RETURNING decision",
     )
     .bind(txn)

@@ -10,6 +10,7 @@
 //!   start ─► Prepare(stock), Prepare(payment)
 //!   all Yes ───────────────► LogDecision(Commit) ─► DecisionLogged ─► Commit(*) ─► acks ─► Reply(Paid)
 //!   any No / Failed ───────► LogDecision(Abort) + Rollback(*) ─────────────────► acks ─► Reply(Rejected | Failed)
+//!   commit not written ────► LogDecision(Abort) + Rollback(*) ─────────────────► acks ─► Reply(Failed)
 //!   commit not durable ────► Reply(Unknown)   (recovery settles it: presumed abort)
 //! ```
 
@@ -57,8 +58,13 @@ pub enum Event {
     Voted(Participant, Vote),
     /// The decision was written durably.
     DecisionLogged(Decision),
-    /// Writing the decision failed; for a commit the outcome is now unknown.
+    /// Writing the decision failed; for a commit the outcome is now unknown
+    /// (its `COMMIT` was sent and may have reached the disk).
     DecisionFailed(Decision, String),
+    /// The commit decision's transaction failed before its `COMMIT` was sent:
+    /// nothing is on record, so the transaction is aborted (presumed abort),
+    /// and the branches can be rolled back at once.
+    CommitNotWritten(String),
     /// A participant acknowledged phase two.
     Acked(Participant),
     /// Phase two with a participant did not finish in time; recovery takes over.
@@ -100,7 +106,8 @@ pub struct Machine {
     decision: Option<Decision>,
     pending: BTreeSet<Participant>,
     replied: bool,
-    aborted_by_recovery: bool,
+    /// Why the transaction aborted when no vote says so.
+    abort_cause: Option<String>,
 }
 
 impl Machine {
@@ -111,7 +118,7 @@ impl Machine {
             decision: None,
             pending: BTreeSet::new(),
             replied: false,
-            aborted_by_recovery: false,
+            abort_cause: None,
         };
         (machine, Participant::ALL.iter().map(|p| Action::Prepare(*p)).collect())
     }
@@ -141,10 +148,19 @@ impl Machine {
             // while it was preparing): abort wins, roll everyone back.
             Event::DecisionLogged(Decision::Abort) if self.decision == Some(Decision::Commit) => {
                 self.decision = Some(Decision::Abort);
-                self.aborted_by_recovery = true;
+                self.abort_cause = Some("aborted by recovery before the commit decision".to_owned());
                 self.pending = Participant::ALL.into_iter().collect();
                 Participant::ALL.iter().map(|p| Action::Rollback(*p)).collect()
             }
+            Event::CommitNotWritten(err) if self.decision == Some(Decision::Commit) => {
+                self.decision = Some(Decision::Abort);
+                self.abort_cause = Some(format!("the commit decision could not be written: {err}"));
+                self.pending = Participant::ALL.into_iter().collect();
+                let mut actions = vec![Action::LogDecision(Decision::Abort)];
+                actions.extend(Participant::ALL.iter().map(|p| Action::Rollback(*p)));
+                actions
+            }
+            Event::CommitNotWritten(_) => Vec::new(),
             // Rollbacks went out with the abort decision; nothing waits on the log.
             Event::DecisionLogged(Decision::Abort) | Event::DecisionFailed(Decision::Abort, _) => Vec::new(),
             Event::DecisionFailed(Decision::Commit, err) => self.reply(Reply::Unknown(err)),
@@ -189,8 +205,8 @@ impl Machine {
     /// A refusal wins over a failure (the client can act on it); refusals are
     /// reported in participant order so the answer does not depend on timing.
     fn abort_reply(&self) -> Reply {
-        if self.aborted_by_recovery {
-            return Reply::Failed("aborted by recovery before the commit decision".to_owned());
+        if let Some(cause) = &self.abort_cause {
+            return Reply::Failed(cause.clone());
         }
         let mut refusals: Vec<&(Participant, Vote)> =
             self.votes.iter().filter(|(_, v)| matches!(v, Vote::No(_))).collect();
@@ -281,6 +297,22 @@ mod tests {
         );
         assert!(m.is_done());
         assert_eq!(m.step(Event::Acked(Stock)), vec![]);
+    }
+
+    #[test]
+    fn a_commit_decision_that_was_never_written_aborts_and_rolls_back_at_once() {
+        let (mut m, _) = Machine::start();
+        m.step(Event::Voted(Stock, Vote::Yes));
+        m.step(Event::Voted(Payment, Vote::Yes));
+        assert_eq!(
+            m.step(Event::CommitNotWritten("unique violation".into())),
+            vec![Action::LogDecision(Decision::Abort), Action::Rollback(Stock), Action::Rollback(Payment)]
+        );
+        assert_eq!(m.decision(), Some(Decision::Abort));
+        assert_eq!(m.step(Event::DecisionLogged(Decision::Abort)), vec![]);
+        assert_eq!(m.step(Event::Acked(Stock)), vec![]);
+        let reply = m.step(Event::Acked(Payment));
+        assert!(matches!(&reply[..], [Action::Reply(Reply::Failed(why))] if why.contains("unique violation")), "{reply:?}");
     }
 
     #[test]

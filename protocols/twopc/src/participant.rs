@@ -287,23 +287,30 @@ impl ParticipantRunner {
             if gid.participant != self.me {
                 continue;
             }
-            let reply = self.coordinator.post::<()>(&format!("{RESOLVE_PATH}/{gid}"), None).await?;
-            anyhow::ensure!(reply.status == 200, "coordinator answered {} resolving {gid}", reply.status);
-            let decision: ResolveReply = serde_json::from_slice(&reply.body)?;
-            let result = match decision.decision.as_str() {
-                "commit" => self.commit_inner(&gid).await,
-                _ => self.rollback_inner(&gid).await,
-            };
-            match result {
-                Ok(()) => {
-                    tracing::info!(%gid, decision = %decision.decision, "resolved an in-doubt branch");
+            // One branch that cannot be resolved now (its coordinator away, a
+            // failed rollback) does not hold back the others.
+            match self.resolve_one(&gid).await {
+                Ok(decision) => {
+                    tracing::info!(%gid, %decision, "resolved an in-doubt branch");
                     Metrics::incr(&self.metrics.recovered);
                     resolved += 1;
                 }
-                Err(err) => tracing::warn!(%gid, error = %err, "could not resolve an in-doubt branch"),
+                Err(err) => tracing::warn!(%gid, error = format!("{err:#}"), "could not resolve an in-doubt branch"),
             }
         }
         Ok(resolved)
+    }
+
+    /// Asks the coordinator about `gid` and carries out its decision.
+    async fn resolve_one(&self, gid: &Gid) -> anyhow::Result<String> {
+        let reply = self.coordinator.post::<()>(&format!("{RESOLVE_PATH}/{gid}"), None).await?;
+        anyhow::ensure!(reply.status == 200, "coordinator answered {} resolving {gid}", reply.status);
+        let decision: ResolveReply = serde_json::from_slice(&reply.body)?;
+        match decision.decision.as_str() {
+            "commit" => self.commit_inner(gid).await?,
+            _ => self.rollback_inner(gid).await?,
+        }
+        Ok(decision.decision)
     }
 
     /// Runs [`Self::recover_once`] every recovery interval until `shutdown` fires.

@@ -75,16 +75,23 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // One line per failure: the cause and its chain (`{:#}`), never a
+        // backtrace. These are expected failures under faults (a timeout, a
+        // refused lock, an unknown 2PC outcome); a real bug panics, and the
+        // panic hook prints its backtrace.
         match &self {
-            ApiError::Internal(cause) => tracing::error!(error = ?cause, "internal error"),
-            ApiError::Unavailable(cause) => {
-                tracing::warn!(error = ?cause, "dependency unavailable")
-            }
+            ApiError::Internal(cause) => tracing::error!(error = %log_line(cause), "internal error"),
+            ApiError::Unavailable(cause) => tracing::warn!(error = %log_line(cause), "dependency unavailable"),
             _ => {}
         }
         let body = Json(json!({ "error": self.to_string() }));
         (self.status(), body).into_response()
     }
+}
+
+/// How a cause is logged: its message and chain on one line.
+fn log_line(cause: &anyhow::Error) -> String {
+    format!("{cause:#}")
 }
 
 /// PostgreSQL error codes that are the client's fault or transient, so they are
@@ -151,6 +158,17 @@ mod tests {
         assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
         // The cause is logged, never shown.
         assert_eq!(internal.to_string(), "internal error");
+    }
+
+    #[test]
+    fn logged_causes_carry_their_chain_but_no_backtrace() {
+        // What into_response logs: the chain on one line, even with a
+        // backtrace captured (as RUST_BACKTRACE=1 does for anyhow).
+        let cause = anyhow::Error::from(std::io::Error::other("lock timeout")).context("prepare of stock");
+        assert!(format!("{cause:?}").contains("lock timeout"));
+        let line = log_line(&cause);
+        assert_eq!(line, "prepare of stock: lock timeout");
+        assert!(!line.contains("backtrace") && !line.contains('\n'), "{line}");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! The item price cache in Redis.
 //!
 //! `addItem` needs an item's price, which the stock service owns. Prices change
-//! only through stock's `batch_init`, which overwrites items; it invalidates the
-//! affected keys, so the order service may serve cached prices without a TTL race
-//! beyond the window of that one request. Redis is an optimisation only: every
+//! only through stock's `batch_init`, which overwrites items; after committing
+//! it bumps a cache epoch and then removes the affected keys. A price read from
+//! the stock service is cached only if the epoch is still the one seen before
+//! that read, so an `addItem` that read a price just before a `batch_init`
+//! committed cannot write the old price back after the invalidation (and one
+//! written just before it is removed by it). Redis is an optimisation only: every
 //! error or slow answer is logged and treated as a miss, so a dead Redis slows
 //! `addItem` down but never fails it.
 
@@ -41,6 +44,18 @@ impl std::fmt::Debug for PriceCache {
 fn key(item_id: &str) -> String {
     format!("price:{item_id}")
 }
+
+/// Bumped by every invalidation.
+const EPOCH_KEY: &str = "price-epoch";
+
+/// Sets `KEYS[2]` to `ARGV[2]` (expiring after `ARGV[3]` s) only while the
+/// epoch `KEYS[1]` still reads `ARGV[1]`, atomically.
+const PUT_IF_EPOCH: &str = r"
+if (redis.call('GET', KEYS[1]) or '0') == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0";
 
 impl PriceCache {
     /// A cache on the Redis at `url` (checked for syntax only); `None` disables it.
@@ -90,14 +105,31 @@ impl PriceCache {
         }
     }
 
-    /// Remembers the price of `item_id`.
-    pub async fn put(&self, item_id: &str, price: i64) {
+    /// The current invalidation epoch, to read before asking the stock service
+    /// for a price that [`PriceCache::put`] will cache; `None` if unknown.
+    pub async fn epoch(&self) -> Option<i64> {
+        let mut conn = self.connection().await?;
+        match tokio::time::timeout(OP_TIMEOUT, conn.get::<_, Option<i64>>(EPOCH_KEY)).await {
+            Ok(Ok(epoch)) => Some(epoch.unwrap_or(0)),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "price cache read failed");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Remembers the price of `item_id`, read after [`PriceCache::epoch`]
+    /// answered `epoch`, unless an invalidation happened since.
+    pub async fn put(&self, item_id: &str, price: i64, epoch: i64) {
         let Some(mut conn) = self.connection().await else {
             return;
         };
-        let op = conn.set_ex::<_, _, ()>(key(item_id), price, TTL_SECS);
-        match tokio::time::timeout(OP_TIMEOUT, op).await {
-            Ok(Ok(())) => {}
+        let script = redis::Script::new(PUT_IF_EPOCH);
+        let mut call = script.key(EPOCH_KEY);
+        call.key(key(item_id)).arg(epoch).arg(price).arg(TTL_SECS);
+        match tokio::time::timeout(OP_TIMEOUT, call.invoke_async::<i64>(&mut conn)).await {
+            Ok(Ok(_)) => {}
             Ok(Err(err)) => tracing::warn!(error = %err, "price cache write failed"),
             Err(_) => tracing::warn!("price cache write timed out"),
         }
@@ -112,6 +144,7 @@ impl PriceCache {
             return Ok(());
         }
         let mut conn = self.connection().await.ok_or_else(|| anyhow::anyhow!("price cache unreachable"))?;
+        conn.incr::<_, _, ()>(EPOCH_KEY, 1).await?;
         let mut chunk = Vec::with_capacity(INVALIDATE_CHUNK);
         for id in item_ids {
             chunk.push(key(&id));

@@ -5,6 +5,7 @@
 //! The set of protocols is closed, so this is an enum rather than a trait object.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use protocol_core::{CheckoutError, CheckoutOutcome, CheckoutRequest, ProtocolKind, RejectReason, merge_items};
 use service_common::error::{ApiError, ApiResult};
@@ -22,6 +23,23 @@ const ORDER_LOCK_TIMEOUT_MS: u64 = 30_000;
 pub struct Checkout {
     driver: Driver,
     store: Store,
+    in_flight: Arc<AtomicU64>,
+}
+
+/// Counts a checkout as in flight until dropped.
+struct InFlight(Arc<AtomicU64>);
+
+impl InFlight {
+    fn enter(counter: &Arc<AtomicU64>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        InFlight(Arc::clone(counter))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -35,12 +53,20 @@ enum Driver {
 impl Checkout {
     /// Checkouts over 2PC, coordinated by `coordinator`.
     pub fn two_pc(coordinator: Arc<twopc::Coordinator>, store: Store) -> Self {
-        Checkout { driver: Driver::TwoPc(coordinator), store }
+        Checkout { driver: Driver::TwoPc(coordinator), store, in_flight: Arc::default() }
     }
 
     /// Checkouts over an orchestrated saga.
     pub fn saga(orchestrator: Arc<saga::Orchestrator>, store: Store) -> Self {
-        Checkout { driver: Driver::Saga(orchestrator), store }
+        Checkout { driver: Driver::Saga(orchestrator), store, in_flight: Arc::default() }
+    }
+
+    /// Checkouts running on this replica right now, whether or not their
+    /// client still waits: a 2PC checkout holds no visible protocol state
+    /// until its first branch is prepared, so a verifier must wait for this
+    /// to be 0 as well before it reads the final state.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     /// The protocol this runner uses.
@@ -53,7 +79,21 @@ impl Checkout {
 
     /// Checks out `order_id`: `Ok` with the definite outcome, or `Err` when the
     /// checkout failed for a system reason (the caller answers 5xx).
+    ///
+    /// The checkout runs in its own task, counted in [`Checkout::in_flight`]
+    /// until it ends: a client that disconnects does not cut it short.
     pub async fn run(&self, order_id: &Id) -> ApiResult<Result<CheckoutOutcome, CheckoutError>> {
+        let guard = InFlight::enter(&self.in_flight);
+        let (this, order_id) = (self.clone(), order_id.clone());
+        tokio::spawn(async move {
+            let _guard = guard;
+            this.run_here(&order_id).await
+        })
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("checkout task failed: {e}")))?
+    }
+
+    async fn run_here(&self, order_id: &Id) -> ApiResult<Result<CheckoutOutcome, CheckoutError>> {
         match &self.driver {
             // Both protocols start under the order's row lock, so concurrent
             // checkouts of one order take effect at most once: 2PC holds the lock

@@ -92,6 +92,12 @@ pub struct Config {
     /// Largest `n` accepted by `batch_init`.
     #[arg(long, env = "MAX_BATCH", default_value_t = service_common::params::MAX_BATCH)]
     pub max_batch: i64,
+
+    /// Deliberate bugs for the verifier's mutation tests, for example
+    /// `refuse-after-paid=100` (every 100th paid checkout answers 400). Never
+    /// set outside those tests.
+    #[arg(long, env = "SAGA2PC_MUTATIONS", default_value = "")]
+    pub mutations: String,
 }
 
 fn parse_protocol(raw: &str) -> Result<ProtocolKind, String> {
@@ -152,7 +158,8 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
             Checkout::saga(orchestrator, store.clone())
         }
     };
-    let state = routes::AppState { store, cache, stock, checkout, max_batch: config.max_batch };
+    let mutations = routes::Mutations::parse(&config.mutations)?;
+    let state = routes::AppState { store, cache, stock, checkout, max_batch: config.max_batch, mutations };
     let mut app = Application::bind(config.common.listen, routes::router(state).merge(extra_routes), pool).await?;
     if let Some(coordinator) = recovery {
         app = app.with_background("2pc-coordinator-recovery", move |stop| coordinator.run_recovery(stop));

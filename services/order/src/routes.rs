@@ -1,5 +1,8 @@
 //! The order service's public HTTP API (DESIGN.md section 5).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,6 +24,41 @@ pub struct AppState {
     pub stock: StockClient,
     pub checkout: Checkout,
     pub max_batch: i64,
+    pub mutations: Mutations,
+}
+
+/// Deliberate bugs for the verifier's mutation tests (`SAGA2PC_MUTATIONS`):
+/// with `refuse-after-paid=<n>`, every `n`-th checkout that paid answers 400
+/// instead of 200, though the payment is committed. Off by default; a test
+/// that turns it on must see the harness report the lie.
+#[derive(Debug, Clone, Default)]
+pub struct Mutations {
+    refuse_after_paid_every: Option<u64>,
+    paid: Arc<AtomicU64>,
+}
+
+impl Mutations {
+    /// Parses `SAGA2PC_MUTATIONS` (`refuse-after-paid=<n>`; empty: none).
+    pub fn parse(raw: &str) -> anyhow::Result<Self> {
+        let mut mutations = Mutations::default();
+        for spec in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match spec.split_once('=') {
+                Some(("refuse-after-paid", n)) => {
+                    let n: u64 = n.parse().map_err(|_| anyhow::anyhow!("refuse-after-paid needs a count, got {n:?}"))?;
+                    anyhow::ensure!(n > 0, "refuse-after-paid must be at least 1");
+                    mutations.refuse_after_paid_every = Some(n);
+                }
+                _ => anyhow::bail!("unknown mutation {spec:?}; the only one is refuse-after-paid=<n>"),
+            }
+        }
+        Ok(mutations)
+    }
+
+    /// Whether this paid checkout must lie.
+    fn refuse_this_paid(&self) -> bool {
+        let Some(every) = self.refuse_after_paid_every else { return false };
+        self.paid.fetch_add(1, Ordering::Relaxed) % every == every - 1
+    }
 }
 
 /// The order routes, under `/orders`.
@@ -31,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/find/{order_id}", get(find_order))
         .route("/orders/addItem/{order_id}/{item_id}/{quantity}", post(add_item))
         .route("/orders/checkout/{order_id}", post(checkout))
+        .route("/internal/checkouts", get(checkouts_in_flight))
         .with_state(state)
 }
 
@@ -78,12 +117,15 @@ async fn add_item(
     let price = match state.cache.get(item_id.as_str()).await {
         Some(price) => price,
         None => {
+            let epoch = state.cache.epoch().await;
             let price = state
                 .stock
                 .price(&item_id)
                 .await?
                 .ok_or_else(|| ApiError::not_found(format!("item {item_id} not found")))?;
-            state.cache.put(item_id.as_str(), price).await;
+            if let Some(epoch) = epoch {
+                state.cache.put(item_id.as_str(), price, epoch).await;
+            }
             price
         }
     };
@@ -100,8 +142,15 @@ async fn add_item(
 async fn checkout(State(state): State<AppState>, PathParams(order_id): PathParams<String>) -> ApiResult<Json<Value>> {
     let order_id = Id::parse("order_id", &order_id)?;
     match state.checkout.run(&order_id).await? {
-        Ok(CheckoutOutcome::Paid | CheckoutOutcome::AlreadyPaid) => {
-            Ok(Json(json!({ "order_id": order_id.as_str(), "paid": true })))
+        // "outcome" tells a verifier whether this call may have paid the order
+        // (a saga joined by concurrent checkouts answers each of them "paid").
+        Ok(CheckoutOutcome::Paid) if state.mutations.refuse_this_paid() => {
+            tracing::warn!(order_id = order_id.as_str(), "mutation refuse-after-paid: answering 400 for a paid checkout");
+            Err(ApiError::rejected(format!("out of stock on an item of order {order_id} (mutation)")))
+        }
+        Ok(CheckoutOutcome::Paid) => Ok(Json(json!({ "order_id": order_id.as_str(), "paid": true, "outcome": "paid" }))),
+        Ok(CheckoutOutcome::AlreadyPaid) => {
+            Ok(Json(json!({ "order_id": order_id.as_str(), "paid": true, "outcome": "already_paid" })))
         }
         Ok(CheckoutOutcome::Rejected(reason)) => Err(ApiError::rejected(reason.to_string())),
         Err(CheckoutError::Aborted(cause)) => {
@@ -112,4 +161,10 @@ async fn checkout(State(state): State<AppState>, PathParams(order_id): PathParam
             Err(ApiError::Internal(anyhow::anyhow!("checkout of {order_id} failed: {cause}")))
         }
     }
+}
+
+/// `GET /internal/checkouts`: checkouts running on this replica (not routed by
+/// the gateway; the harness waits for 0 before it judges the final state).
+async fn checkouts_in_flight(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "in_flight": state.checkout.in_flight() }))
 }

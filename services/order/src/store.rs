@@ -73,12 +73,12 @@ impl Store {
         // The upsert comes first: it takes the row locks (waiting for a
         // checkout that holds one), so what is read after it cannot change.
         sqlx::query(
-            "INSERT INTO orders (order_id, user_id, paid, total_cost)
-             SELECT g::text, floor(random() * $2)::bigint::text, FALSE, $3
+            "INSERT INTO orders (order_id, user_id, paid, total_cost, reset_at)
+             SELECT g::text, floor(random() * $2)::bigint::text, FALSE, $3, now()
              FROM generate_series(0, $1 - 1) AS g
              ON CONFLICT (order_id) DO UPDATE
              SET user_id = EXCLUDED.user_id, paid = FALSE, total_cost = EXCLUDED.total_cost,
-                 checkout_in_progress = FALSE",
+                 checkout_in_progress = FALSE, paid_at = NULL, reset_at = EXCLUDED.reset_at",
         )
         .bind(n)
         .bind(n_users)
@@ -207,7 +207,7 @@ impl Store {
 
 /// Marks `order_id` paid on `conn`; `false` if it was paid already (or is gone).
 async fn set_paid(conn: &mut PgConnection, order_id: &str) -> sqlx::Result<bool> {
-    let updated = sqlx::query("UPDATE orders SET paid = TRUE WHERE order_id = $1 AND NOT paid")
+    let updated = sqlx::query("UPDATE orders SET paid = TRUE, paid_at = now() WHERE order_id = $1 AND NOT paid")
         .bind(order_id)
         .execute(conn)
         .await?;

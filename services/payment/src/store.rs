@@ -35,9 +35,10 @@ impl Store {
             let mut tx = self.pool.begin().await?;
             wait.begin(&mut tx).await?;
             let upsert = sqlx::query(
-                "INSERT INTO users (user_id, credit)
-                 SELECT g::text, $2 FROM generate_series(0, $1 - 1) AS g ORDER BY g::text
-                 ON CONFLICT (user_id) DO UPDATE SET credit = EXCLUDED.credit, generation = users.generation + 1",
+                "INSERT INTO users (user_id, credit, reset_at)
+                 SELECT g::text, $2, now() FROM generate_series(0, $1 - 1) AS g ORDER BY g::text
+                 ON CONFLICT (user_id) DO UPDATE
+                 SET credit = EXCLUDED.credit, reset_at = EXCLUDED.reset_at, generation = users.generation + 1",
             )
             .bind(n)
             .bind(credit)

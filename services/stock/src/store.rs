@@ -50,10 +50,11 @@ impl Store {
             // Rows are locked in item-id (text) order, the order 2PC branches
             // lock them in, so a reset and a branch cannot deadlock.
             let upsert = sqlx::query(
-                "INSERT INTO items (item_id, stock, price)
-                 SELECT g::text, $2, $3 FROM generate_series(0, $1 - 1) AS g ORDER BY g::text
+                "INSERT INTO items (item_id, stock, price, reset_at)
+                 SELECT g::text, $2, $3, now() FROM generate_series(0, $1 - 1) AS g ORDER BY g::text
                  ON CONFLICT (item_id) DO UPDATE
-                 SET stock = EXCLUDED.stock, price = EXCLUDED.price, generation = items.generation + 1",
+                 SET stock = EXCLUDED.stock, price = EXCLUDED.price, reset_at = EXCLUDED.reset_at,
+                     generation = items.generation + 1",
             )
             .bind(n)
             .bind(stock)

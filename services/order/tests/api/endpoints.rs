@@ -126,7 +126,7 @@ async fn checkout_of_a_paid_order_is_200_and_charges_nothing() {
     app.mark_paid(&order_id).await;
     assert_eq!(
         app.order.post(&format!("/orders/checkout/{order_id}")).await,
-        (200, json!({"order_id": order_id, "paid": true}))
+        (200, json!({"order_id": order_id, "paid": true, "outcome": "already_paid"}))
     );
 }
 
@@ -160,4 +160,25 @@ async fn add_item_works_without_redis() {
     let item = app.item(4).await;
     assert_eq!(app.order.post(&format!("/orders/addItem/{order_id}/{item}/2")).await.1["total_cost"], 8);
     assert_eq!(app.stock.post("/stock/batch_init/2/1/1").await.0, 200);
+}
+
+/// An `addItem` that read a price just before a stock `batch_init` committed
+/// cannot write that stale price back after the invalidation.
+#[tokio::test]
+async fn a_price_read_before_an_invalidation_is_not_cached_after_it() {
+    use service_common::price_cache::PriceCache;
+    let redis = format!("{}/8", service_testkit::redis_url().trim_end_matches('/'));
+    let cache = PriceCache::new(Some(&redis)).unwrap();
+    let item = format!("stale-{}", uuid_like());
+    let before = cache.epoch().await.expect("redis reachable");
+    cache.invalidate(vec![item.clone()]).await.unwrap(); // batch_init committed meanwhile
+    cache.put(&item, 5, before).await;
+    assert_eq!(cache.get(&item).await, None, "the stale price was cached");
+    let now = cache.epoch().await.unwrap();
+    cache.put(&item, 7, now).await;
+    assert_eq!(cache.get(&item).await, Some(7));
+}
+
+fn uuid_like() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
