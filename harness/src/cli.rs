@@ -276,7 +276,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let run_dir = absolute(&args.dir.run_dir)?;
             match stack::status(&run_dir)? {
                 Some(state) if args.env => print!("{}", state.env_lines()),
-                Some(state) => println!("{}", serde_json::to_string_pretty(&state)?),
+                Some(state) => {
+                    let dead_letters = dead_letters(&state).await;
+                    let mut doc = serde_json::to_value(&state)?;
+                    if let (Some(map), Some(dead)) = (doc.as_object_mut(), dead_letters) {
+                        map.insert("dead_letters".to_owned(), dead);
+                    }
+                    println!("{}", serde_json::to_string_pretty(&doc)?);
+                }
                 None => {
                     eprintln!("no stack running in {}", run_dir.display());
                     return Ok(ExitCode::FAILURE);
@@ -285,6 +292,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// SAGA: messages in each service's dead-letter table, read from its
+/// replicas' metrics (`None` for a 2PC stack). A service none of whose
+/// replicas answers shows `null`.
+async fn dead_letters(state: &stack::state::StackState) -> Option<serde_json::Value> {
+    if state.protocol != ProtocolKind::Saga.to_string() {
+        return None;
+    }
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().ok()?;
+    let mut out = serde_json::Map::new();
+    for service in ["order", "stock", "payment"] {
+        let mut count: Option<u64> = None;
+        for c in state.components.iter().filter(|c| c.name.starts_with(&format!("{service}#"))) {
+            let Ok(resp) = http.get(format!("{}/internal/saga/metrics", c.url)).send().await else { continue };
+            let Ok(values) = resp.json::<serde_json::Value>().await else { continue };
+            // A gauge of the service's one database: the same on every replica.
+            count = count.max(values["dead_letters"].as_u64());
+        }
+        out.insert(service.to_owned(), count.map_or(serde_json::Value::Null, Into::into));
+    }
+    Some(out.into())
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {

@@ -59,8 +59,18 @@ pub fn since(after: &Counters, before: &Counters) -> Counters {
 pub fn describe(counters: &Counters) -> String {
     let mut out = String::new();
     const TWOPC_PARTICIPANT: &[&str] = &["prepared", "refused", "committed", "aborted", "recovered", "in_doubt"];
-    const SAGA_PARTICIPANT: &[&str] =
-        &["applied", "refused", "compensated", "tombstones", "late_actions", "duplicates", "retries", "unsent_outbox"];
+    const SAGA_PARTICIPANT: &[&str] = &[
+        "applied",
+        "refused",
+        "compensated",
+        "tombstones",
+        "late_actions",
+        "duplicates",
+        "retries",
+        "unsent_outbox",
+        "dead_lettered",
+        "dead_letters",
+    ];
     let keys: [(&str, &[&str]); 6] = [
         ("2pc order", &["committed", "aborted", "unknown", "recovered", "in_doubt"]),
         ("2pc stock", TWOPC_PARTICIPANT),
@@ -77,6 +87,8 @@ pub fn describe(counters: &Counters) -> String {
                 "duplicates",
                 "in_flight",
                 "unsent_outbox",
+                "dead_lettered",
+                "dead_letters",
             ],
         ),
         ("saga stock", SAGA_PARTICIPANT),

@@ -247,19 +247,32 @@ pub async fn settle(dbs: &Databases, order_urls: &[String], timeout: Duration) -
             .connect_lazy(url)
     };
     let (order_db, stock_db, payment_db) = (lazy(&dbs.order)?, lazy(&dbs.stock)?, lazy(&dbs.payment)?);
+    let probe = || async {
+        let mut left = leftovers(&order_db, &stock_db, &payment_db).await?;
+        left.checkouts_in_flight = checkouts_in_flight(&http, order_urls).await;
+        anyhow::Ok(left)
+    };
+    settle_with(probe, timeout).await
+}
+
+/// [`settle`]'s loop over any `probe` of what is left in flight.
+async fn settle_with<F, Fut>(mut probe: F, timeout: Duration) -> anyhow::Result<Settled>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Leftovers>>,
+{
     let started = Instant::now();
     let mut at_end_of_load = None;
     let mut last_error = None;
     while started.elapsed() < timeout {
-        match leftovers(&order_db, &stock_db, &payment_db).await {
-            Ok(mut left) => {
-                left.checkouts_in_flight = checkouts_in_flight(&http, order_urls).await;
+        match probe().await {
+            Ok(left) => {
                 let first = *at_end_of_load.get_or_insert(left);
                 if left.is_empty() {
                     return Ok(Settled { after: started.elapsed(), at_end_of_load: first });
                 }
             }
-            Err(err) => last_error = Some(anyhow::Error::from(err)),
+            Err(err) => last_error = Some(err),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -279,4 +292,48 @@ pub struct Settled {
     pub after: Duration,
     /// Protocol state in flight when the load ended (first successful read).
     pub at_end_of_load: Leftovers,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An order replica's `/internal/checkouts` that reports one checkout in
+    /// flight until `busy_for` has passed, then none.
+    async fn fake_order_replica(busy_for: Duration) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let started = Instant::now();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = socket.read(&mut buf).await;
+                let body = format!(r#"{{"in_flight":{}}}"#, u8::from(started.elapsed() < busy_for));
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    /// A checkout still running in a replica (no database state yet, as a 2PC
+    /// checkout before its first prepare) keeps the run from settling.
+    #[tokio::test]
+    async fn settling_waits_for_checkouts_running_in_the_order_replicas() {
+        let urls = vec![fake_order_replica(Duration::from_millis(600)).await, "http://127.0.0.1:9".to_owned()];
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+        assert_eq!(checkouts_in_flight(&http, &urls).await, 1, "an unreachable replica counts none");
+        let probe = || async {
+            let left =
+                Leftovers { checkouts_in_flight: checkouts_in_flight(&http, &urls).await, ..Leftovers::default() };
+            anyhow::Ok(left)
+        };
+        let settled = settle_with(probe, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(settled.at_end_of_load.checkouts_in_flight, 1);
+        assert!(settled.after >= Duration::from_millis(500), "settled after {:?}", settled.after);
+    }
 }

@@ -129,8 +129,8 @@ pub enum Violation {
     Stock { item_id: String, expected: i64, actual: i64 },
     /// Invariant 3: an order answered 200 is not paid.
     OkButUnpaid { order_id: String },
-    /// Invariant 3: a paid order was refused (4xx) by a call that ended before
-    /// any call that could have paid it began, so the refusing call paid.
+    /// Invariant 3: a paid order was refused (4xx), and no other call that may
+    /// have paid it began before it was seen paid: the refusing call paid.
     RefusedButPaid { order_id: String },
     /// Invariant 4: protocol state left behind after settling.
     Unsettled(Leftovers),
@@ -193,14 +193,19 @@ pub fn check(initial: Initial, state: &FinalState, answers: &HashMap<String, Vec
     violations
 }
 
-/// Whether a refusing call must be the one that paid: some 4xx ended before
-/// the first call that may have paid began (or no such call exists). An
-/// earlier refusal that was true (stock short then, released later) always
-/// ends before the paying call begins only if no call that could pay was in
-/// flight yet, which is exactly when the refusal is the only candidate.
+/// Whether a refusing call must be the one that paid. The order was paid at
+/// the latest when the first "already paid" answer ended (or, without one, by
+/// the end of the run); the call that paid it began before that. If no call
+/// that may have paid (a 200 saying "paid", a 5xx, no answer) began by then,
+/// but a refusal did, that refusal paid. A refusal followed by a true payment
+/// (stock released by another checkout's compensation in between) is not
+/// blamed, since the paying call is there.
 fn refused_by_the_payer(attempts: &[Attempt]) -> bool {
-    let first_payer = attempts.iter().filter(|a| a.answer.may_have_paid()).map(|a| a.started).min();
-    attempts.iter().filter(|a| a.answer == Answer::Refused).any(|a| first_payer.is_none_or(|p| a.ended <= p))
+    let seen_paid = attempts.iter().filter(|a| a.answer == Answer::AlreadyPaid).map(|a| a.ended).min();
+    let before_seen = |a: &&Attempt| seen_paid.is_none_or(|t| a.started < t);
+    let payer_possible = attempts.iter().filter(before_seen).any(|a| a.answer.may_have_paid());
+    let refused = attempts.iter().filter(before_seen).any(|a| a.answer == Answer::Refused);
+    refused && !payer_possible
 }
 
 #[cfg(test)]
@@ -232,10 +237,7 @@ mod tests {
         );
         let answers = HashMap::from([
             // refused while stock was short, paid later, then found paid
-            (
-                "0".to_owned(),
-                vec![at(Answer::Refused, 0, 5), at(Answer::Ok, 10, 20), at(Answer::AlreadyPaid, 30, 31)],
-            ),
+            ("0".to_owned(), vec![at(Answer::Refused, 0, 5), at(Answer::Ok, 10, 20), at(Answer::AlreadyPaid, 30, 31)]),
             ("1".to_owned(), vec![at(Answer::Refused, 0, 5), at(Answer::Unknown, 10, 60_000)]),
         ]);
         (state, answers)

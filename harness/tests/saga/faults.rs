@@ -155,6 +155,8 @@ async fn a_poison_compensation_is_dead_lettered(stack: &TestStack, api: &Api) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(counters(api, stack, "stock#0").await["dead_letters"].as_u64().unwrap() >= 1);
+    let status = stack.status().unwrap();
+    assert!(status["dead_letters"]["stock"].as_u64().unwrap() >= 1, "harness status shows it: {status}");
     // The participant still serves everyone else.
     let other = Case::new(api).await;
     let started = Instant::now();

@@ -182,8 +182,23 @@ async fn target_mode_and_verify_against_a_running_stack() {
     // A later, smaller batch overwrites part of the ids: `verify` judges the
     // latest batch alone (older orders paid users and items that were reset).
     let out = stack.harness(&[
-        "run", "--target", &gateway, "--checkouts", "200", "--orders", "100", "--items", "20", "--users", "50",
-        "--stock", "30", "--credit", "7", "--concurrency", "8",
+        "run",
+        "--target",
+        &gateway,
+        "--checkouts",
+        "200",
+        "--orders",
+        "100",
+        "--items",
+        "20",
+        "--users",
+        "50",
+        "--stock",
+        "30",
+        "--credit",
+        "7",
+        "--concurrency",
+        "8",
     ]);
     assert!(out.status.success(), "{}{}", support::text(&out.stdout), support::text(&out.stderr));
     let out = stack.harness(&["verify", "--stock", "30", "--credit", "7"]);
@@ -202,9 +217,28 @@ fn a_service_that_refuses_after_paying_fails_the_stress_case() {
     let (ok, stdout, dir) = support::harness_run_with_env(
         "twopc-mutation",
         &[
-            "--protocol", "2pc", "--port-base", "31500", "--gateway-port", "31580", "--checkouts", "1500",
-            "--concurrency", "16", "--orders", "200", "--users", "100", "--items", "100", "--stock", "100",
-            "--credit", "100", "--seed", "5",
+            "--protocol",
+            "2pc",
+            "--port-base",
+            "31500",
+            "--gateway-port",
+            "31580",
+            "--checkouts",
+            "1500",
+            "--concurrency",
+            "16",
+            "--orders",
+            "200",
+            "--users",
+            "100",
+            "--items",
+            "100",
+            "--stock",
+            "100",
+            "--credit",
+            "100",
+            "--seed",
+            "5",
         ],
         &[("SAGA2PC_MUTATIONS", "refuse-after-paid=25")],
     );

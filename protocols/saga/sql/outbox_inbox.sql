@@ -17,6 +17,8 @@ CREATE TABLE IF NOT EXISTS saga_inbox (
     message_id  UUID PRIMARY KEY,
     received_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+-- Retention (store.rs `forget_old`) deletes the oldest rows.
+CREATE INDEX IF NOT EXISTS saga_inbox_received ON saga_inbox (received_at);
 
 -- Dead letters: messages whose handler failed deterministically (a constraint
 -- or a value out of range) a bounded number of times. They are not claimed in

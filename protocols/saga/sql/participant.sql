@@ -14,3 +14,6 @@ CREATE TABLE IF NOT EXISTS saga_effects (
 -- What the step's apply saw of the rows it changed (participant.rs `Receipt`):
 -- the generation of each row, so a compensation skips rows a batch_init reset.
 ALTER TABLE saga_effects ADD COLUMN IF NOT EXISTS receipt JSONB;
+
+-- Retention (store.rs `forget_old`) deletes effects no command touched for long.
+CREATE INDEX IF NOT EXISTS saga_effects_updated ON saga_effects (updated_at);

@@ -19,6 +19,12 @@ pub const REPLIES: &str = "saga-replies";
 /// Every topic the saga uses (the stack creates them).
 pub const TOPICS: [&str; 3] = [STOCK_COMMANDS, PAYMENT_COMMANDS, REPLIES];
 
+/// How long the saga topics keep messages (`retention.ms`, set when the topics
+/// are created). A message can be redelivered or replayed only while it is in
+/// its topic, so this bounds how long the inboxes and effect records must
+/// remember a message ([`crate::store::DEDUP_RETENTION`]).
+pub const TOPIC_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// The schema version this build writes and reads.
 pub const VERSION: u16 = 1;
 

@@ -142,6 +142,14 @@ impl ParticipantHandler {
                 .bind(msg.saga_id)
                 .fetch_optional(&mut *tx)
                 .await?;
+        if recorded.is_some() {
+            // Every command handled for a saga keeps its record from ageing out
+            // (store::DEDUP_RETENTION).
+            sqlx::query("UPDATE saga_effects SET updated_at = now() WHERE saga_id = $1")
+                .bind(msg.saga_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let recorded: Option<Effect> = match recorded {
             Some((state, work, reason, receipt)) => {
                 Some((Recorded::parse(&state)?, work.map(|w| w.0), reason.map(|r| r.0), receipt.map(|r| r.0)))

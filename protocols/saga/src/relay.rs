@@ -152,12 +152,15 @@ impl Relay {
         Ok(ids.len())
     }
 
+    /// Deletes sent outbox rows after `retain_sent`, and inbox rows and step
+    /// effects after [`crate::store::DEDUP_RETENTION`].
     async fn cleanup(&self) -> sqlx::Result<()> {
         let secs = self.settings.retain_sent.as_secs_f64();
         sqlx::query("DELETE FROM saga_outbox WHERE sent_at < now() - make_interval(secs => $1)")
             .bind(secs)
             .execute(&self.pool)
             .await?;
+        crate::store::forget_old(&self.pool, crate::store::DEDUP_RETENTION).await?;
         Ok(())
     }
 }

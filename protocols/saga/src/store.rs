@@ -3,10 +3,24 @@
 //! announce) and the inbox (ids of messages already handled, written in the
 //! same transaction as their effect, so a redelivery is recognised).
 
+use std::time::Duration;
+
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::messages::Envelope;
+use crate::messages::{Envelope, TOPIC_RETENTION};
+
+/// How long inbox rows and step effects are kept: a day longer than a
+/// message stays in its topic. The guarantee this keeps: a message redelivered
+/// or replayed from its topic always finds its inbox row (so it is not applied
+/// twice), and every command of a saga finds the saga's effect record, because
+/// the record is touched by every command handled for it (recovery re-sends a
+/// stalled saga's commands every few seconds, so a saga in flight never ages
+/// out while its participant runs).
+pub const DEDUP_RETENTION: Duration = TOPIC_RETENTION.saturating_add(Duration::from_secs(24 * 3600));
+
+/// Rows deleted per statement, so a retention pass never holds long locks.
+const RETENTION_CHUNK: i64 = 10_000;
 
 /// The tables a saga service needs besides its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,4 +107,31 @@ pub async fn dead_letter(
 /// Messages in the dead-letter table.
 pub async fn count_dead_letters(pool: &PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM saga_dead_letters").fetch_one(pool).await
+}
+
+/// Deletes inbox rows and step effects older than `keep` (see
+/// [`DEDUP_RETENTION`]); returns how many rows went.
+pub async fn forget_old(pool: &PgPool, keep: Duration) -> sqlx::Result<u64> {
+    let secs = keep.as_secs_f64();
+    let mut deleted = 0;
+    let mut tables = vec![("saga_inbox", "message_id", "received_at")];
+    let has_effects: bool =
+        sqlx::query_scalar("SELECT to_regclass('saga_effects') IS NOT NULL").fetch_one(pool).await?;
+    if has_effects {
+        tables.push(("saga_effects", "saga_id", "updated_at"));
+    }
+    for (table, key, at) in tables {
+        let sql = format!(
+            "DELETE FROM {table} WHERE {key} IN
+             (SELECT {key} FROM {table} WHERE {at} < now() - make_interval(secs => $1) LIMIT $2)"
+        );
+        loop {
+            let n = sqlx::query(&sql).bind(secs).bind(RETENTION_CHUNK).execute(pool).await?.rows_affected();
+            deleted += n;
+            if n < RETENTION_CHUNK as u64 {
+                break;
+            }
+        }
+    }
+    Ok(deleted)
 }

@@ -322,7 +322,9 @@ impl Coordinator {
                     Metrics::incr(&self.metrics.recovered);
                     finished += 1;
                 }
-                Err(err) => tracing::warn!(txn = %t.txn, error = %err, "recovery could not mark a transaction finished"),
+                Err(err) => {
+                    tracing::warn!(txn = %t.txn, error = %err, "recovery could not mark a transaction finished")
+                }
             }
         }
         Ok(finished)
@@ -331,9 +333,16 @@ impl Coordinator {
     /// Runs recovery once now (start-up) and then every recovery interval until
     /// `shutdown` fires.
     pub async fn run_recovery(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut last_retention = Instant::now();
         loop {
             if let Err(err) = self.recover_once().await {
                 tracing::warn!(error = %err, "2PC coordinator recovery pass failed");
+            }
+            if last_retention.elapsed() > crate::participant::RETENTION_EVERY {
+                last_retention = Instant::now();
+                if let Err(err) = decision_log::forget_finished(&self.pool, decision_log::FINISHED_RETENTION).await {
+                    tracing::warn!(error = %err, "2PC decision retention failed");
+                }
             }
             tokio::select! {
                 _ = shutdown.changed() => return,

@@ -182,3 +182,31 @@ pub async fn forget_batch(conn: &mut PgConnection, n: i64) -> sqlx::Result<()> {
     sqlx::query(&sql).bind(n).execute(conn).await?;
     Ok(())
 }
+
+/// How long a finished decision is kept. Nothing reads a finished decision
+/// (every participant applied it; a participant asks only about branches still
+/// prepared), so this only keeps the one-commit-per-order index meaningful for
+/// a while after a payment, a safety net behind the order row lock and the
+/// `paid` flag that already make a second payment impossible.
+pub const FINISHED_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// Deletes decisions finished more than `keep` ago (by their decision time);
+/// returns how many.
+pub async fn forget_finished(pool: &PgPool, keep: Duration) -> sqlx::Result<u64> {
+    let mut deleted = 0;
+    loop {
+        let n = sqlx::query(
+            "DELETE FROM twopc_decisions WHERE txn_id IN
+             (SELECT txn_id FROM twopc_decisions
+              WHERE finished AND decided_at < now() - make_interval(secs => $1) LIMIT 10000)",
+        )
+        .bind(keep.as_secs_f64())
+        .execute(pool)
+        .await?
+        .rows_affected();
+        deleted += n;
+        if n < 10_000 {
+            return Ok(deleted);
+        }
+    }
+}

@@ -113,13 +113,8 @@ pub struct Machine {
 impl Machine {
     /// A new transaction and its first actions (prepare everywhere, in parallel).
     pub fn start() -> (Machine, Vec<Action>) {
-        let machine = Machine {
-            votes: Vec::new(),
-            decision: None,
-            pending: BTreeSet::new(),
-            replied: false,
-            abort_cause: None,
-        };
+        let machine =
+            Machine { votes: Vec::new(), decision: None, pending: BTreeSet::new(), replied: false, abort_cause: None };
         (machine, Participant::ALL.iter().map(|p| Action::Prepare(*p)).collect())
     }
 
@@ -312,7 +307,10 @@ mod tests {
         assert_eq!(m.step(Event::DecisionLogged(Decision::Abort)), vec![]);
         assert_eq!(m.step(Event::Acked(Stock)), vec![]);
         let reply = m.step(Event::Acked(Payment));
-        assert!(matches!(&reply[..], [Action::Reply(Reply::Failed(why))] if why.contains("unique violation")), "{reply:?}");
+        assert!(
+            matches!(&reply[..], [Action::Reply(Reply::Failed(why))] if why.contains("unique violation")),
+            "{reply:?}"
+        );
     }
 
     #[test]

@@ -313,8 +313,10 @@ impl ParticipantRunner {
         Ok(decision.decision)
     }
 
-    /// Runs [`Self::recover_once`] every recovery interval until `shutdown` fires.
+    /// Runs [`Self::recover_once`] every recovery interval, and
+    /// [`forget_old_branches`] every minute, until `shutdown` fires.
     pub async fn run_recovery(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut last_retention = Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -322,6 +324,12 @@ impl ParticipantRunner {
             }
             if let Err(err) = self.recover_once().await {
                 tracing::warn!(error = %err, "2PC participant recovery pass failed");
+            }
+            if last_retention.elapsed() > RETENTION_EVERY {
+                last_retention = Instant::now();
+                if let Err(err) = forget_old_branches(&self.pool, BRANCH_RETENTION).await {
+                    tracing::warn!(error = %err, "2PC branch retention failed");
+                }
             }
         }
     }
@@ -334,5 +342,37 @@ impl ParticipantRunner {
         .fetch_one(&self.pool)
         .await?;
         Ok(self.metrics.snapshot(u64::try_from(in_doubt).unwrap_or(0)))
+    }
+}
+
+/// How long a branch's outcome (`twopc_branches`: the commit record, the
+/// rollback tombstone) is kept. The guarantees it bounds: a prepare that
+/// arrives after its rollback is refused, and a repeated `COMMIT` is answered
+/// from the record, for this long after the outcome. Both are needed only
+/// while the coordinator can still send them: a prepare during its checkout
+/// (seconds), phase two until the decision is finished, which takes as long as
+/// the other participant is unreachable. A week covers any outage the stack is
+/// meant to survive; a decision left unfinished longer needs an operator.
+pub const BRANCH_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often retention runs.
+pub(crate) const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+/// Deletes branch outcomes recorded more than `keep` ago; returns how many.
+pub async fn forget_old_branches(pool: &PgPool, keep: Duration) -> sqlx::Result<u64> {
+    let mut deleted = 0;
+    loop {
+        let n = sqlx::query(
+            "DELETE FROM twopc_branches WHERE gid IN
+             (SELECT gid FROM twopc_branches WHERE recorded_at < now() - make_interval(secs => $1) LIMIT 10000)",
+        )
+        .bind(keep.as_secs_f64())
+        .execute(pool)
+        .await?
+        .rows_affected();
+        deleted += n;
+        if n < 10_000 {
+            return Ok(deleted);
+        }
     }
 }

@@ -202,7 +202,19 @@ mod tests {
     fn amounts_are_positive_and_bounded() {
         assert_eq!(Amount::parse("a", "1").map(Amount::get).ok(), Some(1));
         assert_eq!(Amount::parse("a", "9007199254740991").map(Amount::get).ok(), Some(MAX_VALUE));
-        for bad in ["0", "-1", "9007199254740992", "9223372036854775807", "9223372036854775808", "1e3", "+5", "5.0", "", "x", "-"] {
+        for bad in [
+            "0",
+            "-1",
+            "9007199254740992",
+            "9223372036854775807",
+            "9223372036854775808",
+            "1e3",
+            "+5",
+            "5.0",
+            "",
+            "x",
+            "-",
+        ] {
             assert!(Amount::parse("a", bad).is_err(), "accepted {bad:?}");
         }
     }

@@ -44,7 +44,8 @@ impl Mutations {
         for spec in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match spec.split_once('=') {
                 Some(("refuse-after-paid", n)) => {
-                    let n: u64 = n.parse().map_err(|_| anyhow::anyhow!("refuse-after-paid needs a count, got {n:?}"))?;
+                    let n: u64 =
+                        n.parse().map_err(|_| anyhow::anyhow!("refuse-after-paid needs a count, got {n:?}"))?;
                     anyhow::ensure!(n > 0, "refuse-after-paid must be at least 1");
                     mutations.refuse_after_paid_every = Some(n);
                 }
@@ -145,10 +146,15 @@ async fn checkout(State(state): State<AppState>, PathParams(order_id): PathParam
         // "outcome" tells a verifier whether this call may have paid the order
         // (a saga joined by concurrent checkouts answers each of them "paid").
         Ok(CheckoutOutcome::Paid) if state.mutations.refuse_this_paid() => {
-            tracing::warn!(order_id = order_id.as_str(), "mutation refuse-after-paid: answering 400 for a paid checkout");
+            tracing::warn!(
+                order_id = order_id.as_str(),
+                "mutation refuse-after-paid: answering 400 for a paid checkout"
+            );
             Err(ApiError::rejected(format!("out of stock on an item of order {order_id} (mutation)")))
         }
-        Ok(CheckoutOutcome::Paid) => Ok(Json(json!({ "order_id": order_id.as_str(), "paid": true, "outcome": "paid" }))),
+        Ok(CheckoutOutcome::Paid) => {
+            Ok(Json(json!({ "order_id": order_id.as_str(), "paid": true, "outcome": "paid" })))
+        }
         Ok(CheckoutOutcome::AlreadyPaid) => {
             Ok(Json(json!({ "order_id": order_id.as_str(), "paid": true, "outcome": "already_paid" })))
         }

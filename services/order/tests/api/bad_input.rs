@@ -27,7 +27,15 @@ async fn malformed_parameters_are_400_and_change_nothing() {
     for bad in BAD_QUANTITIES {
         posts.push(format!("/orders/addItem/{order_id}/{item}/{bad}"));
     }
-    for bad in ["0/1/1/1", "5/0/1/1", "5/1/0/1", "5/1/1/-1", "1001/1/1/1", "5/1/1/4611686018427387904", "5/1/1/4503599627370496"] {
+    for bad in [
+        "0/1/1/1",
+        "5/0/1/1",
+        "5/1/0/1",
+        "5/1/1/-1",
+        "1001/1/1/1",
+        "5/1/1/4611686018427387904",
+        "5/1/1/4503599627370496",
+    ] {
         posts.push(format!("/orders/batch_init/{bad}"));
     }
     for path in &posts {

@@ -51,15 +51,13 @@ async fn adding_past_the_maximum_is_400_and_changes_nothing() {
 #[tokio::test]
 async fn batch_init_bounds_are_enforced() {
     let app = spawn_payment().await;
-    for path in
-        [
+    for path in [
         "/payment/batch_init/0/1",
         "/payment/batch_init/1001/1",
         "/payment/batch_init/5/-1",
         "/payment/batch_init/x/1",
         "/payment/batch_init/5/9007199254740992",
-    ]
-    {
+    ] {
         assert_eq!(app.post(path).await.0, 400, "{path}");
     }
     assert_eq!(app.get("/payment/find_user/0").await.0, 400, "nothing was created");

@@ -97,3 +97,51 @@ async fn malformed_gids_never_reach_sql() {
     }
     assert_eq!(app.get(&format!("/stock/find/{item}")).await.1["stock"], 10);
 }
+
+/// Retention forgets only rows no guarantee needs any more: branch outcomes
+/// older than the branch retention, inbox rows and untouched step effects
+/// older than the dedup retention (a week past the topics' retention).
+#[tokio::test]
+async fn retention_deletes_only_rows_older_than_their_guarantee() {
+    let db = service_testkit::fresh_database("retention").await;
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    stock_service::MIGRATOR.run(&pool).await.unwrap();
+    saga::store::install(&pool, saga::store::Schema::Participant).await.unwrap();
+    let branch_days = twopc::participant::BRANCH_RETENTION.as_secs_f64() / 86_400.0;
+    let dedup_days = saga::store::DEDUP_RETENTION.as_secs_f64() / 86_400.0;
+    for (tag, days) in [("old", branch_days + 1.0), ("young", branch_days - 1.0)] {
+        sqlx::query(
+            "INSERT INTO twopc_branches (gid, outcome, recorded_at) VALUES ($1, 'aborted', now() - make_interval(days => $2))",
+        )
+        .bind(format!("s2pc:c:{}:stock-{tag}", uuid::Uuid::new_v4()))
+        .bind(days as i32)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    for days in [dedup_days + 1.0, dedup_days - 1.0] {
+        sqlx::query("INSERT INTO saga_inbox (message_id, received_at) VALUES ($1, now() - make_interval(days => $2))")
+            .bind(uuid::Uuid::new_v4())
+            .bind(days as i32)
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO saga_effects (saga_id, order_id, state, updated_at)
+             VALUES ($1, 'o', 'tombstone', now() - make_interval(days => $2))",
+        )
+        .bind(uuid::Uuid::new_v4())
+        .bind(days as i32)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let keep = twopc::participant::BRANCH_RETENTION;
+    assert_eq!(twopc::participant::forget_old_branches(&pool, keep).await.unwrap(), 1);
+    let left: Vec<String> = sqlx::query_scalar("SELECT gid FROM twopc_branches").fetch_all(&pool).await.unwrap();
+    assert!(left.len() == 1 && left[0].ends_with("stock-young"), "{left:?}");
+    assert_eq!(saga::store::forget_old(&pool, saga::store::DEDUP_RETENTION).await.unwrap(), 2);
+    let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool);
+    assert_eq!(count("SELECT count(*) FROM saga_inbox").await.unwrap(), 1);
+    assert_eq!(count("SELECT count(*) FROM saga_effects").await.unwrap(), 1);
+}
