@@ -29,17 +29,24 @@ pub async fn latest_batch_ids(dbs: &Databases) -> anyhow::Result<Ids> {
         )
     };
     let users = ids(dbs.payment.clone(), latest("users", "user_id")).await?;
+    let items = ids(dbs.stock.clone(), latest("items", "item_id")).await?;
     let order_db = PgPool::connect(&dbs.order).await?;
+    // Orders paid since the batch count only if their user and every item are
+    // in it: the others took from rows this check does not judge.
     let orders: Vec<String> = sqlx::query_scalar(
         "WITH batch AS (SELECT max(reset_at) AS at FROM orders)
-         SELECT order_id FROM orders, batch
-         WHERE batch.at IS NULL OR reset_at = batch.at OR (paid AND paid_at >= batch.at AND user_id = ANY($1))",
+         SELECT o.order_id FROM orders o, batch
+         WHERE batch.at IS NULL OR o.reset_at = batch.at
+            OR (o.paid AND o.paid_at >= batch.at AND o.user_id = ANY($1)
+                AND NOT EXISTS (SELECT 1 FROM order_items i
+                                WHERE i.order_id = o.order_id AND NOT i.item_id = ANY($2)))",
     )
     .bind(&users)
+    .bind(&items)
     .fetch_all(&order_db)
     .await?;
     order_db.close().await;
-    Ok(Ids { users, items: ids(dbs.stock.clone(), latest("items", "item_id")).await?, orders })
+    Ok(Ids { users, items, orders })
 }
 
 /// Database URLs of a stack.
@@ -78,6 +85,7 @@ pub async fn read_stable(dbs: &Databases, ids: &Ids, since: Option<f64>) -> anyh
         last = next;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    tracing::warn!("the final state was still changing after {MAX_READS} reads; judging the last one");
     Ok(last)
 }
 

@@ -188,10 +188,13 @@ pub async fn wait_and_create_topics(config: &StackConfig, timeout: Duration) -> 
         .create()
         .context("creating Kafka admin client")?;
     let retention_ms = saga::messages::TOPIC_RETENTION.as_millis().to_string();
+    let segment_ms = saga::messages::TOPIC_SEGMENT.as_millis().to_string();
     let topics: Vec<NewTopic<'_>> = saga::messages::TOPICS
         .iter()
         .map(|name| {
-            NewTopic::new(name, config.partitions, TopicReplication::Fixed(1)).set("retention.ms", &retention_ms)
+            NewTopic::new(name, config.partitions, TopicReplication::Fixed(1))
+                .set("retention.ms", &retention_ms)
+                .set("segment.ms", &segment_ms)
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));

@@ -78,7 +78,36 @@ async fn crash_points_recover_all_or_nothing() {
     crash_during_checkout(&stack, &api, "stock#0", "saga.participant.after_commit", poor).await;
     paused_participant_freezes_the_order(&stack, &api).await;
     batch_init_during_a_saga_creates_nothing(&stack, &api).await;
+    a_step_after_a_reset_of_its_row_is_refused(&stack, &api).await;
     a_poison_compensation_is_dead_lettered(&stack, &api).await;
+}
+
+/// A saga step that reaches a row reset after its checkout began (the stock
+/// participant paused, the user reset meanwhile) is refused, so the checkout
+/// never pays with the new batch's credit for an order of the old one; the
+/// reserved stock is given back and the reset credit stays whole.
+async fn a_step_after_a_reset_of_its_row_is_refused(stack: &TestStack, api: &Api) {
+    assert_eq!(api.post("/stock/batch_init/1/10/10").await.0, 200);
+    assert_eq!(api.post("/payment/batch_init/1/100").await.0, 200);
+    assert_eq!(api.post("/orders/batch_init/1/1/1/10").await.0, 200);
+    signal(stack, "stock#0", Signal::SIGSTOP);
+    let checkout = tokio::spawn({
+        let api = api.clone();
+        async move { api.checkout("0").await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counters(api, stack, "order#0").await["in_flight"].as_u64().unwrap() == 0 {
+        assert!(Instant::now() < deadline, "the saga did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(api.post("/payment/batch_init/1/50").await.0, 200, "the user is reset while the saga runs");
+    signal(stack, "stock#0", Signal::SIGCONT);
+    let (status, body) = checkout.await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("user 0 was reset by batch_init"), "{body}");
+    crate::assert_settled(stack).await;
+    assert_eq!((api.stock_of("0").await, api.credit_of("0").await), (10, 50));
+    assert!(!api.paid("0").await);
 }
 
 /// Waits until `cond` holds on the stock of `item`.
@@ -120,7 +149,7 @@ async fn batch_init_during_a_saga_creates_nothing(stack: &TestStack, api: &Api) 
     let (status, body) = reset.await.unwrap();
     assert_eq!(status, 200, "the order reset goes through once the saga ended: {body}");
     crate::assert_settled(stack).await;
-    assert_eq!(api.stock_of("0").await, 10, "the compensation gave back stock taken before the reset");
+    assert_eq!(api.stock_of("0").await, 10, "the compensation must not give back stock taken before the reset");
     // The reset order is payable: exactly one debit and one set of decrements.
     assert_eq!(api.post("/payment/add_funds/0/20").await.0, 200);
     assert_eq!(api.checkout("0").await.0, 200);
@@ -301,7 +330,7 @@ async fn duplicated_replayed_and_reordered_messages_take_effect_once() {
     // the action is refused when it comes.
     let item = api.item(10, 10).await;
     let saga_id = uuid::Uuid::new_v4();
-    let work = Work::Stock { items: vec![LineItem { item_id: item.clone(), quantity: 3 }] };
+    let work = Work::Stock { items: vec![LineItem { item_id: item.clone(), quantity: 3 }], as_of_us: None };
     let undo = Envelope::new(saga_id, "tombstone-order", Step::ReserveStock, Body::Compensate);
     let action = Envelope::new(saga_id, "tombstone-order", Step::ReserveStock, Body::Action { work });
     let late_before = counters(&api, &stack, "stock#0").await["late_actions"].as_u64().unwrap();

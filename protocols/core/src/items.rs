@@ -82,6 +82,9 @@ pub enum Work {
     Stock {
         /// The lines.
         items: Vec<LineItem>,
+        /// Refuse rows reset after this ([`crate::CheckoutRequest::as_of_us`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        as_of_us: Option<i64>,
     },
     /// Take `amount` from the user's credit.
     Payment {
@@ -89,17 +92,20 @@ pub enum Work {
         user_id: String,
         /// The order total.
         amount: i64,
+        /// Refuse a user reset after this ([`crate::CheckoutRequest::as_of_us`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        as_of_us: Option<i64>,
     },
 }
 
 impl Work {
     /// The stock part of `request`.
     pub fn stock_for(request: &crate::CheckoutRequest) -> Work {
-        Work::Stock { items: request.items.clone() }
+        Work::Stock { items: request.items.clone(), as_of_us: request.as_of_us }
     }
 
     /// The payment part of `request`.
     pub fn payment_for(request: &crate::CheckoutRequest) -> Work {
-        Work::Payment { user_id: request.user_id.clone(), amount: request.total_cost }
+        Work::Payment { user_id: request.user_id.clone(), amount: request.total_cost, as_of_us: request.as_of_us }
     }
 }

@@ -16,6 +16,14 @@ pub struct CheckoutRequest {
     pub items: Vec<LineItem>,
     /// What the user is charged.
     pub total_cost: i64,
+    /// When the checkout started, in microseconds since the epoch on the order
+    /// database's clock. A participant refuses a row that a `batch_init`
+    /// reset after this ([`RejectReason::ResetDuringCheckout`]), so a checkout
+    /// never pays with values that were written after it began (and that the
+    /// reset of its order, waiting for it, would then leave unaccounted for).
+    /// `None` in requests stored before this existed: no check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of_us: Option<i64>,
 }
 
 /// The definite result of a checkout.
@@ -57,6 +65,12 @@ pub enum RejectReason {
     UnknownUser {
         /// The missing user.
         user_id: String,
+    },
+    /// A `batch_init` overwrote an item or the user while the checkout ran.
+    #[error("{what} was reset by batch_init while the checkout ran")]
+    ResetDuringCheckout {
+        /// The item or user, as `item <id>` or `user <id>`.
+        what: String,
     },
 }
 

@@ -49,6 +49,13 @@ pub const DEFAULT_WORKERS: usize = 8;
 /// Attempts of a deterministically failing message before it is dead-lettered.
 pub const DEAD_LETTER_AFTER: u32 = 5;
 
+/// A handler error that no retry can fix (a record in a state that cannot
+/// be: corrupted or written by a newer version). Dead-lettered like a
+/// constraint violation.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Poison(pub String);
+
 struct Job {
     topic: String,
     partition: i32,
@@ -268,30 +275,54 @@ async fn handle_to_end(shared: &Shared, job: &Job, stop: &watch::Receiver<bool>)
 async fn dead_letter(shared: &Shared, job: &Job, err: &anyhow::Error, attempts: u32) -> sqlx::Result<()> {
     let error = format!("{err:#}");
     let place = (job.topic.as_str(), job.partition, job.offset);
-    crate::store::dead_letter(&shared.dead_letters, &job.msg, place, &error, attempts).await?;
+    let first = crate::store::dead_letter(&shared.dead_letters, &job.msg, place, &error, attempts).await?;
     Metrics::incr(&shared.metrics.dead_lettered);
-    tracing::error!(
-        saga = %job.msg.saga_id, step = job.msg.step.as_str(), message = %job.msg.message_id,
-        topic = %job.topic, partition = job.partition, offset = job.offset, attempts, %error,
-        "saga message failed deterministically; moved to saga_dead_letters, its saga stays in flight"
-    );
+    // Recovery re-sends the saga's command every few seconds: one error line
+    // for the saga's first dead letter, the rest at debug level.
+    if first {
+        tracing::error!(
+            saga = %job.msg.saga_id, step = job.msg.step.as_str(), message = %job.msg.message_id,
+            topic = %job.topic, partition = job.partition, offset = job.offset, attempts, %error,
+            "saga message failed deterministically; moved to saga_dead_letters, its saga stays in flight"
+        );
+    } else {
+        tracing::debug!(saga = %job.msg.saga_id, %error, "another dead letter for this saga");
+    }
     Ok(())
 }
 
-/// Whether retrying `err` can never help: a PostgreSQL data exception (class
-/// 22, for example a value out of range) or integrity violation (class 23),
-/// except a unique violation (23505), which is how two racing deliveries of one
-/// message meet and which the retry resolves.
+/// Whether retrying `err` can never help: a [`Poison`] record, a column that
+/// cannot be decoded, a PostgreSQL data exception (class 22, for example a
+/// value out of range) or integrity violation (class 23), except a unique
+/// violation (23505), which is how two racing deliveries of one message meet
+/// and which the retry resolves.
 pub fn is_deterministic(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
-        let Some(sqlx::Error::Database(db)) = cause.downcast_ref::<sqlx::Error>() else { return false };
-        db.code().is_some_and(|code| (code.starts_with("22") || code.starts_with("23")) && code != "23505")
+        if cause.is::<Poison>() {
+            return true;
+        }
+        match cause.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Database(db)) => {
+                db.code().is_some_and(|code| (code.starts_with("22") || code.starts_with("23")) && code != "23505")
+            }
+            Some(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)) => true,
+            _ => false,
+        }
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::worker_for;
+    use super::{Poison, is_deterministic, worker_for};
+
+    #[test]
+    fn only_errors_no_retry_can_fix_are_deterministic() {
+        assert!(is_deterministic(&anyhow::Error::from(Poison("applied effect without its work".into()))));
+        let wrapped = anyhow::Error::from(Poison("x".into())).context("handling a stock command");
+        assert!(is_deterministic(&wrapped));
+        assert!(!is_deterministic(&anyhow::Error::from(sqlx::Error::PoolTimedOut)));
+        assert!(!is_deterministic(&anyhow::anyhow!("broker transport failure")));
+    }
 
     #[test]
     fn one_key_one_worker() {

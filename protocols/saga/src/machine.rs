@@ -252,6 +252,18 @@ impl Saga {
             })
             .collect()
     }
+
+    /// The actions whose effect is in place while the saga is still running.
+    /// Recovery re-sends them with [`Saga::pending`]: the participant answers
+    /// from its record (the repeated reply changes nothing here) and so keeps
+    /// that record from ageing out of its retention while the saga waits on the
+    /// other step, because a compensation may still need it.
+    pub fn held(&self) -> Vec<Action> {
+        if self.status.is_terminal() {
+            return Vec::new();
+        }
+        Step::ALL.iter().filter(|&&step| self.state(step) == StepState::Done).map(|&step| Action::Do(step)).collect()
+    }
 }
 
 #[cfg(test)]
@@ -265,6 +277,17 @@ mod tests {
 
     fn stock_out() -> RejectReason {
         RejectReason::OutOfStock { item_id: "1".into() }
+    }
+
+    #[test]
+    fn held_steps_are_re_sent_and_their_repeated_answer_changes_nothing() {
+        let (mut saga, _) = Saga::start(Mode::Sequential);
+        saga.on(Event::Done(Stock)).unwrap();
+        assert_eq!(saga.held(), vec![Action::Do(Stock)]);
+        assert_eq!(saga.pending(), vec![Action::Do(Pay)]);
+        assert_eq!(saga.on(Event::Done(Stock)), None, "the repeated answer is ignored");
+        saga.on(Event::Done(Pay)).unwrap();
+        assert_eq!(saga.held(), vec![], "a terminal saga holds nothing");
     }
 
     #[test]

@@ -25,6 +25,11 @@ pub const TOPICS: [&str; 3] = [STOCK_COMMANDS, PAYMENT_COMMANDS, REPLIES];
 /// remember a message ([`crate::store::DEDUP_RETENTION`]).
 pub const TOPIC_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
+/// How often a topic rolls a new segment (`segment.ms`). Kafka deletes whole
+/// segments, so a message lives at most `TOPIC_RETENTION + TOPIC_SEGMENT`,
+/// which [`crate::store::DEDUP_RETENTION`] covers.
+pub const TOPIC_SEGMENT: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
 /// The schema version this build writes and reads.
 pub const VERSION: u16 = 1;
 
@@ -158,7 +163,7 @@ mod tests {
     #[test]
     fn round_trips_and_routes_by_body() {
         let saga = Uuid::new_v4();
-        let work = Work::Payment { user_id: "7".into(), amount: 12 };
+        let work = Work::Payment { user_id: "7".into(), amount: 12, as_of_us: Some(1) };
         let cmd = Envelope::new(saga, "42", Step::DebitCredit, Body::Action { work });
         assert_eq!(cmd.topic(), PAYMENT_COMMANDS);
         assert_eq!(Envelope::decode(&cmd.encode()).unwrap(), cmd);

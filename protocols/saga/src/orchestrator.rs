@@ -386,7 +386,7 @@ impl Orchestrator {
         .fetch_all(&mut *tx)
         .await?;
         for (saga_id, Json(saga), Json(request)) in &stalled {
-            for action in saga.pending() {
+            for action in saga.pending().into_iter().chain(saga.held()) {
                 if let Some(msg) = command(*saga_id, request, &action) {
                     store::enqueue(&mut tx, &msg).await?;
                     Metrics::incr(&self.metrics.resent);

@@ -21,7 +21,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 
-use crate::consumer::Handler;
+use crate::consumer::{Handler, Poison};
 use crate::messages::{Body, Envelope, Step};
 use crate::metrics::Metrics;
 use crate::store;
@@ -94,7 +94,7 @@ impl Recorded {
             "refused" => Recorded::Refused,
             "compensated" => Recorded::Compensated,
             "tombstone" => Recorded::Tombstone,
-            other => anyhow::bail!("unknown saga effect state {other:?}"),
+            other => return Err(Poison(format!("unknown saga effect state {other:?}")).into()),
         })
     }
 
@@ -176,7 +176,7 @@ impl ParticipantHandler {
             }
             (Body::Action { .. }, Some((Recorded::Applied, ..))) => Body::Done,
             (Body::Action { .. }, Some((Recorded::Refused, _, reason, _))) => {
-                let reason = reason.ok_or_else(|| anyhow::anyhow!("refused effect without a reason"))?;
+                let reason = reason.ok_or_else(|| Poison("refused effect without a reason".to_owned()))?;
                 Body::Refused { reason }
             }
             (Body::Action { .. }, Some((Recorded::Compensated | Recorded::Tombstone, ..))) => {
@@ -189,7 +189,7 @@ impl ParticipantHandler {
                 Body::Compensated
             }
             (_, Some((Recorded::Applied, work, _, receipt))) => {
-                let work = work.ok_or_else(|| anyhow::anyhow!("applied effect without its work"))?;
+                let work = work.ok_or_else(|| Poison("applied effect without its work".to_owned()))?;
                 self.resource.undo(&mut tx, &work, receipt.as_ref()).await?;
                 self.update(&mut tx, &msg, Recorded::Compensated).await?;
                 Metrics::incr(&self.metrics.compensated);

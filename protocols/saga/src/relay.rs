@@ -91,13 +91,22 @@ impl Relay {
     /// Runs until `stop` turns true.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut last_cleanup = tokio::time::Instant::now();
+        // Consecutive failed rounds; logged at the 1st, 2nd, 4th, 8th, ... so a
+        // database or broker outage does not flood the log.
+        let mut failures: u32 = 0;
         loop {
             loop {
                 match self.publish_batch().await {
-                    Ok(0) => break,
-                    Ok(_) => {}
+                    Ok(0) => {
+                        failures = 0;
+                        break;
+                    }
+                    Ok(_) => failures = 0,
                     Err(err) => {
-                        tracing::warn!(error = %err, "outbox relay round failed; retrying");
+                        failures = failures.saturating_add(1);
+                        if failures.is_power_of_two() {
+                            tracing::warn!(error = format!("{err:#}"), failures, "outbox relay round failed; retrying");
+                        }
                         Metrics::incr(&self.metrics.relay_errors);
                         self.renew_producer_if_fatal();
                         break;

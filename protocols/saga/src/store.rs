@@ -11,12 +11,14 @@ use uuid::Uuid;
 use crate::messages::{Envelope, TOPIC_RETENTION};
 
 /// How long inbox rows and step effects are kept: a day longer than a
-/// message stays in its topic. The guarantee this keeps: a message redelivered
-/// or replayed from its topic always finds its inbox row (so it is not applied
-/// twice), and every command of a saga finds the saga's effect record, because
-/// the record is touched by every command handled for it (recovery re-sends a
-/// stalled saga's commands every few seconds, so a saga in flight never ages
-/// out while its participant runs).
+/// message's topic retention, and longer than the retention plus one segment
+/// (the longest a message stays in its topic). The guarantee this keeps: a
+/// message redelivered or replayed from its topic always finds its inbox row
+/// (so it is not applied twice), and every command of a saga finds the saga's
+/// effect record, because the record is touched by every command handled for
+/// it, and recovery re-sends a stalled saga's pending commands and the actions
+/// whose effect is in place (`Saga::held`) every few seconds, so the records
+/// of a saga in flight never age out while its participants run.
 pub const DEDUP_RETENTION: Duration = TOPIC_RETENTION.saturating_add(Duration::from_secs(24 * 3600));
 
 /// Rows deleted per statement, so a retention pass never holds long locks.
@@ -79,14 +81,19 @@ pub async fn count_unsent(pool: &PgPool) -> sqlx::Result<i64> {
 }
 
 /// Keeps `msg`, whose handler failed deterministically `attempts` times with
-/// `error`, in the dead-letter table (once per message id).
+/// `error`, in the dead-letter table (once per message id). Returns whether it
+/// is its saga's first dead letter.
 pub async fn dead_letter(
     pool: &PgPool,
     msg: &Envelope,
     (topic, partition, offset): (&str, i32, i64),
     error: &str,
     attempts: u32,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<bool> {
+    let earlier: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM saga_dead_letters WHERE saga_id = $1)")
+        .bind(msg.saga_id)
+        .fetch_one(pool)
+        .await?;
     sqlx::query(
         "INSERT INTO saga_dead_letters (message_id, saga_id, topic, part, msg_offset, payload, error, attempts)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (message_id) DO NOTHING",
@@ -101,7 +108,7 @@ pub async fn dead_letter(
     .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
     .execute(pool)
     .await?;
-    Ok(())
+    Ok(!earlier)
 }
 
 /// Messages in the dead-letter table.

@@ -144,17 +144,23 @@ impl PriceCache {
             return Ok(());
         }
         let mut conn = self.connection().await.ok_or_else(|| anyhow::anyhow!("price cache unreachable"))?;
-        conn.incr::<_, _, ()>(EPOCH_KEY, 1).await?;
-        let mut chunk = Vec::with_capacity(INVALIDATE_CHUNK);
-        for id in item_ids {
-            chunk.push(key(&id));
-            if chunk.len() == INVALIDATE_CHUNK {
-                conn.unlink::<_, ()>(std::mem::take(&mut chunk)).await?;
+        // Bounded like every other cache operation: a stalled Redis must not
+        // hold back the batch_init reply (the TTL bounds staleness then).
+        let bounded = async {
+            conn.incr::<_, _, ()>(EPOCH_KEY, 1).await?;
+            let mut chunk = Vec::with_capacity(INVALIDATE_CHUNK);
+            for id in item_ids {
+                chunk.push(key(&id));
+                if chunk.len() == INVALIDATE_CHUNK {
+                    conn.unlink::<_, ()>(std::mem::take(&mut chunk)).await?;
+                }
             }
-        }
-        if !chunk.is_empty() {
-            conn.unlink::<_, ()>(chunk).await?;
-        }
+            if !chunk.is_empty() {
+                conn.unlink::<_, ()>(chunk).await?;
+            }
+            anyhow::Ok(())
+        };
+        tokio::time::timeout(OP_TIMEOUT * 8, bounded).await.map_err(|_| anyhow::anyhow!("price cache timed out"))??;
         Ok(())
     }
 }

@@ -18,7 +18,14 @@
 //!   payment cannot wait for it; their rows carry a generation that a reset
 //!   bumps, and a compensation gives back only to the generation it took from
 //!   (the reset overwrote the value the step took from, so there is nothing to
-//!   give back to).
+//!   give back to);
+//! - a checkout's forward steps (a 2PC prepare, a saga action) refuse a row
+//!   reset after the checkout began ([`RESET_AFTER`], answered 400
+//!   "reset by batch_init while the checkout ran"): otherwise a step delayed
+//!   past a reset would take from the new values for an order whose own reset,
+//!   waiting for the checkout, then makes it unpaid again. The checkout's start
+//!   is read from the order database's clock and the reset time from the
+//!   participant's, so across hosts the check is as exact as their clocks.
 
 use std::time::Duration;
 
@@ -26,6 +33,11 @@ use sqlx::PgConnection;
 use tokio::time::Instant;
 
 use crate::error::{ApiError, ApiResult};
+
+/// SQL condition: the row was reset by a `batch_init` after the checkout began
+/// (`$2`: the checkout's `as_of`, microseconds since the epoch, or NULL for no
+/// check). Needs a `reset_at` column.
+pub const RESET_AFTER: &str = "COALESCE(reset_at > to_timestamp($2::bigint / 1000000.0), FALSE)";
 
 /// How long a `batch_init` waits for protocol state in flight before it answers
 /// 409: longer than a checkout takes under load, shorter than a client timeout.
@@ -61,7 +73,9 @@ impl ResetWait {
     /// Classifies a failed attempt: a lock wait that timed out is something in
     /// flight (retried); anything else is returned as it is.
     pub fn in_flight(err: sqlx::Error) -> Result<String, sqlx::Error> {
-        let locked = err.as_database_error().and_then(|db| db.code()).is_some_and(|c| c == "55P03");
+        // A lock wait past the attempt's timeout, or a deadlock with a branch
+        // locking in another order (PostgreSQL broke it by failing us).
+        let locked = err.as_database_error().and_then(|db| db.code()).is_some_and(|c| c == "55P03" || c == "40P01");
         if locked { Ok("a row is locked by a transaction in flight (a 2PC branch)".to_owned()) } else { Err(err) }
     }
 

@@ -182,8 +182,8 @@ impl Checkout {
 
 /// The checks every protocol shares: the order exists, is not paid yet, and
 /// has items. Returns the request to run, or the outcome without running one.
-fn precheck(order_id: &Id, order: Option<Order>) -> ApiResult<Result<CheckoutRequest, CheckoutOutcome>> {
-    let order = order.ok_or_else(|| ApiError::not_found(format!("order {order_id} not found")))?;
+fn precheck(order_id: &Id, order: Option<(Order, i64)>) -> ApiResult<Result<CheckoutRequest, CheckoutOutcome>> {
+    let (order, as_of_us) = order.ok_or_else(|| ApiError::not_found(format!("order {order_id} not found")))?;
     if order.paid {
         return Ok(Err(CheckoutOutcome::AlreadyPaid));
     }
@@ -192,5 +192,11 @@ fn precheck(order_id: &Id, order: Option<Order>) -> ApiResult<Result<CheckoutReq
     }
     let items = merge_items(order.items)
         .map_err(|err| ApiError::Internal(anyhow::anyhow!("stored order {order_id} is invalid: {err}")))?;
-    Ok(Ok(CheckoutRequest { order_id: order.order_id, user_id: order.user_id, items, total_cost: order.total_cost }))
+    Ok(Ok(CheckoutRequest {
+        order_id: order.order_id,
+        user_id: order.user_id,
+        items,
+        total_cost: order.total_cost,
+        as_of_us: Some(as_of_us),
+    }))
 }

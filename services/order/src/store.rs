@@ -123,12 +123,16 @@ impl Store {
     /// Locks the order row (`FOR UPDATE`) on `conn` and reads the order under
     /// that lock, for a checkout that decides inside the same transaction.
     /// Waits at most `lock_timeout_ms` for a concurrent checkout of the order.
+    /// Also returns the transaction's start on the database clock, in
+    /// microseconds since the epoch (the checkout's `as_of`).
     pub async fn lock_for_checkout(
         conn: &mut PgConnection,
         order_id: &Id,
         lock_timeout_ms: u64,
-    ) -> ApiResult<Option<Order>> {
+    ) -> ApiResult<Option<(Order, i64)>> {
         sqlx::query(&format!("SET LOCAL lock_timeout = {lock_timeout_ms}")).execute(&mut *conn).await?;
+        let as_of_us: i64 =
+            sqlx::query_scalar("SELECT (extract(epoch FROM now()) * 1000000)::bigint").fetch_one(&mut *conn).await?;
         let head: Option<(String, bool, i64)> =
             sqlx::query_as("SELECT user_id, paid, total_cost FROM orders WHERE order_id = $1 FOR UPDATE")
                 .bind(order_id.as_str())
@@ -140,7 +144,7 @@ impl Store {
                 .bind(order_id.as_str())
                 .fetch_all(&mut *conn)
                 .await?;
-        Ok(Some(Order { order_id: order_id.to_string(), user_id, paid, items, total_cost }))
+        Ok(Some((Order { order_id: order_id.to_string(), user_id, paid, items, total_cost }, as_of_us)))
     }
 
     /// Appends a line to an unpaid order and raises its total, atomically with

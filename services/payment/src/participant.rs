@@ -3,6 +3,7 @@
 
 use futures::future::BoxFuture;
 use protocol_core::{RejectReason, Work};
+use service_common::reset::RESET_AFTER;
 use sqlx::PgConnection;
 
 /// Debits (and for a saga compensation, refunds) the order total, inside the
@@ -38,7 +39,7 @@ impl saga::Resource for PaymentResource {
         receipt: Option<&'a saga::Receipt>,
     ) -> BoxFuture<'a, sqlx::Result<()>> {
         Box::pin(async move {
-            let Work::Payment { user_id, amount } = work else { return Ok(()) };
+            let Work::Payment { user_id, amount, .. } = work else { return Ok(()) };
             // A user reset since (another generation) gets nothing back: the
             // reset overwrote the credit the debit took from.
             let generation = receipt.and_then(|r| r.generations.first().copied());
@@ -58,34 +59,44 @@ impl saga::Resource for PaymentResource {
 /// Debits the total of `work` or, refusing, reports why. Returns the
 /// generation of the user's row.
 async fn debit(conn: &mut PgConnection, work: &Work) -> sqlx::Result<Result<i64, RejectReason>> {
-    let Work::Payment { user_id, amount } = work else {
+    let Work::Payment { user_id, amount, as_of_us } = work else {
         return Ok(Err(RejectReason::UnknownUser { user_id: "(work is not for payment)".to_owned() }));
     };
+    let reset = || RejectReason::ResetDuringCheckout { what: format!("user {user_id}") };
     // Fail fast without queueing on the row lock when the committed credit
     // is already short (it excludes debits of branches still prepared).
-    let committed: Option<i64> = sqlx::query_scalar("SELECT credit FROM users WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let committed: Option<(i64, bool)> =
+        sqlx::query_as(&format!("SELECT credit, {RESET_AFTER} FROM users WHERE user_id = $1"))
+            .bind(user_id)
+            .bind(as_of_us)
+            .fetch_optional(&mut *conn)
+            .await?;
     match committed {
         None => return Ok(Err(RejectReason::UnknownUser { user_id: user_id.clone() })),
-        Some(credit) if credit < *amount => return Ok(Err(RejectReason::InsufficientCredit)),
+        Some((_, true)) => return Ok(Err(reset())),
+        Some((credit, false)) if credit < *amount => return Ok(Err(RejectReason::InsufficientCredit)),
         Some(_) => {}
     }
-    let paid: Option<i64> = sqlx::query_scalar(
-        "UPDATE users SET credit = credit - $2 WHERE user_id = $1 AND credit >= $2 RETURNING generation",
-    )
+    let paid: Option<i64> = sqlx::query_scalar(&format!(
+        "UPDATE users SET credit = credit - $3 WHERE user_id = $1 AND credit >= $3 AND NOT {RESET_AFTER}
+         RETURNING generation"
+    ))
     .bind(user_id)
+    .bind(as_of_us)
     .bind(amount)
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(generation) = paid {
         return Ok(Ok(generation));
     }
-    let exists: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM users WHERE user_id = $1").bind(user_id).fetch_optional(&mut *conn).await?;
-    Ok(Err(match exists {
-        Some(_) => RejectReason::InsufficientCredit,
+    let state: Option<bool> = sqlx::query_scalar(&format!("SELECT {RESET_AFTER} FROM users WHERE user_id = $1"))
+        .bind(user_id)
+        .bind(as_of_us)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(Err(match state {
+        Some(true) => reset(),
+        Some(false) => RejectReason::InsufficientCredit,
         None => RejectReason::UnknownUser { user_id: user_id.clone() },
     }))
 }

@@ -3,6 +3,7 @@
 
 use futures::future::BoxFuture;
 use protocol_core::{RejectReason, Work};
+use service_common::reset::RESET_AFTER;
 use sqlx::PgConnection;
 
 /// Takes (and for a saga compensation, gives back) the stock of a checkout,
@@ -36,7 +37,7 @@ impl saga::Resource for StockResource {
         receipt: Option<&'a saga::Receipt>,
     ) -> BoxFuture<'a, sqlx::Result<()>> {
         Box::pin(async move {
-            let Work::Stock { items } = work else { return Ok(()) };
+            let Work::Stock { items, .. } = work else { return Ok(()) };
             // Same item-id order as `take`, so a release and a reservation
             // sharing items cannot deadlock. A row reset since (another
             // generation) gets nothing back: the reset overwrote what was taken.
@@ -61,21 +62,25 @@ impl saga::Resource for StockResource {
 /// whatever was taken before the refusal). Returns the generation of each
 /// line's row.
 async fn take(conn: &mut PgConnection, work: &Work) -> sqlx::Result<Result<Vec<i64>, RejectReason>> {
-    let Work::Stock { items } = work else {
+    let Work::Stock { items, as_of_us } = work else {
         return Ok(Err(RejectReason::UnknownItem { item_id: "(work is not for stock)".to_owned() }));
     };
     // Fail fast without queueing on row locks: the committed stock excludes
     // the decrements of branches still prepared, so if it is already short
     // the checkout cannot succeed now whatever those branches decide.
     for line in items {
-        let committed: Option<i64> = sqlx::query_scalar("SELECT stock FROM items WHERE item_id = $1")
-            .bind(&line.item_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+        let committed: Option<(i64, bool)> =
+            sqlx::query_as(&format!("SELECT stock, {RESET_AFTER} FROM items WHERE item_id = $1"))
+                .bind(&line.item_id)
+                .bind(as_of_us)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let item_id = || line.item_id.clone();
         match committed {
-            None => return Ok(Err(RejectReason::UnknownItem { item_id: line.item_id.clone() })),
-            Some(stock) if stock < line.quantity => {
-                return Ok(Err(RejectReason::OutOfStock { item_id: line.item_id.clone() }));
+            None => return Ok(Err(RejectReason::UnknownItem { item_id: item_id() })),
+            Some((_, true)) => return Ok(Err(reset(&line.item_id))),
+            Some((stock, false)) if stock < line.quantity => {
+                return Ok(Err(RejectReason::OutOfStock { item_id: item_id() }));
             }
             Some(_) => {}
         }
@@ -84,10 +89,12 @@ async fn take(conn: &mut PgConnection, work: &Work) -> sqlx::Result<Result<Vec<i
     // same order, so concurrent checkouts sharing items cannot deadlock.
     let mut generations = Vec::with_capacity(items.len());
     for line in items {
-        let taken: Option<i64> = sqlx::query_scalar(
-            "UPDATE items SET stock = stock - $2 WHERE item_id = $1 AND stock >= $2 RETURNING generation",
-        )
+        let taken: Option<i64> = sqlx::query_scalar(&format!(
+            "UPDATE items SET stock = stock - $3 WHERE item_id = $1 AND stock >= $3 AND NOT {RESET_AFTER}
+             RETURNING generation"
+        ))
         .bind(&line.item_id)
+        .bind(as_of_us)
         .bind(line.quantity)
         .fetch_optional(&mut *conn)
         .await?;
@@ -95,15 +102,21 @@ async fn take(conn: &mut PgConnection, work: &Work) -> sqlx::Result<Result<Vec<i
             generations.push(generation);
             continue;
         }
-        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM items WHERE item_id = $1")
+        let state: Option<bool> = sqlx::query_scalar(&format!("SELECT {RESET_AFTER} FROM items WHERE item_id = $1"))
             .bind(&line.item_id)
+            .bind(as_of_us)
             .fetch_optional(&mut *conn)
             .await?;
         let item_id = line.item_id.clone();
-        return Ok(Err(match exists {
-            Some(_) => RejectReason::OutOfStock { item_id },
+        return Ok(Err(match state {
+            Some(true) => reset(&item_id),
+            Some(false) => RejectReason::OutOfStock { item_id },
             None => RejectReason::UnknownItem { item_id },
         }));
     }
     Ok(Ok(generations))
+}
+
+fn reset(item_id: &str) -> RejectReason {
+    RejectReason::ResetDuringCheckout { what: format!("item {item_id}") }
 }
