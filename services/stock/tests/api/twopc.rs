@@ -145,3 +145,22 @@ async fn retention_deletes_only_rows_older_than_their_guarantee() {
     assert_eq!(count("SELECT count(*) FROM saga_inbox").await.unwrap(), 1);
     assert_eq!(count("SELECT count(*) FROM saga_effects").await.unwrap(), 1);
 }
+
+/// `batch_init` of an item a prepared branch holds waits for phase two and,
+/// when it does not come, answers 409 and changes nothing; after the commit
+/// the reset goes through.
+#[tokio::test]
+async fn batch_init_refuses_with_409_while_a_branch_holds_an_item() {
+    let app = spawn_stock().await;
+    assert_eq!(app.post("/stock/batch_init/2/10/1").await.0, 200);
+    let gid = gid();
+    assert_eq!(prepare(&app, &gid, "0", 3).await, (200, json!({"vote": "yes"})));
+    let (status, body) = app.post("/stock/batch_init/2/50/1").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("locked by a transaction in flight"), "{body}");
+    assert_eq!(app.get("/stock/find/1").await.1["stock"], 10, "the refused reset changed nothing");
+    assert_eq!(app.post(&format!("/internal/2pc/commit/{gid}")).await.0, 200);
+    assert_eq!(app.get("/stock/find/0").await.1["stock"], 7);
+    assert_eq!(app.post("/stock/batch_init/2/50/1").await.0, 200);
+    assert_eq!(app.get("/stock/find/0").await.1["stock"], 50);
+}
