@@ -119,17 +119,8 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// summary, panicking with the output if the run failed (a run exits non-zero
 /// when an invariant broke).
 pub fn harness_run(name: &str, args: &[&str]) -> String {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .arg("run")
-        .args(args)
-        .arg("--run-dir")
-        .arg(&dir)
-        .args(["--kafka-heap-mb", "256"])
-        .output()
-        .expect("harness runs");
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "run failed:\n{stdout}\n{}", text(&out.stderr));
+    let (ok, stdout, _) = harness_run_with_env(name, args, &[]);
+    assert!(ok, "run failed:\n{stdout}");
     stdout
 }
 

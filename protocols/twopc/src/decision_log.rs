@@ -193,19 +193,26 @@ pub const FINISHED_RETENTION: std::time::Duration = std::time::Duration::from_se
 /// Deletes decisions finished more than `keep` ago (by their decision time);
 /// returns how many.
 pub async fn forget_finished(pool: &PgPool, keep: Duration) -> sqlx::Result<u64> {
+    delete_in_chunks(
+        pool,
+        "DELETE FROM twopc_decisions WHERE txn_id IN
+         (SELECT txn_id FROM twopc_decisions
+          WHERE finished AND decided_at < now() - make_interval(secs => $1) LIMIT $2)",
+        keep,
+    )
+    .await
+}
+
+/// Runs the retention `delete` (`$1`: age in seconds, `$2`: rows per
+/// statement) until it deletes less than a chunk, so no statement holds many
+/// locks; returns how many rows went.
+pub(crate) async fn delete_in_chunks(pool: &PgPool, delete: &str, keep: Duration) -> sqlx::Result<u64> {
+    const CHUNK: i64 = 10_000;
     let mut deleted = 0;
     loop {
-        let n = sqlx::query(
-            "DELETE FROM twopc_decisions WHERE txn_id IN
-             (SELECT txn_id FROM twopc_decisions
-              WHERE finished AND decided_at < now() - make_interval(secs => $1) LIMIT 10000)",
-        )
-        .bind(keep.as_secs_f64())
-        .execute(pool)
-        .await?
-        .rows_affected();
+        let n = sqlx::query(delete).bind(keep.as_secs_f64()).bind(CHUNK).execute(pool).await?.rows_affected();
         deleted += n;
-        if n < 10_000 {
+        if n < CHUNK as u64 {
             return Ok(deleted);
         }
     }

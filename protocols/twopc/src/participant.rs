@@ -360,19 +360,11 @@ pub(crate) const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
 /// Deletes branch outcomes recorded more than `keep` ago; returns how many.
 pub async fn forget_old_branches(pool: &PgPool, keep: Duration) -> sqlx::Result<u64> {
-    let mut deleted = 0;
-    loop {
-        let n = sqlx::query(
-            "DELETE FROM twopc_branches WHERE gid IN
-             (SELECT gid FROM twopc_branches WHERE recorded_at < now() - make_interval(secs => $1) LIMIT 10000)",
-        )
-        .bind(keep.as_secs_f64())
-        .execute(pool)
-        .await?
-        .rows_affected();
-        deleted += n;
-        if n < 10_000 {
-            return Ok(deleted);
-        }
-    }
+    crate::decision_log::delete_in_chunks(
+        pool,
+        "DELETE FROM twopc_branches WHERE gid IN
+         (SELECT gid FROM twopc_branches WHERE recorded_at < now() - make_interval(secs => $1) LIMIT $2)",
+        keep,
+    )
+    .await
 }

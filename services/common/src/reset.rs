@@ -29,7 +29,8 @@
 
 use std::time::Duration;
 
-use sqlx::PgConnection;
+use sqlx::postgres::PgArguments;
+use sqlx::{PgConnection, PgPool, Postgres};
 use tokio::time::Instant;
 
 use crate::error::{ApiError, ApiResult};
@@ -91,5 +92,26 @@ impl ResetWait {
         }
         tokio::time::sleep(RETRY_PAUSE).await;
         Ok(())
+    }
+}
+
+/// Runs the single-statement reset `upsert` (built anew for each attempt) in
+/// the retry loop of [`ResetWait`]: stock's and payment's `batch_init`.
+pub async fn reset_rows<F>(pool: &PgPool, what: &'static str, upsert: F) -> ApiResult<()>
+where
+    F: Fn() -> sqlx::query::Query<'static, Postgres, PgArguments>,
+{
+    let wait = ResetWait::new(what);
+    loop {
+        let mut tx = pool.begin().await?;
+        wait.begin(&mut tx).await?;
+        match upsert().execute(&mut *tx).await {
+            Ok(_) => return Ok(tx.commit().await?),
+            Err(err) => {
+                let busy = ResetWait::in_flight(err)?;
+                drop(tx);
+                wait.retry(&busy).await?;
+            }
+        }
     }
 }

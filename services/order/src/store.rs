@@ -131,14 +131,14 @@ impl Store {
         lock_timeout_ms: u64,
     ) -> ApiResult<Option<(Order, i64)>> {
         sqlx::query(&format!("SET LOCAL lock_timeout = {lock_timeout_ms}")).execute(&mut *conn).await?;
-        let as_of_us: i64 =
-            sqlx::query_scalar("SELECT (extract(epoch FROM now()) * 1000000)::bigint").fetch_one(&mut *conn).await?;
-        let head: Option<(String, bool, i64)> =
-            sqlx::query_as("SELECT user_id, paid, total_cost FROM orders WHERE order_id = $1 FOR UPDATE")
-                .bind(order_id.as_str())
-                .fetch_optional(&mut *conn)
-                .await?;
-        let Some((user_id, paid, total_cost)) = head else { return Ok(None) };
+        let head: Option<(String, bool, i64, i64)> = sqlx::query_as(
+            "SELECT user_id, paid, total_cost, (extract(epoch FROM now()) * 1000000)::bigint
+             FROM orders WHERE order_id = $1 FOR UPDATE",
+        )
+        .bind(order_id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some((user_id, paid, total_cost, as_of_us)) = head else { return Ok(None) };
         let items: Vec<(String, i64)> =
             sqlx::query_as("SELECT item_id, quantity FROM order_items WHERE order_id = $1 ORDER BY seq")
                 .bind(order_id.as_str())

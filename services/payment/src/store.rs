@@ -3,7 +3,7 @@
 use service_common::counter::{CounterTable, Refused};
 use service_common::error::{ApiError, ApiResult};
 use service_common::params::Id;
-use service_common::reset::ResetWait;
+use service_common::reset::reset_rows;
 use sqlx::PgPool;
 
 const USERS: CounterTable = CounterTable { table: "users", id_column: "user_id", value_column: "credit" };
@@ -30,11 +30,8 @@ impl Store {
     /// branch holds one of them (see [`service_common::reset`]); each
     /// overwritten user moves to a new generation.
     pub async fn batch_init(&self, n: i64, credit: i64) -> ApiResult<()> {
-        let wait = ResetWait::new("users");
-        loop {
-            let mut tx = self.pool.begin().await?;
-            wait.begin(&mut tx).await?;
-            let upsert = sqlx::query(
+        reset_rows(&self.pool, "users", || {
+            sqlx::query(
                 "INSERT INTO users (user_id, credit, reset_at)
                  SELECT g::text, $2, now() FROM generate_series(0, $1 - 1) AS g ORDER BY g::text
                  ON CONFLICT (user_id) DO UPDATE
@@ -42,17 +39,8 @@ impl Store {
             )
             .bind(n)
             .bind(credit)
-            .execute(&mut *tx)
-            .await;
-            match upsert {
-                Ok(_) => return Ok(tx.commit().await?),
-                Err(err) => {
-                    let busy = ResetWait::in_flight(err)?;
-                    drop(tx);
-                    wait.retry(&busy).await?;
-                }
-            }
-        }
+        })
+        .await
     }
 
     /// The user's credit, if the user exists.

@@ -3,7 +3,7 @@
 use service_common::counter::{CounterTable, Refused};
 use service_common::error::{ApiError, ApiResult};
 use service_common::params::Id;
-use service_common::reset::ResetWait;
+use service_common::reset::reset_rows;
 use sqlx::PgPool;
 
 const ITEMS: CounterTable = CounterTable { table: "items", id_column: "item_id", value_column: "stock" };
@@ -43,13 +43,10 @@ impl Store {
     /// branch holds one of them (see [`service_common::reset`]); each
     /// overwritten item moves to a new generation.
     pub async fn batch_init(&self, n: i64, stock: i64, price: i64) -> ApiResult<()> {
-        let wait = ResetWait::new("items");
-        loop {
-            let mut tx = self.pool.begin().await?;
-            wait.begin(&mut tx).await?;
-            // Rows are locked in item-id (text) order, the order 2PC branches
-            // lock them in, so a reset and a branch cannot deadlock.
-            let upsert = sqlx::query(
+        // Rows are locked in item-id (text) order, the order 2PC branches
+        // lock them in, so a reset and a branch cannot deadlock.
+        reset_rows(&self.pool, "items", || {
+            sqlx::query(
                 "INSERT INTO items (item_id, stock, price, reset_at)
                  SELECT g::text, $2, $3, now() FROM generate_series(0, $1 - 1) AS g ORDER BY g::text
                  ON CONFLICT (item_id) DO UPDATE
@@ -59,17 +56,8 @@ impl Store {
             .bind(n)
             .bind(stock)
             .bind(price)
-            .execute(&mut *tx)
-            .await;
-            match upsert {
-                Ok(_) => return Ok(tx.commit().await?),
-                Err(err) => {
-                    let busy = ResetWait::in_flight(err)?;
-                    drop(tx);
-                    wait.retry(&busy).await?;
-                }
-            }
-        }
+        })
+        .await
     }
 
     /// The item, if it exists.
