@@ -163,6 +163,10 @@ struct StackArgs {
     /// SAGA: `sequential` (reserve stock, then debit credit) or `parallel`.
     #[arg(long, default_value = "sequential")]
     saga_mode: saga::Mode,
+    /// 2PC: the order of the prepares, `payment-first`, `stock-first` (one
+    /// after the other: no distributed deadlock) or `parallel`.
+    #[arg(long, default_value = "payment-first")]
+    twopc_order: twopc::PrepareOrder,
     /// SAGA: Kafka client profile of the services, `defaults` or `low-latency`.
     #[arg(long, default_value = "defaults")]
     kafka_profile: saga::Profile,
@@ -350,14 +354,17 @@ fn stack_config(
         kafka_libs: args.kafka_libs.clone().unwrap_or_else(stack::kafka::default_libs_dir),
         kafka_heap_mb: args.kafka_heap_mb,
         saga_mode: args.saga_mode,
+        twopc_order: args.twopc_order,
         kafka_profile: args.kafka_profile,
         duplicate_messages: false,
         message_delay: Duration::ZERO,
     };
-    let needed = u32::from(config.replicas) * config.db_pool_size + 10;
+    // Each replica also keeps a few connections for protocol bookkeeping
+    // (DB_PROTOCOL_POOL_SIZE, 4 by default).
+    let needed = u32::from(config.replicas) * (config.db_pool_size + 4) + 10;
     if !config.infra_only && needed > config.pg_max_connections {
         bail!(
-            "{} replicas x {} pooled connections exceed --pg-max-connections {}",
+            "{} replicas x ({} + 4) pooled connections exceed --pg-max-connections {}",
             config.replicas,
             config.db_pool_size,
             config.pg_max_connections

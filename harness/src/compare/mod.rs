@@ -58,6 +58,7 @@ pub async fn execute(plan: Plan, base: &StackConfig) -> anyhow::Result<Compariso
             let mut config = base.clone();
             config.protocol = contender.protocol;
             config.saga_mode = contender.saga_mode;
+            config.twopc_order = contender.twopc_order;
             tracing::info!(round = round + 1, contender = contender.name, "starting a stack");
             let mut stack = LocalStack::start(config, &[])
                 .await

@@ -18,6 +18,9 @@ pub struct Contender {
     /// SAGA mode (ignored by 2PC).
     #[serde(serialize_with = "display")]
     pub saga_mode: saga::Mode,
+    /// 2PC prepare order (ignored by the SAGA).
+    #[serde(serialize_with = "display")]
+    pub twopc_order: twopc::PrepareOrder,
 }
 
 fn display<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -27,11 +30,19 @@ fn display<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Resul
 /// The contenders, in the order they run within a round: a SAGA, 2PC, the
 /// other SAGA, so neither protocol always runs first or last.
 pub fn contenders() -> Vec<Contender> {
-    vec![
-        Contender { name: "saga-seq", protocol: ProtocolKind::Saga, saga_mode: saga::Mode::Sequential },
-        Contender { name: "2pc", protocol: ProtocolKind::TwoPc, saga_mode: saga::Mode::Sequential },
-        Contender { name: "saga-par", protocol: ProtocolKind::Saga, saga_mode: saga::Mode::Parallel },
-    ]
+    vec![saga(saga::Mode::Sequential), two_pc("2pc", twopc::PrepareOrder::default()), saga(saga::Mode::Parallel)]
+}
+
+fn saga(mode: saga::Mode) -> Contender {
+    let name = match mode {
+        saga::Mode::Sequential => "saga-seq",
+        saga::Mode::Parallel => "saga-par",
+    };
+    Contender { name, protocol: ProtocolKind::Saga, saga_mode: mode, twopc_order: twopc::PrepareOrder::default() }
+}
+
+fn two_pc(name: &'static str, order: twopc::PrepareOrder) -> Contender {
+    Contender { name, protocol: ProtocolKind::TwoPc, saga_mode: saga::Mode::default(), twopc_order: order }
 }
 
 /// How a case's results are presented.

@@ -368,8 +368,11 @@ impl<'a> Report<'a> {
             let _ = writeln!(self.body, "## The course consistency test: `{id}`\n");
             let _ = writeln!(
                 self.body,
-                "1 item with 100 stock at price 1, 1000 users with 1 credit, 1000 single-item orders checked out at \
-                 once over 100 connections. The course script's four counts must all be 0.\n"
+                "As the course's script runs it: 1 item with 100 stock at price 1, 1000 users with 1 credit, 1000 \
+                 one-unit orders whose users are drawn with replacement (many users own several orders), checked \
+                 out at once over 100 connections. Counted as the script counts: any reply but a 4xx is a success \
+                 in its logs, and a checkout without a reply within its 5-minute client timeout makes the script \
+                 fail. The four counts must all be 0.\n"
             );
             let _ = writeln!(
                 self.body,

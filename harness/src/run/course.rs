@@ -1,56 +1,87 @@
-//! The course consistency test's four numbers: stock and payment
-//! inconsistencies, each counted against the replies the clients saw ("logs")
-//! and against the paid orders in the database. All four are 0 for a correct
-//! system.
+//! The course consistency test's four numbers, computed the way the course's
+//! script (delftdata/wdm-project-benchmark, `consistency-test/`) computes
+//! them, and whether that script would have finished at all.
 //!
-//! The test: one item with 100 stock at price 1, 1000 users with 1 credit each,
-//! 1000 single-item orders (one per user), all checked out at once over 100
-//! connections. So every paid order took exactly 1 stock and 1 credit.
+//! The test: one item with 100 stock at price 1, 1000 users with 1 credit
+//! each, 1000 one-unit orders whose users are drawn at random with
+//! replacement (so many users own several orders and can pay for one), all
+//! 1000 checkouts in flight at once over 100 connections.
+//!
+//! The script's scoring, reproduced exactly:
+//! - a reply is a *success* in its logs unless its status is 4xx: a 5xx counts
+//!   as a success (the script cannot tell it from a 200);
+//! - a request without a reply within its client's 5-minute timeout raises,
+//!   and the whole script fails without printing anything;
+//! - stock in the logs: successes - 100 (signed); stock in the database:
+//!   items sold - 100, that is minus the stock left; payment in the logs:
+//!   |900 - (1000 - successes)|; payment in the database: |900 - credit left|.
+//!
+//! So all four are 0 only if exactly 100 checkouts were answered with
+//! anything but a 4xx, the item sold out, and exactly 100 credit was taken.
 
 use std::fmt;
+use std::time::Duration;
+
+/// The course script's client timeout (aiohttp's default total timeout, which
+/// starts when the request is issued, before it gets one of the 100
+/// connections).
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What the counts are computed from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CourseObservation {
-    /// Stock of the item before and after.
-    pub stock: (i64, i64),
-    /// Sum of all users' credit before and after.
-    pub credit: (i64, i64),
-    /// Checkouts answered 200.
-    pub ok_replies: i64,
-    /// Orders paid in the database.
-    pub paid_orders: i64,
-    /// Sum of the total cost of the paid orders.
-    pub paid_cost: i64,
+    /// Item count times starting stock (100).
+    pub stock_total: i64,
+    /// Stock of the item after the run.
+    pub stock_left: i64,
+    /// Users times starting credit (1000).
+    pub credit_total: i64,
+    /// Sum of all users' credit after the run.
+    pub credit_left: i64,
+    /// Price of the item.
+    pub price: i64,
+    /// Checkouts answered with anything but a 4xx.
+    pub successes: i64,
+    /// Checkouts without a reply, or answered after [`CLIENT_TIMEOUT`].
+    pub unanswered: i64,
 }
 
-/// The four numbers, in the course script's terms.
+/// The four numbers, in the course script's terms, and whether it would have
+/// printed them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct CourseCounts {
-    /// Stock taken vs successful replies.
+    /// Successful replies minus the stock there was to sell.
     pub stock_logs: i64,
-    /// Stock taken vs paid orders.
+    /// Stock sold minus the stock there was to sell (minus the stock left).
     pub stock_db: i64,
-    /// Credit taken vs successful replies.
+    /// Credit the logs say was taken, against what should have been.
     pub payment_logs: i64,
-    /// Credit taken vs the cost of paid orders.
+    /// Credit left, against what should be left.
     pub payment_db: i64,
+    /// Checkouts the script would have waited for in vain: any makes it fail.
+    pub unanswered: i64,
 }
 
 impl CourseCounts {
-    /// Counts the inconsistencies in `o` (unit quantities and price 1).
+    /// Counts as the script does.
     pub fn from(o: CourseObservation) -> Self {
-        let stock_taken = o.stock.0 - o.stock.1;
-        let credit_taken = o.credit.0 - o.credit.1;
+        let correct_credit = o.credit_total - o.stock_total * o.price;
+        let logged_credit = o.credit_total - o.successes * o.price;
         CourseCounts {
-            stock_logs: (stock_taken - o.ok_replies).abs(),
-            stock_db: (stock_taken - o.paid_orders).abs(),
-            payment_logs: (credit_taken - o.ok_replies).abs(),
-            payment_db: (credit_taken - o.paid_cost).abs(),
+            stock_logs: o.successes - o.stock_total,
+            stock_db: (o.stock_total - o.stock_left) - o.stock_total,
+            payment_logs: (correct_credit - logged_credit).abs(),
+            payment_db: (correct_credit - o.credit_left).abs(),
+            unanswered: o.unanswered,
         }
     }
 
-    /// Whether all four are 0.
+    /// Whether the script would finish.
+    pub fn script_finishes(&self) -> bool {
+        self.unanswered == 0
+    }
+
+    /// Whether the script would finish and print four zeros.
     pub fn consistent(&self) -> bool {
         *self == CourseCounts::default()
     }
@@ -58,6 +89,15 @@ impl CourseCounts {
 
 impl fmt::Display for CourseCounts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.script_finishes() {
+            writeln!(
+                f,
+                "The course script would FAIL: {} checkouts got no reply within its {} s client timeout.",
+                self.unanswered,
+                CLIENT_TIMEOUT.as_secs()
+            )?;
+            write!(f, "Had it finished, it would print:\n")?;
+        }
         writeln!(f, "Stock service inconsistencies in the logs: {}", self.stock_logs)?;
         writeln!(f, "Stock service inconsistencies in the database: {}", self.stock_db)?;
         writeln!(f, "Payment service inconsistencies in the logs: {}", self.payment_logs)?;
@@ -69,26 +109,46 @@ impl fmt::Display for CourseCounts {
 mod tests {
     use super::*;
 
-    const GOOD: CourseObservation =
-        CourseObservation { stock: (100, 0), credit: (1000, 900), ok_replies: 100, paid_orders: 100, paid_cost: 100 };
+    const GOOD: CourseObservation = CourseObservation {
+        stock_total: 100,
+        stock_left: 0,
+        credit_total: 1000,
+        credit_left: 900,
+        price: 1,
+        successes: 100,
+        unanswered: 0,
+    };
 
     #[test]
     fn a_correct_run_counts_zero() {
-        assert!(CourseCounts::from(GOOD).consistent());
+        let c = CourseCounts::from(GOOD);
+        assert!(c.consistent() && c.script_finishes(), "{c:?}");
     }
 
     #[test]
-    fn each_kind_of_error_shows_in_its_count() {
-        // A 200 for a checkout that took nothing.
-        let c = CourseCounts::from(CourseObservation { ok_replies: 101, ..GOOD });
-        assert_eq!((c.stock_logs, c.payment_logs, c.stock_db, c.payment_db), (1, 1, 0, 0));
-        // Stock taken twice for one paid order.
-        let c = CourseCounts::from(CourseObservation { stock: (100, -1), ..GOOD });
-        assert_eq!((c.stock_logs, c.stock_db), (1, 1));
+    fn each_kind_of_error_shows_in_its_count_as_the_script_counts_it() {
+        // A 5xx is a success in the script's logs: 3 of them on top of the 100
+        // paid checkouts show in both log counts, not in the databases.
+        let c = CourseCounts::from(CourseObservation { successes: 103, ..GOOD });
+        assert_eq!((c.stock_logs, c.payment_logs, c.stock_db, c.payment_db), (3, 3, 0, 0));
+        // Stock left unsold: the database count is minus the stock left.
+        let c = CourseCounts::from(CourseObservation { stock_left: 4, successes: 96, credit_left: 904, ..GOOD });
+        assert_eq!((c.stock_logs, c.stock_db, c.payment_logs, c.payment_db), (-4, -4, 4, 4));
+        // Stock taken twice for one paid order (oversold).
+        let c = CourseCounts::from(CourseObservation { stock_left: -1, ..GOOD });
+        assert_eq!((c.stock_logs, c.stock_db), (0, 1));
         // Credit charged without a paid order (a lost compensation).
-        let c = CourseCounts::from(CourseObservation { credit: (1000, 899), ..GOOD });
-        assert_eq!((c.payment_logs, c.payment_db, c.stock_logs), (1, 1, 0));
+        let c = CourseCounts::from(CourseObservation { credit_left: 899, ..GOOD });
+        assert_eq!((c.payment_logs, c.payment_db, c.stock_logs), (0, 1, 0));
         let text = c.to_string();
         assert!(text.contains("Payment service inconsistencies in the database: 1"), "{text}");
+        assert!(!text.contains("FAIL"), "{text}");
+    }
+
+    #[test]
+    fn a_checkout_without_a_reply_makes_the_script_fail() {
+        let c = CourseCounts::from(CourseObservation { unanswered: 1, ..GOOD });
+        assert!(!c.script_finishes() && !c.consistent());
+        assert!(c.to_string().contains("would FAIL: 1 checkouts"), "{c}");
     }
 }

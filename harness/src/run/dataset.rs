@@ -12,7 +12,6 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use super::dist::Zipf;
@@ -66,14 +65,10 @@ pub async fn prepare(http: &reqwest::Client, gateway: &str, spec: &RunSpec) -> a
             Ok(Dataset { ids: ids(batch_ids(spec.orders)), plan: Arc::new(plan) })
         }
         Workload::WdmConsistency => {
-            // One order per user, each of one unit of the single item; every
-            // order checked out once, all at once.
-            let lines: Vec<(String, Vec<String>)> =
-                (0..spec.users).map(|u| (u.to_string(), vec!["0".to_owned()])).collect();
-            let orders = create_orders(http, gateway, lines, spec.concurrency).await?;
-            let mut plan = orders.clone();
-            plan.shuffle(&mut rng);
-            Ok(Dataset { ids: ids(orders), plan: Arc::new(plan) })
+            let orders = create_orders(http, gateway, course_lines(spec, &mut rng), spec.concurrency).await?;
+            // Every order checked out once, in the order they were created,
+            // as the course script sends them.
+            Ok(Dataset { ids: ids(orders.clone()), plan: Arc::new(orders) })
         }
         Workload::HotItem | Workload::Zipf => {
             let lines = contention_lines(spec, &mut rng)?;
@@ -82,6 +77,19 @@ pub async fn prepare(http: &reqwest::Client, gateway: &str, spec: &RunSpec) -> a
             Ok(Dataset { ids: ids(orders), plan: Arc::new(plan) })
         }
     }
+}
+
+/// `(user, items)` of each order of the course test: as the course script
+/// does, each order's user is drawn at random *with replacement*
+/// (`random.choice`), so many users own several orders but can pay for one,
+/// and each order holds one unit of a random item (of the one there is).
+fn course_lines(spec: &RunSpec, rng: &mut StdRng) -> Vec<(String, Vec<String>)> {
+    (0..spec.orders)
+        .map(|_| {
+            let user = rng.random_range(0..spec.users).to_string();
+            (user, vec![rng.random_range(0..spec.items).to_string()])
+        })
+        .collect()
 }
 
 /// `(user, items)` of each order of a contention workload: `hot-item` puts
@@ -183,6 +191,17 @@ mod tests {
         let mut one_item = spec(Workload::Zipf, 1.0);
         one_item.items = 1;
         assert!(contention_lines(&one_item, &mut StdRng::seed_from_u64(1)).is_err());
+    }
+
+    #[test]
+    fn the_course_test_draws_users_with_replacement() {
+        let s = spec(Workload::WdmConsistency, 0.0).normalised();
+        let lines = course_lines(&s, &mut StdRng::seed_from_u64(5));
+        assert_eq!(lines.len(), 1000);
+        assert!(lines.iter().all(|(_, items)| items == &["0".to_owned()]));
+        let users: std::collections::BTreeSet<&String> = lines.iter().map(|(u, _)| u).collect();
+        // 1000 draws out of 1000 users: about 1000 (1 - 1/e) = 632 distinct.
+        assert!((580..690).contains(&users.len()), "{} distinct users", users.len());
     }
 
     #[test]

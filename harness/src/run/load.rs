@@ -57,6 +57,8 @@ pub enum Reply {
     OutOfStock,
     /// 400 because the user's credit was short.
     InsufficientCredit,
+    /// 409 because a row stayed locked past the lock budget (2PC).
+    Busy,
     /// Any other 4xx (unknown order, empty order, order being checked out).
     OtherRejection,
     /// 5xx: a system failure (the outcome is settled by the final state).
@@ -74,6 +76,7 @@ impl Reply {
             Some(200..=299) => Reply::Paid,
             Some(400..=499) if body.contains("out of stock") => Reply::OutOfStock,
             Some(400..=499) if body.contains("insufficient credit") => Reply::InsufficientCredit,
+            Some(409) if body.contains("is busy") => Reply::Busy,
             Some(400..=499) => Reply::OtherRejection,
             Some(_) => Reply::System,
         }
@@ -85,6 +88,7 @@ impl Reply {
             Reply::Paid => "paid",
             Reply::OutOfStock => "out-of-stock",
             Reply::InsufficientCredit => "insufficient-credit",
+            Reply::Busy => "busy",
             Reply::OtherRejection => "other-4xx",
             Reply::System => "system-5xx",
             Reply::NoReply => "no-reply",
@@ -113,8 +117,11 @@ impl LoadResult {
     }
 }
 
-fn client(concurrency: usize) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder().pool_max_idle_per_host(concurrency).timeout(Duration::from_secs(60)).build()?)
+/// How long a checkout waits for its reply, unless the workload says otherwise.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn client(concurrency: usize, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().pool_max_idle_per_host(concurrency).timeout(timeout).build()?)
 }
 
 async fn checkout(http: &reqwest::Client, gateway: &str, order: &str) -> (Option<u16>, Reply, Answer) {
@@ -144,16 +151,18 @@ fn micros(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Sends every checkout of `plan` from `concurrency` clients in a closed loop;
-/// with `duration`, cycles through the plan until the deadline instead.
+/// Sends every checkout of `plan` from `concurrency` clients in a closed loop,
+/// each waiting at most `timeout` for its reply; with `duration`, cycles
+/// through the plan until the deadline instead.
 pub async fn closed_loop(
     gateway: &str,
     plan: Arc<Vec<String>>,
     concurrency: usize,
     duration: Option<Duration>,
+    timeout: Duration,
 ) -> anyhow::Result<LoadResult> {
     anyhow::ensure!(!plan.is_empty(), "the plan has no checkouts");
-    let http = client(concurrency)?;
+    let http = client(concurrency, timeout)?;
     let next = Arc::new(AtomicU64::new(0));
     let bar = match duration {
         Some(d) => progress(d.as_secs(), "seconds"),
@@ -212,7 +221,7 @@ pub async fn open_loop(
         Some(d) => (rate * d.as_secs_f64()).ceil() as usize,
         None => plan.len(),
     };
-    let http = client(256)?;
+    let http = client(256, REPLY_TIMEOUT)?;
     let bar = progress(total as u64, "checkouts");
     let started = Instant::now();
     let gateway = gateway.trim_end_matches('/').to_owned();
@@ -257,7 +266,7 @@ fn collect(seen: Vec<Seen>, elapsed: Duration) -> anyhow::Result<LoadResult> {
         let slot = &mut result.timeline[second];
         match s.reply {
             Reply::Paid => slot.ok += 1,
-            Reply::OutOfStock | Reply::InsufficientCredit | Reply::OtherRejection => slot.rejected += 1,
+            Reply::OutOfStock | Reply::InsufficientCredit | Reply::Busy | Reply::OtherRejection => slot.rejected += 1,
             Reply::System | Reply::NoReply => slot.failed += 1,
         }
         result.latency_us.saturating_record(s.latency_us);

@@ -99,6 +99,8 @@ pub struct StackConfig {
     pub kafka_heap_mb: u32,
     /// SAGA: sequential or parallel steps.
     pub saga_mode: saga::Mode,
+    /// 2PC: the order of the prepares.
+    pub twopc_order: twopc::PrepareOrder,
     /// SAGA: the Kafka client profile of every service.
     pub kafka_profile: saga::Profile,
     /// SAGA fault injection: every message is published twice.
@@ -210,6 +212,7 @@ mod tests {
             kafka_libs: PathBuf::from("/libs"),
             kafka_heap_mb: 512,
             saga_mode: saga::Mode::default(),
+            twopc_order: twopc::PrepareOrder::default(),
             kafka_profile: saga::Profile::default(),
             duplicate_messages: false,
             message_delay: std::time::Duration::ZERO,

@@ -132,6 +132,7 @@ mod tests {
             kafka_libs: PathBuf::new(),
             kafka_heap_mb: 256,
             saga_mode: saga::Mode::default(),
+            twopc_order: twopc::PrepareOrder::default(),
             kafka_profile: saga::Profile::default(),
             duplicate_messages: false,
             message_delay: std::time::Duration::ZERO,

@@ -29,6 +29,9 @@ pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Sp
         args.push(format!("--protocol={}", config.protocol));
         args.push(format!("--stock-urls={}", urls(Role::Stock)));
         args.push(format!("--payment-urls={}", urls(Role::Payment)));
+        if config.protocol == ProtocolKind::TwoPc {
+            args.push(format!("--prepare-order={}", config.twopc_order));
+        }
     } else if config.protocol == ProtocolKind::TwoPc {
         args.push(format!("--coordinator-urls={}", urls(Role::Order)));
     }

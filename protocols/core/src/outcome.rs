@@ -66,6 +66,16 @@ pub enum RejectReason {
         /// The missing user.
         user_id: String,
     },
+    /// A row the checkout needs was locked by other checkouts for longer than
+    /// the lock budget (2PC: a prepare queued behind prepared branches). The
+    /// checkout took no effect; retrying may succeed.
+    #[error("{what} is busy: its lock was not won within {waited_ms} ms; nothing was charged, try again")]
+    Busy {
+        /// The participant whose rows were busy (`stock`, `payment`).
+        what: String,
+        /// How long the prepare waited.
+        waited_ms: u64,
+    },
     /// A `batch_init` overwrote an item or the user while the checkout ran.
     #[error("{what} was reset by batch_init while the checkout ran")]
     ResetDuringCheckout {

@@ -7,6 +7,15 @@
 //! together with the commit decision and the order's `paid` flag. So concurrent
 //! checkouts of one order queue on the row lock, and the next one sees the
 //! order paid (or retries after an abort): one effect, true answers.
+//!
+//! Nothing but the protocol stands between a vote and the reply:
+//! - an abort is not written before the rollbacks go out (presumed abort: no
+//!   record means abort). It is recorded only when a rollback could not be
+//!   delivered, so that recovery re-sends it;
+//! - marking a decision finished happens after the reply, in its own task;
+//! - the decision log has its own pool (the one given to [`Coordinator::new`],
+//!   apart from the order transactions that hold a connection through their
+//!   prepares), so bookkeeping never queues behind checkouts.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -21,7 +30,7 @@ use uuid::Uuid;
 use crate::client::PeerClient;
 use crate::decision_log;
 use crate::gid::{Gid, InstanceName, Participant};
-use crate::machine::{Action, Decision, Event, Machine, Reply, Vote};
+use crate::machine::{Action, Decision, Event, Machine, PrepareOrder, Reply, Vote};
 use crate::messages::{COMMIT_PATH, PREPARE_PATH, PrepareRequest, ROLLBACK_PATH, VoteReply, Work};
 use crate::metrics::{Metrics, Snapshot};
 
@@ -52,6 +61,12 @@ pub struct CoordinatorSettings {
     pub phase_two_deadline: Duration,
     /// How often recovery finishes decided-but-unfinished transactions.
     pub recovery_interval: Duration,
+    /// In which order the prepares are asked for.
+    pub prepare_order: PrepareOrder,
+    /// How long a checkout's prepares may wait for row locks in total; a
+    /// prepare that runs out votes no (busy) and the checkout is refused at
+    /// once, instead of queueing behind a hot row until a timeout.
+    pub lock_budget: Duration,
 }
 
 /// The 2PC coordinator of one order-service replica.
@@ -72,7 +87,9 @@ impl std::fmt::Debug for Coordinator {
 }
 
 impl Coordinator {
-    /// A coordinator named `instance` (part of every gid it creates).
+    /// A coordinator named `instance` (part of every gid it creates), keeping
+    /// its decision log through `pool` (give it connections of its own: see
+    /// the module docs).
     pub fn new(
         instance: InstanceName,
         pool: PgPool,
@@ -113,39 +130,43 @@ impl Coordinator {
         request: CheckoutRequest,
     ) -> Result<CheckoutOutcome, CheckoutError> {
         let txn = Uuid::new_v4();
+        let started = Instant::now();
         let gid = |p| Gid::new(self.instance.clone(), txn, p);
-        let (mut machine, first) = Machine::start();
+        let (mut machine, first) = Machine::start(self.settings.prepare_order);
         let mut queue: VecDeque<Action> = first.into();
         let mut tx = Some(tx);
         let mut inflight: FuturesUnordered<BoxFuture<'_, Event>> = FuturesUnordered::new();
         let phase_two_until = |now: Instant| now + self.settings.phase_two_deadline;
         let mut commits_acked = 0;
         let mut gave_up = false;
+        // Whether the decision log holds a row for this transaction.
+        let mut on_record = false;
         loop {
             while let Some(action) = queue.pop_front() {
                 match action {
                     Action::Prepare(p) => {
                         let work = work_for(p, &request);
-                        inflight.push(Box::pin(self.prepare(p, gid(p), work)));
+                        let lock_wait = self.settings.lock_budget.saturating_sub(started.elapsed());
+                        inflight.push(Box::pin(self.prepare(p, gid(p), work, lock_wait)));
                     }
                     Action::LogDecision(Decision::Commit) => {
                         crashpoint::hit(CRASH_BEFORE_DECISION);
                         let event = self.log_commit(tx.take(), txn, &request.order_id).await;
-                        if event == Event::DecisionLogged(Decision::Commit) {
-                            crashpoint::hit(CRASH_AFTER_DECISION);
+                        match event {
+                            Event::DecisionLogged(Decision::Commit) => {
+                                on_record = true;
+                                crashpoint::hit(CRASH_AFTER_DECISION);
+                            }
+                            // Recovery recorded an abort first.
+                            Event::DecisionLogged(Decision::Abort) => on_record = true,
+                            _ => {}
                         }
                         queue.extend(machine.step(event));
                     }
                     Action::LogDecision(Decision::Abort) => {
+                        // Presumed abort: nothing to write before the rollbacks.
                         drop(tx.take()); // releases the order's row lock
-                        let event =
-                            match decision_log::record_abort(&self.pool, txn, &self.instance, Some(&request.order_id))
-                                .await
-                            {
-                                Ok(d) => Event::DecisionLogged(d),
-                                Err(err) => Event::DecisionFailed(Decision::Abort, err.to_string()),
-                            };
-                        queue.extend(machine.step(event));
+                        queue.extend(machine.step(Event::DecisionLogged(Decision::Abort)));
                     }
                     Action::Commit(p) => {
                         inflight.push(Box::pin(self.phase_two(
@@ -164,12 +185,8 @@ impl Coordinator {
                         )));
                     }
                     Action::Reply(reply) => {
-                        // Finished only if every participant acknowledged; otherwise
-                        // recovery re-sends phase two.
-                        if machine.decision().is_some() && !gave_up && !matches!(reply, Reply::Unknown(_)) {
-                            if let Err(err) = decision_log::mark_finished(&self.pool, txn).await {
-                                tracing::warn!(%txn, error = %err, "could not mark the transaction finished; recovery will");
-                            }
+                        if !matches!(reply, Reply::Unknown(_)) {
+                            self.after_reply(txn, machine.decision(), on_record, gave_up, &request.order_id);
                         }
                         return self.outcome(reply);
                     }
@@ -190,6 +207,33 @@ impl Coordinator {
                 _ => {}
             }
             queue.extend(machine.step(event));
+        }
+    }
+
+    /// The decision log's bookkeeping once phase two is over, in its own task
+    /// so the reply does not wait for it: a decision on record is marked
+    /// finished if every participant acknowledged; an abort whose rollback
+    /// could not be delivered is recorded (unfinished) so that recovery
+    /// re-sends it. Losing either write is harmless: recovery repeats an
+    /// idempotent phase two, and an unrecorded abort is presumed.
+    fn after_reply(&self, txn: Uuid, decision: Option<Decision>, on_record: bool, gave_up: bool, order_id: &str) {
+        let (pool, instance, order_id) = (self.pool.clone(), self.instance.clone(), order_id.to_owned());
+        match (decision, on_record, gave_up) {
+            (Some(_), true, false) => {
+                tokio::spawn(async move {
+                    if let Err(err) = decision_log::mark_finished(&pool, txn).await {
+                        tracing::warn!(%txn, error = %err, "could not mark the transaction finished; recovery will");
+                    }
+                });
+            }
+            (Some(Decision::Abort), false, true) => {
+                tokio::spawn(async move {
+                    if let Err(err) = decision_log::record_abort(&pool, txn, &instance, Some(&order_id)).await {
+                        tracing::warn!(%txn, error = %err, "could not record an undelivered abort; the participant will ask");
+                    }
+                });
+            }
+            _ => {}
         }
     }
 
@@ -240,8 +284,11 @@ impl Coordinator {
         }
     }
 
-    async fn prepare(&self, p: Participant, gid: Gid, work: Work) -> Event {
-        let body = PrepareRequest { gid: gid.to_string(), work };
+    async fn prepare(&self, p: Participant, gid: Gid, work: Work, lock_wait: Duration) -> Event {
+        // At least a moment: a budget spent on the first prepare still lets
+        // the second take rows nobody holds.
+        let lock_wait_ms = u64::try_from(lock_wait.as_millis()).unwrap_or(u64::MAX).max(10);
+        let body = PrepareRequest { gid: gid.to_string(), work, lock_wait_ms: Some(lock_wait_ms) };
         let call = self.peer(p).post(PREPARE_PATH, Some(&body));
         let vote = match tokio::time::timeout(self.settings.prepare_timeout, call).await {
             Err(_) => Vote::Failed("prepare timed out".to_owned()),

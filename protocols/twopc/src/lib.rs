@@ -32,4 +32,5 @@ pub mod participant;
 
 pub use coordinator::{Coordinator, CoordinatorSettings, OrderBook};
 pub use gid::{Gid, InstanceName, Participant};
+pub use machine::PrepareOrder;
 pub use participant::{ParticipantRunner, ParticipantSettings, Resource};

@@ -7,18 +7,88 @@
 //! interleaving of votes and failures without a network.
 //!
 //! ```text
-//!   start ─► Prepare(stock), Prepare(payment)
+//!   start ─► Prepare(stock), Prepare(payment)          (parallel)
+//!         or Prepare(first) ─ Yes ─► Prepare(second)    (ordered)
 //!   all Yes ───────────────► LogDecision(Commit) ─► DecisionLogged ─► Commit(*) ─► acks ─► Reply(Paid)
-//!   any No / Failed ───────► LogDecision(Abort) + Rollback(*) ─────────────────► acks ─► Reply(Rejected | Failed)
+//!   any No / Failed ───────► LogDecision(Abort) + Rollback(asked) ─────────────► acks ─► Reply(Rejected | Failed)
 //!   commit not written ────► LogDecision(Abort) + Rollback(*) ─────────────────► acks ─► Reply(Failed)
 //!   commit not durable ────► Reply(Unknown)   (recovery settles it: presumed abort)
 //! ```
+//!
+//! Rollbacks go only to the participants that were asked to prepare: one
+//! never asked holds nothing, and presumed abort needs no message to it.
 
 use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
 
 use protocol_core::RejectReason;
 
 use crate::gid::Participant;
+
+/// In which order the coordinator asks for the prepares: the choice between
+/// latency and freedom from distributed deadlock.
+///
+/// A prepared branch holds its row locks until phase two. With both prepares
+/// in flight at once, two checkouts can each hold a branch the other waits
+/// for (one holds the item and waits for the user, the other the reverse):
+/// no database sees that cycle, and only the lock budget ends it. Asking one
+/// participant after the other, in the same order for every checkout, makes
+/// every wait point from the first participant's locks to the second's, so
+/// no cycle can form; the price is one prepare's latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrepareOrder {
+    /// Both prepares at once: the lowest latency, deadlock-prone under contention.
+    Parallel,
+    /// Stock, then payment: a checkout refused for stock costs no payment
+    /// branch, but the items stay locked through the payment prepare.
+    StockFirst,
+    /// Payment, then stock (the default): the items, usually the contended
+    /// rows, are locked for the shortest time (their prepare, the decision,
+    /// their commit).
+    #[default]
+    PaymentFirst,
+}
+
+impl PrepareOrder {
+    /// Every strategy, for sweeps.
+    pub const ALL: [PrepareOrder; 3] = [PrepareOrder::Parallel, PrepareOrder::StockFirst, PrepareOrder::PaymentFirst];
+
+    /// Name used on the command line and in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrepareOrder::Parallel => "parallel",
+            PrepareOrder::StockFirst => "stock-first",
+            PrepareOrder::PaymentFirst => "payment-first",
+        }
+    }
+
+    /// The participants in the order they are asked; `None` when all at once.
+    fn sequence(self) -> Option<[Participant; 2]> {
+        match self {
+            PrepareOrder::Parallel => None,
+            PrepareOrder::StockFirst => Some([Participant::Stock, Participant::Payment]),
+            PrepareOrder::PaymentFirst => Some([Participant::Payment, Participant::Stock]),
+        }
+    }
+}
+
+impl fmt::Display for PrepareOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PrepareOrder {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PrepareOrder::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| format!("unknown prepare order {s:?} (expected parallel, stock-first or payment-first)"))
+    }
+}
 
 /// A participant's answer to prepare.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +172,9 @@ pub enum Reply {
 /// The coordinator of one transaction.
 #[derive(Debug, Clone)]
 pub struct Machine {
+    order: PrepareOrder,
+    /// Participants asked to prepare so far (the ones an abort rolls back).
+    asked: BTreeSet<Participant>,
     votes: Vec<(Participant, Vote)>,
     decision: Option<Decision>,
     pending: BTreeSet<Participant>,
@@ -111,11 +184,35 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// A new transaction and its first actions (prepare everywhere, in parallel).
-    pub fn start() -> (Machine, Vec<Action>) {
-        let machine =
-            Machine { votes: Vec::new(), decision: None, pending: BTreeSet::new(), replied: false, abort_cause: None };
-        (machine, Participant::ALL.iter().map(|p| Action::Prepare(*p)).collect())
+    /// A new transaction and its first actions: prepare everywhere, or at the
+    /// first participant of `order`.
+    pub fn start(order: PrepareOrder) -> (Machine, Vec<Action>) {
+        let mut machine = Machine {
+            order,
+            asked: BTreeSet::new(),
+            votes: Vec::new(),
+            decision: None,
+            pending: BTreeSet::new(),
+            replied: false,
+            abort_cause: None,
+        };
+        let first = match order.sequence() {
+            None => Participant::ALL.to_vec(),
+            Some([first, _]) => vec![first],
+        };
+        let actions = first.into_iter().map(|p| machine.ask(p)).collect();
+        (machine, actions)
+    }
+
+    fn ask(&mut self, p: Participant) -> Action {
+        self.asked.insert(p);
+        Action::Prepare(p)
+    }
+
+    /// Rolls back every participant asked so far and waits for their acks.
+    fn roll_back_asked(&mut self) -> Vec<Action> {
+        self.pending = self.asked.clone();
+        self.asked.iter().map(|p| Action::Rollback(*p)).collect()
     }
 
     /// The decision, once taken.
@@ -144,15 +241,13 @@ impl Machine {
             Event::DecisionLogged(Decision::Abort) if self.decision == Some(Decision::Commit) => {
                 self.decision = Some(Decision::Abort);
                 self.abort_cause = Some("aborted by recovery before the commit decision".to_owned());
-                self.pending = Participant::ALL.into_iter().collect();
-                Participant::ALL.iter().map(|p| Action::Rollback(*p)).collect()
+                self.roll_back_asked()
             }
             Event::CommitNotWritten(err) if self.decision == Some(Decision::Commit) => {
                 self.decision = Some(Decision::Abort);
                 self.abort_cause = Some(format!("the commit decision could not be written: {err}"));
-                self.pending = Participant::ALL.into_iter().collect();
                 let mut actions = vec![Action::LogDecision(Decision::Abort)];
-                actions.extend(Participant::ALL.iter().map(|p| Action::Rollback(*p)));
+                actions.extend(self.roll_back_asked());
                 actions
             }
             Event::CommitNotWritten(_) => Vec::new(),
@@ -177,16 +272,18 @@ impl Machine {
         }
         if !yes {
             self.decision = Some(Decision::Abort);
-            self.pending = Participant::ALL.into_iter().collect();
             let mut actions = vec![Action::LogDecision(Decision::Abort)];
-            actions.extend(Participant::ALL.iter().map(|q| Action::Rollback(*q)));
+            actions.extend(self.roll_back_asked());
             return actions;
         }
         if self.votes.len() == Participant::ALL.len() {
             self.decision = Some(Decision::Commit);
             return vec![Action::LogDecision(Decision::Commit)];
         }
-        Vec::new()
+        match self.order.sequence() {
+            Some([_, second]) if !self.asked.contains(&second) => vec![self.ask(second)],
+            _ => Vec::new(),
+        }
     }
 
     fn final_reply(&mut self) -> Vec<Action> {
@@ -233,7 +330,7 @@ mod tests {
 
     #[test]
     fn all_yes_commits_after_the_decision_is_durable() {
-        let (mut m, start) = Machine::start();
+        let (mut m, start) = Machine::start(PrepareOrder::Parallel);
         assert_eq!(start, vec![Action::Prepare(Stock), Action::Prepare(Payment)]);
         assert_eq!(m.step(Event::Voted(Payment, Vote::Yes)), vec![]);
         assert_eq!(m.step(Event::Voted(Stock, Vote::Yes)), vec![Action::LogDecision(Decision::Commit)]);
@@ -249,7 +346,7 @@ mod tests {
 
     #[test]
     fn a_no_aborts_at_once_and_rolls_back_everyone() {
-        let (mut m, _) = Machine::start();
+        let (mut m, _) = Machine::start(PrepareOrder::Parallel);
         assert_eq!(
             m.step(Event::Voted(Stock, Vote::No(out_of_stock()))),
             vec![Action::LogDecision(Decision::Abort), Action::Rollback(Stock), Action::Rollback(Payment)]
@@ -263,7 +360,7 @@ mod tests {
 
     #[test]
     fn refusals_beat_failures_and_are_reported_in_participant_order() {
-        let (mut m, _) = Machine::start();
+        let (mut m, _) = Machine::start(PrepareOrder::Parallel);
         m.step(Event::Voted(Payment, Vote::Failed("timeout".into())));
         m.step(Event::Voted(Stock, Vote::No(out_of_stock())));
         m.step(Event::Acked(Stock));
@@ -272,7 +369,7 @@ mod tests {
 
     #[test]
     fn a_failed_vote_aborts_with_a_failure_reply() {
-        let (mut m, _) = Machine::start();
+        let (mut m, _) = Machine::start(PrepareOrder::Parallel);
         m.step(Event::Voted(Stock, Vote::Yes));
         let actions = m.step(Event::Voted(Payment, Vote::Failed("connection refused".into())));
         assert_eq!(actions[0], Action::LogDecision(Decision::Abort));
@@ -283,7 +380,7 @@ mod tests {
 
     #[test]
     fn a_commit_that_may_not_be_durable_is_unknown_and_sends_no_phase_two() {
-        let (mut m, _) = Machine::start();
+        let (mut m, _) = Machine::start(PrepareOrder::Parallel);
         m.step(Event::Voted(Stock, Vote::Yes));
         m.step(Event::Voted(Payment, Vote::Yes));
         assert_eq!(
@@ -296,7 +393,7 @@ mod tests {
 
     #[test]
     fn a_commit_decision_that_was_never_written_aborts_and_rolls_back_at_once() {
-        let (mut m, _) = Machine::start();
+        let (mut m, _) = Machine::start(PrepareOrder::Parallel);
         m.step(Event::Voted(Stock, Vote::Yes));
         m.step(Event::Voted(Payment, Vote::Yes));
         assert_eq!(
@@ -315,7 +412,7 @@ mod tests {
 
     #[test]
     fn phase_two_giving_up_still_reports_a_durable_commit() {
-        let (mut m, _) = Machine::start();
+        let (mut m, _) = Machine::start(PrepareOrder::Parallel);
         m.step(Event::Voted(Stock, Vote::Yes));
         m.step(Event::Voted(Payment, Vote::Yes));
         m.step(Event::DecisionLogged(Decision::Commit));
@@ -325,7 +422,7 @@ mod tests {
 
     #[test]
     fn an_abort_already_in_the_log_overrides_the_commit() {
-        let (mut m, _) = Machine::start();
+        let (mut m, _) = Machine::start(PrepareOrder::Parallel);
         m.step(Event::Voted(Stock, Vote::Yes));
         m.step(Event::Voted(Payment, Vote::Yes));
         assert_eq!(
@@ -340,10 +437,81 @@ mod tests {
 
     #[test]
     fn duplicate_votes_are_ignored() {
-        let (mut m, _) = Machine::start();
+        let (mut m, _) = Machine::start(PrepareOrder::Parallel);
         m.step(Event::Voted(Stock, Vote::Yes));
         assert_eq!(m.step(Event::Voted(Stock, Vote::No(out_of_stock()))), vec![]);
         assert_eq!(m.step(Event::Voted(Payment, Vote::Yes)), vec![Action::LogDecision(Decision::Commit)]);
+    }
+
+    #[test]
+    fn ordered_prepares_ask_the_second_only_after_the_first_voted_yes() {
+        let (mut m, start) = Machine::start(PrepareOrder::PaymentFirst);
+        assert_eq!(start, vec![Action::Prepare(Payment)]);
+        assert_eq!(m.step(Event::Voted(Payment, Vote::Yes)), vec![Action::Prepare(Stock)]);
+        assert_eq!(m.step(Event::Voted(Stock, Vote::Yes)), vec![Action::LogDecision(Decision::Commit)]);
+        let (_, start) = Machine::start(PrepareOrder::StockFirst);
+        assert_eq!(start, vec![Action::Prepare(Stock)]);
+    }
+
+    #[test]
+    fn a_refused_first_prepare_rolls_back_only_what_was_asked() {
+        let (mut m, _) = Machine::start(PrepareOrder::StockFirst);
+        assert_eq!(
+            m.step(Event::Voted(Stock, Vote::No(out_of_stock()))),
+            vec![Action::LogDecision(Decision::Abort), Action::Rollback(Stock)]
+        );
+        // Payment was never asked: nothing to roll back, nothing to wait for.
+        assert_eq!(m.step(Event::Acked(Stock)), vec![Action::Reply(Reply::Rejected(out_of_stock()))]);
+        // A refused second prepare rolls back both.
+        let (mut m, _) = Machine::start(PrepareOrder::PaymentFirst);
+        m.step(Event::Voted(Payment, Vote::Yes));
+        assert_eq!(
+            m.step(Event::Voted(Stock, Vote::No(out_of_stock()))),
+            vec![Action::LogDecision(Decision::Abort), Action::Rollback(Stock), Action::Rollback(Payment)]
+        );
+    }
+
+    /// For every strategy and vote combination, answering each prepare as it
+    /// is asked ends in exactly one reply, commits only on two yes votes, and
+    /// an ordered strategy never has two prepares outstanding at once (the
+    /// property that makes it free of distributed deadlock).
+    #[test]
+    fn every_strategy_decides_correctly_and_ordered_ones_prepare_one_at_a_time() {
+        let votes = [Vote::Yes, Vote::No(out_of_stock()), Vote::Failed("x".into())];
+        for order in PrepareOrder::ALL {
+            for a in &votes {
+                for b in &votes {
+                    let vote_of = |p: Participant| if p == Stock { a.clone() } else { b.clone() };
+                    let (mut m, mut todo) = Machine::start(order);
+                    let (mut replies, mut paid) = (0, false);
+                    while let Some(action) = todo.pop() {
+                        match action {
+                            Action::Prepare(p) => {
+                                let outstanding = todo.iter().filter(|x| matches!(x, Action::Prepare(_))).count();
+                                assert!(order == PrepareOrder::Parallel || outstanding == 0, "{order}");
+                                todo.extend(m.step(Event::Voted(p, vote_of(p))));
+                            }
+                            Action::LogDecision(d) => todo.extend(m.step(Event::DecisionLogged(d))),
+                            Action::Commit(p) | Action::Rollback(p) => todo.extend(m.step(Event::Acked(p))),
+                            Action::Reply(r) => {
+                                replies += 1;
+                                paid = r == Reply::Paid;
+                            }
+                        }
+                    }
+                    assert_eq!(replies, 1, "{order} {a:?} {b:?}");
+                    assert_eq!(paid, *a == Vote::Yes && *b == Vote::Yes, "{order} {a:?} {b:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn prepare_orders_round_trip_through_their_names() {
+        for order in PrepareOrder::ALL {
+            assert_eq!(order.as_str().parse::<PrepareOrder>(), Ok(order));
+        }
+        assert!("sideways".parse::<PrepareOrder>().is_err());
     }
 
     /// Every order of the two votes, for every vote combination, ends in exactly
@@ -354,7 +522,7 @@ mod tests {
         for a in &votes {
             for b in &votes {
                 for stock_first in [true, false] {
-                    let (mut m, _) = Machine::start();
+                    let (mut m, _) = Machine::start(PrepareOrder::Parallel);
                     let mut actions = Vec::new();
                     let order = if stock_first { [(Stock, a), (Payment, b)] } else { [(Payment, b), (Stock, a)] };
                     for (p, v) in order {

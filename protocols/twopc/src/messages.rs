@@ -30,6 +30,11 @@ pub struct PrepareRequest {
     pub gid: String,
     /// The business effect.
     pub work: Work,
+    /// The longest the coordinator lets this prepare wait for a row lock
+    /// (what is left of the checkout's lock budget); the participant caps it
+    /// with its own lock timeout and votes no (busy) when it runs out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_wait_ms: Option<u64>,
 }
 
 /// A participant's vote.

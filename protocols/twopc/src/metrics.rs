@@ -22,6 +22,8 @@ pub struct Metrics {
     /// Participant: microseconds spent in the business update of prepare
     /// (row-lock waits dominate it under contention).
     pub lock_wait_us: AtomicU64,
+    /// Participant: prepares that ran out of lock budget (voted no, busy).
+    pub busy: AtomicU64,
 }
 
 /// A point-in-time copy of [`Metrics`] plus gauges read when asked.
@@ -41,6 +43,8 @@ pub struct Snapshot {
     pub recovered: u64,
     /// See [`Metrics::lock_wait_us`].
     pub lock_wait_us: u64,
+    /// See [`Metrics::busy`].
+    pub busy: u64,
     /// Prepared transactions of ours awaiting phase two right now
     /// (participant), or decided transactions not yet finished (coordinator).
     pub in_doubt: u64,
@@ -63,6 +67,7 @@ impl Metrics {
             unknown: get(&self.unknown),
             recovered: get(&self.recovered),
             lock_wait_us: get(&self.lock_wait_us),
+            busy: get(&self.busy),
             in_doubt,
         }
     }

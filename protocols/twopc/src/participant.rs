@@ -22,6 +22,18 @@
 //! Every operation runs in a spawned task: an HTTP client that gives up must
 //! not cancel a prepare halfway and hand a connection still inside a
 //! transaction back to the pool.
+//!
+//! Phase two (commit, rollback, tombstone) and recovery run on their own
+//! connections ([`Pools::phase_two`]). A prepare holds its connection while it
+//! queues on a row lock, and the lock it waits for is released only by the
+//! phase two of the branch holding it: sharing one pool, enough queued
+//! prepares would take every connection and leave that phase two waiting for
+//! one until the lock budget ran out.
+//!
+//! A prepare waits for a row lock at most the lock budget the coordinator
+//! sent (capped by [`ParticipantSettings::lock_timeout`]); when it runs out
+//! the vote is no, [`RejectReason::Busy`]: nothing was prepared, so the
+//! checkout answers at once instead of failing after a long wait.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,10 +66,20 @@ pub trait Resource: Send + Sync + 'static {
     ) -> BoxFuture<'a, sqlx::Result<Result<(), RejectReason>>>;
 }
 
+/// The participant's two connection pools to its database.
+#[derive(Debug, Clone)]
+pub struct Pools {
+    /// Prepares (which may queue on row locks while holding a connection).
+    pub prepare: PgPool,
+    /// Phase two, tombstones, recovery and metrics: never behind a prepare.
+    pub phase_two: PgPool,
+}
+
 /// Timing settings of a participant.
 #[derive(Debug, Clone)]
 pub struct ParticipantSettings {
-    /// Longest wait for a row lock during prepare; then the vote fails.
+    /// Longest wait for a row lock during prepare, whatever the coordinator
+    /// asks; then the vote is no ([`RejectReason::Busy`]).
     pub lock_timeout: Duration,
     /// A prepared branch older than this is resolved by asking the coordinator.
     pub in_doubt_timeout: Duration,
@@ -84,6 +106,7 @@ pub enum PhaseTwoError {
 pub struct ParticipantRunner {
     me: Participant,
     pool: PgPool,
+    phase_two_pool: PgPool,
     resource: Arc<dyn Resource>,
     coordinator: PeerClient,
     settings: ParticipantSettings,
@@ -98,6 +121,7 @@ impl std::fmt::Debug for ParticipantRunner {
 
 const UNDEFINED_OBJECT: &str = "42704";
 const LOCK_NOT_AVAILABLE: &str = "55P03";
+const DEADLOCK_DETECTED: &str = "40P01";
 
 /// Runs `op` in its own task, so that the HTTP request that asked for it being
 /// dropped cannot cancel it halfway (see the module docs).
@@ -115,15 +139,23 @@ fn sqlstate(err: &sqlx::Error) -> Option<String> {
 }
 
 impl ParticipantRunner {
-    /// A participant `me` over `pool`, asking `coordinator` about doubtful branches.
+    /// A participant `me` over `pools`, asking `coordinator` about doubtful branches.
     pub fn new(
         me: Participant,
-        pool: PgPool,
+        pools: Pools,
         resource: Arc<dyn Resource>,
         coordinator: PeerClient,
         settings: ParticipantSettings,
     ) -> Arc<Self> {
-        Arc::new(ParticipantRunner { me, pool, resource, coordinator, settings, metrics: Metrics::default() })
+        Arc::new(ParticipantRunner {
+            me,
+            pool: pools.prepare,
+            phase_two_pool: pools.phase_two,
+            resource,
+            coordinator,
+            settings,
+            metrics: Metrics::default(),
+        })
     }
 
     fn parse_gid(&self, raw: &str) -> Result<Gid, PhaseTwoError> {
@@ -138,13 +170,17 @@ impl ParticipantRunner {
     pub async fn prepare(self: &Arc<Self>, request: PrepareRequest) -> Result<VoteReply, PhaseTwoError> {
         let gid = self.parse_gid(&request.gid)?;
         let this = Arc::clone(self);
-        detached("prepare", async move { this.prepare_inner(gid, request.work).await }).await
+        let lock_wait = match request.lock_wait_ms {
+            Some(ms) => Duration::from_millis(ms).min(self.settings.lock_timeout),
+            None => self.settings.lock_timeout,
+        };
+        detached("prepare", async move { this.prepare_inner(gid, request.work, lock_wait).await }).await
     }
 
-    async fn prepare_inner(&self, gid: Gid, work: Work) -> Result<VoteReply, PhaseTwoError> {
+    async fn prepare_inner(&self, gid: Gid, work: Work, lock_wait: Duration) -> Result<VoteReply, PhaseTwoError> {
         let mut conn = self.pool.acquire().await?;
         sqlx::query("BEGIN").execute(&mut *conn).await?;
-        let vote = self.prepare_in_transaction(&mut conn, &gid, &work).await;
+        let vote = self.prepare_in_transaction(&mut conn, &gid, &work, lock_wait).await;
         match vote {
             Ok(VoteReply::Yes) => {
                 Metrics::incr(&self.metrics.prepared);
@@ -170,8 +206,10 @@ impl ParticipantRunner {
         conn: &mut PoolConnection<Postgres>,
         gid: &Gid,
         work: &Work,
+        lock_wait: Duration,
     ) -> Result<VoteReply, PhaseTwoError> {
-        let lock_ms = self.settings.lock_timeout.as_millis();
+        // 0 would mean "wait forever" to PostgreSQL.
+        let lock_ms = lock_wait.as_millis().max(1);
         sqlx::query(&format!("SET LOCAL lock_timeout = {lock_ms}")).execute(&mut **conn).await?;
         let fresh: Option<i32> = sqlx::query_scalar(
             "INSERT INTO twopc_branches (gid, outcome) VALUES ($1, 'committed') ON CONFLICT (gid) DO NOTHING RETURNING 1",
@@ -183,9 +221,20 @@ impl ParticipantRunner {
             return Ok(VoteReply::Refused { detail: format!("branch {gid} was already resolved") });
         }
         let started = Instant::now();
-        let applied = self.resource.apply(conn, work).await?;
+        let applied = self.resource.apply(conn, work).await;
         let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.metrics.lock_wait_us.fetch_add(waited, std::sync::atomic::Ordering::Relaxed);
+        let applied = match applied {
+            Ok(applied) => applied,
+            // The lock budget ran out (or, were rows ever locked out of
+            // order, PostgreSQL broke a deadlock): a definite no.
+            Err(err) if matches!(sqlstate(&err).as_deref(), Some(LOCK_NOT_AVAILABLE | DEADLOCK_DETECTED)) => {
+                Metrics::incr(&self.metrics.busy);
+                let what = self.me.as_str().to_owned();
+                return Ok(VoteReply::No { reason: RejectReason::Busy { what, waited_ms: waited / 1000 } });
+            }
+            Err(err) => return Err(err.into()),
+        };
         if let Err(reason) = applied {
             return Ok(VoteReply::No { reason });
         }
@@ -201,7 +250,7 @@ impl ParticipantRunner {
     }
 
     async fn commit_inner(&self, gid: &Gid) -> Result<(), PhaseTwoError> {
-        match sqlx::query(&format!("COMMIT PREPARED {}", gid.sql_literal())).execute(&self.pool).await {
+        match sqlx::query(&format!("COMMIT PREPARED {}", gid.sql_literal())).execute(&self.phase_two_pool).await {
             Ok(_) => {
                 Metrics::incr(&self.metrics.committed);
                 Ok(())
@@ -228,7 +277,7 @@ impl ParticipantRunner {
         // blocks the tombstone. Wait briefly and retry; by then it has either
         // prepared (and ROLLBACK PREPARED finds it) or given up.
         for _ in 0..500 {
-            match sqlx::query(&format!("ROLLBACK PREPARED {}", gid.sql_literal())).execute(&self.pool).await {
+            match sqlx::query(&format!("ROLLBACK PREPARED {}", gid.sql_literal())).execute(&self.phase_two_pool).await {
                 Ok(_) => {
                     Metrics::incr(&self.metrics.aborted);
                     self.tombstone(gid).await?;
@@ -254,7 +303,7 @@ impl ParticipantRunner {
     }
 
     async fn tombstone(&self, gid: &Gid) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.phase_two_pool.begin().await?;
         sqlx::query("SET LOCAL lock_timeout = 100").execute(&mut *tx).await?;
         sqlx::query("INSERT INTO twopc_branches (gid, outcome) VALUES ($1, 'aborted') ON CONFLICT (gid) DO NOTHING")
             .bind(gid.to_string())
@@ -266,7 +315,7 @@ impl ParticipantRunner {
     async fn outcome(&self, gid: &Gid) -> sqlx::Result<Option<String>> {
         sqlx::query_scalar("SELECT outcome FROM twopc_branches WHERE gid = $1")
             .bind(gid.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.phase_two_pool)
             .await
     }
 
@@ -279,7 +328,7 @@ impl ParticipantRunner {
                AND prepared < now() - make_interval(secs => $1)",
         )
         .bind(self.settings.in_doubt_timeout.as_secs_f64())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.phase_two_pool)
         .await?;
         let mut resolved = 0;
         for raw in gids {
@@ -327,7 +376,7 @@ impl ParticipantRunner {
             }
             if last_retention.elapsed() > RETENTION_EVERY {
                 last_retention = Instant::now();
-                if let Err(err) = forget_old_branches(&self.pool, BRANCH_RETENTION).await {
+                if let Err(err) = forget_old_branches(&self.phase_two_pool, BRANCH_RETENTION).await {
                     tracing::warn!(error = %err, "2PC branch retention failed");
                 }
             }
@@ -339,7 +388,7 @@ impl ParticipantRunner {
         let in_doubt: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE 's2pc:%'",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.phase_two_pool)
         .await?;
         Ok(self.metrics.snapshot(u64::try_from(in_doubt).unwrap_or(0)))
     }

@@ -20,6 +20,12 @@ pub struct CommonConfig {
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: u32,
 
+    /// Connections kept apart from the request pool for the protocol's own
+    /// bookkeeping (2PC phase two, the decision log, recovery), so that it
+    /// never waits behind requests queued on row locks.
+    #[arg(long, env = "DB_PROTOCOL_POOL_SIZE", default_value_t = 4)]
+    pub db_protocol_pool_size: u32,
+
     /// Redis URL (price cache and checkout notifications).
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,

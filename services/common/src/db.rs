@@ -26,6 +26,17 @@ pub async fn connect(url: &str, size: u32, migrator: &Migrator) -> anyhow::Resul
     Ok(pool)
 }
 
+/// A second pool of `size` connections to the database of `pool`, for work
+/// that must never queue behind requests holding `pool`'s connections (2PC
+/// phase two and the decision log, see the `twopc` crate). Connections open
+/// on first use, so a service that never needs it holds none.
+pub fn side_pool(pool: &PgPool, size: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(size.max(1))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_lazy_with((*pool.connect_options()).clone())
+}
+
 /// The URL without its password, for logs and error messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

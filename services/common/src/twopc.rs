@@ -29,7 +29,8 @@ pub struct ParticipantConfig {
     #[arg(long, env = "COORDINATOR_URLS", value_delimiter = ',')]
     pub coordinator_urls: Vec<String>,
 
-    /// Longest wait for a row lock during prepare, in milliseconds.
+    /// Longest wait for a row lock during prepare, in milliseconds, whatever
+    /// lock budget the coordinator sends (which is normally shorter).
     #[arg(long, env = "TWOPC_LOCK_TIMEOUT_MS", default_value_t = 10_000)]
     pub lock_timeout_ms: u64,
 
@@ -69,10 +70,13 @@ impl From<PhaseTwoError> for ApiError {
 pub struct Participant(Option<Arc<ParticipantRunner>>);
 
 impl Participant {
-    /// Builds the participant `me` over `pool`, doing `resource`'s business update.
+    /// Builds the participant `me` over `pool` (prepares) plus a side pool of
+    /// `phase_two_connections` (phase two, recovery), doing `resource`'s
+    /// business update.
     pub fn new(
         me: twopc::Participant,
         pool: &sqlx::PgPool,
+        phase_two_connections: u32,
         resource: Arc<dyn twopc::Resource>,
         config: &ParticipantConfig,
         peer_timeout: Duration,
@@ -82,7 +86,11 @@ impl Participant {
             return Ok(Participant(None));
         }
         let coordinator = twopc::client::PeerClient::new(config.coordinator_urls.clone(), peer_timeout)?;
-        Ok(Participant(Some(ParticipantRunner::new(me, pool.clone(), resource, coordinator, config.settings()))))
+        let pools = twopc::participant::Pools {
+            prepare: pool.clone(),
+            phase_two: crate::db::side_pool(pool, phase_two_connections),
+        };
+        Ok(Participant(Some(ParticipantRunner::new(me, pools, resource, coordinator, config.settings()))))
     }
 
     /// `routes` plus the participant's internal endpoints (if enabled).

@@ -67,6 +67,17 @@ pub struct Config {
     #[arg(long, env = "TWOPC_RECOVERY_INTERVAL_MS", default_value_t = 1_000)]
     pub recovery_interval_ms: u64,
 
+    /// 2PC: the order of the prepares: `payment-first` or `stock-first` (one
+    /// after the other, free of distributed deadlock) or `parallel`.
+    #[arg(long, env = "TWOPC_PREPARE_ORDER", default_value = "payment-first")]
+    pub prepare_order: twopc::PrepareOrder,
+
+    /// 2PC: how long (ms) a checkout's prepares may wait for row locks in all;
+    /// a checkout that cannot win its rows within it is refused (409, nothing
+    /// charged) instead of queueing until a timeout.
+    #[arg(long, env = "TWOPC_LOCK_BUDGET_MS", default_value_t = 1_000)]
+    pub lock_budget_ms: u64,
+
     /// SAGA: Kafka settings (the broker, the client profile, fault injection).
     #[command(flatten)]
     pub saga: service_common::saga::SagaArgs,
@@ -120,7 +131,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
             let instance = twopc::InstanceName::sanitize(config.common.instance.as_deref().unwrap_or("order"))?;
             let coordinator = twopc::Coordinator::new(
                 instance,
-                pool.clone(),
+                service_common::db::side_pool(&pool, config.common.db_protocol_pool_size),
                 twopc::client::PeerClient::new(config.stock_urls.clone(), prepare_timeout.max(timeout))?,
                 twopc::client::PeerClient::new(config.payment_urls.clone(), prepare_timeout.max(timeout))?,
                 Arc::new(store.clone()),
@@ -128,6 +139,8 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
                     prepare_timeout,
                     phase_two_deadline: Duration::from_millis(config.phase_two_deadline_ms),
                     recovery_interval: Duration::from_millis(config.recovery_interval_ms),
+                    prepare_order: config.prepare_order,
+                    lock_budget: Duration::from_millis(config.lock_budget_ms),
                 },
             );
             extra_routes = service_common::twopc::coordinator_routes(coordinator.clone());

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use protocol_core::{CheckoutError, CheckoutOutcome};
+use protocol_core::{CheckoutError, CheckoutOutcome, RejectReason};
 use serde_json::{Value, json};
 use service_common::error::{ApiError, ApiResult};
 use service_common::params::{Amount, Count, Id, NonNegative, PathParams};
@@ -157,6 +157,11 @@ async fn checkout(State(state): State<AppState>, PathParams(order_id): PathParam
         }
         Ok(CheckoutOutcome::AlreadyPaid) => {
             Ok(Json(json!({ "order_id": order_id.as_str(), "paid": true, "outcome": "already_paid" })))
+        }
+        // Busy rows are a conflict with other checkouts, not a business
+        // refusal: 409, so a client can tell "try again" from "cannot".
+        Ok(CheckoutOutcome::Rejected(reason @ RejectReason::Busy { .. })) => {
+            Err(ApiError::Conflict(reason.to_string()))
         }
         Ok(CheckoutOutcome::Rejected(reason)) => Err(ApiError::rejected(reason.to_string())),
         Err(CheckoutError::Aborted(cause)) => {

@@ -51,6 +51,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     let participant = service_common::twopc::Participant::new(
         twopc::Participant::Payment,
         &pool,
+        config.common.db_protocol_pool_size,
         std::sync::Arc::new(PaymentResource),
         &config.twopc,
         std::time::Duration::from_millis(config.peer_timeout_ms),

@@ -55,6 +55,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     let participant = service_common::twopc::Participant::new(
         twopc::Participant::Stock,
         &pool,
+        config.common.db_protocol_pool_size,
         std::sync::Arc::new(StockResource),
         &config.twopc,
         std::time::Duration::from_millis(config.peer_timeout_ms),
