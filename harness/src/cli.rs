@@ -79,9 +79,13 @@ struct CompareArgs {
     #[command(flatten)]
     stack: StackArgs,
     /// The CI-sized comparison (about 3 minutes): one round of three repeats,
-    /// stress, the course test and one database kill.
-    #[arg(long)]
+    /// stress, the course test and one database kill (same as `--plan quick`).
+    #[arg(long, conflicts_with = "plan")]
     quick: bool,
+    /// Which comparison: `full` (the SAGA against 2PC, faults included),
+    /// `quick`, or `2pc-strategies` (2PC's prepare orders against each other).
+    #[arg(long, default_value = "full")]
+    plan: String,
     /// Directory of the reports; the run writes `<out>/<run-id>/` and adds a
     /// row to `<out>/README.md`.
     #[arg(long, default_value = "results")]
@@ -428,7 +432,8 @@ async fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     // The protocol of the base config is replaced per contender.
     let base = stack_config(&args.stack, ProtocolKind::Saga, false, false)?;
     stack::ensure_not_running(&base.run_dir)?;
-    let plan = if args.quick { Plan::quick() } else { Plan::full() };
+    let name = if args.quick { "quick" } else { args.plan.as_str() };
+    let plan = Plan::named(name).with_context(|| format!("--plan {name:?}: expected full, quick or 2pc-strategies"))?;
     let context = RunContext::collect(
         &base,
         &[("plan", format!("{} ({} rounds x {} repeats)", plan.name, plan.rounds, plan.repeats))],
@@ -438,19 +443,18 @@ async fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
         Some(id) => bail!("--run-id {id:?}: use letters, digits, '-', '_' and '.'"),
         None => {
             let date = context.started_at.get(..16).unwrap_or("run").replace([':', 'T'], "-");
-            format!("{date}-compare{}", if args.quick { "-quick" } else { "" })
+            match plan.name {
+                "full" => format!("{date}-compare"),
+                other => format!("{date}-compare-{other}"),
+            }
         }
     };
     let dir = args.out.join(&run_id);
+    let plan_flag = plan.flag();
     println!("compare ({}): {} runs; report in {}", plan.name, plan.run_count(), dir.display());
     let comparison = compare::execute(plan, &base).await?;
     let verdicts = markdown::write(&dir, &run_id, &context, &comparison)?;
-    let what = format!(
-        "`harness compare{}`, {} samples, {} CPUs",
-        if args.quick { " --quick" } else { "" },
-        comparison.samples.len(),
-        context.cpus
-    );
+    let what = format!("`harness compare{}`, {} samples, {} CPUs", plan_flag, comparison.samples.len(), context.cpus);
     let finding = verdicts.first().map(|v| v.replace("**", "")).unwrap_or_default();
     index::add(&args.out, &run_id, &what, &finding)?;
     for line in &verdicts {

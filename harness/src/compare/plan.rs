@@ -1,5 +1,6 @@
 //! What `harness compare` runs: the contenders and the cases, for the full
-//! comparison (about 15 minutes on 2 cores) and `--quick` (about 3, for CI).
+//! comparison (about 15 minutes on 2 cores), `--quick` (about 3, for CI) and
+//! `--plan 2pc-strategies` (2PC's prepare orders against each other, about 6).
 
 use protocol_core::ProtocolKind;
 use serde::Serialize;
@@ -43,6 +44,24 @@ fn saga(mode: saga::Mode) -> Contender {
 
 fn two_pc(name: &'static str, order: twopc::PrepareOrder) -> Contender {
     Contender { name, protocol: ProtocolKind::TwoPc, saga_mode: saga::Mode::default(), twopc_order: order }
+}
+
+impl Contender {
+    /// One line for the report: what this contender runs.
+    pub fn description(&self) -> String {
+        match (self.protocol, self.saga_mode) {
+            (ProtocolKind::Saga, saga::Mode::Sequential) => "SAGA over Kafka, stock then payment".to_owned(),
+            (ProtocolKind::Saga, saga::Mode::Parallel) => "SAGA over Kafka, both steps at once".to_owned(),
+            (ProtocolKind::TwoPc, _) => format!(
+                "two-phase commit over PostgreSQL prepared transactions, prepares {}",
+                match self.twopc_order {
+                    twopc::PrepareOrder::Parallel => "both at once",
+                    twopc::PrepareOrder::StockFirst => "stock then payment",
+                    twopc::PrepareOrder::PaymentFirst => "payment then stock",
+                }
+            ),
+        }
+    }
 }
 
 /// How a case's results are presented.
@@ -194,6 +213,45 @@ impl Plan {
         Plan { name: "quick", rounds: 1, repeats: 3, warmup: stress(200, 16, 99), contenders: contenders(), cases }
     }
 
+    /// 2PC's prepare orders against each other, on the cases where they
+    /// differ: latency alone, throughput, contention, the course test.
+    pub fn twopc_strategies() -> Plan {
+        use twopc::PrepareOrder::{Parallel, PaymentFirst, StockFirst};
+        let mut cases = vec![
+            case("stress", Group::Stress, Some(32.0), stress(3_000, 32, 1)),
+            case("clients-1", Group::Concurrency, Some(1.0), stress(100, 1, 2)),
+        ];
+        for skew in [0.1, 0.5, 0.9] {
+            cases.push(case(format!("hot-item-{skew}"), Group::Skew, Some(skew), hot_item(skew, 600)));
+        }
+        cases.push(case("wdm-consistency", Group::Course, None, course()));
+        let contenders = vec![
+            two_pc("2pc-parallel", Parallel),
+            two_pc("2pc-stock-first", StockFirst),
+            two_pc("2pc-payment-first", PaymentFirst),
+        ];
+        Plan { name: "2pc-strategies", rounds: 3, repeats: 1, warmup: stress(400, 16, 99), contenders, cases }
+    }
+
+    /// The plan called `name` (`full`, `quick`, `2pc-strategies`).
+    pub fn named(name: &str) -> Option<Plan> {
+        match name {
+            "full" => Some(Plan::full()),
+            "quick" => Some(Plan::quick()),
+            "2pc-strategies" => Some(Plan::twopc_strategies()),
+            _ => None,
+        }
+    }
+
+    /// How to ask for this plan on the command line, after `harness compare`.
+    pub fn flag(&self) -> String {
+        match self.name {
+            "full" => String::new(),
+            "quick" => " --quick".to_owned(),
+            other => format!(" --plan {other}"),
+        }
+    }
+
     /// How many recorded runs the plan makes (for the progress bar).
     pub fn run_count(&self) -> usize {
         let per_contender: usize = (0..self.rounds)
@@ -215,16 +273,20 @@ mod tests {
 
     #[test]
     fn plans_are_consistent() {
-        for plan in [Plan::full(), Plan::quick()] {
+        for plan in [Plan::full(), Plan::quick(), Plan::twopc_strategies()] {
+            assert_eq!(Plan::named(plan.name).map(|p| p.name), Some(plan.name));
             let mut ids: Vec<_> = plan.cases.iter().map(|c| c.id.clone()).collect();
             ids.sort();
             ids.dedup();
             assert_eq!(ids.len(), plan.cases.len(), "{}: case ids are unique", plan.name);
             // Performance figures need at least three samples per contender.
             assert!(plan.rounds * plan.repeats >= 3, "{}", plan.name);
-            assert!(plan.cases.iter().any(|c| c.group == Group::Fault), "{}", plan.name);
             assert!(plan.cases.iter().any(|c| c.group == Group::Course), "{}", plan.name);
+            let names: std::collections::BTreeSet<_> = plan.contenders.iter().map(|c| c.name).collect();
+            assert_eq!(names.len(), plan.contenders.len(), "{}: contender names are unique", plan.name);
         }
+        assert!(Plan::full().cases.iter().any(|c| c.group == Group::Fault));
+        assert!(Plan::quick().cases.iter().any(|c| c.group == Group::Fault));
         let quick = Plan::quick();
         // stress x3 + the course test + one fault run, for each of three contenders.
         assert_eq!(quick.run_count(), 3 * (3 + 1 + 1));

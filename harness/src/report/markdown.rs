@@ -68,7 +68,7 @@ pub fn render(
         "`harness compare{}`: {} against each other on the same data and seeds, {} round(s) x {} repeat(s), \
          contenders interleaved, a fresh stack per contender and round, a warm-up before each. Started {} on {} \
          ({} CPUs, {} GiB), commit `{}`{}; took {:.1} min.\n",
-        if plan.name == "quick" { " --quick" } else { "" },
+        plan.flag(),
         plan.contenders.iter().map(|c| format!("`{}`", c.name)).collect::<Vec<_>>().join(", "),
         plan.rounds,
         plan.repeats,
@@ -80,12 +80,13 @@ pub fn render(
         if context.dirty { " (uncommitted changes)" } else { "" },
         comparison.elapsed_s / 60.0
     );
+    let contenders: Vec<String> =
+        plan.contenders.iter().map(|c| format!("`{}` = {}", c.name, c.description())).collect();
     let _ = writeln!(
         out,
-        "Contenders: `saga-seq` = SAGA over Kafka, stock then payment; `saga-par` = SAGA, both steps at once; \
-         `2pc` = two-phase commit over PostgreSQL prepared transactions. Figures are medians over the samples, \
-         with the range (min–max) in brackets; compare them as ratios within this run, since the machine is \
-         shared. Latency is measured to the reply.\n"
+        "Contenders: {}. Figures are medians over the samples, with the range (min–max) in brackets; compare \
+         them as ratios within this run, since the machine is shared. Latency is measured to the reply.\n",
+        contenders.join("; ")
     );
     let _ = writeln!(out, "## Verdict\n");
     for line in &r.verdicts {

@@ -280,6 +280,10 @@ mod tests {
 
     #[test]
     fn classifies_replies_by_status_and_reason() {
+        let busy =
+            r#"{"error":"payment is busy: its lock was not won within 1000 ms; nothing was charged, try again"}"#;
+        assert_eq!(Reply::classify(Some(409), busy), Reply::Busy);
+        assert_eq!(Reply::classify(Some(409), "order 1 is being checked out"), Reply::OtherRejection);
         assert_eq!(Reply::classify(Some(200), ""), Reply::Paid);
         assert_eq!(Reply::classify(Some(400), r#"{"error":"out of stock on item 3"}"#), Reply::OutOfStock);
         assert_eq!(Reply::classify(Some(400), r#"{"error":"insufficient credit"}"#), Reply::InsufficientCredit);

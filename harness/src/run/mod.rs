@@ -241,8 +241,9 @@ pub async fn execute(
         None => (None, read_via_api(&http, gateway, &data.ids).await?),
     };
     let initial = Initial { credit: spec.credit, stock: spec.stock };
-    let violations = verify::check(initial, &final_state, &load.answers);
+    let mut violations = verify::check(initial, &final_state, &load.answers);
     let course = (spec.workload == Workload::WdmConsistency).then(|| course_counts(spec, &final_state, &load));
+    violations.extend(course.filter(|c| !c.consistent()).map(Violation::Course));
     let checked = format!(
         "credit of {} users, stock of {} items, {} orders ({} paid){}",
         final_state.credit.len(),

@@ -137,6 +137,10 @@ pub enum Violation {
     /// Invariant 5 (SAGA): a paid order without exactly one effect per step, or
     /// an unpaid one with an effect left in place.
     Effects { order_id: String, paid: bool, stock: i64, payment: i64 },
+    /// The course test: its script would fail, or not print four zeros (a
+    /// 5xx is a success in its logs, so a system fault shows here even when
+    /// the state is consistent).
+    Course(super::course::CourseCounts),
 }
 
 /// Every violation in `state` given the starting point and the checkout

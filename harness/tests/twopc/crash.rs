@@ -94,6 +94,7 @@ async fn crash_points_recover_all_or_nothing() {
     let api = Api::new(&stack.gateway());
 
     for point in [
+        "2pc.coordinator.after_first_prepared",
         "2pc.coordinator.after_stock_prepared",
         "2pc.coordinator.before_decision",
         "2pc.coordinator.after_decision",

@@ -20,7 +20,34 @@ async fn conformance_over_two_pc() {
     let api = Api::new(&stack.gateway());
     support::conformance::run_all(&api).await;
     checkout_again_after_batch_init(&api).await;
+    cross_lock_pairs_complete_without_a_lock_timeout(&api).await;
     crash::assert_no_prepared_transactions(&stack).await;
+}
+
+/// Pairs of orders whose locks cross: both orders of a pair belong to one
+/// user and hold one unit of one item, so the pair needs the same item row
+/// and the same user row. With both prepares in flight at once, each order of
+/// a pair can win one of the two rows and wait for the other; no database sees
+/// that cycle and only the lock budget ends it (a 409 busy). Prepares in one
+/// global order cannot form it: all 200 checkouts, fired at once, pay.
+async fn cross_lock_pairs_complete_without_a_lock_timeout(api: &Api) {
+    let pairs = 100;
+    for path in [format!("/stock/batch_init/{pairs}/2/1"), format!("/payment/batch_init/{pairs}/2")] {
+        assert_eq!(api.post(&path).await.0, 200, "{path}");
+    }
+    let mut orders = Vec::new();
+    for k in 0..pairs {
+        let item = k.to_string();
+        for _ in 0..2 {
+            orders.push(api.order(&item, &[(&item, 1)]).await);
+        }
+    }
+    let replies = futures::future::join_all(orders.iter().map(|o| api.checkout(o))).await;
+    let refused: Vec<_> = replies.iter().filter(|(status, _)| *status != 200).collect();
+    assert!(refused.is_empty(), "{} of {} crossing checkouts not paid: {:?}", refused.len(), replies.len(), refused);
+    for k in 0..pairs {
+        assert_eq!(api.stock_of(&k.to_string()).await, 0, "item {k}");
+    }
 }
 
 /// `batch_init` resets paid orders to unpaid (the course benchmark and

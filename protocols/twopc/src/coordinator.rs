@@ -34,7 +34,10 @@ use crate::machine::{Action, Decision, Event, Machine, PrepareOrder, Reply, Vote
 use crate::messages::{COMMIT_PATH, PREPARE_PATH, PrepareRequest, ROLLBACK_PATH, VoteReply, Work};
 use crate::metrics::{Metrics, Snapshot};
 
-/// Crash point: stock voted yes; payment's vote may still be pending.
+/// Crash point: the first yes vote arrived; the other participant is still
+/// preparing (parallel) or not asked yet (ordered prepares).
+pub const CRASH_AFTER_FIRST_PREPARED: &str = "2pc.coordinator.after_first_prepared";
+/// Crash point: stock voted yes (with payment first: both have).
 pub const CRASH_AFTER_STOCK_PREPARED: &str = "2pc.coordinator.after_stock_prepared";
 /// Crash point: every participant voted yes; no decision written yet.
 pub const CRASH_BEFORE_DECISION: &str = "2pc.coordinator.before_decision";
@@ -138,6 +141,7 @@ impl Coordinator {
         let mut inflight: FuturesUnordered<BoxFuture<'_, Event>> = FuturesUnordered::new();
         let phase_two_until = |now: Instant| now + self.settings.phase_two_deadline;
         let mut commits_acked = 0;
+        let mut yes_votes = 0;
         let mut gave_up = false;
         // Whether the decision log holds a row for this transaction.
         let mut on_record = false;
@@ -196,7 +200,15 @@ impl Coordinator {
                 return Err(CheckoutError::Internal("2PC machine stalled without pending work".to_owned()));
             };
             match &event {
-                Event::Voted(Participant::Stock, Vote::Yes) => crashpoint::hit(CRASH_AFTER_STOCK_PREPARED),
+                Event::Voted(p, Vote::Yes) => {
+                    yes_votes += 1;
+                    if yes_votes == 1 {
+                        crashpoint::hit(CRASH_AFTER_FIRST_PREPARED);
+                    }
+                    if *p == Participant::Stock {
+                        crashpoint::hit(CRASH_AFTER_STOCK_PREPARED);
+                    }
+                }
                 Event::PhaseTwoGaveUp(_) => gave_up = true,
                 Event::Acked(_) if machine.decision() == Some(Decision::Commit) => {
                     commits_acked += 1;

@@ -22,7 +22,8 @@ pub struct CommonConfig {
 
     /// Connections kept apart from the request pool for the protocol's own
     /// bookkeeping (2PC phase two, the decision log, recovery), so that it
-    /// never waits behind requests queued on row locks.
+    /// never waits behind requests queued on row locks (0: share the request
+    /// pool, to measure what that costs).
     #[arg(long, env = "DB_PROTOCOL_POOL_SIZE", default_value_t = 4)]
     pub db_protocol_pool_size: u32,
 

@@ -4,22 +4,28 @@ use stock_service::Config;
 
 /// A stock service on port 0 with a database of its own.
 pub async fn spawn_stock() -> TestServer {
+    spawn_stock_with(&["--db-pool-size", "16"]).await
+}
+
+/// [`spawn_stock`] with extra command-line settings.
+pub async fn spawn_stock_with(extra: &[&str]) -> TestServer {
     let db = fresh_database("stock").await;
-    let config = Config::parse_from([
+    let redis = redis_url();
+    let mut args = vec![
         "stock-service",
         "--database-url",
         &db,
         "--redis-url",
-        &redis_url(),
-        "--db-pool-size",
-        "16",
+        &redis,
         "--max-batch",
         "1000",
         // Enables the 2PC participant endpoints; nothing here stays in doubt
         // long enough for recovery to call it.
         "--coordinator-urls",
         "http://127.0.0.1:9",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let config = Config::parse_from(args);
     TestServer::spawn(stock_service::build(config).await.expect("stock service starts"))
 }
 

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use service_testkit::TestServer;
 
-use crate::helpers::{item_with, spawn_stock};
+use crate::helpers::{item_with, spawn_stock, spawn_stock_with};
 
 fn gid() -> String {
     format!("s2pc:test-coordinator:{}:stock", uuid::Uuid::new_v4())
@@ -19,6 +19,55 @@ async fn post_json(app: &TestServer, path: &str, body: &Value) -> (u16, Value) {
 async fn prepare(app: &TestServer, gid: &str, item: &str, quantity: i64) -> (u16, Value) {
     let body = json!({"gid": gid, "work": {"kind": "stock", "items": [{"item_id": item, "quantity": quantity}]}});
     post_json(app, "/internal/2pc/prepare", &body).await
+}
+
+/// A prepare of one unit the coordinator lets wait at most `lock_wait_ms`
+/// for its row.
+async fn prepare_within(app: &TestServer, gid: &str, item: &str, lock_wait_ms: u64) -> Value {
+    prepare_on(&app.client, &app.base_url, gid, item, lock_wait_ms).await
+}
+
+async fn prepare_on(http: &reqwest::Client, base: &str, gid: &str, item: &str, lock_wait_ms: u64) -> Value {
+    let body = json!({
+        "gid": gid,
+        "work": {"kind": "stock", "items": [{"item_id": item, "quantity": 1}]},
+        "lock_wait_ms": lock_wait_ms,
+    });
+    let resp = http.post(format!("{base}/internal/2pc/prepare")).json(&body).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    resp.json().await.unwrap()
+}
+
+/// Prepares `queued` branches of one unit of one item at once while another
+/// branch holds it, and plays the coordinator: each branch is committed as
+/// soon as it votes yes, which lets the next one in. Returns the votes.
+async fn queue_prepares_behind_a_held_row(app: &TestServer, queued: usize) -> Vec<Value> {
+    let item = item_with(app, 1, 100).await;
+    let first = gid();
+    assert_eq!(prepare(app, &first, &item, 1).await.1["vote"], "yes");
+    let (votes_tx, mut votes) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..queued {
+        let (http, base, item, votes_tx) = (app.client.clone(), app.base_url.clone(), item.clone(), votes_tx.clone());
+        tokio::spawn(async move {
+            let gid = gid();
+            let vote = prepare_on(&http, &base, &gid, &item, 3_000).await;
+            votes_tx.send((gid, vote)).unwrap();
+        });
+    }
+    // Let every prepare reach the row lock (or the pool) before the holder's
+    // phase two is sent.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(app.post(&format!("/internal/2pc/commit/{first}")).await.0, 200);
+    let mut seen = Vec::new();
+    while seen.len() < queued {
+        let (gid, vote) = votes.recv().await.unwrap();
+        if vote["vote"] == "yes" {
+            assert_eq!(app.post(&format!("/internal/2pc/commit/{gid}")).await.0, 200);
+        }
+        seen.push(vote);
+    }
+    assert_eq!(prepared_count(app).await, 0);
+    seen
 }
 
 async fn prepared_count(app: &TestServer) -> u64 {
@@ -82,6 +131,42 @@ async fn business_refusals_vote_no_and_prepare_nothing() {
     assert_eq!(vote, json!({"vote": "no", "reason": {"UnknownItem": {"item_id": "424242"}}}));
     assert_eq!(prepared_count(&app).await, 0);
     assert_eq!(app.get(&format!("/stock/find/{item}")).await.1["stock"], 2);
+}
+
+/// A prepare that cannot win its row within the lock budget the coordinator
+/// sent votes no (busy) at once, prepares nothing, and takes nothing.
+#[tokio::test]
+async fn a_prepare_that_cannot_win_its_row_within_the_budget_votes_busy() {
+    let app = spawn_stock().await;
+    let item = item_with(&app, 1, 10).await;
+    let holder = gid();
+    assert_eq!(prepare(&app, &holder, &item, 2).await.1["vote"], "yes");
+    let vote = prepare_within(&app, &gid(), &item, 200).await;
+    assert_eq!(vote["vote"], "no", "{vote}");
+    assert_eq!(vote["reason"]["Busy"]["what"], "stock", "{vote}");
+    assert!(vote["reason"]["Busy"]["waited_ms"].as_u64().unwrap() >= 200, "{vote}");
+    assert_eq!(prepared_count(&app).await, 1, "only the holder is prepared");
+    assert_eq!(app.get("/internal/2pc/metrics").await.1["busy"], 1);
+    assert_eq!(app.post(&format!("/internal/2pc/rollback/{holder}")).await.0, 200);
+    assert_eq!(app.get(&format!("/stock/find/{item}")).await.1["stock"], 10);
+}
+
+/// More prepares queued on one row than the pool has connections: phase two
+/// of the branch holding the row runs on connections of its own, so every
+/// queued prepare gets its turn. With one shared pool (protocol pool size 0,
+/// how this used to be) the holder's commit waits for a connection that only
+/// the queued prepares' lock budget frees, and they all vote busy: the
+/// scenario does provoke the starvation it guards against.
+#[tokio::test]
+async fn prepares_queued_on_a_row_never_starve_the_phase_two_that_frees_it() {
+    let app = spawn_stock_with(&["--db-pool-size", "2", "--db-protocol-pool-size", "2"]).await;
+    let votes = queue_prepares_behind_a_held_row(&app, 6).await;
+    assert!(votes.iter().all(|v| v["vote"] == "yes"), "{votes:?}");
+    assert_eq!(app.get("/internal/2pc/metrics").await.1["busy"], 0);
+
+    let shared = spawn_stock_with(&["--db-pool-size", "2", "--db-protocol-pool-size", "0"]).await;
+    let votes = queue_prepares_behind_a_held_row(&shared, 6).await;
+    assert!(votes.iter().any(|v| v["reason"]["Busy"].is_object()), "no starvation with a shared pool: {votes:?}");
 }
 
 #[tokio::test]
