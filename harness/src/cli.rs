@@ -364,11 +364,12 @@ fn stack_config(
         message_delay: Duration::ZERO,
     };
     // Each replica also keeps a few connections for protocol bookkeeping
-    // (DB_PROTOCOL_POOL_SIZE, 4 by default).
-    let needed = u32::from(config.replicas) * (config.db_pool_size + 4) + 10;
+    // (DB_PROTOCOL_POOL_SIZE in the services' environment, 4 by default).
+    let side: u32 = std::env::var("DB_PROTOCOL_POOL_SIZE").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    let needed = u32::from(config.replicas) * (config.db_pool_size + side) + 10;
     if !config.infra_only && needed > config.pg_max_connections {
         bail!(
-            "{} replicas x ({} + 4) pooled connections exceed --pg-max-connections {}",
+            "{} replicas x ({} + {side}) pooled connections exceed --pg-max-connections {}",
             config.replicas,
             config.db_pool_size,
             config.pg_max_connections

@@ -96,7 +96,7 @@ impl fmt::Display for CourseCounts {
                 self.unanswered,
                 CLIENT_TIMEOUT.as_secs()
             )?;
-            write!(f, "Had it finished, it would print:\n")?;
+            writeln!(f, "Had it finished, it would print:")?;
         }
         writeln!(f, "Stock service inconsistencies in the logs: {}", self.stock_logs)?;
         writeln!(f, "Stock service inconsistencies in the database: {}", self.stock_db)?;

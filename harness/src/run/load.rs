@@ -255,7 +255,7 @@ fn collect(seen: Vec<Seen>, elapsed: Duration) -> anyhow::Result<LoadResult> {
         elapsed,
     };
     for s in seen {
-        let attempt = Attempt { answer: s.answer, started: s.sent_at, ended: s.done_at };
+        let attempt = Attempt { answer: s.answer, started: s.sent_at, ended: s.done_at, replied: s.status.is_some() };
         result.answers.entry(s.order).or_default().push(attempt);
         let key = s.status.map_or_else(|| "error".to_owned(), |s| s.to_string());
         *result.statuses.entry(key).or_default() += 1;

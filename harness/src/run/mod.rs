@@ -241,9 +241,8 @@ pub async fn execute(
         None => (None, read_via_api(&http, gateway, &data.ids).await?),
     };
     let initial = Initial { credit: spec.credit, stock: spec.stock };
-    let mut violations = verify::check(initial, &final_state, &load.answers);
+    let violations = verify::check(initial, &final_state, &load.answers);
     let course = (spec.workload == Workload::WdmConsistency).then(|| course_counts(spec, &final_state, &load));
-    violations.extend(course.filter(|c| !c.consistent()).map(Violation::Course));
     let checked = format!(
         "credit of {} users, stock of {} items, {} orders ({} paid){}",
         final_state.credit.len(),
@@ -278,7 +277,7 @@ fn course_counts(spec: &RunSpec, state: &FinalState, load: &LoadResult) -> cours
     let no_reply = count(&|status| status == "error");
     let refused = count(&|status| status.starts_with('4'));
     let total: i64 = load.statuses.values().map(|n| *n as i64).sum();
-    let late = load.answers.values().flatten().filter(|a| a.ended > course::CLIENT_TIMEOUT).count() as i64;
+    let late = load.answers.values().flatten().filter(|a| a.replied && a.ended > course::CLIENT_TIMEOUT).count() as i64;
     course::CourseCounts::from(course::CourseObservation {
         stock_total: spec.items * spec.stock,
         stock_left: state.stock.get("0").copied().unwrap_or_default(),

@@ -333,7 +333,15 @@ impl Coordinator {
         };
         let mut backoff = Duration::from_millis(20);
         loop {
-            match self.peer(p).post::<()>(&path, None).await {
+            // One attempt may not outlast the deadline (the HTTP client's own
+            // timeout is the prepare timeout, far longer): past it, recovery
+            // takes over and the reply goes out.
+            let left = until.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+            let attempt = match tokio::time::timeout(left, self.peer(p).post::<()>(&path, None)).await {
+                Ok(result) => result,
+                Err(_) => Err(anyhow::anyhow!("no answer within the phase-two deadline")),
+            };
+            match attempt {
                 Ok(reply) if reply.status == 200 => return true,
                 Ok(reply) if reply.status == 409 => {
                     tracing::error!(%gid, decision = decision.as_str(), body = %String::from_utf8_lossy(&reply.body), "participant refused phase two");

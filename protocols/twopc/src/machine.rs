@@ -15,8 +15,11 @@
 //!   commit not durable ────► Reply(Unknown)   (recovery settles it: presumed abort)
 //! ```
 //!
-//! Rollbacks go only to the participants that were asked to prepare: one
-//! never asked holds nothing, and presumed abort needs no message to it.
+//! Rollbacks go only to the participants that may hold a branch: one never
+//! asked holds nothing, and one that voted no has already rolled back its
+//! transaction (its prepare answered, so no late prepare of that gid can
+//! arrive); presumed abort needs no message to either. When nobody needs a
+//! rollback, the abort is answered at once.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -266,6 +269,9 @@ impl Machine {
             return Vec::new(); // a duplicate answer changes nothing
         }
         let yes = vote == Vote::Yes;
+        if matches!(vote, Vote::No(_)) && self.decision.is_none() {
+            self.asked.remove(&p); // rolled back already: nothing to undo
+        }
         self.votes.push((p, vote));
         if self.decision.is_some() {
             return Vec::new(); // late vote after an abort: its rollback is already out
@@ -274,6 +280,9 @@ impl Machine {
             self.decision = Some(Decision::Abort);
             let mut actions = vec![Action::LogDecision(Decision::Abort)];
             actions.extend(self.roll_back_asked());
+            if self.pending.is_empty() {
+                actions.extend(self.final_reply());
+            }
             return actions;
         }
         if self.votes.len() == Participant::ALL.len() {
@@ -347,15 +356,15 @@ mod tests {
     #[test]
     fn a_no_aborts_at_once_and_rolls_back_everyone() {
         let (mut m, _) = Machine::start(PrepareOrder::Parallel);
+        // Stock rolled back its own refused branch: only payment needs one.
         assert_eq!(
             m.step(Event::Voted(Stock, Vote::No(out_of_stock()))),
-            vec![Action::LogDecision(Decision::Abort), Action::Rollback(Stock), Action::Rollback(Payment)]
+            vec![Action::LogDecision(Decision::Abort), Action::Rollback(Payment)]
         );
         // Payment's late yes changes nothing: its rollback is already on the way.
         assert_eq!(m.step(Event::Voted(Payment, Vote::Yes)), vec![]);
         assert_eq!(m.step(Event::DecisionLogged(Decision::Abort)), vec![]);
-        assert_eq!(m.step(Event::Acked(Payment)), vec![]);
-        assert_eq!(m.step(Event::Acked(Stock)), vec![Action::Reply(Reply::Rejected(out_of_stock()))]);
+        assert_eq!(m.step(Event::Acked(Payment)), vec![Action::Reply(Reply::Rejected(out_of_stock()))]);
     }
 
     #[test]
@@ -456,17 +465,25 @@ mod tests {
     #[test]
     fn a_refused_first_prepare_rolls_back_only_what_was_asked() {
         let (mut m, _) = Machine::start(PrepareOrder::StockFirst);
+        // Payment was never asked and stock rolled back its own refusal:
+        // nothing to roll back, the refusal is answered at once.
         assert_eq!(
             m.step(Event::Voted(Stock, Vote::No(out_of_stock()))),
-            vec![Action::LogDecision(Decision::Abort), Action::Rollback(Stock)]
+            vec![Action::LogDecision(Decision::Abort), Action::Reply(Reply::Rejected(out_of_stock()))]
         );
-        // Payment was never asked: nothing to roll back, nothing to wait for.
-        assert_eq!(m.step(Event::Acked(Stock)), vec![Action::Reply(Reply::Rejected(out_of_stock()))]);
-        // A refused second prepare rolls back both.
+        assert!(m.is_done());
+        // A refused second prepare rolls back the first.
         let (mut m, _) = Machine::start(PrepareOrder::PaymentFirst);
         m.step(Event::Voted(Payment, Vote::Yes));
         assert_eq!(
             m.step(Event::Voted(Stock, Vote::No(out_of_stock()))),
+            vec![Action::LogDecision(Decision::Abort), Action::Rollback(Payment)]
+        );
+        // A failed vote (it may have prepared) is rolled back too.
+        let (mut m, _) = Machine::start(PrepareOrder::PaymentFirst);
+        m.step(Event::Voted(Payment, Vote::Yes));
+        assert_eq!(
+            m.step(Event::Voted(Stock, Vote::Failed("timeout".into()))),
             vec![Action::LogDecision(Decision::Abort), Action::Rollback(Stock), Action::Rollback(Payment)]
         );
     }

@@ -178,7 +178,13 @@ impl ParticipantRunner {
     }
 
     async fn prepare_inner(&self, gid: Gid, work: Work, lock_wait: Duration) -> Result<VoteReply, PhaseTwoError> {
-        let mut conn = self.pool.acquire().await?;
+        // Waiting for a connection is waiting behind other prepares too: the
+        // same budget bounds it.
+        let started = Instant::now();
+        let mut conn = match tokio::time::timeout(lock_wait, self.pool.acquire()).await {
+            Ok(conn) => conn?,
+            Err(_) => return Ok(self.busy(started)),
+        };
         sqlx::query("BEGIN").execute(&mut *conn).await?;
         let vote = self.prepare_in_transaction(&mut conn, &gid, &work, lock_wait).await;
         match vote {
@@ -229,9 +235,7 @@ impl ParticipantRunner {
             // The lock budget ran out (or, were rows ever locked out of
             // order, PostgreSQL broke a deadlock): a definite no.
             Err(err) if matches!(sqlstate(&err).as_deref(), Some(LOCK_NOT_AVAILABLE | DEADLOCK_DETECTED)) => {
-                Metrics::incr(&self.metrics.busy);
-                let what = self.me.as_str().to_owned();
-                return Ok(VoteReply::No { reason: RejectReason::Busy { what, waited_ms: waited / 1000 } });
+                return Ok(self.busy(started));
             }
             Err(err) => return Err(err.into()),
         };
@@ -240,6 +244,14 @@ impl ParticipantRunner {
         }
         sqlx::query(&format!("PREPARE TRANSACTION {}", gid.sql_literal())).execute(&mut **conn).await?;
         Ok(VoteReply::Yes)
+    }
+
+    /// The vote of a prepare that ran out of lock budget after waiting since
+    /// `since`.
+    fn busy(&self, since: Instant) -> VoteReply {
+        Metrics::incr(&self.metrics.busy);
+        let waited_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        VoteReply::No { reason: RejectReason::Busy { what: self.me.as_str().to_owned(), waited_ms } }
     }
 
     /// Commits a prepared branch; repeating it is harmless.
@@ -303,8 +315,11 @@ impl ParticipantRunner {
     }
 
     async fn tombstone(&self, gid: &Gid) -> sqlx::Result<()> {
+        // A prepare of this gid still running holds the row: give up at once
+        // and let the caller sleep with the connection back in the pool, so
+        // waiting rollbacks never take the phase-two connections from commits.
         let mut tx = self.phase_two_pool.begin().await?;
-        sqlx::query("SET LOCAL lock_timeout = 100").execute(&mut *tx).await?;
+        sqlx::query("SET LOCAL lock_timeout = 5").execute(&mut *tx).await?;
         sqlx::query("INSERT INTO twopc_branches (gid, outcome) VALUES ($1, 'aborted') ON CONFLICT (gid) DO NOTHING")
             .bind(gid.to_string())
             .execute(&mut *tx)
