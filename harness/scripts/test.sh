@@ -18,6 +18,11 @@ cargo fmt --all -- --check
 echo "== build (release)"
 cargo build --release --workspace --bins --quiet
 
+# Benchmarks are compiled, never timed, here: a speed is measured by
+# `cargo bench` or `harness compare`, not asserted by a test.
+echo "== cargo bench --no-run"
+cargo bench --workspace --no-run --quiet
+
 # Infrastructure for the services' integration tests; each test makes its own
 # database on it. Ports and the run directory stay clear of a developer's stack.
 run_dir="$root/target/test-stack"
