@@ -10,6 +10,7 @@ use crate::run::RunOutcome;
 use crate::run::course::CourseCounts;
 use crate::run::inject::FaultEvent;
 use crate::run::load::Second;
+use crate::run::physical::WalFlush;
 use crate::run::protocol_metrics::Counters;
 use crate::run::resources::Usage;
 
@@ -68,6 +69,9 @@ pub struct Sample {
     pub violations: Vec<String>,
     /// The course test's four counts.
     pub course: Option<CourseCounts>,
+    /// The stock database's WAL flush, measured before the load (contention
+    /// cases).
+    pub wal_flush: Option<WalFlush>,
 }
 
 /// Quantiles at which the CDF is sampled: dense in the tail, where the
@@ -109,6 +113,7 @@ impl Sample {
             counters: outcome.counters.clone(),
             violations: outcome.violations.iter().map(|v| format!("{v:?}")).collect(),
             course: outcome.course,
+            wal_flush: outcome.wal_flush,
         }
     }
 

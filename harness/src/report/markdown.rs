@@ -287,6 +287,9 @@ impl<'a> Report<'a> {
             }
         }
         self.body.push('\n');
+        if group == Group::Skew {
+            self.limit_line(&cases);
+        }
         let series = |metric: &dyn Fn(&Sample) -> f64| -> Vec<Series> {
             self.contenders()
                 .into_iter()
@@ -359,6 +362,43 @@ impl<'a> Report<'a> {
             groups,
         };
         self.chart(file, chart.render(), &format!("abort reasons, {case}"));
+    }
+
+    /// The hot row's physical limit, from the WAL flushes measured before each
+    /// load of `cases` (see [`crate::run::physical`]).
+    fn limit_line(&mut self, cases: &[&Case]) {
+        use crate::run::physical::{SAGA_FLUSHES_UNDER_THE_LOCK, TWOPC_FLUSHES_UNDER_THE_LOCK, WalFlush};
+        let flushes: Vec<WalFlush> = cases
+            .iter()
+            .flat_map(|c| self.comparison.samples.iter().filter(|s| s.case == c.id))
+            .filter_map(|s| s.wal_flush)
+            .collect();
+        let (Some(flush), Some(commit), Some(round_trip)) = (
+            Spread::of(flushes.iter().map(WalFlush::flush_ms)),
+            Spread::of(flushes.iter().map(|w| w.commit_ms)),
+            Spread::of(flushes.iter().map(|w| w.round_trip_ms)),
+        ) else {
+            return;
+        };
+        let median = WalFlush { commit_ms: commit.median, round_trip_ms: round_trip.median };
+        let _ = writeln!(
+            self.body,
+            "**Physical limit.** One WAL flush on the stock database takes {} ms on this machine (median of {} \
+             measurements before the loads, {}–{} ms; a flushing commit {} ms, a round trip {} ms). Commits on \
+             one row are serial, so one hot row commits at most {} checkouts/s over 2PC, which keeps it locked \
+             across {} flushes (`PREPARE TRANSACTION`, the decision in the order database, `COMMIT PREPARED`), and \
+             {} checkouts/s over a saga, whose step holds it for one local transaction. Only the checkouts that \
+             take the hot row count against the bound (at skew s, about s of the paid ones).\n",
+            short(flush.median),
+            flush.n,
+            short(flush.min),
+            short(flush.max),
+            short(commit.median),
+            short(round_trip.median),
+            short(median.hot_row_bound(TWOPC_FLUSHES_UNDER_THE_LOCK)),
+            TWOPC_FLUSHES_UNDER_THE_LOCK,
+            short(median.hot_row_bound(SAGA_FLUSHES_UNDER_THE_LOCK)),
+        );
     }
 
     fn course(&mut self) {
@@ -530,6 +570,7 @@ mod tests {
             counters: BTreeMap::new(),
             violations: vec!["Credit".into(); violations],
             course: None,
+            wal_flush: Some(crate::run::physical::WalFlush { commit_ms: 2.5, round_trip_ms: 0.5 }),
         }
     }
 
@@ -544,6 +585,21 @@ mod tests {
             memory_mib: 2048,
             settings: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn the_hot_item_section_shows_the_physical_limit_of_one_row() {
+        let plan = Plan::twopc_strategies();
+        let samples: Vec<Sample> = plan
+            .cases
+            .iter()
+            .flat_map(|case| plan.contenders.iter().map(|c| sample(&case.id, c.name, 100.0, 0)))
+            .collect();
+        let (text, _, _) = render("r3", &context(), &Comparison { plan, samples, elapsed_s: 60.0 });
+        // A 2 ms flush (2.5 ms commit, 0.5 ms round trip): 1000 / (3 x 2) and 1000 / 2.
+        assert!(text.contains("One WAL flush on the stock database takes 2.00 ms"), "{text}");
+        assert!(text.contains("at most 167 checkouts/s over 2PC"), "{text}");
+        assert!(text.contains("and 500 checkouts/s over a saga"), "{text}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod faults;
 pub mod inject;
 pub mod load;
 pub mod local;
+pub mod physical;
 pub mod protocol_metrics;
 pub mod resources;
 pub mod state;
@@ -118,6 +119,9 @@ pub struct RunOutcome {
     pub counters: protocol_metrics::Counters,
     /// `wdm-consistency` only: the course script's four numbers.
     pub course: Option<course::CourseCounts>,
+    /// Contention workloads on the local stack: the stock database's WAL
+    /// flush time, measured before the load (the hot row's physical limit).
+    pub wal_flush: Option<physical::WalFlush>,
 }
 
 impl RunSpec {
@@ -207,6 +211,17 @@ pub async fn execute(
         Some(dbs) => state::now(dbs).await?,
         None => 0.0,
     };
+    let wal_flush = match dbs {
+        Some(dbs) if matches!(spec.workload, Workload::HotItem | Workload::Zipf) => {
+            let pool = sqlx::PgPool::connect(&dbs.stock).await?;
+            let measured = physical::measure(&pool, 100).await;
+            pool.close().await;
+            // A yardstick, not part of the verdict: a cluster that refuses the
+            // probe still gets its run.
+            measured.inspect_err(|err| tracing::warn!(error = %err, "could not measure the WAL flush time")).ok()
+        }
+        _ => None,
+    };
     let counters_before = protocol_metrics::collect(&http, replicas).await;
     let sampler = extras.state_file.map(resources::Sampler::start);
     let faults = extras.injector.map(|injector| injector.start(Instant::now()));
@@ -266,6 +281,7 @@ pub async fn execute(
         checked,
         counters,
         course,
+        wal_flush,
     })
 }
 
@@ -356,6 +372,18 @@ pub fn summary(protocol: Option<ProtocolKind>, spec: &RunSpec, outcome: &RunOutc
         let _ = writeln!(out, "cpu, peak rss {}", usage.join(" | "));
     }
     out.push_str(&protocol_metrics::describe(&outcome.counters));
+    if let Some(w) = &outcome.wal_flush {
+        let _ = writeln!(
+            out,
+            "wal flush    {:.2} ms on the stock database (commit {:.2} ms, round trip {:.2} ms): one hot row commits \
+             at most {:.0}/s over 2PC, {:.0}/s over a saga",
+            w.flush_ms(),
+            w.commit_ms,
+            w.round_trip_ms,
+            w.hot_row_bound(physical::TWOPC_FLUSHES_UNDER_THE_LOCK),
+            w.hot_row_bound(physical::SAGA_FLUSHES_UNDER_THE_LOCK)
+        );
+    }
     if let Some(course) = &outcome.course {
         let _ = writeln!(out, "{course}");
     }
