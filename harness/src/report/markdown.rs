@@ -367,7 +367,9 @@ impl<'a> Report<'a> {
     /// The hot row's physical limit, from the WAL flushes measured before each
     /// load of `cases` (see [`crate::run::physical`]).
     fn limit_line(&mut self, cases: &[&Case]) {
-        use crate::run::physical::{SAGA_FLUSHES_UNDER_THE_LOCK, TWOPC_FLUSHES_UNDER_THE_LOCK, WalFlush};
+        use crate::run::physical::{
+            SAGA_FLUSHES_UNDER_THE_LOCK, TWOPC_FLUSHES_UNDER_THE_LOCK, WalFlush, hot_row_bound,
+        };
         let flushes: Vec<WalFlush> = cases
             .iter()
             .flat_map(|c| self.comparison.samples.iter().filter(|s| s.case == c.id))
@@ -380,7 +382,6 @@ impl<'a> Report<'a> {
         ) else {
             return;
         };
-        let median = WalFlush { commit_ms: commit.median, round_trip_ms: round_trip.median };
         let _ = writeln!(
             self.body,
             "**Physical limit.** One WAL flush on the stock database takes {} ms on this machine (median of {} \
@@ -395,9 +396,9 @@ impl<'a> Report<'a> {
             short(flush.max),
             short(commit.median),
             short(round_trip.median),
-            short(median.hot_row_bound(TWOPC_FLUSHES_UNDER_THE_LOCK)),
+            short(hot_row_bound(flush.median, TWOPC_FLUSHES_UNDER_THE_LOCK)),
             TWOPC_FLUSHES_UNDER_THE_LOCK,
-            short(median.hot_row_bound(SAGA_FLUSHES_UNDER_THE_LOCK)),
+            short(hot_row_bound(flush.median, SAGA_FLUSHES_UNDER_THE_LOCK)),
         );
     }
 

@@ -45,8 +45,13 @@ impl WalFlush {
     /// The most checkouts per second one hot row can commit when each holds
     /// it across `flushes` commits (round trips not counted: an upper bound).
     pub fn hot_row_bound(&self, flushes: f64) -> f64 {
-        1000.0 / (flushes * self.flush_ms().max(1e-3))
+        hot_row_bound(self.flush_ms(), flushes)
     }
+}
+
+/// [`WalFlush::hot_row_bound`] for a flush of `flush_ms`.
+pub fn hot_row_bound(flush_ms: f64, flushes: f64) -> f64 {
+    1000.0 / (flushes * flush_ms.max(1e-3))
 }
 
 /// Times `samples` commits of each kind on one connection of `pool`.

@@ -149,7 +149,9 @@ pub enum Event {
 pub enum Action {
     /// Ask a participant to prepare.
     Prepare(Participant),
-    /// Write the decision durably (a commit together with marking the order paid).
+    /// Take the decision: a commit is written durably together with marking
+    /// the order paid; an abort needs no write (presumed abort), the runner
+    /// only ends the order transaction, releasing the order row.
     LogDecision(Decision),
     /// Tell a participant to commit its prepared branch.
     Commit(Participant),
