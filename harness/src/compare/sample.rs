@@ -7,6 +7,8 @@ use serde::Serialize;
 
 use super::plan::{Case, Contender};
 use crate::run::RunOutcome;
+use crate::run::breakdown::Breakdown;
+use crate::run::ceiling::Ceiling;
 use crate::run::course::CourseCounts;
 use crate::run::inject::FaultEvent;
 use crate::run::load::Second;
@@ -72,6 +74,11 @@ pub struct Sample {
     /// The stock database's WAL flush, measured before the load (contention
     /// cases).
     pub wal_flush: Option<WalFlush>,
+    /// The protocol's raw ceilings, measured before the load (closed-loop
+    /// stress and contention cases).
+    pub ceiling: Option<Ceiling>,
+    /// Where the time of the checkouts around the median went.
+    pub breakdown: Option<Breakdown>,
 }
 
 /// Quantiles at which the CDF is sampled: dense in the tail, where the
@@ -114,7 +121,19 @@ impl Sample {
             violations: outcome.violations.iter().map(|v| format!("{v:?}")).collect(),
             course: outcome.course,
             wal_flush: outcome.wal_flush,
+            ceiling: outcome.ceiling,
+            breakdown: outcome.breakdown.clone(),
         }
+    }
+
+    /// Throughput as a share of the raw ceiling (NaN without one).
+    pub fn efficiency(&self) -> f64 {
+        self.ceiling.map_or(f64::NAN, |c| c.efficiency(self.throughput))
+    }
+
+    /// The raw ceiling in checkouts/s (NaN without one).
+    pub fn ceiling_per_s(&self) -> f64 {
+        self.ceiling.map_or(f64::NAN, |c| c.checkouts_per_s())
     }
 
     /// Share of checkouts not paid, in percent.

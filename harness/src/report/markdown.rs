@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::context::RunContext;
-use super::svg::{BarChart, LineChart, Series};
+use super::svg::{BarChart, LineChart, Series, StackedBarChart};
 use super::verdict::{self, Spread, Standing, short, x_label};
 use crate::compare::plan::Group;
 use crate::compare::{Case, Comparison, Sample};
@@ -153,10 +153,10 @@ impl<'a> Report<'a> {
     fn performance_table(&mut self, case: &str) {
         let _ = writeln!(
             self.body,
-            "| contender | checkouts/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | not paid | 5xx/none | \
-             compensations | in flight at end | settled s | invariants |"
+            "| contender | checkouts/s | ceiling/s | efficiency | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | \
+             not paid | 5xx/none | compensations | in flight at end | settled s | invariants |"
         );
-        let _ = writeln!(self.body, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(self.body, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for name in self.contenders() {
             let samples = self.samples(case, name);
             if samples.is_empty() {
@@ -165,8 +165,10 @@ impl<'a> Report<'a> {
             let spread = |f: &dyn Fn(&Sample) -> f64| spread_cell(&samples, f);
             let _ = writeln!(
                 self.body,
-                "| {name} | {} | {} | {} | {} | {} | {} | {}% | {} | {} | {} | {} | {} |",
+                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {}% | {} | {} | {} | {} | {} |",
                 spread(&|s| s.throughput),
+                spread(&|s| s.ceiling_per_s()),
+                spread(&|s| s.efficiency()),
                 spread(&|s| s.latency_ms.p50),
                 spread(&|s| s.latency_ms.p90),
                 spread(&|s| s.latency_ms.p99),
@@ -198,6 +200,7 @@ impl<'a> Report<'a> {
                 case.spec.checkouts, case.spec.orders, case.spec.concurrency
             );
             self.performance_table(&id);
+            self.yardstick(&id);
             let series = self
                 .contenders()
                 .into_iter()
@@ -215,8 +218,107 @@ impl<'a> Report<'a> {
                 markers: Vec::new(),
             };
             self.chart(&format!("{id}-latency-cdf.svg"), cdf.render(), "latency CDF per contender");
+            self.breakdown(&id);
             self.resources_table(&id);
         }
+    }
+
+    /// Where the median checkout's time went, per contender (median run),
+    /// from the services' spans (see [`crate::run::breakdown`]).
+    fn breakdown(&mut self, case: &str) {
+        use crate::run::breakdown::Breakdown;
+        let medians: Vec<(&str, &Breakdown)> = self
+            .contenders()
+            .into_iter()
+            .filter_map(|c| Some((c, self.median_sample(case, c)?.breakdown.as_ref()?)))
+            .collect();
+        if medians.is_empty() {
+            return;
+        }
+        let phases: Vec<&str> = Breakdown::order()
+            .into_iter()
+            .filter(|p| medians.iter().any(|(_, b)| b.ms.get(*p).is_some_and(|ms| *ms > 0.0)))
+            .collect();
+        let _ = writeln!(
+            self.body,
+            "**Where the time goes.** The checkouts around the median latency (the middle tenth of those that \
+             paid, median run), their time cut by the spans every service records: each moment goes to the most \
+             specific phase in progress (a commit flush over the SQL around it, a participant's own work over the \
+             coordinator's call to it), to \"HTTP and gateway\" outside the order service's handler, and to \
+             \"unattributed\" inside it when no span covers it.\n"
+        );
+        let header: Vec<&str> = medians.iter().map(|(c, _)| *c).collect();
+        let _ = writeln!(self.body, "| ms (share) | {} |", header.join(" | "));
+        let _ = writeln!(self.body, "|---|{}", "---|".repeat(header.len()));
+        for phase in &phases {
+            let cells: Vec<String> = medians
+                .iter()
+                .map(|(_, b)| {
+                    let ms = b.ms.get(*phase).copied().unwrap_or(0.0);
+                    format!("{} ({:.0}%)", short(ms), 100.0 * ms / b.total_ms.max(1e-9))
+                })
+                .collect();
+            let _ = writeln!(self.body, "| {phase} | {} |", cells.join(" | "));
+        }
+        let totals: Vec<String> = medians
+            .iter()
+            .map(|(_, b)| {
+                format!(
+                    "**{}** ({} checkouts, {:.0}% attributed)",
+                    short(b.total_ms),
+                    b.checkouts,
+                    100.0 * b.attributed()
+                )
+            })
+            .collect();
+        let _ = writeln!(self.body, "| median checkout | {} |\n", totals.join(" | "));
+        let chart = StackedBarChart {
+            title: format!("Where the median checkout's time goes: {case}"),
+            y_label: "ms".into(),
+            categories: header.iter().map(|c| (*c).to_owned()).collect(),
+            segments: phases
+                .iter()
+                .map(|p| ((*p).to_owned(), medians.iter().map(|(_, b)| b.ms.get(*p).copied().unwrap_or(0.0)).collect()))
+                .collect(),
+        };
+        self.chart(&format!("{case}-breakdown.svg"), chart.render(), "latency breakdown per contender");
+    }
+
+    /// What the ceilings of `case` were made of (see [`crate::run::ceiling`]).
+    fn yardstick(&mut self, case: &str) {
+        let mut parts = Vec::new();
+        for name in self.contenders() {
+            let samples = self.samples(case, name);
+            let ceilings: Vec<_> = samples.iter().filter_map(|s| s.ceiling).collect();
+            let Some(db) = Spread::of(ceilings.iter().map(|c| c.database_per_s)) else { continue };
+            let mut part = format!("{name}: its database work alone {db}/s");
+            let kafka: Vec<_> = ceilings.iter().filter_map(|c| c.kafka).collect();
+            if let (Some(rtt), Some(rate)) =
+                (Spread::of(kafka.iter().map(|k| k.round_trip_ms)), Spread::of(kafka.iter().map(|k| k.messages_per_s)))
+            {
+                let _ = write!(
+                    part,
+                    ", the bare broker {} messages/s ({} checkouts/s at {} messages each) with a {} ms \
+                     produce-to-consume round trip",
+                    short(rate.median),
+                    short(rate.median / crate::run::ceiling::SAGA_MESSAGES_PER_CHECKOUT),
+                    crate::run::ceiling::SAGA_MESSAGES_PER_CHECKOUT,
+                    short(rtt.median)
+                );
+            }
+            parts.push(part);
+        }
+        if parts.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            self.body,
+            "**Yardstick.** The ceiling is the same plan replayed before each load, at the same concurrency, as \
+             each protocol's bare statements against scratch databases in the same three PostgreSQL clusters (no \
+             HTTP, no Kafka, no service), and for a saga also its broker alone with the services' client settings; \
+             efficiency is the throughput through the services over that ceiling. {}.\n",
+            parts.join("; ")
+        );
     }
 
     fn resources_table(&mut self, case: &str) {
@@ -230,7 +332,8 @@ impl<'a> Report<'a> {
         }
         let _ = writeln!(
             self.body,
-            "CPU (% of one core, mean over the load) and peak memory (MiB, PSS) per process, median run:\n"
+            "CPU (% of one core, mean over the load), CPU per checkout (ms of one core) and peak memory (MiB, PSS) \
+             per process, median run:\n"
         );
         let header: Vec<&str> = medians.iter().map(|(c, _)| *c).collect();
         let _ = writeln!(self.body, "| process | {} |", header.join(" | "));
@@ -239,7 +342,13 @@ impl<'a> Report<'a> {
             let cells: Vec<String> = medians
                 .iter()
                 .map(|(_, s)| match s.resources.get(component) {
-                    Some(u) => format!("{:.0}% / {:.0}", u.cpu_percent, u.peak_rss_mib),
+                    // A share of one core for 1/throughput seconds each.
+                    Some(u) => format!(
+                        "{:.0}% / {} / {:.0}",
+                        u.cpu_percent,
+                        short(10.0 * u.cpu_percent / s.throughput.max(1e-9)),
+                        u.peak_rss_mib
+                    ),
                     None => "–".to_owned(),
                 })
                 .collect();
@@ -266,18 +375,21 @@ impl<'a> Report<'a> {
         let _ = writeln!(self.body, "## {title}\n\n{verdict}\n");
         let _ = writeln!(
             self.body,
-            "| {x_name} | contender | checkouts/s | p50 ms | p99 ms | not paid | compensations | invariants |"
+            "| {x_name} | contender | checkouts/s | ceiling/s | efficiency | p50 ms | p99 ms | not paid | \
+             compensations | invariants |"
         );
-        let _ = writeln!(self.body, "|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(self.body, "|---|---|---|---|---|---|---|---|---|---|");
         for case in &cases {
             for name in self.contenders() {
                 let samples = self.samples(&case.id, name);
                 let spread = |f: &dyn Fn(&Sample) -> f64| spread_cell(&samples, f);
                 let _ = writeln!(
                     self.body,
-                    "| {} | {name} | {} | {} | {} | {}% | {} | {} |",
+                    "| {} | {name} | {} | {} | {} | {} | {} | {}% | {} | {} |",
                     case.x.map(x_label).unwrap_or_default(),
                     spread(&|s| s.throughput),
+                    spread(&|s| s.ceiling_per_s()),
+                    spread(&|s| s.efficiency()),
                     spread(&|s| s.latency_ms.p50),
                     spread(&|s| s.latency_ms.p99),
                     spread(&|s| s.abort_percent()),
@@ -516,9 +628,10 @@ impl<'a> Report<'a> {
     }
 }
 
-/// A table cell: the metric's median and range over `samples`.
+/// A table cell: the metric's median and range over `samples` (`–` when no
+/// sample has it).
 fn spread_cell(samples: &[&Sample], metric: &dyn Fn(&Sample) -> f64) -> String {
-    Spread::of(samples.iter().map(|s| metric(s))).map(|s| s.to_string()).unwrap_or_default()
+    Spread::of(samples.iter().map(|s| metric(s))).map_or_else(|| "–".to_owned(), |s| s.to_string())
 }
 
 /// A table cell: `OK`, or how many invariants broke, in bold.
@@ -572,6 +685,12 @@ mod tests {
             violations: vec!["Credit".into(); violations],
             course: None,
             wal_flush: Some(crate::run::physical::WalFlush { commit_ms: 2.5, round_trip_ms: 0.5 }),
+            ceiling: Some(crate::run::ceiling::Ceiling {
+                database_per_s: 2.0 * throughput,
+                database_paid: 1,
+                kafka: None,
+            }),
+            breakdown: None,
         }
     }
 
@@ -609,11 +728,26 @@ mod tests {
         let mut samples = Vec::new();
         for case in &plan.cases {
             for (contender, tput) in [("saga-seq", 100.0), ("2pc", 300.0), ("saga-par", 150.0)] {
-                samples.push(sample(&case.id, contender, tput, 0));
+                let mut s = sample(&case.id, contender, tput, 0);
+                let ms = [("commit flush", 3.0), ("Kafka hops", 5.0), ("unattributed", 2.0)];
+                s.breakdown = Some(crate::run::breakdown::Breakdown {
+                    ms: ms.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+                    total_ms: 10.0,
+                    checkouts: 7,
+                    dropped: 0,
+                });
+                samples.push(s);
             }
         }
         let comparison = Comparison { plan: plan.clone(), samples, elapsed_s: 60.0 };
         let (text, charts, verdicts) = render("r1", &context(), &comparison);
+        // The yardstick: ceilings (twice the throughput here) and efficiency,
+        // the breakdown with what it cannot attribute.
+        assert!(text.contains("| 2pc | 300 | 600 | 0.50 |"), "{text}");
+        assert!(text.contains("**Yardstick.**") && text.contains("its database work alone 600/s"), "{text}");
+        assert!(text.contains("| Kafka hops | 5.00 (50%) |"), "{text}");
+        assert!(text.contains("| unattributed | 2.00 (20%) |") && text.contains("80% attributed"), "{text}");
+        assert!(charts.iter().any(|(n, _)| n == "stress-breakdown.svg"));
         assert!(text.starts_with("# Comparison r1"), "{text}");
         assert!(
             verdicts[0].contains("**2pc** has the highest throughput (300 checkouts/s): 3.00x saga-seq"),

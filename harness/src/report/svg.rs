@@ -12,7 +12,10 @@ const RIGHT: f64 = 160.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 50.0;
 /// Colour-blind-safe palette (Okabe-Ito).
-const COLOURS: [&str; 6] = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"];
+const COLOURS: [&str; 12] = [
+    "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#882255", "#44AA99", "#332288",
+    "#999999", "#000000",
+];
 
 /// One named line.
 #[derive(Debug, Clone)]
@@ -51,6 +54,19 @@ pub struct BarChart {
     pub categories: Vec<String>,
     /// `(series name, one value per category)`.
     pub groups: Vec<(String, Vec<f64>)>,
+}
+
+/// A stacked bar chart: one bar per category, one segment per series.
+#[derive(Debug, Clone, Default)]
+pub struct StackedBarChart {
+    /// Title above the plot.
+    pub title: String,
+    /// Label of the y axis.
+    pub y_label: String,
+    /// One bar each, along the x axis.
+    pub categories: Vec<String>,
+    /// `(segment name, one value per category)`, stacked bottom up.
+    pub segments: Vec<(String, Vec<f64>)>,
 }
 
 fn escape(text: &str) -> String {
@@ -240,9 +256,70 @@ impl BarChart {
     }
 }
 
+impl StackedBarChart {
+    /// The chart as an SVG document.
+    pub fn render(&self) -> String {
+        let total =
+            |c: usize| self.segments.iter().map(|(_, v)| v.get(c).copied().unwrap_or(0.0).max(0.0)).sum::<f64>();
+        let y_hi = (0..self.categories.len()).map(total).fold(0.0f64, f64::max);
+        let y_hi = if y_hi > 0.0 { y_hi * 1.1 } else { 1.0 };
+        let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
+        let mut out = String::new();
+        frame(&mut out, &self.title, &self.y_label);
+        y_grid(&mut out, y_hi);
+        let slot = plot_w / self.categories.len().max(1) as f64;
+        for (c, category) in self.categories.iter().enumerate() {
+            let x = LEFT + c as f64 * slot + slot * 0.2;
+            let mut base = 0.0;
+            for (g, (name, values)) in self.segments.iter().enumerate() {
+                let v = values.get(c).copied().unwrap_or(0.0).max(0.0);
+                let (top, bottom) = (TOP + plot_h - (base + v) / y_hi * plot_h, TOP + plot_h - base / y_hi * plot_h);
+                let _ = write!(
+                    out,
+                    r#"<rect x="{x:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{}: {}</title></rect>"#,
+                    slot * 0.6,
+                    (bottom - top).max(0.0),
+                    COLOURS[g % COLOURS.len()],
+                    escape(name),
+                    label(v)
+                );
+                base += v;
+            }
+            let _ = write!(
+                out,
+                r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
+                LEFT + c as f64 * slot + slot / 2.0,
+                TOP + plot_h + 16.0,
+                escape(category)
+            );
+        }
+        let _ = write!(
+            out,
+            r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#444"/>"##
+        );
+        legend(&mut out, self.segments.iter().map(|(n, _)| n.clone()));
+        out.push_str("</svg>\n");
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stacked_bars_draw_every_segment_of_every_bar() {
+        let chart = StackedBarChart {
+            title: "where the time goes".into(),
+            y_label: "ms".into(),
+            categories: vec!["saga".into(), "2pc".into()],
+            segments: vec![("flush".into(), vec![1.0, 3.0]), ("kafka".into(), vec![20.0, 0.0])],
+        };
+        let svg = chart.render();
+        assert_eq!(svg.matches("<title>").count(), 4);
+        assert!(svg.contains("kafka: 20") && !svg.contains("NaN"));
+        assert!(StackedBarChart::default().render().contains("</svg>"));
+    }
 
     #[test]
     fn ticks_are_round_and_cover_the_range() {

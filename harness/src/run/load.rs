@@ -35,6 +35,9 @@ pub struct LoadResult {
     pub latency_us: Histogram<u64>,
     /// Wall time of the load phase.
     pub elapsed: Duration,
+    /// When the load started, in microseconds since the Unix epoch (the
+    /// clock the services' spans use; attempts' times count from it).
+    pub started_us: u64,
 }
 
 /// The replies that arrived during one second of the load.
@@ -169,6 +172,7 @@ pub async fn closed_loop(
         None => progress(plan.len() as u64, "checkouts"),
     };
     let started = Instant::now();
+    let started_us = protocol_core::spans::now_us();
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
             let (http, next, plan, gateway, bar) =
@@ -204,7 +208,7 @@ pub async fn closed_loop(
         seen.extend(worker.await?);
     }
     bar.finish_and_clear();
-    collect(seen, started.elapsed())
+    collect(seen, started.elapsed(), started_us)
 }
 
 /// Starts the checkouts of `plan` at `rate` per second, each in its own task;
@@ -224,6 +228,7 @@ pub async fn open_loop(
     let http = client(256, REPLY_TIMEOUT)?;
     let bar = progress(total as u64, "checkouts");
     let started = Instant::now();
+    let started_us = protocol_core::spans::now_us();
     let gateway = gateway.trim_end_matches('/').to_owned();
     let mut tasks = Vec::with_capacity(total);
     for (i, order) in plan.iter().cycle().take(total).enumerate() {
@@ -242,10 +247,10 @@ pub async fn open_loop(
         seen.push(task.await?);
     }
     bar.finish_and_clear();
-    collect(seen, started.elapsed())
+    collect(seen, started.elapsed(), started_us)
 }
 
-fn collect(seen: Vec<Seen>, elapsed: Duration) -> anyhow::Result<LoadResult> {
+fn collect(seen: Vec<Seen>, elapsed: Duration, started_us: u64) -> anyhow::Result<LoadResult> {
     let mut result = LoadResult {
         answers: HashMap::new(),
         statuses: BTreeMap::new(),
@@ -253,6 +258,7 @@ fn collect(seen: Vec<Seen>, elapsed: Duration) -> anyhow::Result<LoadResult> {
         timeline: vec![Second::default(); elapsed.as_secs() as usize + 1],
         latency_us: Histogram::new_with_bounds(1, 600_000_000, 3)?,
         elapsed,
+        started_us,
     };
     for s in seen {
         let attempt = Attempt { answer: s.answer, started: s.sent_at, ended: s.done_at, replied: s.status.is_some() };
@@ -311,6 +317,7 @@ mod tests {
                 seen("a", None, Reply::NoReply, 2100),
             ],
             Duration::from_millis(2050),
+            0,
         )
         .unwrap();
         assert_eq!(

@@ -4,6 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use protocol_core::ProtocolKind;
+
+use super::ceiling;
 use super::faults::Fault;
 use super::inject::{self, Injector};
 use super::{Extras, RunOutcome, RunSpec, execute, state};
@@ -68,6 +71,7 @@ impl LocalStack {
         let extras = Extras {
             injector: (!faults.is_empty()).then(|| Injector::new(faults, control, services)),
             state_file: Some(config.state_file()),
+            ceiling: Some(self.ceiling_setup()),
         };
         let (done, finished) = tokio::sync::oneshot::channel::<()>();
         let work = async {
@@ -85,6 +89,22 @@ impl LocalStack {
             )
         );
         outcome
+    }
+
+    /// What the raw ceilings replay for this stack's protocol.
+    fn ceiling_setup(&self) -> ceiling::Setup {
+        let config = &self.config;
+        match config.protocol {
+            ProtocolKind::TwoPc => ceiling::Setup { work: ceiling::Work::TwoPc(config.twopc_order), kafka: None },
+            ProtocolKind::Saga => ceiling::Setup {
+                work: ceiling::Work::Saga(config.saga_mode),
+                kafka: Some(ceiling::kafka::Target {
+                    bootstrap: config.kafka_bootstrap(),
+                    profile: config.kafka_profile,
+                    partitions: config.partitions,
+                }),
+            },
+        }
     }
 
     /// Stops every process.

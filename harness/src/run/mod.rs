@@ -7,6 +7,8 @@
 //!   ─► read final state (databases, or the API with --target) ─► verify ─► summary
 //! ```
 
+pub mod breakdown;
+pub mod ceiling;
 pub mod course;
 pub mod dataset;
 pub mod dist;
@@ -122,6 +124,11 @@ pub struct RunOutcome {
     /// Contention workloads on the local stack: the stock database's WAL
     /// flush time, measured before the load (the hot row's physical limit).
     pub wal_flush: Option<physical::WalFlush>,
+    /// Closed-loop stress and contention runs on the local stack: the
+    /// protocol's raw ceilings, measured over the run's plan before the load.
+    pub ceiling: Option<ceiling::Ceiling>,
+    /// Where the median checkout's time went (local stack).
+    pub breakdown: Option<breakdown::Breakdown>,
 }
 
 impl RunSpec {
@@ -189,6 +196,8 @@ pub struct Extras {
     pub injector: Option<inject::Injector>,
     /// `stack.json` of the stack, to sample its processes' CPU and memory.
     pub state_file: Option<PathBuf>,
+    /// The protocol under test, for its raw ceilings.
+    pub ceiling: Option<ceiling::Setup>,
 }
 
 /// Runs the workload against `gateway`; `dbs` enables database-level checks
@@ -222,7 +231,18 @@ pub async fn execute(
         }
         _ => None,
     };
+    let ceiling = match (dbs, &extras.ceiling) {
+        (Some(dbs), Some(setup)) if spec.rate.is_none() && spec.workload != Workload::WdmConsistency => {
+            let measured = ceiling::measure(dbs, &data.ids, &data.plan, spec.concurrency, setup).await;
+            measured
+                .inspect_err(|err| tracing::warn!(error = format!("{err:#}"), "could not measure the raw ceilings"))
+                .ok()
+        }
+        _ => None,
+    };
     let counters_before = protocol_metrics::collect(&http, replicas).await;
+    // Spans of the data set-up and the ceilings are not the load's.
+    drop(breakdown::drain(&http, replicas).await);
     let sampler = extras.state_file.map(resources::Sampler::start);
     let faults = extras.injector.map(|injector| injector.start(Instant::now()));
     let load = match spec.rate {
@@ -236,6 +256,7 @@ pub async fn execute(
             load::closed_loop(gateway, Arc::clone(&data.plan), spec.concurrency, spec.duration, timeout).await?
         }
     };
+    let breakdown = breakdown::of(&load, breakdown::drain(&http, replicas).await);
     let resources = match sampler {
         Some(sampler) => sampler.finish().await,
         None => BTreeMap::new(),
@@ -282,6 +303,8 @@ pub async fn execute(
         counters,
         course,
         wal_flush,
+        ceiling,
+        breakdown,
     })
 }
 
@@ -382,6 +405,37 @@ pub fn summary(protocol: Option<ProtocolKind>, spec: &RunSpec, outcome: &RunOutc
             w.round_trip_ms,
             w.hot_row_bound(physical::TWOPC_FLUSHES_UNDER_THE_LOCK),
             w.hot_row_bound(physical::SAGA_FLUSHES_UNDER_THE_LOCK)
+        );
+    }
+    if let Some(c) = &outcome.ceiling {
+        let _ = write!(
+            out,
+            "ceiling      {:.0} checkouts/s of bare database work ({} paid)",
+            c.database_per_s, c.database_paid
+        );
+        if let Some(k) = &c.kafka {
+            let _ = write!(
+                out,
+                "; bare Kafka {:.2} ms round trip, {:.0} messages/s ({:.0} checkouts/s)",
+                k.round_trip_ms,
+                k.messages_per_s,
+                k.messages_per_s / ceiling::SAGA_MESSAGES_PER_CHECKOUT
+            );
+        }
+        let _ = writeln!(out, ": efficiency {:.2}", c.efficiency(outcome.load.throughput()));
+    }
+    if let Some(b) = &outcome.breakdown {
+        let parts: Vec<String> = breakdown::Breakdown::order()
+            .into_iter()
+            .filter_map(|name| Some(format!("{name} {:.2}", b.ms.get(name).filter(|ms| **ms > 0.0)?)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "median ms    {:.2} over {} checkouts ({:.0}% attributed): {}",
+            b.total_ms,
+            b.checkouts,
+            100.0 * b.attributed(),
+            parts.join(" | ")
         );
     }
     if let Some(course) = &outcome.course {

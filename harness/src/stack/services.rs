@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use nix::sys::signal::Signal;
 use protocol_core::ProtocolKind;
+use protocol_core::spans::ENV as SPANS_ENV;
 
 use super::config::{Role, StackConfig};
 use super::process::Spec;
@@ -48,6 +49,10 @@ pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Sp
         // for every expected failure (RUST_BACKTRACE=1 in the environment
         // turns that on for anyhow) costs CPU under load. Panics keep theirs.
         ("RUST_LIB_BACKTRACE".to_owned(), "0".to_owned()),
+        // Where each checkout's time goes, for the report's breakdown;
+        // `SAGA2PC_SPANS=0` in the harness's environment turns it off (to
+        // measure what recording costs).
+        (SPANS_ENV.to_owned(), std::env::var(SPANS_ENV).unwrap_or_else(|_| "1".to_owned())),
     ];
     if config.duplicate_messages {
         env.push(("SAGA_DUPLICATE_MESSAGES".to_owned(), "true".to_owned()));

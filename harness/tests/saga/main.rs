@@ -119,6 +119,11 @@ fn stress_with_repeated_orders_conserves_credit_and_stock() {
     );
     assert!(stdout.contains("invariants   OK") && stdout.contains("one effect per saga step"), "{stdout}");
     assert!(stdout.contains("200: ") && stdout.contains("400: "), "both outcomes exercised: {stdout}");
+    support::assert_yardstick(
+        &stdout,
+        &["commit flush", "other SQL", "Kafka hops", "outbox to relay", "consumer queue", "end notification"],
+    );
+    assert!(stdout.contains("bare Kafka "), "{stdout}");
 }
 
 /// `harness run --fault`: the broker killed and held down, the payment

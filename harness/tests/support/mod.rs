@@ -163,3 +163,24 @@ pub fn summary_number(stdout: &str, line_prefix: &str, key: &str) -> f64 {
     let after = line.split(&format!("{key} ")).nth(1).unwrap_or_else(|| panic!("{key} in {line}"));
     after.split([' ', ',', '|']).next().unwrap().parse().unwrap()
 }
+
+/// Checks the yardstick lines of a closed-loop `harness run` summary: the raw
+/// ceiling was measured (its replay paid something, so it ran the protocol's
+/// work rather than refusing it all) and the median checkout's breakdown
+/// names every one of `phases` and attributes at least 80% of its time (the
+/// spans tile every stretch of work; what is left is scheduling between
+/// them).
+pub fn assert_yardstick(stdout: &str, phases: &[&str]) {
+    let ceiling = stdout.lines().find(|l| l.starts_with("ceiling ")).unwrap_or_else(|| panic!("no ceiling: {stdout}"));
+    let rate: f64 = ceiling.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let paid: u64 = ceiling.split('(').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(rate > 0.0 && paid > 0, "{ceiling}");
+    assert!(ceiling.contains("efficiency "), "{ceiling}");
+    let median =
+        stdout.lines().find(|l| l.starts_with("median ms ")).unwrap_or_else(|| panic!("no breakdown: {stdout}"));
+    let attributed: f64 = median.split('(').nth(1).unwrap().split('%').next().unwrap().parse().unwrap();
+    assert!(attributed >= 80.0, "{median}");
+    for phase in phases {
+        assert!(median.contains(&format!("{phase} ")), "{phase} missing: {median}");
+    }
+}

@@ -101,6 +101,10 @@ fn stress_with_repeated_orders_conserves_credit_and_stock() {
     );
     assert!(stdout.contains("invariants   OK"), "{stdout}");
     assert!(stdout.contains("200: ") && stdout.contains("400: "), "both outcomes exercised: {stdout}");
+    support::assert_yardstick(
+        &stdout,
+        &["commit flush", "row updates and lock waits", "other SQL", "connection pool", "HTTP to participants"],
+    );
 }
 
 /// `harness run --fault`: the coordinator killed and held down for a second,

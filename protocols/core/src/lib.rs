@@ -26,6 +26,7 @@ pub mod crashpoint;
 mod items;
 mod kind;
 mod outcome;
+pub mod spans;
 
 pub use items::{LineItem, MergeError, Work, merge_items};
 pub use kind::{ProtocolKind, UnknownProtocol};

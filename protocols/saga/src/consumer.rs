@@ -26,8 +26,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use protocol_core::spans::{self, Phase};
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
@@ -61,6 +63,8 @@ struct Job {
     partition: i32,
     offset: i64,
     msg: Envelope,
+    /// When it was received (microseconds since the epoch).
+    received_us: u64,
 }
 
 /// Marks the consumer as having joined its group on the first assignment
@@ -190,11 +194,16 @@ async fn session(setup: &ConsumerSetup, stop: &mut watch::Receiver<bool>) -> any
         let (topic, partition, offset) = (m.topic().to_owned(), m.partition(), m.offset());
         let key = m.key().map(<[u8]>::to_vec).unwrap_or_default();
         let decoded = Envelope::decode(m.payload().unwrap_or_default());
+        let received_us = spans::now_us();
+        let produced_us = produced_at(&m);
         drop(m);
         lock(&shared.tracker).started(&topic, partition, offset);
         match decoded {
             Ok(msg) => {
-                let job = Job { topic, partition, offset, msg };
+                if let Some(produced_us) = produced_us {
+                    spans::record(&msg.order_id, Phase::Kafka, produced_us, received_us);
+                }
+                let job = Job { topic, partition, offset, msg, received_us };
                 if senders[worker_for(&key, senders.len())].send(job).await.is_err() {
                     break Session::Stopped; // workers are gone: shutting down
                 }
@@ -230,8 +239,19 @@ fn worker_for(key: &[u8], workers: usize) -> usize {
     (h.finish() % workers as u64) as usize
 }
 
+/// When the relay produced `m` ([`crate::relay::PRODUCED_HEADER`]), if it says.
+fn produced_at(m: &impl Message) -> Option<u64> {
+    if !spans::enabled() {
+        return None;
+    }
+    let headers = m.headers()?;
+    let header = headers.iter().find(|h| h.key == crate::relay::PRODUCED_HEADER)?;
+    std::str::from_utf8(header.value?).ok()?.parse().ok()
+}
+
 async fn worker(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, stop: watch::Receiver<bool>) {
     while let Some(job) = jobs.recv().await {
+        spans::record(&job.msg.order_id, Phase::Queue, job.received_us, spans::now_us());
         if !handle_to_end(&shared, &job, &stop).await {
             return; // not stored: redelivered after restart
         }

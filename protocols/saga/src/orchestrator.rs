@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use protocol_core::spans::{self, Phase, Tiles};
 use protocol_core::{CheckoutError, CheckoutOutcome, CheckoutRequest, Work, crashpoint};
 use sqlx::postgres::PgListener;
 use sqlx::types::Json;
@@ -134,6 +135,7 @@ impl Orchestrator {
         request: CheckoutRequest,
     ) -> Result<CheckoutOutcome, CheckoutError> {
         let mut done = self.done.subscribe(); // before anything can finish
+        let mut tiles = Tiles::start(&request.order_id);
         let active: Option<Uuid> = sqlx::query_scalar(
             "SELECT saga_id FROM sagas WHERE order_id = $1 AND status IN ('running', 'compensating')",
         )
@@ -154,12 +156,14 @@ impl Orchestrator {
                 saga_id
             }
         };
+        tiles.mark(Phase::Sql);
         tx.commit().await.map_err(|e| CheckoutError::Internal(format!("committing saga start: {e}")))?;
+        tiles.mark(Phase::Flush);
         if active.is_none() {
             Metrics::incr(&self.metrics.started);
             self.relay.notify_one();
         }
-        self.wait(saga_id, &mut done).await
+        self.wait(saga_id, &request.order_id, &mut done).await
     }
 
     async fn start(&self, conn: &mut PgConnection, saga_id: Uuid, request: &CheckoutRequest) -> sqlx::Result<()> {
@@ -186,13 +190,19 @@ impl Orchestrator {
     async fn wait(
         &self,
         saga_id: Uuid,
+        order_id: &str,
         done: &mut broadcast::Receiver<Uuid>,
     ) -> Result<CheckoutOutcome, CheckoutError> {
         const REREAD: Duration = Duration::from_millis(1000);
         let deadline = Instant::now() + self.settings.checkout_timeout;
         loop {
             match self.outcome(saga_id).await {
-                Ok(Some(outcome)) => return Ok(outcome),
+                Ok(Some((outcome, finished_us))) => {
+                    // From the terminal write to this read: the notification
+                    // and the read itself.
+                    spans::record(order_id, Phase::Notify, finished_us, spans::now_us());
+                    return Ok(outcome);
+                }
                 Ok(None) => {}
                 Err(err) => tracing::warn!(%saga_id, error = %err, "reading saga state failed"),
             }
@@ -215,21 +225,26 @@ impl Orchestrator {
         }
     }
 
-    /// The outcome of a terminal saga, `None` while it runs.
-    async fn outcome(&self, saga_id: Uuid) -> anyhow::Result<Option<CheckoutOutcome>> {
-        let state: Option<Json<Saga>> = sqlx::query_scalar("SELECT state FROM sagas WHERE saga_id = $1")
-            .bind(saga_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(Json(saga)) = state else { return Ok(None) };
-        Ok(match saga.status {
+    /// The outcome of a terminal saga and when it was written (microseconds
+    /// since the epoch), `None` while it runs.
+    async fn outcome(&self, saga_id: Uuid) -> anyhow::Result<Option<(CheckoutOutcome, u64)>> {
+        let state: Option<(Json<Saga>, Option<i64>)> = sqlx::query_as(
+            "SELECT state, (extract(epoch FROM finished_at) * 1000000)::bigint FROM sagas WHERE saga_id = $1",
+        )
+        .bind(saga_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((Json(saga), finished_us)) = state else { return Ok(None) };
+        let finished_us = finished_us.and_then(|us| u64::try_from(us).ok()).unwrap_or_else(spans::now_us);
+        let outcome = match saga.status {
             Status::Paid => Some(CheckoutOutcome::Paid),
             Status::Rejected => match saga.reason {
                 Some(reason) => Some(CheckoutOutcome::Rejected(reason)),
                 None => anyhow::bail!("saga {saga_id} is rejected without a reason"),
             },
             Status::Running | Status::Compensating => None,
-        })
+        };
+        Ok(outcome.map(|outcome| (outcome, finished_us)))
     }
 
     async fn on_reply(&self, msg: Envelope) -> anyhow::Result<()> {
@@ -245,7 +260,9 @@ impl Orchestrator {
         if event == Event::Done(Step::DebitCredit) {
             crashpoint::hit(CRASH_BEFORE_PAYMENT_REPLY);
         }
+        let mut tiles = Tiles::start(&msg.order_id);
         let mut tx = self.pool.begin().await?;
+        tiles.mark(Phase::Pool);
         if !store::claim(&mut tx, msg.message_id).await? {
             tx.commit().await?;
             Metrics::incr(&self.metrics.duplicates);
@@ -268,7 +285,9 @@ impl Orchestrator {
             return Ok(());
         };
         self.apply(&mut tx, msg.saga_id, &saga, &request, &actions).await?;
+        tiles.mark(Phase::Sql);
         tx.commit().await?;
+        tiles.mark(Phase::Flush);
         Metrics::incr(&self.metrics.handled);
         if event == Event::Done(Step::ReserveStock) && actions.contains(&Action::Do(Step::DebitCredit)) {
             crashpoint::hit(CRASH_AFTER_STOCK_RESERVED);
@@ -309,7 +328,7 @@ impl Orchestrator {
         }
         sqlx::query(
             "UPDATE sagas SET status = $2, state = $3, updated_at = now(),
-                 finished_at = CASE WHEN $4 THEN now() END
+                 finished_at = CASE WHEN $4 THEN clock_timestamp() END
              WHERE saga_id = $1",
         )
         .bind(saga_id)

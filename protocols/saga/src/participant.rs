@@ -15,6 +15,7 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use protocol_core::spans::{Phase, Tiles};
 use protocol_core::{RejectReason, Work, crashpoint};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
@@ -131,7 +132,9 @@ impl ParticipantHandler {
             tracing::warn!(saga = %msg.saga_id, step = msg.step.as_str(), "ignoring a message not for this participant");
             return Ok(());
         }
+        let mut tiles = Tiles::start(&msg.order_id);
         let mut tx = self.pool.begin().await?;
+        tiles.mark(Phase::Pool);
         if !store::claim(&mut tx, msg.message_id).await? {
             tx.commit().await?;
             Metrics::incr(&self.metrics.duplicates);
@@ -159,7 +162,10 @@ impl ParticipantHandler {
         let reply = match (&msg.body, recorded) {
             (Body::Action { work }, None) => {
                 let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-                match self.resource.apply(&mut savepoint, work).await? {
+                tiles.mark(Phase::Sql);
+                let applied = self.resource.apply(&mut savepoint, work).await?;
+                tiles.mark(Phase::RowLock);
+                match applied {
                     Ok(receipt) => {
                         savepoint.commit().await?;
                         self.record(&mut tx, &msg, Recorded::Applied, Some(work), None, Some(&receipt)).await?;
@@ -198,7 +204,9 @@ impl ParticipantHandler {
             (_, Some(_)) => Body::Compensated,
         };
         store::enqueue(&mut tx, &msg.reply(reply)).await?;
+        tiles.mark(Phase::Sql);
         tx.commit().await?;
+        tiles.mark(Phase::Flush);
         crashpoint::hit(CRASH_AFTER_COMMIT);
         Metrics::incr(&self.metrics.handled);
         self.relay.notify_one();

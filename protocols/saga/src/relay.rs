@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use protocol_core::crashpoint;
+use protocol_core::spans::{self, Phase};
 use rdkafka::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use sqlx::PgPool;
@@ -21,6 +23,10 @@ use crate::metrics::Metrics;
 
 /// Crash point: a batch is published and acknowledged, not yet marked sent.
 pub const CRASH_AFTER_PUBLISH: &str = "saga.relay.after_publish";
+
+/// Kafka header holding when the relay produced the message (microseconds
+/// since the epoch, decimal), where its Kafka hop starts (`protocol_core::spans`).
+pub const PRODUCED_HEADER: &str = "produced-us";
 
 /// Rows published per round trip.
 const BATCH: i64 = 500;
@@ -130,8 +136,9 @@ impl Relay {
     /// Publishes up to one batch; returns how many rows it marked sent.
     async fn publish_batch(&self) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await?;
-        let rows: Vec<(i64, String, String, Vec<u8>)> = sqlx::query_as(
-            "SELECT id, topic, msg_key, payload FROM saga_outbox WHERE sent_at IS NULL
+        let rows: Vec<(i64, String, String, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT id, topic, msg_key, payload, (extract(epoch FROM created_at) * 1000000)::bigint
+             FROM saga_outbox WHERE sent_at IS NULL
              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
         .bind(BATCH)
@@ -144,9 +151,23 @@ impl Relay {
             tokio::time::sleep(self.settings.faults.delay).await;
         }
         let copies = if self.settings.faults.duplicate { 2 } else { 1 };
-        let deliveries = rows.iter().flat_map(|(_, topic, key, payload)| {
-            (0..copies)
-                .map(move |_| self.producer.send(FutureRecord::to(topic).key(key).payload(payload), Timeout::Never))
+        let produced_us = spans::now_us();
+        if spans::enabled() {
+            for (_, _, key, _, created_us) in &rows {
+                spans::record(key, Phase::Outbox, u64::try_from(*created_us).unwrap_or(produced_us), produced_us);
+            }
+        }
+        let stamp = spans::enabled().then(|| produced_us.to_string());
+        let deliveries = rows.iter().flat_map(|(_, topic, key, payload, _)| {
+            let stamp = stamp.as_deref();
+            (0..copies).map(move |_| {
+                let mut record = FutureRecord::to(topic).key(key).payload(payload);
+                if let Some(stamp) = stamp {
+                    record =
+                        record.headers(OwnedHeaders::new().insert(Header { key: PRODUCED_HEADER, value: Some(stamp) }));
+                }
+                self.producer.send(record, Timeout::Never)
+            })
         });
         for result in futures::future::join_all(deliveries).await {
             if let Err((err, _)) = result {

@@ -54,13 +54,18 @@ pub async fn install(pool: &PgPool, schema: Schema) -> sqlx::Result<()> {
 
 /// Adds `msg` to the outbox, inside the caller's transaction.
 pub async fn enqueue(conn: &mut PgConnection, msg: &Envelope) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO saga_outbox (message_id, topic, msg_key, payload) VALUES ($1, $2, $3, $4)")
-        .bind(msg.message_id)
-        .bind(msg.topic())
-        .bind(&msg.order_id)
-        .bind(msg.encode())
-        .execute(conn)
-        .await?;
+    // The insert's own time, not the transaction's: where the message's wait
+    // for the relay starts (`protocol_core::spans`).
+    sqlx::query(
+        "INSERT INTO saga_outbox (message_id, topic, msg_key, payload, created_at)
+         VALUES ($1, $2, $3, $4, clock_timestamp())",
+    )
+    .bind(msg.message_id)
+    .bind(msg.topic())
+    .bind(&msg.order_id)
+    .bind(msg.encode())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

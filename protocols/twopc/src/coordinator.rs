@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
+use protocol_core::spans::{self, Phase, Tiles};
 use protocol_core::{CheckoutError, CheckoutOutcome, CheckoutRequest, crashpoint};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
@@ -133,6 +134,7 @@ impl Coordinator {
         request: CheckoutRequest,
     ) -> Result<CheckoutOutcome, CheckoutError> {
         let txn = Uuid::new_v4();
+        spans::alias(&txn.to_string(), &request.order_id);
         let started = Instant::now();
         let gid = |p| Gid::new(self.instance.clone(), txn, p);
         let (mut machine, first) = Machine::start(self.settings.prepare_order);
@@ -151,7 +153,7 @@ impl Coordinator {
                     Action::Prepare(p) => {
                         let work = work_for(p, &request);
                         let lock_wait = self.settings.lock_budget.saturating_sub(started.elapsed());
-                        inflight.push(Box::pin(self.prepare(p, gid(p), work, lock_wait)));
+                        inflight.push(Box::pin(self.prepare(p, gid(p), work, lock_wait, &request.order_id)));
                     }
                     Action::LogDecision(Decision::Commit) => {
                         crashpoint::hit(CRASH_BEFORE_DECISION);
@@ -178,6 +180,7 @@ impl Coordinator {
                             gid(p),
                             Decision::Commit,
                             phase_two_until(Instant::now()),
+                            &request.order_id,
                         )));
                     }
                     Action::Rollback(p) => {
@@ -186,6 +189,7 @@ impl Coordinator {
                             gid(p),
                             Decision::Abort,
                             phase_two_until(Instant::now()),
+                            &request.order_id,
                         )));
                     }
                     Action::Reply(reply) => {
@@ -278,6 +282,7 @@ impl Coordinator {
         let Some(mut tx) = tx else {
             return Event::CommitNotWritten("order transaction already closed".to_owned());
         };
+        let mut tiles = Tiles::start(order_id);
         let decision = match decision_log::record_commit(&mut tx, txn, &self.instance, order_id).await {
             Ok(d) => d,
             Err(err) => return Event::CommitNotWritten(err.to_string()),
@@ -289,14 +294,24 @@ impl Coordinator {
         if let Err(err) = self.book.mark_paid(&mut tx, order_id).await {
             return Event::CommitNotWritten(err.to_string());
         }
-        match tx.commit().await {
+        tiles.mark(Phase::Sql);
+        let committed = tx.commit().await;
+        tiles.mark(Phase::Flush);
+        match committed {
             Ok(()) => Event::DecisionLogged(Decision::Commit),
             // The COMMIT may or may not have reached the disk.
             Err(err) => Event::DecisionFailed(Decision::Commit, err.to_string()),
         }
     }
 
-    async fn prepare(&self, p: Participant, gid: Gid, work: Work, lock_wait: Duration) -> Event {
+    async fn prepare(&self, p: Participant, gid: Gid, work: Work, lock_wait: Duration, order_id: &str) -> Event {
+        let called = spans::now_us();
+        let event = self.prepare_call(p, gid, work, lock_wait).await;
+        spans::record(order_id, Phase::Call, called, spans::now_us());
+        event
+    }
+
+    async fn prepare_call(&self, p: Participant, gid: Gid, work: Work, lock_wait: Duration) -> Event {
         // At least a moment: a budget spent on the first prepare still lets
         // the second take rows nobody holds.
         let lock_wait_ms = u64::try_from(lock_wait.as_millis()).unwrap_or(u64::MAX).max(10);
@@ -322,8 +337,11 @@ impl Coordinator {
     }
 
     /// Sends commit or rollback until acknowledged or past `until`.
-    async fn phase_two(&self, p: Participant, gid: Gid, decision: Decision, until: Instant) -> Event {
-        if self.send_phase_two(p, &gid, decision, until).await { Event::Acked(p) } else { Event::PhaseTwoGaveUp(p) }
+    async fn phase_two(&self, p: Participant, gid: Gid, decision: Decision, until: Instant, order_id: &str) -> Event {
+        let called = spans::now_us();
+        let acked = self.send_phase_two(p, &gid, decision, until).await;
+        spans::record(order_id, Phase::Call, called, spans::now_us());
+        if acked { Event::Acked(p) } else { Event::PhaseTwoGaveUp(p) }
     }
 
     async fn send_phase_two(&self, p: Participant, gid: &Gid, decision: Decision, until: Instant) -> bool {

@@ -39,6 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use protocol_core::spans::{Phase, Tiles};
 use protocol_core::{RejectReason, crashpoint};
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres};
@@ -181,12 +182,15 @@ impl ParticipantRunner {
         // Waiting for a connection is waiting behind other prepares too: the
         // same budget bounds it.
         let started = Instant::now();
+        let key = gid.txn.to_string();
+        let mut tiles = Tiles::start(&key);
         let mut conn = match tokio::time::timeout(lock_wait, self.pool.acquire()).await {
             Ok(conn) => conn?,
             Err(_) => return Ok(self.busy(started)),
         };
         sqlx::query("BEGIN").execute(&mut *conn).await?;
-        let vote = self.prepare_in_transaction(&mut conn, &gid, &work, lock_wait).await;
+        tiles.mark(Phase::Pool);
+        let vote = self.prepare_in_transaction(&mut conn, &gid, &work, lock_wait, &mut tiles).await;
         match vote {
             Ok(VoteReply::Yes) => {
                 Metrics::incr(&self.metrics.prepared);
@@ -202,6 +206,7 @@ impl ParticipantRunner {
                 if matches!(other, Ok(VoteReply::No { .. })) {
                     Metrics::incr(&self.metrics.refused);
                 }
+                tiles.mark(Phase::Sql);
                 other
             }
         }
@@ -213,6 +218,7 @@ impl ParticipantRunner {
         gid: &Gid,
         work: &Work,
         lock_wait: Duration,
+        tiles: &mut Tiles<'_>,
     ) -> Result<VoteReply, PhaseTwoError> {
         // 0 would mean "wait forever" to PostgreSQL.
         let lock_ms = lock_wait.as_millis().max(1);
@@ -226,8 +232,10 @@ impl ParticipantRunner {
         if fresh.is_none() {
             return Ok(VoteReply::Refused { detail: format!("branch {gid} was already resolved") });
         }
+        tiles.mark(Phase::Sql);
         let started = Instant::now();
         let applied = self.resource.apply(conn, work).await;
+        tiles.mark(Phase::RowLock);
         let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.metrics.lock_wait_us.fetch_add(waited, std::sync::atomic::Ordering::Relaxed);
         let applied = match applied {
@@ -243,6 +251,7 @@ impl ParticipantRunner {
             return Ok(VoteReply::No { reason });
         }
         sqlx::query(&format!("PREPARE TRANSACTION {}", gid.sql_literal())).execute(&mut **conn).await?;
+        tiles.mark(Phase::Flush);
         Ok(VoteReply::Yes)
     }
 
@@ -262,7 +271,12 @@ impl ParticipantRunner {
     }
 
     async fn commit_inner(&self, gid: &Gid) -> Result<(), PhaseTwoError> {
-        match sqlx::query(&format!("COMMIT PREPARED {}", gid.sql_literal())).execute(&self.phase_two_pool).await {
+        let key = gid.txn.to_string();
+        let mut tiles = Tiles::start(&key);
+        let committed =
+            sqlx::query(&format!("COMMIT PREPARED {}", gid.sql_literal())).execute(&self.phase_two_pool).await;
+        tiles.mark(Phase::Flush);
+        match committed {
             Ok(_) => {
                 Metrics::incr(&self.metrics.committed);
                 Ok(())

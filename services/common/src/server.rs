@@ -81,10 +81,14 @@ impl Application {
     pub async fn bind(addr: SocketAddr, routes: Router, pool: PgPool) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let readiness = Readiness::default();
+        if std::env::var_os(protocol_core::spans::ENV).is_some_and(|v| v != "0") {
+            protocol_core::spans::enable();
+        }
         let router = routes
             .route("/health", get(health).with_state((pool, readiness.clone())))
             .route("/internal/crashpoints/{name}", post(arm_crashpoint))
             .route("/internal/crashpoints", delete(disarm_crashpoints))
+            .route("/internal/spans", get(drain_spans))
             .fallback(|| async { ApiError::NoRoute })
             .layer(middleware::from_fn(limit_body));
         Ok(Application { listener, router, readiness, background: Vec::new() })
@@ -153,6 +157,12 @@ async fn arm_crashpoint(PathParams(name): PathParams<String>) -> ApiResult<Json<
     crashpoint::arm(&name);
     tracing::warn!(crashpoint = %name, "crash point armed");
     Ok(Json(json!({ "armed": name })))
+}
+
+/// Hands the spans recorded since the last call to the harness (the gateway
+/// does not route `/internal`).
+async fn drain_spans() -> Json<protocol_core::spans::Drained> {
+    Json(protocol_core::spans::drain())
 }
 
 async fn disarm_crashpoints() -> Json<Value> {

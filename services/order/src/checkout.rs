@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use protocol_core::spans::{Phase, Tiles};
 use protocol_core::{CheckoutError, CheckoutOutcome, CheckoutRequest, ProtocolKind, RejectReason, merge_items};
 use service_common::error::{ApiError, ApiResult};
 use service_common::params::{Id, MAX_VALUE};
@@ -174,8 +175,11 @@ impl Checkout {
         &self,
         order_id: &Id,
     ) -> ApiResult<Result<(Transaction<'static, Postgres>, CheckoutRequest), CheckoutOutcome>> {
+        let mut tiles = Tiles::start(order_id.as_str());
         let mut tx = self.store.pool().begin().await?;
+        tiles.mark(Phase::Pool);
         let order = Store::lock_for_checkout(&mut tx, order_id, ORDER_LOCK_TIMEOUT_MS).await?;
+        tiles.mark(Phase::Sql);
         Ok(precheck(order_id, order)?.map(|request| (tx, request)))
     }
 }

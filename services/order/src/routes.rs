@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use protocol_core::spans::{self, Phase};
 use protocol_core::{CheckoutError, CheckoutOutcome, RejectReason};
 use serde_json::{Value, json};
 use service_common::error::{ApiError, ApiResult};
@@ -142,7 +143,10 @@ async fn add_item(
 
 async fn checkout(State(state): State<AppState>, PathParams(order_id): PathParams<String>) -> ApiResult<Json<Value>> {
     let order_id = Id::parse("order_id", &order_id)?;
-    match state.checkout.run(&order_id).await? {
+    let started = spans::now_us();
+    let outcome = state.checkout.run(&order_id).await;
+    spans::record(order_id.as_str(), Phase::Handler, started, spans::now_us());
+    match outcome? {
         // "outcome" tells a verifier whether this call may have paid the order
         // (a saga joined by concurrent checkouts answers each of them "paid").
         Ok(CheckoutOutcome::Paid) if state.mutations.refuse_this_paid() => {

@@ -1,0 +1,244 @@
+//! One SAGA checkout as bare SQL: the order transaction records the saga and
+//! its first commands in the outbox; each command is one participant
+//! transaction (inbox claim, the effect's record, the business update under a
+//! savepoint, the reply in the outbox); each reply is one order transaction
+//! (inbox claim, the saga under its row lock, the next commands or the paid
+//! flag); then the waiter's read of the outcome. The same statements as the
+//! services' (`protocols/saga`), driven by the same machine, with each
+//! message handed straight to its consumer instead of through Kafka.
+
+use protocol_core::{CheckoutRequest, RejectReason, Work};
+use saga::machine::{Action, Event, Saga, Status};
+use saga::messages::{Body, Envelope, Step};
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::scratch::Scratch;
+use super::{Ended, debit, lock_order, take_stock};
+
+fn status_str(status: Status) -> &'static str {
+    match status {
+        Status::Running => "running",
+        Status::Compensating => "compensating",
+        Status::Paid => "paid",
+        Status::Rejected => "rejected",
+    }
+}
+
+fn command(saga_id: Uuid, request: &CheckoutRequest, action: &Action) -> Option<Envelope> {
+    let (step, body) = match *action {
+        Action::Do(step @ Step::ReserveStock) => (step, Body::Action { work: Work::stock_for(request) }),
+        Action::Do(step @ Step::DebitCredit) => (step, Body::Action { work: Work::payment_for(request) }),
+        Action::Undo(step) => (step, Body::Compensate),
+        Action::Finish(_) => return None,
+    };
+    Some(Envelope::new(saga_id, &request.order_id, step, body))
+}
+
+async fn enqueue(conn: &mut PgConnection, msg: &Envelope) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO saga_outbox (message_id, topic, msg_key, payload) VALUES ($1, $2, $3, $4)")
+        .bind(msg.message_id)
+        .bind(msg.topic())
+        .bind(&msg.order_id)
+        .bind(msg.encode())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn claim(conn: &mut PgConnection, message_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO saga_inbox (message_id) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(message_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn checkout(db: &Scratch, order_id: &str, mode: saga::Mode) -> anyhow::Result<Ended> {
+    let Some((mut tx, request)) = lock_order(&db.order, order_id).await? else {
+        return Ok(Ended::NotPaid);
+    };
+    let active: Option<Uuid> =
+        sqlx::query_scalar("SELECT saga_id FROM sagas WHERE order_id = $1 AND status IN ('running', 'compensating')")
+            .bind(order_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if active.is_some() {
+        // Another worker's saga of this order: the service would join it.
+        return Ok(Ended::NotPaid);
+    }
+    let saga_id = Uuid::new_v4();
+    let (mut saga, actions) = Saga::start(mode);
+    sqlx::query("INSERT INTO sagas (saga_id, order_id, status, state, request) VALUES ($1, $2, $3, $4, $5)")
+        .bind(saga_id)
+        .bind(order_id)
+        .bind(status_str(saga.status))
+        .bind(Json(&saga))
+        .bind(Json(&request))
+        .execute(&mut *tx)
+        .await?;
+    let mut pending: Vec<Envelope> = actions.iter().filter_map(|a| command(saga_id, &request, a)).collect();
+    for msg in &pending {
+        enqueue(&mut tx, msg).await?;
+    }
+    sqlx::query("UPDATE orders SET checkout_in_progress = TRUE WHERE order_id = $1")
+        .bind(order_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    while !pending.is_empty() {
+        let replies = futures::future::try_join_all(pending.iter().map(|cmd| {
+            let pool = match cmd.step {
+                Step::ReserveStock => &db.stock,
+                Step::DebitCredit => &db.payment,
+            };
+            participant(pool, cmd, &request)
+        }))
+        .await?;
+        pending.clear();
+        for reply in replies {
+            pending.extend(on_reply(&db.order, &mut saga, &request, &reply).await?);
+        }
+    }
+    let _: Option<Json<Saga>> = sqlx::query_scalar("SELECT state FROM sagas WHERE saga_id = $1")
+        .bind(saga_id)
+        .fetch_optional(&db.order)
+        .await?;
+    Ok(if saga.status == Status::Paid { Ended::Paid } else { Ended::NotPaid })
+}
+
+/// The participant's transaction for `cmd`; returns its reply.
+async fn participant(pool: &PgPool, cmd: &Envelope, request: &CheckoutRequest) -> anyhow::Result<Envelope> {
+    let mut tx = pool.begin().await?;
+    claim(&mut tx, cmd.message_id).await?;
+    type Row = (String, Option<Json<Work>>);
+    let recorded: Option<Row> = sqlx::query_as("SELECT state, work FROM saga_effects WHERE saga_id = $1 FOR UPDATE")
+        .bind(cmd.saga_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let reply = match (&cmd.body, recorded) {
+        (Body::Action { work }, None) => {
+            let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+            let applied = match cmd.step {
+                Step::ReserveStock => take_stock(&mut savepoint, request).await?,
+                Step::DebitCredit => debit(&mut savepoint, request).await?,
+            };
+            let (state, work, reason, body) = if applied {
+                savepoint.commit().await?;
+                ("applied", Some(Json(work)), None, Body::Done)
+            } else {
+                savepoint.rollback().await?;
+                let reason = match cmd.step {
+                    Step::ReserveStock => RejectReason::OutOfStock { item_id: request.items[0].item_id.clone() },
+                    Step::DebitCredit => RejectReason::InsufficientCredit,
+                };
+                ("refused", None, Some(Json(reason.clone())), Body::Refused { reason })
+            };
+            let receipt = applied.then(|| Json(saga::Receipt { generations: vec![0; request.items.len()] }));
+            sqlx::query(
+                "INSERT INTO saga_effects (saga_id, order_id, state, work, reason, receipt)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(cmd.saga_id)
+            .bind(&cmd.order_id)
+            .bind(state)
+            .bind(work)
+            .bind(reason)
+            .bind(receipt)
+            .execute(&mut *tx)
+            .await?;
+            body
+        }
+        (Body::Compensate, Some((state, _))) if state == "applied" => {
+            match cmd.step {
+                Step::ReserveStock => {
+                    for line in &request.items {
+                        sqlx::query("UPDATE items SET stock = stock + $2 WHERE item_id = $1")
+                            .bind(&line.item_id)
+                            .bind(line.quantity)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                Step::DebitCredit => {
+                    sqlx::query("UPDATE users SET credit = credit + $2 WHERE user_id = $1")
+                        .bind(&request.user_id)
+                        .bind(request.total_cost)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            sqlx::query("UPDATE saga_effects SET state = 'compensated', updated_at = now() WHERE saga_id = $1")
+                .bind(cmd.saga_id)
+                .execute(&mut *tx)
+                .await?;
+            Body::Compensated
+        }
+        _ => Body::Compensated,
+    };
+    let reply = cmd.reply(reply);
+    enqueue(&mut tx, &reply).await?;
+    tx.commit().await?;
+    Ok(reply)
+}
+
+/// The orchestrator's transaction for `reply`; returns the next commands.
+async fn on_reply(
+    pool: &PgPool,
+    saga: &mut Saga,
+    request: &CheckoutRequest,
+    reply: &Envelope,
+) -> anyhow::Result<Vec<Envelope>> {
+    let event = match &reply.body {
+        Body::Done => Event::Done(reply.step),
+        Body::Refused { reason } => Event::Refused(reply.step, reason.clone()),
+        _ => Event::Compensated(reply.step),
+    };
+    let mut tx = pool.begin().await?;
+    claim(&mut tx, reply.message_id).await?;
+    let _: Option<(Json<Saga>, Json<CheckoutRequest>)> =
+        sqlx::query_as("SELECT state, request FROM sagas WHERE saga_id = $1 FOR UPDATE")
+            .bind(reply.saga_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let actions = saga.on(event).unwrap_or_default();
+    let mut next = Vec::new();
+    for action in &actions {
+        if let Some(msg) = command(reply.saga_id, request, action) {
+            enqueue(&mut tx, &msg).await?;
+            next.push(msg);
+        }
+        if *action == Action::Finish(Status::Paid) {
+            sqlx::query("UPDATE orders SET paid = TRUE, paid_at = now() WHERE order_id = $1 AND NOT paid")
+                .bind(&request.order_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let terminal = saga.status.is_terminal();
+    if terminal {
+        sqlx::query("UPDATE orders SET checkout_in_progress = FALSE WHERE order_id = $1")
+            .bind(&request.order_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query(
+        "UPDATE sagas SET status = $2, state = $3, updated_at = now(), finished_at = CASE WHEN $4 THEN now() END
+         WHERE saga_id = $1",
+    )
+    .bind(reply.saga_id)
+    .bind(status_str(saga.status))
+    .bind(Json(&*saga))
+    .bind(terminal)
+    .execute(&mut *tx)
+    .await?;
+    if terminal {
+        sqlx::query("SELECT pg_notify('saga_ceiling_done', $1)")
+            .bind(reply.saga_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(next)
+}
