@@ -235,6 +235,11 @@ struct RunArgs {
     /// the load (`2`, `1.5s`, `500ms`); components as `harness status` names them.
     #[arg(long = "fault", value_name = "SPEC", conflicts_with = "target")]
     faults: Vec<run::faults::Fault>,
+    /// Before the recorded load, warm the fresh stack up (stress at 32
+    /// clients, unrecorded) until its throughput is steady, as `harness
+    /// compare` does: the broker's JVM needs about half a minute of load.
+    #[arg(long, conflicts_with = "target")]
+    warm_up: bool,
 }
 
 fn parse_rate(raw: &str) -> Result<f64, String> {
@@ -416,6 +421,16 @@ async fn run_workload(args: RunArgs) -> anyhow::Result<ExitCode> {
         (None, Some(protocol)) => {
             let config = stack_config(&args.stack, protocol, false, false)?;
             let mut stack = run::local::LocalStack::start(config, &args.faults).await?;
+            if args.warm_up {
+                let plan = crate::compare::plan::Plan::full();
+                match stack.warm_up(&plan.warmup, plan.warmup_at_least).await {
+                    Ok(rates) => tracing::info!(?rates, "warmed up (checkouts/s per round)"),
+                    Err(err) => {
+                        stack.stop().await;
+                        return Err(err.context("warm-up"));
+                    }
+                }
+            }
             let outcome = stack.run(&spec, &args.faults).await;
             stack.stop().await;
             outcome?

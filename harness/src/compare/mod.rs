@@ -4,7 +4,7 @@
 //! ```text
 //!   for round in 1..=rounds:                      (full: 3 rounds x 1 repeat)
 //!     for contender in saga-seq, 2pc, saga-par:   (quick: 1 round x 3 repeats)
-//!       fresh stack ─► warm-up (not recorded) ─► every case x repeats ─► fault cases (first round)
+//!       fresh stack ─► warm-up until steady (not recorded) ─► every case x repeats ─► fault cases (first round)
 //!       ─► stop
 //!   ─► report (results/<run-id>/report.md, SVG charts, run.json, results/README.md)
 //! ```
@@ -28,6 +28,17 @@ pub use self::sample::Sample;
 use crate::run::local::LocalStack;
 use crate::stack::StackConfig;
 
+/// The warm-up of one stack.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WarmUp {
+    /// Whose stack.
+    pub contender: String,
+    /// Which round (0-based).
+    pub round: usize,
+    /// Throughput of each warm-up round, in order.
+    pub throughputs: Vec<f64>,
+}
+
 /// Everything a compare run measured, in plan order.
 #[derive(Debug)]
 pub struct Comparison {
@@ -35,6 +46,8 @@ pub struct Comparison {
     pub plan: Plan,
     /// One per (case, contender, round, repeat) that ran.
     pub samples: Vec<Sample>,
+    /// One per stack, in the order they ran.
+    pub warm_ups: Vec<WarmUp>,
     /// Wall time of the whole comparison.
     pub elapsed_s: f64,
 }
@@ -50,6 +63,7 @@ impl Comparison {
 pub async fn execute(plan: Plan, base: &StackConfig) -> anyhow::Result<Comparison> {
     let started = Instant::now();
     let mut samples = Vec::new();
+    let mut warm_ups = Vec::new();
     let total_runs = plan.run_count();
     let bar = crate::run::load::progress(total_runs as u64, "compare");
     bar.set_position(0);
@@ -63,13 +77,13 @@ pub async fn execute(plan: Plan, base: &StackConfig) -> anyhow::Result<Compariso
             let mut stack = LocalStack::start(config, &[])
                 .await
                 .with_context(|| format!("starting the stack for {}", contender.name))?;
-            let result = run_contender(&plan, contender, round, &mut stack, &mut samples, &bar).await;
+            let result = run_contender(&plan, contender, round, &mut stack, &mut samples, &mut warm_ups, &bar).await;
             stack.stop().await;
             result?;
         }
     }
     bar.finish_and_clear();
-    Ok(Comparison { plan, samples, elapsed_s: started.elapsed().as_secs_f64() })
+    Ok(Comparison { plan, samples, warm_ups, elapsed_s: started.elapsed().as_secs_f64() })
 }
 
 async fn run_contender(
@@ -78,17 +92,17 @@ async fn run_contender(
     round: usize,
     stack: &mut LocalStack,
     samples: &mut Vec<Sample>,
+    warm_ups: &mut Vec<WarmUp>,
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<()> {
-    // Warm-up: JIT of the broker, connection pools, caches. Not recorded,
-    // but its invariants must hold like any other run's.
-    let warmup = stack.run(&plan.warmup, &[]).await.context("warm-up")?;
-    anyhow::ensure!(
-        warmup.violations.is_empty(),
-        "{}: invariants broken in the warm-up: {:?}",
-        contender.name,
-        warmup.violations
-    );
+    // Warm-up until steady: the broker's JIT, connection pools, caches. Not
+    // recorded as samples, but shown in the report.
+    let throughputs = stack
+        .warm_up(&plan.warmup, plan.warmup_at_least)
+        .await
+        .with_context(|| format!("warm-up of {}", contender.name))?;
+    tracing::info!(contender = contender.name, ?throughputs, "warmed up");
+    warm_ups.push(WarmUp { contender: contender.name.to_owned(), round, throughputs });
     for case in plan.cases.iter().filter(|c| round == 0 || !c.first_round_only) {
         let repeats = if case.first_round_only { 1 } else { plan.repeats };
         for repeat in 0..repeats {

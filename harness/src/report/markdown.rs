@@ -22,6 +22,7 @@ struct RawRun<'a> {
     plan: &'a crate::compare::Plan,
     elapsed_s: f64,
     all_invariants_held: bool,
+    warm_ups: &'a [crate::compare::WarmUp],
     samples: &'a [Sample],
 }
 
@@ -35,6 +36,7 @@ pub fn write(dir: &Path, run_id: &str, context: &RunContext, comparison: &Compar
         plan: &comparison.plan,
         elapsed_s: comparison.elapsed_s,
         all_invariants_held: comparison.all_consistent(),
+        warm_ups: &comparison.warm_ups,
         samples: &comparison.samples,
     };
     std::fs::write(dir.join("run.json"), serde_json::to_string_pretty(&raw)?)?;
@@ -94,6 +96,7 @@ pub fn render(
     }
     out.push('\n');
     out.push_str(&r.body);
+    out.push_str(&warm_up_section(plan, &comparison.warm_ups));
     out.push_str(&context_section(context));
     let _ = writeln!(out, "\nEvery sample, with timelines, CDFs, counters and resource use: [`run.json`](run.json).");
     (out, r.charts, r.verdicts)
@@ -642,6 +645,29 @@ fn invariants_cell(samples: &[&Sample]) -> String {
     }
 }
 
+/// How each stack warmed up (see [`crate::run::local::LocalStack::warm_up`]).
+fn warm_up_section(plan: &crate::compare::Plan, warm_ups: &[crate::compare::WarmUp]) -> String {
+    use crate::run::local::{STEADY_WITHIN, WARM_UP_AT_MOST};
+    if warm_ups.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "## Warm-up\n\nEvery stack ran the warm-up load (stress, 32 clients, its own data) round after round, for at \
+         least {} s of load and until two rounds in a row agreed within {:.0}% (at most {} s): the broker's JVM \
+         compiles its hot paths during the first minute of load. Nothing of it is in the figures above. \
+         Checkouts/s per round:\n\n| contender | round | warm-up rounds |\n|---|---|---|\n",
+        plan.warmup_at_least.as_secs(),
+        100.0 * STEADY_WITHIN,
+        WARM_UP_AT_MOST.max(plan.warmup_at_least).as_secs()
+    );
+    for w in warm_ups {
+        let rates: Vec<String> = w.throughputs.iter().map(|t| short(*t)).collect();
+        let _ = writeln!(out, "| {} | {} | {} |", w.contender, w.round + 1, rates.join(", "));
+    }
+    out.push('\n');
+    out
+}
+
 fn context_section(context: &RunContext) -> String {
     let mut out = String::from("## Context\n\n| | |\n|---|---|\n");
     let _ = writeln!(out, "| started | {} |", context.started_at);
@@ -715,7 +741,8 @@ mod tests {
             .iter()
             .flat_map(|case| plan.contenders.iter().map(|c| sample(&case.id, c.name, 100.0, 0)))
             .collect();
-        let (text, _, _) = render("r3", &context(), &Comparison { plan, samples, elapsed_s: 60.0 });
+        let (text, _, _) =
+            render("r3", &context(), &Comparison { plan, samples, warm_ups: Vec::new(), elapsed_s: 60.0 });
         // A 2 ms flush (2.5 ms commit, 0.5 ms round trip): 1000 / (3 x 2) and 1000 / 2.
         assert!(text.contains("One WAL flush on the stock database takes 2.00 ms"), "{text}");
         assert!(text.contains("at most 167 checkouts/s over 2PC"), "{text}");
@@ -739,7 +766,12 @@ mod tests {
                 samples.push(s);
             }
         }
-        let comparison = Comparison { plan: plan.clone(), samples, elapsed_s: 60.0 };
+        let warm_ups = vec![crate::compare::WarmUp {
+            contender: "saga-seq".into(),
+            round: 0,
+            throughputs: vec![301.0, 503.0, 542.0, 552.0],
+        }];
+        let comparison = Comparison { plan: plan.clone(), samples, warm_ups, elapsed_s: 60.0 };
         let (text, charts, verdicts) = render("r1", &context(), &comparison);
         // The yardstick: ceilings (twice the throughput here) and efficiency,
         // the breakdown with what it cannot attribute.
@@ -748,6 +780,7 @@ mod tests {
         assert!(text.contains("| Kafka hops | 5.00 (50%) |"), "{text}");
         assert!(text.contains("| unattributed | 2.00 (20%) |") && text.contains("80% attributed"), "{text}");
         assert!(charts.iter().any(|(n, _)| n == "stress-breakdown.svg"));
+        assert!(text.contains("## Warm-up") && text.contains("| saga-seq | 1 | 301, 503, 542, 552 |"), "{text}");
         assert!(text.starts_with("# Comparison r1"), "{text}");
         assert!(
             verdicts[0].contains("**2pc** has the highest throughput (300 checkouts/s): 3.00x saga-seq"),

@@ -63,11 +63,23 @@ offsets.topic.num.partitions={partitions}
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
-",
+{extra}",
         log_dir = log_dir.display(),
         partitions = config.partitions,
+        extra = extra_properties(),
     )
 }
+
+/// Extra broker settings from [`EXTRA_PROPERTIES_ENV`] (`key=value;...`), one
+/// per line, after the stack's own (a later line wins): for measuring how a
+/// broker setting moves the numbers without a new build.
+fn extra_properties() -> String {
+    let extra = std::env::var(EXTRA_PROPERTIES_ENV).unwrap_or_default();
+    extra.split(';').map(str::trim).filter(|kv| kv.contains('=')).map(|kv| format!("{kv}\n")).collect()
+}
+
+/// See [`extra_properties`].
+pub const EXTRA_PROPERTIES_ENV: &str = "SAGA2PC_KAFKA_PROPERTIES";
 
 const LOG4J2: &str = "status = warn
 appender.out.type = Console

@@ -68,7 +68,7 @@ async fn crash_points_recover_all_or_nothing() {
         crash_during_checkout(&stack, &api, victim, point, Case::new(&api).await).await;
     }
     // The payment service's relay dies after publishing its reply, before
-    // marking it sent: the reply goes out twice and counts once.
+    // deleting it from the outbox: the reply goes out twice and counts once.
     let duplicates_before = counters(&api, &stack, "order#0").await["duplicates"].as_u64().unwrap();
     crash_during_checkout(&stack, &api, "payment#0", "saga.relay.after_publish", Case::new(&api).await).await;
     let duplicates = counters(&api, &stack, "order#0").await["duplicates"].as_u64().unwrap();

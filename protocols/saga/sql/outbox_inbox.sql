@@ -1,5 +1,6 @@
 -- Transactional outbox: rows are written in the same transaction as the state
--- change they announce; the relay publishes them to Kafka and marks them sent.
+-- change they announce; the relay publishes them to Kafka and deletes them
+-- (`sent_at` is set only by builds that kept sent rows for a while).
 CREATE TABLE IF NOT EXISTS saga_outbox (
     id         BIGSERIAL PRIMARY KEY,
     message_id UUID NOT NULL UNIQUE,

@@ -163,7 +163,7 @@ impl Orchestrator {
             Metrics::incr(&self.metrics.started);
             self.relay.notify_one();
         }
-        self.wait(saga_id, &request.order_id, &mut done).await
+        self.wait(saga_id, &request.order_id, active.is_none(), &mut done).await
     }
 
     async fn start(&self, conn: &mut PgConnection, saga_id: Uuid, request: &CheckoutRequest) -> sqlx::Result<()> {
@@ -186,17 +186,24 @@ impl Orchestrator {
 
     /// Waits for `saga_id` to be terminal and reads its outcome from the
     /// database. Notifications only shorten the wait; a missed one costs at
-    /// most one re-read interval.
+    /// most one re-read interval. A saga this call just `started` cannot be
+    /// terminal before its first command is even published, so the first
+    /// read waits for a notification (subscribed to before the start, so
+    /// none is missed).
     async fn wait(
         &self,
         saga_id: Uuid,
         order_id: &str,
+        started: bool,
         done: &mut broadcast::Receiver<Uuid>,
     ) -> Result<CheckoutOutcome, CheckoutError> {
         const REREAD: Duration = Duration::from_millis(1000);
         let deadline = Instant::now() + self.settings.checkout_timeout;
+        let mut read = !started;
         loop {
-            match self.outcome(saga_id).await {
+            let outcome = if read { self.outcome(saga_id).await } else { Ok(None) };
+            read = true;
+            match outcome {
                 Ok(Some((outcome, finished_us))) => {
                     // From the terminal write to this read: the notification
                     // and the read itself.

@@ -74,7 +74,7 @@ impl SagaArgs {
         };
         let relay = RelaySettings {
             poll_interval: Duration::from_millis(self.relay_poll_ms.max(1)),
-            retain_sent: Duration::from_secs(60),
+            cleanup_every: Duration::from_secs(60),
             faults: RelayFaults {
                 duplicate: self.duplicate_messages,
                 delay: Duration::from_millis(self.message_delay_ms),

@@ -10,7 +10,10 @@
 //! HTTP, no Kafka, no service process. A checkout issues the statements on
 //! its critical path (the reply waits for them); bookkeeping the protocol
 //! does after the reply or in batches (2PC's finished mark, the relay's
-//! sent mark) is left out, so the ceiling is if anything too high.
+//! sent mark) is left out, so the ceiling is if anything too high. The
+//! services and the broker are paused (`SIGSTOP`) during the replay, so
+//! their idle loops take nothing from it, and the replay stops starting
+//! checkouts after [`REPLAY_LIMIT`].
 //!
 //! The SAGA's broker gets its own yardstick ([`kafka`]): a bare
 //! produce-to-consume round trip and a bare throughput run with the services'
@@ -83,6 +86,44 @@ pub struct Setup {
     pub work: Work,
     /// The broker and the services' client settings (SAGA).
     pub kafka: Option<kafka::Target>,
+    /// The stack's supervisor, to pause the services and the broker while
+    /// the database work is replayed: their idle loops (consumers' fetches,
+    /// relays' polls, the JVM) would take CPU from the replay.
+    pub quiet: Option<Quiet>,
+}
+
+/// Pauses components through the stack's supervisor.
+#[derive(Debug, Clone)]
+pub struct Quiet {
+    /// The supervisor's control channel.
+    pub control: tokio::sync::mpsc::UnboundedSender<crate::stack::supervisor::Request>,
+    /// The service replicas, as `stack.json` names them.
+    pub services: Vec<String>,
+}
+
+/// The broker's name in `stack.json`.
+const BROKER: &str = "kafka";
+
+impl Quiet {
+    /// Pauses (`SIGSTOP`) or resumes (`SIGCONT`) `components`; one that
+    /// cannot be signalled (down, restarting) is logged and skipped.
+    async fn signal(&self, components: &[String], pause: bool) {
+        use crate::stack::supervisor::{Control, Request};
+        for component in components {
+            let control = if pause {
+                Control::Pause { component: component.clone() }
+            } else {
+                Control::Resume { component: component.clone() }
+            };
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            if self.control.send(Request { control, reply }).is_err() {
+                return;
+            }
+            if let Ok(Err(why)) = answer.await {
+                tracing::warn!(component, why, "could not quiet the component for the ceiling");
+            }
+        }
+    }
 }
 
 /// How one replayed checkout ended.
@@ -94,7 +135,8 @@ enum Ended {
 }
 
 /// Measures the ceilings of `setup` over `plan`, whose data (`ids`) the
-/// service databases `dbs` hold right now (they are copied, not changed).
+/// service databases `dbs` hold right now (they are copied, not changed),
+/// with the services paused meanwhile (see [`Setup::quiet`]).
 pub async fn measure(
     dbs: &Databases,
     ids: &Ids,
@@ -104,22 +146,59 @@ pub async fn measure(
 ) -> anyhow::Result<Ceiling> {
     let scratch = scratch::Scratch::open(dbs, concurrency + 2).await?;
     scratch.copy_data(dbs, ids).await?;
+    let mut paused = setup.quiet.as_ref().map(|q| q.services.clone()).unwrap_or_default();
+    paused.push(BROKER.to_owned());
+    if let Some(quiet) = &setup.quiet {
+        quiet.signal(&paused, true).await;
+    }
+    let replayed = replay(&scratch, plan, concurrency, setup.work).await;
+    // Resumed together and well within the consumers' session timeout, so
+    // the broker never sees a member as gone.
+    if let Some(quiet) = &setup.quiet {
+        quiet.signal(&paused, false).await;
+    }
+    scratch.close().await;
+    let (database_per_s, database_paid) = replayed?;
+    let kafka = match &setup.kafka {
+        Some(target) => Some(kafka::measure(target).await?),
+        None => None,
+    };
+    Ok(Ceiling { database_per_s, database_paid, kafka })
+}
+
+/// The longest the replay runs (the services are paused meanwhile, and must
+/// be back well within their consumer session timeout of 10 s): past it no
+/// new checkout starts, and the rate counts the checkouts that ran.
+const REPLAY_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Replays `plan` on `scratch` with `concurrency` workers; returns
+/// checkouts per second and how many paid.
+async fn replay(
+    scratch: &scratch::Scratch,
+    plan: &[String],
+    concurrency: usize,
+    work: Work,
+) -> anyhow::Result<(f64, u64)> {
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
     let plan: Arc<[String]> = plan.into();
     let workers = (0..concurrency.max(1)).map(|_| {
-        let (scratch, next, plan) = (scratch.clone(), Arc::clone(&next), Arc::clone(&plan));
-        let work = setup.work;
+        let (scratch, next, done, plan) = (scratch.clone(), Arc::clone(&next), Arc::clone(&done), Arc::clone(&plan));
         tokio::spawn(async move {
             let mut paid = 0u64;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(order_id) = plan.get(i) else { return anyhow::Ok(paid) };
+                if started.elapsed() > REPLAY_LIMIT {
+                    return anyhow::Ok(paid);
+                }
                 let ended = match work {
                     Work::TwoPc(order) => twopc_work::checkout(&scratch, order_id, order).await?,
                     Work::Saga(mode) => saga_work::checkout(&scratch, order_id, mode).await?,
                 };
                 paid += u64::from(ended == Ended::Paid);
+                done.fetch_add(1, Ordering::Relaxed);
             }
         })
     });
@@ -127,13 +206,7 @@ pub async fn measure(
     for result in futures::future::join_all(workers).await {
         paid += result??;
     }
-    let elapsed = started.elapsed();
-    scratch.close().await;
-    let kafka = match &setup.kafka {
-        Some(target) => Some(kafka::measure(target).await?),
-        None => None,
-    };
-    Ok(Ceiling { database_per_s: plan.len() as f64 / elapsed.as_secs_f64().max(1e-9), database_paid: paid, kafka })
+    Ok((done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64().max(1e-9), paid))
 }
 
 /// Opens the order transaction as both protocols start a checkout: the

@@ -1,0 +1,131 @@
+//! Checkout throughput per contender and concurrency, against a local stack
+//! this bench starts itself (the real `harness up`: three PostgreSQL
+//! clusters, Kafka, Redis, the release services, nginx) and stops at the end.
+//!
+//! One iteration is one checkout of a fresh order; a sample of `n`
+//! iterations re-initialises `n` unpaid orders (not timed), then `clients`
+//! concurrent clients check them out through the gateway and the sample's
+//! time is from the first request to the last reply. Criterion reports
+//! checkouts per second (`Throughput::Elements`).
+//!
+//! `cargo bench` builds the service binaries next to this bench's harness
+//! binary; the stack uses ports 26000-26400 and `target/bench-stack`.
+//! `SAGA2PC_BENCH_CONTENDERS=2pc,saga-seq` runs only those contenders.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use harness::compare::plan::{Contender, contenders};
+
+const PORT_BASE: &str = "26000";
+const GATEWAY_PORT: &str = "26080";
+const GATEWAY: &str = "http://127.0.0.1:26080";
+const CLIENTS: [usize; 3] = [1, 8, 32];
+/// Items and users the orders draw from; stock and credit never run out.
+const ITEMS: u64 = 1_000;
+const USERS: u64 = 1_000;
+const PLENTY: u64 = 1_000_000_000;
+
+fn harness(args: &[&str]) {
+    let run_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-stack");
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(args)
+        .args(["--run-dir", run_dir])
+        .output()
+        .expect("the harness binary runs");
+    assert!(
+        out.status.success(),
+        "harness {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The stack of one contender, stopped when dropped.
+struct Stack;
+
+impl Stack {
+    fn start(c: &Contender) -> Stack {
+        let (protocol, mode, order) = (c.protocol.to_string(), c.saga_mode.to_string(), c.twopc_order.to_string());
+        harness(&[
+            "up",
+            "--detach",
+            "--protocol",
+            &protocol,
+            "--saga-mode",
+            &mode,
+            "--twopc-order",
+            &order,
+            "--port-base",
+            PORT_BASE,
+            "--gateway-port",
+            GATEWAY_PORT,
+        ]);
+        Stack
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        harness(&["down"]);
+    }
+}
+
+async fn post(http: &reqwest::Client, path: &str) {
+    let reply = http.post(format!("{GATEWAY}{path}")).send().await.expect("the gateway answers");
+    assert!(reply.status().is_success(), "{path}: {}", reply.status());
+}
+
+/// Times `n` checkouts of fresh orders from `clients` concurrent clients.
+async fn sample(http: &reqwest::Client, n: u64, clients: usize) -> Duration {
+    post(http, &format!("/orders/batch_init/{n}/{ITEMS}/{USERS}/1")).await;
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers = (0..clients).map(|_| {
+        let (http, next) = (http.clone(), Arc::clone(&next));
+        tokio::spawn(async move {
+            loop {
+                let order = next.fetch_add(1, Ordering::Relaxed);
+                if order >= n {
+                    return;
+                }
+                post(&http, &format!("/orders/checkout/{order}")).await;
+            }
+        })
+    });
+    for worker in futures::future::join_all(workers).await {
+        worker.expect("a client task panicked");
+    }
+    started.elapsed()
+}
+
+fn wanted(c: &Contender) -> bool {
+    std::env::var("SAGA2PC_BENCH_CONTENDERS").map_or(true, |list| list.split(',').any(|name| name == c.name))
+}
+
+fn checkout_throughput(crit: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("an HTTP client");
+    let mut group = crit.benchmark_group("checkout");
+    group.sample_size(10).warm_up_time(Duration::from_secs(3)).measurement_time(Duration::from_secs(10));
+    group.throughput(Throughput::Elements(1));
+    for contender in contenders().iter().filter(|c| wanted(c)) {
+        let _stack = Stack::start(contender);
+        runtime.block_on(async {
+            post(&http, &format!("/stock/batch_init/{ITEMS}/{PLENTY}/1")).await;
+            post(&http, &format!("/payment/batch_init/{USERS}/{PLENTY}")).await;
+        });
+        for clients in CLIENTS {
+            group.bench_function(BenchmarkId::new(contender.name, format!("{clients}-clients")), |b| {
+                b.to_async(&runtime).iter_custom(|n| sample(&http, n, clients));
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, checkout_throughput);
+criterion_main!(benches);
