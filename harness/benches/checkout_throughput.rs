@@ -8,8 +8,11 @@
 //! time is from the first request to the last reply. Criterion reports
 //! checkouts per second (`Throughput::Elements`).
 //!
-//! `cargo bench` builds the service binaries next to this bench's harness
-//! binary; the stack uses ports 26000-26400 and `target/bench-stack`.
+//! Each contender's stack is first loaded for a minute, unmeasured (see
+//! [`warm_up`]). `cargo bench` (the workspace) builds the service binaries
+//! next to this bench's harness binary; `cargo bench -p harness` alone does
+//! not, so build them first (`cargo build --release --workspace --bins`).
+//! The stack uses ports 26000-26400 and `target/bench-stack`.
 //! `SAGA2PC_BENCH_CONTENDERS=2pc,saga-seq` runs only those contenders.
 
 use std::process::Command;
@@ -70,7 +73,22 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        harness(&["down"]);
+        // Never panics: a drop may run while unwinding.
+        let run_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-stack");
+        let down = Command::new(env!("CARGO_BIN_EXE_harness")).args(["down", "--run-dir", run_dir]).output();
+        if !down.is_ok_and(|out| out.status.success()) {
+            eprintln!("harness down failed; stop the stack in {run_dir} by hand");
+        }
+    }
+}
+
+/// Loads the fresh stack (32 clients, unmeasured) for as long as `harness
+/// compare` warms one up at least: the broker's JVM compiles its hot paths
+/// through the first minute of load.
+async fn warm_up(http: &reqwest::Client) {
+    let until = Instant::now() + harness::compare::plan::WARM_UP_AT_LEAST;
+    while Instant::now() < until {
+        sample(http, 2_000, 32).await;
     }
 }
 
@@ -117,6 +135,7 @@ fn checkout_throughput(crit: &mut Criterion) {
         runtime.block_on(async {
             post(&http, &format!("/stock/batch_init/{ITEMS}/{PLENTY}/1")).await;
             post(&http, &format!("/payment/batch_init/{USERS}/{PLENTY}")).await;
+            warm_up(&http).await;
         });
         for clients in CLIENTS {
             group.bench_function(BenchmarkId::new(contender.name, format!("{clients}-clients")), |b| {

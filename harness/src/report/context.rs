@@ -67,6 +67,12 @@ impl RunContext {
         for (key, value) in extra {
             settings.insert((*key).to_owned(), value.clone());
         }
+        // Environment settings that change what the stack does.
+        for var in [protocol_core::spans::ENV, crate::stack::kafka::EXTRA_PROPERTIES_ENV] {
+            if let Ok(value) = std::env::var(var) {
+                settings.insert(var.to_owned(), value);
+            }
+        }
         RunContext {
             started_at: utc_now(),
             commit: first_line("git", &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".to_owned()),

@@ -266,8 +266,13 @@ impl<'a> Report<'a> {
         let totals: Vec<String> = medians
             .iter()
             .map(|(_, b)| {
+                let left_out = if b.without_spans + b.dropped as usize > 0 {
+                    format!("; {} without spans left out, {} spans dropped", b.without_spans, b.dropped)
+                } else {
+                    String::new()
+                };
                 format!(
-                    "**{}** ({} checkouts, {:.0}% attributed)",
+                    "**{}** ({} checkouts, {:.0}% attributed{left_out})",
                     short(b.total_ms),
                     b.checkouts,
                     100.0 * b.attributed()
@@ -714,6 +719,7 @@ mod tests {
             ceiling: Some(crate::run::ceiling::Ceiling {
                 database_per_s: 2.0 * throughput,
                 database_paid: 1,
+                replayed: 1,
                 kafka: None,
             }),
             breakdown: None,
@@ -761,6 +767,7 @@ mod tests {
                     ms: ms.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
                     total_ms: 10.0,
                     checkouts: 7,
+                    without_spans: 0,
                     dropped: 0,
                 });
                 samples.push(s);

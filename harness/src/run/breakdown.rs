@@ -33,6 +33,10 @@ pub struct Breakdown {
     pub total_ms: f64,
     /// How many checkouts that is.
     pub checkouts: usize,
+    /// Checkouts left out because the order service recorded no handler span
+    /// for them (it was restarted, its log was full, its drain failed): with
+    /// nothing to cut their time by, they would show as gateway time.
+    pub without_spans: usize,
     /// Spans the services could not keep (their logs were full).
     pub dropped: u64,
 }
@@ -81,6 +85,15 @@ pub fn of(load: &LoadResult, drained: Drained) -> Option<Breakdown> {
             break;
         }
     }
+    // A checkout the order service recorded nothing for cannot be cut.
+    let handled = |(order, start, end): &(&str, u64, u64)| {
+        by_order.get(*order).is_some_and(|spans| {
+            spans.iter().any(|s| s.phase == Phase::Handler && s.end_us > *start && s.start_us < *end)
+        })
+    };
+    let all = windows.len();
+    windows.retain(handled);
+    let without_spans = all - windows.len();
     windows.sort_by_key(|(_, start, end)| end - start);
     let (from, to) = middle_tenth(windows.len());
     let band = &windows[from..to];
@@ -94,7 +107,7 @@ pub fn of(load: &LoadResult, drained: Drained) -> Option<Breakdown> {
     let n = band.len().max(1) as f64;
     let ms: BTreeMap<String, f64> = sum.into_iter().map(|(k, v)| (k, v / n)).collect();
     let total_ms = ms.values().sum();
-    Some(Breakdown { ms, total_ms, checkouts: band.len(), dropped: drained.dropped })
+    Some(Breakdown { ms, total_ms, checkouts: band.len(), without_spans, dropped: drained.dropped })
 }
 
 /// Indices of the middle tenth of `n` sorted values (at least one).
@@ -143,7 +156,7 @@ pub async fn drain(http: &reqwest::Client, replicas: &[(String, String)]) -> Dra
                 all.aliases.extend(d.aliases);
                 all.dropped += d.dropped;
             }
-            Err(err) => tracing::debug!(url, error = %err, "no spans from this replica"),
+            Err(err) => tracing::warn!(url, error = %err, "no spans from this replica; its checkouts are left out"),
         }
     }
     all
@@ -175,6 +188,32 @@ mod tests {
         assert_eq!(got.get(Phase::Sql.as_str()), Some(&20));
         assert_eq!(got.get(UNATTRIBUTED), Some(&30));
         assert_eq!(got.values().sum::<u64>(), 100, "every microsecond goes somewhere, once");
+    }
+
+    #[test]
+    fn checkouts_without_a_handler_span_are_left_out_and_counted() {
+        use std::time::Duration;
+        let attempt = |ms: u64| super::super::verify::Attempt {
+            answer: Answer::Ok,
+            started: Duration::ZERO,
+            ended: Duration::from_millis(ms),
+            replied: true,
+        };
+        let answers: HashMap<String, Vec<_>> =
+            [("seen".to_owned(), vec![attempt(1)]), ("unseen".to_owned(), vec![attempt(1)])].into_iter().collect();
+        let load = LoadResult {
+            answers,
+            statuses: BTreeMap::new(),
+            aborts: BTreeMap::new(),
+            timeline: Vec::new(),
+            latency_us: hdrhistogram::Histogram::new(3).unwrap(),
+            elapsed: Duration::from_secs(1),
+            started_us: 0,
+        };
+        let drained = Drained { spans: vec![span("seen", Phase::Handler, 100, 900)], aliases: Vec::new(), dropped: 3 };
+        let b = of(&load, drained).unwrap();
+        assert_eq!((b.checkouts, b.without_spans, b.dropped), (1, 1, 3));
+        assert!((b.ms[GATEWAY] - 0.2).abs() < 1e-9, "the unseen checkout's time is not counted as gateway");
     }
 
     #[test]
@@ -214,7 +253,7 @@ mod tests {
             dropped: 0,
         };
         let b = of(&load, drained).unwrap();
-        assert_eq!(b.checkouts, 1);
+        assert_eq!((b.checkouts, b.without_spans), (1, 0));
         assert!((b.ms[Phase::Flush.as_str()] - 0.5).abs() < 1e-9);
         assert!((b.total_ms - 1.0).abs() < 1e-9);
         assert!((b.attributed() - 0.7).abs() < 1e-9);

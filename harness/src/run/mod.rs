@@ -256,11 +256,15 @@ pub async fn execute(
             load::closed_loop(gateway, Arc::clone(&data.plan), spec.concurrency, spec.duration, timeout).await?
         }
     };
-    let breakdown = breakdown::of(&load, breakdown::drain(&http, replicas).await);
     let resources = match sampler {
         Some(sampler) => sampler.finish().await,
         None => BTreeMap::new(),
     };
+    // After the sampler: serialising the span logs is not the load's CPU.
+    // Closed loop only: an open loop's latency starts at the scheduled time,
+    // which no span can cut.
+    let spans = breakdown::drain(&http, replicas).await;
+    let breakdown = if spec.rate.is_none() { breakdown::of(&load, spans) } else { None };
     // A fault scheduled after the last reply still happens (a pause ends,
     // a kill restarts) before the state is judged.
     let faults = match faults {
@@ -410,8 +414,8 @@ pub fn summary(protocol: Option<ProtocolKind>, spec: &RunSpec, outcome: &RunOutc
     if let Some(c) = &outcome.ceiling {
         let _ = write!(
             out,
-            "ceiling      {:.0} checkouts/s of bare database work ({} paid)",
-            c.database_per_s, c.database_paid
+            "ceiling      {:.0} checkouts/s of bare database work ({} replayed, {} paid)",
+            c.database_per_s, c.replayed, c.database_paid
         );
         if let Some(k) = &c.kafka {
             let _ = write!(
@@ -431,10 +435,15 @@ pub fn summary(protocol: Option<ProtocolKind>, spec: &RunSpec, outcome: &RunOutc
             .collect();
         let _ = writeln!(
             out,
-            "median ms    {:.2} over {} checkouts ({:.0}% attributed): {}",
+            "median ms    {:.2} over {} checkouts ({:.0}% attributed{}): {}",
             b.total_ms,
             b.checkouts,
             100.0 * b.attributed(),
+            if b.without_spans + b.dropped as usize > 0 {
+                format!("; {} checkouts without spans left out, {} spans dropped", b.without_spans, b.dropped)
+            } else {
+                String::new()
+            },
             parts.join(" | ")
         );
     }

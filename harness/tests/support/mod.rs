@@ -173,7 +173,7 @@ pub fn summary_number(stdout: &str, line_prefix: &str, key: &str) -> f64 {
 pub fn assert_yardstick(stdout: &str, phases: &[&str]) {
     let ceiling = stdout.lines().find(|l| l.starts_with("ceiling ")).unwrap_or_else(|| panic!("no ceiling: {stdout}"));
     let rate: f64 = ceiling.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let paid: u64 = ceiling.split('(').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let paid: u64 = ceiling.split(", ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
     assert!(rate > 0.0 && paid > 0, "{ceiling}");
     assert!(ceiling.contains("efficiency "), "{ceiling}");
     let median =

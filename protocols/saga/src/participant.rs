@@ -196,7 +196,9 @@ impl ParticipantHandler {
             }
             (_, Some((Recorded::Applied, work, _, receipt))) => {
                 let work = work.ok_or_else(|| Poison("applied effect without its work".to_owned()))?;
+                tiles.mark(Phase::Sql);
                 self.resource.undo(&mut tx, &work, receipt.as_ref()).await?;
+                tiles.mark(Phase::RowLock);
                 self.update(&mut tx, &msg, Recorded::Compensated).await?;
                 Metrics::incr(&self.metrics.compensated);
                 Body::Compensated

@@ -273,9 +273,11 @@ impl ParticipantRunner {
     async fn commit_inner(&self, gid: &Gid) -> Result<(), PhaseTwoError> {
         let key = gid.txn.to_string();
         let mut tiles = Tiles::start(&key);
-        let committed =
-            sqlx::query(&format!("COMMIT PREPARED {}", gid.sql_literal())).execute(&self.phase_two_pool).await;
+        let mut conn = self.phase_two_pool.acquire().await?;
+        tiles.mark(Phase::Pool);
+        let committed = sqlx::query(&format!("COMMIT PREPARED {}", gid.sql_literal())).execute(&mut *conn).await;
         tiles.mark(Phase::Flush);
+        drop(conn);
         match committed {
             Ok(_) => {
                 Metrics::incr(&self.metrics.committed);

@@ -179,7 +179,8 @@ impl Checkout {
         let mut tx = self.store.pool().begin().await?;
         tiles.mark(Phase::Pool);
         let order = Store::lock_for_checkout(&mut tx, order_id, ORDER_LOCK_TIMEOUT_MS).await?;
-        tiles.mark(Phase::Sql);
+        // Waits for the order's row lock while another checkout of it runs.
+        tiles.mark(Phase::RowLock);
         Ok(precheck(order_id, order)?.map(|request| (tx, request)))
     }
 }

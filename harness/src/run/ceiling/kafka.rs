@@ -51,7 +51,11 @@ pub async fn measure(target: &Target) -> anyhow::Result<Bare> {
         ClientConfig::new().set("bootstrap.servers", &target.bootstrap).set("log_level", "3").create()?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     admin
-        .create_topics(&[NewTopic::new(&topic, target.partitions, TopicReplication::Fixed(1))], &options)
+        // Its files go at once when it is deleted, not during a later load.
+        .create_topics(
+            &[NewTopic::new(&topic, target.partitions, TopicReplication::Fixed(1)).set("file.delete.delay.ms", "0")],
+            &options,
+        )
         .await?
         .into_iter()
         .next()

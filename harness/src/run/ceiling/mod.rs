@@ -10,14 +10,19 @@
 //! HTTP, no Kafka, no service process. A checkout issues the statements on
 //! its critical path (the reply waits for them); bookkeeping the protocol
 //! does after the reply or in batches (2PC's finished mark, the relay's
-//! sent mark) is left out, so the ceiling is if anything too high. The
-//! services and the broker are paused (`SIGSTOP`) during the replay, so
-//! their idle loops take nothing from it, and the replay stops starting
-//! checkouts after [`REPLAY_LIMIT`].
+//! claim and delete of a batch) is left out, a second checkout of an order
+//! whose saga is in flight returns at once (the service waits for the saga),
+//! and the scratch tables start empty where the services' have accumulated
+//! earlier runs' rows; the replay's pools have a connection per worker. The services are paused
+//! (`SIGSTOP`) during the replay, so their idle loops take nothing from it,
+//! and the replay starts no checkout after [`REPLAY_LIMIT`]; the broker
+//! keeps running (its idle load is small, and a paused broker could fence
+//! itself out of its KRaft quorum).
 //!
 //! The SAGA's broker gets its own yardstick ([`kafka`]): a bare
 //! produce-to-consume round trip and a bare throughput run with the services'
-//! client settings. A saga moves [`SAGA_MESSAGES_PER_CHECKOUT`] messages, so
+//! client settings, measured once per stack on the warm broker (its burst
+//! and its topic would disturb a load right after it). A saga moves [`SAGA_MESSAGES_PER_CHECKOUT`] messages, so
 //! its ceiling is the lower of the database ceiling and the broker's
 //! messages per second divided by that.
 //!
@@ -50,6 +55,9 @@ pub struct Ceiling {
     /// Checkouts of that replay that paid (so a ceiling that only refused is
     /// visible as such).
     pub database_paid: u64,
+    /// Checkouts the replay ran: the plan, or the part of it that started
+    /// within its time limit.
+    pub replayed: u64,
     /// The bare broker (SAGA only).
     pub kafka: Option<kafka::Bare>,
 }
@@ -84,8 +92,9 @@ pub enum Work {
 pub struct Setup {
     /// The protocol's work.
     pub work: Work,
-    /// The broker and the services' client settings (SAGA).
-    pub kafka: Option<kafka::Target>,
+    /// The bare broker, measured once per stack (SAGA; see
+    /// [`crate::run::local::LocalStack::warm_up`]).
+    pub kafka: Option<kafka::Bare>,
     /// The stack's supervisor, to pause the services and the broker while
     /// the database work is replayed: their idle loops (consumers' fetches,
     /// relays' polls, the JVM) would take CPU from the replay.
@@ -101,27 +110,58 @@ pub struct Quiet {
     pub services: Vec<String>,
 }
 
-/// The broker's name in `stack.json`.
-const BROKER: &str = "kafka";
-
 impl Quiet {
-    /// Pauses (`SIGSTOP`) or resumes (`SIGCONT`) `components`; one that
-    /// cannot be signalled (down, restarting) is logged and skipped.
-    async fn signal(&self, components: &[String], pause: bool) {
+    /// Pauses (`SIGSTOP`) the services until the returned guard resumes them
+    /// ([`Paused::resume`], or its drop on any other way out). One that cannot
+    /// be signalled (down, restarting) is logged and skipped.
+    async fn pause(&self) -> Paused {
         use crate::stack::supervisor::{Control, Request};
-        for component in components {
-            let control = if pause {
-                Control::Pause { component: component.clone() }
-            } else {
-                Control::Resume { component: component.clone() }
-            };
+        for component in &self.services {
             let (reply, answer) = tokio::sync::oneshot::channel();
+            let control = Control::Pause { component: component.clone() };
             if self.control.send(Request { control, reply }).is_err() {
-                return;
+                break;
             }
             if let Ok(Err(why)) = answer.await {
-                tracing::warn!(component, why, "could not quiet the component for the ceiling");
+                tracing::warn!(component, why, "could not pause the component for the ceiling");
             }
+        }
+        Paused(Some(self.clone()))
+    }
+}
+
+/// Services paused for the replay; resumed when dropped.
+#[derive(Debug)]
+struct Paused(Option<Quiet>);
+
+impl Paused {
+    fn send_resume(quiet: &Quiet) -> Vec<tokio::sync::oneshot::Receiver<Result<u32, String>>> {
+        use crate::stack::supervisor::{Control, Request};
+        quiet
+            .services
+            .iter()
+            .filter_map(|component| {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let control = Control::Resume { component: component.clone() };
+                quiet.control.send(Request { control, reply }).ok().map(|()| answer)
+            })
+            .collect()
+    }
+
+    /// Resumes the services and waits until the supervisor has signalled them.
+    async fn resume(mut self) {
+        if let Some(quiet) = self.0.take() {
+            for answer in Self::send_resume(&quiet) {
+                let _ = answer.await;
+            }
+        }
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        if let Some(quiet) = self.0.take() {
+            drop(Self::send_resume(&quiet));
         }
     }
 }
@@ -144,69 +184,83 @@ pub async fn measure(
     concurrency: usize,
     setup: &Setup,
 ) -> anyhow::Result<Ceiling> {
-    let scratch = scratch::Scratch::open(dbs, concurrency + 2).await?;
+    let workers = concurrency.max(1);
+    let scratch = scratch::Scratch::open(dbs, workers + 2).await?;
     scratch.copy_data(dbs, ids).await?;
-    let mut paused = setup.quiet.as_ref().map(|q| q.services.clone()).unwrap_or_default();
-    paused.push(BROKER.to_owned());
-    if let Some(quiet) = &setup.quiet {
-        quiet.signal(&paused, true).await;
-    }
-    let replayed = replay(&scratch, plan, concurrency, setup.work).await;
-    // Resumed together and well within the consumers' session timeout, so
-    // the broker never sees a member as gone.
-    if let Some(quiet) = &setup.quiet {
-        quiet.signal(&paused, false).await;
-    }
-    scratch.close().await;
-    let (database_per_s, database_paid) = replayed?;
-    let kafka = match &setup.kafka {
-        Some(target) => Some(kafka::measure(target).await?),
+    // Every connection open before the clock starts.
+    scratch.connect_all(workers + 2).await?;
+    let paused = match &setup.quiet {
+        Some(quiet) => Some(quiet.pause().await),
         None => None,
     };
-    Ok(Ceiling { database_per_s, database_paid, kafka })
+    let replayed = tokio::time::timeout(REPLAY_LIMIT * 3, replay(&scratch, plan, workers, setup.work)).await;
+    scratch.close().await;
+    if let Some(paused) = paused {
+        paused.resume().await;
+    }
+    let (database_per_s, database_paid, replayed) =
+        replayed.map_err(|_| anyhow::anyhow!("the replay overran {} s", (REPLAY_LIMIT * 3).as_secs()))??;
+    Ok(Ceiling { database_per_s, database_paid, replayed, kafka: setup.kafka })
 }
 
-/// The longest the replay runs (the services are paused meanwhile, and must
-/// be back well within their consumer session timeout of 10 s): past it no
-/// new checkout starts, and the rate counts the checkouts that ran.
-const REPLAY_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The longest the replay starts checkouts (the services are paused
+/// meanwhile, and must be back well within their consumer session timeout of
+/// 10 s): past it no new checkout starts, and the rate counts the checkouts
+/// that ran. A replay still running at three times this is abandoned (its
+/// tasks aborted), and the run has no ceiling.
+const REPLAY_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Replays `plan` on `scratch` with `concurrency` workers; returns
-/// checkouts per second and how many paid.
+/// Replays `plan` on `scratch` with `workers` concurrent checkouts; returns
+/// checkouts per second, how many paid and how many ran.
 async fn replay(
     scratch: &scratch::Scratch,
     plan: &[String],
-    concurrency: usize,
+    workers: usize,
     work: Work,
-) -> anyhow::Result<(f64, u64)> {
+) -> anyhow::Result<(f64, u64, u64)> {
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let plan: Arc<[String]> = plan.into();
-    let workers = (0..concurrency.max(1)).map(|_| {
-        let (scratch, next, done, plan) = (scratch.clone(), Arc::clone(&next), Arc::clone(&done), Arc::clone(&plan));
-        tokio::spawn(async move {
-            let mut paid = 0u64;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(order_id) = plan.get(i) else { return anyhow::Ok(paid) };
-                if started.elapsed() > REPLAY_LIMIT {
-                    return anyhow::Ok(paid);
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let (scratch, next, done, plan) =
+                (scratch.clone(), Arc::clone(&next), Arc::clone(&done), Arc::clone(&plan));
+            tokio::spawn(async move {
+                let mut paid = 0u64;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(order_id) = plan.get(i) else { return anyhow::Ok(paid) };
+                    if started.elapsed() > REPLAY_LIMIT {
+                        return anyhow::Ok(paid);
+                    }
+                    let ended = match work {
+                        Work::TwoPc(order) => twopc_work::checkout(&scratch, order_id, order).await?,
+                        Work::Saga(mode) => saga_work::checkout(&scratch, order_id, mode).await?,
+                    };
+                    paid += u64::from(ended == Ended::Paid);
+                    done.fetch_add(1, Ordering::Relaxed);
                 }
-                let ended = match work {
-                    Work::TwoPc(order) => twopc_work::checkout(&scratch, order_id, order).await?,
-                    Work::Saga(mode) => saga_work::checkout(&scratch, order_id, mode).await?,
-                };
-                paid += u64::from(ended == Ended::Paid);
-                done.fetch_add(1, Ordering::Relaxed);
-            }
+            })
         })
-    });
+        .collect();
+    // Aborted if this future is dropped (the caller's timeout).
+    let guards: Vec<AbortOnDrop> = tasks.iter().map(|t| AbortOnDrop(t.abort_handle())).collect();
     let mut paid = 0;
-    for result in futures::future::join_all(workers).await {
+    for result in futures::future::join_all(tasks).await {
         paid += result??;
     }
-    Ok((done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64().max(1e-9), paid))
+    drop(guards);
+    let ran = done.load(Ordering::Relaxed);
+    Ok((ran as f64 / started.elapsed().as_secs_f64().max(1e-9), paid, ran as u64))
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Opens the order transaction as both protocols start a checkout: the
@@ -294,7 +348,7 @@ mod tests {
     #[test]
     fn a_saga_is_bounded_by_the_slower_of_its_database_and_its_broker() {
         let bare = |messages_per_s| Some(kafka::Bare { round_trip_ms: 2.0, messages_per_s });
-        let db = Ceiling { database_per_s: 1000.0, database_paid: 1, kafka: None };
+        let db = Ceiling { database_per_s: 1000.0, database_paid: 1, replayed: 1, kafka: None };
         assert!((db.checkouts_per_s() - 1000.0).abs() < 1e-9);
         assert!((Ceiling { kafka: bare(2000.0), ..db }.checkouts_per_s() - 500.0).abs() < 1e-9);
         assert!((Ceiling { kafka: bare(40_000.0), ..db }.checkouts_per_s() - 1000.0).abs() < 1e-9);

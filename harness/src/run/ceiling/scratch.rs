@@ -143,6 +143,20 @@ impl Scratch {
         Ok(())
     }
 
+    /// Opens `n` connections in every pool (and keeps them), so that no
+    /// backend starts inside the timed replay.
+    pub async fn connect_all(&self, n: usize) -> anyhow::Result<()> {
+        for pool in [&self.order, &self.stock, &self.payment] {
+            let mut held = Vec::with_capacity(n);
+            for _ in 0..n {
+                let mut conn = pool.acquire().await?;
+                conn.execute("SELECT 1").await?;
+                held.push(conn);
+            }
+        }
+        Ok(())
+    }
+
     /// Closes the pools, first rolling back whatever a failed replay left
     /// prepared.
     pub async fn close(self) {
@@ -166,8 +180,7 @@ async fn open_one(service_url: String, role: Role, connections: usize) -> anyhow
     if exists.is_none() {
         admin.execute(format!("CREATE DATABASE {SCRATCH_DATABASE}").as_str()).await?;
     }
-    let pool = PgPoolOptions::new().max_connections(u32::try_from(connections).unwrap_or(u32::MAX));
-    let pool = pool.connect_with(scratch.clone()).await?;
+    let pool = options(connections).connect_with(scratch.clone()).await?;
     if let Err(err) = install(&pool, role).await {
         // Migrations of an older build: start the scratch database over.
         tracing::info!(error = %err, "recreating the ceiling's scratch database");
@@ -175,14 +188,19 @@ async fn open_one(service_url: String, role: Role, connections: usize) -> anyhow
         rollback_prepared_with(&scratch).await?;
         admin.execute(format!("DROP DATABASE {SCRATCH_DATABASE} WITH (FORCE)").as_str()).await?;
         admin.execute(format!("CREATE DATABASE {SCRATCH_DATABASE}").as_str()).await?;
-        let pool = PgPoolOptions::new().max_connections(u32::try_from(connections).unwrap_or(u32::MAX));
-        let pool = pool.connect_with(scratch).await?;
+        let pool = options(connections).connect_with(scratch).await?;
         install(&pool, role).await.context("installing the ceiling's schema")?;
         admin.close().await?;
         return Ok(pool);
     }
     admin.close().await?;
     Ok(pool)
+}
+
+/// Pools that keep their connections (no idle timeout within a replay).
+fn options(connections: usize) -> PgPoolOptions {
+    let n = u32::try_from(connections).unwrap_or(u32::MAX);
+    PgPoolOptions::new().max_connections(n).idle_timeout(None).max_lifetime(None)
 }
 
 async fn install(pool: &PgPool, role: Role) -> anyhow::Result<()> {
