@@ -1,6 +1,7 @@
 //! What `harness compare` runs: the contenders and the cases, for the full
-//! comparison (about 15 minutes on 2 cores), `--quick` (about 3, for CI) and
-//! `--plan 2pc-strategies` (2PC's prepare orders against each other, about 6).
+//! comparison (about 25 minutes on 2 cores, warm-ups included), `--quick`
+//! (about 5, for CI) and `--plan 2pc-strategies` (2PC's prepare orders
+//! against each other, about 12).
 
 use std::time::Duration;
 

@@ -154,12 +154,19 @@ impl<'a> Report<'a> {
     }
 
     fn performance_table(&mut self, case: &str) {
+        // Open-loop (fault) cases have no ceiling: no empty columns.
+        let yardstick = self.comparison.samples.iter().any(|s| s.case == case && s.ceiling.is_some());
         let _ = writeln!(
             self.body,
-            "| contender | checkouts/s | ceiling/s | efficiency | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | \
-             not paid | 5xx/none | compensations | in flight at end | settled s | invariants |"
+            "| contender | checkouts/s |{} p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | not paid | 5xx/none | \
+             compensations | in flight at end | settled s | invariants |",
+            if yardstick { " ceiling/s | efficiency |" } else { "" }
         );
-        let _ = writeln!(self.body, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(
+            self.body,
+            "|---|---|{}---|---|---|---|---|---|---|---|---|---|---|",
+            if yardstick { "---|---|" } else { "" }
+        );
         for name in self.contenders() {
             let samples = self.samples(case, name);
             if samples.is_empty() {
@@ -168,10 +175,13 @@ impl<'a> Report<'a> {
             let spread = |f: &dyn Fn(&Sample) -> f64| spread_cell(&samples, f);
             let _ = writeln!(
                 self.body,
-                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {}% | {} | {} | {} | {} | {} |",
+                "| {name} | {} |{} {} | {} | {} | {} | {} | {}% | {} | {} | {} | {} | {} |",
                 spread(&|s| s.throughput),
-                spread(&|s| s.ceiling_per_s()),
-                spread(&|s| s.efficiency()),
+                if yardstick {
+                    format!(" {} | {} |", spread(&|s| s.ceiling_per_s()), spread(&|s| s.efficiency()))
+                } else {
+                    String::new()
+                },
                 spread(&|s| s.latency_ms.p50),
                 spread(&|s| s.latency_ms.p90),
                 spread(&|s| s.latency_ms.p99),

@@ -70,15 +70,15 @@ group.initial.rebalance.delay.ms=0
     )
 }
 
-/// Extra broker settings from [`EXTRA_PROPERTIES_ENV`] (`key=value;...`), one
-/// per line, after the stack's own (a later line wins): for measuring how a
-/// broker setting moves the numbers without a new build.
+/// The settings of [`EXTRA_PROPERTIES_ENV`], one per line.
 fn extra_properties() -> String {
     let extra = std::env::var(EXTRA_PROPERTIES_ENV).unwrap_or_default();
     extra.split(';').map(str::trim).filter(|kv| kv.contains('=')).map(|kv| format!("{kv}\n")).collect()
 }
 
-/// See [`extra_properties`].
+/// Extra broker settings, `key=value;...`, appended to the stack's own in
+/// `server.properties` (a later line wins): for measuring how a broker
+/// setting moves the numbers without a new build. Reports record it.
 pub const EXTRA_PROPERTIES_ENV: &str = "SAGA2PC_KAFKA_PROPERTIES";
 
 const LOG4J2: &str = "status = warn

@@ -15,7 +15,7 @@
 //! and the scratch tables start empty where the services' have accumulated
 //! earlier runs' rows; the replay's pools have a connection per worker. The services are paused
 //! (`SIGSTOP`) during the replay, so their idle loops take nothing from it,
-//! and the replay starts no checkout after [`REPLAY_LIMIT`]; the broker
+//! and the replay starts no checkout after 3 s; the broker
 //! keeps running (its idle load is small, and a paused broker could fence
 //! itself out of its KRaft quorum).
 //!
