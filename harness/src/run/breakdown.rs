@@ -170,6 +170,26 @@ mod tests {
         Span { key: key.to_owned(), phase, start_us, end_us }
     }
 
+    /// A load in which each of `orders` was paid by one 1 ms checkout.
+    fn load(orders: &[&str], started_us: u64) -> LoadResult {
+        use std::time::Duration;
+        let attempt = || super::super::verify::Attempt {
+            answer: Answer::Ok,
+            started: Duration::ZERO,
+            ended: Duration::from_millis(1),
+            replied: true,
+        };
+        LoadResult {
+            answers: orders.iter().map(|o| ((*o).to_owned(), vec![attempt()])).collect(),
+            statuses: BTreeMap::new(),
+            aborts: BTreeMap::new(),
+            timeline: Vec::new(),
+            latency_us: hdrhistogram::Histogram::new(3).unwrap(),
+            elapsed: Duration::from_secs(1),
+            started_us,
+        }
+    }
+
     #[test]
     fn overlaps_go_to_the_most_specific_phase_and_gaps_are_named() {
         // Client 0..100; handler 10..90; a call 20..60 during which the
@@ -192,24 +212,7 @@ mod tests {
 
     #[test]
     fn checkouts_without_a_handler_span_are_left_out_and_counted() {
-        use std::time::Duration;
-        let attempt = |ms: u64| super::super::verify::Attempt {
-            answer: Answer::Ok,
-            started: Duration::ZERO,
-            ended: Duration::from_millis(ms),
-            replied: true,
-        };
-        let answers: HashMap<String, Vec<_>> =
-            [("seen".to_owned(), vec![attempt(1)]), ("unseen".to_owned(), vec![attempt(1)])].into_iter().collect();
-        let load = LoadResult {
-            answers,
-            statuses: BTreeMap::new(),
-            aborts: BTreeMap::new(),
-            timeline: Vec::new(),
-            latency_us: hdrhistogram::Histogram::new(3).unwrap(),
-            elapsed: Duration::from_secs(1),
-            started_us: 0,
-        };
+        let load = load(&["seen", "unseen"], 0);
         let drained = Drained { spans: vec![span("seen", Phase::Handler, 100, 900)], aliases: Vec::new(), dropped: 3 };
         let b = of(&load, drained).unwrap();
         assert_eq!((b.checkouts, b.without_spans, b.dropped), (1, 1, 3));
@@ -226,24 +229,7 @@ mod tests {
 
     #[test]
     fn participant_spans_join_their_order_through_the_alias() {
-        use std::time::Duration;
-        let mut answers = HashMap::new();
-        let attempt = |ms: u64| super::super::verify::Attempt {
-            answer: Answer::Ok,
-            started: Duration::ZERO,
-            ended: Duration::from_millis(ms),
-            replied: true,
-        };
-        answers.insert("o".to_owned(), vec![attempt(1)]);
-        let load = LoadResult {
-            answers,
-            statuses: BTreeMap::new(),
-            aborts: BTreeMap::new(),
-            timeline: Vec::new(),
-            latency_us: hdrhistogram::Histogram::new(3).unwrap(),
-            elapsed: Duration::from_secs(1),
-            started_us: 1_000_000,
-        };
+        let load = load(&["o"], 1_000_000);
         let drained = Drained {
             spans: vec![
                 span("o", Phase::Handler, 1_000_100, 1_000_900),

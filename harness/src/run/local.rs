@@ -87,14 +87,7 @@ impl LocalStack {
         let mut rates: Vec<f64> = Vec::new();
         let mut loaded = std::time::Duration::ZERO;
         loop {
-            let outcome = self.run_with(spec, &[], false).await?;
-            anyhow::ensure!(
-                outcome.violations.is_empty(),
-                "invariants broken in the warm-up: {:?}",
-                outcome.violations
-            );
-            rates.push(outcome.load.throughput());
-            loaded += outcome.load.elapsed;
+            loaded += self.warm_up_round(spec, &mut rates).await?;
             if (loaded >= at_least && steady(&rates)) || loaded >= WARM_UP_AT_MOST.max(at_least) {
                 break;
             }
@@ -103,15 +96,17 @@ impl LocalStack {
         // first measured load does not follow its burst.
         if self.config.protocol == ProtocolKind::Saga && self.kafka_bare.is_none() {
             self.measure_kafka_bare().await;
-            let outcome = self.run_with(spec, &[], false).await?;
-            anyhow::ensure!(
-                outcome.violations.is_empty(),
-                "invariants broken in the warm-up: {:?}",
-                outcome.violations
-            );
-            rates.push(outcome.load.throughput());
+            self.warm_up_round(spec, &mut rates).await?;
         }
         Ok(rates)
+    }
+
+    /// One warm-up round: its throughput goes to `rates`; returns its load time.
+    async fn warm_up_round(&mut self, spec: &RunSpec, rates: &mut Vec<f64>) -> anyhow::Result<std::time::Duration> {
+        let outcome = self.run_with(spec, &[], false).await?;
+        anyhow::ensure!(outcome.violations.is_empty(), "invariants broken in the warm-up: {:?}", outcome.violations);
+        rates.push(outcome.load.throughput());
+        Ok(outcome.load.elapsed)
     }
 
     /// Measures the bare broker (see [`ceiling::kafka`]) once for this stack.

@@ -98,6 +98,16 @@ pub enum Status {
 }
 
 impl Status {
+    /// The name in the `sagas.status` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Compensating => "compensating",
+            Status::Paid => "paid",
+            Status::Rejected => "rejected",
+        }
+    }
+
     /// Whether the saga is over.
     pub fn is_terminal(self) -> bool {
         matches!(self, Status::Paid | Status::Rejected)

@@ -87,16 +87,9 @@ impl std::fmt::Debug for Orchestrator {
     }
 }
 
-fn status_str(status: Status) -> &'static str {
-    match status {
-        Status::Running => "running",
-        Status::Compensating => "compensating",
-        Status::Paid => "paid",
-        Status::Rejected => "rejected",
-    }
-}
-
-fn command(saga_id: Uuid, request: &CheckoutRequest, action: &Action) -> Option<Envelope> {
+/// The command message an action sends (`None`: [`Action::Finish`] sends
+/// none).
+pub fn command(saga_id: Uuid, request: &CheckoutRequest, action: &Action) -> Option<Envelope> {
     let (step, body) = match *action {
         Action::Do(step @ Step::ReserveStock) => (step, Body::Action { work: Work::stock_for(request) }),
         Action::Do(step @ Step::DebitCredit) => (step, Body::Action { work: Work::payment_for(request) }),
@@ -171,7 +164,7 @@ impl Orchestrator {
         sqlx::query("INSERT INTO sagas (saga_id, order_id, status, state, request) VALUES ($1, $2, $3, $4, $5)")
             .bind(saga_id)
             .bind(&request.order_id)
-            .bind(status_str(saga.status))
+            .bind(saga.status.as_str())
             .bind(Json(&saga))
             .bind(Json(request))
             .execute(&mut *conn)
@@ -339,7 +332,7 @@ impl Orchestrator {
              WHERE saga_id = $1",
         )
         .bind(saga_id)
-        .bind(status_str(saga.status))
+        .bind(saga.status.as_str())
         .bind(Json(saga))
         .bind(terminal)
         .execute(&mut *conn)

@@ -4,56 +4,21 @@
 //! savepoint, the reply in the outbox); each reply is one order transaction
 //! (inbox claim, the saga under its row lock, the next commands or the paid
 //! flag); then the waiter's read of the outcome. The same statements as the
-//! services' (`protocols/saga`), driven by the same machine, with each
+//! services' (`protocols/saga`; the outbox and inbox writes and the commands
+//! are the protocol's own functions), driven by the same machine, with each
 //! message handed straight to its consumer instead of through Kafka.
 
 use protocol_core::{CheckoutRequest, RejectReason, Work};
 use saga::machine::{Action, Event, Saga, Status};
 use saga::messages::{Body, Envelope, Step};
+use saga::orchestrator::command;
+use saga::store::{claim, enqueue};
+use sqlx::PgPool;
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::scratch::Scratch;
 use super::{Ended, debit, lock_order, take_stock};
-
-fn status_str(status: Status) -> &'static str {
-    match status {
-        Status::Running => "running",
-        Status::Compensating => "compensating",
-        Status::Paid => "paid",
-        Status::Rejected => "rejected",
-    }
-}
-
-fn command(saga_id: Uuid, request: &CheckoutRequest, action: &Action) -> Option<Envelope> {
-    let (step, body) = match *action {
-        Action::Do(step @ Step::ReserveStock) => (step, Body::Action { work: Work::stock_for(request) }),
-        Action::Do(step @ Step::DebitCredit) => (step, Body::Action { work: Work::payment_for(request) }),
-        Action::Undo(step) => (step, Body::Compensate),
-        Action::Finish(_) => return None,
-    };
-    Some(Envelope::new(saga_id, &request.order_id, step, body))
-}
-
-async fn enqueue(conn: &mut PgConnection, msg: &Envelope) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO saga_outbox (message_id, topic, msg_key, payload) VALUES ($1, $2, $3, $4)")
-        .bind(msg.message_id)
-        .bind(msg.topic())
-        .bind(&msg.order_id)
-        .bind(msg.encode())
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-async fn claim(conn: &mut PgConnection, message_id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO saga_inbox (message_id) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(message_id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
 
 pub(super) async fn checkout(db: &Scratch, order_id: &str, mode: saga::Mode) -> anyhow::Result<Ended> {
     let Some((mut tx, request)) = lock_order(&db.order, order_id).await? else {
@@ -73,7 +38,7 @@ pub(super) async fn checkout(db: &Scratch, order_id: &str, mode: saga::Mode) -> 
     sqlx::query("INSERT INTO sagas (saga_id, order_id, status, state, request) VALUES ($1, $2, $3, $4, $5)")
         .bind(saga_id)
         .bind(order_id)
-        .bind(status_str(saga.status))
+        .bind(saga.status.as_str())
         .bind(Json(&saga))
         .bind(Json(&request))
         .execute(&mut *tx)
@@ -228,7 +193,7 @@ async fn on_reply(
          WHERE saga_id = $1",
     )
     .bind(reply.saga_id)
-    .bind(status_str(saga.status))
+    .bind(saga.status.as_str())
     .bind(Json(&*saga))
     .bind(terminal)
     .execute(&mut *tx)

@@ -2,7 +2,8 @@
 //! lock; each participant's branch records itself, takes its rows and is
 //! prepared; the commit decision and the paid flag commit with the order
 //! transaction; then `COMMIT PREPARED` on both. The same statements as the
-//! services' (`protocols/twopc`), in the same order, without the network.
+//! services' (`protocols/twopc`; the decision is written by the decision
+//! log's own function), in the same order, without the network.
 
 use protocol_core::CheckoutRequest;
 use sqlx::PgPool;
@@ -50,16 +51,7 @@ pub(super) async fn checkout(db: &Scratch, order_id: &str, order: PrepareOrder) 
         tokio::try_join!(rollback(&db.stock, &stock, stock_yes), rollback(&db.payment, &payment, payment_yes))?;
         return Ok(Ended::NotPaid);
     }
-    sqlx::query(
-        "INSERT INTO twopc_decisions (txn_id, coordinator, order_id, decision, decided_at)
-         VALUES ($1, $2, $3, 'commit', clock_timestamp())
-         ON CONFLICT (txn_id) DO NOTHING RETURNING decision",
-    )
-    .bind(txn)
-    .bind(coordinator.as_str())
-    .bind(order_id)
-    .fetch_optional(&mut *tx)
-    .await?;
+    twopc::decision_log::record_commit(&mut tx, txn, &coordinator, order_id).await?;
     sqlx::query("UPDATE orders SET paid = TRUE, paid_at = now() WHERE order_id = $1 AND NOT paid")
         .bind(order_id)
         .execute(&mut *tx)
