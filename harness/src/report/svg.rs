@@ -135,6 +135,26 @@ fn legend(out: &mut String, names: impl Iterator<Item = String>) {
     }
 }
 
+/// The name of bar slot `c` (each `slot` wide) under the plot.
+fn category_label(out: &mut String, c: usize, slot: f64, category: &str) {
+    let _ = write!(
+        out,
+        r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
+        LEFT + c as f64 * slot + slot / 2.0,
+        HEIGHT - BOTTOM + 16.0,
+        escape(category)
+    );
+}
+
+/// The plot's border, the legend of `names`, and the end of the document.
+fn finish(out: &mut String, names: impl Iterator<Item = String>) {
+    let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
+    let _ =
+        write!(out, r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#444"/>"##);
+    legend(out, names);
+    out.push_str("</svg>\n");
+}
+
 impl LineChart {
     /// The chart as an SVG document.
     pub fn render(&self) -> String {
@@ -238,20 +258,9 @@ impl BarChart {
                     label(v)
                 );
             }
-            let _ = write!(
-                out,
-                r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
-                LEFT + c as f64 * slot + slot / 2.0,
-                TOP + plot_h + 16.0,
-                escape(category)
-            );
+            category_label(&mut out, c, slot, category);
         }
-        let _ = write!(
-            out,
-            r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#444"/>"##
-        );
-        legend(&mut out, self.groups.iter().map(|(n, _)| n.clone()));
-        out.push_str("</svg>\n");
+        finish(&mut out, self.groups.iter().map(|(n, _)| n.clone()));
         out
     }
 }
@@ -285,20 +294,9 @@ impl StackedBarChart {
                 );
                 base += v;
             }
-            let _ = write!(
-                out,
-                r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
-                LEFT + c as f64 * slot + slot / 2.0,
-                TOP + plot_h + 16.0,
-                escape(category)
-            );
+            category_label(&mut out, c, slot, category);
         }
-        let _ = write!(
-            out,
-            r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#444"/>"##
-        );
-        legend(&mut out, self.segments.iter().map(|(n, _)| n.clone()));
-        out.push_str("</svg>\n");
+        finish(&mut out, self.segments.iter().map(|(n, _)| n.clone()));
         out
     }
 }
