@@ -171,8 +171,8 @@ struct StackArgs {
     /// after the other: no distributed deadlock) or `parallel`.
     #[arg(long, default_value = "payment-first")]
     twopc_order: twopc::PrepareOrder,
-    /// SAGA: Kafka client profile of the services, `defaults` or `low-latency`.
-    #[arg(long, default_value = "defaults")]
+    /// SAGA: Kafka client profile of the services, `balanced`, `defaults` or `low-latency`.
+    #[arg(long, default_value = "balanced")]
     kafka_profile: saga::Profile,
 }
 

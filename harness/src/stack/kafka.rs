@@ -63,12 +63,28 @@ offsets.topic.num.partitions={partitions}
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
+broker.session.timeout.ms={session_ms}
+broker.heartbeat.interval.ms={heartbeat_ms}
 {extra}",
         log_dir = log_dir.display(),
         partitions = config.partitions,
+        session_ms = BROKER_SESSION.as_millis(),
+        heartbeat_ms = BROKER_SESSION.as_millis() / 4,
         extra = extra_properties(),
     )
 }
+
+/// How long the controller keeps a broker registered without a heartbeat.
+///
+/// A broker restarted after a crash cannot register again, so cannot serve,
+/// until its previous incarnation's session has expired; the restarted
+/// controller gives every registered broker a fresh session when it takes
+/// over. With Kafka's 9 s default a killed broker served again about 10 s
+/// after its restart, and every saga waited that long; at 1 s it serves about
+/// a second after its controller. The broker heartbeats its own controller
+/// over loopback every quarter of this, so a spurious expiry would need the
+/// JVM stalled for a second.
+pub const BROKER_SESSION: Duration = Duration::from_millis(1000);
 
 /// The settings of [`EXTRA_PROPERTIES_ENV`], one per line.
 fn extra_properties() -> String {
@@ -103,6 +119,7 @@ pub fn prepare(config: &StackConfig) -> anyhow::Result<()> {
     let props = dir.join("server.properties");
     std::fs::write(&props, server_properties(config, &data))?;
     std::fs::write(dir.join("log4j2.properties"), LOG4J2)?;
+    promote_class_archive(config);
     if data.join("meta.properties").is_file() {
         return Ok(());
     }
@@ -121,6 +138,46 @@ pub fn prepare(config: &StackConfig) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The broker's class-data-sharing archive, next to the jars it was made
+/// from: the Kafka classes loaded and verified once, mapped by every later
+/// start. A broker restarted after a crash serves about 0.6 s sooner with it
+/// (1.15 s against 1.77 s from exec to "Kafka Server started" here), and
+/// every saga waits for that restart.
+fn shared_class_archive(config: &StackConfig) -> PathBuf {
+    config.kafka_libs.with_file_name("classes.jsa")
+}
+
+/// Where a broker without a shared archive dumps one when it exits cleanly
+/// (`-XX:ArchiveClassesAtExit`): in its own run directory, so two stacks never
+/// write one file.
+fn dumped_class_archive(config: &StackConfig) -> PathBuf {
+    kafka_dir(config).join("classes.jsa")
+}
+
+/// Makes a previous run's dump the shared archive if there is none yet (an
+/// atomic rename; a failure only costs the faster start). Called before a run
+/// directory is cleared, and when the broker is prepared.
+pub fn promote_class_archive(config: &StackConfig) {
+    let (shared, dumped) = (shared_class_archive(config), dumped_class_archive(config));
+    if !shared.is_file()
+        && dumped.is_file()
+        && let Err(err) = std::fs::rename(&dumped, &shared)
+    {
+        tracing::debug!(error = %err, "could not keep the broker's class archive");
+    }
+}
+
+/// The JVM option that uses the shared class archive, or dumps one at exit.
+/// A JVM that cannot use an archive (another JDK build) ignores it.
+fn class_archive_option(config: &StackConfig) -> String {
+    let shared = shared_class_archive(config);
+    if shared.is_file() {
+        format!("-XX:SharedArchiveFile={}", shared.display())
+    } else {
+        format!("-XX:ArchiveClassesAtExit={}", dumped_class_archive(config).display())
+    }
 }
 
 /// A KRaft cluster id: 16 random bytes, URL-safe base64 without padding, and
@@ -177,6 +234,9 @@ pub fn spec(config: &StackConfig) -> anyhow::Result<Spec> {
             "-XX:+UseG1GC".to_owned(),
             "-XX:MaxGCPauseMillis=20".to_owned(),
             "-Djava.awt.headless=true".to_owned(),
+            class_archive_option(config),
+            // Classes it cannot archive are reported one warning each.
+            "-Xlog:cds*=off".to_owned(),
             format!("-Dlog4j2.configurationFile={}", dir.join("log4j2.properties").display()),
             "-cp".to_owned(),
             classpath(config),
@@ -189,6 +249,7 @@ pub fn spec(config: &StackConfig) -> anyhow::Result<Spec> {
         log: config.run_dir.join("logs").join("kafka.log"),
         stop_signal: Signal::SIGTERM,
         stop_timeout: Duration::from_secs(30),
+        listener: None,
     })
 }
 

@@ -14,6 +14,9 @@ use super::process::{Spec, find_program};
 /// Path answered by nginx itself, used to tell that the gateway is up.
 pub const HEALTH_PATH: &str = "/gateway/health";
 
+/// The checkout endpoint's prefix, the one POST the gateway retries.
+const CHECKOUT_PREFIX: &str = "/orders/checkout/";
+
 /// Renders `nginx.conf` for the stack.
 pub fn render_conf(config: &StackConfig) -> String {
     let dir = config.run_dir.join("nginx");
@@ -26,12 +29,32 @@ pub fn render_conf(config: &StackConfig) -> String {
         for replica in 0..config.replicas {
             let _ = writeln!(upstreams, "        server 127.0.0.1:{} max_fails=0;", config.service_port(role, replica));
         }
+        // Each replica once more as a backup: the retry of a request whose
+        // connection broke (the replica was killed) goes there when no other
+        // replica is left to try, and waits in the socket's backlog until the
+        // restarted replica answers (see `services::spec`).
+        for replica in 0..config.replicas {
+            let port = config.service_port(role, replica);
+            let _ = writeln!(upstreams, "        server 127.0.0.1:{port} max_fails=0 backup;");
+        }
         let _ = writeln!(upstreams, "        keepalive 64;\n    }}");
         let _ = writeln!(
             locations,
             "        location {prefix} {{\n            proxy_pass http://{name};\n        }}",
             prefix = role.route_prefix()
         );
+        if role == Role::Order {
+            // Checkout is the one POST that may be sent again: by the API's
+            // contract a repeated checkout of an order takes effect at most
+            // once and answers the true outcome (it joins the saga in flight,
+            // or finds the order paid). So a checkout whose replica died
+            // under it is retried instead of answered 502.
+            let _ = writeln!(
+                locations,
+                "        location {CHECKOUT_PREFIX} {{\n            proxy_pass http://{name};\n            \
+                 proxy_next_upstream error non_idempotent;\n        }}"
+            );
+        }
     }
     format!(
         "daemon off;
@@ -97,6 +120,7 @@ pub fn spec(config: &StackConfig) -> anyhow::Result<Spec> {
         // SIGQUIT lets workers finish in-flight requests.
         stop_signal: Signal::SIGQUIT,
         stop_timeout: Duration::from_secs(10),
+        listener: None,
     })
 }
 
@@ -146,11 +170,15 @@ mod tests {
                 role.name()
             )));
             for r in 0..2 {
-                assert!(conf.contains(
-                    &format!("server 127.0.0.1:{};", config.service_port(role, r)).replace(";", " max_fails=0;")
-                ));
+                let port = config.service_port(role, r);
+                assert!(conf.contains(&format!("server 127.0.0.1:{port} max_fails=0;")));
+                assert!(conf.contains(&format!("server 127.0.0.1:{port} max_fails=0 backup;")));
             }
         }
         assert!(!conf.contains("/internal"));
+        // Only checkout, idempotent by contract, is retried as a POST.
+        assert_eq!(conf.matches("non_idempotent").count(), 1);
+        let checkout = conf.find(&format!("location {CHECKOUT_PREFIX} ")).expect("a checkout location");
+        assert!(conf[checkout..].find("non_idempotent") < conf[checkout..].find('}'));
     }
 }

@@ -127,6 +127,7 @@ pub fn spec(config: &StackConfig, role: Role) -> anyhow::Result<Spec> {
         // SIGINT is PostgreSQL's "fast" shutdown: abort sessions, checkpoint, exit.
         stop_signal: Signal::SIGINT,
         stop_timeout: Duration::from_secs(30),
+        listener: None,
     })
 }
 

@@ -7,14 +7,18 @@
 //! against databases that are going away).
 
 use std::fs::{File, OpenOptions};
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use protocol_core::listen::{ENV as LISTEN_FD_ENV, FD as LISTEN_FD};
 
 /// How to start one process.
 #[derive(Debug, Clone)]
@@ -37,6 +41,10 @@ pub struct Spec {
     pub stop_signal: Signal,
     /// How long a clean shutdown may take before `SIGKILL`.
     pub stop_timeout: Duration,
+    /// A listening socket the process gets as file descriptor
+    /// `protocol_core::listen::FD`, the same socket for every restart: connections made while the process is down wait in the
+    /// socket's backlog instead of being refused.
+    pub listener: Option<Arc<TcpListener>>,
 }
 
 /// A running child process.
@@ -64,10 +72,32 @@ impl Spec {
         if let Some((uid, gid)) = self.user {
             cmd.uid(uid).gid(gid);
         }
+        if let Some(listener) = &self.listener {
+            let fd = listener.as_raw_fd();
+            cmd.env(LISTEN_FD_ENV, LISTEN_FD.to_string());
+            // SAFETY: between fork and exec only async-signal-safe calls
+            // (dup2, fcntl) run, touching no memory of the parent.
+            #[allow(unsafe_code, reason = "passing a descriptor to a child needs a pre-exec hook")]
+            unsafe {
+                cmd.pre_exec(move || inherit_fd(fd));
+            }
+        }
         let child = cmd.spawn().with_context(|| format!("starting {} ({})", self.name, self.program.display()))?;
         tracing::debug!(name = %self.name, pid = child.id(), "started");
         Ok(Proc { spec: self.clone(), child })
     }
+}
+
+/// Makes `fd` the child's [`LISTEN_FD`], open across `exec` (a `dup2` onto
+/// another number clears close-on-exec; onto itself it must be cleared).
+fn inherit_fd(fd: RawFd) -> std::io::Result<()> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    if fd == LISTEN_FD {
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
+    } else {
+        nix::unistd::dup2(fd, LISTEN_FD)?;
+    }
+    Ok(())
 }
 
 fn open_log(path: &Path) -> anyhow::Result<File> {

@@ -43,6 +43,7 @@ pub fn spec(config: &StackConfig) -> anyhow::Result<Spec> {
         log: config.run_dir.join("logs").join("redis.log"),
         stop_signal: Signal::SIGTERM,
         stop_timeout: Duration::from_secs(10),
+        listener: None,
     })
 }
 

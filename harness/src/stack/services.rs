@@ -1,8 +1,10 @@
 //! The service replicas: command lines, and readiness through `GET /health`.
 
+use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 use protocol_core::ProtocolKind;
 use protocol_core::spans::ENV as SPANS_ENV;
@@ -70,7 +72,17 @@ pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Sp
         log: config.run_dir.join("logs").join(format!("{}-{replica}.log", role.name())),
         stop_signal: Signal::SIGTERM,
         stop_timeout: Duration::from_secs(15),
+        listener: Some(Arc::new(listen(config.service_port(role, replica))?)),
     })
+}
+
+/// The replica's listening socket, bound by the harness and inherited by
+/// every incarnation of the replica: while a killed replica restarts, the
+/// gateway's connections wait in its backlog (and are answered once the new
+/// process serves) instead of being refused with a 502.
+fn listen(port: u16) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding 127.0.0.1:{port}"))?;
+    Ok(listener)
 }
 
 /// Polls `url` until it answers 2xx.

@@ -25,6 +25,7 @@
 pub mod crashpoint;
 mod items;
 mod kind;
+pub mod listen;
 mod outcome;
 pub mod spans;
 

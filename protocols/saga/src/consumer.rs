@@ -140,20 +140,42 @@ enum Session {
 
 /// Consumes until `stop` turns true, replacing the consumer whenever it hits
 /// a fatal error.
+///
+/// The replacement comes quickly (100 ms) because the usual fatal error is a
+/// static member fenced after a broker restart, and every saga waits for it.
+/// If two live consumers share one identity they fence each other in turn;
+/// the wait then doubles up to [`MAX_REJOIN_BACKOFF`], so they take turns
+/// without flooding the broker or the log.
 pub async fn run(setup: ConsumerSetup, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let mut backoff = MIN_REJOIN_BACKOFF;
     loop {
+        let started = tokio::time::Instant::now();
         match session(&setup, &mut stop).await? {
             Session::Stopped => return Ok(()),
             Session::Fatal => {
-                tracing::warn!(group = %setup.settings.group, "Kafka consumer failed fatally; rejoining with a new one");
+                if started.elapsed() > STABLE_SESSION {
+                    backoff = MIN_REJOIN_BACKOFF;
+                }
+                tracing::warn!(
+                    group = %setup.settings.group, rejoin_ms = backoff.as_millis() as u64,
+                    "Kafka consumer failed fatally; rejoining with a new one"
+                );
                 tokio::select! {
                     _ = stop.changed() => return Ok(()),
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = tokio::time::sleep(backoff) => {}
                 }
+                backoff = (backoff * 2).min(MAX_REJOIN_BACKOFF);
             }
         }
     }
 }
+
+/// First wait before a fatally failed consumer is replaced.
+const MIN_REJOIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait before a fatally failed consumer is replaced.
+pub const MAX_REJOIN_BACKOFF: Duration = Duration::from_secs(5);
+/// A session that lasted this long resets the rejoin back-off.
+const STABLE_SESSION: Duration = Duration::from_secs(30);
 
 async fn session(setup: &ConsumerSetup, stop: &mut watch::Receiver<bool>) -> anyhow::Result<Session> {
     let ConsumerSetup { settings, topics, handler, workers, metrics, joined, dead_letters } = setup;

@@ -1,5 +1,13 @@
 //! Kafka client settings as named profiles, so a report can say exactly which
 //! settings produced its numbers.
+//!
+//! What every profile shares is about durability and failover, not speed:
+//! `acks=all` and the idempotent producer; offsets stored only by the
+//! application; static group membership, so a restarted replica takes its
+//! partitions back the moment it rejoins instead of after the dead member's
+//! session timeout; and a reconnect back-off capped at half a second, so a
+//! restarted broker is found again within that (librdkafka's cap is 10 s),
+//! and failed requests retried within a quarter of a second.
 
 use std::fmt;
 use std::str::FromStr;
@@ -11,21 +19,78 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Profile {
-    /// librdkafka's defaults, with `acks=all` and the idempotent producer.
-    #[default]
+    /// librdkafka's own batching and fetching: a produced message waits up to
+    /// `linger.ms=5` for company, so every saga hop costs about 5 ms more.
     Defaults,
-    /// `defaults` plus no producer batching delay (`linger.ms=0`), a short
-    /// consumer fetch wait and Nagle off: lower latency, more requests.
+    /// No producer batching delay (`linger.ms=0`) and Nagle off: the producer
+    /// sends at once and still batches under load, because messages queue up
+    /// behind the requests in flight. The consumer keeps librdkafka's long
+    /// fetch wait, which a broker answers as soon as a message arrives; a
+    /// short one only adds idle requests. Chosen from the sweep of
+    /// `harness compare --plan kafka-profiles`.
+    #[default]
+    Balanced,
+    /// `balanced` plus a 5 ms consumer fetch wait and a 50 ms fetch error
+    /// back-off: more requests for the broker, for the same latency.
     LowLatency,
 }
+
+/// Every profile, in the order reports list them.
+pub const PROFILES: [Profile; 3] = [Profile::Defaults, Profile::Balanced, Profile::LowLatency];
+
+/// Settings every client gets, whatever the profile.
+const COMMON: &[(&str, &str)] = &[
+    ("reconnect.backoff.ms", "50"),
+    ("reconnect.backoff.max.ms", "500"),
+    // A produce or group request failed while the broker was away is retried
+    // within a quarter of a second of its return (librdkafka: up to 1 s).
+    ("retry.backoff.ms", "50"),
+    ("retry.backoff.max.ms", "250"),
+];
 
 impl Profile {
     /// Name used on the command line and in reports.
     pub fn as_str(self) -> &'static str {
         match self {
             Profile::Defaults => "defaults",
+            Profile::Balanced => "balanced",
             Profile::LowLatency => "low-latency",
         }
+    }
+
+    /// What the profile sets on every client, on top of [`COMMON`].
+    fn client(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Profile::Defaults => &[],
+            Profile::Balanced | Profile::LowLatency => &[("socket.nagle.disable", "true")],
+        }
+    }
+
+    /// What the profile sets on producers.
+    fn producer(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Profile::Defaults => &[],
+            Profile::Balanced | Profile::LowLatency => &[("linger.ms", "0")],
+        }
+    }
+
+    /// What the profile sets on consumers.
+    fn consumer(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Profile::Defaults | Profile::Balanced => &[],
+            Profile::LowLatency => &[("fetch.wait.max.ms", "5"), ("fetch.error.backoff.ms", "50")],
+        }
+    }
+
+    /// The profile's own settings as `key=value` pairs (producer, consumer
+    /// and both), for a report to print.
+    pub fn describe(self) -> String {
+        let all: Vec<String> = [self.client(), self.producer(), self.consumer()]
+            .concat()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if all.is_empty() { "librdkafka's defaults".to_owned() } else { all.join(", ") }
     }
 }
 
@@ -38,11 +103,10 @@ impl fmt::Display for Profile {
 impl FromStr for Profile {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "defaults" => Ok(Profile::Defaults),
-            "low-latency" => Ok(Profile::LowLatency),
-            other => Err(format!("unknown Kafka profile {other:?} (expected defaults or low-latency)")),
-        }
+        PROFILES.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
+            let names: Vec<_> = PROFILES.iter().map(|p| p.as_str()).collect();
+            format!("unknown Kafka profile {s:?} (expected one of {})", names.join(", "))
+        })
     }
 }
 
@@ -55,12 +119,16 @@ pub struct KafkaSettings {
     pub profile: Profile,
     /// Consumer group of this service (all replicas of a service share it).
     pub group: String,
-    /// The replica's instance name, reported as the Kafka `client.id`.
+    /// The replica's instance name, reported as the Kafka `client.id` and
+    /// used as its static group membership (`group.instance.id`).
     ///
-    /// Not used for static group membership (`group.instance.id`): after a
-    /// broker restart librdkafka can find its static member fenced, a fatal
-    /// error; dynamic membership costs a rebalance (bounded by the session
-    /// timeout) when a replica dies, and nothing else.
+    /// With a static member, the restarted replica rejoins under the same
+    /// identity and gets its partitions back at once; with a dynamic one, the
+    /// dead member held them until its session timed out (10 s). The cost is
+    /// fencing: if a second consumer joins under the same identity (a broker
+    /// that lost its state sees the old one as new, or a replica's previous
+    /// consumer is still alive), one of them gets a fatal error, and the
+    /// consumer loop replaces it with a new consumer ([`crate::consumer::run`]).
     pub instance: Option<String>,
 }
 
@@ -71,8 +139,8 @@ impl KafkaSettings {
         if let Some(instance) = &self.instance {
             config.set("client.id", client_id(instance));
         }
-        if self.profile == Profile::LowLatency {
-            config.set("socket.nagle.disable", "true");
+        for (key, value) in COMMON.iter().chain(self.profile.client()) {
+            config.set(*key, *value);
         }
         config
     }
@@ -84,8 +152,8 @@ impl KafkaSettings {
     pub fn producer(&self) -> ClientConfig {
         let mut config = self.base();
         config.set("enable.idempotence", "true").set("acks", "all").set("message.timeout.ms", "30000");
-        if self.profile == Profile::LowLatency {
-            config.set("linger.ms", "0");
+        for (key, value) in self.profile.producer() {
+            config.set(*key, *value);
         }
         config
     }
@@ -104,8 +172,11 @@ impl KafkaSettings {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000");
-        if self.profile == Profile::LowLatency {
-            config.set("fetch.wait.max.ms", "5").set("fetch.error.backoff.ms", "50");
+        if let Some(instance) = &self.instance {
+            config.set("group.instance.id", client_id(instance));
+        }
+        for (key, value) in self.profile.consumer() {
+            config.set(*key, *value);
         }
         config
     }
@@ -126,26 +197,34 @@ mod tests {
     }
 
     #[test]
-    fn both_profiles_keep_durability_and_manual_offset_store() {
-        for profile in [Profile::Defaults, Profile::LowLatency] {
+    fn every_profile_keeps_durability_manual_offset_store_and_fast_failover() {
+        for profile in PROFILES {
             let p = settings(profile).producer();
             assert_eq!(p.get("enable.idempotence"), Some("true"));
             assert_eq!(p.get("acks"), Some("all"));
+            assert_eq!(p.get("reconnect.backoff.max.ms"), Some("500"));
             let c = settings(profile).consumer();
             assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
             assert_eq!(c.get("client.id"), Some("order-0"));
-            assert_eq!(c.get("group.instance.id"), None, "dynamic membership");
+            assert_eq!(c.get("group.instance.id"), Some("order-0"), "static membership");
+            assert_eq!(c.get("reconnect.backoff.max.ms"), Some("500"));
         }
+        let anonymous = KafkaSettings { instance: None, ..settings(Profile::Balanced) };
+        assert_eq!(anonymous.consumer().get("group.instance.id"), None, "no identity, no static member");
         assert_eq!(settings(Profile::Defaults).producer().get("linger.ms"), None, "librdkafka default");
-        assert_eq!(settings(Profile::LowLatency).producer().get("linger.ms"), Some("0"));
+        assert_eq!(settings(Profile::Balanced).producer().get("linger.ms"), Some("0"));
+        assert_eq!(settings(Profile::Balanced).consumer().get("fetch.wait.max.ms"), None);
         assert_eq!(settings(Profile::LowLatency).consumer().get("fetch.wait.max.ms"), Some("5"));
+        assert_eq!(Profile::default(), Profile::Balanced);
     }
 
     #[test]
     fn profile_names_round_trip() {
-        for p in [Profile::Defaults, Profile::LowLatency] {
+        for p in PROFILES {
             assert_eq!(p.as_str().parse::<Profile>(), Ok(p));
         }
-        assert!("fast".parse::<Profile>().is_err());
+        assert!("fast".parse::<Profile>().unwrap_err().contains("balanced"));
+        assert_eq!(Profile::Defaults.describe(), "librdkafka's defaults");
+        assert_eq!(Profile::Balanced.describe(), "socket.nagle.disable=true, linger.ms=0");
     }
 }

@@ -29,8 +29,8 @@ pub struct SagaArgs {
     #[arg(long, env = "KAFKA_BOOTSTRAP")]
     pub kafka_bootstrap: Option<String>,
 
-    /// Kafka client settings: `defaults` or `low-latency`.
-    #[arg(long, env = "KAFKA_PROFILE", default_value = "defaults")]
+    /// Kafka client settings: `balanced`, `defaults` or `low-latency` (see `saga::kafka`).
+    #[arg(long, env = "KAFKA_PROFILE", default_value = "balanced")]
     pub kafka_profile: Profile,
 
     /// Consumer group (default: `saga-<service>`); a new group replays its

@@ -78,8 +78,22 @@ impl std::fmt::Debug for Application {
 impl Application {
     /// Binds `addr` and wraps `routes` with the shared layers; `pool` backs the
     /// health check.
+    ///
+    /// A listening socket inherited from the supervisor
+    /// ([`protocol_core::listen`]) is used instead of binding, if it is bound
+    /// to `addr`.
     pub async fn bind(addr: SocketAddr, routes: Router, pool: PgPool) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let listener = match protocol_core::listen::inherited().context("inheriting the listening socket")? {
+            Some(inherited) => {
+                let bound = inherited.local_addr()?;
+                anyhow::ensure!(
+                    addr.port() == 0 || bound == addr,
+                    "the inherited socket is bound to {bound}, not to --listen={addr}"
+                );
+                TcpListener::from_std(inherited)?
+            }
+            None => TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?,
+        };
         let readiness = Readiness::default();
         if std::env::var_os(protocol_core::spans::ENV).is_some_and(|v| v != "0") {
             protocol_core::spans::enable();

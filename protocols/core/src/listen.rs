@@ -1,0 +1,39 @@
+//! A listening socket handed down by the process's supervisor, as systemd's
+//! socket activation does: the supervisor binds the port once and every
+//! incarnation of the service inherits the same socket. Connections made
+//! while a killed service restarts wait in the socket's backlog and are
+//! answered by the next incarnation, instead of being refused.
+
+use std::net::TcpListener;
+use std::os::fd::{FromRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Environment variable holding the inherited socket's descriptor number.
+pub const ENV: &str = "SAGA2PC_LISTEN_FD";
+
+/// The descriptor a supervisor puts the socket on: the first after stdin,
+/// stdout and stderr.
+pub const FD: RawFd = 3;
+
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// The inherited listening socket, if [`ENV`] names one; `None` after the
+/// first call, so the descriptor is owned once.
+///
+/// # Errors
+/// When [`ENV`] is set but is not a descriptor number.
+pub fn inherited() -> std::io::Result<Option<TcpListener>> {
+    let Some(value) = std::env::var_os(ENV) else { return Ok(None) };
+    let fd: RawFd = value.to_str().and_then(|v| v.parse().ok()).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{ENV}={value:?} is not a descriptor"))
+    })?;
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return Ok(None);
+    }
+    // SAFETY: the supervisor passed this descriptor open for this process to
+    // own, and `TAKEN` makes this the only owner.
+    #[allow(unsafe_code, reason = "taking ownership of an inherited descriptor has no safe form")]
+    let listener = unsafe { TcpListener::from_raw_fd(fd) };
+    listener.set_nonblocking(true)?;
+    Ok(Some(listener))
+}
