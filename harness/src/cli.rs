@@ -83,7 +83,8 @@ struct CompareArgs {
     #[arg(long, conflicts_with = "plan")]
     quick: bool,
     /// Which comparison: `full` (the SAGA against 2PC, faults included),
-    /// `quick`, or `2pc-strategies` (2PC's prepare orders against each other).
+    /// `quick`, `2pc-strategies` (2PC's prepare orders against each other) or
+    /// `kafka-profiles` (the saga's Kafka client profiles against each other).
     #[arg(long, default_value = "full")]
     plan: String,
     /// Directory of the reports; the run writes `<out>/<run-id>/` and adds a
@@ -171,8 +172,8 @@ struct StackArgs {
     /// after the other: no distributed deadlock) or `parallel`.
     #[arg(long, default_value = "payment-first")]
     twopc_order: twopc::PrepareOrder,
-    /// SAGA: Kafka client profile of the services, `balanced`, `defaults` or `low-latency`.
-    #[arg(long, default_value = "balanced")]
+    /// SAGA: Kafka client profile of the services, `low-latency`, `no-linger` or `defaults`.
+    #[arg(long, default_value = "low-latency")]
     kafka_profile: saga::Profile,
 }
 
@@ -449,7 +450,8 @@ async fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let base = stack_config(&args.stack, ProtocolKind::Saga, false, false)?;
     stack::ensure_not_running(&base.run_dir)?;
     let name = if args.quick { "quick" } else { args.plan.as_str() };
-    let plan = Plan::named(name).with_context(|| format!("--plan {name:?}: expected full, quick or 2pc-strategies"))?;
+    let plan = Plan::named(name)
+        .with_context(|| format!("--plan {name:?}: expected full, quick, 2pc-strategies or kafka-profiles"))?;
     let context = RunContext::collect(
         &base,
         &[("plan", format!("{} ({} rounds x {} repeats)", plan.name, plan.rounds, plan.repeats))],

@@ -73,6 +73,9 @@ pub async fn execute(plan: Plan, base: &StackConfig) -> anyhow::Result<Compariso
             config.protocol = contender.protocol;
             config.saga_mode = contender.saga_mode;
             config.twopc_order = contender.twopc_order;
+            if let Some(profile) = contender.kafka_profile {
+                config.kafka_profile = profile;
+            }
             tracing::info!(round = round + 1, contender = contender.name, "starting a stack");
             let mut stack = LocalStack::start(config, &[])
                 .await

@@ -1,7 +1,8 @@
 //! What `harness compare` runs: the contenders and the cases, for the full
 //! comparison (about 25 minutes on 2 cores, warm-ups included), `--quick`
-//! (about 5, for CI) and `--plan 2pc-strategies` (2PC's prepare orders
-//! against each other, about 12).
+//! (about 5, for CI), `--plan 2pc-strategies` (2PC's prepare orders
+//! against each other, about 12) and `--plan kafka-profiles` (the saga's Kafka
+//! client profiles against each other, about 8).
 
 use std::time::Duration;
 
@@ -25,6 +26,9 @@ pub struct Contender {
     /// 2PC prepare order (ignored by the SAGA).
     #[serde(serialize_with = "display")]
     pub twopc_order: twopc::PrepareOrder,
+    /// SAGA: the Kafka client profile, if not the one `harness compare` was
+    /// given (`--kafka-profile`).
+    pub kafka_profile: Option<saga::Profile>,
 }
 
 fn display<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -42,19 +46,33 @@ fn saga(mode: saga::Mode) -> Contender {
         saga::Mode::Sequential => "saga-seq",
         saga::Mode::Parallel => "saga-par",
     };
-    Contender { name, protocol: ProtocolKind::Saga, saga_mode: mode, twopc_order: twopc::PrepareOrder::default() }
+    Contender {
+        name,
+        protocol: ProtocolKind::Saga,
+        saga_mode: mode,
+        twopc_order: twopc::PrepareOrder::default(),
+        kafka_profile: None,
+    }
 }
 
 fn two_pc(name: &'static str, order: twopc::PrepareOrder) -> Contender {
-    Contender { name, protocol: ProtocolKind::TwoPc, saga_mode: saga::Mode::default(), twopc_order: order }
+    Contender {
+        name,
+        protocol: ProtocolKind::TwoPc,
+        saga_mode: saga::Mode::default(),
+        twopc_order: order,
+        kafka_profile: None,
+    }
 }
 
 impl Contender {
     /// One line for the report: what this contender runs.
     pub fn description(&self) -> String {
+        let profile =
+            self.kafka_profile.map(|p| format!(", Kafka client profile `{p}` ({})", p.describe())).unwrap_or_default();
         match (self.protocol, self.saga_mode) {
-            (ProtocolKind::Saga, saga::Mode::Sequential) => "SAGA over Kafka, stock then payment".to_owned(),
-            (ProtocolKind::Saga, saga::Mode::Parallel) => "SAGA over Kafka, both steps at once".to_owned(),
+            (ProtocolKind::Saga, saga::Mode::Sequential) => format!("SAGA over Kafka, stock then payment{profile}"),
+            (ProtocolKind::Saga, saga::Mode::Parallel) => format!("SAGA over Kafka, both steps at once{profile}"),
             (ProtocolKind::TwoPc, _) => format!(
                 "two-phase commit over PostgreSQL prepared transactions, prepares {}",
                 match self.twopc_order {
@@ -276,12 +294,53 @@ impl Plan {
         }
     }
 
-    /// The plan called `name` (`full`, `quick`, `2pc-strategies`).
+    /// The saga's Kafka client profiles against each other, where they pull
+    /// apart: latency at one client, throughput at 8 and 32. The sweep the
+    /// default profile (`low-latency`) was chosen from. One round of three
+    /// back-to-back repeats (about 8 minutes).
+    pub fn kafka_profiles() -> Plan {
+        let mut cases = Vec::new();
+        for clients in [1, 8, 32] {
+            let checkouts = match clients {
+                1 => 300,
+                8 => 1_000,
+                _ => 3_000,
+            };
+            let group = if clients == 32 { Group::Stress } else { Group::Concurrency };
+            let id = if clients == 32 { "stress".to_owned() } else { format!("clients-{clients}") };
+            cases.push(case(id, group, Some(clients as f64), stress(checkouts, clients, 2)));
+        }
+        cases.push(Case { first_round_only: true, ..case("wdm-consistency", Group::Course, None, course()) });
+        let contenders = saga::kafka::PROFILES
+            .into_iter()
+            .map(|profile| Contender {
+                name: match profile {
+                    saga::Profile::Defaults => "saga-seq-defaults",
+                    saga::Profile::NoLinger => "saga-seq-no-linger",
+                    saga::Profile::LowLatency => "saga-seq-low-latency",
+                },
+                kafka_profile: Some(profile),
+                ..saga(saga::Mode::Sequential)
+            })
+            .collect();
+        Plan {
+            name: "kafka-profiles",
+            rounds: 1,
+            repeats: 3,
+            warmup: warm_up(),
+            warmup_at_least: WARM_UP_AT_LEAST,
+            contenders,
+            cases,
+        }
+    }
+
+    /// The plan called `name` (`full`, `quick`, `2pc-strategies`, `kafka-profiles`).
     pub fn named(name: &str) -> Option<Plan> {
         match name {
             "full" => Some(Plan::full()),
             "quick" => Some(Plan::quick()),
             "2pc-strategies" => Some(Plan::twopc_strategies()),
+            "kafka-profiles" => Some(Plan::kafka_profiles()),
             _ => None,
         }
     }
@@ -316,7 +375,7 @@ mod tests {
 
     #[test]
     fn plans_are_consistent() {
-        for plan in [Plan::full(), Plan::quick(), Plan::twopc_strategies()] {
+        for plan in [Plan::full(), Plan::quick(), Plan::twopc_strategies(), Plan::kafka_profiles()] {
             assert_eq!(Plan::named(plan.name).map(|p| p.name), Some(plan.name));
             let mut ids: Vec<_> = plan.cases.iter().map(|c| c.id.clone()).collect();
             ids.sort();

@@ -50,7 +50,11 @@ impl RunContext {
         let mut settings: BTreeMap<String, String> = [
             ("replicas per service", config.replicas.to_string()),
             ("kafka partitions per topic", config.partitions.to_string()),
-            ("kafka client profile", config.kafka_profile.to_string()),
+            (
+                "kafka client profile (unless a contender names its own)",
+                format!("{} ({})", config.kafka_profile, config.kafka_profile.describe()),
+            ),
+            ("kafka broker session ms", crate::stack::kafka::BROKER_SESSION.as_millis().to_string()),
             ("kafka broker heap MiB", config.kafka_heap_mb.to_string()),
             ("db pool per replica", config.db_pool_size.to_string()),
         ]
@@ -68,7 +72,9 @@ impl RunContext {
             settings.insert((*key).to_owned(), value.clone());
         }
         // Environment settings that change what the stack does.
-        for var in [protocol_core::spans::ENV, crate::stack::kafka::EXTRA_PROPERTIES_ENV] {
+        for var in
+            [protocol_core::spans::ENV, crate::stack::kafka::EXTRA_PROPERTIES_ENV, saga::kafka::CLIENT_PROPERTIES_ENV]
+        {
             if let Ok(value) = std::env::var(var) {
                 settings.insert(var.to_owned(), value);
             }

@@ -80,6 +80,63 @@ async fn crash_points_recover_all_or_nothing() {
     batch_init_during_a_saga_creates_nothing(&stack, &api).await;
     a_step_after_a_reset_of_its_row_is_refused(&stack, &api).await;
     a_poison_compensation_is_dead_lettered(&stack, &api).await;
+    health_waits_for_the_consumer_group(&stack, &api).await;
+    a_killed_participant_resumes_within_seconds(&stack).await;
+}
+
+/// `GET /health` answers 503 until the consumer has joined its group: a stock
+/// replica restarted while the broker is paused serves HTTP (on the socket it
+/// inherited) but is not ready, and becomes ready once the broker resumes.
+async fn health_waits_for_the_consumer_group(stack: &TestStack, api: &Api) {
+    let before = restarts(stack, "stock#0").await;
+    signal(stack, "kafka", Signal::SIGSTOP);
+    signal(stack, "stock#0", Signal::SIGKILL);
+    wait_restart_count(stack, "stock#0", before).await;
+    let url = format!("{}/health", component(&stack.status().unwrap(), "stock#0")["url"].as_str().unwrap());
+    let not_ready = || async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match api.http.get(&url).send().await {
+                Ok(r) if r.status() == 503 => return r.json::<serde_json::Value>().await.unwrap(),
+                Ok(r) => panic!("/health answered {} while the broker is paused", r.status()),
+                Err(err) => assert!(Instant::now() < deadline, "/health did not answer: {err}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let body = not_ready().await;
+    assert!(!body["waiting_for"].as_array().unwrap().is_empty(), "{body}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    not_ready().await;
+    signal(stack, "kafka", Signal::SIGCONT);
+    wait_restarted(stack, api, "stock#0", before).await;
+}
+
+/// A participant replica killed under an open-loop load is back within
+/// seconds: the restarted process rejoins its group under the same static
+/// identity and gets its partitions at once, instead of after the dead
+/// member's 10 s session timeout; no checkout is answered 5xx or not at all.
+async fn a_killed_participant_resumes_within_seconds(stack: &TestStack) {
+    let dbs = databases(stack);
+    let before = restarts(stack, "payment#0").await;
+    let spec = harness::run::RunSpec { rate: Some(60.0), checkouts: 480, concurrency: 32, ..stress_spec(13) };
+    let gateway = stack.gateway();
+    let load = harness::run::execute(&gateway, Some(&dbs), &[], &spec, Default::default());
+    let fault = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        signal(stack, "payment#0", Signal::SIGKILL);
+        wait_restart_count(stack, "payment#0", before).await;
+    };
+    let (outcome, ()) = tokio::join!(load, fault);
+    let outcome = outcome.unwrap();
+    let summary = harness::run::summary(None, &spec, &outcome);
+    assert!(outcome.violations.is_empty(), "{summary}");
+    let failed: u64 =
+        outcome.load.statuses.iter().filter(|(s, _)| s.starts_with('5') || *s == "error").map(|(_, n)| n).sum();
+    assert_eq!(failed, 0, "checkouts answered 5xx or not at all:\n{summary}");
+    let max = Duration::from_micros(outcome.load.latency_us.max());
+    assert!(max < Duration::from_secs(3), "the slowest checkout took {max:?}:\n{summary}");
+    assert_settled(stack).await;
 }
 
 /// A saga step that reaches a row reset after its checkout began (the stock

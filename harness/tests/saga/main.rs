@@ -64,7 +64,7 @@ async fn conformance(name: &str, port_base: u16, mode: &str) {
         .await
         .unwrap();
     assert_eq!(settings["mode"], mode, "{settings}");
-    assert_eq!(settings["kafka_profile"], "balanced", "{settings}");
+    assert_eq!(settings["kafka_profile"], "low-latency", "{settings}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -28,12 +28,13 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use protocol_core::spans::{self, Phase};
 use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
-use crate::kafka::KafkaSettings;
+use crate::kafka::{self, ClientLog, KafkaSettings};
 use crate::messages::Envelope;
 use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
@@ -71,9 +72,18 @@ struct Job {
 /// (possibly empty, when there are more replicas than partitions).
 struct GroupContext {
     joined: Arc<AtomicBool>,
+    log: ClientLog,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.log.log(level, fac, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.log.error(error, reason);
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -179,7 +189,7 @@ const STABLE_SESSION: Duration = Duration::from_secs(30);
 
 async fn session(setup: &ConsumerSetup, stop: &mut watch::Receiver<bool>) -> anyhow::Result<Session> {
     let ConsumerSetup { settings, topics, handler, workers, metrics, joined, dead_letters } = setup;
-    let context = GroupContext { joined: Arc::clone(joined) };
+    let context = GroupContext { joined: Arc::clone(joined), log: ClientLog::default() };
     let consumer: StreamConsumer<GroupContext> = settings.consumer().create_with_context(context)?;
     consumer.subscribe(topics)?;
     let shared = Arc::new(Shared {
@@ -205,7 +215,12 @@ async fn session(setup: &ConsumerSetup, stop: &mut watch::Receiver<bool>) -> any
         let m = match received {
             Ok(m) => m,
             Err(err) => {
-                tracing::warn!(error = %err, "Kafka consumer error");
+                // A broker away is logged by the client's context, once.
+                if kafka::is_broker_away(&err) {
+                    tracing::debug!(error = %err, "Kafka consumer error");
+                } else {
+                    tracing::warn!(error = %err, "Kafka consumer error");
+                }
                 if shared.consumer.client().fatal_error().is_some() {
                     break Session::Fatal;
                 }

@@ -12,7 +12,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rdkafka::ClientConfig;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{ClientConfig, ClientContext};
 use serde::{Deserialize, Serialize};
 
 /// A named set of Kafka client settings.
@@ -24,19 +29,21 @@ pub enum Profile {
     Defaults,
     /// No producer batching delay (`linger.ms=0`) and Nagle off: the producer
     /// sends at once and still batches under load, because messages queue up
-    /// behind the requests in flight. The consumer keeps librdkafka's long
-    /// fetch wait, which a broker answers as soon as a message arrives; a
-    /// short one only adds idle requests. Chosen from the sweep of
-    /// `harness compare --plan kafka-profiles`.
+    /// behind the requests in flight. The consumer keeps librdkafka's fetch
+    /// settings.
+    NoLinger,
+    /// `no-linger` plus a 5 ms consumer fetch wait and a 50 ms fetch error
+    /// back-off. The default: in the sweep of `harness compare --plan
+    /// kafka-profiles` (results/2026-12-01-18-31-compare-kafka-profiles) it had
+    /// the lowest latency at one client (p50 7.6 ms against 8.3 for
+    /// `no-linger` and 29.6 for `defaults`) and at least their throughput at 8
+    /// and 32 clients, for the same broker CPU per checkout.
     #[default]
-    Balanced,
-    /// `balanced` plus a 5 ms consumer fetch wait and a 50 ms fetch error
-    /// back-off: more requests for the broker, for the same latency.
     LowLatency,
 }
 
 /// Every profile, in the order reports list them.
-pub const PROFILES: [Profile; 3] = [Profile::Defaults, Profile::Balanced, Profile::LowLatency];
+pub const PROFILES: [Profile; 3] = [Profile::Defaults, Profile::NoLinger, Profile::LowLatency];
 
 /// Settings every client gets, whatever the profile.
 const COMMON: &[(&str, &str)] = &[
@@ -53,7 +60,7 @@ impl Profile {
     pub fn as_str(self) -> &'static str {
         match self {
             Profile::Defaults => "defaults",
-            Profile::Balanced => "balanced",
+            Profile::NoLinger => "no-linger",
             Profile::LowLatency => "low-latency",
         }
     }
@@ -62,7 +69,7 @@ impl Profile {
     fn client(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Profile::Defaults => &[],
-            Profile::Balanced | Profile::LowLatency => &[("socket.nagle.disable", "true")],
+            Profile::NoLinger | Profile::LowLatency => &[("socket.nagle.disable", "true")],
         }
     }
 
@@ -70,14 +77,14 @@ impl Profile {
     fn producer(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Profile::Defaults => &[],
-            Profile::Balanced | Profile::LowLatency => &[("linger.ms", "0")],
+            Profile::NoLinger | Profile::LowLatency => &[("linger.ms", "0")],
         }
     }
 
     /// What the profile sets on consumers.
     fn consumer(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Profile::Defaults | Profile::Balanced => &[],
+            Profile::Defaults | Profile::NoLinger => &[],
             Profile::LowLatency => &[("fetch.wait.max.ms", "5"), ("fetch.error.backoff.ms", "50")],
         }
     }
@@ -132,6 +139,50 @@ pub struct KafkaSettings {
     pub instance: Option<String>,
 }
 
+/// Extra client settings, `key=value;...`, applied after the profile's to
+/// every producer and consumer of the services (and of the harness's bare
+/// broker measurement): for measuring how a client setting moves the numbers
+/// without a new build. Reports record it. Keys that durability or the
+/// offset discipline rest on ([`PROTECTED`]) are refused.
+pub const CLIENT_PROPERTIES_ENV: &str = "SAGA2PC_KAFKA_CLIENT_PROPERTIES";
+
+/// Settings [`CLIENT_PROPERTIES_ENV`] may not change.
+const PROTECTED: &[&str] = &[
+    "bootstrap.servers",
+    "acks",
+    "enable.idempotence",
+    "enable.auto.offset.store",
+    "group.id",
+    "group.instance.id",
+    "auto.offset.reset",
+];
+
+/// The settings of [`CLIENT_PROPERTIES_ENV`], without the protected ones.
+fn extra_properties() -> Vec<(String, String)> {
+    let value = std::env::var(CLIENT_PROPERTIES_ENV).unwrap_or_default();
+    parse_properties(&value)
+}
+
+fn parse_properties(value: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for pair in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some((key, _)) if PROTECTED.contains(&key.trim()) => {
+                tracing::warn!(key = key.trim(), "{CLIENT_PROPERTIES_ENV} may not change this setting; ignored");
+            }
+            Some((key, v)) => out.push((key.trim().to_owned(), v.trim().to_owned())),
+            None => tracing::warn!(pair, "{CLIENT_PROPERTIES_ENV}: not key=value; ignored"),
+        }
+    }
+    out
+}
+
+fn apply_extra(config: &mut ClientConfig) {
+    for (key, value) in extra_properties() {
+        config.set(key, value);
+    }
+}
+
 impl KafkaSettings {
     fn base(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
@@ -155,6 +206,7 @@ impl KafkaSettings {
         for (key, value) in self.profile.producer() {
             config.set(*key, *value);
         }
+        apply_extra(&mut config);
         config
     }
 
@@ -178,7 +230,71 @@ impl KafkaSettings {
         for (key, value) in self.profile.consumer() {
             config.set(*key, *value);
         }
+        apply_extra(&mut config);
         config
+    }
+}
+
+/// How the services' Kafka clients log. librdkafka reports a broker that is
+/// away (stopped, restarting) as an error on every reconnect attempt, twice
+/// (a `FAIL` log line and an error event): during a 2 s broker restart that
+/// was dozens of error lines per client. Here it is one warning per client
+/// and outage ([`OUTAGE_LOG_EVERY`]), the repeats at debug level; every other
+/// message keeps librdkafka's level.
+#[derive(Debug, Default)]
+pub struct ClientLog {
+    last_outage_warning: Mutex<Option<Instant>>,
+}
+
+/// A broker outage is warned about at most this often per client.
+pub const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// Whether `err` means only that the broker cannot be reached right now
+/// (librdkafka reconnects by itself).
+pub fn is_broker_away(err: &KafkaError) -> bool {
+    matches!(
+        err.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::Resolve)
+    )
+}
+
+impl ClientLog {
+    /// Whether an outage warning is due now (and, if so, marks it given).
+    fn outage_warning_due(&self) -> bool {
+        let mut last = self.last_outage_warning.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let due = last.is_none_or(|at| at.elapsed() >= OUTAGE_LOG_EVERY);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    }
+}
+
+impl ClientContext for ClientLog {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        // Connection failures also arrive as an error event (below).
+        if fac == "FAIL" {
+            tracing::debug!(target: "librdkafka", "{fac} {message}");
+            return;
+        }
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", "{fac} {message}");
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", "{fac} {message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", "{fac} {message}"),
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", "{fac} {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !is_broker_away(&error) {
+            tracing::error!(target: "librdkafka", %error, reason, "Kafka client error");
+        } else if self.outage_warning_due() {
+            tracing::warn!(target: "librdkafka", %error, reason, "Kafka broker unreachable; reconnecting");
+        } else {
+            tracing::debug!(target: "librdkafka", %error, reason, "Kafka broker still unreachable");
+        }
     }
 }
 
@@ -209,13 +325,29 @@ mod tests {
             assert_eq!(c.get("group.instance.id"), Some("order-0"), "static membership");
             assert_eq!(c.get("reconnect.backoff.max.ms"), Some("500"));
         }
-        let anonymous = KafkaSettings { instance: None, ..settings(Profile::Balanced) };
+        let anonymous = KafkaSettings { instance: None, ..settings(Profile::LowLatency) };
         assert_eq!(anonymous.consumer().get("group.instance.id"), None, "no identity, no static member");
         assert_eq!(settings(Profile::Defaults).producer().get("linger.ms"), None, "librdkafka default");
-        assert_eq!(settings(Profile::Balanced).producer().get("linger.ms"), Some("0"));
-        assert_eq!(settings(Profile::Balanced).consumer().get("fetch.wait.max.ms"), None);
+        assert_eq!(settings(Profile::NoLinger).producer().get("linger.ms"), Some("0"));
+        assert_eq!(settings(Profile::NoLinger).consumer().get("fetch.wait.max.ms"), None);
         assert_eq!(settings(Profile::LowLatency).consumer().get("fetch.wait.max.ms"), Some("5"));
-        assert_eq!(Profile::default(), Profile::Balanced);
+        assert_eq!(Profile::default(), Profile::LowLatency);
+    }
+
+    #[test]
+    fn a_broker_outage_is_warned_about_once_per_client() {
+        let log = ClientLog::default();
+        assert!(log.outage_warning_due());
+        assert!(!log.outage_warning_due(), "the repeats are not warnings");
+        let away = KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure);
+        assert!(is_broker_away(&away));
+        assert!(!is_broker_away(&KafkaError::Global(RDKafkaErrorCode::Fatal)));
+    }
+
+    #[test]
+    fn extra_properties_cannot_touch_durability() {
+        let parsed = parse_properties(" linger.ms=1; acks=1 ;enable.idempotence=false;junk; fetch.wait.max.ms = 10 ;");
+        assert_eq!(parsed, vec![("linger.ms".into(), "1".into()), ("fetch.wait.max.ms".into(), "10".into())]);
     }
 
     #[test]
@@ -223,8 +355,8 @@ mod tests {
         for p in PROFILES {
             assert_eq!(p.as_str().parse::<Profile>(), Ok(p));
         }
-        assert!("fast".parse::<Profile>().unwrap_err().contains("balanced"));
+        assert!("fast".parse::<Profile>().unwrap_err().contains("no-linger"));
         assert_eq!(Profile::Defaults.describe(), "librdkafka's defaults");
-        assert_eq!(Profile::Balanced.describe(), "socket.nagle.disable=true, linger.ms=0");
+        assert_eq!(Profile::NoLinger.describe(), "socket.nagle.disable=true, linger.ms=0");
     }
 }

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub published: AtomicU64,
     /// Relay rounds that failed.
     pub relay_errors: AtomicU64,
+    /// Producers the relay replaced after a fatal error.
+    pub producers_renewed: AtomicU64,
 }
 
 impl Metrics {
@@ -63,7 +65,7 @@ impl Metrics {
     /// The counters by name, plus gauges read from the database. A flat map of
     /// numbers, so the harness can sum it across replicas.
     pub fn snapshot(&self, gauges: Gauges) -> BTreeMap<&'static str, u64> {
-        let counters: [(&'static str, &AtomicU64); 19] = [
+        let counters: [(&'static str, &AtomicU64); 20] = [
             ("started", &self.started),
             ("paid", &self.paid),
             ("rejected", &self.rejected),
@@ -83,6 +85,7 @@ impl Metrics {
             ("dead_lettered", &self.dead_lettered),
             ("published", &self.published),
             ("relay_errors", &self.relay_errors),
+            ("producers_renewed", &self.producers_renewed),
         ];
         let mut out: BTreeMap<_, _> = counters.into_iter().map(|(k, c)| (k, c.load(Ordering::Relaxed))).collect();
         out.insert("in_flight", gauges.in_flight);

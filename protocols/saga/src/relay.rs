@@ -19,6 +19,7 @@ use rdkafka::util::Timeout;
 use sqlx::PgPool;
 use tokio::sync::{Notify, watch};
 
+use crate::kafka::ClientLog;
 use crate::metrics::Metrics;
 
 /// Crash point: a batch is published and acknowledged, not yet deleted.
@@ -56,7 +57,7 @@ pub struct RelaySettings {
 pub struct Relay {
     pool: PgPool,
     config: ClientConfig,
-    producer: FutureProducer,
+    producer: FutureProducer<ClientLog>,
     wake: Arc<Notify>,
     settings: RelaySettings,
     metrics: Arc<Metrics>,
@@ -78,7 +79,7 @@ impl Relay {
         settings: RelaySettings,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
-        let producer = config.create()?;
+        let producer = config.create_with_context(ClientLog::default())?;
         Ok(Relay { pool, config, producer, wake, settings, metrics })
     }
 
@@ -88,8 +89,11 @@ impl Relay {
     fn renew_producer_if_fatal(&mut self) {
         let Some((code, reason)) = self.producer.client().fatal_error() else { return };
         tracing::warn!(?code, %reason, "Kafka producer hit a fatal error; creating a new one");
-        match self.config.create() {
-            Ok(producer) => self.producer = producer,
+        match self.config.create_with_context(ClientLog::default()) {
+            Ok(producer) => {
+                self.producer = producer;
+                Metrics::incr(&self.metrics.producers_renewed);
+            }
             Err(err) => tracing::error!(error = %err, "could not create a new Kafka producer"),
         }
     }

@@ -29,8 +29,8 @@ pub struct SagaArgs {
     #[arg(long, env = "KAFKA_BOOTSTRAP")]
     pub kafka_bootstrap: Option<String>,
 
-    /// Kafka client settings: `balanced`, `defaults` or `low-latency` (see `saga::kafka`).
-    #[arg(long, env = "KAFKA_PROFILE", default_value = "balanced")]
+    /// Kafka client settings: `low-latency`, `no-linger` or `defaults` (see `saga::kafka`).
+    #[arg(long, env = "KAFKA_PROFILE", default_value = "low-latency")]
     pub kafka_profile: Profile,
 
     /// Consumer group (default: `saga-<service>`); a new group replays its

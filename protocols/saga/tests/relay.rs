@@ -1,0 +1,118 @@
+//! The relay after a fatal producer error. An idempotent producer whose
+//! sequence numbers no longer match the broker's refuses every later message;
+//! the relay must notice, create a new producer and publish every row all the
+//! same.
+//!
+//! A real broker cannot be made to desynchronise on demand, so the broker here
+//! is librdkafka's mock cluster, told to answer the first produce request with
+//! `OUT_OF_ORDER_SEQUENCE_NUMBER` (fatal for the head-of-line request). The
+//! outbox is a real PostgreSQL database (`SAGA2PC_TEST_PG_URL`, started by
+//! `harness/scripts/test.sh`).
+
+#![allow(clippy::unwrap_used)] // a failed set-up should panic loudly
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use saga::messages::{Body, Envelope, REPLIES, Step};
+use saga::relay::Relay;
+use saga::store::Schema;
+use saga::{KafkaSettings, Metrics, Profile, RelaySettings};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use tokio::sync::watch;
+
+async fn fresh_pool() -> PgPool {
+    let admin = std::env::var("SAGA2PC_TEST_PG_URL")
+        .expect("SAGA2PC_TEST_PG_URL is not set: run the tests with harness/scripts/test.sh");
+    let name = format!("relay_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&admin).await.unwrap();
+    conn.execute(format!(r#"CREATE DATABASE "{name}""#).as_str()).await.unwrap();
+    conn.close().await.unwrap();
+    let mut url = url_without_database(&admin);
+    url.push_str(&name);
+    PgPool::connect(&url).await.unwrap()
+}
+
+/// `postgres://u@h:p/db?x` → `postgres://u@h:p/`.
+fn url_without_database(url: &str) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let path = url[scheme_end..].find('/').map_or(url.len(), |i| scheme_end + i);
+    format!("{}/", &url[..path])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_producer_error_gets_a_new_producer_and_every_row_is_published() {
+    let pool = fresh_pool().await;
+    saga::store::install(&pool, Schema::Participant).await.unwrap();
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic(REPLIES, 1, 1).unwrap();
+    mock.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER]);
+
+    let mut sent = BTreeSet::new();
+    let mut conn = pool.acquire().await.unwrap();
+    for order in ["1", "2", "3"] {
+        let msg = Envelope::new(uuid::Uuid::new_v4(), order, Step::ReserveStock, Body::Done);
+        saga::store::enqueue(&mut conn, &msg).await.unwrap();
+        sent.insert(msg.message_id);
+    }
+    drop(conn);
+
+    let settings = KafkaSettings {
+        bootstrap: mock.bootstrap_servers(),
+        profile: Profile::default(),
+        group: "relay-test".into(),
+        instance: None,
+    };
+    let metrics = Arc::new(Metrics::default());
+    let timing = RelaySettings {
+        poll_interval: Duration::from_millis(50),
+        cleanup_every: Duration::MAX,
+        faults: Default::default(),
+    };
+    let relay = Relay::new(pool.clone(), settings.producer(), Arc::default(), timing, Arc::clone(&metrics)).unwrap();
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(relay.run(stopped));
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while saga::store::count_unsent(&pool).await.unwrap() > 0 {
+        assert!(Instant::now() < deadline, "rows still unsent; relay counters: {:?}", counters(&metrics));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert!(metrics.producers_renewed.load(Ordering::Relaxed) >= 1, "{:?}", counters(&metrics));
+    assert!(metrics.relay_errors.load(Ordering::Relaxed) >= 1, "{:?}", counters(&metrics));
+
+    // Every row reached the topic (at least once: the inboxes take care of
+    // a copy the failed producer got through).
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .set("group.id", "relay-test-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[REPLIES]).unwrap();
+    let mut received = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sent.is_subset(&received) {
+        assert!(Instant::now() < deadline, "received only {received:?} of {sent:?}");
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            received.insert(Envelope::decode(m.payload().unwrap()).unwrap().message_id);
+        }
+    }
+}
+
+fn counters(metrics: &Metrics) -> (u64, u64, u64) {
+    (
+        metrics.published.load(Ordering::Relaxed),
+        metrics.relay_errors.load(Ordering::Relaxed),
+        metrics.producers_renewed.load(Ordering::Relaxed),
+    )
+}
