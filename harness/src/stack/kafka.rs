@@ -34,7 +34,7 @@ pub fn default_libs_dir() -> PathBuf {
     cache.join("kafka").join(KAFKA_VERSION).join("libs")
 }
 
-fn kafka_dir(config: &StackConfig) -> PathBuf {
+pub(super) fn kafka_dir(config: &StackConfig) -> PathBuf {
     config.run_dir.join("kafka")
 }
 
@@ -108,26 +108,38 @@ logger.kafka.name = kafka.server.KafkaRaftServer
 logger.kafka.level = INFO
 ";
 
-/// Writes the configuration and formats storage on first use.
+/// Writes the configuration and formats storage on first use; makes the
+/// broker's class archive if there is none yet ([`super::class_archive`]).
 pub fn prepare(config: &StackConfig) -> anyhow::Result<()> {
     if !config.kafka_libs.join(".complete").is_file() {
         bail!("Kafka jars not found in {} (run harness/scripts/setup.sh)", config.kafka_libs.display());
     }
+    super::class_archive::ensure(config);
     let dir = kafka_dir(config);
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data)?;
-    let props = dir.join("server.properties");
-    std::fs::write(&props, server_properties(config, &data))?;
-    std::fs::write(dir.join("log4j2.properties"), LOG4J2)?;
-    promote_class_archive(config);
-    if data.join("meta.properties").is_file() {
+    write_config(config, &dir)?;
+    if dir.join("data").join("meta.properties").is_file() {
         return Ok(());
     }
+    format_storage(config, &dir)
+}
+
+/// Writes `server.properties` (storage under `dir/data`) and the log
+/// configuration into `dir`.
+pub(super) fn write_config(config: &StackConfig, dir: &Path) -> anyhow::Result<()> {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data)?;
+    std::fs::write(dir.join("server.properties"), server_properties(config, &data))?;
+    std::fs::write(dir.join("log4j2.properties"), LOG4J2)?;
+    Ok(())
+}
+
+/// Formats the storage of the broker configured in `dir` under a new cluster id.
+pub(super) fn format_storage(config: &StackConfig, dir: &Path) -> anyhow::Result<()> {
     let cluster_id = random_cluster_id();
     let out = Command::new(java()?)
         .arg(format!("-Dlog4j2.configurationFile={}", dir.join("log4j2.properties").display()))
         .args(["-cp", &classpath(config), "kafka.tools.StorageTool", "format", "-t", &cluster_id, "-c"])
-        .arg(&props)
+        .arg(dir.join("server.properties"))
         .output()
         .context("running Kafka's storage tool")?;
     if !out.status.success() {
@@ -138,46 +150,6 @@ pub fn prepare(config: &StackConfig) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The broker's class-data-sharing archive, next to the jars it was made
-/// from: the Kafka classes loaded and verified once, mapped by every later
-/// start. A broker restarted after a crash serves about 0.6 s sooner with it
-/// (1.15 s against 1.77 s from exec to "Kafka Server started" here), and
-/// every saga waits for that restart.
-fn shared_class_archive(config: &StackConfig) -> PathBuf {
-    config.kafka_libs.with_file_name("classes.jsa")
-}
-
-/// Where a broker without a shared archive dumps one when it exits cleanly
-/// (`-XX:ArchiveClassesAtExit`): in its own run directory, so two stacks never
-/// write one file.
-fn dumped_class_archive(config: &StackConfig) -> PathBuf {
-    kafka_dir(config).join("classes.jsa")
-}
-
-/// Makes a previous run's dump the shared archive if there is none yet (an
-/// atomic rename; a failure only costs the faster start). Called before a run
-/// directory is cleared, and when the broker is prepared.
-pub fn promote_class_archive(config: &StackConfig) {
-    let (shared, dumped) = (shared_class_archive(config), dumped_class_archive(config));
-    if !shared.is_file()
-        && dumped.is_file()
-        && let Err(err) = std::fs::rename(&dumped, &shared)
-    {
-        tracing::debug!(error = %err, "could not keep the broker's class archive");
-    }
-}
-
-/// The JVM option that uses the shared class archive, or dumps one at exit.
-/// A JVM that cannot use an archive (another JDK build) ignores it.
-fn class_archive_option(config: &StackConfig) -> String {
-    let shared = shared_class_archive(config);
-    if shared.is_file() {
-        format!("-XX:SharedArchiveFile={}", shared.display())
-    } else {
-        format!("-XX:ArchiveClassesAtExit={}", dumped_class_archive(config).display())
-    }
 }
 
 /// A KRaft cluster id: 16 random bytes, URL-safe base64 without padding, and
@@ -211,7 +183,7 @@ fn encode_cluster_id(bytes: [u8; 16]) -> String {
     out
 }
 
-fn java() -> anyhow::Result<PathBuf> {
+pub(super) fn java() -> anyhow::Result<PathBuf> {
     if let Some(home) = std::env::var_os("JAVA_HOME") {
         let java = PathBuf::from(home).join("bin").join("java");
         if java.is_file() {
@@ -221,28 +193,38 @@ fn java() -> anyhow::Result<PathBuf> {
     super::process::find_program("java", &[]).context("java not found (run harness/scripts/setup.sh)")
 }
 
+/// The broker's JVM command line for the configuration in `dir`, with
+/// `archive` as its class-data-sharing option.
+pub(super) fn jvm_args(config: &StackConfig, dir: &Path, archive: Option<String>) -> Vec<String> {
+    let heap = format!("{}m", config.kafka_heap_mb);
+    let mut args = vec![
+        format!("-Xms{heap}"),
+        format!("-Xmx{heap}"),
+        "-XX:+UseG1GC".to_owned(),
+        "-XX:MaxGCPauseMillis=20".to_owned(),
+        "-Djava.awt.headless=true".to_owned(),
+    ];
+    if let Some(archive) = archive {
+        // Classes it cannot archive are reported one warning each.
+        args.extend([archive, "-Xlog:cds*=off".to_owned()]);
+    }
+    args.extend([
+        format!("-Dlog4j2.configurationFile={}", dir.join("log4j2.properties").display()),
+        "-cp".to_owned(),
+        classpath(config),
+        "kafka.Kafka".to_owned(),
+        dir.join("server.properties").display().to_string(),
+    ]);
+    args
+}
+
 /// How to run the broker.
 pub fn spec(config: &StackConfig) -> anyhow::Result<Spec> {
     let dir = kafka_dir(config);
-    let heap = format!("{}m", config.kafka_heap_mb);
     Ok(Spec {
         name: "kafka".to_owned(),
         program: java()?,
-        args: vec![
-            format!("-Xms{heap}"),
-            format!("-Xmx{heap}"),
-            "-XX:+UseG1GC".to_owned(),
-            "-XX:MaxGCPauseMillis=20".to_owned(),
-            "-Djava.awt.headless=true".to_owned(),
-            class_archive_option(config),
-            // Classes it cannot archive are reported one warning each.
-            "-Xlog:cds*=off".to_owned(),
-            format!("-Dlog4j2.configurationFile={}", dir.join("log4j2.properties").display()),
-            "-cp".to_owned(),
-            classpath(config),
-            "kafka.Kafka".to_owned(),
-            dir.join("server.properties").display().to_string(),
-        ],
+        args: jvm_args(config, &dir, super::class_archive::use_option(config)),
         env: Vec::new(),
         cwd: Some(dir),
         user: None,

@@ -8,6 +8,7 @@
 //! - [`supervisor`]: start order, restarts, shutdown;
 //! - [`state`]: `stack.json`, read by `status` and `down`.
 
+pub mod class_archive;
 pub mod config;
 pub mod kafka;
 pub mod nginx;

@@ -31,8 +31,9 @@ pub fn render_conf(config: &StackConfig) -> String {
         }
         // Each replica once more as a backup: the retry of a request whose
         // connection broke (the replica was killed) goes there when no other
-        // replica is left to try, and waits in the socket's backlog until the
-        // restarted replica answers (see `services::spec`).
+        // replica is left to try. With one replica, whose socket the harness
+        // holds across restarts (`services::spec`), it waits in the backlog
+        // until the restarted replica answers.
         for replica in 0..config.replicas {
             let port = config.service_port(role, replica);
             let _ = writeln!(upstreams, "        server 127.0.0.1:{port} max_fails=0 backup;");
@@ -48,11 +49,12 @@ pub fn render_conf(config: &StackConfig) -> String {
             // contract a repeated checkout of an order takes effect at most
             // once and answers the true outcome (it joins the saga in flight,
             // or finds the order paid). So a checkout whose replica died
-            // under it is retried instead of answered 502.
+            // under it is retried, once, instead of answered 502: a checkout
+            // that itself kills its replica is not sent on to kill the next.
             let _ = writeln!(
                 locations,
                 "        location {CHECKOUT_PREFIX} {{\n            proxy_pass http://{name};\n            \
-                 proxy_next_upstream error non_idempotent;\n        }}"
+                 proxy_next_upstream error non_idempotent;\n            proxy_next_upstream_tries 2;\n        }}"
             );
         }
     }

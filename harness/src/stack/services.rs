@@ -1,6 +1,5 @@
 //! The service replicas: command lines, and readiness through `GET /health`.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,17 +71,29 @@ pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Sp
         log: config.run_dir.join("logs").join(format!("{}-{replica}.log", role.name())),
         stop_signal: Signal::SIGTERM,
         stop_timeout: Duration::from_secs(15),
-        listener: Some(Arc::new(listen(config.service_port(role, replica))?)),
+        listener: if config.replicas == 1 { Some(Arc::new(listen(config.service_port(role, replica))?)) } else { None },
     })
 }
+
+/// Connections the kernel queues on a replica's socket while nobody accepts.
+const BACKLOG: u32 = 4096;
 
 /// The replica's listening socket, bound by the harness and inherited by
 /// every incarnation of the replica: while a killed replica restarts, the
 /// gateway's connections wait in its backlog (and are answered once the new
 /// process serves) instead of being refused with a 502.
-fn listen(port: u16) -> anyhow::Result<TcpListener> {
-    let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding 127.0.0.1:{port}"))?;
-    Ok(listener)
+///
+/// Only for a service with one replica: with more, a refused connection sends
+/// the gateway to another replica at once, which beats waiting for the
+/// restart in a backlog.
+fn listen(port: u16) -> anyhow::Result<std::net::TcpListener> {
+    let bind = || -> std::io::Result<std::net::TcpListener> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))?;
+        socket.listen(BACKLOG)?.into_std()
+    };
+    bind().with_context(|| format!("binding 127.0.0.1:{port}"))
 }
 
 /// Polls `url` until it answers 2xx.

@@ -344,7 +344,6 @@ fn restart_if_dead(member: &mut Member) -> bool {
 /// Creates the run directory; without `--keep-data`, first removes the data and
 /// logs of a previous run (only the sub-directories the stack owns).
 fn prepare_run_dir(config: &StackConfig) -> anyhow::Result<()> {
-    super::kafka::promote_class_archive(config);
     if !config.keep_data {
         for sub in ["postgres", "kafka", "redis", "nginx", "logs"] {
             let path = config.run_dir.join(sub);

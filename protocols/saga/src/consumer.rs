@@ -149,7 +149,7 @@ enum Session {
 }
 
 /// Consumes until `stop` turns true, replacing the consumer whenever it hits
-/// a fatal error.
+/// a fatal error (or could not be created).
 ///
 /// The replacement comes quickly (100 ms) because the usual fatal error is a
 /// static member fenced after a broker restart, and every saga waits for it.
@@ -160,16 +160,22 @@ pub async fn run(setup: ConsumerSetup, mut stop: watch::Receiver<bool>) -> anyho
     let mut backoff = MIN_REJOIN_BACKOFF;
     loop {
         let started = tokio::time::Instant::now();
-        match session(&setup, &mut stop).await? {
-            Session::Stopped => return Ok(()),
-            Session::Fatal => {
+        match session(&setup, &mut stop).await {
+            Ok(Session::Stopped) => return Ok(()),
+            ended => {
                 if started.elapsed() > STABLE_SESSION {
                     backoff = MIN_REJOIN_BACKOFF;
                 }
-                tracing::warn!(
-                    group = %setup.settings.group, rejoin_ms = backoff.as_millis() as u64,
-                    "Kafka consumer failed fatally; rejoining with a new one"
-                );
+                match ended {
+                    Err(err) => tracing::error!(
+                        group = %setup.settings.group, error = format!("{err:#}"), retry_ms = backoff.as_millis() as u64,
+                        "could not create the Kafka consumer; retrying"
+                    ),
+                    _ => tracing::warn!(
+                        group = %setup.settings.group, rejoin_ms = backoff.as_millis() as u64,
+                        "Kafka consumer failed fatally; rejoining with a new one"
+                    ),
+                }
                 tokio::select! {
                     _ = stop.changed() => return Ok(()),
                     () = tokio::time::sleep(backoff) => {}
@@ -189,6 +195,8 @@ const STABLE_SESSION: Duration = Duration::from_secs(30);
 
 async fn session(setup: &ConsumerSetup, stop: &mut watch::Receiver<bool>) -> anyhow::Result<Session> {
     let ConsumerSetup { settings, topics, handler, workers, metrics, joined, dead_letters } = setup;
+    // A new consumer has not joined yet, whatever the one it replaces had.
+    joined.store(false, Ordering::Release);
     let context = GroupContext { joined: Arc::clone(joined), log: ClientLog::default() };
     let consumer: StreamConsumer<GroupContext> = settings.consumer().create_with_context(context)?;
     consumer.subscribe(topics)?;
@@ -253,11 +261,18 @@ async fn session(setup: &ConsumerSetup, stop: &mut watch::Receiver<bool>) -> any
             }
         }
     };
-    // Queued messages are still handled; their offsets are stored if this
-    // consumer still can, and redelivered (then recognised by the inbox) if not.
     drop(senders);
-    for task in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    match ended {
+        // Queued messages are still handled and their offsets stored, for at
+        // most 10 s in all; what is left is redelivered (then recognised by
+        // the inbox) after the restart.
+        Session::Stopped => {
+            let _ = tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(tasks)).await;
+        }
+        // A failed consumer can store no offset, and its replacement waits:
+        // the handlers stop where they are (a transaction in progress rolls
+        // back) and the new consumer gets their messages again.
+        Session::Fatal => tasks.iter().for_each(tokio::task::JoinHandle::abort),
     }
     if let Err(err) = shared.consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(error = %err, "final offset commit skipped");

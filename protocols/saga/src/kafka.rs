@@ -146,16 +146,27 @@ pub struct KafkaSettings {
 /// offset discipline rest on ([`PROTECTED`]) are refused.
 pub const CLIENT_PROPERTIES_ENV: &str = "SAGA2PC_KAFKA_CLIENT_PROPERTIES";
 
-/// Settings [`CLIENT_PROPERTIES_ENV`] may not change.
+/// Settings [`CLIENT_PROPERTIES_ENV`] may not change, under any of
+/// librdkafka's names for them (an alias set beside the canonical name would
+/// leave which one wins to the order the client applies them in).
 const PROTECTED: &[&str] = &[
     "bootstrap.servers",
+    "metadata.broker.list",
     "acks",
+    "request.required.acks",
     "enable.idempotence",
     "enable.auto.offset.store",
+    "enable.auto.commit",
     "group.id",
     "group.instance.id",
     "auto.offset.reset",
 ];
+
+/// Whether `key` names a [`PROTECTED`] setting (topic-level spellings too).
+fn is_protected(key: &str) -> bool {
+    let key = key.strip_prefix("default_topic_conf.").or_else(|| key.strip_prefix("topic.")).unwrap_or(key);
+    PROTECTED.contains(&key)
+}
 
 /// The settings of [`CLIENT_PROPERTIES_ENV`], without the protected ones.
 fn extra_properties() -> Vec<(String, String)> {
@@ -167,7 +178,7 @@ fn parse_properties(value: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for pair in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
-            Some((key, _)) if PROTECTED.contains(&key.trim()) => {
+            Some((key, _)) if is_protected(key.trim()) => {
                 tracing::warn!(key = key.trim(), "{CLIENT_PROPERTIES_ENV} may not change this setting; ignored");
             }
             Some((key, v)) => out.push((key.trim().to_owned(), v.trim().to_owned())),
@@ -202,11 +213,12 @@ impl KafkaSettings {
     /// than holding a database transaction for librdkafka's five minutes.
     pub fn producer(&self) -> ClientConfig {
         let mut config = self.base();
-        config.set("enable.idempotence", "true").set("acks", "all").set("message.timeout.ms", "30000");
+        config.set("message.timeout.ms", "30000");
         for (key, value) in self.profile.producer() {
             config.set(*key, *value);
         }
         apply_extra(&mut config);
+        config.set("enable.idempotence", "true").set("acks", "all");
         config
     }
 
@@ -217,20 +229,21 @@ impl KafkaSettings {
     pub fn consumer(&self) -> ClientConfig {
         let mut config = self.base();
         config
-            .set("group.id", &self.group)
-            .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000");
-        if let Some(instance) = &self.instance {
-            config.set("group.instance.id", client_id(instance));
-        }
         for (key, value) in self.profile.consumer() {
             config.set(*key, *value);
         }
         apply_extra(&mut config);
+        config
+            .set("group.id", &self.group)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest");
+        if let Some(instance) = &self.instance {
+            config.set("group.instance.id", client_id(instance));
+        }
         config
     }
 }
@@ -346,7 +359,10 @@ mod tests {
 
     #[test]
     fn extra_properties_cannot_touch_durability() {
-        let parsed = parse_properties(" linger.ms=1; acks=1 ;enable.idempotence=false;junk; fetch.wait.max.ms = 10 ;");
+        let parsed = parse_properties(
+            " linger.ms=1; acks=1 ;enable.idempotence=false;junk; fetch.wait.max.ms = 10 ;request.required.acks=0;\
+             topic.auto.offset.reset=latest;enable.auto.commit=false",
+        );
         assert_eq!(parsed, vec![("linger.ms".into(), "1".into()), ("fetch.wait.max.ms".into(), "10".into())]);
     }
 

@@ -80,8 +80,8 @@ impl Application {
     /// health check.
     ///
     /// A listening socket inherited from the supervisor
-    /// ([`protocol_core::listen`]) is used instead of binding, if it is bound
-    /// to `addr`.
+    /// ([`protocol_core::listen`]) is used instead of binding; it must be
+    /// bound to `addr` (unless `addr`'s port is 0).
     pub async fn bind(addr: SocketAddr, routes: Router, pool: PgPool) -> anyhow::Result<Self> {
         let listener = match protocol_core::listen::inherited().context("inheriting the listening socket")? {
             Some(inherited) => {
