@@ -14,6 +14,9 @@ use super::process::{Spec, find_program};
 /// Path answered by nginx itself, used to tell that the gateway is up.
 pub const HEALTH_PATH: &str = "/gateway/health";
 
+/// Backup entries per replica in each upstream.
+const BACKUPS: usize = 2;
+
 /// The checkout endpoint's prefix, the one POST the gateway retries.
 const CHECKOUT_PREFIX: &str = "/orders/checkout/";
 
@@ -29,14 +32,18 @@ pub fn render_conf(config: &StackConfig) -> String {
         for replica in 0..config.replicas {
             let _ = writeln!(upstreams, "        server 127.0.0.1:{} max_fails=0;", config.service_port(role, replica));
         }
-        // Each replica once more as a backup: the retry of a request whose
+        // Each replica twice more as a backup: the retry of a request whose
         // connection broke (the replica was killed) goes there when no other
         // replica is left to try. With one replica, whose socket the harness
         // holds across restarts (`services::spec`), it waits in the backlog
-        // until the restarted replica answers.
-        for replica in 0..config.replicas {
-            let port = config.service_port(role, replica);
-            let _ = writeln!(upstreams, "        server 127.0.0.1:{port} max_fails=0 backup;");
+        // until the restarted replica answers. Twice, because the first retry
+        // may draw another kept-alive connection to the dead process from
+        // nginx's cache (all of them die at once) and fail as well.
+        for _ in 0..BACKUPS {
+            for replica in 0..config.replicas {
+                let port = config.service_port(role, replica);
+                let _ = writeln!(upstreams, "        server 127.0.0.1:{port} max_fails=0 backup;");
+            }
         }
         let _ = writeln!(upstreams, "        keepalive 64;\n    }}");
         let _ = writeln!(
@@ -49,12 +56,14 @@ pub fn render_conf(config: &StackConfig) -> String {
             // contract a repeated checkout of an order takes effect at most
             // once and answers the true outcome (it joins the saga in flight,
             // or finds the order paid). So a checkout whose replica died
-            // under it is retried, once, instead of answered 502: a checkout
-            // that itself kills its replica is not sent on to kill the next.
+            // under it is retried (on the backups) instead of answered 502;
+            // the tries are bounded, so a checkout that itself kills its
+            // replica is not sent on to kill every other.
             let _ = writeln!(
                 locations,
                 "        location {CHECKOUT_PREFIX} {{\n            proxy_pass http://{name};\n            \
-                 proxy_next_upstream error non_idempotent;\n            proxy_next_upstream_tries 2;\n        }}"
+                 proxy_next_upstream error non_idempotent;\n            proxy_next_upstream_tries {tries};\n        }}",
+                tries = BACKUPS + 1
             );
         }
     }
@@ -174,7 +183,7 @@ mod tests {
             for r in 0..2 {
                 let port = config.service_port(role, r);
                 assert!(conf.contains(&format!("server 127.0.0.1:{port} max_fails=0;")));
-                assert!(conf.contains(&format!("server 127.0.0.1:{port} max_fails=0 backup;")));
+                assert_eq!(conf.matches(&format!("server 127.0.0.1:{port} max_fails=0 backup;")).count(), BACKUPS);
             }
         }
         assert!(!conf.contains("/internal"));

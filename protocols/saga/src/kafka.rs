@@ -143,7 +143,7 @@ pub struct KafkaSettings {
 /// every producer and consumer of the services (and of the harness's bare
 /// broker measurement): for measuring how a client setting moves the numbers
 /// without a new build. Reports record it. Keys that durability or the
-/// offset discipline rest on ([`PROTECTED`]) are refused.
+/// offset discipline rest on (`PROTECTED`) are refused.
 pub const CLIENT_PROPERTIES_ENV: &str = "SAGA2PC_KAFKA_CLIENT_PROPERTIES";
 
 /// Settings [`CLIENT_PROPERTIES_ENV`] may not change, under any of
