@@ -45,7 +45,11 @@ pub fn render_conf(config: &StackConfig) -> String {
                 let _ = writeln!(upstreams, "        server 127.0.0.1:{port} max_fails=0 backup;");
             }
         }
-        let _ = writeln!(upstreams, "        keepalive 64;\n    }}");
+        // Idle kept-alive connections are closed after 2 s: when a replica
+        // dies, every connection to it in nginx's cache dies too, and a
+        // retry drawing them one after another runs out of tries. A load
+        // keeps its own connections busy well within that.
+        let _ = writeln!(upstreams, "        keepalive 64;\n        keepalive_timeout 2s;\n    }}");
         let _ = writeln!(
             locations,
             "        location {prefix} {{\n            proxy_pass http://{name};\n        }}",
