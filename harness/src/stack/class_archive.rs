@@ -15,6 +15,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -29,11 +30,20 @@ const TRAINING_TIMEOUT: Duration = Duration::from_secs(90);
 /// Where the archive of this Kafka version and JDK lives: next to the jars,
 /// named after the JDK, so an updated JDK trains a new one.
 fn path(config: &StackConfig) -> Option<PathBuf> {
-    let java = kafka::java().ok()?;
-    let version = Command::new(&java).arg("-version").output().ok()?;
-    let mut hasher = DefaultHasher::new();
-    (java, version.stderr).hash(&mut hasher);
-    Some(config.kafka_libs.with_file_name(format!("classes-{:016x}.jsa", hasher.finish())))
+    Some(config.kafka_libs.with_file_name(format!("classes-{:016x}.jsa", jdk_key()?)))
+}
+
+/// A hash of the JDK (its path and `java -version`), asked once per process:
+/// every stack start wants it twice (to make the archive, to map it).
+fn jdk_key() -> Option<u64> {
+    static KEY: OnceLock<Option<u64>> = OnceLock::new();
+    *KEY.get_or_init(|| {
+        let java = kafka::java().ok()?;
+        let version = Command::new(&java).arg("-version").output().ok()?;
+        let mut hasher = DefaultHasher::new();
+        (java, version.stderr).hash(&mut hasher);
+        Some(hasher.finish())
+    })
 }
 
 /// The JVM option mapping the archive, if there is one.

@@ -122,26 +122,13 @@ async fn health_waits_for_the_consumer_group(stack: &TestStack, api: &Api) {
 /// made meanwhile wait on the socket the harness keeps; a checkout whose
 /// order replica died under it is retried by the gateway.
 async fn a_killed_replica_resumes_within_seconds(stack: &TestStack, victim: &str) {
-    let dbs = databases(stack);
-    let before = restarts(stack, victim).await;
     let spec = harness::run::RunSpec { rate: Some(60.0), checkouts: 480, concurrency: 32, ..stress_spec(13) };
-    let gateway = stack.gateway();
-    let load = harness::run::execute(&gateway, Some(&dbs), &[], &spec, Default::default());
-    let fault = async {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        signal(stack, victim, Signal::SIGKILL);
-        wait_restart_count(stack, victim, before).await;
-    };
-    let (outcome, ()) = tokio::join!(load, fault);
-    let outcome = outcome.unwrap();
-    let summary = harness::run::summary(None, &spec, &outcome);
-    assert!(outcome.violations.is_empty(), "{summary}");
+    let (outcome, summary) = kill_under_load(stack, victim, Duration::from_secs(3), &spec).await;
     let failed: u64 =
         outcome.load.statuses.iter().filter(|(s, _)| s.starts_with('5') || *s == "error").map(|(_, n)| n).sum();
     assert_eq!(failed, 0, "{victim} killed: checkouts answered 5xx or not at all:\n{summary}");
     let max = Duration::from_micros(outcome.load.latency_us.max());
     assert!(max < Duration::from_secs(3), "{victim} killed: the slowest checkout took {max:?}:\n{summary}");
-    assert_settled(stack).await;
 }
 
 /// A saga step that reaches a row reset after its checkout began (the stock
@@ -433,14 +420,19 @@ fn stress_spec(seed: u64) -> harness::run::RunSpec {
     }
 }
 
-/// Kills `victim` with SIGKILL `after` into a load, waits for its restart, and
-/// requires every invariant to hold once the load is over and settled.
-async fn kill_under_load(stack: &TestStack, victim: &str, after: Duration, seed: u64) {
+/// Kills `victim` with SIGKILL `after` into a load of `spec`, waits for its
+/// restart, requires every invariant to hold and something to succeed once
+/// the load is over and settled, and returns the outcome and its summary.
+async fn kill_under_load(
+    stack: &TestStack,
+    victim: &str,
+    after: Duration,
+    spec: &harness::run::RunSpec,
+) -> (harness::run::RunOutcome, String) {
     let dbs = databases(stack);
     let gateway = stack.gateway();
     let before = restarts(stack, victim).await;
-    let spec = stress_spec(seed);
-    let load = harness::run::execute(&gateway, Some(&dbs), &[], &spec, Default::default());
+    let load = harness::run::execute(&gateway, Some(&dbs), &[], spec, Default::default());
     let fault = async {
         tokio::time::sleep(after).await;
         signal(stack, victim, Signal::SIGKILL);
@@ -448,10 +440,11 @@ async fn kill_under_load(stack: &TestStack, victim: &str, after: Duration, seed:
     };
     let (outcome, ()) = tokio::join!(load, fault);
     let outcome = outcome.unwrap();
-    let summary = harness::run::summary(None, &spec, &outcome);
+    let summary = harness::run::summary(None, spec, &outcome);
     assert!(outcome.violations.is_empty(), "{victim} killed under load:\n{summary}");
     assert!(outcome.load.statuses.get("200").copied().unwrap_or(0) > 0, "nothing succeeded:\n{summary}");
     assert_settled(stack).await;
+    (outcome, summary)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -459,8 +452,8 @@ async fn broker_restart_and_order_replica_kill_under_load() {
     let _serial = crate::support::serial();
     let stack = TestStack::new("saga-kill", 24000, 24080);
     stack.up_with_env(&["--protocol", "saga", "--replicas", "2"], &[("SAGA_RESEND_AFTER_MS", "5000")]);
-    kill_under_load(&stack, "kafka", Duration::from_secs(3), 11).await;
-    kill_under_load(&stack, "order#1", Duration::from_secs(3), 12).await;
+    kill_under_load(&stack, "kafka", Duration::from_secs(3), &stress_spec(11)).await;
+    kill_under_load(&stack, "order#1", Duration::from_secs(3), &stress_spec(12)).await;
     let status = stack.status().unwrap();
     assert!(component(&status, "kafka")["restarts"].as_u64().unwrap() >= 1);
 }
