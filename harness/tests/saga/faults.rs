@@ -113,6 +113,9 @@ async fn health_waits_for_the_consumer_group(stack: &TestStack, api: &Api) {
     not_ready().await;
     signal(stack, "kafka", Signal::SIGCONT);
     wait_restarted(stack, api, "stock#0", before).await;
+    // The broker was paused: let every saga it held up finish before the
+    // next load is judged.
+    assert_settled(stack).await;
 }
 
 /// A replica killed under an open-loop load is back within seconds, and no
