@@ -8,8 +8,9 @@
 //!                insert saga + first commands into the outbox] ──► wait
 //!  reply ─────► [tx: inbox claim; saga FOR UPDATE; machine.on(event);
 //!                outbox next commands; order paid + NOTIFY when terminal]
-//!  wait ◄────── LISTEN saga_done (any replica) or a periodic re-read;
-//!               the answer is always read from the database
+//!  wait ◄────── the committed outcome, handed over in memory when this
+//!               replica ended the saga; else LISTEN saga_done (any replica)
+//!               or a periodic re-read, and the answer read from the database
 //! ```
 
 use std::sync::Arc;
@@ -44,17 +45,21 @@ const DONE_CHANNEL: &str = "saga_done";
 /// is in flight (the order's row lock is released once the saga is recorded),
 /// and mark the order paid when it succeeds.
 pub trait OrderBook: Send + Sync + 'static {
-    /// Sets or clears the order's "checkout in progress" mark on `conn`
-    /// (inside the caller's transaction); while set, `addItem` is refused.
-    fn set_checkout_in_progress<'a>(
+    /// Sets the order's "checkout in progress" mark on `conn` (inside the
+    /// caller's transaction); while set, `addItem` is refused.
+    fn begin_checkout<'a>(&'a self, conn: &'a mut PgConnection, order_id: &'a str) -> BoxFuture<'a, sqlx::Result<()>>;
+
+    /// Clears the mark and, when the saga succeeded, marks the order `paid`,
+    /// in one statement on `conn` (inside the caller's transaction: the
+    /// saga's terminal write). Never an error for an order already paid: a
+    /// reply that cannot be handled would be retried forever and hold back
+    /// its partition.
+    fn end_checkout<'a>(
         &'a self,
         conn: &'a mut PgConnection,
         order_id: &'a str,
-        in_progress: bool,
+        paid: bool,
     ) -> BoxFuture<'a, sqlx::Result<()>>;
-
-    /// Marks `order_id` paid on `conn` (inside the caller's transaction).
-    fn mark_paid<'a>(&'a self, conn: &'a mut PgConnection, order_id: &'a str) -> BoxFuture<'a, sqlx::Result<()>>;
 }
 
 /// Settings of the orchestrator.
@@ -71,12 +76,22 @@ pub struct OrchestratorSettings {
     pub recovery_interval: Duration,
 }
 
+/// A saga that ended, announced to this replica's waiters.
+#[derive(Debug, Clone)]
+struct Ended {
+    saga_id: Uuid,
+    /// The outcome and when it was committed (microseconds since the epoch),
+    /// when this replica committed it; `None` for another replica's
+    /// notification, whose waiter reads the outcome from the database.
+    outcome: Option<(CheckoutOutcome, u64)>,
+}
+
 /// The orchestrator of one order-service replica.
 pub struct Orchestrator {
     pool: PgPool,
     book: Arc<dyn OrderBook>,
     relay: Arc<Notify>,
-    done: broadcast::Sender<Uuid>,
+    done: broadcast::Sender<Ended>,
     settings: OrchestratorSettings,
     metrics: Arc<Metrics>,
 }
@@ -169,12 +184,9 @@ impl Orchestrator {
             .bind(Json(request))
             .execute(&mut *conn)
             .await?;
-        for action in &actions {
-            if let Some(msg) = command(saga_id, request, action) {
-                store::enqueue(&mut *conn, &msg).await?;
-            }
-        }
-        self.book.set_checkout_in_progress(&mut *conn, &request.order_id, true).await
+        let commands: Vec<Envelope> = actions.iter().filter_map(|a| command(saga_id, request, a)).collect();
+        store::enqueue(&mut *conn, &commands).await?;
+        self.book.begin_checkout(&mut *conn, &request.order_id).await
     }
 
     /// Waits for `saga_id` to be terminal and reads its outcome from the
@@ -188,13 +200,18 @@ impl Orchestrator {
         saga_id: Uuid,
         order_id: &str,
         started: bool,
-        done: &mut broadcast::Receiver<Uuid>,
+        done: &mut broadcast::Receiver<Ended>,
     ) -> Result<CheckoutOutcome, CheckoutError> {
         const REREAD: Duration = Duration::from_millis(1000);
         let deadline = Instant::now() + self.settings.checkout_timeout;
         let mut read = !started;
+        let mut handed: Option<(CheckoutOutcome, u64)> = None;
         loop {
-            let outcome = if read { self.outcome(saga_id).await } else { Ok(None) };
+            let outcome = match handed.take() {
+                Some(outcome) => Ok(Some(outcome)),
+                None if read => self.outcome(saga_id).await,
+                None => Ok(None),
+            };
             read = true;
             match outcome {
                 Ok(Some((outcome, finished_us))) => {
@@ -211,17 +228,20 @@ impl Orchestrator {
                 return Err(CheckoutError::Timeout);
             }
             let until = deadline.min(now + REREAD);
-            let _ = tokio::time::timeout_at(until, async {
+            if let Ok(Some(outcome)) = tokio::time::timeout_at(until, async {
                 loop {
                     match done.recv().await {
-                        Ok(id) if id == saga_id => return,
+                        Ok(ended) if ended.saga_id == saga_id => return ended.outcome,
                         Ok(_) => {}
-                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Lagged(_)) => return None,
                         Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
                     }
                 }
             })
-            .await;
+            .await
+            {
+                handed = Some(outcome);
+            }
         }
     }
 
@@ -236,15 +256,7 @@ impl Orchestrator {
         .await?;
         let Some((Json(saga), finished_us)) = state else { return Ok(None) };
         let finished_us = finished_us.and_then(|us| u64::try_from(us).ok()).unwrap_or_else(spans::now_us);
-        let outcome = match saga.status {
-            Status::Paid => Some(CheckoutOutcome::Paid),
-            Status::Rejected => match saga.reason {
-                Some(reason) => Some(CheckoutOutcome::Rejected(reason)),
-                None => anyhow::bail!("saga {saga_id} is rejected without a reason"),
-            },
-            Status::Running | Status::Compensating => None,
-        };
-        Ok(outcome.map(|outcome| (outcome, finished_us)))
+        Ok(outcome_of(saga_id, &saga)?.map(|outcome| (outcome, finished_us)))
     }
 
     async fn on_reply(&self, msg: Envelope) -> anyhow::Result<()> {
@@ -289,6 +301,12 @@ impl Orchestrator {
         tx.commit().await?;
         tiles.mark(Phase::Flush);
         Metrics::incr(&self.metrics.handled);
+        // A waiter on this replica gets the committed outcome at once, without
+        // the NOTIFY round trip and the re-read (other replicas' waiters still
+        // learn it from the notification).
+        if let Ok(Some(outcome)) = outcome_of(msg.saga_id, &saga) {
+            let _ = self.done.send(Ended { saga_id: msg.saga_id, outcome: Some((outcome, spans::now_us())) });
+        }
         if event == Event::Done(Step::ReserveStock) && actions.contains(&Action::Do(Step::DebitCredit)) {
             crashpoint::hit(CRASH_AFTER_STOCK_RESERVED);
         }
@@ -314,37 +332,27 @@ impl Orchestrator {
         request: &CheckoutRequest,
         actions: &[Action],
     ) -> sqlx::Result<()> {
-        for action in actions {
-            if let Some(msg) = command(saga_id, request, action) {
-                store::enqueue(&mut *conn, &msg).await?;
-            }
-            if *action == Action::Finish(Status::Paid) {
-                self.book.mark_paid(&mut *conn, &request.order_id).await?;
-            }
-        }
+        let commands: Vec<Envelope> = actions.iter().filter_map(|a| command(saga_id, request, a)).collect();
+        store::enqueue(&mut *conn, &commands).await?;
         let terminal = saga.status.is_terminal();
         if terminal {
-            self.book.set_checkout_in_progress(&mut *conn, &request.order_id, false).await?;
+            let paid = actions.contains(&Action::Finish(Status::Paid));
+            self.book.end_checkout(&mut *conn, &request.order_id, paid).await?;
         }
-        sqlx::query(
-            "UPDATE sagas SET status = $2, state = $3, updated_at = now(),
-                 finished_at = CASE WHEN $4 THEN clock_timestamp() END
-             WHERE saga_id = $1",
-        )
-        .bind(saga_id)
-        .bind(saga.status.as_str())
-        .bind(Json(saga))
-        .bind(terminal)
-        .execute(&mut *conn)
-        .await?;
-        if terminal {
-            // Delivered to every listening replica when (and only if) this commits.
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(DONE_CHANNEL)
-                .bind(saga_id.to_string())
-                .execute(&mut *conn)
-                .await?;
-        }
+        let update = if terminal {
+            // The terminal write also announces the end, delivered to every
+            // listening replica when (and only if) this commits.
+            sqlx::query(
+                "WITH ended AS (
+                     UPDATE sagas SET status = $2, state = $3, updated_at = now(), finished_at = clock_timestamp()
+                     WHERE saga_id = $1 RETURNING saga_id)
+                 SELECT pg_notify($4, saga_id::text) FROM ended",
+            )
+        } else {
+            sqlx::query("UPDATE sagas SET status = $2, state = $3, updated_at = now() WHERE saga_id = $1")
+        };
+        let update = update.bind(saga_id).bind(saga.status.as_str()).bind(Json(saga));
+        if terminal { update.bind(DONE_CHANNEL) } else { update }.execute(&mut *conn).await?;
         Ok(())
     }
 
@@ -371,8 +379,8 @@ impl Orchestrator {
                 _ = stop.changed() => return Ok(()),
                 note = listener.recv() => note?,
             };
-            if let Ok(id) = note.payload().parse::<Uuid>() {
-                let _ = self.done.send(id); // no waiter on this replica: fine
+            if let Ok(saga_id) = note.payload().parse::<Uuid>() {
+                let _ = self.done.send(Ended { saga_id, outcome: None }); // no waiter on this replica: fine
             }
         }
     }
@@ -404,18 +412,16 @@ impl Orchestrator {
         .bind(self.settings.resend_after.as_secs_f64())
         .fetch_all(&mut *tx)
         .await?;
-        for (saga_id, Json(saga), Json(request)) in &stalled {
-            for action in saga.pending().into_iter().chain(saga.held()) {
-                if let Some(msg) = command(*saga_id, request, &action) {
-                    store::enqueue(&mut tx, &msg).await?;
-                    Metrics::incr(&self.metrics.resent);
-                }
-            }
-            sqlx::query("UPDATE sagas SET updated_at = now() WHERE saga_id = $1")
-                .bind(saga_id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let commands: Vec<Envelope> = stalled
+            .iter()
+            .flat_map(|(saga_id, Json(saga), Json(request))| {
+                saga.pending().into_iter().chain(saga.held()).filter_map(|a| command(*saga_id, request, &a))
+            })
+            .collect();
+        store::enqueue(&mut tx, &commands).await?;
+        Metrics::add(&self.metrics.resent, commands.len() as u64);
+        let ids: Vec<Uuid> = stalled.iter().map(|(saga_id, ..)| *saga_id).collect();
+        sqlx::query("UPDATE sagas SET updated_at = now() WHERE saga_id = ANY($1)").bind(&ids).execute(&mut *tx).await?;
         tx.commit().await?;
         if !stalled.is_empty() {
             self.relay.notify_one();
@@ -437,6 +443,18 @@ impl Orchestrator {
             dead_letters: dead.max(0) as u64,
         })
     }
+}
+
+/// The outcome of `saga`, `None` while it runs.
+fn outcome_of(saga_id: Uuid, saga: &Saga) -> anyhow::Result<Option<CheckoutOutcome>> {
+    Ok(match saga.status {
+        Status::Paid => Some(CheckoutOutcome::Paid),
+        Status::Rejected => match &saga.reason {
+            Some(reason) => Some(CheckoutOutcome::Rejected(reason.clone())),
+            None => anyhow::bail!("saga {saga_id} is rejected without a reason"),
+        },
+        Status::Running | Status::Compensating => None,
+    })
 }
 
 /// One of the batch orders `"0".."n-1"` with a saga in flight, if any: such an

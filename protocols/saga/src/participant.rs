@@ -205,7 +205,7 @@ impl ParticipantHandler {
             }
             (_, Some(_)) => Body::Compensated,
         };
-        store::enqueue(&mut tx, &msg.reply(reply)).await?;
+        store::enqueue(&mut tx, &[msg.reply(reply)]).await?;
         tiles.mark(Phase::Sql);
         tx.commit().await?;
         tiles.mark(Phase::Flush);

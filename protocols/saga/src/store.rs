@@ -52,18 +52,30 @@ pub async fn install(pool: &PgPool, schema: Schema) -> sqlx::Result<()> {
     tx.commit().await
 }
 
-/// Adds `msg` to the outbox, inside the caller's transaction.
-pub async fn enqueue(conn: &mut PgConnection, msg: &Envelope) -> sqlx::Result<()> {
+/// Adds `msgs` to the outbox in one statement (one round trip however many
+/// an action list sends), inside the caller's transaction; they are published
+/// in this order.
+pub async fn enqueue(conn: &mut PgConnection, msgs: &[Envelope]) -> sqlx::Result<()> {
+    if msgs.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = msgs.iter().map(|m| m.message_id).collect();
+    let topics: Vec<&str> = msgs.iter().map(Envelope::topic).collect();
+    let keys: Vec<&str> = msgs.iter().map(|m| m.order_id.as_str()).collect();
+    let payloads: Vec<Vec<u8>> = msgs.iter().map(Envelope::encode).collect();
     // The insert's own time, not the transaction's: where the message's wait
     // for the relay starts (`protocol_core::spans`).
     sqlx::query(
         "INSERT INTO saga_outbox (message_id, topic, msg_key, payload, created_at)
-         VALUES ($1, $2, $3, $4, clock_timestamp())",
+         SELECT id, topic, msg_key, payload, clock_timestamp()
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[]) WITH ORDINALITY
+              AS m (id, topic, msg_key, payload, n)
+         ORDER BY n",
     )
-    .bind(msg.message_id)
-    .bind(msg.topic())
-    .bind(&msg.order_id)
-    .bind(msg.encode())
+    .bind(&ids)
+    .bind(&topics)
+    .bind(&keys)
+    .bind(&payloads)
     .execute(conn)
     .await?;
     Ok(())

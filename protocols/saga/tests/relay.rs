@@ -55,13 +55,13 @@ async fn a_fatal_producer_error_gets_a_new_producer_and_every_row_is_published()
     mock.create_topic(REPLIES, 1, 1).unwrap();
     mock.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER]);
 
-    let mut sent = BTreeSet::new();
+    let msgs: Vec<Envelope> = ["1", "2", "3"]
+        .into_iter()
+        .map(|order| Envelope::new(uuid::Uuid::new_v4(), order, Step::ReserveStock, Body::Done))
+        .collect();
+    let sent: BTreeSet<_> = msgs.iter().map(|m| m.message_id).collect();
     let mut conn = pool.acquire().await.unwrap();
-    for order in ["1", "2", "3"] {
-        let msg = Envelope::new(uuid::Uuid::new_v4(), order, Step::ReserveStock, Body::Done);
-        saga::store::enqueue(&mut conn, &msg).await.unwrap();
-        sent.insert(msg.message_id);
-    }
+    saga::store::enqueue(&mut conn, &msgs).await.unwrap();
     drop(conn);
 
     let settings = KafkaSettings {

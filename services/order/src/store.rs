@@ -232,29 +232,40 @@ impl twopc::OrderBook for Store {
 }
 
 impl saga::OrderBook for Store {
-    fn set_checkout_in_progress<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        order_id: &'a str,
-        in_progress: bool,
-    ) -> BoxFuture<'a, sqlx::Result<()>> {
+    fn begin_checkout<'a>(&'a self, conn: &'a mut PgConnection, order_id: &'a str) -> BoxFuture<'a, sqlx::Result<()>> {
         Box::pin(async move {
-            sqlx::query("UPDATE orders SET checkout_in_progress = $2 WHERE order_id = $1")
+            sqlx::query("UPDATE orders SET checkout_in_progress = TRUE WHERE order_id = $1")
                 .bind(order_id)
-                .bind(in_progress)
                 .execute(conn)
                 .await?;
             Ok(())
         })
     }
 
-    fn mark_paid<'a>(&'a self, conn: &'a mut PgConnection, order_id: &'a str) -> BoxFuture<'a, sqlx::Result<()>> {
+    fn end_checkout<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        order_id: &'a str,
+        paid: bool,
+    ) -> BoxFuture<'a, sqlx::Result<()>> {
         Box::pin(async move {
-            // One saga per order can be in flight and only it pays, so the order
-            // is unpaid here unless something outside the protocol changed it.
-            // Never an error: a reply that cannot be handled would be retried
-            // forever and hold back its partition.
-            if !set_paid(conn, order_id).await? {
+            // `before` is read from the statement's snapshot: the row as it
+            // was, where RETURNING alone would show it as updated.
+            let was_paid: Option<bool> = sqlx::query_scalar(
+                "UPDATE orders SET checkout_in_progress = FALSE, paid = orders.paid OR $2,
+                     paid_at = CASE WHEN $2 AND NOT orders.paid THEN now() ELSE orders.paid_at END
+                 FROM (SELECT paid FROM orders WHERE order_id = $1) AS before
+                 WHERE orders.order_id = $1
+                 RETURNING before.paid",
+            )
+            .bind(order_id)
+            .bind(paid)
+            .fetch_optional(conn)
+            .await?;
+            // One saga per order can be in flight and only it pays, so the
+            // order is unpaid here unless something outside the protocol
+            // changed it.
+            if paid && was_paid == Some(true) {
                 tracing::warn!(order_id, "saga finished paid on an order that was already paid");
             }
             Ok(())

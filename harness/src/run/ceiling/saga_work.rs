@@ -44,9 +44,7 @@ pub(super) async fn checkout(db: &Scratch, order_id: &str, mode: saga::Mode) -> 
         .execute(&mut *tx)
         .await?;
     let mut pending: Vec<Envelope> = actions.iter().filter_map(|a| command(saga_id, &request, a)).collect();
-    for msg in &pending {
-        enqueue(&mut tx, msg).await?;
-    }
+    enqueue(&mut tx, &pending).await?;
     sqlx::query("UPDATE orders SET checkout_in_progress = TRUE WHERE order_id = $1")
         .bind(order_id)
         .execute(&mut *tx)
@@ -143,7 +141,7 @@ async fn participant(pool: &PgPool, cmd: &Envelope, request: &CheckoutRequest) -
         _ => Body::Compensated,
     };
     let reply = cmd.reply(reply);
-    enqueue(&mut tx, &reply).await?;
+    enqueue(&mut tx, std::slice::from_ref(&reply)).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -168,39 +166,37 @@ async fn on_reply(
             .fetch_optional(&mut *tx)
             .await?;
     let actions = saga.on(event).unwrap_or_default();
-    let mut next = Vec::new();
-    for action in &actions {
-        if let Some(msg) = command(reply.saga_id, request, action) {
-            enqueue(&mut tx, &msg).await?;
-            next.push(msg);
-        }
-        if *action == Action::Finish(Status::Paid) {
-            sqlx::query("UPDATE orders SET paid = TRUE, paid_at = now() WHERE order_id = $1 AND NOT paid")
-                .bind(&request.order_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-    }
+    let next: Vec<Envelope> = actions.iter().filter_map(|a| command(reply.saga_id, request, a)).collect();
+    enqueue(&mut tx, &next).await?;
     let terminal = saga.status.is_terminal();
     if terminal {
-        sqlx::query("UPDATE orders SET checkout_in_progress = FALSE WHERE order_id = $1")
-            .bind(&request.order_id)
-            .execute(&mut *tx)
-            .await?;
-    }
-    sqlx::query(
-        "UPDATE sagas SET status = $2, state = $3, updated_at = now(), finished_at = CASE WHEN $4 THEN now() END
-         WHERE saga_id = $1",
-    )
-    .bind(reply.saga_id)
-    .bind(saga.status.as_str())
-    .bind(Json(&*saga))
-    .bind(terminal)
-    .execute(&mut *tx)
-    .await?;
-    if terminal {
-        sqlx::query("SELECT pg_notify('saga_ceiling_done', $1)")
-            .bind(reply.saga_id.to_string())
+        sqlx::query(
+            "UPDATE orders SET checkout_in_progress = FALSE, paid = orders.paid OR $2,
+                 paid_at = CASE WHEN $2 AND NOT orders.paid THEN now() ELSE orders.paid_at END
+             FROM (SELECT paid FROM orders WHERE order_id = $1) AS before
+             WHERE orders.order_id = $1
+             RETURNING before.paid",
+        )
+        .bind(&request.order_id)
+        .bind(actions.contains(&Action::Finish(Status::Paid)))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "WITH ended AS (
+                 UPDATE sagas SET status = $2, state = $3, updated_at = now(), finished_at = clock_timestamp()
+                 WHERE saga_id = $1 RETURNING saga_id)
+             SELECT pg_notify('saga_ceiling_done', saga_id::text) FROM ended",
+        )
+        .bind(reply.saga_id)
+        .bind(saga.status.as_str())
+        .bind(Json(&*saga))
+        .execute(&mut *tx)
+        .await?;
+    } else {
+        sqlx::query("UPDATE sagas SET status = $2, state = $3, updated_at = now() WHERE saga_id = $1")
+            .bind(reply.saga_id)
+            .bind(saga.status.as_str())
+            .bind(Json(&*saga))
             .execute(&mut *tx)
             .await?;
     }

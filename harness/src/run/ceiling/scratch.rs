@@ -197,10 +197,12 @@ async fn open_one(service_url: String, role: Role, connections: usize) -> anyhow
     Ok(pool)
 }
 
-/// Pools that keep their connections (no idle timeout within a replay).
+/// Pools that keep their connections (no idle timeout within a replay) and
+/// hand them out without a ping (a scratch database does not restart during a
+/// replay; the services ping only connections idle for a second).
 fn options(connections: usize) -> PgPoolOptions {
     let n = u32::try_from(connections).unwrap_or(u32::MAX);
-    PgPoolOptions::new().max_connections(n).idle_timeout(None).max_lifetime(None)
+    PgPoolOptions::new().max_connections(n).idle_timeout(None).max_lifetime(None).test_before_acquire(false)
 }
 
 async fn install(pool: &PgPool, role: Role) -> anyhow::Result<()> {
