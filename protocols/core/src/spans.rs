@@ -40,8 +40,9 @@ pub enum Phase {
     Kafka,
     /// A saga message in the outbox, from its insert to its produce call.
     Outbox,
-    /// A saga's end: from its terminal state's write to the waiting reply
-    /// reading it (the `NOTIFY` to the waiter, the outcome read).
+    /// A saga's end: from its terminal state's commit to the waiting reply
+    /// having it (handed over in memory on the replica that committed it; on
+    /// another replica the `NOTIFY` and the outcome read, from the write).
     Notify,
     /// A 2PC call to a participant, as the coordinator sees it (what the
     /// participant's own spans do not cover is HTTP and network).

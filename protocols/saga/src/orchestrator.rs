@@ -189,9 +189,10 @@ impl Orchestrator {
         self.book.begin_checkout(&mut *conn, &request.order_id).await
     }
 
-    /// Waits for `saga_id` to be terminal and reads its outcome from the
-    /// database. Notifications only shorten the wait; a missed one costs at
-    /// most one re-read interval. A saga this call just `started` cannot be
+    /// Waits for `saga_id` to be terminal and returns its outcome: the
+    /// committed one handed over by this replica's reply handler, or else
+    /// read from the database after another replica's notification or a
+    /// re-read interval (a missed notification costs at most one interval). A saga this call just `started` cannot be
     /// terminal before its first command is even published, so the first
     /// read waits for a notification (subscribed to before the start, so
     /// none is missed).
@@ -420,8 +421,13 @@ impl Orchestrator {
             .collect();
         store::enqueue(&mut tx, &commands).await?;
         Metrics::add(&self.metrics.resent, commands.len() as u64);
-        let ids: Vec<Uuid> = stalled.iter().map(|(saga_id, ..)| *saga_id).collect();
-        sqlx::query("UPDATE sagas SET updated_at = now() WHERE saga_id = ANY($1)").bind(&ids).execute(&mut *tx).await?;
+        if !stalled.is_empty() {
+            let ids: Vec<Uuid> = stalled.iter().map(|(saga_id, ..)| *saga_id).collect();
+            sqlx::query("UPDATE sagas SET updated_at = now() WHERE saga_id = ANY($1)")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         if !stalled.is_empty() {
             self.relay.notify_one();

@@ -14,11 +14,14 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A pooled connection idle at least this long is pinged before it is handed
 /// out. sqlx pings every connection on acquire by default: one more round trip
-/// per transaction, about a millisecond of a one-client saga's 9 ms (its spans
-/// put it under "connection pool"). The ping only matters for a connection whose
-/// server went away while it sat idle (a connection broken in use is dropped on
-/// release, where sqlx pings it anyway); a restarted PostgreSQL is down for
-/// longer than this, so every connection it orphaned is still checked.
+/// per transaction, a few tenths of a millisecond of a one-client saga's 9 ms
+/// (its spans put it under "connection pool"). The ping only matters for a
+/// connection whose server went away while it sat idle (one broken in use is
+/// dropped on release, where sqlx pings it anyway). The price: in the second
+/// after its server died, a recently used connection fails its one request
+/// with an I/O error (a 503, or an aborted 2PC prepare) where the ping would
+/// have opened a new connection, which while the server is down fails too.
+/// The kill-postgres faults measure it for every contender.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// The options every service pool shares.
