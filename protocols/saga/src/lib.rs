@@ -31,11 +31,11 @@ pub mod participant;
 pub mod relay;
 pub mod store;
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use sqlx::PgPool;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{mpsc, watch};
 
 pub use kafka::{KafkaSettings, Profile};
 pub use machine::Mode;
@@ -43,17 +43,19 @@ pub use messages::Step;
 pub use metrics::Metrics;
 pub use orchestrator::{Orchestrator, OrchestratorSettings, OrderBook};
 pub use participant::{Receipt, Resource};
-pub use relay::{RelayFaults, RelaySettings};
+pub use relay::{Outbox, RelayFaults, RelaySettings};
 
 /// The pieces every saga service runs: the outbox relay and one consumer, over
-/// one database, sharing counters and the relay's wake-up.
+/// one database, sharing counters and the hand-over of committed outbox rows.
 #[derive(Debug, Clone)]
 pub struct Runtime {
     pool: PgPool,
     kafka: KafkaSettings,
     relay: RelaySettings,
     workers: usize,
-    wake: Arc<Notify>,
+    outbox: Outbox,
+    /// The relay's end of `outbox`, taken by [`Runtime::relay_task`].
+    handed: Arc<Mutex<Option<mpsc::UnboundedReceiver<Vec<store::OutboxRow>>>>>,
     metrics: Arc<Metrics>,
     joined: Arc<AtomicBool>,
 }
@@ -68,13 +70,15 @@ impl Runtime {
         workers: usize,
     ) -> anyhow::Result<Self> {
         store::install(&pool, schema).await?;
-        let (wake, metrics, joined) = (Arc::default(), Arc::default(), Arc::default());
-        Ok(Runtime { pool, kafka, relay, workers, wake, metrics, joined })
+        let (outbox, handed) = Outbox::channel();
+        let handed = Arc::new(Mutex::new(Some(handed)));
+        let (metrics, joined) = (Arc::default(), Arc::default());
+        Ok(Runtime { pool, kafka, relay, workers, outbox, handed, metrics, joined })
     }
 
-    /// The relay's wake-up, to notify after committing outbox rows.
-    pub fn wake(&self) -> Arc<Notify> {
-        Arc::clone(&self.wake)
+    /// Where handlers hand their committed outbox rows to the relay.
+    pub fn outbox(&self) -> Outbox {
+        self.outbox.clone()
     }
 
     /// The shared counters.
@@ -93,15 +97,16 @@ impl Runtime {
         &self.kafka
     }
 
-    /// The relay task.
+    /// The relay task (one per runtime: it takes the hand-over's receiver).
     pub fn relay_task(&self) -> anyhow::Result<impl FnOnce(watch::Receiver<bool>) -> relay::RelayFuture + use<>> {
-        let relay = relay::Relay::new(
-            self.pool.clone(),
-            self.kafka.producer(),
-            self.wake(),
-            self.relay.clone(),
-            self.metrics(),
-        )?;
+        let handed = self
+            .handed
+            .lock()
+            .map_err(|_| anyhow::anyhow!("outbox hand-over lock poisoned"))?
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("this runtime's relay task was already created"))?;
+        let relay =
+            relay::Relay::new(self.pool.clone(), self.kafka.producer(), handed, self.relay.clone(), self.metrics())?;
         Ok(move |stop| -> relay::RelayFuture { Box::pin(relay.run(stop)) })
     }
 

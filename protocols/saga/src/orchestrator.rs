@@ -22,7 +22,7 @@ use protocol_core::{CheckoutError, CheckoutOutcome, CheckoutRequest, Work, crash
 use sqlx::postgres::PgListener;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -30,7 +30,8 @@ use crate::consumer::Handler;
 use crate::machine::{Action, Event, Mode, Saga, Status};
 use crate::messages::{Body, Envelope, Step};
 use crate::metrics::{Gauges, Metrics};
-use crate::store;
+use crate::relay::Outbox;
+use crate::store::{self, OutboxRow};
 
 /// Crash point: the stock step's success and the payment command are committed
 /// to the order database; the payment command is not published yet.
@@ -90,7 +91,7 @@ struct Ended {
 pub struct Orchestrator {
     pool: PgPool,
     book: Arc<dyn OrderBook>,
-    relay: Arc<Notify>,
+    relay: Outbox,
     done: broadcast::Sender<Ended>,
     settings: OrchestratorSettings,
     metrics: Arc<Metrics>,
@@ -115,12 +116,12 @@ pub fn command(saga_id: Uuid, request: &CheckoutRequest, action: &Action) -> Opt
 }
 
 impl Orchestrator {
-    /// An orchestrator over the order database `pool`; `relay` is the outbox
-    /// relay's wake-up.
+    /// An orchestrator over the order database `pool`; `relay` takes the
+    /// outbox rows it commits.
     pub fn new(
         pool: PgPool,
         book: Arc<dyn OrderBook>,
-        relay: Arc<Notify>,
+        relay: Outbox,
         settings: OrchestratorSettings,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
@@ -151,17 +152,18 @@ impl Orchestrator {
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| CheckoutError::Aborted(format!("reading sagas: {e}")))?;
-        let saga_id = match active {
+        let (saga_id, commands) = match active {
             Some(saga_id) => {
                 Metrics::incr(&self.metrics.joined);
-                saga_id
+                (saga_id, Vec::new())
             }
             None => {
                 let saga_id = Uuid::new_v4();
-                self.start(&mut tx, saga_id, &request)
+                let commands = self
+                    .start(&mut tx, saga_id, &request)
                     .await
                     .map_err(|e| CheckoutError::Aborted(format!("starting saga: {e}")))?;
-                saga_id
+                (saga_id, commands)
             }
         };
         tiles.mark(Phase::Sql);
@@ -169,12 +171,18 @@ impl Orchestrator {
         tiles.mark(Phase::Flush);
         if active.is_none() {
             Metrics::incr(&self.metrics.started);
-            self.relay.notify_one();
+            self.relay.committed(commands);
         }
         self.wait(saga_id, &request.order_id, active.is_none(), &mut done).await
     }
 
-    async fn start(&self, conn: &mut PgConnection, saga_id: Uuid, request: &CheckoutRequest) -> sqlx::Result<()> {
+    /// Records a new saga and its first commands; returns their outbox rows.
+    async fn start(
+        &self,
+        conn: &mut PgConnection,
+        saga_id: Uuid,
+        request: &CheckoutRequest,
+    ) -> sqlx::Result<Vec<OutboxRow>> {
         let (saga, actions) = Saga::start(self.settings.mode);
         sqlx::query("INSERT INTO sagas (saga_id, order_id, status, state, request) VALUES ($1, $2, $3, $4, $5)")
             .bind(saga_id)
@@ -185,8 +193,9 @@ impl Orchestrator {
             .execute(&mut *conn)
             .await?;
         let commands: Vec<Envelope> = actions.iter().filter_map(|a| command(saga_id, request, a)).collect();
-        store::enqueue(&mut *conn, &commands).await?;
-        self.book.begin_checkout(&mut *conn, &request.order_id).await
+        let rows = store::enqueue(&mut *conn, &commands).await?;
+        self.book.begin_checkout(&mut *conn, &request.order_id).await?;
+        Ok(rows)
     }
 
     /// Waits for `saga_id` to be terminal and returns its outcome: the
@@ -297,7 +306,7 @@ impl Orchestrator {
             Metrics::incr(&self.metrics.ignored);
             return Ok(());
         };
-        self.apply(&mut tx, msg.saga_id, &saga, &request, &actions).await?;
+        let commands = self.apply(&mut tx, msg.saga_id, &saga, &request, &actions).await?;
         tiles.mark(Phase::Sql);
         tx.commit().await?;
         tiles.mark(Phase::Flush);
@@ -319,12 +328,12 @@ impl Orchestrator {
                 Action::Do(_) => {}
             }
         }
-        self.relay.notify_one();
+        self.relay.committed(commands);
         Ok(())
     }
 
     /// Persists the saga's new state and carries out `actions` in `conn`'s
-    /// transaction.
+    /// transaction; returns the outbox rows of the commands it sends.
     async fn apply(
         &self,
         conn: &mut PgConnection,
@@ -332,9 +341,9 @@ impl Orchestrator {
         saga: &Saga,
         request: &CheckoutRequest,
         actions: &[Action],
-    ) -> sqlx::Result<()> {
+    ) -> sqlx::Result<Vec<OutboxRow>> {
         let commands: Vec<Envelope> = actions.iter().filter_map(|a| command(saga_id, request, a)).collect();
-        store::enqueue(&mut *conn, &commands).await?;
+        let rows = store::enqueue(&mut *conn, &commands).await?;
         let terminal = saga.status.is_terminal();
         if terminal {
             let paid = actions.contains(&Action::Finish(Status::Paid));
@@ -354,7 +363,7 @@ impl Orchestrator {
         };
         let update = update.bind(saga_id).bind(saga.status.as_str()).bind(Json(saga));
         if terminal { update.bind(DONE_CHANNEL) } else { update }.execute(&mut *conn).await?;
-        Ok(())
+        Ok(rows)
     }
 
     /// Forwards terminal-saga notifications to this replica's waiters, until
@@ -419,7 +428,7 @@ impl Orchestrator {
                 saga.pending().into_iter().chain(saga.held()).filter_map(|a| command(*saga_id, request, &a))
             })
             .collect();
-        store::enqueue(&mut tx, &commands).await?;
+        let rows = store::enqueue(&mut tx, &commands).await?;
         Metrics::add(&self.metrics.resent, commands.len() as u64);
         if !stalled.is_empty() {
             let ids: Vec<Uuid> = stalled.iter().map(|(saga_id, ..)| *saga_id).collect();
@@ -429,9 +438,7 @@ impl Orchestrator {
                 .await?;
         }
         tx.commit().await?;
-        if !stalled.is_empty() {
-            self.relay.notify_one();
-        }
+        self.relay.committed(rows);
         Ok(stalled.len())
     }
 

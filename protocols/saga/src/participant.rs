@@ -20,11 +20,11 @@ use protocol_core::{RejectReason, Work, crashpoint};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
-use tokio::sync::Notify;
 
 use crate::consumer::{Handler, Poison};
 use crate::messages::{Body, Envelope, Step};
 use crate::metrics::Metrics;
+use crate::relay::Outbox;
 use crate::store;
 
 /// Crash point: a command's effect and reply are committed; its offset is not
@@ -70,7 +70,7 @@ pub struct ParticipantHandler {
     step: Step,
     pool: PgPool,
     resource: Arc<dyn Resource>,
-    relay: Arc<Notify>,
+    relay: Outbox,
     metrics: Arc<Metrics>,
 }
 
@@ -116,14 +116,8 @@ type Effect = (Recorded, Option<Work>, Option<RejectReason>, Option<Receipt>);
 
 impl ParticipantHandler {
     /// Handles the commands of `step` on `pool`, applying them with `resource`;
-    /// `relay` is woken after each reply is committed.
-    pub fn new(
-        step: Step,
-        pool: PgPool,
-        resource: Arc<dyn Resource>,
-        relay: Arc<Notify>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    /// `relay` takes each reply once it is committed.
+    pub fn new(step: Step, pool: PgPool, resource: Arc<dyn Resource>, relay: Outbox, metrics: Arc<Metrics>) -> Self {
         ParticipantHandler { step, pool, resource, relay, metrics }
     }
 
@@ -205,13 +199,13 @@ impl ParticipantHandler {
             }
             (_, Some(_)) => Body::Compensated,
         };
-        store::enqueue(&mut tx, &[msg.reply(reply)]).await?;
+        let rows = store::enqueue(&mut tx, &[msg.reply(reply)]).await?;
         tiles.mark(Phase::Sql);
         tx.commit().await?;
         tiles.mark(Phase::Flush);
         crashpoint::hit(CRASH_AFTER_COMMIT);
         Metrics::incr(&self.metrics.handled);
-        self.relay.notify_one();
+        self.relay.committed(rows);
         Ok(())
     }
 

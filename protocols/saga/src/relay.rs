@@ -1,11 +1,20 @@
 //! The outbox relay: publishes outbox rows with the idempotent producer and
 //! deletes them once Kafka acknowledged them.
 //!
-//! Rows are claimed with `FOR UPDATE SKIP LOCKED`, so every replica of a service
-//! can relay its own database's outbox without two publishing the same batch at
-//! once. A crash between the acknowledgement and the delete publishes the batch
-//! again after restart: delivery is at least once, and the consumers' inboxes
-//! make it take effect once.
+//! Rows reach the relay two ways. A handler that committed outbox rows hands
+//! them over in memory ([`Outbox::committed`]), and the relay publishes them
+//! at once, without reading them back: that keeps a claim round trip off
+//! every saga step. Every poll interval (and at start-up) the relay also
+//! claims unsent rows with `FOR UPDATE SKIP LOCKED`: rows a crashed process
+//! committed and never published, rows whose publication failed, rows of
+//! another replica that is gone. The poll leaves rows younger than the
+//! hand-over grace alone, since the relay they were handed to is publishing
+//! them; at start-up it takes every row, its predecessor's included.
+//!
+//! A crash between the acknowledgement and the delete publishes the rows
+//! again after restart, and a poll can meet a row a live relay is publishing
+//! after a stall longer than the grace: delivery is at least once, and the
+//! consumers' inboxes make it take effect once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +26,11 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use sqlx::PgPool;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::kafka::ClientLog;
 use crate::metrics::Metrics;
+use crate::store::OutboxRow;
 
 /// Crash point: a batch is published and acknowledged, not yet deleted.
 pub const CRASH_AFTER_PUBLISH: &str = "saga.relay.after_publish";
@@ -30,7 +40,7 @@ pub const CRASH_AFTER_PUBLISH: &str = "saga.relay.after_publish";
 pub const PRODUCED_HEADER: &str = "produced-us";
 
 /// Rows published per round trip.
-const BATCH: i64 = 500;
+const BATCH: usize = 500;
 
 /// Faults the relay can inject, for the harness's fault schedules and tests.
 #[derive(Debug, Clone, Default)]
@@ -44,13 +54,41 @@ pub struct RelayFaults {
 /// Timing of the relay.
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
-    /// How often to look for unsent rows when nothing woke the relay (rows
-    /// left by a crashed replica, rows whose publication failed).
+    /// How often to claim unsent rows nobody handed over (rows left by a
+    /// crashed replica, rows whose publication failed).
     pub poll_interval: Duration,
+    /// Rows younger than this are left to the relay they were handed to.
+    pub handover_grace: Duration,
     /// How often inbox rows and step effects past their retention are deleted.
     pub cleanup_every: Duration,
     /// Injected faults.
     pub faults: RelayFaults,
+}
+
+/// Default [`RelaySettings::handover_grace`]: far above a publication's
+/// acknowledgement (milliseconds), so a live relay's rows are claimed by a
+/// poll only when its broker stalls, and short enough that a row whose
+/// hand-over was lost goes out within about a second.
+pub const HANDOVER_GRACE: Duration = Duration::from_secs(1);
+
+/// The handlers' side of the relay: rows whose transaction committed.
+#[derive(Debug, Clone)]
+pub struct Outbox(mpsc::UnboundedSender<Vec<OutboxRow>>);
+
+impl Outbox {
+    /// An outbox hand-over and the receiver its [`Relay`] takes.
+    pub fn channel() -> (Outbox, mpsc::UnboundedReceiver<Vec<OutboxRow>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Outbox(tx), rx)
+    }
+
+    /// Hands `rows` to the relay; call only after their transaction
+    /// committed. A row lost here (the relay gone) is published by a poll.
+    pub fn committed(&self, rows: Vec<OutboxRow>) {
+        if !rows.is_empty() {
+            let _ = self.0.send(rows);
+        }
+    }
 }
 
 /// Publishes one database's outbox.
@@ -58,7 +96,7 @@ pub struct Relay {
     pool: PgPool,
     config: ClientConfig,
     producer: FutureProducer<ClientLog>,
-    wake: Arc<Notify>,
+    handed: mpsc::UnboundedReceiver<Vec<OutboxRow>>,
     settings: RelaySettings,
     metrics: Arc<Metrics>,
 }
@@ -69,18 +107,27 @@ impl std::fmt::Debug for Relay {
     }
 }
 
+/// Which unsent rows a claim takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// Every one (at start-up: nothing was handed over yet).
+    All,
+    /// Those older than the hand-over grace.
+    Stale,
+}
+
 impl Relay {
     /// A relay over `pool`'s outbox, publishing with a producer made from
-    /// `config`; `wake` is notified by whoever commits rows.
+    /// `config` the rows handed over on `handed` and those it claims.
     pub fn new(
         pool: PgPool,
         config: ClientConfig,
-        wake: Arc<Notify>,
+        handed: mpsc::UnboundedReceiver<Vec<OutboxRow>>,
         settings: RelaySettings,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let producer = config.create_with_context(ClientLog::default())?;
-        Ok(Relay { pool, config, producer, wake, settings, metrics })
+        Ok(Relay { pool, config, producer, handed, settings, metrics })
     }
 
     /// An idempotent producer that hit a fatal error (for example a sequence
@@ -104,26 +151,34 @@ impl Relay {
         // Consecutive failed rounds; logged at the 1st, 2nd, 4th, 8th, ... so a
         // database or broker outage does not flood the log.
         let mut failures: u32 = 0;
+        let mut claim = Claim::All;
+        let mut poll = tokio::time::interval(self.settings.poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut open = true;
+        let mut handed: Vec<OutboxRow> = Vec::new();
         loop {
-            loop {
-                match self.publish_batch().await {
-                    // A short batch took every row there was: rows committed
-                    // since have woken the relay (a stored permit), so asking
-                    // again at once would only find nothing.
-                    Ok(n) if n < BATCH as usize => {
-                        failures = 0;
-                        break;
+            let result = if handed.is_empty() {
+                self.claim_all(claim).await.map(|()| claim = Claim::Stale)
+            } else {
+                // Whatever else was handed over meanwhile goes in the same batch.
+                while handed.len() < BATCH {
+                    match self.handed.try_recv() {
+                        Ok(rows) => handed.extend(rows),
+                        Err(_) => break,
                     }
-                    Ok(_) => failures = 0,
-                    Err(err) => {
-                        failures = failures.saturating_add(1);
-                        if failures.is_power_of_two() {
-                            tracing::warn!(error = format!("{err:#}"), failures, "outbox relay round failed; retrying");
-                        }
-                        Metrics::incr(&self.metrics.relay_errors);
-                        self.renew_producer_if_fatal();
-                        break;
+                }
+                self.publish(std::mem::take(&mut handed)).await.map(drop)
+            };
+            match result {
+                Ok(()) => failures = 0,
+                Err(err) => {
+                    // Handed-over rows that failed stay in the table for a poll.
+                    failures = failures.saturating_add(1);
+                    if failures.is_power_of_two() {
+                        tracing::warn!(error = format!("{err:#}"), failures, "outbox relay round failed; retrying");
                     }
+                    Metrics::incr(&self.metrics.relay_errors);
+                    self.renew_producer_if_fatal();
                 }
             }
             if last_cleanup.elapsed() > self.settings.cleanup_every {
@@ -132,43 +187,85 @@ impl Relay {
                     tracing::warn!(error = %err, "outbox cleanup failed");
                 }
             }
+            // Handed-over rows before a poll: rows still waiting in the channel
+            // after a broker stall would otherwise be claimed and sent twice.
             tokio::select! {
+                biased;
                 _ = stop.changed() => return,
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.settings.poll_interval) => {}
+                rows = self.handed.recv(), if open => match rows {
+                    Some(rows) => handed = rows,
+                    None => open = false,
+                },
+                _ = poll.tick() => {}
             }
         }
     }
 
-    /// Publishes up to one batch; returns how many rows it published.
-    async fn publish_batch(&self) -> anyhow::Result<usize> {
+    /// Claims and publishes unsent rows until a claim comes back short.
+    async fn claim_all(&self, claim: Claim) -> anyhow::Result<()> {
+        while self.claim_batch(claim).await? == BATCH {}
+        Ok(())
+    }
+
+    /// Claims up to one batch of unsent rows and publishes it; returns how
+    /// many rows it published.
+    async fn claim_batch(&self, claim: Claim) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await?;
+        let grace = match claim {
+            Claim::All => 0.0,
+            Claim::Stale => self.settings.handover_grace.as_secs_f64(),
+        };
         let rows: Vec<(i64, String, String, Vec<u8>, i64)> = sqlx::query_as(
             "SELECT id, topic, msg_key, payload, (extract(epoch FROM created_at) * 1000000)::bigint
-             FROM saga_outbox WHERE sent_at IS NULL
+             FROM saga_outbox WHERE sent_at IS NULL AND created_at < now() - make_interval(secs => $2)
              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
-        .bind(BATCH)
+        .bind(BATCH as i64)
+        .bind(grace)
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
             return Ok(0);
         }
+        let rows = rows
+            .into_iter()
+            .map(|(id, topic, key, payload, created_us)| OutboxRow {
+                id,
+                topic,
+                key,
+                payload,
+                created_us: u64::try_from(created_us).unwrap_or(0),
+            })
+            .collect();
+        let published = self.publish_in(&mut tx, rows).await?;
+        tx.commit().await?;
+        Ok(published)
+    }
+
+    /// Publishes handed-over `rows` and deletes them.
+    async fn publish(&self, rows: Vec<OutboxRow>) -> anyhow::Result<usize> {
+        let mut conn = self.pool.acquire().await?;
+        self.publish_in(&mut conn, rows).await
+    }
+
+    /// Publishes `rows`, waits for every acknowledgement and deletes them on
+    /// `conn` (the claim's transaction, or a connection of their own).
+    async fn publish_in(&self, conn: &mut sqlx::PgConnection, rows: Vec<OutboxRow>) -> anyhow::Result<usize> {
         if !self.settings.faults.delay.is_zero() {
             tokio::time::sleep(self.settings.faults.delay).await;
         }
         let copies = if self.settings.faults.duplicate { 2 } else { 1 };
         let produced_us = spans::now_us();
         if spans::enabled() {
-            for (_, _, key, _, created_us) in &rows {
-                spans::record(key, Phase::Outbox, u64::try_from(*created_us).unwrap_or(produced_us), produced_us);
+            for row in &rows {
+                spans::record(&row.key, Phase::Outbox, row.created_us.min(produced_us), produced_us);
             }
         }
         let stamp = spans::enabled().then(|| produced_us.to_string());
-        let deliveries = rows.iter().flat_map(|(_, topic, key, payload, _)| {
+        let deliveries = rows.iter().flat_map(|row| {
             let stamp = stamp.as_deref();
             (0..copies).map(move |_| {
-                let mut record = FutureRecord::to(topic).key(key).payload(payload);
+                let mut record = FutureRecord::to(&row.topic).key(&row.key).payload(&row.payload);
                 if let Some(stamp) = stamp {
                     record =
                         record.headers(OwnedHeaders::new().insert(Header { key: PRODUCED_HEADER, value: Some(stamp) }));
@@ -182,12 +279,11 @@ impl Relay {
             }
         }
         crashpoint::hit(CRASH_AFTER_PUBLISH);
-        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         // Deleted rather than marked sent: one write instead of an update now
         // and a delete later, and no dead versions piling up under the
         // unsent-rows index the next claim scans.
-        sqlx::query("DELETE FROM saga_outbox WHERE id = ANY($1)").bind(&ids).execute(&mut *tx).await?;
-        tx.commit().await?;
+        sqlx::query("DELETE FROM saga_outbox WHERE id = ANY($1)").bind(&ids).execute(&mut *conn).await?;
         Metrics::add(&self.metrics.published, ids.len() as u64);
         Ok(ids.len())
     }

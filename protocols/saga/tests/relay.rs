@@ -1,7 +1,9 @@
-//! The relay after a fatal producer error. An idempotent producer whose
-//! sequence numbers no longer match the broker's refuses every later message;
-//! the relay must notice, create a new producer and publish every row all the
-//! same.
+//! The outbox relay against a broker. After a fatal producer error: an
+//! idempotent producer whose sequence numbers no longer match the broker's
+//! refuses every later message; the relay must notice, create a new producer
+//! and publish every row all the same. And its two ways of finding rows: rows
+//! handed over in memory go out at once, a row nobody handed over waits for
+//! the hand-over grace or the next relay's start-up claim.
 //!
 //! A real broker cannot be made to desynchronise on demand, so the broker here
 //! is librdkafka's mock cluster, told to answer the first produce request with
@@ -22,7 +24,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use saga::messages::{Body, Envelope, REPLIES, Step};
-use saga::relay::Relay;
+use saga::relay::{Outbox, Relay};
 use saga::store::Schema;
 use saga::{KafkaSettings, Metrics, Profile, RelaySettings};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
@@ -71,12 +73,9 @@ async fn a_fatal_producer_error_gets_a_new_producer_and_every_row_is_published()
         instance: None,
     };
     let metrics = Arc::new(Metrics::default());
-    let timing = RelaySettings {
-        poll_interval: Duration::from_millis(50),
-        cleanup_every: Duration::MAX,
-        faults: Default::default(),
-    };
-    let relay = Relay::new(pool.clone(), settings.producer(), Arc::default(), timing, Arc::clone(&metrics)).unwrap();
+    let (_outbox, handed) = Outbox::channel();
+    let relay =
+        Relay::new(pool.clone(), settings.producer(), handed, timing(Duration::ZERO), Arc::clone(&metrics)).unwrap();
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(relay.run(stopped));
 
@@ -115,4 +114,79 @@ fn counters(metrics: &Metrics) -> (u64, u64, u64) {
         metrics.relay_errors.load(Ordering::Relaxed),
         metrics.producers_renewed.load(Ordering::Relaxed),
     )
+}
+
+fn timing(handover_grace: Duration) -> RelaySettings {
+    RelaySettings {
+        poll_interval: Duration::from_millis(50),
+        handover_grace,
+        cleanup_every: Duration::MAX,
+        faults: Default::default(),
+    }
+}
+
+async fn wait_unsent(pool: &PgPool, n: i64, metrics: &Metrics) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while saga::store::count_unsent(pool).await.unwrap() != n {
+        assert!(Instant::now() < deadline, "unsent rows never reached {n}; relay counters: {:?}", counters(metrics));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Rows handed over after their commit are published although the poll may
+/// not touch them yet (a grace of an hour); a committed row nobody handed
+/// over (its process died before it could) stays for the poll, and the next
+/// relay's start-up claim, which takes every row, publishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handed_over_rows_go_out_at_once_and_a_lost_hand_over_is_claimed_at_start_up() {
+    let pool = fresh_pool().await;
+    saga::store::install(&pool, Schema::Participant).await.unwrap();
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic(REPLIES, 1, 1).unwrap();
+    let settings = KafkaSettings {
+        bootstrap: mock.bootstrap_servers(),
+        profile: Profile::default(),
+        group: "relay-test".into(),
+        instance: None,
+    };
+    let metrics = Arc::new(Metrics::default());
+    let grace = Duration::from_secs(3600);
+    let (outbox, handed) = Outbox::channel();
+    let relay = Relay::new(pool.clone(), settings.producer(), handed, timing(grace), Arc::clone(&metrics)).unwrap();
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(relay.run(stopped));
+
+    let envelope = |order: &str| Envelope::new(uuid::Uuid::new_v4(), order, Step::ReserveStock, Body::Done);
+    // A first hand-over, published only after the relay's start-up claim (it
+    // claims first, then waits for rows): after it, no claim takes young rows.
+    let mut conn = pool.acquire().await.unwrap();
+    outbox.committed(saga::store::enqueue(&mut conn, &[envelope("0")]).await.unwrap());
+    drop(conn);
+    wait_unsent(&pool, 0, &metrics).await;
+
+    let mut tx = pool.begin().await.unwrap();
+    let rows = saga::store::enqueue(&mut tx, &[envelope("1"), envelope("2")]).await.unwrap();
+    let lost = saga::store::enqueue(&mut tx, &[envelope("3")]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0].id < rows[1].id && rows[1].id < lost[0].id, "rows come back in insert order");
+    outbox.committed(rows);
+    wait_unsent(&pool, 1, &metrics).await;
+    // Several polls later the row nobody handed over is still there.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(saga::store::count_unsent(&pool).await.unwrap(), 1, "a poll took a row inside the grace");
+    // Three rows, and the first once more if the start-up claim met it too.
+    let published = metrics.published.load(Ordering::Relaxed);
+    assert!((3..=4).contains(&published), "{:?}", counters(&metrics));
+    stop.send(true).unwrap();
+    task.await.unwrap();
+
+    let (_outbox, handed) = Outbox::channel();
+    let relay = Relay::new(pool.clone(), settings.producer(), handed, timing(grace), Arc::clone(&metrics)).unwrap();
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(relay.run(stopped));
+    wait_unsent(&pool, 0, &metrics).await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert_eq!(metrics.published.load(Ordering::Relaxed), published + 1, "{:?}", counters(&metrics));
 }

@@ -42,7 +42,7 @@ pub struct SagaArgs {
     #[arg(long, env = "SAGA_WORKERS", default_value_t = saga::consumer::DEFAULT_WORKERS)]
     pub workers: usize,
 
-    /// How often (ms) the relay looks for unsent outbox rows it was not woken for.
+    /// How often (ms) the relay looks for unsent outbox rows nobody handed it.
     #[arg(long, env = "SAGA_RELAY_POLL_MS", default_value_t = 200)]
     pub relay_poll_ms: u64,
 
@@ -74,6 +74,7 @@ impl SagaArgs {
         };
         let relay = RelaySettings {
             poll_interval: Duration::from_millis(self.relay_poll_ms.max(1)),
+            handover_grace: saga::relay::HANDOVER_GRACE,
             cleanup_every: Duration::from_secs(60),
             faults: RelayFaults {
                 duplicate: self.duplicate_messages,
@@ -101,8 +102,13 @@ impl Participant {
         let Some(runtime) = args.runtime(service, instance, pool, Schema::Participant).await? else {
             return Ok(Participant(None));
         };
-        let handler =
-            saga::participant::ParticipantHandler::new(step, pool.clone(), resource, runtime.wake(), runtime.metrics());
+        let handler = saga::participant::ParticipantHandler::new(
+            step,
+            pool.clone(),
+            resource,
+            runtime.outbox(),
+            runtime.metrics(),
+        );
         Ok(Participant(Some((runtime, Arc::new(handler)))))
     }
 

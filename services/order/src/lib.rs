@@ -156,7 +156,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
             let orchestrator = saga::Orchestrator::new(
                 pool.clone(),
                 Arc::new(store.clone()),
-                runtime.wake(),
+                runtime.outbox(),
                 saga::OrchestratorSettings {
                     mode: config.saga_mode,
                     checkout_timeout: Duration::from_millis(config.saga_checkout_timeout_ms),
