@@ -35,7 +35,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use sqlx::PgPool;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 pub use kafka::{KafkaSettings, Profile};
 pub use machine::Mode;
@@ -55,7 +55,7 @@ pub struct Runtime {
     workers: usize,
     outbox: Outbox,
     /// The relay's end of `outbox`, taken by [`Runtime::relay_task`].
-    handed: Arc<Mutex<Option<mpsc::UnboundedReceiver<Vec<store::OutboxRow>>>>>,
+    handed: Arc<Mutex<Option<relay::Handed>>>,
     metrics: Arc<Metrics>,
     joined: Arc<AtomicBool>,
 }

@@ -43,7 +43,8 @@ pub struct Metrics {
     pub malformed: AtomicU64,
     /// Messages moved to the dead-letter table after failing deterministically.
     pub dead_lettered: AtomicU64,
-    /// Outbox rows published by the relay.
+    /// Outbox rows published by the relay and deleted (a row sent twice, by
+    /// two paths or after a crash, counts once here).
     pub published: AtomicU64,
     /// Relay rounds that failed.
     pub relay_errors: AtomicU64,

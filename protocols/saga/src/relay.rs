@@ -27,6 +27,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use crate::kafka::ClientLog;
 use crate::metrics::Metrics;
@@ -68,25 +69,37 @@ pub struct RelaySettings {
 /// Default [`RelaySettings::handover_grace`]: far above a publication's
 /// acknowledgement (milliseconds), so a live relay's rows are claimed by a
 /// poll only when its broker stalls, and short enough that a row whose
-/// hand-over was lost goes out within about a second.
+/// hand-over was lost (or whose publication failed) goes out about a second
+/// later.
 pub const HANDOVER_GRACE: Duration = Duration::from_secs(1);
+
+/// Hand-overs the relay can fall behind by (each one transaction's rows)
+/// before more are dropped: a broker outage must not grow memory without
+/// bound, and a dropped hand-over costs only the grace (the rows are in the
+/// table).
+const HANDOVER_QUEUE: usize = 4096;
+
+/// The relay's end of an [`Outbox`].
+pub type Handed = mpsc::Receiver<Vec<OutboxRow>>;
 
 /// The handlers' side of the relay: rows whose transaction committed.
 #[derive(Debug, Clone)]
-pub struct Outbox(mpsc::UnboundedSender<Vec<OutboxRow>>);
+pub struct Outbox(mpsc::Sender<Vec<OutboxRow>>);
 
 impl Outbox {
     /// An outbox hand-over and the receiver its [`Relay`] takes.
-    pub fn channel() -> (Outbox, mpsc::UnboundedReceiver<Vec<OutboxRow>>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn channel() -> (Outbox, Handed) {
+        let (tx, rx) = mpsc::channel(HANDOVER_QUEUE);
         (Outbox(tx), rx)
     }
 
     /// Hands `rows` to the relay; call only after their transaction
-    /// committed. A row lost here (the relay gone) is published by a poll.
+    /// committed. Rows that cannot be handed over (the relay far behind or
+    /// gone) stay in the table for a claim: this relay's poll after the
+    /// grace, another replica's, or the next relay's start-up claim.
     pub fn committed(&self, rows: Vec<OutboxRow>) {
         if !rows.is_empty() {
-            let _ = self.0.send(rows);
+            let _ = self.0.try_send(rows);
         }
     }
 }
@@ -96,7 +109,7 @@ pub struct Relay {
     pool: PgPool,
     config: ClientConfig,
     producer: FutureProducer<ClientLog>,
-    handed: mpsc::UnboundedReceiver<Vec<OutboxRow>>,
+    handed: Handed,
     settings: RelaySettings,
     metrics: Arc<Metrics>,
 }
@@ -110,7 +123,8 @@ impl std::fmt::Debug for Relay {
 /// Which unsent rows a claim takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Claim {
-    /// Every one (at start-up: nothing was handed over yet).
+    /// Every one: at start-up, for the rows of a process that died before
+    /// publishing them (rows handed over meanwhile may go out twice).
     All,
     /// Those older than the hand-over grace.
     Stale,
@@ -122,7 +136,7 @@ impl Relay {
     pub fn new(
         pool: PgPool,
         config: ClientConfig,
-        handed: mpsc::UnboundedReceiver<Vec<OutboxRow>>,
+        handed: Handed,
         settings: RelaySettings,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
@@ -147,19 +161,16 @@ impl Relay {
 
     /// Runs until `stop` turns true.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut last_cleanup = tokio::time::Instant::now();
+        let mut last_cleanup = Instant::now();
         // Consecutive failed rounds; logged at the 1st, 2nd, 4th, 8th, ... so a
         // database or broker outage does not flood the log.
         let mut failures: u32 = 0;
         let mut claim = Claim::All;
-        let mut poll = tokio::time::interval(self.settings.poll_interval);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_poll = Instant::now();
         let mut open = true;
         let mut handed: Vec<OutboxRow> = Vec::new();
         loop {
-            let result = if handed.is_empty() {
-                self.claim_all(claim).await.map(|()| claim = Claim::Stale)
-            } else {
+            if !handed.is_empty() {
                 // Whatever else was handed over meanwhile goes in the same batch.
                 while handed.len() < BATCH {
                     match self.handed.try_recv() {
@@ -167,22 +178,22 @@ impl Relay {
                         Err(_) => break,
                     }
                 }
-                self.publish(std::mem::take(&mut handed)).await.map(drop)
-            };
-            match result {
-                Ok(()) => failures = 0,
-                Err(err) => {
-                    // Handed-over rows that failed stay in the table for a poll.
-                    failures = failures.saturating_add(1);
-                    if failures.is_power_of_two() {
-                        tracing::warn!(error = format!("{err:#}"), failures, "outbox relay round failed; retrying");
-                    }
-                    Metrics::incr(&self.metrics.relay_errors);
-                    self.renew_producer_if_fatal();
+                // Rows that failed stay in the table for a claim.
+                let result = self.publish(std::mem::take(&mut handed)).await.map(drop);
+                self.count_round(result, &mut failures);
+            }
+            // Due whether or not hand-overs keep coming: under a steady stream
+            // the poll must still run.
+            if Instant::now() >= next_poll {
+                let result = self.claim_all(claim).await;
+                if result.is_ok() {
+                    claim = Claim::Stale;
                 }
+                self.count_round(result, &mut failures);
+                next_poll = Instant::now() + self.settings.poll_interval;
             }
             if last_cleanup.elapsed() > self.settings.cleanup_every {
-                last_cleanup = tokio::time::Instant::now();
+                last_cleanup = Instant::now();
                 if let Err(err) = self.cleanup().await {
                     tracing::warn!(error = %err, "outbox cleanup failed");
                 }
@@ -196,7 +207,27 @@ impl Relay {
                     Some(rows) => handed = rows,
                     None => open = false,
                 },
-                _ = poll.tick() => {}
+                () = tokio::time::sleep_until(next_poll) => {}
+            }
+        }
+    }
+
+    /// Counts a round's outcome; a failure is logged (at the 1st, 2nd, 4th,
+    /// 8th, ... in a row) and renews a producer that hit a fatal error.
+    fn count_round(&mut self, result: anyhow::Result<()>, failures: &mut u32) {
+        match result {
+            Ok(()) => *failures = 0,
+            Err(err) => {
+                *failures = failures.saturating_add(1);
+                if failures.is_power_of_two() {
+                    tracing::warn!(
+                        error = format!("{err:#}"),
+                        failures = *failures,
+                        "outbox relay round failed; retrying"
+                    );
+                }
+                Metrics::incr(&self.metrics.relay_errors);
+                self.renew_producer_if_fatal();
             }
         }
     }
@@ -283,8 +314,9 @@ impl Relay {
         // Deleted rather than marked sent: one write instead of an update now
         // and a delete later, and no dead versions piling up under the
         // unsent-rows index the next claim scans.
-        sqlx::query("DELETE FROM saga_outbox WHERE id = ANY($1)").bind(&ids).execute(&mut *conn).await?;
-        Metrics::add(&self.metrics.published, ids.len() as u64);
+        let deleted = sqlx::query("DELETE FROM saga_outbox WHERE id = ANY($1)").bind(&ids).execute(&mut *conn).await?;
+        // Rows another path had published and deleted already are not counted again.
+        Metrics::add(&self.metrics.published, deleted.rows_affected());
         Ok(ids.len())
     }
 
