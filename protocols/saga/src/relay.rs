@@ -182,9 +182,12 @@ impl Relay {
                 let result = self.publish(std::mem::take(&mut handed)).await.map(drop);
                 self.count_round(result, &mut failures);
             }
-            // Due whether or not hand-overs keep coming: under a steady stream
-            // the poll must still run.
-            if Instant::now() >= next_poll {
+            // Due when the hand-overs are drained (after a broker stall the
+            // rows still waiting in the channel are older than the grace, and a
+            // claim would send them twice), and at the latest a few intervals
+            // late, so a steady stream of hand-overs cannot keep it from running.
+            let now = Instant::now();
+            if now >= next_poll && (self.handed.is_empty() || now >= next_poll + 4 * self.settings.poll_interval) {
                 let result = self.claim_all(claim).await;
                 if result.is_ok() {
                     claim = Claim::Stale;

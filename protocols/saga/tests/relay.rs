@@ -22,6 +22,7 @@ use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use saga::messages::{Body, Envelope, REPLIES, Step};
 use saga::relay::{Outbox, Relay};
@@ -51,10 +52,7 @@ fn url_without_database(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fatal_producer_error_gets_a_new_producer_and_every_row_is_published() {
-    let pool = fresh_pool().await;
-    saga::store::install(&pool, Schema::Participant).await.unwrap();
-    let mock = MockCluster::new(1).unwrap();
-    mock.create_topic(REPLIES, 1, 1).unwrap();
+    let (pool, mock) = outbox_and_broker().await;
     mock.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER]);
 
     let msgs: Vec<Envelope> = ["1", "2", "3"]
@@ -66,18 +64,8 @@ async fn a_fatal_producer_error_gets_a_new_producer_and_every_row_is_published()
     saga::store::enqueue(&mut conn, &msgs).await.unwrap();
     drop(conn);
 
-    let settings = KafkaSettings {
-        bootstrap: mock.bootstrap_servers(),
-        profile: Profile::default(),
-        group: "relay-test".into(),
-        instance: None,
-    };
     let metrics = Arc::new(Metrics::default());
-    let (_outbox, handed) = Outbox::channel();
-    let relay =
-        Relay::new(pool.clone(), settings.producer(), handed, timing(Duration::ZERO), Arc::clone(&metrics)).unwrap();
-    let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(relay.run(stopped));
+    let (_outbox, stop, task) = start_relay(&pool, &mock, Duration::ZERO, &metrics);
 
     let deadline = Instant::now() + Duration::from_secs(30);
     while saga::store::count_unsent(&pool).await.unwrap() > 0 {
@@ -116,13 +104,40 @@ fn counters(metrics: &Metrics) -> (u64, u64, u64) {
     )
 }
 
-fn timing(handover_grace: Duration) -> RelaySettings {
-    RelaySettings {
+/// A fresh participant database and a one-broker mock cluster with the
+/// replies topic.
+async fn outbox_and_broker() -> (PgPool, MockCluster<'static, DefaultProducerContext>) {
+    let pool = fresh_pool().await;
+    saga::store::install(&pool, Schema::Participant).await.unwrap();
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic(REPLIES, 1, 1).unwrap();
+    (pool, mock)
+}
+
+/// A relay over `pool`'s outbox publishing to `mock` (polling every 50 ms,
+/// leaving rows younger than `handover_grace`), running until told to stop.
+fn start_relay(
+    pool: &PgPool,
+    mock: &MockCluster<'static, DefaultProducerContext>,
+    handover_grace: Duration,
+    metrics: &Arc<Metrics>,
+) -> (Outbox, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let settings = KafkaSettings {
+        bootstrap: mock.bootstrap_servers(),
+        profile: Profile::default(),
+        group: "relay-test".into(),
+        instance: None,
+    };
+    let timing = RelaySettings {
         poll_interval: Duration::from_millis(50),
         handover_grace,
         cleanup_every: Duration::MAX,
         faults: Default::default(),
-    }
+    };
+    let (outbox, handed) = Outbox::channel();
+    let relay = Relay::new(pool.clone(), settings.producer(), handed, timing, Arc::clone(metrics)).unwrap();
+    let (stop, stopped) = watch::channel(false);
+    (outbox, stop, tokio::spawn(relay.run(stopped)))
 }
 
 async fn wait_unsent(pool: &PgPool, n: i64, metrics: &Metrics) {
@@ -139,22 +154,10 @@ async fn wait_unsent(pool: &PgPool, n: i64, metrics: &Metrics) {
 /// relay's start-up claim, which takes every row, publishes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handed_over_rows_go_out_at_once_and_a_lost_hand_over_is_claimed_at_start_up() {
-    let pool = fresh_pool().await;
-    saga::store::install(&pool, Schema::Participant).await.unwrap();
-    let mock = MockCluster::new(1).unwrap();
-    mock.create_topic(REPLIES, 1, 1).unwrap();
-    let settings = KafkaSettings {
-        bootstrap: mock.bootstrap_servers(),
-        profile: Profile::default(),
-        group: "relay-test".into(),
-        instance: None,
-    };
+    let (pool, mock) = outbox_and_broker().await;
     let metrics = Arc::new(Metrics::default());
     let grace = Duration::from_secs(3600);
-    let (outbox, handed) = Outbox::channel();
-    let relay = Relay::new(pool.clone(), settings.producer(), handed, timing(grace), Arc::clone(&metrics)).unwrap();
-    let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(relay.run(stopped));
+    let (outbox, stop, task) = start_relay(&pool, &mock, grace, &metrics);
 
     let envelope = |order: &str| Envelope::new(uuid::Uuid::new_v4(), order, Step::ReserveStock, Body::Done);
     // A first hand-over, published only after the relay's start-up claim (it
@@ -181,10 +184,7 @@ async fn handed_over_rows_go_out_at_once_and_a_lost_hand_over_is_claimed_at_star
     stop.send(true).unwrap();
     task.await.unwrap();
 
-    let (_outbox, handed) = Outbox::channel();
-    let relay = Relay::new(pool.clone(), settings.producer(), handed, timing(grace), Arc::clone(&metrics)).unwrap();
-    let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(relay.run(stopped));
+    let (_outbox, stop, task) = start_relay(&pool, &mock, grace, &metrics);
     wait_unsent(&pool, 0, &metrics).await;
     stop.send(true).unwrap();
     task.await.unwrap();
