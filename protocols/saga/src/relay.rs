@@ -261,7 +261,7 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
-        let rows = rows
+        let rows: Vec<OutboxRow> = rows
             .into_iter()
             .map(|(id, topic, key, payload, created_us)| OutboxRow {
                 id,
@@ -271,27 +271,29 @@ impl Relay {
                 created_us: u64::try_from(created_us).unwrap_or(0),
             })
             .collect();
-        let published = self.publish_in(&mut tx, rows).await?;
+        self.send(&rows).await?;
+        self.delete(&mut *tx, &rows).await?;
         tx.commit().await?;
-        Ok(published)
+        Ok(rows.len())
     }
 
-    /// Publishes handed-over `rows` and deletes them.
+    /// Publishes handed-over `rows` and deletes them. No connection is held
+    /// while Kafka acknowledges (a broker outage must not hold one).
     async fn publish(&self, rows: Vec<OutboxRow>) -> anyhow::Result<usize> {
-        let mut conn = self.pool.acquire().await?;
-        self.publish_in(&mut conn, rows).await
+        self.send(&rows).await?;
+        self.delete(&self.pool, &rows).await?;
+        Ok(rows.len())
     }
 
-    /// Publishes `rows`, waits for every acknowledgement and deletes them on
-    /// `conn` (the claim's transaction, or a connection of their own).
-    async fn publish_in(&self, conn: &mut sqlx::PgConnection, rows: Vec<OutboxRow>) -> anyhow::Result<usize> {
+    /// Publishes `rows` and waits for every acknowledgement.
+    async fn send(&self, rows: &[OutboxRow]) -> anyhow::Result<()> {
         if !self.settings.faults.delay.is_zero() {
             tokio::time::sleep(self.settings.faults.delay).await;
         }
         let copies = if self.settings.faults.duplicate { 2 } else { 1 };
         let produced_us = spans::now_us();
         if spans::enabled() {
-            for row in &rows {
+            for row in rows {
                 spans::record(&row.key, Phase::Outbox, row.created_us.min(produced_us), produced_us);
             }
         }
@@ -313,14 +315,20 @@ impl Relay {
             }
         }
         crashpoint::hit(CRASH_AFTER_PUBLISH);
+        Ok(())
+    }
+
+    /// Deletes published `rows` through `db` (the claim's transaction, or
+    /// the pool).
+    async fn delete<'e>(&self, db: impl sqlx::PgExecutor<'e>, rows: &[OutboxRow]) -> anyhow::Result<()> {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         // Deleted rather than marked sent: one write instead of an update now
         // and a delete later, and no dead versions piling up under the
         // unsent-rows index the next claim scans.
-        let deleted = sqlx::query("DELETE FROM saga_outbox WHERE id = ANY($1)").bind(&ids).execute(&mut *conn).await?;
+        let deleted = sqlx::query("DELETE FROM saga_outbox WHERE id = ANY($1)").bind(&ids).execute(db).await?;
         // Rows another path had published and deleted already are not counted again.
         Metrics::add(&self.metrics.published, deleted.rows_affected());
-        Ok(ids.len())
+        Ok(())
     }
 
     /// Deletes inbox rows and step effects after
