@@ -2,6 +2,10 @@
 # The project's test command (README, .ci/run). On a fresh machine it installs
 # what is missing, builds, starts real PostgreSQL, Kafka and Redis, runs every
 # test of the workspace against them, and checks formatting, lints and docs.
+#
+# `test.sh <filter>` is the inner loop: the same set-up and build, then only
+# the tests matching <filter> (passed to the test binaries), without the
+# benchmark build, the compare, clippy and doc.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -20,8 +24,10 @@ cargo build --release --workspace --bins --quiet
 
 # Benchmarks are compiled, never timed, here: a speed is measured by
 # `cargo bench` or `harness compare`, not asserted by a test.
-echo "== cargo bench --no-run"
-cargo bench --workspace --no-run --quiet
+if [[ $# -eq 0 ]]; then
+  echo "== cargo bench --no-run"
+  cargo bench --workspace --no-run --quiet
+fi
 
 # Infrastructure for the services' integration tests; each test makes its own
 # database on it. Ports and the run directory stay clear of a developer's stack.
@@ -37,6 +43,9 @@ export SAGA2PC_TEST_KAFKA_BOOTSTRAP="$SAGA2PC_KAFKA_BOOTSTRAP"
 
 echo "== cargo test"
 cargo test --release --workspace -- "$@"
+if [[ $# -gt 0 ]]; then
+  exit 0
+fi
 
 # End to end: the comparison harness at CI size, on its own stacks. It exits
 # non-zero if any invariant broke in any run, and must leave a report.

@@ -311,7 +311,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// SAGA: messages in each service's dead-letter table, read from its
 /// replicas' metrics (`None` for a 2PC stack). A service none of whose
 /// replicas answers shows `null`.
-async fn dead_letters(state: &stack::state::StackState) -> Option<serde_json::Value> {
+async fn dead_letters(state: &stack::StackState) -> Option<serde_json::Value> {
     if state.protocol != ProtocolKind::Saga.to_string() {
         return None;
     }
@@ -508,13 +508,17 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 bail!("no stack running in {} (start one with `harness up`, or use --target)", run_dir.display());
             };
             let db = |role: &str| stack.databases.get(role).cloned().with_context(|| format!("no {role} database"));
-            let dbs = run::state::Databases { order: db("order")?, stock: db("stock")?, payment: db("payment")? };
+            let dbs = run::final_state::Databases { order: db("order")?, stock: db("stock")?, payment: db("payment")? };
             let order_urls: Vec<String> =
                 stack.components.iter().filter(|c| c.name.starts_with("order#")).map(|c| c.url.clone()).collect();
-            let settled = run::state::settle(&dbs, &order_urls, Duration::from_secs(args.settle_timeout_s)).await?;
+            let settled =
+                run::final_state::settle(&dbs, &order_urls, Duration::from_secs(args.settle_timeout_s)).await?;
             println!("settled in   {:.3} s", settled.after.as_secs_f64());
-            let ids = run::state::latest_batch_ids(&dbs).await?;
-            (run::state::read(&dbs, &ids, None).await?, "databases: conservation, nothing in flight, saga effects")
+            let ids = run::final_state::latest_batch_ids(&dbs).await?;
+            (
+                run::final_state::read(&dbs, &ids, None).await?,
+                "databases: conservation, nothing in flight, saga effects",
+            )
         }
     };
     let violations = check::check(initial, &state, &Default::default());

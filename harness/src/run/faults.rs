@@ -19,6 +19,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use protocol_core::crashpoint::{self, CrashPoint};
+
 /// One scheduled fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
@@ -37,7 +39,7 @@ pub enum FaultKind {
     /// Stop the component's process for a while.
     Pause { target: Target, duration: Duration },
     /// Arm a crash point on a service replica.
-    Crashpoint { name: String, target: Target },
+    Crashpoint { point: CrashPoint, target: Target },
     /// SAGA: every service publishes every message twice, for the whole run
     /// (set when the services start; `at` is zero).
     DuplicateMessages,
@@ -64,7 +66,7 @@ impl fmt::Display for Fault {
             FaultKind::Pause { target, duration } => {
                 write!(f, "pause {target} at {at}s for {}s", duration.as_secs_f64())
             }
-            FaultKind::Crashpoint { name, target } => write!(f, "crash point {name} on {target} at {at}s"),
+            FaultKind::Crashpoint { point, target } => write!(f, "crash point {} on {target} at {at}s", point.name),
             FaultKind::DuplicateMessages => f.write_str("every saga message published twice"),
             FaultKind::DelayMessages(d) => write!(f, "every saga publish delayed {} ms", d.as_millis()),
         }
@@ -164,22 +166,13 @@ impl FromStr for Fault {
             }
             "crashpoint" => {
                 let mut parts = rest.split('@');
-                let name = parts.next().unwrap_or_default();
-                let valid = !name.is_empty()
-                    && name.len() <= 64
-                    && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-                if !valid {
-                    return Err(bad("crash point names are 1-64 characters of [a-z0-9._-]".into()));
-                }
+                let point = crashpoint::lookup(parts.next().unwrap_or_default()).map_err(|e| bad(e.to_string()))?;
                 let (target, at) = match (parts.next(), parts.next(), parts.next()) {
-                    (Some(at), None, None) => (default_crashpoint_target(name), at),
+                    (Some(at), None, None) => (Target { component: point.service.to_owned(), replica: 0 }, at),
                     (Some(target), Some(at), None) => (parse_target(target, true).map_err(bad)?, at),
                     _ => return Err(bad("expected crashpoint:<name>[@<service>[#replica]]@<t>".into())),
                 };
-                Ok(Fault {
-                    at: parse_duration(at).map_err(bad)?,
-                    kind: FaultKind::Crashpoint { name: name.to_owned(), target },
-                })
+                Ok(Fault { at: parse_duration(at).map_err(bad)?, kind: FaultKind::Crashpoint { point, target } })
             }
             "delay-messages" => {
                 let delay = parse_duration(rest).map_err(bad)?;
@@ -193,13 +186,6 @@ impl FromStr for Fault {
             ))),
         }
     }
-}
-
-/// Coordinator and orchestrator crash points live in the order service;
-/// participant ones default to stock.
-fn default_crashpoint_target(name: &str) -> Target {
-    let component = if name.contains("participant") { "stock" } else { "order" };
-    Target { component: component.to_owned(), replica: 0 }
 }
 
 #[cfg(test)]
@@ -236,12 +222,12 @@ mod tests {
         let cp = "crashpoint:saga.participant.after_commit@payment@4".parse::<Fault>().unwrap();
         assert_eq!(
             cp.kind,
-            FaultKind::Crashpoint { name: "saga.participant.after_commit".into(), target: target("payment", 0) }
+            FaultKind::Crashpoint { point: crashpoint::SAGA_AFTER_COMMIT, target: target("payment", 0) }
         );
         let cp = "crashpoint:2pc.coordinator.after_decision@1".parse::<Fault>().unwrap();
         assert_eq!(
             cp.kind,
-            FaultKind::Crashpoint { name: "2pc.coordinator.after_decision".into(), target: target("order", 0) }
+            FaultKind::Crashpoint { point: crashpoint::TWOPC_AFTER_DECISION, target: target("order", 0) }
         );
         assert_eq!("duplicate-messages".parse::<Fault>().unwrap().kind, FaultKind::DuplicateMessages);
         let delay = "delay-messages:200ms".parse::<Fault>().unwrap();
@@ -262,8 +248,9 @@ mod tests {
             ("kill:order#x@1", "not a number"),
             ("pause:order@1", "needs a duration"),
             ("pause:order@-1+2", "out of range"),
-            ("crashpoint:BAD@1", "crash point names"),
-            ("crashpoint:x@kafka@1", "unknown component"),
+            ("crashpoint:BAD@1", "unknown crash point"),
+            ("crashpoint:saga.relay.after_publsh@1", "unknown crash point"),
+            ("crashpoint:saga.relay.after_publish@kafka@1", "unknown component"),
             ("explode:order@1", "unknown fault kind"),
             ("kill:order@soon", "not a duration"),
             ("delay-messages:90s", "above 60 s"),

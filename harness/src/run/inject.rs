@@ -38,13 +38,9 @@ pub fn validate(faults: &[Fault], protocol: ProtocolKind, replicas: u16) -> anyh
     for fault in faults {
         let target = match &fault.kind {
             FaultKind::Kill { target, .. } | FaultKind::Pause { target, .. } => target,
-            FaultKind::Crashpoint { name, target } => {
-                let prefix = match protocol {
-                    ProtocolKind::Saga => "saga.",
-                    ProtocolKind::TwoPc => "2pc.",
-                };
-                if !name.starts_with(prefix) {
-                    bail!("fault {fault}: {protocol} crash points start with {prefix:?}");
+            FaultKind::Crashpoint { point, target } => {
+                if point.protocol != protocol {
+                    bail!("fault {fault}: a {} crash point, and this stack runs {protocol}", point.protocol);
                 }
                 target
             }
@@ -130,7 +126,8 @@ async fn apply(
             let resume = Control::Resume { component: target_name(target) };
             vec![first, supervise(control, resume, format!("resume {target}"), started).await]
         }
-        FaultKind::Crashpoint { name, target } => {
+        FaultKind::Crashpoint { point, target } => {
+            let name = point.name;
             let what = format!("crash point {name} on {target}");
             let at_s = started.elapsed().as_secs_f64();
             let (applied, outcome) = match services.get(&target_name(target)) {
@@ -190,7 +187,7 @@ mod tests {
         let err = validate(&faults(&["kill:order#2@1"]), ProtocolKind::Saga, 2).unwrap_err();
         assert!(err.to_string().contains("replicas 0..1"), "{err}");
         let err = validate(&faults(&["crashpoint:saga.relay.after_publish@1"]), ProtocolKind::TwoPc, 1).unwrap_err();
-        assert!(err.to_string().contains("start with \"2pc.\""), "{err}");
+        assert!(err.to_string().contains("a saga crash point, and this stack runs 2pc"), "{err}");
         let err = validate(&faults(&["duplicate-messages"]), ProtocolKind::TwoPc, 1).unwrap_err();
         assert!(err.to_string().contains("saga protocol only"), "{err}");
         assert!(validate(&faults(&["duplicate-messages", "delay-messages:50ms"]), ProtocolKind::Saga, 1).is_ok());

@@ -10,7 +10,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::ceiling;
 use super::faults::Fault;
 use super::inject::{self, Injector};
-use super::{Extras, RunOutcome, RunSpec, execute, state};
+use super::{Extras, RunOutcome, RunSpec, execute, final_state};
 use crate::stack::supervisor::Request;
 use crate::stack::{Role, Stack, StackConfig};
 
@@ -62,8 +62,8 @@ impl LocalStack {
     }
 
     /// The three databases.
-    pub fn databases(&self) -> state::Databases {
-        state::Databases {
+    pub fn databases(&self) -> final_state::Databases {
+        final_state::Databases {
             order: self.config.database_url(Role::Order),
             stock: self.config.database_url(Role::Stock),
             payment: self.config.database_url(Role::Payment),

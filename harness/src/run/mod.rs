@@ -13,13 +13,13 @@ pub mod course;
 pub mod dataset;
 pub mod dist;
 pub mod faults;
+pub mod final_state;
 pub mod inject;
 pub mod load;
 pub mod local;
 pub mod physical;
 pub mod protocol_metrics;
 pub mod resources;
-pub mod state;
 pub mod verify;
 
 use std::collections::BTreeMap;
@@ -205,7 +205,7 @@ pub struct Extras {
 /// for the protocols' counters.
 pub async fn execute(
     gateway: &str,
-    dbs: Option<&state::Databases>,
+    dbs: Option<&final_state::Databases>,
     replicas: &[(String, String)],
     spec: &RunSpec,
     extras: Extras,
@@ -217,7 +217,7 @@ pub async fn execute(
     let data = dataset::prepare(&http, gateway, spec).await?;
     tracing::info!(workload = spec.workload.name(), checkouts = data.plan.len(), "load phase");
     let since = match dbs {
-        Some(dbs) => state::now(dbs).await?,
+        Some(dbs) => final_state::now(dbs).await?,
         None => 0.0,
     };
     let wal_flush = match dbs {
@@ -275,8 +275,8 @@ pub async fn execute(
         Some(dbs) => {
             let order_urls: Vec<String> =
                 replicas.iter().filter(|(service, _)| service == "order").map(|(_, url)| url.clone()).collect();
-            let settled = state::settle(dbs, &order_urls, Duration::from_secs(120)).await?;
-            (Some(settled), state::read_stable(dbs, &data.ids, Some(since)).await?)
+            let settled = final_state::settle(dbs, &order_urls, Duration::from_secs(120)).await?;
+            (Some(settled), final_state::read_stable(dbs, &data.ids, Some(since)).await?)
         }
         None => (None, read_via_api(&http, gateway, &data.ids).await?),
     };

@@ -16,11 +16,11 @@ pub mod postgres;
 pub mod process;
 pub mod redis;
 pub mod services;
-pub mod state;
+pub mod status_file;
 pub mod supervisor;
 
 pub use config::{Role, StackConfig};
-pub use state::StackState;
+pub use status_file::StackState;
 pub use supervisor::{Control, Request, Stack};
 
 use std::path::Path;

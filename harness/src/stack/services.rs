@@ -25,10 +25,10 @@ pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Sp
         format!("--redis-url={}", config.redis_url()),
         format!("--instance={name}"),
         "--log-json".to_owned(),
+        format!("--protocol={}", config.protocol),
     ];
     let urls = |r: Role| (0..config.replicas).map(|i| config.service_url(r, i)).collect::<Vec<_>>().join(",");
     if role == Role::Order {
-        args.push(format!("--protocol={}", config.protocol));
         args.push(format!("--stock-urls={}", urls(Role::Stock)));
         args.push(format!("--payment-urls={}", urls(Role::Payment)));
         if config.protocol == ProtocolKind::TwoPc {

@@ -15,7 +15,7 @@ use anyhow::Context;
 
 use super::config::{Role, StackConfig};
 use super::process::{Proc, Spec};
-use super::state::{ComponentState, StackState};
+use super::status_file::{ComponentState, StackState};
 use super::{kafka, nginx, postgres, redis, services};
 
 const INFRA_TIMEOUT: Duration = Duration::from_secs(90);

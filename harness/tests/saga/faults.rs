@@ -21,8 +21,8 @@ use crate::support::{TestStack, component};
 use crate::{assert_settled, counters, databases};
 
 /// A one-replica saga stack that re-sends stalled commands after 3 s.
-fn stack(name: &str, port_base: u16, env: &[(&str, &str)]) -> TestStack {
-    let stack = TestStack::new(name, port_base, port_base + 80);
+fn stack(name: &str, env: &[(&str, &str)]) -> TestStack {
+    let stack = TestStack::new(name);
     let mut all = vec![("SAGA_RESEND_AFTER_MS", "3000")];
     all.extend_from_slice(env);
     stack.up_with_env(&["--protocol", "saga", "--replicas", "1"], &all);
@@ -56,7 +56,7 @@ async fn crash_during_checkout(stack: &TestStack, api: &Api, victim: &str, point
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_points_recover_all_or_nothing() {
     let _serial = crate::support::serial();
-    let stack = stack("saga-crash", 22000, &[]);
+    let stack = stack("saga-crash", &[]);
     let api = Api::new(&stack.gateway());
     for (victim, point) in [
         ("order#0", "saga.orchestrator.after_stock_reserved"),
@@ -349,7 +349,7 @@ async fn publish(bootstrap: &str, messages: &[(String, Vec<u8>, Vec<u8>)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn duplicated_replayed_and_reordered_messages_take_effect_once() {
     let _serial = crate::support::serial();
-    let stack = stack("saga-messages", 23000, &[("SAGA_DUPLICATE_MESSAGES", "true")]);
+    let stack = stack("saga-messages", &[("SAGA_DUPLICATE_MESSAGES", "true")]);
     let api = Api::new(&stack.gateway());
 
     let cases = mixed_cases(&api).await;
@@ -453,7 +453,7 @@ async fn kill_under_load(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_restart_and_order_replica_kill_under_load() {
     let _serial = crate::support::serial();
-    let stack = TestStack::new("saga-kill", 24000, 24080);
+    let stack = TestStack::new("saga-kill");
     stack.up_with_env(&["--protocol", "saga", "--replicas", "2"], &[("SAGA_RESEND_AFTER_MS", "5000")]);
     kill_under_load(&stack, "kafka", Duration::from_secs(3), &stress_spec(11)).await;
     kill_under_load(&stack, "order#1", Duration::from_secs(3), &stress_spec(12)).await;

@@ -13,7 +13,7 @@ mod faults;
 
 use std::time::{Duration, Instant};
 
-use harness::run::state::Databases;
+use harness::run::final_state::Databases;
 use support::api::Api;
 use support::{TestStack, component};
 
@@ -29,7 +29,7 @@ pub async fn assert_settled(stack: &TestStack) {
     let dbs = databases(stack);
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let left = harness::run::state::pending(&dbs).await.unwrap();
+        let left = harness::run::final_state::pending(&dbs).await.unwrap();
         if left.is_empty() {
             return;
         }
@@ -44,9 +44,9 @@ pub async fn counters(api: &Api, stack: &TestStack, name: &str) -> serde_json::V
     api.http.get(url).send().await.unwrap().json().await.unwrap()
 }
 
-async fn conformance(name: &str, port_base: u16, mode: &str) {
+async fn conformance(name: &str, mode: &str) {
     let _serial = support::serial();
-    let stack = TestStack::new(name, port_base, port_base + 80);
+    let stack = TestStack::new(name);
     stack.up(&["--protocol", "saga", "--saga-mode", mode, "--replicas", "2"]);
     let api = Api::new(&stack.gateway());
     support::conformance::run_all(&api).await;
@@ -69,12 +69,12 @@ async fn conformance(name: &str, port_base: u16, mode: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance_over_saga_sequential() {
-    conformance("saga-conformance-seq", 20000, "sequential").await;
+    conformance("saga-conformance-seq", "sequential").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance_over_saga_parallel() {
-    conformance("saga-conformance-par", 20500, "parallel").await;
+    conformance("saga-conformance-par", "parallel").await;
 }
 
 /// `harness run`: 5,000 concurrent checkouts with repeated orders, parallel
@@ -95,10 +95,6 @@ fn stress_with_repeated_orders_conserves_credit_and_stock() {
             "low-latency",
             "--workload",
             "stress",
-            "--port-base",
-            "21000",
-            "--gateway-port",
-            "21080",
             "--checkouts",
             "5000",
             "--concurrency",
@@ -138,10 +134,6 @@ fn fault_schedule_during_stress_keeps_every_invariant() {
         &[
             "--protocol",
             "saga",
-            "--port-base",
-            "25000",
-            "--gateway-port",
-            "25080",
             "--checkouts",
             "1500",
             "--concurrency",
@@ -185,10 +177,6 @@ fn message_faults_delay_and_duplicate_every_message() {
         &[
             "--protocol",
             "saga",
-            "--port-base",
-            "25500",
-            "--gateway-port",
-            "25580",
             // More than 4 clients can send in 6 s: the deadline ends the load.
             "--checkouts",
             "2000",
@@ -214,10 +202,7 @@ fn message_faults_delay_and_duplicate_every_message() {
 #[test]
 fn course_consistency_workload_counts_zero_inconsistencies() {
     let _serial = support::serial();
-    let stdout = support::harness_run(
-        "saga-wdm",
-        &["--protocol", "saga", "--workload", "wdm-consistency", "--port-base", "21500", "--gateway-port", "21580"],
-    );
+    let stdout = support::harness_run("saga-wdm", &["--protocol", "saga", "--workload", "wdm-consistency"]);
     for line in [
         "Stock service inconsistencies in the logs: 0",
         "Stock service inconsistencies in the database: 0",

@@ -52,7 +52,7 @@ async fn exercise_gateway(client: &reqwest::Client) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_status_restart_and_down() {
     let _serial = crate::support::serial();
-    let stack = TestStack::new("lifecycle-stack", 29000, 29080);
+    let stack = TestStack::new("lifecycle-stack");
     let client = reqwest::Client::new();
 
     // A port already taken is named up front instead of failing deep in a log.

@@ -7,6 +7,8 @@
 pub mod api;
 pub mod conformance;
 pub mod faults;
+mod fresh;
+pub mod ports;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -20,15 +22,15 @@ pub struct TestStack {
     pub dir: PathBuf,
     pub port_base: u16,
     pub gateway_port: u16,
+    _ports: ports::PortBlock,
 }
 
 impl TestStack {
-    /// A stack named `name` using ports `port_base..port_base+400` and `gateway_port`.
-    /// Keep them below the kernel's ephemeral range (32768 and up by default),
-    /// where outgoing connections could already hold them.
-    pub fn new(name: &str, port_base: u16, gateway_port: u16) -> Self {
+    /// A stack named `name` in a port block of its own ([`ports::block`]).
+    pub fn new(name: &str) -> Self {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-        let stack = TestStack { dir, port_base, gateway_port };
+        let block = ports::block();
+        let stack = TestStack { dir, port_base: block.base, gateway_port: block.gateway(), _ports: block };
         stack.harness(&["down"]); // a leftover from an aborted run
         stack
     }
@@ -41,10 +43,7 @@ impl TestStack {
     /// [`Self::harness`] with extra environment variables, which the stack's
     /// processes inherit (services read their settings from the environment).
     pub fn harness_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_harness")).parent().unwrap().to_path_buf();
-        for service in ["order-service", "stock-service", "payment-service"] {
-            assert!(bin_dir.join(service).is_file(), "{service} not built in {}", bin_dir.display());
-        }
+        fresh::assert_service_binaries_fresh();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
         cmd.args(args).arg("--run-dir").arg(&self.dir).envs(env.iter().copied());
         if args[0] == "up" {
@@ -128,12 +127,15 @@ pub fn harness_run(name: &str, args: &[&str]) -> String {
 /// requiring success: whether it exited 0, its stdout (stderr goes to the
 /// test's output), and its run directory.
 pub fn harness_run_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String, PathBuf) {
+    fresh::assert_service_binaries_fresh();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let block = ports::block();
     let out = Command::new(env!("CARGO_BIN_EXE_harness"))
         .arg("run")
         .args(args)
         .arg("--run-dir")
         .arg(&dir)
+        .args(["--port-base", &block.base.to_string(), "--gateway-port", &block.gateway().to_string()])
         .args(["--kafka-heap-mb", "256"])
         .envs(env.iter().copied())
         .output()

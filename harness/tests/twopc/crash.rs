@@ -15,10 +15,7 @@ async fn prepared_transactions(status: &Value) -> i64 {
     let mut total = 0;
     for db in ["stock", "payment"] {
         let pool = sqlx::PgPool::connect(status["databases"][db].as_str().unwrap()).await.unwrap();
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 's2pc:%'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let n = twopc::participant::count_prepared(&pool).await.unwrap();
         pool.close().await;
         total += n;
     }
@@ -50,8 +47,8 @@ pub async fn assert_no_prepared_transactions(stack: &TestStack) {
 
 /// A one-replica 2PC stack with short timeouts, so that recovery (and aborts on
 /// a silent participant) happen within seconds.
-fn fast_recovery_stack(name: &str, port_base: u16) -> TestStack {
-    let stack = TestStack::new(name, port_base, port_base + 80);
+fn fast_recovery_stack(name: &str) -> TestStack {
+    let stack = TestStack::new(name);
     stack.up_with_env(
         &["--protocol", "2pc", "--replicas", "1"],
         &[
@@ -90,7 +87,7 @@ async fn crash_during_checkout(stack: &TestStack, api: &Api, victim: &str, point
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_points_recover_all_or_nothing() {
     let _serial = crate::support::serial();
-    let stack = fast_recovery_stack("twopc-crash", 26000);
+    let stack = fast_recovery_stack("twopc-crash");
     let api = Api::new(&stack.gateway());
 
     for point in [
@@ -174,7 +171,7 @@ async fn paused_participant_makes_the_coordinator_abort(stack: &TestStack, api: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn participant_database_crash_with_prepared_branches() {
     let _serial = crate::support::serial();
-    let stack = fast_recovery_stack("twopc-dbcrash", 27000);
+    let stack = fast_recovery_stack("twopc-dbcrash");
     let api = Api::new(&stack.gateway());
     let case = Case::new(&api).await;
 

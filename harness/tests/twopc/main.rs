@@ -15,7 +15,7 @@ use support::api::Api;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance_over_two_pc() {
     let _serial = support::serial();
-    let stack = TestStack::new("twopc-conformance", 31000, 31080);
+    let stack = TestStack::new("twopc-conformance");
     stack.up(&["--protocol", "2pc", "--replicas", "2"]);
     let api = Api::new(&stack.gateway());
     support::conformance::run_all(&api).await;
@@ -77,10 +77,6 @@ fn stress_with_repeated_orders_conserves_credit_and_stock() {
             "2pc",
             "--workload",
             "stress",
-            "--port-base",
-            "30000",
-            "--gateway-port",
-            "30080",
             "--checkouts",
             "5000",
             "--concurrency",
@@ -119,10 +115,6 @@ fn fault_schedule_during_stress_keeps_every_invariant() {
         &[
             "--protocol",
             "2pc",
-            "--port-base",
-            "32000",
-            "--gateway-port",
-            "32080",
             // An open loop, so the load lasts 10 s however fast the replies
             // fail while a process is down.
             "--checkouts",
@@ -162,7 +154,7 @@ fn fault_schedule_during_stress_keeps_every_invariant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_mode_and_verify_against_a_running_stack() {
     let _serial = support::serial();
-    let stack = TestStack::new("twopc-target", 27000, 27080);
+    let stack = TestStack::new("twopc-target");
     stack.up(&["--protocol", "2pc"]);
     let gateway = stack.gateway();
     let out = stack.harness(&[
@@ -250,10 +242,6 @@ fn a_service_that_refuses_after_paying_fails_the_stress_case() {
         &[
             "--protocol",
             "2pc",
-            "--port-base",
-            "31500",
-            "--gateway-port",
-            "31580",
             "--checkouts",
             "1500",
             "--concurrency",
@@ -306,10 +294,6 @@ fn zipf_open_loop_keeps_every_invariant() {
             "1.1",
             "--rate",
             "100",
-            "--port-base",
-            "30500",
-            "--gateway-port",
-            "30580",
             "--checkouts",
             "400",
             "--duration",

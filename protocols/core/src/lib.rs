@@ -27,8 +27,10 @@ mod items;
 mod kind;
 pub mod listen;
 mod outcome;
+mod resource;
 pub mod spans;
 
 pub use items::{LineItem, MergeError, Work, merge_items};
 pub use kind::{ProtocolKind, UnknownProtocol};
 pub use outcome::{CheckoutError, CheckoutOutcome, CheckoutRequest, RejectReason};
+pub use resource::{OrderBook, Receipt, Resource};

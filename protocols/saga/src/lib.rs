@@ -18,9 +18,11 @@
 //! Modules: [`machine`] (the orchestrator's I/O-free state machine),
 //! [`messages`] (the versioned wire format), [`offsets`] (which offsets may be
 //! stored), [`orchestrator`] and [`participant`] (the handlers), [`relay`],
-//! [`consumer`], [`store`] (outbox, inbox, schema), [`kafka`] (client profiles).
+//! [`consumer`], [`store`] (outbox, inbox, schema), [`kafka`] (client profiles),
+//! [`inspect`] (what the saga leaves in its databases, for gauges and the verifier).
 
 pub mod consumer;
+pub mod inspect;
 pub mod kafka;
 pub mod machine;
 pub mod messages;
@@ -41,8 +43,7 @@ pub use kafka::{KafkaSettings, Profile};
 pub use machine::Mode;
 pub use messages::Step;
 pub use metrics::Metrics;
-pub use orchestrator::{Orchestrator, OrchestratorSettings, OrderBook};
-pub use participant::{Receipt, Resource};
+pub use orchestrator::{Orchestrator, OrchestratorSettings};
 pub use relay::{Outbox, RelayFaults, RelaySettings};
 
 /// The pieces every saga service runs: the outbox relay and one consumer, over

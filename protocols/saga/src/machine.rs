@@ -83,6 +83,17 @@ pub enum StepState {
     Compensated,
 }
 
+/// The SQL condition "the saga is in flight" on `sagas.status`: the statuses
+/// of [`Status`] that are not terminal. A macro, so that queries `concat!` it
+/// into their literal; the partial indexes of `sql/orchestrator.sql` spell the
+/// same condition, and a test checks both against [`Status::ALL`].
+macro_rules! in_flight_sql {
+    () => {
+        "status IN ('running', 'compensating')"
+    };
+}
+pub(crate) use in_flight_sql;
+
 /// Where the whole saga stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -98,6 +109,9 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status.
+    pub const ALL: [Status; 4] = [Status::Running, Status::Compensating, Status::Paid, Status::Rejected];
+
     /// The name in the `sagas.status` column.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -279,6 +293,18 @@ impl Saga {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_in_flight_condition_lists_exactly_the_statuses_that_are_not_terminal() {
+        let names: Vec<String> =
+            Status::ALL.iter().filter(|s| !s.is_terminal()).map(|s| format!("'{}'", s.as_str())).collect();
+        let condition = format!("status IN ({})", names.join(", "));
+        assert_eq!(in_flight_sql!(), condition);
+        let schema = include_str!("../sql/orchestrator.sql");
+        assert_eq!(schema.matches(in_flight_sql!()).count(), 2, "both partial indexes use the condition");
+        let all: Vec<String> = Status::ALL.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        assert!(schema.contains(&format!("CHECK (status IN ({}))", all.join(", "))), "the CHECK lists every status");
+    }
     use Step::{DebitCredit as Pay, ReserveStock as Stock};
 
     fn credit() -> RejectReason {

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use protocol_core::spans::{self, Phase, Tiles};
-use protocol_core::{CheckoutError, CheckoutOutcome, CheckoutRequest, Work, crashpoint};
+use protocol_core::{CheckoutError, CheckoutOutcome, CheckoutRequest, OrderBook, Work, crashpoint};
 use sqlx::postgres::PgListener;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
@@ -27,41 +27,14 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::consumer::Handler;
-use crate::machine::{Action, Event, Mode, Saga, Status};
+use crate::machine::{Action, Event, Mode, Saga, Status, in_flight_sql};
 use crate::messages::{Body, Envelope, Step};
 use crate::metrics::{Gauges, Metrics};
 use crate::relay::Outbox;
 use crate::store::{self, OutboxRow};
 
-/// Crash point: the stock step's success and the payment command are committed
-/// to the order database; the payment command is not published yet.
-pub const CRASH_AFTER_STOCK_RESERVED: &str = "saga.orchestrator.after_stock_reserved";
-/// Crash point: the payment step's success reply arrived and is not handled yet.
-pub const CRASH_BEFORE_PAYMENT_REPLY: &str = "saga.orchestrator.before_payment_reply";
-
 /// PostgreSQL channel on which terminal sagas are announced (payload: saga id).
 const DONE_CHANNEL: &str = "saga_done";
-
-/// The order service's part of a saga: freeze the order's lines while the saga
-/// is in flight (the order's row lock is released once the saga is recorded),
-/// and mark the order paid when it succeeds.
-pub trait OrderBook: Send + Sync + 'static {
-    /// Sets the order's "checkout in progress" mark on `conn` (inside the
-    /// caller's transaction); while set, `addItem` is refused.
-    fn begin_checkout<'a>(&'a self, conn: &'a mut PgConnection, order_id: &'a str) -> BoxFuture<'a, sqlx::Result<()>>;
-
-    /// Clears the mark and, when the saga succeeded, marks the order `paid`,
-    /// in one statement on `conn` (inside the caller's transaction: the
-    /// saga's terminal write). Never an error for an order already paid: a
-    /// reply that cannot be handled would be retried forever and hold back
-    /// its partition.
-    fn end_checkout<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        order_id: &'a str,
-        paid: bool,
-    ) -> BoxFuture<'a, sqlx::Result<()>>;
-}
 
 /// Settings of the orchestrator.
 #[derive(Debug, Clone)]
@@ -145,13 +118,12 @@ impl Orchestrator {
     ) -> Result<CheckoutOutcome, CheckoutError> {
         let mut done = self.done.subscribe(); // before anything can finish
         let mut tiles = Tiles::start(&request.order_id);
-        let active: Option<Uuid> = sqlx::query_scalar(
-            "SELECT saga_id FROM sagas WHERE order_id = $1 AND status IN ('running', 'compensating')",
-        )
-        .bind(&request.order_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| CheckoutError::Aborted(format!("reading sagas: {e}")))?;
+        let active: Option<Uuid> =
+            sqlx::query_scalar(concat!("SELECT saga_id FROM sagas WHERE order_id = $1 AND ", in_flight_sql!()))
+                .bind(&request.order_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| CheckoutError::Aborted(format!("reading sagas: {e}")))?;
         let (saga_id, commands) = match active {
             Some(saga_id) => {
                 Metrics::incr(&self.metrics.joined);
@@ -280,7 +252,7 @@ impl Orchestrator {
             }
         };
         if event == Event::Done(Step::DebitCredit) {
-            crashpoint::hit(CRASH_BEFORE_PAYMENT_REPLY);
+            crashpoint::hit(crashpoint::SAGA_BEFORE_PAYMENT_REPLY);
         }
         let mut tiles = Tiles::start(&msg.order_id);
         let mut tx = self.pool.begin().await?;
@@ -318,7 +290,7 @@ impl Orchestrator {
             let _ = self.done.send(Ended { saga_id: msg.saga_id, outcome: Some((outcome, spans::now_us())) });
         }
         if event == Event::Done(Step::ReserveStock) && actions.contains(&Action::Do(Step::DebitCredit)) {
-            crashpoint::hit(CRASH_AFTER_STOCK_RESERVED);
+            crashpoint::hit(crashpoint::SAGA_AFTER_STOCK_RESERVED);
         }
         for action in &actions {
             match action {
@@ -347,7 +319,14 @@ impl Orchestrator {
         let terminal = saga.status.is_terminal();
         if terminal {
             let paid = actions.contains(&Action::Finish(Status::Paid));
-            self.book.end_checkout(&mut *conn, &request.order_id, paid).await?;
+            let was_paid = self.book.end_checkout(&mut *conn, &request.order_id, paid).await?;
+            // One saga per order can be in flight and only it pays, so the
+            // order is unpaid here unless something outside the protocol
+            // changed it. Not an error: a reply that cannot be handled would
+            // be retried forever and hold back its partition.
+            if paid && was_paid == Some(true) {
+                tracing::warn!(order_id = %request.order_id, "saga finished paid on an order that was already paid");
+            }
         }
         let update = if terminal {
             // The terminal write also announces the end, delivered to every
@@ -414,11 +393,11 @@ impl Orchestrator {
     /// One recovery pass; returns how many sagas had commands re-sent.
     pub async fn recover_once(&self) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await?;
-        let stalled: Vec<(Uuid, Json<Saga>, Json<CheckoutRequest>)> = sqlx::query_as(
-            "SELECT saga_id, state, request FROM sagas
-             WHERE status IN ('running', 'compensating') AND updated_at < now() - make_interval(secs => $1)
-             ORDER BY updated_at LIMIT 200 FOR UPDATE SKIP LOCKED",
-        )
+        let stalled: Vec<(Uuid, Json<Saga>, Json<CheckoutRequest>)> = sqlx::query_as(concat!(
+            "SELECT saga_id, state, request FROM sagas WHERE ",
+            in_flight_sql!(),
+            " AND updated_at < now() - make_interval(secs => $1) ORDER BY updated_at LIMIT 200 FOR UPDATE SKIP LOCKED",
+        ))
         .bind(self.settings.resend_after.as_secs_f64())
         .fetch_all(&mut *tx)
         .await?;
@@ -444,10 +423,7 @@ impl Orchestrator {
 
     /// Sagas in flight and unsent outbox rows.
     pub async fn gauges(&self) -> sqlx::Result<Gauges> {
-        let in_flight: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM sagas WHERE status IN ('running', 'compensating')")
-                .fetch_one(&self.pool)
-                .await?;
+        let in_flight = crate::inspect::count_in_flight(&self.pool).await?;
         let unsent = store::count_unsent(&self.pool).await?;
         let dead = store::count_dead_letters(&self.pool).await?;
         Ok(Gauges {
@@ -474,11 +450,11 @@ fn outcome_of(saga_id: Uuid, saga: &Saga) -> anyhow::Result<Option<CheckoutOutco
 /// order must not be reset (`batch_init`) before its saga ends, or a new
 /// checkout would join the old saga and the old saga would pay the reset order.
 pub async fn in_flight_in_batch(conn: &mut PgConnection, n: i64) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar(
-        "SELECT order_id FROM sagas WHERE status IN ('running', 'compensating')
-           AND CASE WHEN order_id ~ '^(0|[1-9][0-9]{0,19})$' THEN order_id::numeric < $1 ELSE FALSE END
-         LIMIT 1",
-    )
+    sqlx::query_scalar(concat!(
+        "SELECT order_id FROM sagas WHERE ",
+        in_flight_sql!(),
+        " AND CASE WHEN order_id ~ '^(0|[1-9][0-9]{0,19})$' THEN order_id::numeric < $1 ELSE FALSE END LIMIT 1",
+    ))
     .bind(n)
     .fetch_optional(conn)
     .await

@@ -16,8 +16,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use protocol_core::spans::{Phase, Tiles};
-use protocol_core::{RejectReason, Work, crashpoint};
-use serde::{Deserialize, Serialize};
+use protocol_core::{Receipt, RejectReason, Resource, Work, crashpoint};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
@@ -26,44 +25,6 @@ use crate::messages::{Body, Envelope, Step};
 use crate::metrics::Metrics;
 use crate::relay::Outbox;
 use crate::store;
-
-/// Crash point: a command's effect and reply are committed; its offset is not
-/// stored and its reply not published.
-pub const CRASH_AFTER_COMMIT: &str = "saga.participant.after_commit";
-
-/// What [`Resource::apply`] saw of the rows it changed, kept with the effect so
-/// that [`Resource::undo`] gives back to exactly those rows: the generation of
-/// each row, in the order of the work's lines. A `batch_init` that overwrites a
-/// row moves it to a new generation (services/common/src/reset.rs), and a
-/// compensation gives nothing back to a row of another generation, because
-/// the value it would restore was overwritten.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Receipt {
-    /// Generation of each changed row, in work order.
-    pub generations: Vec<i64>,
-}
-
-/// The business side of a step, implemented by the service that owns the data.
-pub trait Resource: Send + Sync + 'static {
-    /// Applies `work` on `conn` (inside a savepoint). `Ok(Err(reason))` means
-    /// refused; whatever the call changed is rolled back to the savepoint.
-    fn apply<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        work: &'a Work,
-    ) -> BoxFuture<'a, sqlx::Result<Result<Receipt, RejectReason>>>;
-
-    /// Undoes `work`, which [`Resource::apply`] applied earlier and described in
-    /// `receipt` (`None` for effects recorded before receipts existed: undone
-    /// unconditionally). Rows whose generation differs from the receipt's are
-    /// left alone.
-    fn undo<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        work: &'a Work,
-        receipt: Option<&'a Receipt>,
-    ) -> BoxFuture<'a, sqlx::Result<()>>;
-}
 
 /// Handles the commands of one step.
 pub struct ParticipantHandler {
@@ -81,7 +42,7 @@ impl std::fmt::Debug for ParticipantHandler {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Recorded {
+pub(crate) enum Recorded {
     Applied,
     Refused,
     Compensated,
@@ -99,7 +60,7 @@ impl Recorded {
         })
     }
 
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Recorded::Applied => "applied",
             Recorded::Refused => "refused",
@@ -203,7 +164,7 @@ impl ParticipantHandler {
         tiles.mark(Phase::Sql);
         tx.commit().await?;
         tiles.mark(Phase::Flush);
-        crashpoint::hit(CRASH_AFTER_COMMIT);
+        crashpoint::hit(crashpoint::SAGA_AFTER_COMMIT);
         Metrics::incr(&self.metrics.handled);
         self.relay.committed(rows);
         Ok(())

@@ -33,9 +33,6 @@ use crate::kafka::ClientLog;
 use crate::metrics::Metrics;
 use crate::store::OutboxRow;
 
-/// Crash point: a batch is published and acknowledged, not yet deleted.
-pub const CRASH_AFTER_PUBLISH: &str = "saga.relay.after_publish";
-
 /// Kafka header holding when the relay produced the message (microseconds
 /// since the epoch, decimal), where its Kafka hop starts (`protocol_core::spans`).
 pub const PRODUCED_HEADER: &str = "produced-us";
@@ -314,7 +311,7 @@ impl Relay {
                 anyhow::bail!("publish failed: {err}");
             }
         }
-        crashpoint::hit(CRASH_AFTER_PUBLISH);
+        crashpoint::hit(crashpoint::SAGA_AFTER_PUBLISH);
         Ok(())
     }
 

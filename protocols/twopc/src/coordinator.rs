@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use protocol_core::spans::{self, Phase, Tiles};
-use protocol_core::{CheckoutError, CheckoutOutcome, CheckoutRequest, crashpoint};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use protocol_core::{CheckoutError, CheckoutOutcome, CheckoutRequest, OrderBook, crashpoint};
+use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::client::PeerClient;
@@ -34,25 +34,6 @@ use crate::gid::{Gid, InstanceName, Participant};
 use crate::machine::{Action, Decision, Event, Machine, PrepareOrder, Reply, Vote};
 use crate::messages::{COMMIT_PATH, PREPARE_PATH, PrepareRequest, ROLLBACK_PATH, VoteReply, Work};
 use crate::metrics::{Metrics, Snapshot};
-
-/// Crash point: the first yes vote arrived; the other participant is still
-/// preparing (parallel) or not asked yet (ordered prepares).
-pub const CRASH_AFTER_FIRST_PREPARED: &str = "2pc.coordinator.after_first_prepared";
-/// Crash point: stock voted yes (with payment first: both have).
-pub const CRASH_AFTER_STOCK_PREPARED: &str = "2pc.coordinator.after_stock_prepared";
-/// Crash point: every participant voted yes; no decision written yet.
-pub const CRASH_BEFORE_DECISION: &str = "2pc.coordinator.before_decision";
-/// Crash point: the commit decision is durable; no `COMMIT PREPARED` sent yet.
-pub const CRASH_AFTER_DECISION: &str = "2pc.coordinator.after_decision";
-/// Crash point: one participant acknowledged its commit, the other not yet.
-pub const CRASH_AFTER_FIRST_COMMIT: &str = "2pc.coordinator.after_first_commit";
-
-/// The order service's part of the commit: mark the order paid, in the same
-/// transaction as the commit decision.
-pub trait OrderBook: Send + Sync + 'static {
-    /// Marks `order_id` paid on `conn` (inside the caller's transaction).
-    fn mark_paid<'a>(&'a self, conn: &'a mut PgConnection, order_id: &'a str) -> BoxFuture<'a, sqlx::Result<()>>;
-}
 
 /// Timing settings of the coordinator.
 #[derive(Debug, Clone)]
@@ -156,12 +137,12 @@ impl Coordinator {
                         inflight.push(Box::pin(self.prepare(p, gid(p), work, lock_wait, &request.order_id)));
                     }
                     Action::LogDecision(Decision::Commit) => {
-                        crashpoint::hit(CRASH_BEFORE_DECISION);
+                        crashpoint::hit(crashpoint::TWOPC_BEFORE_DECISION);
                         let event = self.log_commit(tx.take(), txn, &request.order_id).await;
                         match event {
                             Event::DecisionLogged(Decision::Commit) => {
                                 on_record = true;
-                                crashpoint::hit(CRASH_AFTER_DECISION);
+                                crashpoint::hit(crashpoint::TWOPC_AFTER_DECISION);
                             }
                             // Recovery recorded an abort first.
                             Event::DecisionLogged(Decision::Abort) => on_record = true,
@@ -207,17 +188,17 @@ impl Coordinator {
                 Event::Voted(p, Vote::Yes) => {
                     yes_votes += 1;
                     if yes_votes == 1 {
-                        crashpoint::hit(CRASH_AFTER_FIRST_PREPARED);
+                        crashpoint::hit(crashpoint::TWOPC_AFTER_FIRST_PREPARED);
                     }
                     if *p == Participant::Stock {
-                        crashpoint::hit(CRASH_AFTER_STOCK_PREPARED);
+                        crashpoint::hit(crashpoint::TWOPC_AFTER_STOCK_PREPARED);
                     }
                 }
                 Event::PhaseTwoGaveUp(_) => gave_up = true,
                 Event::Acked(_) if machine.decision() == Some(Decision::Commit) => {
                     commits_acked += 1;
                     if commits_acked == 1 {
-                        crashpoint::hit(CRASH_AFTER_FIRST_COMMIT);
+                        crashpoint::hit(crashpoint::TWOPC_AFTER_FIRST_COMMIT);
                     }
                 }
                 _ => {}
@@ -291,8 +272,11 @@ impl Coordinator {
             drop(tx);
             return Event::DecisionLogged(Decision::Abort);
         }
-        if let Err(err) = self.book.mark_paid(&mut tx, order_id).await {
-            return Event::CommitNotWritten(err.to_string());
+        // The caller holds the order's row lock and saw it unpaid.
+        match self.book.end_checkout(&mut tx, order_id, true).await {
+            Ok(Some(false)) => {}
+            Ok(_) => return Event::CommitNotWritten(format!("order {order_id} was not unpaid at commit")),
+            Err(err) => return Event::CommitNotWritten(err.to_string()),
         }
         tiles.mark(Phase::Sql);
         let committed = tx.commit().await;

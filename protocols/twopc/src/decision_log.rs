@@ -34,8 +34,9 @@ use uuid::Uuid;
 use crate::gid::InstanceName;
 use crate::machine::Decision;
 
-fn parse(decision: &str) -> Decision {
-    if decision == "commit" { Decision::Commit } else { Decision::Abort }
+/// A decision as stored; anything else is a decode error, never taken for an abort.
+fn parse(decision: &str) -> sqlx::Result<Decision> {
+    decision.parse().map_err(|err: String| sqlx::Error::Decode(err.into()))
 }
 
 /// Inserts the commit decision inside the caller's transaction. Returns the
@@ -111,7 +112,7 @@ async fn current(conn: &mut PgConnection, txn: Uuid) -> sqlx::Result<Option<Deci
         .bind(txn)
         .fetch_optional(conn)
         .await?;
-    Ok(row.as_deref().map(parse))
+    row.as_deref().map(parse).transpose()
 }
 
 /// Marks phase two done. Asynchronous commit: if the mark is lost, recovery
@@ -149,7 +150,8 @@ pub async fn unfinished(pool: &PgPool, min_age: Duration, limit: i64) -> sqlx::R
         .into_iter()
         .filter_map(|(txn, coordinator, decision)| {
             let coordinator = InstanceName::new(&coordinator).ok()?;
-            Some(Unfinished { txn, coordinator, decision: parse(&decision) })
+            let decision = parse(&decision).ok()?;
+            Some(Unfinished { txn, coordinator, decision })
         })
         .collect())
 }

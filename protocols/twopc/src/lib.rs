@@ -30,7 +30,7 @@ pub mod messages;
 pub mod metrics;
 pub mod participant;
 
-pub use coordinator::{Coordinator, CoordinatorSettings, OrderBook};
+pub use coordinator::{Coordinator, CoordinatorSettings};
 pub use gid::{Gid, InstanceName, Participant};
 pub use machine::PrepareOrder;
-pub use participant::{ParticipantRunner, ParticipantSettings, Resource};
+pub use participant::{ParticipantRunner, ParticipantSettings};

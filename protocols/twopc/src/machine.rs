@@ -105,8 +105,10 @@ pub enum Vote {
     Failed(String),
 }
 
-/// The outcome of the transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The outcome of the transaction: in the decision log and in the answer to a
+/// participant's `resolve` (as `"commit"` / `"abort"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Decision {
     /// Every participant voted yes and the decision is durable.
     Commit,
@@ -120,6 +122,18 @@ impl Decision {
         match self {
             Decision::Commit => "commit",
             Decision::Abort => "abort",
+        }
+    }
+}
+
+impl FromStr for Decision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "commit" => Ok(Decision::Commit),
+            "abort" => Ok(Decision::Abort),
+            other => Err(format!("unknown 2PC decision {other:?}")),
         }
     }
 }

@@ -8,6 +8,8 @@
 //! ```
 
 use protocol_core::RejectReason;
+
+use crate::machine::Decision;
 use serde::{Deserialize, Serialize};
 
 /// Path of the prepare endpoint.
@@ -59,6 +61,6 @@ pub enum VoteReply {
 /// The coordinator's answer to resolve.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResolveReply {
-    /// `commit` or `abort`.
-    pub decision: String,
+    /// The decision on record (an abort newly recorded if there was none).
+    pub decision: Decision,
 }

@@ -38,34 +38,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use protocol_core::spans::{Phase, Tiles};
-use protocol_core::{RejectReason, crashpoint};
+use protocol_core::{RejectReason, Resource, crashpoint};
 use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::{PgPool, Postgres};
 
 use crate::client::PeerClient;
-use crate::gid::{Gid, Participant};
+use crate::gid::{self, Gid, Participant};
+use crate::machine::Decision;
 use crate::messages::{PrepareRequest, RESOLVE_PATH, ResolveReply, VoteReply, Work};
 use crate::metrics::{Metrics, Snapshot};
-
-/// Crash point: the branch is prepared, the vote not yet sent.
-pub const CRASH_AFTER_PREPARE: &str = "2pc.participant.after_prepare";
-
-/// The business effect of a branch, run inside the transaction that is then
-/// prepared.
-///
-/// Contract: take row locks in a fixed global order (stock: item id), change
-/// nothing and return `Ok(Err(reason))` when the work cannot be done, and return
-/// `Err` only for database failures.
-pub trait Resource: Send + Sync + 'static {
-    /// Applies `work` on `conn` (inside the branch's transaction).
-    fn apply<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        work: &'a Work,
-    ) -> BoxFuture<'a, sqlx::Result<Result<(), RejectReason>>>;
-}
 
 /// The participant's two connection pools to its database.
 #[derive(Debug, Clone)]
@@ -194,7 +176,7 @@ impl ParticipantRunner {
         match vote {
             Ok(VoteReply::Yes) => {
                 Metrics::incr(&self.metrics.prepared);
-                crashpoint::hit(CRASH_AFTER_PREPARE);
+                crashpoint::hit(crashpoint::TWOPC_AFTER_PREPARE);
                 Ok(VoteReply::Yes)
             }
             other => {
@@ -234,7 +216,7 @@ impl ParticipantRunner {
         }
         tiles.mark(Phase::Sql);
         let started = Instant::now();
-        let applied = self.resource.apply(conn, work).await;
+        let applied = self.resource.apply(conn, work).await.map(|r| r.map(drop));
         tiles.mark(Phase::RowLock);
         let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.metrics.lock_wait_us.fetch_add(waited, std::sync::atomic::Ordering::Relaxed);
@@ -355,10 +337,11 @@ impl ParticipantRunner {
     pub async fn recover_once(&self) -> anyhow::Result<usize> {
         let gids: Vec<String> = sqlx::query_scalar(
             "SELECT gid FROM pg_prepared_xacts
-             WHERE database = current_database() AND gid LIKE 's2pc:%'
+             WHERE database = current_database() AND starts_with(gid, $2)
                AND prepared < now() - make_interval(secs => $1)",
         )
         .bind(self.settings.in_doubt_timeout.as_secs_f64())
+        .bind(gid::PREFIX)
         .fetch_all(&self.phase_two_pool)
         .await?;
         let mut resolved = 0;
@@ -371,7 +354,7 @@ impl ParticipantRunner {
             // failed rollback) does not hold back the others.
             match self.resolve_one(&gid).await {
                 Ok(decision) => {
-                    tracing::info!(%gid, %decision, "resolved an in-doubt branch");
+                    tracing::info!(%gid, decision = decision.as_str(), "resolved an in-doubt branch");
                     Metrics::incr(&self.metrics.recovered);
                     resolved += 1;
                 }
@@ -382,15 +365,15 @@ impl ParticipantRunner {
     }
 
     /// Asks the coordinator about `gid` and carries out its decision.
-    async fn resolve_one(&self, gid: &Gid) -> anyhow::Result<String> {
+    async fn resolve_one(&self, gid: &Gid) -> anyhow::Result<Decision> {
         let reply = self.coordinator.post::<()>(&format!("{RESOLVE_PATH}/{gid}"), None).await?;
         anyhow::ensure!(reply.status == 200, "coordinator answered {} resolving {gid}", reply.status);
-        let decision: ResolveReply = serde_json::from_slice(&reply.body)?;
-        match decision.decision.as_str() {
-            "commit" => self.commit_inner(gid).await?,
-            _ => self.rollback_inner(gid).await?,
+        let ResolveReply { decision } = serde_json::from_slice(&reply.body)?;
+        match decision {
+            Decision::Commit => self.commit_inner(gid).await?,
+            Decision::Abort => self.rollback_inner(gid).await?,
         }
-        Ok(decision.decision)
+        Ok(decision)
     }
 
     /// Runs [`Self::recover_once`] every recovery interval, and
@@ -416,13 +399,21 @@ impl ParticipantRunner {
 
     /// Counters plus the number of our prepared branches right now.
     pub async fn metrics(&self) -> sqlx::Result<Snapshot> {
-        let in_doubt: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE 's2pc:%'",
-        )
-        .fetch_one(&self.phase_two_pool)
-        .await?;
+        let in_doubt = count_prepared(&self.phase_two_pool).await?;
         Ok(self.metrics.snapshot(u64::try_from(in_doubt).unwrap_or(0)))
     }
+}
+
+/// Branches of this protocol prepared in `pool`'s database and not yet
+/// resolved. Other databases of the same cluster are not counted: the
+/// harness's ceiling replays 2PC in a scratch database next to the service's.
+pub async fn count_prepared(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database() AND starts_with(gid, $1)",
+    )
+    .bind(gid::PREFIX)
+    .fetch_one(pool)
+    .await
 }
 
 /// How long a branch's outcome (`twopc_branches`: the commit record, the

@@ -4,10 +4,16 @@
 use std::net::SocketAddr;
 
 use clap::Args;
+use protocol_core::ProtocolKind;
 
 /// Settings common to the order, stock and payment services.
 #[derive(Debug, Clone, Args)]
 pub struct CommonConfig {
+    /// Distributed-transaction protocol of the checkout: `saga` or `2pc`. Every
+    /// replica of every service must run the same one.
+    #[arg(long, env = "PROTOCOL", value_parser = parse_protocol)]
+    pub protocol: ProtocolKind,
+
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, env = "LISTEN", default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
@@ -38,4 +44,8 @@ pub struct CommonConfig {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "LOG_JSON", default_value_t = false)]
     pub log_json: bool,
+}
+
+fn parse_protocol(raw: &str) -> Result<ProtocolKind, String> {
+    raw.parse().map_err(|err: protocol_core::UnknownProtocol| err.to_string())
 }

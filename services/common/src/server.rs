@@ -162,15 +162,10 @@ async fn health(State((pool, readiness)): State<(PgPool, Readiness)>) -> ApiResu
 /// Arms a crash point of this process (see `protocol_core::crashpoint`). Only
 /// reachable on the replica's own port: the gateway does not route `/internal`.
 async fn arm_crashpoint(PathParams(name): PathParams<String>) -> ApiResult<Json<Value>> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-    if !valid {
-        return Err(ApiError::bad_request("crash point names are 1-64 characters of [a-z0-9._-]"));
-    }
-    crashpoint::arm(&name);
-    tracing::warn!(crashpoint = %name, "crash point armed");
-    Ok(Json(json!({ "armed": name })))
+    let point = crashpoint::lookup(&name).map_err(|err| ApiError::bad_request(err.to_string()))?;
+    crashpoint::arm(point);
+    tracing::warn!(crashpoint = point.name, "crash point armed");
+    Ok(Json(json!({ "armed": point.name })))
 }
 
 /// Hands the spans recorded since the last call to the harness (the gateway
@@ -216,4 +211,32 @@ pub async fn shutdown_signal() {
         () = ctrl_c => tracing::info!("ctrl-c received, shutting down"),
         () = terminate => tracing::info!("SIGTERM received, shutting down"),
     }
+}
+
+/// The `main` of a service binary: parses its command line (`C`, shown as
+/// `name` with `about` in `--help`), sets up logging, builds the service with
+/// `build` and serves until Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// When the service cannot be built or its server fails.
+pub async fn run_binary<C, F, Fut>(
+    name: &'static str,
+    about: &'static str,
+    common: fn(&C) -> &crate::config::CommonConfig,
+    build: F,
+) -> anyhow::Result<()>
+where
+    C: clap::Parser,
+    F: FnOnce(C) -> Fut,
+    Fut: Future<Output = anyhow::Result<Application>>,
+{
+    let matches = C::command().name(name).about(about).get_matches();
+    let config = C::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    crate::telemetry::init(common(&config).log_json);
+    crashpoint::init_from_env()?;
+    let app = build(config).await?;
+    tracing::info!(addr = %app.local_addr(), "{name} listening");
+    app.run_until(shutdown_signal()).await?;
+    tracing::info!("{name} stopped");
+    Ok(())
 }

@@ -36,10 +36,6 @@ pub struct Config {
     #[command(flatten)]
     pub common: CommonConfig,
 
-    /// Distributed-transaction protocol used by checkout: `saga` or `2pc`.
-    #[arg(long, env = "PROTOCOL", value_parser = parse_protocol)]
-    pub protocol: ProtocolKind,
-
     /// Base URLs of the stock service replicas (comma-separated), used round-robin.
     #[arg(long, env = "STOCK_URLS", value_delimiter = ',', required = true)]
     pub stock_urls: Vec<String>,
@@ -80,7 +76,7 @@ pub struct Config {
 
     /// SAGA: Kafka settings (the broker, the client profile, fault injection).
     #[command(flatten)]
-    pub saga: service_common::saga::SagaArgs,
+    pub saga: service_common::saga_side::SagaArgs,
 
     /// SAGA: `sequential` (reserve stock, then debit credit) or `parallel`.
     #[arg(long, env = "SAGA_MODE", default_value = "sequential")]
@@ -111,10 +107,6 @@ pub struct Config {
     pub mutations: String,
 }
 
-fn parse_protocol(raw: &str) -> Result<ProtocolKind, String> {
-    raw.parse().map_err(|err: protocol_core::UnknownProtocol| err.to_string())
-}
-
 /// Connects to the database and Redis, runs migrations and binds the listener.
 pub async fn build(config: Config) -> anyhow::Result<Application> {
     let pool = service_common::db::connect(&config.common.database_url, config.common.db_pool_size, &MIGRATOR).await?;
@@ -125,7 +117,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     let extra_routes;
     let mut recovery = None;
     let mut saga_side = None;
-    let checkout = match config.protocol {
+    let checkout = match config.common.protocol {
         ProtocolKind::TwoPc => {
             let prepare_timeout = Duration::from_millis(config.prepare_timeout_ms);
             let instance = twopc::InstanceName::sanitize(config.common.instance.as_deref().unwrap_or("order"))?;
@@ -143,16 +135,14 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
                     lock_budget: Duration::from_millis(config.lock_budget_ms),
                 },
             );
-            extra_routes = service_common::twopc::coordinator_routes(coordinator.clone());
+            extra_routes = service_common::twopc_side::coordinator_routes(coordinator.clone());
             recovery = Some(coordinator.clone());
             Checkout::two_pc(coordinator, store.clone())
         }
         ProtocolKind::Saga => {
             let instance = config.common.instance.as_deref();
             let schema = saga::store::Schema::Orchestrator;
-            let Some(runtime) = config.saga.runtime("order", instance, &pool, schema).await? else {
-                anyhow::bail!("--protocol saga needs --kafka-bootstrap (KAFKA_BOOTSTRAP)");
-            };
+            let runtime = config.saga.runtime("order", instance, &pool, schema).await?;
             let orchestrator = saga::Orchestrator::new(
                 pool.clone(),
                 Arc::new(store.clone()),
@@ -165,8 +155,8 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
                 },
                 runtime.metrics(),
             );
-            let role = service_common::saga::Role::Orchestrator(orchestrator.clone());
-            extra_routes = service_common::saga::routes_for(runtime.clone(), role);
+            let role = service_common::saga_side::Role::Orchestrator(orchestrator.clone());
+            extra_routes = service_common::saga_side::routes_for(runtime.clone(), role);
             saga_side = Some((runtime, orchestrator.clone()));
             Checkout::saga(orchestrator, store.clone())
         }

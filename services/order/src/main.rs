@@ -1,13 +1,10 @@
-use clap::Parser;
-use order_service::Config;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
-    service_common::telemetry::init(config.common.log_json);
-    let app = order_service::build(config).await?;
-    tracing::info!(addr = %app.local_addr(), "order service listening");
-    app.run_until(service_common::server::shutdown_signal()).await?;
-    tracing::info!("order service stopped");
-    Ok(())
+    service_common::server::run_binary(
+        "order-service",
+        "Order service of the checkout benchmark",
+        |config: &order_service::Config| &config.common,
+        order_service::build,
+    )
+    .await
 }

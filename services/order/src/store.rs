@@ -1,6 +1,7 @@
 //! SQL for the order service.
 
 use futures::future::BoxFuture;
+use protocol_core::OrderBook;
 use service_common::error::{ApiError, ApiResult};
 use service_common::params::{Id, MAX_VALUE};
 use sqlx::{PgConnection, PgPool};
@@ -209,29 +210,7 @@ impl Store {
     }
 }
 
-/// Marks `order_id` paid on `conn`; `false` if it was paid already (or is gone).
-async fn set_paid(conn: &mut PgConnection, order_id: &str) -> sqlx::Result<bool> {
-    let updated = sqlx::query("UPDATE orders SET paid = TRUE, paid_at = now() WHERE order_id = $1 AND NOT paid")
-        .bind(order_id)
-        .execute(conn)
-        .await?;
-    Ok(updated.rows_affected() == 1)
-}
-
-impl twopc::OrderBook for Store {
-    fn mark_paid<'a>(&'a self, conn: &'a mut PgConnection, order_id: &'a str) -> BoxFuture<'a, sqlx::Result<()>> {
-        Box::pin(async move {
-            if set_paid(conn, order_id).await? {
-                Ok(())
-            } else {
-                // The caller holds the row lock and saw the order unpaid.
-                Err(sqlx::Error::Protocol(format!("order {order_id} was not unpaid at commit")))
-            }
-        })
-    }
-}
-
-impl saga::OrderBook for Store {
+impl OrderBook for Store {
     fn begin_checkout<'a>(&'a self, conn: &'a mut PgConnection, order_id: &'a str) -> BoxFuture<'a, sqlx::Result<()>> {
         Box::pin(async move {
             sqlx::query("UPDATE orders SET checkout_in_progress = TRUE WHERE order_id = $1")
@@ -247,11 +226,11 @@ impl saga::OrderBook for Store {
         conn: &'a mut PgConnection,
         order_id: &'a str,
         paid: bool,
-    ) -> BoxFuture<'a, sqlx::Result<()>> {
+    ) -> BoxFuture<'a, sqlx::Result<Option<bool>>> {
         Box::pin(async move {
             // `before` is read from the statement's snapshot: the row as it
             // was, where RETURNING alone would show it as updated.
-            let was_paid: Option<bool> = sqlx::query_scalar(
+            sqlx::query_scalar(
                 "UPDATE orders SET checkout_in_progress = FALSE, paid = orders.paid OR $2,
                      paid_at = CASE WHEN $2 AND NOT orders.paid THEN now() ELSE orders.paid_at END
                  FROM (SELECT paid FROM orders WHERE order_id = $1) AS before
@@ -261,14 +240,7 @@ impl saga::OrderBook for Store {
             .bind(order_id)
             .bind(paid)
             .fetch_optional(conn)
-            .await?;
-            // One saga per order can be in flight and only it pays, so the
-            // order is unpaid here unless something outside the protocol
-            // changed it.
-            if paid && was_paid == Some(true) {
-                tracing::warn!(order_id, "saga finished paid on an order that was already paid");
-            }
-            Ok(())
+            .await
         })
     }
 }

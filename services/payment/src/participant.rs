@@ -2,7 +2,7 @@
 //! of a saga step (the same SQL), and the saga's refund.
 
 use futures::future::BoxFuture;
-use protocol_core::{RejectReason, Work};
+use protocol_core::{Receipt, RejectReason, Resource, Work};
 use service_common::reset::RESET_AFTER;
 use sqlx::PgConnection;
 
@@ -11,32 +11,22 @@ use sqlx::PgConnection;
 #[derive(Debug, Clone, Copy)]
 pub struct PaymentResource;
 
-impl twopc::Resource for PaymentResource {
+impl Resource for PaymentResource {
     fn apply<'a>(
         &'a self,
         conn: &'a mut PgConnection,
         work: &'a Work,
-    ) -> BoxFuture<'a, sqlx::Result<Result<(), RejectReason>>> {
-        Box::pin(async move { Ok(debit(conn, work).await?.map(drop)) })
-    }
-}
-
-impl saga::Resource for PaymentResource {
-    fn apply<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        work: &'a Work,
-    ) -> BoxFuture<'a, sqlx::Result<Result<saga::Receipt, RejectReason>>> {
-        Box::pin(async move {
-            Ok(debit(conn, work).await?.map(|generation| saga::Receipt { generations: vec![generation] }))
-        })
+    ) -> BoxFuture<'a, sqlx::Result<Result<Receipt, RejectReason>>> {
+        Box::pin(
+            async move { Ok(debit(conn, work).await?.map(|generation| Receipt { generations: vec![generation] })) },
+        )
     }
 
     fn undo<'a>(
         &'a self,
         conn: &'a mut PgConnection,
         work: &'a Work,
-        receipt: Option<&'a saga::Receipt>,
+        receipt: Option<&'a Receipt>,
     ) -> BoxFuture<'a, sqlx::Result<()>> {
         Box::pin(async move {
             let Work::Payment { user_id, amount, .. } = work else { return Ok(()) };

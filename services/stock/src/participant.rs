@@ -2,7 +2,7 @@
 //! branch or of a saga step (the same SQL), and the saga's compensation.
 
 use futures::future::BoxFuture;
-use protocol_core::{RejectReason, Work};
+use protocol_core::{Receipt, RejectReason, Resource, Work};
 use service_common::reset::RESET_AFTER;
 use sqlx::PgConnection;
 
@@ -11,30 +11,20 @@ use sqlx::PgConnection;
 #[derive(Debug, Clone, Copy)]
 pub struct StockResource;
 
-impl twopc::Resource for StockResource {
+impl Resource for StockResource {
     fn apply<'a>(
         &'a self,
         conn: &'a mut PgConnection,
         work: &'a Work,
-    ) -> BoxFuture<'a, sqlx::Result<Result<(), RejectReason>>> {
-        Box::pin(async move { Ok(take(conn, work).await?.map(drop)) })
-    }
-}
-
-impl saga::Resource for StockResource {
-    fn apply<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        work: &'a Work,
-    ) -> BoxFuture<'a, sqlx::Result<Result<saga::Receipt, RejectReason>>> {
-        Box::pin(async move { Ok(take(conn, work).await?.map(|generations| saga::Receipt { generations })) })
+    ) -> BoxFuture<'a, sqlx::Result<Result<Receipt, RejectReason>>> {
+        Box::pin(async move { Ok(take(conn, work).await?.map(|generations| Receipt { generations })) })
     }
 
     fn undo<'a>(
         &'a self,
         conn: &'a mut PgConnection,
         work: &'a Work,
-        receipt: Option<&'a saga::Receipt>,
+        receipt: Option<&'a Receipt>,
     ) -> BoxFuture<'a, sqlx::Result<()>> {
         Box::pin(async move {
             let Work::Stock { items, .. } = work else { return Ok(()) };

@@ -41,7 +41,7 @@ use protocol_core::CheckoutRequest;
 use serde::Serialize;
 
 use super::dataset::Ids;
-use super::state::Databases;
+use super::final_state::Databases;
 pub use scratch::SCRATCH_DATABASE;
 
 /// Commands and replies of one saga that pays: a command and a reply per step.

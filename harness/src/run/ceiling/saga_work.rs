@@ -95,7 +95,7 @@ async fn participant(pool: &PgPool, cmd: &Envelope, request: &CheckoutRequest) -
                 };
                 ("refused", None, Some(Json(reason.clone())), Body::Refused { reason })
             };
-            let receipt = applied.then(|| Json(saga::Receipt { generations: vec![0; request.items.len()] }));
+            let receipt = applied.then(|| Json(protocol_core::Receipt { generations: vec![0; request.items.len()] }));
             sqlx::query(
                 "INSERT INTO saga_effects (saga_id, order_id, state, work, reason, receipt)
                  VALUES ($1, $2, $3, $4, $5, $6)",

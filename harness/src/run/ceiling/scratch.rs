@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
 use crate::run::dataset::Ids;
-use crate::run::state::Databases;
+use crate::run::final_state::Databases;
 
 /// Name of the scratch database in each cluster.
 pub const SCRATCH_DATABASE: &str = "saga2pc_ceiling";

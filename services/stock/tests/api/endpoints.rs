@@ -1,3 +1,4 @@
+use clap::Parser;
 use serde_json::json;
 
 use crate::helpers::{item_with, spawn_stock};
@@ -64,4 +65,28 @@ async fn health_and_unknown_routes() {
     let app = spawn_stock().await;
     assert_eq!(app.get("/health").await, (200, json!({"status": "ok"})));
     assert_eq!(app.get("/stock/nope").await, (404, json!({"error": "no such endpoint"})));
+}
+
+#[tokio::test]
+async fn a_protocol_without_its_settings_refuses_to_start_with_a_clear_error() {
+    for (protocol, needs) in [("2pc", "--coordinator-urls"), ("saga", "--kafka-bootstrap")] {
+        let db = service_testkit::fresh_database("stock").await;
+        let config =
+            stock_service::Config::parse_from(["stock-service", "--database-url", &db, "--protocol", protocol]);
+        let err = stock_service::build(config).await.expect_err("the protocol lacks its settings").to_string();
+        assert!(err.contains(needs), "{protocol}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn only_a_known_crash_point_can_be_armed() {
+    let app = spawn_stock().await;
+    let (status, body) = app.post("/internal/crashpoints/saga.relay.after_publsh").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("saga.relay.after_publish"), "names the known points: {body}");
+    // A saga point: never reached by this 2PC service, nor by the tests
+    // running next to this one in the process.
+    let (status, body) = app.post("/internal/crashpoints/saga.orchestrator.after_stock_reserved").await;
+    assert_eq!((status, body["armed"].as_str()), (200, Some("saga.orchestrator.after_stock_reserved")), "{body}");
+    protocol_core::crashpoint::disarm_all();
 }

@@ -19,8 +19,10 @@ pub async fn spawn_stock_with(extra: &[&str]) -> TestServer {
         &redis,
         "--max-batch",
         "1000",
-        // Enables the 2PC participant endpoints; nothing here stays in doubt
-        // long enough for recovery to call it.
+        // The 2PC side: nothing here stays in doubt long enough for its
+        // recovery to call the coordinator.
+        "--protocol",
+        "2pc",
         "--coordinator-urls",
         "http://127.0.0.1:9",
     ];

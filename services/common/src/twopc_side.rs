@@ -10,6 +10,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Args;
+use protocol_core::Resource;
 use serde_json::{Value, json};
 use twopc::messages::{
     COMMIT_PATH, METRICS_PATH, PREPARE_PATH, PrepareRequest, RESOLVE_PATH, ROLLBACK_PATH, VoteReply,
@@ -25,7 +26,7 @@ use crate::server::Application;
 #[derive(Debug, Clone, Args)]
 pub struct ParticipantConfig {
     /// Base URLs of the coordinator (order service) replicas, comma-separated;
-    /// asked about branches left in doubt.
+    /// asked about branches left in doubt. Required by `--protocol 2pc`.
     #[arg(long, env = "COORDINATOR_URLS", value_delimiter = ',')]
     pub coordinator_urls: Vec<String>,
 
@@ -64,49 +65,47 @@ impl From<PhaseTwoError> for ApiError {
     }
 }
 
-/// A participant service's 2PC side: enabled when coordinator URLs are
-/// configured (without them nothing could resolve a branch left in doubt).
+/// A participant service's 2PC side: its internal endpoints and its recovery
+/// of branches left in doubt.
 #[derive(Debug)]
-pub struct Participant(Option<Arc<ParticipantRunner>>);
+pub struct Participant(Arc<ParticipantRunner>);
 
 impl Participant {
     /// Builds the participant `me` over `pool` (prepares) plus a side pool of
     /// `phase_two_connections` (phase two, recovery), doing `resource`'s
     /// business update.
+    ///
+    /// # Errors
+    /// When no coordinator URL is configured: nothing could resolve a branch
+    /// left in doubt.
     pub fn new(
         me: twopc::Participant,
         pool: &sqlx::PgPool,
         phase_two_connections: u32,
-        resource: Arc<dyn twopc::Resource>,
+        resource: Arc<dyn Resource>,
         config: &ParticipantConfig,
         peer_timeout: Duration,
     ) -> anyhow::Result<Self> {
         if config.coordinator_urls.is_empty() {
-            tracing::info!("no coordinator URLs: 2PC participant endpoints disabled");
-            return Ok(Participant(None));
+            anyhow::bail!("--protocol 2pc needs --coordinator-urls (COORDINATOR_URLS)");
         }
         let coordinator = twopc::client::PeerClient::new(config.coordinator_urls.clone(), peer_timeout)?;
         let pools = twopc::participant::Pools {
             prepare: pool.clone(),
             phase_two: crate::db::side_pool(pool, phase_two_connections),
         };
-        Ok(Participant(Some(ParticipantRunner::new(me, pools, resource, coordinator, config.settings()))))
+        Ok(Participant(ParticipantRunner::new(me, pools, resource, coordinator, config.settings())))
     }
 
-    /// `routes` plus the participant's internal endpoints (if enabled).
+    /// `routes` plus the participant's internal endpoints.
     pub fn mount(&self, routes: Router) -> Router {
-        match &self.0 {
-            Some(runner) => routes.merge(participant_routes(runner.clone())),
-            None => routes,
-        }
+        routes.merge(participant_routes(self.0.clone()))
     }
 
-    /// `app` with the participant's recovery loop (if enabled).
+    /// `app` with the participant's recovery loop.
     pub fn with_recovery(self, app: Application) -> Application {
-        match self.0 {
-            Some(runner) => app.with_background("2pc-participant-recovery", move |stop| runner.run_recovery(stop)),
-            None => app,
-        }
+        let runner = self.0;
+        app.with_background("2pc-participant-recovery", move |stop| runner.run_recovery(stop))
     }
 }
 
@@ -159,12 +158,12 @@ pub fn coordinator_routes(coordinator: Arc<Coordinator>) -> Router {
 async fn resolve(
     State(coordinator): State<Arc<Coordinator>>,
     PathParams(gid): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<twopc::messages::ResolveReply>> {
     let decision = coordinator.resolve(&gid).await.map_err(|err| match err {
         twopc::coordinator::ResolveError::BadRequest(msg) => ApiError::BadRequest(msg),
         twopc::coordinator::ResolveError::Database(err) => err.into(),
     })?;
-    Ok(Json(json!({ "decision": decision.as_str() })))
+    Ok(Json(twopc::messages::ResolveReply { decision }))
 }
 
 async fn coordinator_metrics(State(coordinator): State<Arc<Coordinator>>) -> ApiResult<Json<Value>> {

@@ -139,27 +139,14 @@ async fn saga_effects(
     orders: &[String],
     since: Option<f64>,
 ) -> anyhow::Result<std::collections::BTreeMap<String, (i64, i64)>> {
-    let sql = match since {
-        Some(_) => "SELECT saga_id, order_id FROM sagas WHERE created_at >= to_timestamp($2) AND order_id = ANY($1)",
-        None => {
-            "SELECT DISTINCT ON (order_id) saga_id, order_id FROM sagas
-             WHERE created_at >= to_timestamp($2) AND order_id = ANY($1)
-             ORDER BY order_id, created_at DESC"
-        }
-    };
-    let sagas: std::collections::HashMap<uuid::Uuid, String> =
-        sqlx::query_as(sql).bind(orders).bind(since.unwrap_or(0.0)).fetch_all(order_db).await?.into_iter().collect();
+    let sagas = saga::inspect::sagas_of(order_db, orders, since).await?;
     let ids: Vec<uuid::Uuid> = sagas.keys().copied().collect();
     let mut effects = std::collections::BTreeMap::<String, (i64, i64)>::new();
     for (db, is_stock) in [(stock_db, true), (payment_db, false)] {
         if !has_table(db, "saga_effects").await? {
             continue;
         }
-        let applied: Vec<uuid::Uuid> =
-            sqlx::query_scalar("SELECT saga_id FROM saga_effects WHERE state = 'applied' AND saga_id = ANY($1)")
-                .bind(&ids)
-                .fetch_all(db)
-                .await?;
+        let applied = saga::inspect::with_effect_in_place(db, &ids).await?;
         for saga in applied {
             let Some(order) = sagas.get(&saga) else { continue };
             let entry = effects.entry(order.clone()).or_default();
@@ -193,14 +180,11 @@ async fn leftovers(order_db: &PgPool, stock_db: &PgPool, payment_db: &PgPool) ->
     let mut unsent_outbox = 0;
     for db in [order_db, stock_db, payment_db] {
         if has_table(db, "saga_outbox").await? {
-            unsent_outbox += count(db, "SELECT count(*) FROM saga_outbox WHERE sent_at IS NULL").await?;
+            unsent_outbox += saga::store::count_unsent(db).await?;
         }
     }
-    let sagas_in_flight = if has_table(order_db, "sagas").await? {
-        count(order_db, "SELECT count(*) FROM sagas WHERE status IN ('running', 'compensating')").await?
-    } else {
-        0
-    };
+    let sagas_in_flight =
+        if has_table(order_db, "sagas").await? { saga::inspect::count_in_flight(order_db).await? } else { 0 };
     Ok(Leftovers {
         prepared_transactions: prepared(stock_db).await? + prepared(payment_db).await?,
         unfinished_decisions: unfinished(order_db).await?,
@@ -210,25 +194,15 @@ async fn leftovers(order_db: &PgPool, stock_db: &PgPool, payment_db: &PgPool) ->
     })
 }
 
-async fn count(pool: &PgPool, sql: &str) -> sqlx::Result<i64> {
-    sqlx::query_scalar(sql).fetch_one(pool).await
-}
-
 async fn prepared(pool: &PgPool) -> sqlx::Result<i64> {
-    // This database's only: the harness's ceiling replays 2PC in a scratch
-    // database of the same cluster.
-    sqlx::query_scalar(
-        "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE 's2pc:%'",
-    )
-    .fetch_one(pool)
-    .await
+    twopc::participant::count_prepared(pool).await
 }
 
 async fn unfinished(pool: &PgPool) -> sqlx::Result<i64> {
     if !has_table(pool, "twopc_decisions").await? {
         return Ok(0);
     }
-    sqlx::query_scalar("SELECT count(*) FROM twopc_decisions WHERE NOT finished").fetch_one(pool).await
+    twopc::decision_log::count_unfinished(pool).await
 }
 
 /// Checkouts still running in the order replicas at `order_urls`

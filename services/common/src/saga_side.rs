@@ -1,6 +1,6 @@
-//! The SAGA side of the services: Kafka settings from the command line, the
-//! participants' wiring (relay + command consumer), and the internal endpoints
-//! the harness reads. The protocol itself lives in the `saga` crate.
+//! The SAGA side of the services: Kafka settings from the command line, a
+//! participant's relay and command consumer, and the internal endpoints the
+//! harness reads. The protocol itself lives in the `saga` crate.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::Args;
+use protocol_core::Resource;
 use saga::metrics::Gauges;
 use saga::store::Schema;
 use saga::{KafkaSettings, Profile, RelayFaults, RelaySettings, Runtime, Step};
@@ -25,7 +26,7 @@ pub const SETTINGS_PATH: &str = "/internal/saga/settings";
 /// SAGA messaging settings shared by every service.
 #[derive(Debug, Clone, Args)]
 pub struct SagaArgs {
-    /// Kafka bootstrap servers (`host:port`); the SAGA side runs only when set.
+    /// Kafka bootstrap servers (`host:port`); required by `--protocol saga`.
     #[arg(long, env = "KAFKA_BOOTSTRAP")]
     pub kafka_bootstrap: Option<String>,
 
@@ -56,16 +57,20 @@ pub struct SagaArgs {
 }
 
 impl SagaArgs {
-    /// The saga runtime of service `service` over `pool`, or `None` when no
-    /// broker is configured.
+    /// The saga runtime of service `service` over `pool`.
+    ///
+    /// # Errors
+    /// When no broker is configured, or the runtime cannot be built.
     pub async fn runtime(
         &self,
         service: &str,
         instance: Option<&str>,
         pool: &sqlx::PgPool,
         schema: Schema,
-    ) -> anyhow::Result<Option<Runtime>> {
-        let Some(bootstrap) = self.kafka_bootstrap.clone() else { return Ok(None) };
+    ) -> anyhow::Result<Runtime> {
+        let Some(bootstrap) = self.kafka_bootstrap.clone() else {
+            anyhow::bail!("--protocol saga needs --kafka-bootstrap (KAFKA_BOOTSTRAP)");
+        };
         let kafka = KafkaSettings {
             bootstrap,
             profile: self.kafka_profile,
@@ -81,13 +86,17 @@ impl SagaArgs {
                 delay: Duration::from_millis(self.message_delay_ms),
             },
         };
-        Ok(Some(Runtime::new(pool.clone(), schema, kafka, relay, self.workers).await?))
+        Runtime::new(pool.clone(), schema, kafka, relay, self.workers).await
     }
 }
 
-/// A participant service's saga side (enabled when a broker is configured).
+/// A participant service's saga side: the relay and the consumer of its step's commands.
 #[derive(Debug)]
-pub struct Participant(Option<(Runtime, Arc<saga::participant::ParticipantHandler>)>);
+pub struct Participant {
+    step: Step,
+    runtime: Runtime,
+    handler: Arc<saga::participant::ParticipantHandler>,
+}
 
 impl Participant {
     /// The participant of `step` in service `service`, applying `resource`.
@@ -96,12 +105,10 @@ impl Participant {
         step: Step,
         instance: Option<&str>,
         pool: &sqlx::PgPool,
-        resource: Arc<dyn saga::Resource>,
+        resource: Arc<dyn Resource>,
         args: &SagaArgs,
     ) -> anyhow::Result<Self> {
-        let Some(runtime) = args.runtime(service, instance, pool, Schema::Participant).await? else {
-            return Ok(Participant(None));
-        };
+        let runtime = args.runtime(service, instance, pool, Schema::Participant).await?;
         let handler = saga::participant::ParticipantHandler::new(
             step,
             pool.clone(),
@@ -109,28 +116,24 @@ impl Participant {
             runtime.outbox(),
             runtime.metrics(),
         );
-        Ok(Participant(Some((runtime, Arc::new(handler)))))
+        Ok(Participant { step, runtime, handler: Arc::new(handler) })
     }
 
-    /// `routes` plus the internal saga endpoints (if enabled).
-    pub fn mount(&self, routes: Router, step: Step) -> Router {
-        match &self.0 {
-            Some((runtime, _)) => routes.merge(routes_for(runtime.clone(), Role::Participant(step))),
-            None => routes,
-        }
+    /// `routes` plus the internal saga endpoints.
+    pub fn mount(&self, routes: Router) -> Router {
+        routes.merge(routes_for(self.runtime.clone(), Role::Participant(self.step)))
     }
 
-    /// `app` with the relay and the command consumer (if enabled).
-    pub fn attach(self, app: Application, step: Step) -> anyhow::Result<Application> {
-        let Some((runtime, handler)) = self.0 else { return Ok(app) };
-        let topics: &'static [&'static str] = match step {
+    /// `app` with the relay and the command consumer; ready once the consumer joined its group.
+    pub fn attach(self, app: Application) -> anyhow::Result<Application> {
+        let topics: &'static [&'static str] = match self.step {
             Step::ReserveStock => &[saga::messages::STOCK_COMMANDS],
             Step::DebitCredit => &[saga::messages::PAYMENT_COMMANDS],
         };
         Ok(app
-            .require_ready("saga consumer group", runtime.joined())
-            .with_background("saga-relay", runtime.relay_task()?)
-            .with_background("saga-consumer", runtime.consumer_task(topics, handler)))
+            .require_ready("saga consumer group", self.runtime.joined())
+            .with_background("saga-relay", self.runtime.relay_task()?)
+            .with_background("saga-consumer", self.runtime.consumer_task(topics, self.handler)))
     }
 }
 
