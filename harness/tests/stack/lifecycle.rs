@@ -6,46 +6,50 @@ use serde_json::Value;
 
 use crate::support::{TestStack, component, pid_alive, text};
 
-const GATEWAY: &str = "http://127.0.0.1:29080";
+/// The stack's gateway and a client for it.
+struct Gateway {
+    url: String,
+    client: reqwest::Client,
+}
 
-async fn call(client: &reqwest::Client, method: &str, path: &str) -> (u16, Value) {
-    let url = format!("{GATEWAY}{path}");
-    let req = if method == "GET" { client.get(url) } else { client.post(url) };
+async fn call(gateway: &Gateway, method: &str, path: &str) -> (u16, Value) {
+    let url = format!("{}{path}", gateway.url);
+    let req = if method == "GET" { gateway.client.get(url) } else { gateway.client.post(url) };
     let resp = req.send().await.expect("gateway answers");
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 /// Every non-checkout endpoint through the gateway.
-async fn exercise_gateway(client: &reqwest::Client) -> String {
-    let (status, body) = call(client, "POST", "/stock/item/create/4").await;
+async fn exercise_gateway(gateway: &Gateway) -> String {
+    let (status, body) = call(gateway, "POST", "/stock/item/create/4").await;
     assert_eq!(status, 200, "{body}");
     let item = body["item_id"].as_str().unwrap().to_owned();
-    assert_eq!(call(client, "POST", &format!("/stock/add/{item}/10")).await.0, 200);
-    assert_eq!(call(client, "POST", &format!("/stock/subtract/{item}/3")).await.0, 200);
+    assert_eq!(call(gateway, "POST", &format!("/stock/add/{item}/10")).await.0, 200);
+    assert_eq!(call(gateway, "POST", &format!("/stock/subtract/{item}/3")).await.0, 200);
     assert_eq!(
-        call(client, "GET", &format!("/stock/find/{item}")).await.1,
+        call(gateway, "GET", &format!("/stock/find/{item}")).await.1,
         serde_json::json!({"stock": 7, "price": 4})
     );
-    assert_eq!(call(client, "POST", "/stock/batch_init/5/10/1").await.0, 200);
+    assert_eq!(call(gateway, "POST", "/stock/batch_init/5/10/1").await.0, 200);
 
-    let (_, body) = call(client, "POST", "/payment/create_user").await;
+    let (_, body) = call(gateway, "POST", "/payment/create_user").await;
     let user = body["user_id"].as_str().unwrap().to_owned();
-    assert_eq!(call(client, "POST", &format!("/payment/add_funds/{user}/50")).await.0, 200);
-    assert_eq!(call(client, "POST", &format!("/payment/pay/{user}/20")).await.0, 200);
-    assert_eq!(call(client, "GET", &format!("/payment/find_user/{user}")).await.1["credit"], 30);
-    assert_eq!(call(client, "POST", "/payment/batch_init/5/10").await.0, 200);
+    assert_eq!(call(gateway, "POST", &format!("/payment/add_funds/{user}/50")).await.0, 200);
+    assert_eq!(call(gateway, "POST", &format!("/payment/pay/{user}/20")).await.0, 200);
+    assert_eq!(call(gateway, "GET", &format!("/payment/find_user/{user}")).await.1["credit"], 30);
+    assert_eq!(call(gateway, "POST", "/payment/batch_init/5/10").await.0, 200);
 
-    let (_, body) = call(client, "POST", &format!("/orders/create/{user}")).await;
+    let (_, body) = call(gateway, "POST", &format!("/orders/create/{user}")).await;
     let order = body["order_id"].as_str().unwrap().to_owned();
-    assert_eq!(call(client, "POST", &format!("/orders/addItem/{order}/{item}/2")).await.1["total_cost"], 8);
-    let (_, found) = call(client, "GET", &format!("/orders/find/{order}")).await;
+    assert_eq!(call(gateway, "POST", &format!("/orders/addItem/{order}/{item}/2")).await.1["total_cost"], 8);
+    let (_, found) = call(gateway, "GET", &format!("/orders/find/{order}")).await;
     assert_eq!(found["items"], serde_json::json!([[item, 2]]));
-    assert_eq!(call(client, "POST", "/orders/batch_init/5/5/5/1").await.0, 200);
-    assert_eq!(call(client, "GET", "/orders/find/4").await.0, 200);
+    assert_eq!(call(gateway, "POST", "/orders/batch_init/5/5/5/1").await.0, 200);
+    assert_eq!(call(gateway, "GET", "/orders/find/4").await.0, 200);
 
     // Not routed: internal paths and unknown prefixes.
-    assert_eq!(call(client, "GET", "/health").await.0, 404);
+    assert_eq!(call(gateway, "GET", "/health").await.0, 404);
     item
 }
 
@@ -53,13 +57,14 @@ async fn exercise_gateway(client: &reqwest::Client) -> String {
 async fn up_status_restart_and_down() {
     let _serial = crate::support::serial();
     let stack = TestStack::new("lifecycle-stack");
-    let client = reqwest::Client::new();
+    let gateway = Gateway { url: stack.gateway(), client: reqwest::Client::new() };
 
     // A port already taken is named up front instead of failing deep in a log.
-    let squatter = std::net::TcpListener::bind("127.0.0.1:29020").unwrap();
+    let redis_port = stack.port_base + 20;
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", redis_port)).unwrap();
     let out = stack.harness(&["up", "--protocol", "2pc", "--detach"]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("ports in use: 29020 (redis)"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&format!("ports in use: {redis_port} (redis)")), "{}", text(&out.stderr));
     drop(squatter);
 
     let out = stack.harness(&["up", "--protocol", "2pc", "--detach", "--replicas", "2", "--partitions", "3"]);
@@ -74,7 +79,7 @@ async fn up_status_restart_and_down() {
     let status = stack.status().expect("status succeeds while the stack runs");
     assert_eq!(status["phase"], "ready");
     assert_eq!(status["protocol"], "2pc");
-    assert_eq!(status["gateway"], GATEWAY);
+    assert_eq!(status["gateway"], stack.gateway());
     for name in [
         "postgres-order",
         "postgres-stock",
@@ -108,7 +113,7 @@ async fn up_status_restart_and_down() {
     assert_eq!(saga_topics.len(), 3);
     assert!(saga_topics.iter().all(|t| t.partitions().len() == 3));
 
-    let item = exercise_gateway(&client).await;
+    let item = exercise_gateway(&gateway).await;
 
     // A killed service replica is restarted by the supervisor.
     let victim = component(&status, "stock#0")["pid"].as_u64().unwrap();
@@ -127,11 +132,11 @@ async fn up_status_restart_and_down() {
     assert!(log.contains("process exited; restarting") && log.contains("stock#0"), "{log}");
     let new_url = format!("{}/health", restarted["url"].as_str().unwrap());
     let deadline = Instant::now() + Duration::from_secs(15);
-    while client.get(&new_url).send().await.map(|r| !r.status().is_success()).unwrap_or(true) {
+    while gateway.client.get(&new_url).send().await.map(|r| !r.status().is_success()).unwrap_or(true) {
         assert!(Instant::now() < deadline, "restarted stock#0 never became healthy");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(call(&client, "GET", &format!("/stock/find/{item}")).await.0, 200);
+    assert_eq!(call(&gateway, "GET", &format!("/stock/find/{item}")).await.0, 200);
 
     // down stops everything.
     let pids: Vec<u64> =
@@ -146,9 +151,9 @@ async fn up_status_restart_and_down() {
     // --keep-data brings the same databases back; a plain up starts empty.
     let out = stack.harness(&["up", "--protocol", "2pc", "--detach", "--keep-data"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(call(&client, "GET", &format!("/stock/find/{item}")).await.1["stock"], 7);
+    assert_eq!(call(&gateway, "GET", &format!("/stock/find/{item}")).await.1["stock"], 7);
     assert!(stack.harness(&["down"]).status.success());
     let out = stack.harness(&["up", "--protocol", "2pc", "--detach"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(call(&client, "GET", &format!("/stock/find/{item}")).await.0, 400);
+    assert_eq!(call(&gateway, "GET", &format!("/stock/find/{item}")).await.0, 400);
 }
