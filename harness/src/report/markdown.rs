@@ -615,6 +615,7 @@ impl<'a> Report<'a> {
             let faults: Vec<String> = case.faults.iter().map(ToString::to_string).collect();
             let _ = writeln!(self.body, "### `{id}`: {}\n\n{verdict}\n", faults.join(", "));
             self.performance_table(&id);
+            self.back_in_service(&id);
             let mut markers = Vec::new();
             let series = self
                 .contenders()
@@ -643,6 +644,32 @@ impl<'a> Report<'a> {
         let held: Vec<String> =
             summary.iter().map(|(id, ok)| format!("{id} {}", if *ok { "OK" } else { "**BROKEN**" })).collect();
         self.verdicts.push(format!("**Faults** (invariants per case, all contenders): {}.", held.join(", ")));
+    }
+}
+
+impl Report<'_> {
+    /// After a kill: how long each killed component took to serve again in
+    /// each contender's run, the floor under any checkout's stall (a process
+    /// restart, a database's crash recovery, a broker's start-up).
+    fn back_in_service(&mut self, id: &str) {
+        let mut parts = Vec::new();
+        for name in self.contenders() {
+            let Some(sample) = self.samples(id, name).into_iter().next() else { continue };
+            for event in &sample.faults {
+                if let Some(after) = event.back_after_s() {
+                    let component = event.what.trim_end_matches(" serving again");
+                    parts.push(format!("{name} {after:.2} s ({component})"));
+                }
+            }
+        }
+        if !parts.is_empty() {
+            let _ = writeln!(
+                self.body,
+                "Serving again after the kill (the restart and recovery of the component itself, the floor under \
+                 any checkout's stall): {}.\n",
+                parts.join(", ")
+            );
+        }
     }
 }
 

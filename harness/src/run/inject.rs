@@ -31,6 +31,20 @@ pub struct FaultEvent {
     pub applied: bool,
 }
 
+impl FaultEvent {
+    /// The pid an applied kill, pause or resume hit.
+    fn pid(&self) -> Option<u32> {
+        self.outcome.strip_prefix("pid ")?.split(',').next()?.parse().ok().filter(|_| self.applied)
+    }
+
+    /// For a "serving again" event, seconds from the kill until the component
+    /// served again.
+    pub fn back_after_s(&self) -> Option<f64> {
+        let (_, after) = self.outcome.split_once(", ")?;
+        after.strip_suffix(" s after the kill")?.parse().ok()
+    }
+}
+
 /// Checks a schedule against the stack it will run on, before anything
 /// starts: replicas that exist, crash points of the protocol in use, message
 /// faults only for SAGA.
@@ -114,7 +128,17 @@ async fn apply(
         FaultKind::Kill { target, restart_after } => {
             let hold = restart_after.unwrap_or_default();
             let what = format!("kill {target}");
-            vec![supervise(control, Control::Kill { component: target_name(target), hold }, what, started).await]
+            let killed =
+                supervise(control, Control::Kill { component: target_name(target), hold }, what, started).await;
+            let Some(pid) = killed.pid() else { return vec![killed] };
+            // How long the component itself was away: the floor under any
+            // protocol's stall, shown next to the checkouts' latency.
+            let serving = Control::AwaitServing { component: target_name(target), killed: pid };
+            let mut back = supervise(control, serving, format!("{target} serving again"), started).await;
+            if back.applied {
+                back.outcome = format!("{}, {:.2} s after the kill", back.outcome, back.at_s - killed.at_s);
+            }
+            vec![killed, back]
         }
         FaultKind::Pause { target, duration } => {
             let pause = Control::Pause { component: target_name(target) };
@@ -151,12 +175,17 @@ async fn supervise(
     what: String,
     started: Instant,
 ) -> FaultEvent {
-    let at_s = started.elapsed().as_secs_f64();
+    let mut at_s = started.elapsed().as_secs_f64();
+    // A signal takes effect when sent; "serving again" happens when answered.
+    let when_answered = matches!(what_to_do, Control::AwaitServing { .. });
     let (reply, answer) = oneshot::channel();
     let result = match control.send(Request { control: what_to_do, reply }) {
         Ok(()) => answer.await.unwrap_or_else(|_| Err("the supervisor stopped".to_owned())),
         Err(_) => Err("the supervisor stopped".to_owned()),
     };
+    if when_answered {
+        at_s = started.elapsed().as_secs_f64();
+    }
     let (applied, outcome) = match result {
         Ok(pid) => (true, format!("pid {pid}")),
         Err(why) => (false, why),
@@ -199,7 +228,14 @@ mod tests {
         let supervisor = tokio::spawn(async move {
             let mut seen = Vec::new();
             while let Some(Request { control, reply }) = rx.recv().await {
-                let _ = reply.send(if control.component() == "redis" { Err("down".into()) } else { Ok(7) });
+                if let Control::AwaitServing { .. } = control {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        let _ = reply.send(Ok(8));
+                    });
+                } else {
+                    let _ = reply.send(if control.component() == "redis" { Err("down".into()) } else { Ok(7) });
+                }
                 seen.push(control);
             }
             seen
@@ -210,9 +246,19 @@ mod tests {
         let whats: Vec<_> = events.iter().map(|e| (e.what.as_str(), e.applied)).collect();
         assert_eq!(
             whats,
-            [("kill order#0", true), ("kill redis", false), ("pause stock#0", true), ("resume stock#0", true)]
+            [
+                ("kill order#0", true),
+                ("kill redis", false),
+                ("order#0 serving again", true),
+                ("pause stock#0", true),
+                ("resume stock#0", true)
+            ]
         );
-        assert!(events[3].at_s >= 0.1, "resumed after the pause: {:?}", events[3]);
+        assert!(events[4].at_s >= 0.1, "resumed after the pause: {:?}", events[4]);
+        assert!(events[2].outcome.starts_with("pid 8, "), "{:?}", events[2]);
+        assert!(events[2].back_after_s().is_some_and(|s| s >= 0.02), "{:?}", events[2]);
+        assert_eq!(events[0].back_after_s(), None);
+        assert!(seen.contains(&Control::AwaitServing { component: "order#0".into(), killed: 7 }));
         assert!(seen.contains(&Control::Kill { component: "order#0".into(), hold: Duration::from_secs(1) }));
         assert!(seen.contains(&Control::Resume { component: "stock#0".into() }));
     }

@@ -131,6 +131,17 @@ pub fn spec(config: &StackConfig, role: Role) -> anyhow::Result<Spec> {
     })
 }
 
+/// Whether the cluster of `role` accepts connections to its service database
+/// (not while it is down or in crash recovery).
+pub async fn serves(config: &StackConfig, role: Role) -> bool {
+    let attempt = async {
+        let mut conn = PgConnection::connect(&config.database_url(role)).await?;
+        sqlx::query("SELECT 1").execute(&mut conn).await?;
+        conn.close().await
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(1), attempt).await, Ok(Ok(())))
+}
+
 /// Waits until the cluster accepts connections, then creates the service
 /// database if it does not exist.
 pub async fn wait_and_create_database(config: &StackConfig, role: Role, timeout: Duration) -> anyhow::Result<()> {

@@ -9,9 +9,12 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use futures::future::BoxFuture;
+use tokio::sync::watch;
 
 use super::config::{Role, StackConfig};
 use super::process::{Proc, Spec};
@@ -21,6 +24,22 @@ use super::{kafka, nginx, postgres, redis, services};
 const INFRA_TIMEOUT: Duration = Duration::from_secs(90);
 const SERVICE_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(250);
+/// How long one readiness attempt of a [`Probe`] may take.
+const ATTEMPT: Duration = Duration::from_millis(500);
+/// How long [`Control::AwaitServing`] waits for a restarted component.
+const SERVING_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One readiness check of a component: whether it serves (a database accepts
+/// connections, the broker answers its admin API, a replica's `/health` is
+/// 200). An attempt that takes more than a second counts as a no.
+#[derive(Clone)]
+struct Probe(Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>);
+
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Probe")
+    }
+}
 
 /// A supervised process and what the supervisor knows about it.
 #[derive(Debug)]
@@ -39,6 +58,10 @@ struct Member {
     restart_at: Option<Instant>,
     /// A fault asked to keep the process down until then.
     hold_until: Option<Instant>,
+    /// Whether the component serves.
+    probe: Probe,
+    /// The current process's pid, for waiting on a restart.
+    pid: watch::Sender<u32>,
 }
 
 /// A process that lives this long counts as started successfully.
@@ -91,10 +114,13 @@ impl Stack {
         }
 
         for role in Role::ALL {
-            self.spawn(postgres::spec(&config, role)?, config.database_url(role), false)?;
+            let probe = probe(&config, move |c| async move { postgres::serves(&c, role).await });
+            self.spawn(postgres::spec(&config, role)?, config.database_url(role), false, probe)?;
         }
-        self.spawn(redis::spec(&config)?, config.redis_url(), false)?;
-        self.spawn(kafka::spec(&config)?, config.kafka_bootstrap(), false)?;
+        let redis_probe = probe(&config, |c| async move { redis::wait_ready(&c, ATTEMPT).await.is_ok() });
+        self.spawn(redis::spec(&config)?, config.redis_url(), false, redis_probe)?;
+        let kafka_probe = probe(&config, |c| async move { kafka::wait_and_create_topics(&c, ATTEMPT).await.is_ok() });
+        self.spawn(kafka::spec(&config)?, config.kafka_bootstrap(), false, kafka_probe)?;
         self.write_state("starting")?;
 
         let databases = Role::ALL.map(|role| postgres::wait_and_create_database(&config, role, INFRA_TIMEOUT));
@@ -111,7 +137,12 @@ impl Stack {
         // Participants first, so the order service finds them.
         for role in Role::ALL {
             for replica in 0..config.replicas {
-                self.spawn(services::spec(&config, role, replica)?, config.service_url(role, replica), true)?;
+                let health = format!("{}/health", config.service_url(role, replica));
+                let probe = probe(&config, move |_| {
+                    let health = health.clone();
+                    async move { services::wait_http_ok(&health, ATTEMPT).await.is_ok() }
+                });
+                self.spawn(services::spec(&config, role, replica)?, config.service_url(role, replica), true, probe)?;
             }
         }
         self.write_state("starting")?;
@@ -124,14 +155,16 @@ impl Stack {
         futures::future::try_join_all(health).await?;
         tracing::info!("services ready");
 
-        self.spawn(nginx::spec(&config)?, config.gateway_url(), false)?;
+        let gateway_probe = probe(&config, |c| async move { nginx::wait_ready(&c, ATTEMPT).await.is_ok() });
+        self.spawn(nginx::spec(&config)?, config.gateway_url(), false, gateway_probe)?;
         nginx::wait_ready(&config, SERVICE_TIMEOUT).await?;
         Ok(())
     }
 
-    fn spawn(&mut self, spec: Spec, url: String, service: bool) -> anyhow::Result<()> {
+    fn spawn(&mut self, spec: Spec, url: String, service: bool, probe: Probe) -> anyhow::Result<()> {
         let proc = spec.spawn()?;
         tracing::info!(name = %proc.spec.name, pid = proc.pid(), "started");
+        let pid = watch::Sender::new(proc.pid());
         self.members.push(Member {
             proc,
             url,
@@ -141,6 +174,8 @@ impl Stack {
             backoff: Duration::ZERO,
             restart_at: None,
             hold_until: None,
+            probe,
+            pid,
         });
         Ok(())
     }
@@ -184,6 +219,17 @@ impl Stack {
 
     fn apply(&mut self, Request { control, reply }: Request) {
         let name = control.component().to_owned();
+        if let Control::AwaitServing { killed, .. } = control {
+            match self.members.iter().find(|m| m.proc.spec.name == name) {
+                None => {
+                    let _ = reply.send(Err(format!("no component {name} in this stack")));
+                }
+                Some(member) => {
+                    tokio::spawn(await_serving(member.pid.subscribe(), killed, member.probe.clone(), reply));
+                }
+            }
+            return;
+        }
         let result = match self.members.iter_mut().find(|m| m.proc.spec.name == name) {
             None => Err(format!("no component {name} in this stack")),
             Some(member) => control_member(member, &control),
@@ -259,13 +305,25 @@ pub enum Control {
         /// Name as in `stack.json`.
         component: String,
     },
+    /// Answer (with the new pid) once the component, just killed, runs again
+    /// in a new process and serves: the time its own restart takes, which a
+    /// protocol cannot be faster than.
+    AwaitServing {
+        /// Name as in `stack.json`.
+        component: String,
+        /// The pid the kill hit.
+        killed: u32,
+    },
 }
 
 impl Control {
     /// The component it is about.
     pub fn component(&self) -> &str {
         match self {
-            Control::Kill { component, .. } | Control::Pause { component } | Control::Resume { component } => component,
+            Control::Kill { component, .. }
+            | Control::Pause { component }
+            | Control::Resume { component }
+            | Control::AwaitServing { component, .. } => component,
         }
     }
 }
@@ -292,6 +350,7 @@ fn control_member(member: &mut Member, control: &Control) -> Result<u32, String>
         Control::Kill { .. } => Signal::SIGKILL,
         Control::Pause { .. } => Signal::SIGSTOP,
         Control::Resume { .. } => Signal::SIGCONT,
+        Control::AwaitServing { .. } => return Err("not a signal".to_owned()),
     };
     if let Control::Kill { hold, .. } = control {
         member.hold_until = Some(Instant::now() + *hold);
@@ -331,6 +390,7 @@ fn restart_if_dead(member: &mut Member) -> bool {
     match member.proc.spec.spawn() {
         Ok(proc) => {
             tracing::info!(%name, pid = proc.pid(), restarts = member.restarts, "restarted");
+            member.pid.send_replace(proc.pid());
             member.proc = proc;
         }
         Err(err) => {
@@ -395,4 +455,38 @@ fn ephemeral_range() -> Option<(u16, u16)> {
     let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
     let mut parts = text.split_whitespace().map(|p| p.parse::<u16>().ok());
     Some((parts.next()??, parts.next()??))
+}
+
+/// Waits until `pid` moves on from `killed` (the process was restarted) and
+/// the new process passes `probe`, then replies with the new pid (or why not,
+/// after [`SERVING_TIMEOUT`]).
+async fn await_serving(
+    mut pid: watch::Receiver<u32>,
+    killed: u32,
+    probe: Probe,
+    reply: tokio::sync::oneshot::Sender<Result<u32, String>>,
+) {
+    let waited = async {
+        pid.wait_for(|current| *current != killed).await.map_err(|_| "the supervisor stopped".to_owned())?;
+        loop {
+            if matches!(tokio::time::timeout(Duration::from_secs(1), (probe.0)()).await, Ok(true)) {
+                return Ok(*pid.borrow());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let result = tokio::time::timeout(SERVING_TIMEOUT, waited)
+        .await
+        .unwrap_or_else(|_| Err(format!("not serving {} s after the kill", SERVING_TIMEOUT.as_secs())));
+    let _ = reply.send(result);
+}
+
+/// A [`Probe`] running `check` on its own copy of the stack's settings.
+fn probe<F, Fut>(config: &StackConfig, check: F) -> Probe
+where
+    F: Fn(StackConfig) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let config = config.clone();
+    Probe(Arc::new(move || Box::pin(check(config.clone()))))
 }

@@ -159,6 +159,23 @@ pub fn applied_faults(stdout: &str) -> Vec<(f64, String)> {
         .collect()
 }
 
+/// Splits `faults` into the components reported serving again after a kill
+/// (sorted, each checked to come after a kill of it) and the other faults.
+pub fn serving_again(faults: Vec<(f64, String)>) -> (Vec<String>, Vec<(f64, String)>) {
+    let (served, rest): (Vec<_>, Vec<_>) = faults.into_iter().partition(|(_, w)| w.ends_with(" serving again"));
+    let mut names: Vec<String> = served
+        .iter()
+        .map(|(at, what)| {
+            let name = what.trim_end_matches(" serving again").to_owned();
+            let killed = rest.iter().any(|(k, w)| *w == format!("kill {name}") && k <= at);
+            assert!(killed, "{name} served again at {at} s without a kill before: {rest:?}");
+            name
+        })
+        .collect();
+    names.sort();
+    (names, rest)
+}
+
 /// The value of `key` in a summary line like `latency ms   p50 1.23 | p90 ...`.
 pub fn summary_number(stdout: &str, line_prefix: &str, key: &str) -> f64 {
     let line = stdout.lines().find(|l| l.starts_with(line_prefix)).unwrap_or_else(|| panic!("{line_prefix}: {stdout}"));

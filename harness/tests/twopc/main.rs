@@ -134,7 +134,9 @@ fn fault_schedule_during_stress_keeps_every_invariant() {
         ],
     );
     assert!(stdout.contains("invariants   OK") && stdout.contains("no prepared transactions"), "{stdout}");
-    let whats: Vec<String> = support::applied_faults(&stdout).into_iter().map(|(_, w)| w).collect();
+    let (served, faults) = support::serving_again(support::applied_faults(&stdout));
+    assert_eq!(served, ["order#0", "postgres-payment"], "every killed component served again: {stdout}");
+    let whats: Vec<String> = faults.into_iter().map(|(_, w)| w).collect();
     assert_eq!(
         whats,
         [
