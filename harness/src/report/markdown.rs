@@ -622,7 +622,7 @@ impl<'a> Report<'a> {
                 .into_iter()
                 .filter_map(|name| {
                     let s = self.samples(&id, name).into_iter().next()?;
-                    for f in &s.faults {
+                    for f in s.faults.iter().filter(|f| f.applied) {
                         if !markers.iter().any(|(_, label): &(f64, String)| label == &f.what) {
                             markers.push((f.at_s, f.what.clone()));
                         }
@@ -649,24 +649,33 @@ impl<'a> Report<'a> {
 
 impl Report<'_> {
     /// After a kill: how long each killed component took to serve again in
-    /// each contender's run, the floor under any checkout's stall (a process
-    /// restart, a database's crash recovery, a broker's start-up).
+    /// each contender's runs (median and range over the samples), and how
+    /// much of it the fault held it down on purpose: the rest is its restart
+    /// and recovery, the floor under any checkout's stall.
     fn back_in_service(&mut self, id: &str) {
         let mut parts = Vec::new();
         for name in self.contenders() {
-            let Some(sample) = self.samples(id, name).into_iter().next() else { continue };
-            for event in &sample.faults {
-                if let Some(after) = event.back_after_s() {
+            let samples = self.samples(id, name);
+            let mut by_component: BTreeMap<&str, (Vec<f64>, f64)> = BTreeMap::new();
+            for event in samples.iter().flat_map(|s| &s.faults).filter(|e| e.applied) {
+                if let Some(after) = event.back_after_s {
                     let component = event.what.trim_end_matches(" serving again");
-                    parts.push(format!("{name} {after:.2} s ({component})"));
+                    let entry = by_component.entry(component).or_default();
+                    entry.0.push(after);
+                    entry.1 = event.held_s.unwrap_or_default();
+                }
+            }
+            for (component, (afters, held)) in by_component {
+                if let Some(spread) = Spread::of(afters) {
+                    parts.push(format!("{name} {spread} s ({component}, {held:.0} s of it held down)"));
                 }
             }
         }
         if !parts.is_empty() {
             let _ = writeln!(
                 self.body,
-                "Serving again after the kill (the restart and recovery of the component itself, the floor under \
-                 any checkout's stall): {}.\n",
+                "Serving again after the kill (the restart and recovery of the component itself plus the hold, \
+                 the floor under any checkout's stall): {}.\n",
                 parts.join(", ")
             );
         }

@@ -23,25 +23,27 @@ use crate::stack::{Control, Request};
 pub struct FaultEvent {
     /// Seconds from the start of the load.
     pub at_s: f64,
-    /// What, in words (`kill kafka`, `resume order#0`).
+    /// What, in words (`kill kafka`, `resume order#0`, `kafka serving again`).
     pub what: String,
     /// `pid 1234`, `armed`, or why it was not applied.
     pub outcome: String,
     /// Whether it was applied.
     pub applied: bool,
+    /// The pid a kill, pause or resume hit (a restarted process's, for
+    /// "serving again").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// "Serving again": seconds from the kill until the component served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub back_after_s: Option<f64>,
+    /// "Serving again": of those, the seconds the fault held it down on purpose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_s: Option<f64>,
 }
 
 impl FaultEvent {
-    /// The pid an applied kill, pause or resume hit.
-    fn pid(&self) -> Option<u32> {
-        self.outcome.strip_prefix("pid ")?.split(',').next()?.parse().ok().filter(|_| self.applied)
-    }
-
-    /// For a "serving again" event, seconds from the kill until the component
-    /// served again.
-    pub fn back_after_s(&self) -> Option<f64> {
-        let (_, after) = self.outcome.split_once(", ")?;
-        after.strip_suffix(" s after the kill")?.parse().ok()
+    fn new(at_s: f64, what: String, outcome: String, applied: bool) -> Self {
+        FaultEvent { at_s, what, outcome, applied, pid: None, back_after_s: None, held_s: None }
     }
 }
 
@@ -130,13 +132,20 @@ async fn apply(
             let what = format!("kill {target}");
             let killed =
                 supervise(control, Control::Kill { component: target_name(target), hold }, what, started).await;
-            let Some(pid) = killed.pid() else { return vec![killed] };
+            let Some(pid) = killed.pid else { return vec![killed] };
             // How long the component itself was away: the floor under any
             // protocol's stall, shown next to the checkouts' latency.
             let serving = Control::AwaitServing { component: target_name(target), killed: pid };
             let mut back = supervise(control, serving, format!("{target} serving again"), started).await;
             if back.applied {
-                back.outcome = format!("{}, {:.2} s after the kill", back.outcome, back.at_s - killed.at_s);
+                let after = back.at_s - killed.at_s;
+                back.outcome = format!(
+                    "{}, {after:.2} s after the kill, {:.2} s of it held down",
+                    back.outcome,
+                    hold.as_secs_f64()
+                );
+                back.back_after_s = Some(after);
+                back.held_s = Some(hold.as_secs_f64());
             }
             vec![killed, back]
         }
@@ -163,7 +172,7 @@ async fn apply(
                 },
             };
             log(&what, &outcome, applied);
-            vec![FaultEvent { at_s, what, outcome, applied }]
+            vec![FaultEvent::new(at_s, what, outcome, applied)]
         }
         FaultKind::DuplicateMessages | FaultKind::DelayMessages(_) => Vec::new(),
     }
@@ -186,12 +195,12 @@ async fn supervise(
     if when_answered {
         at_s = started.elapsed().as_secs_f64();
     }
-    let (applied, outcome) = match result {
-        Ok(pid) => (true, format!("pid {pid}")),
-        Err(why) => (false, why),
+    let (applied, outcome, pid) = match result {
+        Ok(pid) => (true, format!("pid {pid}"), Some(pid)),
+        Err(why) => (false, why, None),
     };
     log(&what, &outcome, applied);
-    FaultEvent { at_s, what, outcome, applied }
+    FaultEvent { pid, ..FaultEvent::new(at_s, what, outcome, applied) }
 }
 
 fn log(what: &str, outcome: &str, applied: bool) {
@@ -256,8 +265,9 @@ mod tests {
         );
         assert!(events[4].at_s >= 0.1, "resumed after the pause: {:?}", events[4]);
         assert!(events[2].outcome.starts_with("pid 8, "), "{:?}", events[2]);
-        assert!(events[2].back_after_s().is_some_and(|s| s >= 0.02), "{:?}", events[2]);
-        assert_eq!(events[0].back_after_s(), None);
+        assert_eq!((events[2].pid, events[2].held_s), (Some(8), Some(1.0)), "{:?}", events[2]);
+        assert!(events[2].back_after_s.is_some_and(|s| s >= 0.02), "{:?}", events[2]);
+        assert_eq!((events[0].pid, events[0].back_after_s), (Some(7), None));
         assert!(seen.contains(&Control::AwaitServing { component: "order#0".into(), killed: 7 }));
         assert!(seen.contains(&Control::Kill { component: "order#0".into(), hold: Duration::from_secs(1) }));
         assert!(seen.contains(&Control::Resume { component: "stock#0".into() }));

@@ -9,9 +9,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use futures::future::BoxFuture;
 use nix::sys::signal::Signal;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -232,6 +234,43 @@ pub fn spec(config: &StackConfig) -> anyhow::Result<Spec> {
         stop_signal: Signal::SIGTERM,
         stop_timeout: Duration::from_secs(30),
         listener: None,
+    })
+}
+
+/// The broker's readiness check for the supervisor: one admin client for the
+/// stack's life (reconnecting within 100 ms, so it notices a restarted broker
+/// at once) whose check asks for the protocol topics; the broker serves when
+/// it answers, even "already exists". Cheaper than a client per attempt while
+/// the broker is down and the load runs in the same process.
+pub fn serving_check(
+    config: &StackConfig,
+) -> anyhow::Result<impl Fn() -> BoxFuture<'static, bool> + Send + Sync + use<>> {
+    let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(
+        ClientConfig::new()
+            .set("bootstrap.servers", config.kafka_bootstrap())
+            .set("reconnect.backoff.ms", "20")
+            .set("reconnect.backoff.max.ms", "100")
+            .set("log_level", "0")
+            .create()
+            .context("creating the Kafka readiness client")?,
+    );
+    let partitions = config.partitions;
+    Ok(move || {
+        let admin = admin.clone();
+        let check: BoxFuture<'static, bool> = Box::pin(async move {
+            let topics: Vec<NewTopic<'_>> = saga::messages::TOPICS
+                .iter()
+                .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1)))
+                .collect();
+            let options = AdminOptions::new().request_timeout(Some(Duration::from_millis(900)));
+            match admin.create_topics(&topics, &options).await {
+                Ok(results) => {
+                    results.iter().all(|r| matches!(r, Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists))))
+                }
+                Err(_) => false,
+            }
+        });
+        check
     })
 }
 

@@ -26,7 +26,8 @@ const SERVICE_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(250);
 /// How long one readiness attempt of a [`Probe`] may take.
 const ATTEMPT: Duration = Duration::from_millis(500);
-/// How long [`Control::AwaitServing`] waits for a restarted component.
+/// How long [`Control::AwaitServing`] waits for a component to serve once its
+/// restart is due.
 const SERVING_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One readiness check of a component: whether it serves (a database accepts
@@ -75,6 +76,8 @@ pub struct Stack {
     /// In start order; stopped in reverse.
     members: Vec<Member>,
     started_at: u64,
+    /// Tasks answering [`Control::AwaitServing`]; stopped with the stack.
+    waiters: tokio::task::JoinSet<()>,
 }
 
 impl Stack {
@@ -82,7 +85,7 @@ impl Stack {
     /// was started is stopped again.
     pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
         let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let mut stack = Stack { config, members: Vec::new(), started_at };
+        let mut stack = Stack { config, members: Vec::new(), started_at, waiters: tokio::task::JoinSet::new() };
         match stack.start_all().await {
             Ok(()) => {
                 stack.write_state("ready")?;
@@ -119,7 +122,7 @@ impl Stack {
         }
         let redis_probe = probe(&config, |c| async move { redis::wait_ready(&c, ATTEMPT).await.is_ok() });
         self.spawn(redis::spec(&config)?, config.redis_url(), false, redis_probe)?;
-        let kafka_probe = probe(&config, |c| async move { kafka::wait_and_create_topics(&c, ATTEMPT).await.is_ok() });
+        let kafka_probe = Probe(Arc::new(kafka::serving_check(&config)?));
         self.spawn(kafka::spec(&config)?, config.kafka_bootstrap(), false, kafka_probe)?;
         self.write_state("starting")?;
 
@@ -207,6 +210,7 @@ impl Stack {
                 },
                 () = tokio::time::sleep(POLL) => {}
             }
+            while self.waiters.try_join_next().is_some() {}
             let mut changed = false;
             for member in &mut self.members {
                 changed |= restart_if_dead(member);
@@ -225,7 +229,13 @@ impl Stack {
                     let _ = reply.send(Err(format!("no component {name} in this stack")));
                 }
                 Some(member) => {
-                    tokio::spawn(await_serving(member.pid.subscribe(), killed, member.probe.clone(), reply));
+                    // The restart comes after the fault's hold (and any
+                    // crash-loop back-off); the wait for serving starts then.
+                    let now = Instant::now();
+                    let restart = member.restart_at.or(member.hold_until).map_or(now, |at| at.max(now));
+                    let deadline = restart + SERVING_TIMEOUT;
+                    let probe = member.probe.clone();
+                    self.waiters.spawn(await_serving(member.pid.subscribe(), killed, probe, deadline, reply));
                 }
             }
             return;
@@ -242,6 +252,7 @@ impl Stack {
 
     /// Stops every process in reverse start order and removes `stack.json`.
     pub async fn stop(&mut self) {
+        self.waiters.abort_all();
         let _ = self.write_state("stopping");
         while let Some(mut member) = self.members.pop() {
             let status = member.proc.stop().await;
@@ -459,11 +470,12 @@ fn ephemeral_range() -> Option<(u16, u16)> {
 
 /// Waits until `pid` moves on from `killed` (the process was restarted) and
 /// the new process passes `probe`, then replies with the new pid (or why not,
-/// after [`SERVING_TIMEOUT`]).
+/// at `deadline`).
 async fn await_serving(
     mut pid: watch::Receiver<u32>,
     killed: u32,
     probe: Probe,
+    deadline: Instant,
     reply: tokio::sync::oneshot::Sender<Result<u32, String>>,
 ) {
     let waited = async {
@@ -475,9 +487,9 @@ async fn await_serving(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    let result = tokio::time::timeout(SERVING_TIMEOUT, waited)
+    let result = tokio::time::timeout_at(deadline.into(), waited)
         .await
-        .unwrap_or_else(|_| Err(format!("not serving {} s after the kill", SERVING_TIMEOUT.as_secs())));
+        .unwrap_or_else(|_| Err(format!("not serving {} s after its restart was due", SERVING_TIMEOUT.as_secs())));
     let _ = reply.send(result);
 }
 

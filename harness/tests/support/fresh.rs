@@ -4,15 +4,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::SystemTime;
 
 /// The binaries a stack starts.
 const SERVICES: [&str; 3] = ["order-service", "stock-service", "payment-service"];
 
-/// Panics, naming the newest source and the command that rebuilds, when a
-/// service binary is missing or older than a source it is built from (the
-/// protocol and service crates, the workspace manifest and lock file).
-/// Checked once per test binary.
+/// Panics, naming the changed source and the command that rebuilds, when a
+/// service binary is missing or older than one of the files cargo built it
+/// from (its dep-info file, `<bin>.d` next to it, lists them: the crates'
+/// sources and every file they include). Checked once per test binary.
 pub fn assert_service_binaries_fresh() {
     static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
     if let Err(why) = CHECKED.get_or_init(check) {
@@ -22,22 +21,18 @@ pub fn assert_service_binaries_fresh() {
 
 fn check() -> Result<(), String> {
     let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_harness")).parent().map(Path::to_path_buf).unwrap_or_default();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut newest: Option<(SystemTime, PathBuf)> = None;
-    for path in [root.join("Cargo.toml"), root.join("Cargo.lock")] {
-        newer(&mut newest, &path);
-    }
-    for dir in ["protocols", "services"] {
-        walk(&root.join(dir), &mut newest);
-    }
     let rebuild = "run `cargo build --release --workspace --bins` (harness/scripts/test.sh does)";
     for service in SERVICES {
         let binary = bin_dir.join(service);
         let built = std::fs::metadata(&binary)
             .and_then(|m| m.modified())
             .map_err(|_| format!("{service} is not built in {}: {rebuild}", bin_dir.display()))?;
-        if let Some((changed, source)) = &newest {
-            if *changed > built {
+        let deps = std::fs::read_to_string(bin_dir.join(format!("{service}.d")))
+            .map_err(|_| format!("{service} has no dep-info file in {}: {rebuild}", bin_dir.display()))?;
+        for source in sources(&deps) {
+            // A source that is gone changed too (a rename, a deleted module).
+            let changed = std::fs::metadata(&source).and_then(|m| m.modified()).map_or(true, |t| t > built);
+            if changed {
                 return Err(format!("{service} is older than {}: {rebuild}", source.display()));
             }
         }
@@ -45,26 +40,27 @@ fn check() -> Result<(), String> {
     Ok(())
 }
 
-/// Every source file under `dir`, skipping what no service binary is built
-/// from: tests, benches and the test kit.
-fn walk(dir: &Path, newest: &mut Option<(SystemTime, PathBuf)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name();
-        if path.is_dir() {
-            if !matches!(name.to_str(), Some("tests" | "benches" | "target" | "testkit")) {
-                walk(&path, newest);
+/// The files a Makefile-style dep-info line `target: dep dep ...` names
+/// (spaces inside a path are escaped with a backslash).
+fn sources(dep_info: &str) -> Vec<PathBuf> {
+    let Some(line) = dep_info.lines().next() else { return Vec::new() };
+    let Some((_, deps)) = line.split_once(": ") else { return Vec::new() };
+    let mut paths = Vec::new();
+    let mut current = String::new();
+    let mut chars = deps.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => current.extend(chars.next()),
+            ' ' => {
+                if !current.is_empty() {
+                    paths.push(PathBuf::from(std::mem::take(&mut current)));
+                }
             }
-        } else {
-            newer(newest, &path);
+            c => current.push(c),
         }
     }
-}
-
-fn newer(newest: &mut Option<(SystemTime, PathBuf)>, path: &Path) {
-    let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified()) else { return };
-    if newest.as_ref().is_none_or(|(t, _)| modified > *t) {
-        *newest = Some((modified, path.to_path_buf()));
+    if !current.is_empty() {
+        paths.push(PathBuf::from(current));
     }
+    paths
 }

@@ -101,6 +101,10 @@ fn armed() -> &'static Mutex<HashSet<CrashPoint>> {
 }
 
 /// Arms the points listed in `SAGA2PC_CRASHPOINTS`; call once at start-up.
+/// Every start of a process with the variable arms them again, so a process
+/// that a supervisor restarts with the same environment would crash at the
+/// point every time: the variable is for a process started by hand; the
+/// harness arms points at run time, once.
 ///
 /// # Errors
 /// When the variable names a point that does not exist (nothing is armed then).

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::machine::in_flight_sql;
+use crate::in_flight_sql;
 use crate::participant::Recorded;
 
 /// Sagas in the order database that are not terminal yet.

@@ -87,12 +87,12 @@ pub enum StepState {
 /// of [`Status`] that are not terminal. A macro, so that queries `concat!` it
 /// into their literal; the partial indexes of `sql/orchestrator.sql` spell the
 /// same condition, and a test checks both against [`Status::ALL`].
+#[macro_export]
 macro_rules! in_flight_sql {
     () => {
         "status IN ('running', 'compensating')"
     };
 }
-pub(crate) use in_flight_sql;
 
 /// Where the whole saga stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,7 +27,8 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::consumer::Handler;
-use crate::machine::{Action, Event, Mode, Saga, Status, in_flight_sql};
+use crate::in_flight_sql;
+use crate::machine::{Action, Event, Mode, Saga, Status};
 use crate::messages::{Body, Envelope, Step};
 use crate::metrics::{Gauges, Metrics};
 use crate::relay::Outbox;

@@ -20,6 +20,11 @@ pub const PG_ENV: &str = "SAGA2PC_TEST_PG_URL";
 /// Environment variable naming the test Redis server.
 pub const REDIS_ENV: &str = "SAGA2PC_TEST_REDIS_URL";
 
+/// Command-line settings that make a participant service (stock, payment) run
+/// its 2PC side with a coordinator address nothing answers: nothing in these
+/// tests stays in doubt long enough for its recovery to call it.
+pub const TWOPC_PARTICIPANT_ARGS: [&str; 4] = ["--protocol", "2pc", "--coordinator-urls", "http://127.0.0.1:9"];
+
 fn require_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: run the tests with harness/scripts/test.sh, which starts the real servers")

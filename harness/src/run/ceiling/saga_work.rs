@@ -26,7 +26,7 @@ pub(super) async fn checkout(db: &Scratch, order_id: &str, mode: saga::Mode) -> 
         return Ok(Ended::NotPaid);
     };
     let active: Option<Uuid> =
-        sqlx::query_scalar("SELECT saga_id FROM sagas WHERE order_id = $1 AND status IN ('running', 'compensating')")
+        sqlx::query_scalar(concat!("SELECT saga_id FROM sagas WHERE order_id = $1 AND ", saga::in_flight_sql!()))
             .bind(order_id)
             .fetch_optional(&mut *tx)
             .await?;

@@ -15,17 +15,9 @@ pub struct OrderApp {
 pub async fn spawn_with_redis(redis: Option<String>) -> OrderApp {
     let redis = redis.unwrap_or_else(redis_url);
     let stock_db = fresh_database("stock").await;
-    let stock_config = stock_service::Config::parse_from([
-        "stock-service",
-        "--database-url",
-        &stock_db,
-        "--redis-url",
-        &redis,
-        "--protocol",
-        "2pc",
-        "--coordinator-urls",
-        "http://127.0.0.1:9",
-    ]);
+    let mut stock_args = vec!["stock-service", "--database-url", &stock_db, "--redis-url", &redis];
+    stock_args.extend(service_testkit::TWOPC_PARTICIPANT_ARGS);
+    let stock_config = stock_service::Config::parse_from(stock_args);
     let stock = TestServer::spawn(stock_service::build(stock_config).await.expect("stock starts"));
     let order_db = fresh_database("orders").await;
     let order_config = order_service::Config::parse_from([

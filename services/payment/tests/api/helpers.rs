@@ -1,25 +1,13 @@
 use clap::Parser;
 use payment_service::Config;
-use service_testkit::{TestServer, fresh_database};
+use service_testkit::{TWOPC_PARTICIPANT_ARGS, TestServer, fresh_database};
 
 /// A payment service on port 0 with a database of its own.
 pub async fn spawn_payment() -> TestServer {
     let db = fresh_database("payment").await;
-    let config = Config::parse_from([
-        "payment-service",
-        "--database-url",
-        &db,
-        "--db-pool-size",
-        "16",
-        "--max-batch",
-        "1000",
-        // The 2PC side: nothing here stays in doubt long enough for its
-        // recovery to call the coordinator.
-        "--protocol",
-        "2pc",
-        "--coordinator-urls",
-        "http://127.0.0.1:9",
-    ]);
+    let mut args = vec!["payment-service", "--database-url", &db, "--db-pool-size", "16", "--max-batch", "1000"];
+    args.extend(TWOPC_PARTICIPANT_ARGS);
+    let config = Config::parse_from(args);
     TestServer::spawn(payment_service::build(config).await.expect("payment service starts"))
 }
 

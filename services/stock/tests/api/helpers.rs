@@ -1,5 +1,5 @@
 use clap::Parser;
-use service_testkit::{TestServer, fresh_database, redis_url};
+use service_testkit::{TWOPC_PARTICIPANT_ARGS, TestServer, fresh_database, redis_url};
 use stock_service::Config;
 
 /// A stock service on port 0 with a database of its own.
@@ -11,21 +11,8 @@ pub async fn spawn_stock() -> TestServer {
 pub async fn spawn_stock_with(extra: &[&str]) -> TestServer {
     let db = fresh_database("stock").await;
     let redis = redis_url();
-    let mut args = vec![
-        "stock-service",
-        "--database-url",
-        &db,
-        "--redis-url",
-        &redis,
-        "--max-batch",
-        "1000",
-        // The 2PC side: nothing here stays in doubt long enough for its
-        // recovery to call the coordinator.
-        "--protocol",
-        "2pc",
-        "--coordinator-urls",
-        "http://127.0.0.1:9",
-    ];
+    let mut args = vec!["stock-service", "--database-url", &db, "--redis-url", &redis, "--max-batch", "1000"];
+    args.extend(TWOPC_PARTICIPANT_ARGS);
     args.extend_from_slice(extra);
     let config = Config::parse_from(args);
     TestServer::spawn(stock_service::build(config).await.expect("stock service starts"))
