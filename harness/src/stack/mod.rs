@@ -6,7 +6,7 @@
 //! - [`postgres`], [`kafka`], [`redis`], [`services`], [`nginx`]: one component each;
 //! - [`process`]: spawning and stopping children;
 //! - [`supervisor`]: start order, restarts, shutdown;
-//! - [`state`]: `stack.json`, read by `status` and `down`.
+//! - [`status_file`]: `stack.json`, read by `status` and `down`.
 
 pub mod class_archive;
 pub mod config;
