@@ -22,6 +22,7 @@
 //! - anything else is a [`CheckoutError`], which the service answers with a 5xx and
 //!   whose true outcome the final state decides.
 
+mod backoff;
 pub mod crashpoint;
 mod items;
 mod kind;
@@ -30,6 +31,7 @@ mod outcome;
 mod resource;
 pub mod spans;
 
+pub use backoff::Backoff;
 pub use items::{LineItem, MergeError, Work, merge_items};
 pub use kind::{ProtocolKind, UnknownProtocol};
 pub use outcome::{CheckoutError, CheckoutOutcome, CheckoutRequest, RejectReason};

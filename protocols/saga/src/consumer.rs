@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use protocol_core::Backoff;
 use protocol_core::spans::{self, Phase};
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -157,30 +158,30 @@ enum Session {
 /// the wait then doubles up to [`MAX_REJOIN_BACKOFF`], so they take turns
 /// without flooding the broker or the log.
 pub async fn run(setup: ConsumerSetup, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let mut backoff = MIN_REJOIN_BACKOFF;
+    let mut backoff = Backoff::new(MIN_REJOIN_BACKOFF, MAX_REJOIN_BACKOFF);
     loop {
         let started = tokio::time::Instant::now();
         match session(&setup, &mut stop).await {
             Ok(Session::Stopped) => return Ok(()),
             ended => {
                 if started.elapsed() > STABLE_SESSION {
-                    backoff = MIN_REJOIN_BACKOFF;
+                    backoff.reset();
                 }
+                let wait = backoff.advance();
                 match ended {
                     Err(err) => tracing::error!(
-                        group = %setup.settings.group, error = format!("{err:#}"), retry_ms = backoff.as_millis() as u64,
+                        group = %setup.settings.group, error = format!("{err:#}"), retry_ms = wait.as_millis() as u64,
                         "could not create the Kafka consumer; retrying"
                     ),
                     _ => tracing::warn!(
-                        group = %setup.settings.group, rejoin_ms = backoff.as_millis() as u64,
+                        group = %setup.settings.group, rejoin_ms = wait.as_millis() as u64,
                         "Kafka consumer failed fatally; rejoining with a new one"
                     ),
                 }
                 tokio::select! {
                     _ = stop.changed() => return Ok(()),
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(wait) => {}
                 }
-                backoff = (backoff * 2).min(MAX_REJOIN_BACKOFF);
             }
         }
     }
@@ -315,7 +316,7 @@ async fn worker(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, stop: watch:
 /// `stop` turns true (`false`). Failures are logged at the 1st, 2nd, 4th, 8th,
 /// ... attempt, so an outage does not flood the log.
 async fn handle_to_end(shared: &Shared, job: &Job, stop: &watch::Receiver<bool>) -> bool {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     let mut deterministic = 0;
     for attempt in 1u32.. {
         let err = match shared.handler.handle(job.msg.clone()).await {
@@ -338,8 +339,7 @@ async fn handle_to_end(shared: &Shared, job: &Job, stop: &watch::Receiver<bool>)
         if *stop.borrow() {
             return false;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        tokio::time::sleep(backoff.advance()).await;
     }
     unreachable!("the attempt counter is unbounded")
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use protocol_core::spans::{self, Phase, Tiles};
-use protocol_core::{CheckoutError, CheckoutOutcome, CheckoutRequest, OrderBook, crashpoint};
+use protocol_core::{Backoff, CheckoutError, CheckoutOutcome, CheckoutRequest, OrderBook, crashpoint};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
@@ -333,7 +333,7 @@ impl Coordinator {
             Decision::Commit => format!("{COMMIT_PATH}/{gid}"),
             Decision::Abort => format!("{ROLLBACK_PATH}/{gid}"),
         };
-        let mut backoff = Duration::from_millis(20);
+        let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
         loop {
             // One attempt may not outlast the deadline (the HTTP client's own
             // timeout is the prepare timeout, far longer): past it, recovery
@@ -352,12 +352,11 @@ impl Coordinator {
                 Ok(reply) => tracing::debug!(%gid, status = reply.status, "phase two not acknowledged; retrying"),
                 Err(err) => tracing::debug!(%gid, error = %err, "phase two failed; retrying"),
             }
-            if Instant::now() + backoff > until {
+            if Instant::now() + backoff.peek() > until {
                 tracing::warn!(%gid, decision = decision.as_str(), "phase two unacknowledged; leaving it to recovery");
                 return false;
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(500));
+            tokio::time::sleep(backoff.advance()).await;
         }
     }
 
