@@ -589,6 +589,39 @@ impl<'a> Report<'a> {
         }
     }
 
+    /// After a kill: how long each killed component took to serve again in
+    /// each contender's runs (median and range over the samples), and how
+    /// much of it the fault held it down on purpose: the rest is its restart
+    /// and recovery, the floor under any checkout's stall.
+    fn back_in_service(&mut self, id: &str) {
+        let mut parts = Vec::new();
+        for name in self.contenders() {
+            let samples = self.samples(id, name);
+            let mut by_component: BTreeMap<&str, (Vec<f64>, f64)> = BTreeMap::new();
+            for event in samples.iter().flat_map(|s| &s.faults).filter(|e| e.applied) {
+                if let Some(after) = event.back_after_s {
+                    let component = event.what.trim_end_matches(" serving again");
+                    let entry = by_component.entry(component).or_default();
+                    entry.0.push(after);
+                    entry.1 = event.held_s.unwrap_or_default();
+                }
+            }
+            for (component, (afters, held)) in by_component {
+                if let Some(spread) = Spread::of(afters) {
+                    parts.push(format!("{name} {spread} s ({component}, {held:.0} s of it held down)"));
+                }
+            }
+        }
+        if !parts.is_empty() {
+            let _ = writeln!(
+                self.body,
+                "Serving again after the kill (the restart and recovery of the component itself plus the hold, \
+                 the floor under any checkout's stall): {}.\n",
+                parts.join(", ")
+            );
+        }
+    }
+
     fn faults(&mut self) {
         let cases = self.cases(Group::Fault);
         if cases.is_empty() {
@@ -644,41 +677,6 @@ impl<'a> Report<'a> {
         let held: Vec<String> =
             summary.iter().map(|(id, ok)| format!("{id} {}", if *ok { "OK" } else { "**BROKEN**" })).collect();
         self.verdicts.push(format!("**Faults** (invariants per case, all contenders): {}.", held.join(", ")));
-    }
-}
-
-impl Report<'_> {
-    /// After a kill: how long each killed component took to serve again in
-    /// each contender's runs (median and range over the samples), and how
-    /// much of it the fault held it down on purpose: the rest is its restart
-    /// and recovery, the floor under any checkout's stall.
-    fn back_in_service(&mut self, id: &str) {
-        let mut parts = Vec::new();
-        for name in self.contenders() {
-            let samples = self.samples(id, name);
-            let mut by_component: BTreeMap<&str, (Vec<f64>, f64)> = BTreeMap::new();
-            for event in samples.iter().flat_map(|s| &s.faults).filter(|e| e.applied) {
-                if let Some(after) = event.back_after_s {
-                    let component = event.what.trim_end_matches(" serving again");
-                    let entry = by_component.entry(component).or_default();
-                    entry.0.push(after);
-                    entry.1 = event.held_s.unwrap_or_default();
-                }
-            }
-            for (component, (afters, held)) in by_component {
-                if let Some(spread) = Spread::of(afters) {
-                    parts.push(format!("{name} {spread} s ({component}, {held:.0} s of it held down)"));
-                }
-            }
-        }
-        if !parts.is_empty() {
-            let _ = writeln!(
-                self.body,
-                "Serving again after the kill (the restart and recovery of the component itself plus the hold, \
-                 the floor under any checkout's stall): {}.\n",
-                parts.join(", ")
-            );
-        }
     }
 }
 

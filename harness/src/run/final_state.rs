@@ -186,16 +186,13 @@ async fn leftovers(order_db: &PgPool, stock_db: &PgPool, payment_db: &PgPool) ->
     let sagas_in_flight =
         if has_table(order_db, "sagas").await? { saga::inspect::count_in_flight(order_db).await? } else { 0 };
     Ok(Leftovers {
-        prepared_transactions: prepared(stock_db).await? + prepared(payment_db).await?,
+        prepared_transactions: twopc::participant::count_prepared(stock_db).await?
+            + twopc::participant::count_prepared(payment_db).await?,
         unfinished_decisions: unfinished(order_db).await?,
         sagas_in_flight,
         unsent_outbox,
         checkouts_in_flight: 0,
     })
-}
-
-async fn prepared(pool: &PgPool) -> sqlx::Result<i64> {
-    twopc::participant::count_prepared(pool).await
 }
 
 async fn unfinished(pool: &PgPool) -> sqlx::Result<i64> {
