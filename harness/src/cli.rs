@@ -144,6 +144,11 @@ struct StackArgs {
     /// Replicas of each service.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=50))]
     replicas: u16,
+    /// Nodes of the Kafka cluster, each a broker and a KRaft controller: 1,
+    /// or 3 for every topic with three copies, two of them in sync
+    /// (`min.insync.replicas=2`), so one node may be lost.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=i64::from(stack::config::MAX_BROKERS)))]
+    brokers: u16,
     /// Partitions of each Kafka topic.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..=256))]
     partitions: i32,
@@ -354,6 +359,7 @@ fn stack_config(
         port_base: args.port_base,
         gateway_port: args.gateway_port,
         replicas: args.replicas,
+        brokers: args.brokers,
         partitions: args.partitions,
         db_pool_size: args.db_pool_size,
         pg_max_connections: args.pg_max_connections,
@@ -379,6 +385,16 @@ fn stack_config(
             config.replicas,
             config.db_pool_size,
             config.pg_max_connections
+        );
+    }
+    // A consumer group gives each partition to one member: a replica beyond
+    // the partition count would consume nothing.
+    // Checked for either protocol: `compare` runs both on one configuration.
+    if !config.infra_only && i64::from(config.replicas) > i64::from(config.partitions) {
+        bail!(
+            "--replicas {} exceeds --partitions {}: a saga replica beyond the partition count would receive no message",
+            config.replicas,
+            config.partitions
         );
     }
     Ok(config)

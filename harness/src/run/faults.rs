@@ -12,8 +12,8 @@
 //!
 //! Times are seconds from the start of the load (`1.5`, `2s`, `500ms`).
 //! Components are the names `harness status` shows: `order`, `stock`,
-//! `payment` (replica 0 unless `#n`), `postgres-order`, `postgres-stock`,
-//! `postgres-payment`, `kafka`, `redis`.
+//! `payment` and `kafka` (replica or node 0 unless `#n`), `postgres-order`,
+//! `postgres-stock`, `postgres-payment`, `redis`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -78,7 +78,7 @@ impl fmt::Display for Fault {
 pub struct Target {
     /// Component name (`order`, `kafka`, `postgres-stock`, ...).
     pub component: String,
-    /// Replica of a service (0 when not given).
+    /// Replica of a service, or node of the Kafka cluster (0 when not given).
     pub replica: u16,
 }
 
@@ -88,9 +88,18 @@ impl Target {
         SERVICES.contains(&self.component.as_str())
     }
 
-    /// The name `harness status` uses: `order#0`, `kafka`, ...
+    /// Whether this is a Kafka node.
+    pub fn is_broker(&self) -> bool {
+        self.component == KAFKA
+    }
+
+    /// The name `harness status` uses: `order#0`, `kafka#1`, `redis`, ...
     pub fn status_name(&self) -> String {
-        if self.is_service() { format!("{}#{}", self.component, self.replica) } else { self.component.clone() }
+        if self.is_service() || self.is_broker() {
+            format!("{}#{}", self.component, self.replica)
+        } else {
+            self.component.clone()
+        }
     }
 }
 
@@ -101,7 +110,8 @@ impl fmt::Display for Target {
 }
 
 const SERVICES: [&str; 3] = ["order", "stock", "payment"];
-const INFRASTRUCTURE: [&str; 5] = ["postgres-order", "postgres-stock", "postgres-payment", "kafka", "redis"];
+const KAFKA: &str = "kafka";
+const INFRASTRUCTURE: [&str; 5] = ["postgres-order", "postgres-stock", "postgres-payment", KAFKA, "redis"];
 
 /// Parses `1.5`, `2s`, `1500ms` as a duration.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
@@ -130,7 +140,7 @@ fn parse_target(raw: &str, services_only: bool) -> Result<Target, String> {
             if services_only { SERVICES.join(", ") } else { [&SERVICES[..], &INFRASTRUCTURE[..]].concat().join(", ") };
         return Err(format!("unknown component {component:?} (one of {choices})"));
     }
-    if replica != 0 && !SERVICES.contains(&component) {
+    if replica != 0 && !SERVICES.contains(&component) && component != KAFKA {
         return Err(format!("{component} has no replicas"));
     }
     Ok(Target { component: component.to_owned(), replica })
@@ -236,7 +246,9 @@ mod tests {
         assert_eq!(delay.to_string(), "every saga publish delayed 200 ms");
         assert_eq!("kill:order#1@2+3s".parse::<Fault>().unwrap().to_string(), "kill order#1 at 2s, restart after 3s");
         assert_eq!(target("order", 1).status_name(), "order#1");
-        assert_eq!(target("kafka", 0).status_name(), "kafka");
+        assert_eq!(target("kafka", 0).status_name(), "kafka#0");
+        assert_eq!("kill:kafka#2@1".parse::<Fault>().unwrap().to_string(), "kill kafka#2 at 1s");
+        assert_eq!(target("redis", 0).status_name(), "redis");
     }
 
     #[test]
@@ -244,7 +256,7 @@ mod tests {
         for (spec, why) in [
             ("kill:order", "expected kill"),
             ("kill:nginx@1", "unknown component"),
-            ("kill:kafka#1@1", "no replicas"),
+            ("kill:redis#1@1", "no replicas"),
             ("kill:order#x@1", "not a number"),
             ("pause:order@1", "needs a duration"),
             ("pause:order@-1+2", "out of range"),

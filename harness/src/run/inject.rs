@@ -48,9 +48,9 @@ impl FaultEvent {
 }
 
 /// Checks a schedule against the stack it will run on, before anything
-/// starts: replicas that exist, crash points of the protocol in use, message
-/// faults only for SAGA.
-pub fn validate(faults: &[Fault], protocol: ProtocolKind, replicas: u16) -> anyhow::Result<()> {
+/// starts: replicas and Kafka nodes that exist, crash points of the protocol
+/// in use, message faults only for SAGA.
+pub fn validate(faults: &[Fault], protocol: ProtocolKind, replicas: u16, brokers: u16) -> anyhow::Result<()> {
     for fault in faults {
         let target = match &fault.kind {
             FaultKind::Kill { target, .. } | FaultKind::Pause { target, .. } => target,
@@ -69,6 +69,9 @@ pub fn validate(faults: &[Fault], protocol: ProtocolKind, replicas: u16) -> anyh
         };
         if target.is_service() && target.replica >= replicas {
             bail!("fault {fault}: {} has replicas 0..{} only", target.component, replicas.saturating_sub(1));
+        }
+        if target.is_broker() && target.replica >= brokers {
+            bail!("fault {fault}: the Kafka cluster has nodes 0..{} only (see --brokers)", brokers.saturating_sub(1));
         }
     }
     Ok(())
@@ -221,14 +224,17 @@ mod tests {
 
     #[test]
     fn validation_knows_the_stack() {
-        assert!(validate(&faults(&["kill:order#1@1", "kill:kafka@2+3"]), ProtocolKind::Saga, 2).is_ok());
-        let err = validate(&faults(&["kill:order#2@1"]), ProtocolKind::Saga, 2).unwrap_err();
+        assert!(validate(&faults(&["kill:order#1@1", "kill:kafka@2+3"]), ProtocolKind::Saga, 2, 1).is_ok());
+        assert!(validate(&faults(&["kill:kafka#2@2"]), ProtocolKind::Saga, 1, 3).is_ok());
+        let err = validate(&faults(&["kill:kafka#1@1"]), ProtocolKind::Saga, 2, 1).unwrap_err();
+        assert!(err.to_string().contains("nodes 0..0"), "{err}");
+        let err = validate(&faults(&["kill:order#2@1"]), ProtocolKind::Saga, 2, 1).unwrap_err();
         assert!(err.to_string().contains("replicas 0..1"), "{err}");
-        let err = validate(&faults(&["crashpoint:saga.relay.after_publish@1"]), ProtocolKind::TwoPc, 1).unwrap_err();
+        let err = validate(&faults(&["crashpoint:saga.relay.after_publish@1"]), ProtocolKind::TwoPc, 1, 1).unwrap_err();
         assert!(err.to_string().contains("a saga crash point, and this stack runs 2pc"), "{err}");
-        let err = validate(&faults(&["duplicate-messages"]), ProtocolKind::TwoPc, 1).unwrap_err();
+        let err = validate(&faults(&["duplicate-messages"]), ProtocolKind::TwoPc, 1, 1).unwrap_err();
         assert!(err.to_string().contains("saga protocol only"), "{err}");
-        assert!(validate(&faults(&["duplicate-messages", "delay-messages:50ms"]), ProtocolKind::Saga, 1).is_ok());
+        assert!(validate(&faults(&["duplicate-messages", "delay-messages:50ms"]), ProtocolKind::Saga, 1, 1).is_ok());
     }
 
     #[tokio::test]

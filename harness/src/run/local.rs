@@ -43,7 +43,7 @@ impl LocalStack {
     /// Starts the stack. The message faults of `faults` (SAGA duplicates and
     /// delays) are settings of the services, so they are given here.
     pub async fn start(mut config: StackConfig, faults: &[Fault]) -> anyhow::Result<LocalStack> {
-        inject::validate(faults, config.protocol, config.replicas)?;
+        inject::validate(faults, config.protocol, config.replicas, config.brokers)?;
         for fault in faults {
             match fault.kind {
                 super::faults::FaultKind::DuplicateMessages => config.duplicate_messages = true,
@@ -113,6 +113,7 @@ impl LocalStack {
     async fn measure_kafka_bare(&mut self) {
         let target = ceiling::kafka::Target {
             bootstrap: self.config.kafka_bootstrap(),
+            replication: crate::stack::kafka::Replication::of(&self.config),
             profile: self.config.kafka_profile,
             partitions: self.config.partitions,
         };
@@ -133,7 +134,7 @@ impl LocalStack {
         if yardsticks && self.config.protocol == ProtocolKind::Saga && self.kafka_bare.is_none() {
             self.measure_kafka_bare().await;
         }
-        inject::validate(faults, self.config.protocol, self.config.replicas)?;
+        inject::validate(faults, self.config.protocol, self.config.replicas, self.config.brokers)?;
         let config = &self.config;
         let dbs = self.databases();
         let gateway = config.gateway_url();

@@ -76,8 +76,8 @@ fn train(config: &StackConfig, archive: &std::path::Path) -> anyhow::Result<()> 
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
-    kafka::write_config(config, &dir)?;
-    kafka::format_storage(config, &dir)?;
+    kafka::write_config(config, kafka::Node::alone(), &dir)?;
+    kafka::format_storage(config, &dir, &kafka::random_cluster_id())?;
     // Dumped beside the archive and renamed: a reader never sees half a file,
     // and two stacks training at once do not write one file.
     let dump = archive.with_extension(format!("jsa.{}.tmp", std::process::id()));

@@ -66,6 +66,10 @@ impl Role {
     }
 }
 
+/// The most Kafka nodes a stack runs: their ports sit between the
+/// databases' and Redis's.
+pub const MAX_BROKERS: u16 = 5;
+
 /// Everything `harness up` needs to know.
 #[derive(Debug, Clone, Serialize)]
 pub struct StackConfig {
@@ -79,6 +83,8 @@ pub struct StackConfig {
     pub gateway_port: u16,
     /// Replicas of each service.
     pub replicas: u16,
+    /// Nodes of the Kafka cluster (each a broker and a KRaft controller).
+    pub brokers: u16,
     /// Partitions of each Kafka topic.
     pub partitions: i32,
     /// Database connections per service replica.
@@ -115,14 +121,15 @@ impl StackConfig {
         self.port_base + role.index()
     }
 
-    /// Port of the Kafka broker's client listener.
-    pub fn kafka_port(&self) -> u16 {
-        self.port_base + 10
+    /// Port of Kafka node `index`'s client listener (at most
+    /// [`MAX_BROKERS`] nodes fit between the databases and Redis).
+    pub fn kafka_port(&self, index: u16) -> u16 {
+        self.port_base + 10 + 2 * index
     }
 
-    /// Port of the Kafka KRaft controller listener.
-    pub fn kafka_controller_port(&self) -> u16 {
-        self.port_base + 11
+    /// Port of Kafka node `index`'s KRaft controller listener.
+    pub fn kafka_controller_port(&self, index: u16) -> u16 {
+        self.port_base + 11 + 2 * index
     }
 
     /// Port of Redis.
@@ -145,9 +152,14 @@ impl StackConfig {
         format!("postgres://postgres@127.0.0.1:{}/{}", self.pg_port(role), role.database())
     }
 
-    /// `host:port` of the Kafka broker.
+    /// `host:port` of Kafka node `index`.
+    pub fn kafka_address(&self, index: u16) -> String {
+        format!("127.0.0.1:{}", self.kafka_port(index))
+    }
+
+    /// Every node's `host:port`, comma-separated, as clients' `bootstrap.servers`.
     pub fn kafka_bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.kafka_port())
+        (0..self.brokers).map(|i| self.kafka_address(i)).collect::<Vec<_>>().join(",")
     }
 
     /// URL of Redis.
@@ -171,8 +183,10 @@ impl StackConfig {
         for role in Role::ALL {
             ports.push((format!("postgres-{}", role.name()), self.pg_port(role)));
         }
-        ports.push(("kafka".to_owned(), self.kafka_port()));
-        ports.push(("kafka controller".to_owned(), self.kafka_controller_port()));
+        for i in 0..self.brokers {
+            ports.push((crate::stack::kafka::member_name(i), self.kafka_port(i)));
+            ports.push((format!("{} controller", crate::stack::kafka::member_name(i)), self.kafka_controller_port(i)));
+        }
         ports.push(("redis".to_owned(), self.redis_port()));
         if !self.infra_only {
             for role in Role::ALL {
@@ -202,6 +216,7 @@ mod tests {
             port_base: 18000,
             gateway_port: 8000,
             replicas: 3,
+            brokers: 3,
             partitions: 4,
             db_pool_size: 8,
             pg_max_connections: 100,
@@ -223,10 +238,13 @@ mod tests {
     fn ports_do_not_collide() {
         let c = config();
         let mut ports: Vec<u16> = c.ports().into_iter().map(|(_, p)| p).collect();
-        assert_eq!(ports.len(), 3 + 3 + 3 * 3 + 1);
+        assert_eq!(ports.len(), 3 + 2 * 3 + 1 + 3 * 3 + 1);
         let n = ports.len();
         ports.sort_unstable();
         ports.dedup();
         assert_eq!(ports.len(), n);
+        let most = StackConfig { brokers: MAX_BROKERS, ..c };
+        assert!(most.kafka_controller_port(MAX_BROKERS - 1) < most.redis_port());
+        assert_eq!(most.kafka_bootstrap().split(',').count(), usize::from(MAX_BROKERS));
     }
 }

@@ -1,15 +1,16 @@
-//! The Apache Kafka broker: the official jars (resolved from Maven Central by
-//! `harness/scripts/setup.sh`) run on the machine's Java in KRaft mode, one node
-//! acting as both broker and controller.
+//! The Apache Kafka cluster: the official jars (resolved from Maven Central by
+//! `harness/scripts/setup.sh`) run on the machine's Java in KRaft mode, as
+//! `--brokers` nodes, each acting as both broker and controller (one node, or
+//! a quorum of three as a production cluster runs).
 //!
-//! First start: write `server.properties`, format the log directory with Kafka's
-//! own `kafka.tools.StorageTool`, then run `kafka.Kafka`. Ready means the
-//! protocol topics exist, created through the admin API with the configured
-//! partition count.
+//! First start: write each node's `server.properties`, format its log
+//! directory with Kafka's own `kafka.tools.StorageTool` under one cluster id,
+//! then run `kafka.Kafka`. Ready means the protocol topics exist, created
+//! through the admin API with the configured partition count and the
+//! cluster's [`Replication`].
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -40,18 +41,73 @@ pub(super) fn kafka_dir(config: &StackConfig) -> PathBuf {
     config.run_dir.join("kafka")
 }
 
+/// The directory of node `index` (its configuration and, under `data`, its log).
+fn node_dir(config: &StackConfig, index: u16) -> PathBuf {
+    kafka_dir(config).join(format!("node-{index}"))
+}
+
+/// The name `harness status` and fault schedules give node `index`: `kafka#0`, ...
+pub fn member_name(index: u16) -> String {
+    format!("kafka#{index}")
+}
+
+/// How every topic is replicated: the same for the protocol topics, the
+/// consumer offsets and the transaction log, so a broker loss costs no topic
+/// its leader for longer than an election.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    /// Copies of every partition.
+    pub factor: i32,
+    /// Copies that must have a write before `acks=all` answers: one node may
+    /// be lost with no write refused and none lost.
+    pub min_insync: i32,
+}
+
+impl Replication {
+    /// Three copies (fewer on a smaller cluster), two of them in sync.
+    pub fn of(config: &StackConfig) -> Replication {
+        let factor = i32::from(config.brokers.min(3));
+        Replication { factor, min_insync: if factor >= 3 { 2 } else { 1 } }
+    }
+}
+
+/// One node's place in the cluster: its index, and the controller quorum it
+/// votes in.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Node {
+    index: u16,
+    /// Nodes in the quorum: the stack's brokers, or 1 for a node on its own
+    /// (the class archive's training broker).
+    voters: u16,
+}
+
+impl Node {
+    /// Node `index` of the stack's cluster.
+    pub(super) fn of(config: &StackConfig, index: u16) -> Node {
+        Node { index, voters: config.brokers }
+    }
+
+    /// A single node on the stack's first ports, with no peers.
+    pub(super) fn alone() -> Node {
+        Node { index: 0, voters: 1 }
+    }
+}
+
 fn classpath(config: &StackConfig) -> String {
     format!("{}/*", config.kafka_libs.display())
 }
 
-/// The broker's `server.properties`.
-pub fn server_properties(config: &StackConfig, log_dir: &Path) -> String {
-    let port = config.kafka_port();
-    let controller = config.kafka_controller_port();
+/// The `server.properties` of `node`.
+pub(super) fn server_properties(config: &StackConfig, node: Node, log_dir: &Path) -> String {
+    let port = config.kafka_port(node.index);
+    let controller = config.kafka_controller_port(node.index);
+    let voters: Vec<String> =
+        (0..node.voters).map(|i| format!("{}@127.0.0.1:{}", i + 1, config.kafka_controller_port(i))).collect();
+    let replication = if node.voters == 1 { Replication { factor: 1, min_insync: 1 } } else { Replication::of(config) };
     format!(
         "process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller}
+node.id={id}
+controller.quorum.voters={voters}
 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
 advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
@@ -60,14 +116,20 @@ listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs={log_dir}
 num.partitions={partitions}
 auto.create.topics.enable=false
-offsets.topic.replication.factor=1
+default.replication.factor={factor}
+min.insync.replicas={min_insync}
+offsets.topic.replication.factor={factor}
 offsets.topic.num.partitions={partitions}
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor={factor}
+transaction.state.log.min.isr={min_insync}
 group.initial.rebalance.delay.ms=0
 broker.session.timeout.ms={session_ms}
 broker.heartbeat.interval.ms={heartbeat_ms}
 {extra}",
+        id = node.index + 1,
+        voters = voters.join(","),
+        factor = replication.factor,
+        min_insync = replication.min_insync,
         log_dir = log_dir.display(),
         partitions = config.partitions,
         session_ms = BROKER_SESSION.as_millis(),
@@ -110,37 +172,44 @@ logger.kafka.name = kafka.server.KafkaRaftServer
 logger.kafka.level = INFO
 ";
 
-/// Writes the configuration and formats storage on first use; makes the
-/// broker's class archive if there is none yet ([`super::class_archive`]).
+/// Writes every node's configuration and formats their storage (under one
+/// new cluster id) on first use; makes the broker's class archive if there is
+/// none yet ([`super::class_archive`]).
 pub fn prepare(config: &StackConfig) -> anyhow::Result<()> {
     if !config.kafka_libs.join(".complete").is_file() {
         bail!("Kafka jars not found in {} (run harness/scripts/setup.sh)", config.kafka_libs.display());
     }
     super::class_archive::ensure(config);
-    let dir = kafka_dir(config);
-    write_config(config, &dir)?;
-    if dir.join("data").join("meta.properties").is_file() {
+    let nodes: Vec<(Node, PathBuf)> = (0..config.brokers).map(|i| (Node::of(config, i), node_dir(config, i))).collect();
+    for (node, dir) in &nodes {
+        write_config(config, *node, dir)?;
+    }
+    let formatted = |dir: &PathBuf| dir.join("data").join("meta.properties").is_file();
+    if nodes.iter().all(|(_, dir)| formatted(dir)) {
         return Ok(());
     }
-    format_storage(config, &dir)
+    if nodes.iter().any(|(_, dir)| formatted(dir)) {
+        bail!("{} holds part of a Kafka cluster only (start without --keep-data)", kafka_dir(config).display());
+    }
+    let cluster_id = random_cluster_id();
+    nodes.iter().try_for_each(|(_, dir)| format_storage(config, dir, &cluster_id))
 }
 
-/// Writes `server.properties` (storage under `dir/data`) and the log
-/// configuration into `dir`.
-pub(super) fn write_config(config: &StackConfig, dir: &Path) -> anyhow::Result<()> {
+/// Writes `node`'s `server.properties` (storage under `dir/data`) and the
+/// log configuration into `dir`.
+pub(super) fn write_config(config: &StackConfig, node: Node, dir: &Path) -> anyhow::Result<()> {
     let data = dir.join("data");
     std::fs::create_dir_all(&data)?;
-    std::fs::write(dir.join("server.properties"), server_properties(config, &data))?;
+    std::fs::write(dir.join("server.properties"), server_properties(config, node, &data))?;
     std::fs::write(dir.join("log4j2.properties"), LOG4J2)?;
     Ok(())
 }
 
-/// Formats the storage of the broker configured in `dir` under a new cluster id.
-pub(super) fn format_storage(config: &StackConfig, dir: &Path) -> anyhow::Result<()> {
-    let cluster_id = random_cluster_id();
+/// Formats the storage of the node configured in `dir` as a member of cluster `cluster_id`.
+pub(super) fn format_storage(config: &StackConfig, dir: &Path, cluster_id: &str) -> anyhow::Result<()> {
     let out = Command::new(java()?)
         .arg(format!("-Dlog4j2.configurationFile={}", dir.join("log4j2.properties").display()))
-        .args(["-cp", &classpath(config), "kafka.tools.StorageTool", "format", "-t", &cluster_id, "-c"])
+        .args(["-cp", &classpath(config), "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c"])
         .arg(dir.join("server.properties"))
         .output()
         .context("running Kafka's storage tool")?;
@@ -157,7 +226,7 @@ pub(super) fn format_storage(config: &StackConfig, dir: &Path) -> anyhow::Result
 /// A KRaft cluster id: 16 random bytes, URL-safe base64 without padding, and
 /// (as Kafka's own `Uuid.randomUuid` ensures) never starting with `-`, which
 /// the storage tool's argument parser would take for an option.
-fn random_cluster_id() -> String {
+pub(super) fn random_cluster_id() -> String {
     loop {
         let id = encode_cluster_id(rand::random());
         if !id.starts_with('-') {
@@ -220,61 +289,71 @@ pub(super) fn jvm_args(config: &StackConfig, dir: &Path, archive: Option<String>
     args
 }
 
-/// How to run the broker.
-pub fn spec(config: &StackConfig) -> anyhow::Result<Spec> {
-    let dir = kafka_dir(config);
+/// How to run node `index`.
+pub fn spec(config: &StackConfig, index: u16) -> anyhow::Result<Spec> {
+    let dir = node_dir(config, index);
     Ok(Spec {
-        name: "kafka".to_owned(),
+        name: member_name(index),
         program: java()?,
         args: jvm_args(config, &dir, super::class_archive::use_option(config)),
         env: Vec::new(),
         cwd: Some(dir),
         user: None,
-        log: config.run_dir.join("logs").join("kafka.log"),
+        log: config.run_dir.join("logs").join(format!("kafka-{index}.log")),
         stop_signal: Signal::SIGTERM,
         stop_timeout: Duration::from_secs(30),
         listener: None,
     })
 }
 
-/// The broker's readiness check for the supervisor: one admin client for the
-/// stack's life (reconnecting within 100 ms, so it notices a restarted broker
-/// at once) whose check asks for the protocol topics; the broker serves when
-/// it answers, even "already exists". Cheaper than a client per attempt while
-/// the broker is down and the load runs in the same process.
-pub fn serving_check(
-    config: &StackConfig,
-) -> anyhow::Result<impl Fn() -> BoxFuture<'static, bool> + Send + Sync + use<>> {
-    let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(
-        ClientConfig::new()
-            .set("bootstrap.servers", config.kafka_bootstrap())
-            .set("reconnect.backoff.ms", "20")
-            .set("reconnect.backoff.max.ms", "100")
-            .set("log_level", "0")
-            .create()
-            .context("creating the Kafka readiness client")?,
-    );
-    let partitions = config.partitions;
-    Ok(move || {
-        let admin = admin.clone();
-        let check: BoxFuture<'static, bool> = Box::pin(async move {
-            let topics: Vec<NewTopic<'_>> = saga::messages::TOPICS
-                .iter()
-                .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1)))
-                .collect();
-            let options = AdminOptions::new().request_timeout(Some(Duration::from_millis(900)));
-            match admin.create_topics(&topics, &options).await {
-                Ok(results) => {
-                    results.iter().all(|r| matches!(r, Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists))))
-                }
-                Err(_) => false,
-            }
-        });
-        check
-    })
+/// Node `index`'s readiness check for the supervisor: the node answers a
+/// Kafka `ApiVersions` request on its own listener. A node processes requests
+/// only once it has caught up with the cluster's metadata and its controller
+/// has unfenced it, so an answer means it serves; asking the node itself
+/// (rather than a client that knows the whole cluster) keeps a peer's answer,
+/// or a registration the controller has not yet expired, from passing for it.
+/// One connection per attempt: nothing lives on while the node is down.
+pub fn serving_check(config: &StackConfig, index: u16) -> impl Fn() -> BoxFuture<'static, bool> + Send + Sync + use<> {
+    let port = config.kafka_port(index);
+    move || Box::pin(async move { answers_api_versions(port).await.is_ok() })
 }
 
-/// Waits for the broker and creates the protocol topics (existing ones are kept).
+/// Sends `ApiVersions` v0 to the node on `port` and reads its reply: the
+/// request every Kafka client sends first, answered by any broker version.
+async fn answers_api_versions(port: u16) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const API_VERSIONS: i16 = 18;
+    const CORRELATION: i32 = 0x5a_6a_7a;
+    const CLIENT: &[u8] = b"saga2pc-probe";
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        // Header v1: api key, api version, correlation id, client id; v0 has no body.
+        let mut request = Vec::with_capacity(4 + 10 + CLIENT.len());
+        let size = 2 + 2 + 4 + 2 + CLIENT.len();
+        request.extend_from_slice(&i32::try_from(size)?.to_be_bytes());
+        request.extend_from_slice(&API_VERSIONS.to_be_bytes());
+        request.extend_from_slice(&0i16.to_be_bytes());
+        request.extend_from_slice(&CORRELATION.to_be_bytes());
+        request.extend_from_slice(&i16::try_from(CLIENT.len())?.to_be_bytes());
+        request.extend_from_slice(CLIENT);
+        stream.write_all(&request).await?;
+        // Reply: size, correlation id, error code, then the versions.
+        let mut head = [0u8; 10];
+        stream.read_exact(&mut head).await?;
+        let correlation = i32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+        let error = i16::from_be_bytes([head[8], head[9]]);
+        if correlation != CORRELATION || error != 0 {
+            bail!("ApiVersions answered with correlation id {correlation}, error {error}");
+        }
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(Duration::from_millis(900), exchange).await.context("no ApiVersions answer")?
+}
+
+/// Waits for the cluster and creates the protocol topics with its
+/// [`Replication`] (existing ones are kept). A topic with three copies can be
+/// created only once three brokers have registered: until then the attempt
+/// fails and is retried.
 pub async fn wait_and_create_topics(config: &StackConfig, timeout: Duration) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", config.kafka_bootstrap())
@@ -283,12 +362,15 @@ pub async fn wait_and_create_topics(config: &StackConfig, timeout: Duration) -> 
         .context("creating Kafka admin client")?;
     let retention_ms = saga::messages::TOPIC_RETENTION.as_millis().to_string();
     let segment_ms = saga::messages::TOPIC_SEGMENT.as_millis().to_string();
+    let replication = Replication::of(config);
+    let min_insync = replication.min_insync.to_string();
     let topics: Vec<NewTopic<'_>> = saga::messages::TOPICS
         .iter()
         .map(|name| {
-            NewTopic::new(name, config.partitions, TopicReplication::Fixed(1))
+            NewTopic::new(name, config.partitions, TopicReplication::Fixed(replication.factor))
                 .set("retention.ms", &retention_ms)
                 .set("segment.ms", &segment_ms)
+                .set("min.insync.replicas", &min_insync)
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));

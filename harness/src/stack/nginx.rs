@@ -161,6 +161,7 @@ mod tests {
             port_base: 20000,
             gateway_port: 8000,
             replicas: 2,
+            brokers: 1,
             partitions: 1,
             db_pool_size: 1,
             pg_max_connections: 10,

@@ -1,7 +1,7 @@
 //! Starting, supervising and stopping the whole local stack.
 //!
 //! ```text
-//!   start:  initdb x3 + Kafka format ─► postgres x3, redis, kafka ─► databases, topics
+//!   start:  initdb x3 + Kafka format ─► postgres x3, redis, kafka nodes ─► databases, topics
 //!           ─► service replicas (health) ─► nginx gateway ─► stack.json "ready"
 //!   run:    every 250 ms: a process that exited is restarted (logged, counted), as an
 //!           orchestrator would; databases come back through their own crash recovery
@@ -65,6 +65,12 @@ struct Member {
     pid: watch::Sender<u32>,
 }
 
+impl Member {
+    fn is_kafka_node(&self) -> bool {
+        self.proc.spec.name.starts_with("kafka#")
+    }
+}
+
 /// A process that lives this long counts as started successfully.
 const STABLE_AFTER: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -122,8 +128,10 @@ impl Stack {
         }
         let redis_probe = probe(&config, |c| async move { redis::wait_ready(&c, ATTEMPT).await.is_ok() });
         self.spawn(redis::spec(&config)?, config.redis_url(), false, redis_probe)?;
-        let kafka_probe = Probe(Arc::new(kafka::serving_check(&config)?));
-        self.spawn(kafka::spec(&config)?, config.kafka_bootstrap(), false, kafka_probe)?;
+        for node in 0..config.brokers {
+            let kafka_probe = Probe(Arc::new(kafka::serving_check(&config, node)));
+            self.spawn(kafka::spec(&config, node)?, config.kafka_address(node), false, kafka_probe)?;
+        }
         self.write_state("starting")?;
 
         let databases = Role::ALL.map(|role| postgres::wait_and_create_database(&config, role, INFRA_TIMEOUT));
@@ -254,9 +262,17 @@ impl Stack {
     pub async fn stop(&mut self) {
         self.waiters.abort_all();
         let _ = self.write_state("stopping");
-        while let Some(mut member) = self.members.pop() {
-            let status = member.proc.stop().await;
-            tracing::info!(name = %member.proc.spec.name, ?status, "stopped");
+        while let Some(member) = self.members.pop() {
+            // A KRaft quorum stops together: stopped one by one, the last
+            // nodes' controlled shutdown waits for a majority that has gone.
+            let mut batch = vec![member];
+            while batch[0].is_kafka_node() && self.members.last().is_some_and(Member::is_kafka_node) {
+                batch.extend(self.members.pop());
+            }
+            let stopped = futures::future::join_all(batch.iter_mut().map(|m| m.proc.stop())).await;
+            for (member, status) in batch.iter().zip(stopped) {
+                tracing::info!(name = %member.proc.spec.name, ?status, "stopped");
+            }
         }
         let _ = std::fs::remove_file(self.config.state_file());
     }

@@ -92,7 +92,7 @@ async fn crash_points_recover_all_or_nothing() {
 /// inherited) but is not ready, and becomes ready once the broker resumes.
 async fn health_waits_for_the_consumer_group(stack: &TestStack, api: &Api) {
     let before = restarts(stack, "stock#0").await;
-    signal(stack, "kafka", Signal::SIGSTOP);
+    signal(stack, "kafka#0", Signal::SIGSTOP);
     signal(stack, "stock#0", Signal::SIGKILL);
     wait_restart_count(stack, "stock#0", before).await;
     let url = format!("{}/health", component(&stack.status().unwrap(), "stock#0")["url"].as_str().unwrap());
@@ -111,7 +111,7 @@ async fn health_waits_for_the_consumer_group(stack: &TestStack, api: &Api) {
     assert_eq!(body["waiting_for"], serde_json::json!(["saga consumer group"]), "{body}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     not_ready().await;
-    signal(stack, "kafka", Signal::SIGCONT);
+    signal(stack, "kafka#0", Signal::SIGCONT);
     wait_restarted(stack, api, "stock#0", before).await;
     // The broker was paused: let every saga it held up finish before the
     // next load is judged.
@@ -455,8 +455,8 @@ async fn broker_restart_and_order_replica_kill_under_load() {
     let _serial = crate::support::serial();
     let stack = TestStack::new("saga-kill");
     stack.up_with_env(&["--protocol", "saga", "--replicas", "2"], &[("SAGA_RESEND_AFTER_MS", "5000")]);
-    kill_under_load(&stack, "kafka", Duration::from_secs(3), &stress_spec(11)).await;
+    kill_under_load(&stack, "kafka#0", Duration::from_secs(3), &stress_spec(11)).await;
     kill_under_load(&stack, "order#1", Duration::from_secs(3), &stress_spec(12)).await;
     let status = stack.status().unwrap();
-    assert!(component(&status, "kafka")["restarts"].as_u64().unwrap() >= 1);
+    assert!(component(&status, "kafka#0")["restarts"].as_u64().unwrap() >= 1);
 }

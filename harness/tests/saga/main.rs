@@ -150,12 +150,12 @@ fn fault_schedule_during_stress_keeps_every_invariant() {
     );
     assert!(stdout.contains("invariants   OK") && stdout.contains("one effect per saga step"), "{stdout}");
     let (served, faults) = support::serving_again(support::applied_faults(&stdout));
-    assert_eq!(served, ["kafka", "postgres-order"], "every killed component served again: {stdout}");
+    assert_eq!(served, ["kafka#0", "postgres-order"], "every killed component served again: {stdout}");
     let whats: Vec<&str> = faults.iter().map(|(_, w)| w.as_str()).collect();
     assert_eq!(
         whats,
         [
-            "kill kafka",
+            "kill kafka#0",
             "crash point saga.relay.after_publish on order#0",
             "pause payment#0",
             "resume payment#0",

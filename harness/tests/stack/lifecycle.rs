@@ -85,7 +85,7 @@ async fn up_status_restart_and_down() {
         "postgres-stock",
         "postgres-payment",
         "redis",
-        "kafka",
+        "kafka#0",
         "gateway",
         "order#0",
         "order#1",

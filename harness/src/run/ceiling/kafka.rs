@@ -1,7 +1,7 @@
 //! The SAGA's broker, bare: a produce-to-consume round trip and a throughput
 //! run, with the services' own client settings ([`saga::KafkaSettings`]) and
-//! a message like theirs, on a topic of its own with as many partitions as
-//! the protocol's. No database, no outbox, no service.
+//! a message like theirs, on a topic of its own with as many partitions and
+//! copies as the protocol's. No database, no outbox, no service.
 
 use std::time::{Duration, Instant};
 
@@ -20,8 +20,11 @@ use uuid::Uuid;
 /// Where the broker is and how the services talk to it.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// `host:port` of the broker.
+    /// `host:port` of every node of the cluster, comma-separated.
     pub bootstrap: String,
+    /// How the protocol topics are replicated: a write to three copies costs
+    /// more than to one, and the yardstick pays what the protocol pays.
+    pub replication: crate::stack::kafka::Replication,
     /// The services' client settings profile.
     pub profile: saga::Profile,
     /// Partitions of each protocol topic.
@@ -53,7 +56,9 @@ pub async fn measure(target: &Target) -> anyhow::Result<Bare> {
     admin
         // Its files go at once when it is deleted, not during a later load.
         .create_topics(
-            &[NewTopic::new(&topic, target.partitions, TopicReplication::Fixed(1)).set("file.delete.delay.ms", "0")],
+            &[NewTopic::new(&topic, target.partitions, TopicReplication::Fixed(target.replication.factor))
+                .set("min.insync.replicas", &target.replication.min_insync.to_string())
+                .set("file.delete.delay.ms", "0")],
             &options,
         )
         .await?
