@@ -5,7 +5,7 @@
 //!   for round in 1..=rounds:                      (full: 3 rounds x 1 repeat)
 //!     for contender in saga-seq, 2pc, saga-par:   (quick: 1 round x 3 repeats)
 //!       fresh stack ─► warm-up until steady (not recorded) ─► every case x repeats ─► fault cases (first round)
-//!       ─► stop
+//!       ─► stop ─► (first round) the same on a 3-node Kafka cluster for the replication cases ─► stop
 //!   ─► report (results/<run-id>/report.md, SVG charts, run.json, results/README.md)
 //! ```
 //!
@@ -35,6 +35,8 @@ pub struct WarmUp {
     pub contender: String,
     /// Which round (0-based).
     pub round: usize,
+    /// Nodes of the stack's Kafka cluster.
+    pub brokers: u16,
     /// Throughput of each warm-up round, in order.
     pub throughputs: Vec<f64>,
 }
@@ -69,62 +71,79 @@ pub async fn execute(plan: Plan, base: &StackConfig) -> anyhow::Result<Compariso
     bar.set_position(0);
     for round in 0..plan.rounds {
         for contender in &plan.contenders {
-            let mut config = base.clone();
-            config.protocol = contender.protocol;
-            config.saga_mode = contender.saga_mode;
-            config.twopc_order = contender.twopc_order;
-            if let Some(profile) = contender.kafka_profile {
-                config.kafka_profile = profile;
+            for brokers in plan.clusters(round, base.brokers) {
+                let mut config = base.clone();
+                config.protocol = contender.protocol;
+                config.saga_mode = contender.saga_mode;
+                config.twopc_order = contender.twopc_order;
+                config.brokers = brokers;
+                if let Some(profile) = contender.kafka_profile {
+                    config.kafka_profile = profile;
+                }
+                tracing::info!(round = round + 1, contender = contender.name, brokers, "starting a stack");
+                let mut stack = LocalStack::start(config, &[])
+                    .await
+                    .with_context(|| format!("starting the stack for {}", contender.name))?;
+                let run = Stint { plan: &plan, contender, round, brokers, default: base.brokers };
+                let result = run.execute(&mut stack, &mut samples, &mut warm_ups, &bar).await;
+                stack.stop().await;
+                result?;
             }
-            tracing::info!(round = round + 1, contender = contender.name, "starting a stack");
-            let mut stack = LocalStack::start(config, &[])
-                .await
-                .with_context(|| format!("starting the stack for {}", contender.name))?;
-            let result = run_contender(&plan, contender, round, &mut stack, &mut samples, &mut warm_ups, &bar).await;
-            stack.stop().await;
-            result?;
         }
     }
     bar.finish_and_clear();
     Ok(Comparison { plan, samples, warm_ups, elapsed_s: started.elapsed().as_secs_f64() })
 }
 
-async fn run_contender(
-    plan: &Plan,
-    contender: &Contender,
+/// One stack's share of a round: a contender on one Kafka cluster.
+struct Stint<'a> {
+    plan: &'a Plan,
+    contender: &'a Contender,
     round: usize,
-    stack: &mut LocalStack,
-    samples: &mut Vec<Sample>,
-    warm_ups: &mut Vec<WarmUp>,
-    bar: &indicatif::ProgressBar,
-) -> anyhow::Result<()> {
-    // Warm-up until steady: the broker's JIT, connection pools, caches. Not
-    // recorded as samples, but shown in the report.
-    let throughputs = stack
-        .warm_up(&plan.warmup, plan.warmup_at_least)
-        .await
-        .with_context(|| format!("warm-up of {}", contender.name))?;
-    tracing::info!(contender = contender.name, ?throughputs, "warmed up");
-    warm_ups.push(WarmUp { contender: contender.name.to_owned(), round, throughputs });
-    for case in plan.cases.iter().filter(|c| round == 0 || !c.first_round_only) {
-        let repeats = if case.first_round_only { 1 } else { plan.repeats };
-        for repeat in 0..repeats {
-            let outcome = stack
-                .run(&case.spec, &case.faults)
-                .await
-                .with_context(|| format!("{} on {}", case.id, contender.name))?;
-            let sample = Sample::new(case, contender, round, repeat, &outcome);
-            tracing::info!(
-                case = %case.id,
-                contender = contender.name,
-                throughput = format!("{:.1}", sample.throughput),
-                p99_ms = format!("{:.1}", sample.latency_ms.p99),
-                violations = sample.violations.len(),
-                "sample"
-            );
-            samples.push(sample);
-            bar.inc(1);
+    /// This stack's cluster.
+    brokers: u16,
+    /// The compare's own cluster, for the cases that name none.
+    default: u16,
+}
+
+impl Stint<'_> {
+    /// Warms the stack up, then runs the round's cases that want this cluster.
+    async fn execute(
+        &self,
+        stack: &mut LocalStack,
+        samples: &mut Vec<Sample>,
+        warm_ups: &mut Vec<WarmUp>,
+        bar: &indicatif::ProgressBar,
+    ) -> anyhow::Result<()> {
+        let Stint { plan, contender, round, brokers, default } = *self;
+        // Warm-up until steady: the broker's JIT, connection pools, caches.
+        // Not recorded as samples, but shown in the report.
+        let throughputs = stack
+            .warm_up(&plan.warmup, plan.warmup_at_least)
+            .await
+            .with_context(|| format!("warm-up of {}", contender.name))?;
+        tracing::info!(contender = contender.name, brokers, ?throughputs, "warmed up");
+        warm_ups.push(WarmUp { contender: contender.name.to_owned(), round, brokers, throughputs });
+        for case in plan.cases_of(round).filter(|c| c.brokers.unwrap_or(default) == brokers) {
+            let repeats = if case.first_round_only { 1 } else { plan.repeats };
+            for repeat in 0..repeats {
+                let outcome = stack
+                    .run(&case.spec, &case.faults)
+                    .await
+                    .with_context(|| format!("{} on {}", case.id, contender.name))?;
+                let sample = Sample::new(case, contender, round, repeat, &outcome);
+                tracing::info!(
+                    case = %case.id,
+                    contender = contender.name,
+                    throughput = format!("{:.1}", sample.throughput),
+                    p99_ms = format!("{:.1}", sample.latency_ms.p99),
+                    violations = sample.violations.len(),
+                    "sample"
+                );
+                samples.push(sample);
+                bar.inc(1);
+            }
         }
+        Ok(())
     }
-    Ok(())
 }

@@ -99,6 +99,8 @@ pub enum Group {
     Course,
     /// Stress with one component killed or paused: timeline, recovery.
     Fault,
+    /// A case repeated on a three-node Kafka cluster: what replication costs.
+    Replication,
 }
 
 /// One workload configuration, run by every contender.
@@ -119,6 +121,11 @@ pub struct Case {
     /// Run once, in the first round (fault cases: their numbers describe
     /// recovery, not steady-state performance).
     pub first_round_only: bool,
+    /// Nodes of the Kafka cluster the case runs on, if not the compare's own
+    /// (`--brokers`): such cases run on a stack of their own, after the others.
+    pub brokers: Option<u16>,
+    /// The case this one repeats on another cluster (replication cases).
+    pub mirrors: Option<String>,
 }
 
 fn faults_as_text<S: serde::Serializer>(faults: &[Fault], s: S) -> Result<S::Ok, S::Error> {
@@ -196,7 +203,7 @@ fn course() -> RunSpec {
 }
 
 fn case(id: impl Into<String>, group: Group, x: Option<f64>, spec: RunSpec) -> Case {
-    Case { id: id.into(), group, x, spec, faults: Vec::new(), first_round_only: false }
+    Case { id: id.into(), group, x, spec, faults: Vec::new(), first_round_only: false, brokers: None, mirrors: None }
 }
 
 /// Stress in an open loop at `rate` checkouts/s with one fault. The same
@@ -209,6 +216,35 @@ fn fault_case(id: &str, checkouts: u64, rate: f64, spec: &str) -> Case {
         first_round_only: true,
         ..case(id, Group::Fault, None, RunSpec { rate: Some(rate), ..stress(checkouts, 32, 17) })
     }
+}
+
+/// Nodes of the replicated Kafka cluster: three, as production runs it.
+pub const REPLICATED_BROKERS: u16 = 3;
+
+/// The cases `mirrored` again on a cluster of [`REPLICATED_BROKERS`] nodes
+/// (every topic with three copies, two in sync), and a stress with one node
+/// killed (`kill`, its hold as the one-node kill's): what replication costs in
+/// steady state, and what it buys when a broker dies. Run in the first round
+/// only, on a stack of their own (about seven minutes for three contenders).
+fn replicated(cases: &[Case], mirrored: &[&str], kill: &str) -> Vec<Case> {
+    let suffix = format!("-{REPLICATED_BROKERS}-brokers");
+    let mut out: Vec<Case> = mirrored
+        .iter()
+        .filter_map(|id| cases.iter().find(|c| c.id == *id))
+        .map(|base| Case {
+            id: format!("{}{suffix}", base.id),
+            group: Group::Replication,
+            first_round_only: true,
+            brokers: Some(REPLICATED_BROKERS),
+            mirrors: Some(base.id.clone()),
+            ..base.clone()
+        })
+        .collect();
+    out.push(Case {
+        brokers: Some(REPLICATED_BROKERS),
+        ..fault_case(&format!("kill-kafka-1-of-{REPLICATED_BROKERS}"), 600, 60.0, kill)
+    });
+    out
 }
 
 impl Plan {
@@ -234,6 +270,7 @@ impl Plan {
             cases.push(fault_case(&format!("kill-{component}"), 600, 60.0, &format!("kill:{component}@3{hold}")));
         }
         cases.push(fault_case("pause-payment", 600, 60.0, "pause:payment@3+3s"));
+        cases.extend(replicated(&cases, &["stress", "clients-1"], "kill:kafka#1@3+2s"));
         Plan {
             name: "full",
             rounds: 3,
@@ -354,6 +391,24 @@ impl Plan {
         }
     }
 
+    /// The Kafka clusters round `round` needs, in the order they run: the
+    /// compare's own (`default`) first, then those cases name.
+    pub fn clusters(&self, round: usize, default: u16) -> Vec<u16> {
+        let mut clusters = vec![default];
+        for case in self.cases_of(round) {
+            let brokers = case.brokers.unwrap_or(default);
+            if !clusters.contains(&brokers) {
+                clusters.push(brokers);
+            }
+        }
+        clusters
+    }
+
+    /// The cases of round `round` (0-based).
+    pub fn cases_of(&self, round: usize) -> impl Iterator<Item = &Case> {
+        self.cases.iter().filter(move |c| round == 0 || !c.first_round_only)
+    }
+
     /// How many recorded runs the plan makes (for the progress bar).
     pub fn run_count(&self) -> usize {
         let per_contender: usize = (0..self.rounds)
@@ -392,7 +447,17 @@ mod tests {
         let quick = Plan::quick();
         // stress x3 + the course test + one fault run, for each of three contenders.
         assert_eq!(quick.run_count(), 3 * (3 + 1 + 1));
-        // 6 repeated cases x 3 rounds + the course test + 9 fault cases.
-        assert_eq!(Plan::full().run_count(), 3 * (3 * 6 + 1 + 9));
+        // 6 repeated cases x 3 rounds + the course test + 9 fault cases, and
+        // on three brokers: stress, one client, one node killed.
+        let full = Plan::full();
+        assert_eq!(full.run_count(), 3 * (3 * 6 + 1 + 9 + 3));
+        assert_eq!(full.clusters(0, 1), [1, 3]);
+        assert_eq!(full.clusters(1, 1), [1]);
+        assert_eq!(full.clusters(0, 3), [3]);
+        for case in full.cases.iter().filter(|c| c.group == Group::Replication) {
+            let base = full.cases.iter().find(|c| Some(&c.id) == case.mirrors.as_ref()).expect("mirrors a case");
+            assert_eq!((base.spec.checkouts, base.spec.concurrency), (case.spec.checkouts, case.spec.concurrency));
+            assert_eq!(case.brokers, Some(REPLICATED_BROKERS));
+        }
     }
 }

@@ -49,6 +49,7 @@ impl RunContext {
         }
         let mut settings: BTreeMap<String, String> = [
             ("replicas per service", config.replicas.to_string()),
+            ("kafka nodes (unless a case names its own)", config.brokers.to_string()),
             ("kafka partitions per topic", config.partitions.to_string()),
             (
                 "kafka client profile (unless a contender names its own)",

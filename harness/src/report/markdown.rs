@@ -61,6 +61,7 @@ pub fn render(
     r.sweep(Group::Skew, "Contention: hot item", "skew");
     r.course();
     r.faults();
+    r.replication();
 
     let mut out = String::new();
     let plan = &comparison.plan;
@@ -680,6 +681,80 @@ impl<'a> Report<'a> {
     }
 }
 
+impl Report<'_> {
+    /// The replication cases next to the cases they repeat: the same load on
+    /// one Kafka node and on three, per contender.
+    fn replication(&mut self) {
+        let cases = self.cases(Group::Replication);
+        if cases.is_empty() {
+            return;
+        }
+        let brokers = cases.iter().filter_map(|c| c.brokers).max().unwrap_or(1);
+        let _ = writeln!(
+            self.body,
+            "## Replication: one Kafka node against {brokers}
+
+The same cases on a cluster of {brokers} KRaft nodes              (each a broker and a controller), every topic and the consumer offsets with three copies,              `min.insync.replicas=2`, the producers' `acks=all` now waiting for a second copy. One round, on a              stack of its own after a warm-up of its own; the one-node figures are over every round. All the nodes              share the machine's cores with everything else, so the cost shown is in CPU as much as in network              hops. 2PC does not use Kafka: its rows show what idle brokers cost a neighbour.
+"
+        );
+        let _ = writeln!(
+            self.body,
+            "| case | contender | Kafka nodes | checkouts/s | p50 ms | p99 ms | Kafka CPU ms per checkout | invariants |"
+        );
+        let _ = writeln!(self.body, "|---|---|---|---|---|---|---|---|");
+        let mut verdicts = Vec::new();
+        for case in &cases {
+            let Some(base) = case.mirrors.as_deref() else { continue };
+            for name in self.contenders() {
+                let rows = [(base, 1), (case.id.as_str(), brokers)];
+                let mut medians = Vec::new();
+                for (id, nodes) in rows {
+                    let samples = self.samples(id, name);
+                    if samples.is_empty() {
+                        continue;
+                    }
+                    let spread = |f: &dyn Fn(&Sample) -> f64| spread_cell(&samples, f);
+                    let _ = writeln!(
+                        self.body,
+                        "| {id} | {name} | {nodes} | {} | {} | {} | {} | {} |",
+                        spread(&|s| s.throughput),
+                        spread(&|s| s.latency_ms.p50),
+                        spread(&|s| s.latency_ms.p99),
+                        spread(&kafka_cpu_ms_per_checkout),
+                        invariants_cell(&samples)
+                    );
+                    medians.push((
+                        Spread::of(samples.iter().map(|s| s.throughput)),
+                        Spread::of(samples.iter().map(|s| s.latency_ms.p50)),
+                    ));
+                }
+                if let [(Some(one_t), Some(one_p)), (Some(many_t), Some(many_p))] = medians.as_slice() {
+                    verdicts.push(format!(
+                        "{name} {}: {:.2}x the throughput, {:.2}x the p50",
+                        case.id,
+                        many_t.median / one_t.median.max(1e-9),
+                        many_p.median / one_p.median.max(1e-9)
+                    ));
+                }
+            }
+        }
+        self.body.push('\n');
+        if !verdicts.is_empty() {
+            let line = format!("on {brokers} Kafka nodes against one: {}.", verdicts.join("; "));
+            let _ = writeln!(self.body, "In medians, {line}\n");
+            self.verdicts.push(format!("**Replication** {line}"));
+        }
+    }
+}
+
+/// CPU time all Kafka nodes spent per checkout (ms of one core): their share
+/// of a core for 1/throughput seconds each.
+fn kafka_cpu_ms_per_checkout(sample: &Sample) -> f64 {
+    let percent: f64 =
+        sample.resources.iter().filter(|(k, _)| k.starts_with("kafka")).map(|(_, u)| u.cpu_percent).sum();
+    10.0 * percent / sample.throughput.max(1e-9)
+}
+
 /// A table cell: the metric's median and range over `samples` (`–` when no
 /// sample has it).
 fn spread_cell(samples: &[&Sample], metric: &dyn Fn(&Sample) -> f64) -> String {
@@ -704,14 +779,14 @@ fn warm_up_section(plan: &crate::compare::Plan, warm_ups: &[crate::compare::Warm
         "## Warm-up\n\nEvery stack ran the warm-up load (stress, 32 clients, its own data) round after round, for at \
          least {} s of load and until two rounds in a row agreed within {:.0}% (at most {} s): the broker's JVM \
          compiles its hot paths during the first minute of load. Nothing of it is in the figures above. \
-         Checkouts/s per round:\n\n| contender | round | warm-up rounds |\n|---|---|---|\n",
+         Checkouts/s per round:\n\n| contender | round | Kafka nodes | warm-up rounds |\n|---|---|---|---|\n",
         plan.warmup_at_least.as_secs(),
         100.0 * STEADY_WITHIN,
         WARM_UP_AT_MOST.max(plan.warmup_at_least).as_secs()
     );
     for w in warm_ups {
         let rates: Vec<String> = w.throughputs.iter().map(|t| short(*t)).collect();
-        let _ = writeln!(out, "| {} | {} | {} |", w.contender, w.round + 1, rates.join(", "));
+        let _ = writeln!(out, "| {} | {} | {} | {} |", w.contender, w.round + 1, w.brokers, rates.join(", "));
     }
     out.push('\n');
     out
@@ -800,6 +875,31 @@ mod tests {
     }
 
     #[test]
+    fn the_replication_section_puts_each_case_beside_the_one_it_mirrors() {
+        let plan = Plan::full();
+        let mut samples = Vec::new();
+        for case in &plan.cases {
+            for c in &plan.contenders {
+                let replicated = case.brokers.is_some();
+                let mut s = sample(&case.id, c.name, if replicated { 50.0 } else { 100.0 }, 0);
+                let kafka = crate::run::resources::Usage { cpu_percent: 40.0, ..Default::default() };
+                let nodes = if replicated { 3 } else { 1 };
+                s.resources = (0..nodes).map(|i| (format!("kafka#{i}"), kafka)).collect();
+                samples.push(s);
+            }
+        }
+        let (text, _, verdicts) =
+            render("r4", &context(), &Comparison { plan, samples, warm_ups: Vec::new(), elapsed_s: 60.0 });
+        assert!(text.contains("## Replication: one Kafka node against 3"), "{text}");
+        // 40% of a core at 100/s is 4 ms a checkout; three nodes at 50/s, 24 ms.
+        assert!(text.contains("| stress | saga-par | 1 | 100 | 5.00 | 20.0 | 4.00 | OK |"), "{text}");
+        assert!(text.contains("| stress-3-brokers | saga-par | 3 | 50.0 | 5.00 | 20.0 | 24.0 | OK |"), "{text}");
+        let line = verdicts.iter().find(|v| v.starts_with("**Replication**")).expect("a replication verdict");
+        assert!(line.contains("saga-seq clients-1-3-brokers: 0.50x the throughput, 1.00x the p50"), "{line}");
+        assert!(text.contains("### `kill-kafka-1-of-3`: kill kafka#1 at 3s, restart after 2s"), "{text}");
+    }
+
+    #[test]
     fn renders_every_section_with_charts_and_flags_broken_invariants() {
         let plan = Plan::quick();
         let mut samples = Vec::new();
@@ -820,6 +920,7 @@ mod tests {
         let warm_ups = vec![crate::compare::WarmUp {
             contender: "saga-seq".into(),
             round: 0,
+            brokers: 1,
             throughputs: vec![301.0, 503.0, 542.0, 552.0],
         }];
         let comparison = Comparison { plan: plan.clone(), samples, warm_ups, elapsed_s: 60.0 };
@@ -831,7 +932,7 @@ mod tests {
         assert!(text.contains("| Kafka hops | 5.00 (50%) |"), "{text}");
         assert!(text.contains("| unattributed | 2.00 (20%) |") && text.contains("80% attributed"), "{text}");
         assert!(charts.iter().any(|(n, _)| n == "stress-breakdown.svg"));
-        assert!(text.contains("## Warm-up") && text.contains("| saga-seq | 1 | 301, 503, 542, 552 |"), "{text}");
+        assert!(text.contains("## Warm-up") && text.contains("| saga-seq | 1 | 1 | 301, 503, 542, 552 |"), "{text}");
         assert!(text.starts_with("# Comparison r1"), "{text}");
         assert!(
             verdicts[0].contains("**2pc** has the highest throughput (300 checkouts/s): 3.00x saga-seq"),
