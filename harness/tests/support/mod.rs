@@ -148,6 +148,35 @@ pub fn harness_run_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> 
     (out.status.success(), text(&out.stdout), dir)
 }
 
+/// Runs the course consistency test (`--workload wdm-consistency`) through
+/// the gateway of the running `stack` and checks its four counts are 0, as
+/// the course's script computes them from the replies and the API.
+pub fn assert_course_counts_zero(stack: &TestStack) {
+    let out = stack.harness(&["run", "--target", &stack.gateway(), "--workload", "wdm-consistency"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    for line in [
+        "Stock service inconsistencies in the logs: 0",
+        "Stock service inconsistencies in the database: 0",
+        "Payment service inconsistencies in the logs: 0",
+        "Payment service inconsistencies in the database: 0",
+        "200: 100 | 400: 900",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in\n{stdout}");
+    }
+}
+
+/// The statuses of a `harness run` summary's `replies` line that are 5xx.
+pub fn server_errors(stdout: &str) -> Vec<String> {
+    let line = stdout.lines().find(|l| l.starts_with("replies")).unwrap_or_else(|| panic!("no replies line: {stdout}"));
+    line.trim_start_matches("replies")
+        .split('|')
+        .map(str::trim)
+        .filter(|r| r.starts_with('5'))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The fault lines of a `harness run` summary, each checked to have been
 /// applied (`pid N` or `armed`), as `(time s, what)`.
 pub fn applied_faults(stdout: &str) -> Vec<(f64, String)> {

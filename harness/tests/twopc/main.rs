@@ -16,11 +16,15 @@ use support::api::Api;
 async fn conformance_over_two_pc() {
     let _serial = support::serial();
     let stack = TestStack::new("twopc-conformance");
-    stack.up(&["--protocol", "2pc", "--replicas", "2"]);
+    // The scaled-out topology: three replicas of each service (any may
+    // coordinate a checkout or recover one) beside a three-node Kafka cluster.
+    stack.up(&["--protocol", "2pc", "--replicas", "3", "--brokers", "3"]);
     let api = Api::new(&stack.gateway());
     support::conformance::run_all(&api).await;
     checkout_again_after_batch_init(&api).await;
     cross_lock_pairs_complete_without_a_lock_timeout(&api).await;
+    crash::assert_no_prepared_transactions(&stack).await;
+    support::assert_course_counts_zero(&stack);
     crash::assert_no_prepared_transactions(&stack).await;
 }
 
@@ -103,10 +107,11 @@ fn stress_with_repeated_orders_conserves_credit_and_stock() {
     );
 }
 
-/// `harness run --fault`: the coordinator killed and held down for a second,
-/// the payment database killed, the stock service paused, and a crash point
-/// after the commit decision, during one stress load; every fault is applied
-/// and the run still verifies every invariant.
+/// `harness run --fault` on three replicas of each service: a coordinator
+/// killed and held down for a second, the payment database killed, a stock
+/// replica paused and another killed, a payment replica killed, and a crash
+/// point after the commit decision, during one stress load; every fault is
+/// applied and the run still verifies every invariant.
 #[test]
 fn fault_schedule_during_stress_keeps_every_invariant() {
     let _serial = support::serial();
@@ -128,22 +133,36 @@ fn fault_schedule_during_stress_keeps_every_invariant() {
             "--fault",
             "kill:postgres-payment@3",
             "--fault",
+            "kill:stock#2@4",
+            "--fault",
             "pause:stock@5+1s",
             "--fault",
+            "kill:payment#1@6.5",
+            "--fault",
             "kill:order@7+1s",
+            // Three replicas of each service: any order replica coordinates
+            // a checkout, and recovers whatever its killed peers left.
+            "--replicas",
+            "3",
         ],
     );
     assert!(stdout.contains("invariants   OK") && stdout.contains("no prepared transactions"), "{stdout}");
     let (served, faults) = support::serving_again(support::applied_faults(&stdout));
-    assert_eq!(served, ["order#0", "postgres-payment"], "every killed component served again: {stdout}");
+    assert_eq!(
+        served,
+        ["order#0", "payment#1", "postgres-payment", "stock#2"],
+        "every killed component served again: {stdout}"
+    );
     let whats: Vec<String> = faults.into_iter().map(|(_, w)| w).collect();
     assert_eq!(
         whats,
         [
             "crash point 2pc.coordinator.after_decision on order#0",
             "kill postgres-payment",
+            "kill stock#2",
             "pause stock#0",
             "resume stock#0",
+            "kill payment#1",
             "kill order#0"
         ],
         "{stdout}"

@@ -28,27 +28,11 @@ use saga::messages::{Body, Envelope, REPLIES, Step};
 use saga::relay::{Outbox, Relay};
 use saga::store::Schema;
 use saga::{KafkaSettings, Metrics, Profile, RelaySettings};
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use sqlx::PgPool;
 use tokio::sync::watch;
 
-async fn fresh_pool() -> PgPool {
-    let admin = std::env::var("SAGA2PC_TEST_PG_URL")
-        .expect("SAGA2PC_TEST_PG_URL is not set: run the tests with harness/scripts/test.sh");
-    let name = format!("relay_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = PgConnection::connect(&admin).await.unwrap();
-    conn.execute(format!(r#"CREATE DATABASE "{name}""#).as_str()).await.unwrap();
-    conn.close().await.unwrap();
-    let mut url = url_without_database(&admin);
-    url.push_str(&name);
-    PgPool::connect(&url).await.unwrap()
-}
-
-/// `postgres://u@h:p/db?x` → `postgres://u@h:p/`.
-fn url_without_database(url: &str) -> String {
-    let scheme_end = url.find("://").map_or(0, |i| i + 3);
-    let path = url[scheme_end..].find('/').map_or(url.len(), |i| scheme_end + i);
-    format!("{}/", &url[..path])
-}
+mod common;
+use common::fresh_pool;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fatal_producer_error_gets_a_new_producer_and_every_row_is_published() {
@@ -107,7 +91,7 @@ fn counters(metrics: &Metrics) -> (u64, u64, u64) {
 /// A fresh participant database and a one-broker mock cluster with the
 /// replies topic.
 async fn outbox_and_broker() -> (PgPool, MockCluster<'static, DefaultProducerContext>) {
-    let pool = fresh_pool().await;
+    let pool = fresh_pool("relay").await;
     saga::store::install(&pool, Schema::Participant).await.unwrap();
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic(REPLIES, 1, 1).unwrap();

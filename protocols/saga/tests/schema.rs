@@ -1,0 +1,37 @@
+//! The saga tables' installation against a real PostgreSQL database
+//! (`SAGA2PC_TEST_PG_URL`): a replica starting beside live ones must not
+//! take the locks of DDL on tables that checkouts are writing.
+
+#![allow(clippy::unwrap_used)] // tests: a failed step should panic with its location
+
+use std::time::Duration;
+
+use saga::store::Schema;
+use sqlx::Connection;
+
+mod common;
+
+/// With every saga table held by a live transaction in `ROW EXCLUSIVE`
+/// mode (what an `INSERT` takes), a second install returns at once: it finds
+/// its digest recorded and runs no DDL. `CREATE INDEX IF NOT EXISTS` would
+/// wait for `SHARE` on the table behind the writer (and, with writers taking
+/// the tables in another order, deadlock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installing_again_takes_no_lock_on_a_table_in_use() {
+    for (schema, tables) in [
+        (Schema::Orchestrator, "saga_outbox, saga_inbox, sagas"),
+        (Schema::Participant, "saga_outbox, saga_inbox, saga_effects"),
+    ] {
+        let pool = common::fresh_pool("schema").await;
+        saga::store::install(&pool, schema).await.unwrap();
+        let mut writer = pool.acquire().await.unwrap();
+        let mut tx = writer.begin().await.unwrap();
+        sqlx::query(&format!("LOCK TABLE {tables} IN ROW EXCLUSIVE MODE")).execute(&mut *tx).await.unwrap();
+        let again = tokio::time::timeout(Duration::from_secs(10), saga::store::install(&pool, schema)).await;
+        assert!(matches!(again, Ok(Ok(()))), "{schema:?}: a second install waited on a table in use: {again:?}");
+        tx.rollback().await.unwrap();
+        let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM saga_schema").fetch_one(&pool).await.unwrap();
+        assert_eq!(recorded, 1);
+        pool.close().await;
+    }
+}
