@@ -3,7 +3,10 @@
 # and quietly when it is already done:
 #   - Debian packages: PostgreSQL, Redis, nginx, and the C toolchain rdkafka builds with;
 #   - Apache Kafka: the official broker jars resolved from Maven Central into
-#     $SAGA2PC_CACHE/kafka/<version>/libs (run later by `harness up` on Java 17).
+#     $SAGA2PC_CACHE/kafka/<version>/libs (run later by `harness up` on Java 17);
+#   - docker-compose (the Python implementation, from PyPI) in
+#     $SAGA2PC_CACHE/compose-venv, for the tests' check of compose/docker-compose.yml
+#     on a machine without a container engine.
 # Nothing is started here; `harness up` and harness/scripts/test.sh start servers.
 set -euo pipefail
 
@@ -25,6 +28,7 @@ have_cmd cmake || need_apt+=(cmake)
 have_cmd cc || need_apt+=(build-essential)
 have_cmd pkg-config || need_apt+=(pkg-config)
 have_cmd curl || need_apt+=(curl)
+have_cmd python3 || need_apt+=(python3 python3-venv)
 for pkg in libssl-dev zlib1g-dev libsasl2-dev libzstd-dev libcurl4-openssl-dev; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_apt+=("$pkg")
 done
@@ -69,6 +73,20 @@ if [ ! -f "$kafka_libs/.complete" ]; then
   rm -f "$mvn_log"
   ls "$kafka_libs"/kafka_2.13-*.jar >/dev/null
   touch "$kafka_libs/.complete"
+fi
+
+# docker-compose 1.29.2 validates a file (`config`) without a Docker engine.
+# It needs PyYAML below 6, whose 5.4.1 source build fails in pip's isolated
+# build environment; built against the venv's own setuptools, it succeeds.
+compose_venv="$cache/compose-venv"
+if [ ! -x "$compose_venv/bin/docker-compose" ]; then
+  did_work=1
+  log "installing docker-compose 1.29.2 from PyPI into $compose_venv"
+  rm -rf "$compose_venv"
+  python3 -m venv "$compose_venv"
+  "$compose_venv/bin/pip" install -q --disable-pip-version-check wheel setuptools
+  "$compose_venv/bin/pip" install -q --disable-pip-version-check --no-build-isolation "PyYAML==5.4.1"
+  "$compose_venv/bin/pip" install -q --disable-pip-version-check "docker-compose==1.29.2"
 fi
 
 if [ "${did_work:-0}" = 1 ]; then
