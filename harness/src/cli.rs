@@ -167,7 +167,7 @@ struct StackArgs {
     /// Directory of the Kafka broker jars (default: where setup.sh puts them).
     #[arg(long, env = "SAGA2PC_KAFKA_LIBS")]
     kafka_libs: Option<PathBuf>,
-    /// Java heap of the Kafka broker, in MiB.
+    /// Java heap of each Kafka node, in MiB (`--brokers N` uses N times it).
     #[arg(long, default_value_t = 512)]
     kafka_heap_mb: u32,
     /// SAGA: `sequential` (reserve stock, then debit credit) or `parallel`.

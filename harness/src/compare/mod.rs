@@ -52,6 +52,9 @@ pub struct Comparison {
     pub warm_ups: Vec<WarmUp>,
     /// Wall time of the whole comparison.
     pub elapsed_s: f64,
+    /// Nodes of the compare's own Kafka cluster (`--brokers`), for the cases
+    /// that name none.
+    pub brokers: u16,
 }
 
 impl Comparison {
@@ -62,8 +65,11 @@ impl Comparison {
 }
 
 /// Runs `plan`; `base` gives the stack settings shared by all contenders.
-pub async fn execute(plan: Plan, base: &StackConfig) -> anyhow::Result<Comparison> {
+pub async fn execute(mut plan: Plan, base: &StackConfig) -> anyhow::Result<Comparison> {
     let started = Instant::now();
+    // A case mirrored onto the cluster the compare runs anyway repeats its
+    // original on the same stack: nothing to compare.
+    plan.cases.retain(|c| !(c.mirrors.is_some() && c.brokers == Some(base.brokers)));
     let mut samples = Vec::new();
     let mut warm_ups = Vec::new();
     let total_runs = plan.run_count();
@@ -92,7 +98,7 @@ pub async fn execute(plan: Plan, base: &StackConfig) -> anyhow::Result<Compariso
         }
     }
     bar.finish_and_clear();
-    Ok(Comparison { plan, samples, warm_ups, elapsed_s: started.elapsed().as_secs_f64() })
+    Ok(Comparison { plan, samples, warm_ups, elapsed_s: started.elapsed().as_secs_f64(), brokers: base.brokers })
 }
 
 /// One stack's share of a round: a contender on one Kafka cluster.

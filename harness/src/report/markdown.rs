@@ -690,12 +690,16 @@ impl Report<'_> {
             return;
         }
         let brokers = cases.iter().filter_map(|c| c.brokers).max().unwrap_or(1);
+        let own = self.comparison.brokers;
+        let one = if own == 1 { "one Kafka node".to_owned() } else { format!("{own} Kafka nodes") };
         let _ = writeln!(
             self.body,
-            "## Replication: one Kafka node against {brokers}
-
-The same cases on a cluster of {brokers} KRaft nodes              (each a broker and a controller), every topic and the consumer offsets with three copies,              `min.insync.replicas=2`, the producers' `acks=all` now waiting for a second copy. One round, on a              stack of its own after a warm-up of its own; the one-node figures are over every round. All the nodes              share the machine's cores with everything else, so the cost shown is in CPU as much as in network              hops. 2PC does not use Kafka: its rows show what idle brokers cost a neighbour.
-"
+            "## Replication: {one} against {brokers}\n\nThe same cases on a cluster of {brokers} KRaft nodes (each a \
+             broker and a controller), every topic and the consumer offsets with three copies, \
+             `min.insync.replicas=2`, the producers' `acks=all` now waiting for a second copy. One round, on a \
+             stack of its own after a warm-up of its own; the figures of the compare's own cluster are over every \
+             round. All the nodes share the machine's cores with everything else, so the cost shown is in CPU as \
+             much as in network hops. 2PC does not use Kafka: its rows show what idle brokers cost a neighbour.\n"
         );
         let _ = writeln!(
             self.body,
@@ -706,7 +710,7 @@ The same cases on a cluster of {brokers} KRaft nodes              (each a broker
         for case in &cases {
             let Some(base) = case.mirrors.as_deref() else { continue };
             for name in self.contenders() {
-                let rows = [(base, 1), (case.id.as_str(), brokers)];
+                let rows = [(base, own), (case.id.as_str(), brokers)];
                 let mut medians = Vec::new();
                 for (id, nodes) in rows {
                     let samples = self.samples(id, name);
@@ -740,7 +744,7 @@ The same cases on a cluster of {brokers} KRaft nodes              (each a broker
         }
         self.body.push('\n');
         if !verdicts.is_empty() {
-            let line = format!("on {brokers} Kafka nodes against one: {}.", verdicts.join("; "));
+            let line = format!("on {brokers} Kafka nodes against {own}: {}.", verdicts.join("; "));
             let _ = writeln!(self.body, "In medians, {line}\n");
             self.verdicts.push(format!("**Replication** {line}"));
         }
@@ -867,7 +871,7 @@ mod tests {
             .flat_map(|case| plan.contenders.iter().map(|c| sample(&case.id, c.name, 100.0, 0)))
             .collect();
         let (text, _, _) =
-            render("r3", &context(), &Comparison { plan, samples, warm_ups: Vec::new(), elapsed_s: 60.0 });
+            render("r3", &context(), &Comparison { plan, samples, warm_ups: Vec::new(), elapsed_s: 60.0, brokers: 1 });
         // A 2 ms flush (2.5 ms commit, 0.5 ms round trip): 1000 / (3 x 2) and 1000 / 2.
         assert!(text.contains("One WAL flush on the stock database takes 2.00 ms"), "{text}");
         assert!(text.contains("at most 167 checkouts/s over 2PC"), "{text}");
@@ -889,7 +893,7 @@ mod tests {
             }
         }
         let (text, _, verdicts) =
-            render("r4", &context(), &Comparison { plan, samples, warm_ups: Vec::new(), elapsed_s: 60.0 });
+            render("r4", &context(), &Comparison { plan, samples, warm_ups: Vec::new(), elapsed_s: 60.0, brokers: 1 });
         assert!(text.contains("## Replication: one Kafka node against 3"), "{text}");
         // 40% of a core at 100/s is 4 ms a checkout; three nodes at 50/s, 24 ms.
         assert!(text.contains("| stress | saga-par | 1 | 100 | 5.00 | 20.0 | 4.00 | OK |"), "{text}");
@@ -923,7 +927,7 @@ mod tests {
             brokers: 1,
             throughputs: vec![301.0, 503.0, 542.0, 552.0],
         }];
-        let comparison = Comparison { plan: plan.clone(), samples, warm_ups, elapsed_s: 60.0 };
+        let comparison = Comparison { plan: plan.clone(), samples, warm_ups, elapsed_s: 60.0, brokers: 1 };
         let (text, charts, verdicts) = render("r1", &context(), &comparison);
         // The yardstick: ceilings (twice the throughput here) and efficiency,
         // the breakdown with what it cannot attribute.

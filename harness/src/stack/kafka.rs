@@ -145,9 +145,11 @@ broker.heartbeat.interval.ms={heartbeat_ms}
 /// controller gives every registered broker a fresh session when it takes
 /// over. With Kafka's 9 s default a killed broker served again about 10 s
 /// after its restart, and every saga waited that long; at 1 s it serves about
-/// a second after its controller. The broker heartbeats its own controller
-/// over loopback every quarter of this, so a spurious expiry would need the
-/// JVM stalled for a second.
+/// a second after its controller. On a cluster of several nodes it is also
+/// how long the partitions a killed node led wait for new leaders. A broker
+/// heartbeats the active controller (its own process, or a peer over
+/// loopback) every quarter of this, so a spurious expiry would need a JVM
+/// stalled for a second.
 pub const BROKER_SESSION: Duration = Duration::from_millis(1000);
 
 /// The settings of [`EXTRA_PROPERTIES_ENV`], one per line.
@@ -185,6 +187,15 @@ pub fn prepare(config: &StackConfig) -> anyhow::Result<()> {
         write_config(config, *node, dir)?;
     }
     let formatted = |dir: &PathBuf| dir.join("data").join("meta.properties").is_file();
+    // Kept data of a larger cluster: its metadata names voters and topic
+    // copies that fewer nodes cannot serve (every write would be refused).
+    if formatted(&node_dir(config, config.brokers)) {
+        bail!(
+            "{} holds a Kafka cluster of more than {} node(s) (start with its --brokers, or without --keep-data)",
+            kafka_dir(config).display(),
+            config.brokers
+        );
+    }
     if nodes.iter().all(|(_, dir)| formatted(dir)) {
         return Ok(());
     }

@@ -15,7 +15,7 @@ use super::process::alive;
 /// One process of the stack.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ComponentState {
-    /// Name (`postgres-order`, `kafka`, `redis`, `gateway`, `order#0`, ...).
+    /// Name (`postgres-order`, `kafka#0`, `redis`, `gateway`, `order#0`, ...).
     pub name: String,
     /// Where it answers.
     pub url: String,

@@ -67,7 +67,8 @@ struct Member {
 
 impl Member {
     fn is_kafka_node(&self) -> bool {
-        self.proc.spec.name.starts_with("kafka#")
+        let prefix = kafka::member_name(0);
+        self.proc.spec.name.starts_with(prefix.trim_end_matches('0'))
     }
 }
 
@@ -317,7 +318,7 @@ pub enum Control {
     /// checkpoint and needs crash recovery, like a power cut) and keep it down
     /// for `hold` before the usual restart.
     Kill {
-        /// Name as in `stack.json` (`order#0`, `postgres-stock`, `kafka`).
+        /// Name as in `stack.json` (`order#0`, `postgres-stock`, `kafka#0`).
         component: String,
         /// Extra time before the restart.
         hold: Duration,

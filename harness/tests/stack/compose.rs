@@ -178,3 +178,31 @@ fn compose_file_validates_and_matches_what_the_binaries_accept() {
         assert!(harness["command"].to_string().contains("\"--target\",\"http://gateway\""), "{harness}");
     }
 }
+
+/// The compose gateway's configuration passes `nginx -t` (with the service
+/// names, which only Docker's DNS resolves, pointed at loopback) and routes
+/// every prefix the local gateway routes, checkout retries included.
+#[test]
+fn compose_gateway_configuration_is_valid_nginx_with_the_local_routes() {
+    use harness::stack::config::Role;
+    let conf = std::fs::read_to_string(repo().join("compose").join("nginx.conf")).unwrap();
+    for prefix in Role::ALL.map(Role::route_prefix).into_iter().chain([harness::stack::nginx::HEALTH_PATH]) {
+        assert!(
+            conf.contains(&format!("location {prefix} ")) || conf.contains(&format!("location = {prefix} ")),
+            "{prefix}"
+        );
+    }
+    assert!(
+        conf.contains("location /orders/checkout/ {") && conf.contains("proxy_next_upstream error non_idempotent;")
+    );
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compose-nginx");
+    std::fs::create_dir_all(&dir).unwrap();
+    let local =
+        Role::ALL.iter().fold(conf, |c, r| c.replace(&format!("server {}:8000", r.name()), "server 127.0.0.1:1"));
+    let file = dir.join("nginx.conf");
+    std::fs::write(&file, local).unwrap();
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| std::path::Path::new(p).is_file()).unwrap();
+    let out =
+        Command::new(nginx).args(["-t", "-q", "-e", "stderr", "-p"]).arg(&dir).arg("-c").arg(&file).output().unwrap();
+    assert!(out.status.success(), "nginx -t: {}", support::text(&out.stderr));
+}
