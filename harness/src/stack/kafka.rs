@@ -116,9 +116,7 @@ listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs={log_dir}
 num.partitions={partitions}
 auto.create.topics.enable=false
-default.replication.factor={factor}
-min.insync.replicas={min_insync}
-offsets.topic.replication.factor={factor}
+{replicated}offsets.topic.replication.factor={factor}
 offsets.topic.num.partitions={partitions}
 transaction.state.log.replication.factor={factor}
 transaction.state.log.min.isr={min_insync}
@@ -130,12 +128,25 @@ broker.heartbeat.interval.ms={heartbeat_ms}
         voters = voters.join(","),
         factor = replication.factor,
         min_insync = replication.min_insync,
+        replicated = replicated_defaults(replication),
         log_dir = log_dir.display(),
         partitions = config.partitions,
         session_ms = BROKER_SESSION.as_millis(),
         heartbeat_ms = BROKER_SESSION.as_millis() / 4,
         extra = extra_properties(),
     )
+}
+
+/// The broker-wide defaults of a replicated cluster. A single node keeps
+/// Kafka's own (one copy, one in sync), written nowhere: with them written
+/// out, a consumer whose node was paused past its session lost its group
+/// coordinator for good (`harness/tests/saga/faults.rs`, the paused-broker
+/// case followed by a load).
+fn replicated_defaults(replication: Replication) -> String {
+    if replication.factor == 1 {
+        return String::new();
+    }
+    format!("default.replication.factor={}\nmin.insync.replicas={}\n", replication.factor, replication.min_insync)
 }
 
 /// How long the controller keeps a broker registered without a heartbeat.
@@ -378,10 +389,13 @@ pub async fn wait_and_create_topics(config: &StackConfig, timeout: Duration) -> 
     let topics: Vec<NewTopic<'_>> = saga::messages::TOPICS
         .iter()
         .map(|name| {
-            NewTopic::new(name, config.partitions, TopicReplication::Fixed(replication.factor))
+            let mut topic = NewTopic::new(name, config.partitions, TopicReplication::Fixed(replication.factor))
                 .set("retention.ms", &retention_ms)
-                .set("segment.ms", &segment_ms)
-                .set("min.insync.replicas", &min_insync)
+                .set("segment.ms", &segment_ms);
+            if replication.factor > 1 {
+                topic = topic.set("min.insync.replicas", &min_insync);
+            }
+            topic
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
