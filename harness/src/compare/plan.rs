@@ -1,5 +1,5 @@
 //! What `harness compare` runs: the contenders and the cases, for the full
-//! comparison (about 25 minutes on 2 cores, warm-ups included), `--quick`
+//! comparison (about 37 minutes on 2 cores, warm-ups and the three-node stacks included), `--quick`
 //! (about 5, for CI), `--plan 2pc-strategies` (2PC's prepare orders
 //! against each other, about 12) and `--plan kafka-profiles` (the saga's Kafka
 //! client profiles against each other, about 8).
