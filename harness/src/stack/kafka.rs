@@ -46,9 +46,17 @@ fn node_dir(config: &StackConfig, index: u16) -> PathBuf {
     kafka_dir(config).join(format!("node-{index}"))
 }
 
+/// What every node's name starts with.
+const MEMBER_PREFIX: &str = "kafka#";
+
 /// The name `harness status` and fault schedules give node `index`: `kafka#0`, ...
 pub fn member_name(index: u16) -> String {
-    format!("kafka#{index}")
+    format!("{MEMBER_PREFIX}{index}")
+}
+
+/// Whether `name` is a node's ([`member_name`]).
+pub fn is_member_name(name: &str) -> bool {
+    name.strip_prefix(MEMBER_PREFIX).is_some_and(|i| i.parse::<u16>().is_ok())
 }
 
 /// How every topic is replicated: the same for the protocol topics, the
@@ -431,6 +439,12 @@ mod tests {
     fn version_matches_the_pom() {
         let pom = include_str!("../../kafka/pom.xml");
         assert!(pom.contains(&format!("<kafka.version>{KAFKA_VERSION}</kafka.version>")));
+    }
+
+    #[test]
+    fn node_names_are_recognised() {
+        assert!(is_member_name(&member_name(2)));
+        assert!(!is_member_name("kafka") && !is_member_name("kafka#x") && !is_member_name("order#0"));
     }
 
     #[test]

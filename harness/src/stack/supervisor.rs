@@ -67,8 +67,7 @@ struct Member {
 
 impl Member {
     fn is_kafka_node(&self) -> bool {
-        let prefix = kafka::member_name(0);
-        self.proc.spec.name.starts_with(prefix.trim_end_matches('0'))
+        kafka::is_member_name(&self.proc.spec.name)
     }
 }
 
