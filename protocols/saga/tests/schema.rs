@@ -18,6 +18,11 @@ mod common;
 /// the tables in another order, deadlock).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn installing_again_takes_no_lock_on_a_table_in_use() {
+    // Bounded as a whole: a hang here must fail this test, not stall the suite.
+    tokio::time::timeout(Duration::from_secs(60), install_twice_beside_a_writer()).await.expect("the test hung");
+}
+
+async fn install_twice_beside_a_writer() {
     for (schema, tables) in [
         (Schema::Orchestrator, "saga_outbox, saga_inbox, sagas"),
         (Schema::Participant, "saga_outbox, saga_inbox, saga_effects"),
@@ -30,6 +35,8 @@ async fn installing_again_takes_no_lock_on_a_table_in_use() {
         let again = tokio::time::timeout(Duration::from_secs(10), saga::store::install(&pool, schema)).await;
         assert!(matches!(again, Ok(Ok(()))), "{schema:?}: a second install waited on a table in use: {again:?}");
         tx.rollback().await.unwrap();
+        // `close` waits for every connection to come back: hand this one back first.
+        drop(writer);
         let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM saga_schema").fetch_one(&pool).await.unwrap();
         assert_eq!(recorded, 1);
         pool.close().await;
