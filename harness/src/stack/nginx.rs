@@ -62,11 +62,17 @@ pub fn render_conf(config: &StackConfig) -> String {
             // or finds the order paid). So a checkout whose replica died
             // under it is retried (on the backups) instead of answered 502;
             // the tries are bounded, so a checkout that itself kills its
-            // replica is not sent on to kill every other.
+            // replica is not sent on to kill every other. Every try carries
+            // the same X-Request-Id, so a retry that finds the order paid by
+            // its own first try answers "paid" (services/order's
+            // request_id.rs). A header set here drops the server's, hence
+            // Connection again.
             let _ = writeln!(
                 locations,
                 "        location {CHECKOUT_PREFIX} {{\n            proxy_pass http://{name};\n            \
-                 proxy_next_upstream error non_idempotent;\n            proxy_next_upstream_tries {tries};\n        }}",
+                 proxy_next_upstream error non_idempotent;\n            proxy_next_upstream_tries {tries};\n            \
+                 proxy_set_header X-Request-Id $checkout_request_id;\n            \
+                 proxy_set_header Connection \"\";\n        }}",
                 tries = BACKUPS + 1
             );
         }
@@ -91,6 +97,12 @@ http {{
     scgi_temp_path {dir}/tmp/scgi;
     client_max_body_size 4k;
     keepalive_requests 100000;
+    # A checkout's request id, the same on every try of one client request:
+    # the client's own X-Request-Id if it sent one, else nginx's.
+    map $http_x_request_id $checkout_request_id {{
+        \"\" $request_id;
+        default $http_x_request_id;
+    }}
 
 {upstreams}
     server {{

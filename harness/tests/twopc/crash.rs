@@ -193,3 +193,47 @@ async fn participant_database_crash_with_prepared_branches() {
     assert_eq!(api.checkout(&case.order).await.0, 200);
     assert!(case.assert_all_or_nothing(&api, "database crash").await);
 }
+
+/// On a stack with several order replicas: the coordinator dies right after
+/// its commit decision, so the gateway retries the checkout on another
+/// replica, which finds the order paid. That retry is the same client request
+/// (the gateway keeps its X-Request-Id), so it must answer `"outcome":
+/// "paid"`: answering `"already_paid"` would tell the client (and the
+/// verifier) that another call paid, and an earlier refusal of the order
+/// would then be blamed for the payment.
+pub async fn a_retried_checkout_that_paid_answers_paid(stack: &TestStack, api: &Api) {
+    let replicas = ["order#0", "order#1", "order#2"];
+    let case = Case::new(api).await;
+    let mut before = Vec::new();
+    for name in replicas {
+        before.push(restarts(stack, name).await);
+        arm(api, stack, name, "2pc.coordinator.after_decision").await;
+    }
+    // Whichever replica gets the checkout dies after its decision; the retry
+    // finds the order paid before it reaches a decision of its own.
+    let (status, body) = api.checkout(&case.order).await;
+    for name in replicas {
+        let url =
+            format!("{}/internal/crashpoints", component(&stack.status().unwrap(), name)["url"].as_str().unwrap());
+        let _ = api.http.delete(url).send().await; // the dead one does not answer
+    }
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "paid", "a try of the paying request: {body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let crashed = loop {
+        let mut crashed = None;
+        for (name, before) in replicas.iter().zip(&before) {
+            if restarts(stack, name).await > *before {
+                crashed = Some((*name, *before));
+            }
+        }
+        if let Some(crashed) = crashed {
+            break crashed;
+        }
+        assert!(Instant::now() < deadline, "no order replica died at the armed crash point");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    wait_restarted(stack, api, crashed.0, crashed.1).await;
+    assert_no_prepared_transactions(stack).await;
+    assert!(case.assert_all_or_nothing(api, "retried checkout").await);
+}

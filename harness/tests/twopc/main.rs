@@ -21,6 +21,7 @@ async fn conformance_over_two_pc() {
     stack.up(&["--protocol", "2pc", "--replicas", "3", "--brokers", "3"]);
     let api = Api::new(&stack.gateway());
     support::conformance::run_all(&api).await;
+    crash::a_retried_checkout_that_paid_answers_paid(&stack, &api).await;
     checkout_again_after_batch_init(&api).await;
     cross_lock_pairs_complete_without_a_lock_timeout(&api).await;
     crash::assert_no_prepared_transactions(&stack).await;
@@ -133,13 +134,12 @@ fn fault_schedule_during_stress_keeps_every_invariant() {
 }
 
 /// The same schedule on three replicas of each service, with a stock and a
-/// payment replica killed besides. Known to fail (issue 15): with the
-/// coordinator killed after its commit decision, the gateway retries the
-/// checkout on another order replica, which finds the rows held by the
-/// decided branches and answers 409 busy ("nothing was charged") while
-/// recovery then commits: the verifier reports refused-but-paid orders.
+/// payment replica killed besides. With replicas the gateway retries a
+/// checkout whose coordinator died after its commit decision on another
+/// replica, which finds the order paid: that retry must answer "paid" (it is
+/// the same request), or the verifier blames an earlier refusal of the order
+/// for the payment (refused-but-paid, found here before request ids).
 #[test]
-#[ignore = "known 2PC hole with replicas: a retried checkout answers busy while its decided commit is unfinished"]
 fn fault_schedule_on_three_replicas_keeps_every_invariant() {
     let _serial = support::serial();
     let extra = ["--replicas", "3", "--fault", "kill:stock#2@4", "--fault", "kill:payment#1@6.5"];

@@ -14,7 +14,8 @@ use service_common::params::{Id, MAX_VALUE};
 use service_common::reset::ResetWait;
 use sqlx::{PgConnection, Postgres, Transaction};
 
-use crate::store::{Order, Store};
+use crate::request_id::RequestId;
+use crate::store::{LockedOrder, Store};
 
 /// How long a checkout waits for a concurrent checkout of the same order.
 const ORDER_LOCK_TIMEOUT_MS: u64 = 30_000;
@@ -81,30 +82,42 @@ impl Checkout {
     /// Checks out `order_id`: `Ok` with the definite outcome, or `Err` when the
     /// checkout failed for a system reason (the caller answers 5xx).
     ///
+    /// `request` is the call's [`RequestId`]: a call that finds the order
+    /// paid by a checkout it started itself (an earlier try of the same
+    /// request) answers [`CheckoutOutcome::Paid`], not `AlreadyPaid`.
+    ///
     /// The checkout runs in its own task, counted in [`Checkout::in_flight`]
     /// until it ends: a client that disconnects does not cut it short.
-    pub async fn run(&self, order_id: &Id) -> ApiResult<Result<CheckoutOutcome, CheckoutError>> {
+    pub async fn run(
+        &self,
+        order_id: &Id,
+        request: Option<RequestId>,
+    ) -> ApiResult<Result<CheckoutOutcome, CheckoutError>> {
         let guard = InFlight::enter(&self.in_flight);
         let (this, order_id) = (self.clone(), order_id.clone());
         tokio::spawn(async move {
             let _guard = guard;
-            this.run_here(&order_id).await
+            this.run_here(&order_id, request.as_ref()).await
         })
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("checkout task failed: {e}")))?
     }
 
-    async fn run_here(&self, order_id: &Id) -> ApiResult<Result<CheckoutOutcome, CheckoutError>> {
+    async fn run_here(
+        &self,
+        order_id: &Id,
+        request: Option<&RequestId>,
+    ) -> ApiResult<Result<CheckoutOutcome, CheckoutError>> {
         match &self.driver {
             // Both protocols start under the order's row lock, so concurrent
             // checkouts of one order take effect at most once: 2PC holds the lock
             // to its decision; a saga holds it only until the saga is recorded,
             // and later checkouts join the saga in flight.
-            Driver::TwoPc(coordinator) => match self.lock_order(order_id).await? {
+            Driver::TwoPc(coordinator) => match self.lock_order(order_id, request).await? {
                 Ok((tx, request)) => Ok(coordinator.checkout(tx, request).await),
                 Err(outcome) => Ok(Ok(outcome)),
             },
-            Driver::Saga(orchestrator) => match self.lock_order(order_id).await? {
+            Driver::Saga(orchestrator) => match self.lock_order(order_id, request).await? {
                 Ok((tx, request)) => Ok(orchestrator.checkout(tx, request).await),
                 Err(outcome) => Ok(Ok(outcome)),
             },
@@ -171,26 +184,42 @@ impl Checkout {
 
     /// Opens a transaction holding the order's row lock and reads the order
     /// under it: the request to run, or the outcome without running one.
+    /// A checkout that starts (not one that joins a saga in flight) records
+    /// `request` in the same transaction.
     async fn lock_order(
         &self,
         order_id: &Id,
+        request: Option<&RequestId>,
     ) -> ApiResult<Result<(Transaction<'static, Postgres>, CheckoutRequest), CheckoutOutcome>> {
         let mut tiles = Tiles::start(order_id.as_str());
         let mut tx = self.store.pool().begin().await?;
         tiles.mark(Phase::Pool);
-        let order = Store::lock_for_checkout(&mut tx, order_id, ORDER_LOCK_TIMEOUT_MS).await?;
+        let locked = Store::lock_for_checkout(&mut tx, order_id, ORDER_LOCK_TIMEOUT_MS).await?;
         // Waits for the order's row lock while another checkout of it runs.
         tiles.mark(Phase::RowLock);
-        Ok(precheck(order_id, order)?.map(|request| (tx, request)))
+        let starts = locked.as_ref().is_some_and(|l| !l.order.paid && !l.in_progress && !l.order.items.is_empty());
+        let checked = precheck(order_id, locked, request)?;
+        if let (Ok(_), true, Some(request)) = (&checked, starts, request) {
+            Store::claim_checkout(&mut tx, order_id.as_str(), request).await?;
+        }
+        Ok(checked.map(|checkout| (tx, checkout)))
     }
 }
 
 /// The checks every protocol shares: the order exists, is not paid yet, and
-/// has items. Returns the request to run, or the outcome without running one.
-fn precheck(order_id: &Id, order: Option<(Order, i64)>) -> ApiResult<Result<CheckoutRequest, CheckoutOutcome>> {
-    let (order, as_of_us) = order.ok_or_else(|| ApiError::not_found(format!("order {order_id} not found")))?;
+/// has items. Returns the request to run, or the outcome without running one:
+/// a paid order is [`CheckoutOutcome::Paid`] to the call whose own earlier
+/// try started the checkout that paid it, `AlreadyPaid` to every other.
+fn precheck(
+    order_id: &Id,
+    locked: Option<LockedOrder>,
+    request: Option<&RequestId>,
+) -> ApiResult<Result<CheckoutRequest, CheckoutOutcome>> {
+    let LockedOrder { order, checkout_request, as_of_us, .. } =
+        locked.ok_or_else(|| ApiError::not_found(format!("order {order_id} not found")))?;
     if order.paid {
-        return Ok(Err(CheckoutOutcome::AlreadyPaid));
+        let paid_by_this_call = request.is_some_and(|r| checkout_request.as_deref() == Some(r.as_str()));
+        return Ok(Err(if paid_by_this_call { CheckoutOutcome::Paid } else { CheckoutOutcome::AlreadyPaid }));
     }
     if order.items.is_empty() {
         return Ok(Err(CheckoutOutcome::Rejected(RejectReason::EmptyOrder)));

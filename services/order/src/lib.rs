@@ -17,6 +17,7 @@ use service_common::price_cache::PriceCache;
 use service_common::server::Application;
 
 mod checkout;
+mod request_id;
 mod routes;
 mod stock_client;
 mod store;

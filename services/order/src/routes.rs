@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use protocol_core::spans::{self, Phase};
@@ -14,6 +15,7 @@ use service_common::params::{Amount, Count, Id, NonNegative, PathParams};
 use service_common::price_cache::PriceCache;
 
 use crate::checkout::Checkout;
+use crate::request_id::RequestId;
 use crate::stock_client::StockClient;
 use crate::store::{AddItemRefused, Store};
 
@@ -141,10 +143,15 @@ async fn add_item(
     }
 }
 
-async fn checkout(State(state): State<AppState>, PathParams(order_id): PathParams<String>) -> ApiResult<Json<Value>> {
+async fn checkout(
+    State(state): State<AppState>,
+    PathParams(order_id): PathParams<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
     let order_id = Id::parse("order_id", &order_id)?;
+    let request = RequestId::from_headers(&headers)?;
     let started = spans::now_us();
-    let outcome = state.checkout.run(&order_id).await;
+    let outcome = state.checkout.run(&order_id, request).await;
     spans::record(order_id.as_str(), Phase::Handler, started, spans::now_us());
     match outcome? {
         // "outcome" tells a verifier whether this call may have paid the order

@@ -6,6 +6,8 @@ use service_common::error::{ApiError, ApiResult};
 use service_common::params::{Id, MAX_VALUE};
 use sqlx::{PgConnection, PgPool};
 
+use crate::request_id::RequestId;
+
 /// An order as `GET /orders/find` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
@@ -19,6 +21,21 @@ pub struct Order {
     pub items: Vec<(String, i64)>,
     /// Sum of quantity x price over the lines.
     pub total_cost: i64,
+}
+
+/// An order read under its row lock by a checkout.
+#[derive(Debug, Clone)]
+pub struct LockedOrder {
+    /// The order.
+    pub order: Order,
+    /// Whether a saga of it is in flight (a checkout now joins that saga).
+    pub in_progress: bool,
+    /// The request id of the call that started its latest checkout, if that
+    /// call carried one.
+    pub checkout_request: Option<String>,
+    /// The transaction's start on the database clock, in microseconds since
+    /// the epoch (the checkout's `as_of`).
+    pub as_of_us: i64,
 }
 
 /// Why `addItem` changed nothing.
@@ -79,7 +96,8 @@ impl Store {
              FROM generate_series(0, $1 - 1) AS g
              ON CONFLICT (order_id) DO UPDATE
              SET user_id = EXCLUDED.user_id, paid = FALSE, total_cost = EXCLUDED.total_cost,
-                 checkout_in_progress = FALSE, paid_at = NULL, reset_at = EXCLUDED.reset_at",
+                 checkout_in_progress = FALSE, paid_at = NULL, reset_at = EXCLUDED.reset_at,
+                 checkout_request = NULL",
         )
         .bind(n)
         .bind(n_users)
@@ -124,28 +142,46 @@ impl Store {
     /// Locks the order row (`FOR UPDATE`) on `conn` and reads the order under
     /// that lock, for a checkout that decides inside the same transaction.
     /// Waits at most `lock_timeout_ms` for a concurrent checkout of the order.
-    /// Also returns the transaction's start on the database clock, in
-    /// microseconds since the epoch (the checkout's `as_of`).
     pub async fn lock_for_checkout(
         conn: &mut PgConnection,
         order_id: &Id,
         lock_timeout_ms: u64,
-    ) -> ApiResult<Option<(Order, i64)>> {
+    ) -> ApiResult<Option<LockedOrder>> {
         sqlx::query(&format!("SET LOCAL lock_timeout = {lock_timeout_ms}")).execute(&mut *conn).await?;
-        let head: Option<(String, bool, i64, i64)> = sqlx::query_as(
-            "SELECT user_id, paid, total_cost, (extract(epoch FROM now()) * 1000000)::bigint
+        let head: Option<(String, bool, i64, bool, Option<String>, i64)> = sqlx::query_as(
+            "SELECT user_id, paid, total_cost, checkout_in_progress, checkout_request,
+                    (extract(epoch FROM now()) * 1000000)::bigint
              FROM orders WHERE order_id = $1 FOR UPDATE",
         )
         .bind(order_id.as_str())
         .fetch_optional(&mut *conn)
         .await?;
-        let Some((user_id, paid, total_cost, as_of_us)) = head else { return Ok(None) };
+        let Some((user_id, paid, total_cost, in_progress, checkout_request, as_of_us)) = head else {
+            return Ok(None);
+        };
         let items: Vec<(String, i64)> =
             sqlx::query_as("SELECT item_id, quantity FROM order_items WHERE order_id = $1 ORDER BY seq")
                 .bind(order_id.as_str())
                 .fetch_all(&mut *conn)
                 .await?;
-        Ok(Some((Order { order_id: order_id.to_string(), user_id, paid, items, total_cost }, as_of_us)))
+        Ok(Some(LockedOrder {
+            order: Order { order_id: order_id.to_string(), user_id, paid, items, total_cost },
+            in_progress,
+            checkout_request,
+            as_of_us,
+        }))
+    }
+
+    /// Records `request` as the call whose checkout of `order_id` runs now,
+    /// on `conn` (which holds the order's row lock): it commits with the
+    /// checkout's own first commit, or rolls back with it.
+    pub async fn claim_checkout(conn: &mut PgConnection, order_id: &str, request: &RequestId) -> sqlx::Result<()> {
+        sqlx::query("UPDATE orders SET checkout_request = $2 WHERE order_id = $1")
+            .bind(order_id)
+            .bind(request.as_str())
+            .execute(conn)
+            .await?;
+        Ok(())
     }
 
     /// Appends a line to an unpaid order and raises its total, atomically with

@@ -82,6 +82,12 @@ impl TestServer {
         decode(resp).await
     }
 
+    /// Sends `POST path` with the header `name: value`.
+    pub async fn post_with_header(&self, path: &str, name: &str, value: &str) -> (u16, Value) {
+        let resp = self.client.post(format!("{}{path}", self.base_url)).header(name, value).send().await.unwrap();
+        decode(resp).await
+    }
+
     /// Sends `GET path` and returns the status and JSON body (`Null` if none).
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let resp = self.client.get(format!("{}{path}", self.base_url)).send().await.unwrap();

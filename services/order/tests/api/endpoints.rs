@@ -130,6 +130,37 @@ async fn checkout_of_a_paid_order_is_200_and_charges_nothing() {
     );
 }
 
+/// The call whose own earlier try started the checkout that paid the order
+/// (a gateway retry keeps the X-Request-Id) is told "paid"; every other call
+/// "already_paid". A malformed id is a 400 that changes nothing.
+#[tokio::test]
+async fn a_paid_order_answers_paid_to_the_request_that_paid_it() {
+    let app = spawn_order().await;
+    let order_id = app.order_for("1").await;
+    app.mark_paid_by(&order_id, Some("req-1")).await;
+    let path = format!("/orders/checkout/{order_id}");
+    let answer = |outcome| (200, json!({"order_id": order_id, "paid": true, "outcome": outcome}));
+    assert_eq!(app.order.post_with_header(&path, "X-Request-Id", "req-1").await, answer("paid"));
+    assert_eq!(app.order.post_with_header(&path, "X-Request-Id", "req-2").await, answer("already_paid"));
+    assert_eq!(app.order.post(&path).await, answer("already_paid"));
+    let (status, body) = app.order.post_with_header(&path, "X-Request-Id", &"x".repeat(65)).await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (400, "X-Request-Id must be 1 to 64 visible ASCII characters")
+    );
+    assert_eq!(app.checkout_request(&order_id).await.as_deref(), Some("req-1"), "a paid order keeps its payer");
+}
+
+/// A checkout that never starts (an order without items) records no request.
+#[tokio::test]
+async fn a_checkout_that_does_not_start_records_no_request() {
+    let app = spawn_order().await;
+    let order_id = app.order_for("1").await;
+    let (status, _) = app.order.post_with_header(&format!("/orders/checkout/{order_id}"), "X-Request-Id", "r").await;
+    assert_eq!(status, 400, "an empty order is refused");
+    assert_eq!(app.checkout_request(&order_id).await, None);
+}
+
 /// Prices come from the Redis cache after the first lookup, and stock's
 /// `batch_init` (which may change prices) invalidates them.
 #[tokio::test]

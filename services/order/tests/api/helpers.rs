@@ -61,11 +61,31 @@ impl OrderApp {
 
     /// Marks an order paid directly in its database (a checkout's end state).
     pub async fn mark_paid(&self, order_id: &str) {
+        self.mark_paid_by(order_id, None).await;
+    }
+
+    /// Marks an order paid by a checkout that the call with request id
+    /// `request` started.
+    pub async fn mark_paid_by(&self, order_id: &str, request: Option<&str>) {
         let pool = sqlx::PgPool::connect(&self.order_db).await.expect("order db");
-        sqlx::query("UPDATE orders SET paid = TRUE WHERE order_id = $1")
+        sqlx::query("UPDATE orders SET paid = TRUE, checkout_request = $2 WHERE order_id = $1")
             .bind(order_id)
+            .bind(request)
             .execute(&pool)
             .await
             .expect("update");
+        pool.close().await;
+    }
+
+    /// The request id recorded on an order.
+    pub async fn checkout_request(&self, order_id: &str) -> Option<String> {
+        let pool = sqlx::PgPool::connect(&self.order_db).await.expect("order db");
+        let request = sqlx::query_scalar("SELECT checkout_request FROM orders WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_one(&pool)
+            .await
+            .expect("select");
+        pool.close().await;
+        request
     }
 }
