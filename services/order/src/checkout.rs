@@ -82,7 +82,7 @@ impl Checkout {
     /// Checks out `order_id`: `Ok` with the definite outcome, or `Err` when the
     /// checkout failed for a system reason (the caller answers 5xx).
     ///
-    /// `request` is the call's [`RequestId`]: a call that finds the order
+    /// `request` is the call's request id (`X-Request-Id`): a call that finds the order
     /// paid by a checkout it started itself (an earlier try of the same
     /// request) answers [`CheckoutOutcome::Paid`], not `AlreadyPaid`.
     ///
@@ -199,7 +199,9 @@ impl Checkout {
         tiles.mark(Phase::RowLock);
         let starts = locked.as_ref().is_some_and(|l| !l.order.paid && !l.in_progress && !l.order.items.is_empty());
         let checked = precheck(order_id, locked, request)?;
-        if let (Ok(_), true, Some(request)) = (&checked, starts, request) {
+        // Written even without an id (NULL): a compensated saga's id must not
+        // outlive the next checkout that starts.
+        if let (Ok(_), true) = (&checked, starts) {
             Store::claim_checkout(&mut tx, order_id.as_str(), request).await?;
         }
         Ok(checked.map(|checkout| (tx, checkout)))

@@ -172,13 +172,17 @@ impl Store {
         }))
     }
 
-    /// Records `request` as the call whose checkout of `order_id` runs now,
+    /// Records `request` (`None`: a call without an id) as the call whose checkout of `order_id` runs now,
     /// on `conn` (which holds the order's row lock): it commits with the
     /// checkout's own first commit, or rolls back with it.
-    pub async fn claim_checkout(conn: &mut PgConnection, order_id: &str, request: &RequestId) -> sqlx::Result<()> {
+    pub async fn claim_checkout(
+        conn: &mut PgConnection,
+        order_id: &str,
+        request: Option<&RequestId>,
+    ) -> sqlx::Result<()> {
         sqlx::query("UPDATE orders SET checkout_request = $2 WHERE order_id = $1")
             .bind(order_id)
-            .bind(request.as_str())
+            .bind(request.map(RequestId::as_str))
             .execute(conn)
             .await?;
         Ok(())
