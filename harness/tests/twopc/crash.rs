@@ -212,10 +212,13 @@ pub async fn a_retried_checkout_that_paid_answers_paid(stack: &TestStack, api: &
     // Whichever replica gets the checkout dies after its decision; the retry
     // finds the order paid before it reaches a decision of its own.
     let (status, body) = api.checkout(&case.order).await;
+    // The dead one may not answer; a live one left armed would crash a
+    // later test's checkout, so the disarming is checked below.
+    let mut disarmed = Vec::new();
     for name in replicas {
         let url =
             format!("{}/internal/crashpoints", component(&stack.status().unwrap(), name)["url"].as_str().unwrap());
-        let _ = api.http.delete(url).send().await; // the dead one does not answer
+        disarmed.push(api.http.delete(url).send().await.is_ok_and(|r| r.status().is_success()));
     }
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "paid", "a try of the paying request: {body}");
@@ -233,6 +236,9 @@ pub async fn a_retried_checkout_that_paid_answers_paid(stack: &TestStack, api: &
         assert!(Instant::now() < deadline, "no order replica died at the armed crash point");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    for (name, ok) in replicas.iter().zip(&disarmed) {
+        assert!(*ok || *name == crashed.0, "{name} could not be disarmed");
+    }
     wait_restarted(stack, api, crashed.0, crashed.1).await;
     assert_no_prepared_transactions(stack).await;
     assert!(case.assert_all_or_nothing(api, "retried checkout").await);

@@ -197,11 +197,11 @@ impl Checkout {
         let locked = Store::lock_for_checkout(&mut tx, order_id, ORDER_LOCK_TIMEOUT_MS).await?;
         // Waits for the order's row lock while another checkout of it runs.
         tiles.mark(Phase::RowLock);
-        let starts = locked.as_ref().is_some_and(|l| !l.order.paid && !l.in_progress && !l.order.items.is_empty());
+        let joins_a_saga = locked.as_ref().is_some_and(|l| l.in_progress);
         let checked = precheck(order_id, locked, request)?;
         // Written even without an id (NULL): a compensated saga's id must not
         // outlive the next checkout that starts.
-        if let (Ok(_), true) = (&checked, starts) {
+        if checked.is_ok() && !joins_a_saga {
             Store::claim_checkout(&mut tx, order_id.as_str(), request).await?;
         }
         Ok(checked.map(|checkout| (tx, checkout)))

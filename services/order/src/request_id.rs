@@ -1,6 +1,7 @@
 //! The checkout call's request id: the `X-Request-Id` header.
 //!
-//! The gateway sets it to nginx's `$request_id`, one value per client request
+//! The gateway sets it (the client's own if it sent one, else nginx's
+//! `$request_id`): one value per client request
 //! that stays the same when the gateway retries the request on another replica
 //! (a checkout whose replica died under it). The order records it with the
 //! checkout it starts, so a retried call that finds the order paid can tell

@@ -148,17 +148,6 @@ async fn a_paid_order_answers_paid_to_the_request_that_paid_it() {
         (status, body["error"].as_str().unwrap()),
         (400, "X-Request-Id must be 1 to 64 visible ASCII characters")
     );
-    assert_eq!(app.checkout_request(&order_id).await.as_deref(), Some("req-1"), "a paid order keeps its payer");
-}
-
-/// A checkout that never starts (an order without items) records no request.
-#[tokio::test]
-async fn a_checkout_that_does_not_start_records_no_request() {
-    let app = spawn_order().await;
-    let order_id = app.order_for("1").await;
-    let (status, _) = app.order.post_with_header(&format!("/orders/checkout/{order_id}"), "X-Request-Id", "r").await;
-    assert_eq!(status, 400, "an empty order is refused");
-    assert_eq!(app.checkout_request(&order_id).await, None);
 }
 
 /// Prices come from the Redis cache after the first lookup, and stock's

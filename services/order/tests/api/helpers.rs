@@ -76,16 +76,4 @@ impl OrderApp {
             .expect("update");
         pool.close().await;
     }
-
-    /// The request id recorded on an order.
-    pub async fn checkout_request(&self, order_id: &str) -> Option<String> {
-        let pool = sqlx::PgPool::connect(&self.order_db).await.expect("order db");
-        let request = sqlx::query_scalar("SELECT checkout_request FROM orders WHERE order_id = $1")
-            .bind(order_id)
-            .fetch_one(&pool)
-            .await
-            .expect("select");
-        pool.close().await;
-        request
-    }
 }
