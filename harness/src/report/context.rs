@@ -56,6 +56,14 @@ impl RunContext {
                 format!("{} ({})", config.kafka_profile, config.kafka_profile.describe()),
             ),
             ("kafka broker session ms", crate::stack::kafka::BROKER_SESSION.as_millis().to_string()),
+            (
+                "kafka controller quorum fetch / election timeout ms (several nodes)",
+                format!(
+                    "{} / {}",
+                    crate::stack::kafka::QUORUM_FETCH_TIMEOUT.as_millis(),
+                    crate::stack::kafka::QUORUM_ELECTION_TIMEOUT.as_millis()
+                ),
+            ),
             ("kafka broker heap MiB", config.kafka_heap_mb.to_string()),
             ("db pool per replica", config.db_pool_size.to_string()),
         ]

@@ -155,8 +155,8 @@ broker.heartbeat.interval.ms={heartbeat_ms}
 /// A cluster of several nodes also elects a new active controller when one
 /// dies, and no partition moves until it has: a follower waits
 /// [`QUORUM_FETCH_TIMEOUT`] without hearing from the leader before it stands
-/// for election (Kafka: 2 s), then up to [`QUORUM_ELECTION_TIMEOUT`] for the
-/// votes (Kafka: 1 s).
+/// for election (Kafka: 2 s), then a random one to two times
+/// [`QUORUM_ELECTION_TIMEOUT`] per pre-vote and vote round (Kafka: 1 s).
 fn replicated_defaults(replication: Replication) -> String {
     if replication.factor == 1 {
         return String::new();
@@ -179,7 +179,9 @@ fn replicated_defaults(replication: Replication) -> String {
 /// spurious election if a leader's JVM stalls for half a second.
 pub const QUORUM_FETCH_TIMEOUT: Duration = Duration::from_millis(1000);
 
-/// How long a candidate waits for votes before it tries again.
+/// The base of a candidate's randomised wait for votes (one to two times
+/// this) before it tries again; split votes also back off up to
+/// `controller.quorum.election.backoff.max.ms`, left at Kafka's 1 s.
 pub const QUORUM_ELECTION_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// How long the controller keeps a broker registered without a heartbeat.
@@ -464,42 +466,47 @@ pub async fn wait_and_create_topics(config: &StackConfig, timeout: Duration) -> 
     }
 }
 
-/// Waits until the cluster's metadata lists every node: a controller leaves
-/// a fenced broker out of its metadata answers, so a full list means every
-/// node is registered and unfenced (a node that answers requests may still
-/// be fenced).
+/// Waits until the cluster's metadata lists every node. The supervisor's
+/// readiness probes ([`serving_check`]) run beside topic creation, not
+/// before it, and a topic with three copies is accepted once three brokers
+/// have registered, fenced or not; a controller leaves fenced brokers out of
+/// its metadata answers, so a full list means every node is unfenced.
 async fn wait_all_serving(config: &StackConfig, deadline: Instant) -> anyhow::Result<()> {
     let expected = usize::from(config.brokers);
-    loop {
-        let bootstrap = config.kafka_bootstrap();
-        let listed = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
-            let client: BaseConsumer =
-                ClientConfig::new().set("bootstrap.servers", bootstrap).set("log_level", "3").create()?;
-            Ok(client.fetch_metadata(None, Duration::from_secs(1))?.brokers().len())
-        })
-        .await?
-        .unwrap_or(0);
-        if listed == expected {
-            return Ok(());
+    let bootstrap = config.kafka_bootstrap();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let client: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", bootstrap).set("log_level", "3").create()?;
+        loop {
+            let listed = client.fetch_metadata(None, Duration::from_secs(1)).map(|m| m.brokers().len());
+            match listed {
+                Ok(n) if n >= expected => return Ok(()),
+                _ if Instant::now() >= deadline => {
+                    let seen = listed.map_or_else(|e| format!("no metadata ({e})"), |n| format!("{n} listed"));
+                    bail!("Kafka: not all {expected} nodes unfenced in time: {seen}");
+                }
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
         }
-        if Instant::now() >= deadline {
-            bail!("Kafka: {listed} of {expected} nodes unfenced in time");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await?
 }
 
-/// How many partitions of the protocol topics each node leads (node id to
-/// count), from the cluster's metadata: a cluster whose every node leads a
-/// share is one where a node's loss moves leaders.
-pub fn partition_leaders(bootstrap: &str) -> anyhow::Result<std::collections::BTreeMap<i32, usize>> {
+/// How many partitions of the protocol topics each node is the preferred
+/// leader of (node id to count; the first replica, where creation placed
+/// the leader and where Kafka's leader rebalancing brings it back), from the
+/// cluster's metadata. A cluster whose every node has a share is one where a
+/// node's loss moves leaders.
+pub fn preferred_leaders(bootstrap: &str) -> anyhow::Result<std::collections::BTreeMap<i32, usize>> {
     let client: BaseConsumer =
         ClientConfig::new().set("bootstrap.servers", bootstrap).set("log_level", "3").create()?;
     let metadata = client.fetch_metadata(None, Duration::from_secs(5))?;
     let mut leaders = std::collections::BTreeMap::new();
     for topic in metadata.topics().iter().filter(|t| saga::messages::TOPICS.contains(&t.name())) {
         for partition in topic.partitions() {
-            *leaders.entry(partition.leader()).or_insert(0) += 1;
+            if let Some(&first) = partition.replicas().first() {
+                *leaders.entry(first).or_insert(0) += 1;
+            }
         }
     }
     Ok(leaders)

@@ -128,6 +128,17 @@ fn compose_file_validates_and_matches_what_the_binaries_accept() {
             ] {
                 assert_eq!(env.get(key).map(String::as_str), Some(want), "{node}: {key}");
             }
+            // The local stack's failover timings, so a lost node costs what
+            // `harness compare` measured.
+            use harness::stack::kafka::{BROKER_SESSION, QUORUM_ELECTION_TIMEOUT, QUORUM_FETCH_TIMEOUT};
+            for (key, want) in [
+                ("KAFKA_BROKER_SESSION_TIMEOUT_MS", BROKER_SESSION),
+                ("KAFKA_BROKER_HEARTBEAT_INTERVAL_MS", BROKER_SESSION / 4),
+                ("KAFKA_CONTROLLER_QUORUM_FETCH_TIMEOUT_MS", QUORUM_FETCH_TIMEOUT),
+                ("KAFKA_CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS", QUORUM_ELECTION_TIMEOUT),
+            ] {
+                assert_eq!(env.get(key), Some(&want.as_millis().to_string()), "{node}: {key}");
+            }
         }
         assert_eq!(ids.len(), 3, "node ids are distinct: {ids:?}");
         let topics = services["kafka-topics"]["command"].to_string();

@@ -62,7 +62,10 @@ const COMMON: &[(&str, &str)] = &[
     // moved them. A refresh every quarter second bounds each of those waits
     // by that (one small request per client and interval; measured in
     // `harness run --brokers 3 --fault kill:kafka#1@3+2s`: max latency
-    // 4.8 s before, 3.9 s after).
+    // 4.8 s before, 3.9 s after). librdkafka derives `metadata.max.age.ms`
+    // from it (three intervals): with no broker reachable for 0.75 s a
+    // topic's metadata is dropped and new messages wait unassigned, in
+    // order, until the next answer places them.
     ("topic.metadata.refresh.interval.ms", "250"),
 ];
 
