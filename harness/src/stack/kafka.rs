@@ -141,7 +141,7 @@ broker.heartbeat.interval.ms={heartbeat_ms}
         log_dir = log_dir.display(),
         partitions = config.partitions,
         session_ms = BROKER_SESSION.as_millis(),
-        heartbeat_ms = BROKER_SESSION.as_millis() / 4,
+        heartbeat_ms = BROKER_HEARTBEAT.as_millis(),
         extra = extra_properties(),
     )
 }
@@ -197,6 +197,10 @@ pub const QUORUM_ELECTION_TIMEOUT: Duration = Duration::from_millis(500);
 /// loopback) every quarter of this, so a spurious expiry would need a JVM
 /// stalled for a second.
 pub const BROKER_SESSION: Duration = Duration::from_millis(1000);
+
+/// How often a broker heartbeats the active controller: four times per
+/// [`BROKER_SESSION`].
+pub const BROKER_HEARTBEAT: Duration = Duration::from_millis(BROKER_SESSION.as_millis() as u64 / 4);
 
 /// The settings of [`EXTRA_PROPERTIES_ENV`], one per line.
 fn extra_properties() -> String {
@@ -421,11 +425,8 @@ async fn answers_api_versions(port: u16) -> anyhow::Result<()> {
 pub async fn wait_and_create_topics(config: &StackConfig, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     wait_all_serving(config, deadline).await?;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", config.kafka_bootstrap())
-        .set("log_level", "3")
-        .create()
-        .context("creating Kafka admin client")?;
+    let admin: AdminClient<DefaultClientContext> =
+        quiet_client(&config.kafka_bootstrap()).create().context("creating Kafka admin client")?;
     let retention_ms = saga::messages::TOPIC_RETENTION.as_millis().to_string();
     let segment_ms = saga::messages::TOPIC_SEGMENT.as_millis().to_string();
     let replication = Replication::of(config);
@@ -466,6 +467,14 @@ pub async fn wait_and_create_topics(config: &StackConfig, timeout: Duration) -> 
     }
 }
 
+/// The stack's own administrative client of the cluster at `bootstrap`,
+/// logging errors only (a node still starting is expected, not news).
+fn quiet_client(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap).set("log_level", "3");
+    config
+}
+
 /// Waits until the cluster's metadata lists every node. The supervisor's
 /// readiness probes ([`serving_check`]) run beside topic creation, not
 /// before it, and a topic with three copies is accepted once three brokers
@@ -475,8 +484,7 @@ async fn wait_all_serving(config: &StackConfig, deadline: Instant) -> anyhow::Re
     let expected = usize::from(config.brokers);
     let bootstrap = config.kafka_bootstrap();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let client: BaseConsumer =
-            ClientConfig::new().set("bootstrap.servers", bootstrap).set("log_level", "3").create()?;
+        let client: BaseConsumer = quiet_client(&bootstrap).create()?;
         loop {
             let listed = client.fetch_metadata(None, Duration::from_secs(1)).map(|m| m.brokers().len());
             match listed {
@@ -498,8 +506,7 @@ async fn wait_all_serving(config: &StackConfig, deadline: Instant) -> anyhow::Re
 /// cluster's metadata. A cluster whose every node has a share is one where a
 /// node's loss moves leaders.
 pub fn preferred_leaders(bootstrap: &str) -> anyhow::Result<std::collections::BTreeMap<i32, usize>> {
-    let client: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).set("log_level", "3").create()?;
+    let client: BaseConsumer = quiet_client(bootstrap).create()?;
     let metadata = client.fetch_metadata(None, Duration::from_secs(5))?;
     let mut leaders = std::collections::BTreeMap::new();
     for topic in metadata.topics().iter().filter(|t| saga::messages::TOPICS.contains(&t.name())) {

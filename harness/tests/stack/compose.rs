@@ -130,10 +130,12 @@ fn compose_file_validates_and_matches_what_the_binaries_accept() {
             }
             // The local stack's failover timings, so a lost node costs what
             // `harness compare` measured.
-            use harness::stack::kafka::{BROKER_SESSION, QUORUM_ELECTION_TIMEOUT, QUORUM_FETCH_TIMEOUT};
+            use harness::stack::kafka::{
+                BROKER_HEARTBEAT, BROKER_SESSION, QUORUM_ELECTION_TIMEOUT, QUORUM_FETCH_TIMEOUT,
+            };
             for (key, want) in [
                 ("KAFKA_BROKER_SESSION_TIMEOUT_MS", BROKER_SESSION),
-                ("KAFKA_BROKER_HEARTBEAT_INTERVAL_MS", BROKER_SESSION / 4),
+                ("KAFKA_BROKER_HEARTBEAT_INTERVAL_MS", BROKER_HEARTBEAT),
                 ("KAFKA_CONTROLLER_QUORUM_FETCH_TIMEOUT_MS", QUORUM_FETCH_TIMEOUT),
                 ("KAFKA_CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS", QUORUM_ELECTION_TIMEOUT),
             ] {
