@@ -246,6 +246,11 @@ struct RunArgs {
     /// compare` does: the broker's JVM needs about half a minute of load.
     #[arg(long, conflicts_with = "target")]
     warm_up: bool,
+    /// Print the result as one JSON document (the settings, the verifier's
+    /// verdict and every measurement, as a compare's `run.json` records a
+    /// sample) instead of the summary table.
+    #[arg(long)]
+    json: bool,
 }
 
 fn parse_rate(raw: &str) -> Result<f64, String> {
@@ -454,7 +459,13 @@ async fn run_workload(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => bail!("--protocol is required without --target"),
     };
-    print!("{}", run::summary(if args.target.is_some() { None } else { args.protocol }, &spec, &outcome));
+    let protocol = if args.target.is_some() { None } else { args.protocol };
+    if args.json {
+        let record = crate::compare::sample::RunRecord::new(&run::driven(protocol), &spec, &outcome);
+        println!("{}", serde_json::to_string_pretty(&record)?);
+    } else {
+        print!("{}", run::summary(protocol, &spec, &outcome));
+    }
     Ok(if outcome.violations.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::plan::{Case, Contender};
-use crate::run::RunOutcome;
 use crate::run::breakdown::Breakdown;
 use crate::run::ceiling::Ceiling;
 use crate::run::course::CourseCounts;
@@ -15,6 +14,7 @@ use crate::run::load::Second;
 use crate::run::physical::WalFlush;
 use crate::run::protocol_metrics::Counters;
 use crate::run::resources::Usage;
+use crate::run::{RunOutcome, RunSpec};
 
 /// Latency percentiles, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -89,12 +89,17 @@ const CDF_QUANTILES: [f64; 16] =
 impl Sample {
     /// The sample of `outcome`, a run of `case` by `contender`.
     pub fn new(case: &Case, contender: &Contender, round: usize, repeat: usize, outcome: &RunOutcome) -> Sample {
+        Sample::named(&case.id, contender.name, round, repeat, outcome)
+    }
+
+    /// The sample of `outcome` under the names `case` and `contender`.
+    fn named(case: &str, contender: &str, round: usize, repeat: usize, outcome: &RunOutcome) -> Sample {
         let h = &outcome.load.latency_us;
         let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         let left = outcome.in_flight_at_end.unwrap_or_default();
         Sample {
-            case: case.id.clone(),
-            contender: contender.name.to_owned(),
+            case: case.to_owned(),
+            contender: contender.to_owned(),
             round,
             repeat,
             throughput: outcome.load.throughput(),
@@ -149,5 +154,46 @@ impl Sample {
     /// Compensations run (SAGA: the orchestrator's count; 2PC: none).
     pub fn compensations(&self) -> u64 {
         self.counters.get("saga order").and_then(|c| c.get("compensations")).copied().unwrap_or(0)
+    }
+}
+
+/// What `harness run --json` prints: the run's settings and what
+/// [`Sample`] records of it (a compare's `run.json` sample, with the workload
+/// as `case` and the protocol, or `target`, as `contender`), so a script or
+/// a test reads the numbers instead of scraping the summary table.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    /// Clients of the closed loop (`None`: an open loop).
+    pub clients: Option<usize>,
+    /// Checkouts started per second in an open loop.
+    pub rate: Option<f64>,
+    /// Seconds the load was to last (`None`: it sent the planned checkouts).
+    pub duration_s: Option<f64>,
+    /// Checkouts planned.
+    pub planned_checkouts: u64,
+    /// Orders created.
+    pub orders: i64,
+    /// Seed of the random choices.
+    pub seed: u64,
+    /// What the verifier checked, in words.
+    pub checked: String,
+    /// The measurements.
+    #[serde(flatten)]
+    pub sample: Sample,
+}
+
+impl RunRecord {
+    /// The record of `outcome`, a run of `spec` by `contender`.
+    pub fn new(contender: &str, spec: &RunSpec, outcome: &RunOutcome) -> RunRecord {
+        RunRecord {
+            clients: spec.rate.is_none().then_some(spec.concurrency),
+            rate: spec.rate,
+            duration_s: spec.duration.map(|d| d.as_secs_f64()),
+            planned_checkouts: spec.checkouts,
+            orders: spec.orders,
+            seed: spec.seed,
+            checked: outcome.checked.clone(),
+            sample: Sample::named(spec.workload.name(), contender, 0, 0, outcome),
+        }
     }
 }

@@ -332,12 +332,19 @@ fn course_counts(spec: &RunSpec, state: &FinalState, load: &LoadResult) -> cours
     })
 }
 
+/// How a run names what it drove: the protocol of the local stack, or
+/// `target` for a system at `--target`, whose protocol the harness does not
+/// know.
+pub fn driven(protocol: Option<ProtocolKind>) -> String {
+    protocol.map_or_else(|| "target".to_owned(), |p| p.to_string())
+}
+
 /// The summary table printed after a run.
 pub fn summary(protocol: Option<ProtocolKind>, spec: &RunSpec, outcome: &RunOutcome) -> String {
     let h = &outcome.load.latency_us;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let mut out = String::new();
-    let protocol = protocol.map_or_else(|| "target".to_owned(), |p| p.to_string());
+    let protocol = driven(protocol);
     let _ = writeln!(
         out,
         "workload {} | protocol {protocol} | {} | {} over {} orders | seed {}",

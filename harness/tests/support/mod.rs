@@ -9,12 +9,15 @@ pub mod conformance;
 pub mod faults;
 mod fresh;
 pub mod ports;
+pub mod record;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 
 use serde_json::Value;
+
+pub use record::Record;
 
 /// A stack in its own run directory and port block, brought down on drop.
 #[derive(Debug)]
@@ -118,24 +121,24 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Runs `harness run <args>` on its own stack in `<tmp>/<name>` and returns its
-/// summary, panicking with the output if the run failed (a run exits non-zero
-/// when an invariant broke).
-pub fn harness_run(name: &str, args: &[&str]) -> String {
+/// Runs `harness run --json <args>` on its own stack in `<tmp>/<name>` and
+/// returns its record, panicking with the output if the run failed (a run
+/// exits non-zero when an invariant broke).
+pub fn harness_run(name: &str, args: &[&str]) -> Record {
     let (ok, stdout, _) = harness_run_with_env(name, args, &[]);
     assert!(ok, "run failed:\n{stdout}");
-    stdout
+    Record::parse(&stdout)
 }
 
 /// [`harness_run`] with extra environment variables for the stack, without
-/// requiring success: whether it exited 0, its stdout (stderr goes to the
-/// test's output), and its run directory.
+/// requiring success: whether it exited 0, its stdout (the JSON record;
+/// stderr goes to the test's output), and its run directory.
 pub fn harness_run_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String, PathBuf) {
     fresh::assert_service_binaries_fresh();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     let block = ports::block();
     let out = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .arg("run")
+        .args(["run", "--json"])
         .args(args)
         .arg("--run-dir")
         .arg(&dir)
@@ -152,90 +155,20 @@ pub fn harness_run_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> 
 /// the gateway of the running `stack` and checks its four counts are 0, as
 /// the course's script computes them from the replies and the API.
 pub fn assert_course_counts_zero(stack: &TestStack) {
-    let out = stack.harness(&["run", "--target", &stack.gateway(), "--workload", "wdm-consistency"]);
+    let out = stack.harness(&["run", "--json", "--target", &stack.gateway(), "--workload", "wdm-consistency"]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
-    for line in [
-        "Stock service inconsistencies in the logs: 0",
-        "Stock service inconsistencies in the database: 0",
-        "Payment service inconsistencies in the logs: 0",
-        "Payment service inconsistencies in the database: 0",
-        "replies      200: 100 | ",
-    ] {
-        assert!(stdout.contains(line), "missing {line:?} in\n{stdout}");
+    assert_course_zero(&Record::parse(&stdout));
+}
+
+/// Checks a `wdm-consistency` run's record: the course script's four counts
+/// are 0, every one of the 100 successful checkouts was answered 200, and
+/// the rest were refused (2PC may answer a few 409 busy), none 5xx or
+/// unanswered.
+pub fn assert_course_zero(record: &Record) {
+    for count in ["stock_logs", "stock_db", "payment_logs", "payment_db", "unanswered"] {
+        assert_eq!(record.course()[count], 0, "{count}: {record}");
     }
-    // The rest refused (2PC may answer a few 409 busy): none 5xx or unanswered.
-    assert_eq!(server_errors(&stdout), Vec::<String>::new(), "{stdout}");
-}
-
-/// The entries of a `harness run` summary's `replies` line that are neither
-/// an answer (2xx) nor a refusal (4xx): 5xx, and `error` (no reply at all).
-pub fn server_errors(stdout: &str) -> Vec<String> {
-    let line = stdout.lines().find(|l| l.starts_with("replies")).unwrap_or_else(|| panic!("no replies line: {stdout}"));
-    line.trim_start_matches("replies")
-        .split('|')
-        .map(str::trim)
-        .filter(|r| !(r.starts_with('2') || r.starts_with('4')))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The fault lines of a `harness run` summary, each checked to have been
-/// applied (`pid N` or `armed`), as `(time s, what)`.
-pub fn applied_faults(stdout: &str) -> Vec<(f64, String)> {
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("fault "))
-        .map(|l| {
-            let (at, rest) = l.trim().split_once(" s  ").unwrap_or_else(|| panic!("fault line {l:?}"));
-            let (what, outcome) = rest.rsplit_once(" (").unwrap();
-            assert!(outcome.starts_with("pid ") || outcome == "armed)", "fault not applied: {l}");
-            (at.trim().parse().unwrap(), what.to_owned())
-        })
-        .collect()
-}
-
-/// Splits `faults` into the components reported serving again after a kill
-/// (sorted, each checked to come after a kill of it) and the other faults.
-pub fn serving_again(faults: Vec<(f64, String)>) -> (Vec<String>, Vec<(f64, String)>) {
-    let (served, rest): (Vec<_>, Vec<_>) = faults.into_iter().partition(|(_, w)| w.ends_with(" serving again"));
-    let mut names: Vec<String> = served
-        .iter()
-        .map(|(at, what)| {
-            let name = what.trim_end_matches(" serving again").to_owned();
-            let killed = rest.iter().any(|(k, w)| *w == format!("kill {name}") && k <= at);
-            assert!(killed, "{name} served again at {at} s without a kill before: {rest:?}");
-            name
-        })
-        .collect();
-    names.sort();
-    (names, rest)
-}
-
-/// The value of `key` in a summary line like `latency ms   p50 1.23 | p90 ...`.
-pub fn summary_number(stdout: &str, line_prefix: &str, key: &str) -> f64 {
-    let line = stdout.lines().find(|l| l.starts_with(line_prefix)).unwrap_or_else(|| panic!("{line_prefix}: {stdout}"));
-    let after = line.split(&format!("{key} ")).nth(1).unwrap_or_else(|| panic!("{key} in {line}"));
-    after.split([' ', ',', '|']).next().unwrap().parse().unwrap()
-}
-
-/// Checks the yardstick lines of a closed-loop `harness run` summary: the raw
-/// ceiling was measured (its replay paid something, so it ran the protocol's
-/// work rather than refusing it all) and the median checkout's breakdown
-/// names every one of `phases` and attributes at least 80% of its time (the
-/// spans tile every stretch of work; what is left is scheduling between
-/// them).
-pub fn assert_yardstick(stdout: &str, phases: &[&str]) {
-    let ceiling = stdout.lines().find(|l| l.starts_with("ceiling ")).unwrap_or_else(|| panic!("no ceiling: {stdout}"));
-    let rate: f64 = ceiling.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let paid: u64 = ceiling.split(", ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
-    assert!(rate > 0.0 && paid > 0, "{ceiling}");
-    assert!(ceiling.contains("efficiency "), "{ceiling}");
-    let median =
-        stdout.lines().find(|l| l.starts_with("median ms ")).unwrap_or_else(|| panic!("no breakdown: {stdout}"));
-    let attributed: f64 = median.split('(').nth(1).unwrap().split('%').next().unwrap().parse().unwrap();
-    assert!(attributed >= 80.0, "{median}");
-    for phase in phases {
-        assert!(median.contains(&format!("{phase} ")), "{phase} missing: {median}");
-    }
+    assert_eq!(record.replies("200"), 100, "{record}");
+    assert_eq!(record.server_errors(), Vec::<String>::new(), "{record}");
 }

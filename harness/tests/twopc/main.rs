@@ -75,7 +75,7 @@ async fn checkout_again_after_batch_init(api: &Api) {
 #[test]
 fn stress_with_repeated_orders_conserves_credit_and_stock() {
     let _serial = support::serial();
-    let stdout = support::harness_run(
+    let run = support::harness_run(
         "twopc-stress",
         &[
             "--protocol",
@@ -100,12 +100,15 @@ fn stress_with_repeated_orders_conserves_credit_and_stock() {
             "7",
         ],
     );
-    assert!(stdout.contains("invariants   OK"), "{stdout}");
-    assert!(stdout.contains("200: ") && stdout.contains("400: "), "both outcomes exercised: {stdout}");
-    support::assert_yardstick(
-        &stdout,
-        &["commit flush", "row updates and lock waits", "other SQL", "connection pool", "HTTP to participants"],
-    );
+    run.assert_held("no prepared transactions");
+    assert!(run.replies("200") > 0 && run.replies("400") > 0, "both outcomes exercised: {run}");
+    run.assert_yardstick(&[
+        "commit flush",
+        "row updates and lock waits",
+        "other SQL",
+        "connection pool",
+        "HTTP to participants",
+    ]);
 }
 
 /// `harness run --fault`: the coordinator killed and held down for a second,
@@ -115,10 +118,10 @@ fn stress_with_repeated_orders_conserves_credit_and_stock() {
 #[test]
 fn fault_schedule_during_stress_keeps_every_invariant() {
     let _serial = support::serial();
-    let stdout = support::harness_run("twopc-fault-schedule", &fault_schedule(&[]));
-    assert!(stdout.contains("invariants   OK") && stdout.contains("no prepared transactions"), "{stdout}");
-    let (served, faults) = support::serving_again(support::applied_faults(&stdout));
-    assert_eq!(served, ["order#0", "postgres-payment"], "every killed component served again: {stdout}");
+    let run = support::harness_run("twopc-fault-schedule", &fault_schedule(&[]));
+    run.assert_held("no prepared transactions");
+    let (served, faults) = run.serving_again();
+    assert_eq!(served, ["order#0", "postgres-payment"], "every killed component served again: {run}");
     let whats: Vec<String> = faults.into_iter().map(|(_, w)| w).collect();
     assert_eq!(
         whats,
@@ -129,7 +132,7 @@ fn fault_schedule_during_stress_keeps_every_invariant() {
             "resume stock#0",
             "kill order#0"
         ],
-        "{stdout}"
+        "{run}"
     );
 }
 
@@ -143,8 +146,8 @@ fn fault_schedule_during_stress_keeps_every_invariant() {
 fn fault_schedule_on_three_replicas_keeps_every_invariant() {
     let _serial = support::serial();
     let extra = ["--replicas", "3", "--fault", "kill:stock#2@4", "--fault", "kill:payment#1@6.5"];
-    let stdout = support::harness_run("twopc-fault-schedule-replicas", &fault_schedule(&extra));
-    assert!(stdout.contains("invariants   OK") && stdout.contains("no prepared transactions"), "{stdout}");
+    let run = support::harness_run("twopc-fault-schedule-replicas", &fault_schedule(&extra));
+    run.assert_held("no prepared transactions");
 }
 
 /// The arguments of the 2PC fault schedule, then `extra`.
@@ -184,6 +187,7 @@ async fn target_mode_and_verify_against_a_running_stack() {
     let gateway = stack.gateway();
     let out = stack.harness(&[
         "run",
+        "--json",
         "--target",
         &gateway,
         "--checkouts",
@@ -203,8 +207,9 @@ async fn target_mode_and_verify_against_a_running_stack() {
     ]);
     let stdout = support::text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", support::text(&out.stderr));
-    assert!(stdout.contains("protocol target") && stdout.contains("(API level only)"), "{stdout}");
-    assert!(stdout.contains("invariants   OK"), "{stdout}");
+    let run = support::Record::parse(&stdout);
+    assert_eq!(run.0["contender"], "target", "{run}");
+    run.assert_held("(API level only)");
 
     let api_args = [
         "verify", "--target", &gateway, "--stock", "20", "--credit", "5", "--items", "50", "--users", "200",
@@ -287,6 +292,7 @@ fn a_service_that_refuses_after_paying_fails_the_stress_case() {
         &[("SAGA2PC_MUTATIONS", "refuse-after-paid=25")],
     );
     assert!(!ok, "the run must fail:\n{stdout}");
+    let run = support::Record::parse(&stdout);
     let log = std::fs::read_to_string(dir.join("logs/order-0.log")).unwrap();
     let lied: Vec<String> = log
         .lines()
@@ -294,12 +300,13 @@ fn a_service_that_refuses_after_paying_fails_the_stress_case() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .map(|v| v["fields"]["order_id"].as_str().or(v["order_id"].as_str()).unwrap().to_owned())
         .collect();
-    assert!(lied.len() >= 4, "the mutation lied {} times:\n{stdout}", lied.len());
-    for order in &lied {
-        assert!(stdout.contains(&format!("RefusedButPaid {{ order_id: \"{order}\" }}")), "{order} missed:\n{stdout}");
-    }
-    let violations = stdout.lines().filter(|l| l.starts_with("  ")).count();
-    assert_eq!(violations, lied.len(), "only the lies are reported:\n{stdout}");
+    assert!(lied.len() >= 4, "the mutation lied {} times:\n{run}", lied.len());
+    let mut reported = run.violations();
+    let mut expected: Vec<String> =
+        lied.iter().map(|order| format!("RefusedButPaid {{ order_id: \"{order}\" }}")).collect();
+    reported.sort();
+    expected.sort();
+    assert_eq!(reported, expected, "the lies and only they are reported");
 }
 
 /// `harness run --workload zipf --rate --duration`: an open loop on
@@ -308,7 +315,7 @@ fn a_service_that_refuses_after_paying_fails_the_stress_case() {
 #[test]
 fn zipf_open_loop_keeps_every_invariant() {
     let _serial = support::serial();
-    let stdout = support::harness_run(
+    let run = support::harness_run(
         "twopc-zipf",
         &[
             "--protocol",
@@ -337,10 +344,9 @@ fn zipf_open_loop_keeps_every_invariant() {
             "3",
         ],
     );
-    assert!(stdout.contains("workload zipf | protocol 2pc | open loop at 100/s | 8 s of checkouts"), "{stdout}");
-    let replies = stdout.lines().find(|l| l.starts_with("replies")).unwrap();
-    let sent: u64 =
-        replies.split('|').map(|part| part.trim().rsplit(' ').next().unwrap().parse::<u64>().unwrap()).sum();
-    assert_eq!(sent, 800, "{stdout}");
-    assert!(stdout.contains("invariants   OK") && stdout.contains("400: "), "{stdout}");
+    let settings = (&run.0["case"], &run.0["contender"], &run.0["rate"], &run.0["duration_s"]);
+    assert_eq!(settings, (&"zipf".into(), &"2pc".into(), &100.0.into(), &8.0.into()), "{run}");
+    assert_eq!(run.sent(), 800, "{run}");
+    run.assert_held("no prepared transactions");
+    assert!(run.replies("400") > 0, "{run}");
 }
