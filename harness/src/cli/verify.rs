@@ -1,0 +1,90 @@
+//! `harness verify`: the invariants of a running system.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use super::stack_args::{RunDirArg, absolute};
+use crate::{run, stack};
+#[derive(Debug, Args)]
+pub(super) struct VerifyArgs {
+    #[command(flatten)]
+    dir: RunDirArg,
+    /// Check the system at this base URL through its API instead (ids
+    /// `0..n-1` as `batch_init` creates them; see --items, --users, --orders).
+    #[arg(long)]
+    target: Option<String>,
+    /// Starting stock of every item (as given to `batch_init`).
+    #[arg(long)]
+    stock: i64,
+    /// Starting credit of every user (as given to `batch_init`).
+    #[arg(long)]
+    credit: i64,
+    /// With --target: items `0..n-1` to check.
+    #[arg(long, default_value_t = 100)]
+    items: i64,
+    /// With --target: users `0..n-1` to check.
+    #[arg(long, default_value_t = 1_000)]
+    users: i64,
+    /// With --target: orders `0..n-1` to check.
+    #[arg(long, default_value_t = 1_000)]
+    orders: i64,
+    /// Local stack: how long to wait for protocol state in flight to finish.
+    #[arg(long, default_value_t = 60)]
+    settle_timeout_s: u64,
+}
+
+/// Reads the state (databases, or the API with `--target`), checks it and
+/// prints the verdict; fails when an invariant broke.
+pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    use crate::run::dataset::Ids;
+    use crate::run::verify::{self as check, Initial};
+
+    let initial = Initial { credit: args.credit, stock: args.stock };
+    let (state, scope) = match &args.target {
+        Some(target) => {
+            let range = |n: i64| (0..n.max(0)).map(|i| i.to_string()).collect();
+            let ids = Ids { users: range(args.users), items: range(args.items), orders: range(args.orders) };
+            let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+            (run::read_via_api(&http, target.trim_end_matches('/'), &ids).await?, "API level only")
+        }
+        None => {
+            let run_dir = absolute(&args.dir.run_dir)?;
+            let Some(stack) = stack::status(&run_dir)? else {
+                bail!("no stack running in {} (start one with `harness up`, or use --target)", run_dir.display());
+            };
+            let db = |role: &str| stack.databases.get(role).cloned().with_context(|| format!("no {role} database"));
+            let dbs = run::final_state::Databases { order: db("order")?, stock: db("stock")?, payment: db("payment")? };
+            let order_urls: Vec<String> =
+                stack.components.iter().filter(|c| c.name.starts_with("order#")).map(|c| c.url.clone()).collect();
+            let settled =
+                run::final_state::settle(&dbs, &order_urls, Duration::from_secs(args.settle_timeout_s)).await?;
+            println!("settled in   {:.3} s", settled.after.as_secs_f64());
+            let ids = run::final_state::latest_batch_ids(&dbs).await?;
+            (
+                run::final_state::read(&dbs, &ids, None).await?,
+                "databases: conservation, nothing in flight, saga effects",
+            )
+        }
+    };
+    let violations = check::check(initial, &state, &Default::default());
+    let paid = state.orders.values().filter(|o| o.paid).count();
+    let what = format!(
+        "credit of {} users, stock of {} items, {} orders ({paid} paid); {scope}",
+        state.credit.len(),
+        state.stock.len(),
+        state.orders.len()
+    );
+    if violations.is_empty() {
+        println!("invariants   OK: {what}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("invariants   {} VIOLATIONS ({what})", violations.len());
+        for v in violations.iter().take(50) {
+            println!("  {v:?}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
