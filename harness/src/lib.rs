@@ -3,6 +3,7 @@
 //!
 //! `main.rs` only parses the command line; each subcommand lives in [`cli`].
 
+pub mod api;
 pub mod cli;
 pub mod compare;
 pub mod report;

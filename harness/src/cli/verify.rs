@@ -47,8 +47,8 @@ pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Some(target) => {
             let range = |n: i64| (0..n.max(0)).map(|i| i.to_string()).collect();
             let ids = Ids { users: range(args.users), items: range(args.items), orders: range(args.orders) };
-            let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-            (run::read_via_api(&http, target.trim_end_matches('/'), &ids).await?, "API level only")
+            let api = crate::api::Api::new(target, Duration::from_secs(30), 64)?;
+            (run::read_via_api(&api, &ids).await?, "API level only")
         }
         None => {
             let run_dir = absolute(&args.dir.run_dir)?;

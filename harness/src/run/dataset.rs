@@ -9,13 +9,14 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::dist::Zipf;
 use super::{RunSpec, Workload};
+use crate::api::Api;
 
 /// The ids a run created, which the verifier reads back.
 #[derive(Debug, Clone, Default)]
@@ -41,38 +42,27 @@ fn batch_ids(n: i64) -> Vec<String> {
     (0..n).map(|i| i.to_string()).collect()
 }
 
-async fn post_ok(http: &reqwest::Client, gateway: &str, path: &str) -> anyhow::Result<serde_json::Value> {
-    let resp = http.post(format!("{gateway}{path}")).send().await.with_context(|| format!("POST {path}"))?;
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
-    if !status.is_success() {
-        bail!("POST {path} answered {status}: {body}");
-    }
-    Ok(body)
-}
-
 /// Creates the workload's data through the API and draws the checkout plan.
-pub async fn prepare(http: &reqwest::Client, gateway: &str, spec: &RunSpec) -> anyhow::Result<Dataset> {
-    post_ok(http, gateway, &format!("/stock/batch_init/{}/{}/{}", spec.items, spec.stock, spec.price)).await?;
-    post_ok(http, gateway, &format!("/payment/batch_init/{}/{}", spec.users, spec.credit)).await?;
+pub async fn prepare(api: &Api, spec: &RunSpec) -> anyhow::Result<Dataset> {
+    api.batch_init_stock(spec.items, spec.stock, spec.price).await?;
+    api.batch_init_users(spec.users, spec.credit).await?;
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let ids = |orders| Ids { users: batch_ids(spec.users), items: batch_ids(spec.items), orders };
     match spec.workload {
         Workload::Stress => {
-            let path = format!("/orders/batch_init/{}/{}/{}/{}", spec.orders, spec.items, spec.users, spec.price);
-            post_ok(http, gateway, &path).await?;
+            api.batch_init_orders(spec.orders, spec.items, spec.users, spec.price).await?;
             let plan = (0..spec.checkouts).map(|_| rng.random_range(0..spec.orders).to_string()).collect();
             Ok(Dataset { ids: ids(batch_ids(spec.orders)), plan: Arc::new(plan) })
         }
         Workload::WdmConsistency => {
-            let orders = create_orders(http, gateway, course_lines(spec, &mut rng), spec.concurrency).await?;
+            let orders = create_orders(api, course_lines(spec, &mut rng), spec.concurrency).await?;
             // Every order checked out once, in the order they were created,
             // as the course script sends them.
             Ok(Dataset { ids: ids(orders.clone()), plan: Arc::new(orders) })
         }
         Workload::HotItem | Workload::Zipf => {
             let lines = contention_lines(spec, &mut rng)?;
-            let orders = create_orders(http, gateway, lines, spec.concurrency).await?;
+            let orders = create_orders(api, lines, spec.concurrency).await?;
             let plan = (0..spec.checkouts).map(|_| orders[rng.random_range(0..orders.len())].clone()).collect();
             Ok(Dataset { ids: ids(orders), plan: Arc::new(plan) })
         }
@@ -121,8 +111,7 @@ fn contention_lines(spec: &RunSpec, rng: &mut StdRng) -> anyhow::Result<Vec<(Str
 /// Creates one order per `(user, items)` (one unit of each item), `concurrency`
 /// at a time; returns the order ids in the same order.
 async fn create_orders(
-    http: &reqwest::Client,
-    gateway: &str,
+    api: &Api,
     lines: Vec<(String, Vec<String>)>,
     concurrency: usize,
 ) -> anyhow::Result<Vec<String>> {
@@ -130,11 +119,8 @@ async fn create_orders(
     let created: Vec<anyhow::Result<String>> = futures::stream::iter(lines.into_iter().map(|(user, items)| {
         let bar = bar.clone();
         async move {
-            let body = post_ok(http, gateway, &format!("/orders/create/{user}")).await?;
-            let order = body["order_id"].as_str().context("order_id")?.to_owned();
-            for item in items {
-                post_ok(http, gateway, &format!("/orders/addItem/{order}/{item}/1")).await?;
-            }
+            let lines: Vec<(&str, i64)> = items.iter().map(|item| (item.as_str(), 1)).collect();
+            let order = api.new_order(&user, &lines).await?;
             bar.inc(1);
             Ok(order)
         }

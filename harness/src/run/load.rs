@@ -18,6 +18,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::verify::{Answer, Attempt};
+use crate::api::{Api, Class, Reply};
 
 /// What one run of the driver saw.
 #[derive(Debug)]
@@ -51,54 +52,6 @@ pub struct Second {
     pub failed: u64,
 }
 
-/// How the harness classifies one checkout reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reply {
-    /// 200.
-    Paid,
-    /// 400 because an item was short.
-    OutOfStock,
-    /// 400 because the user's credit was short.
-    InsufficientCredit,
-    /// 409 because a row stayed locked past the lock budget (2PC).
-    Busy,
-    /// Any other 4xx (unknown order, empty order, order being checked out).
-    OtherRejection,
-    /// 5xx: a system failure (the outcome is settled by the final state).
-    System,
-    /// No reply: timeout or connection error.
-    NoReply,
-}
-
-impl Reply {
-    /// Classifies a status and, for 4xx, the `{"error": ...}` body the
-    /// services send (the reason's wording is part of the API contract).
-    pub fn classify(status: Option<u16>, body: &str) -> Reply {
-        match status {
-            None => Reply::NoReply,
-            Some(200..=299) => Reply::Paid,
-            Some(400..=499) if body.contains("out of stock") => Reply::OutOfStock,
-            Some(400..=499) if body.contains("insufficient credit") => Reply::InsufficientCredit,
-            Some(409) if body.contains("is busy") => Reply::Busy,
-            Some(400..=499) => Reply::OtherRejection,
-            Some(_) => Reply::System,
-        }
-    }
-
-    /// Name in summaries and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Reply::Paid => "paid",
-            Reply::OutOfStock => "out-of-stock",
-            Reply::InsufficientCredit => "insufficient-credit",
-            Reply::Busy => "busy",
-            Reply::OtherRejection => "other-4xx",
-            Reply::System => "system-5xx",
-            Reply::NoReply => "no-reply",
-        }
-    }
-}
-
 /// One checkout as the driver saw it.
 #[derive(Debug)]
 struct Seen {
@@ -123,18 +76,15 @@ impl LoadResult {
 /// How long a checkout waits for its reply, unless the workload says otherwise.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn client(concurrency: usize, timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder().pool_max_idle_per_host(concurrency).timeout(timeout).build()?)
+/// A client of `gateway` for `concurrency` checkouts in flight, each
+/// waiting at most `timeout` for its reply.
+pub fn client(gateway: &str, concurrency: usize, timeout: Duration) -> anyhow::Result<Api> {
+    Api::new(gateway, timeout, concurrency)
 }
 
-async fn checkout(http: &reqwest::Client, gateway: &str, order: &str) -> (Option<u16>, Reply, Answer) {
-    let Ok(resp) = http.post(format!("{gateway}/orders/checkout/{order}")).send().await else {
-        return (None, Reply::NoReply, Answer::Unknown);
-    };
-    let status = resp.status().as_u16();
-    // A refusal's body says why, a 200's whether this call paid.
-    let body = if status < 500 { resp.text().await.unwrap_or_default() } else { String::new() };
-    (Some(status), Reply::classify(Some(status), &body), Answer::from_reply(Some(status), &body))
+async fn checkout(api: &Api, order: &str) -> (Option<u16>, Reply, Answer) {
+    let reply = api.checkout(order).await;
+    (reply.status, reply.reply, Answer::of(reply.reply))
 }
 
 /// A progress bar on stderr for `total` checkouts (hidden when stderr is not
@@ -154,18 +104,16 @@ fn micros(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Sends every checkout of `plan` from `concurrency` clients in a closed loop,
-/// each waiting at most `timeout` for its reply; with `duration`, cycles
-/// through the plan until the deadline instead.
+/// Sends every checkout of `plan` from `concurrency` clients in a closed loop
+/// through `api` (whose timeout bounds each wait for a reply); with
+/// `duration`, cycles through the plan until the deadline instead.
 pub async fn closed_loop(
-    gateway: &str,
+    api: &Api,
     plan: Arc<Vec<String>>,
     concurrency: usize,
     duration: Option<Duration>,
-    timeout: Duration,
 ) -> anyhow::Result<LoadResult> {
     anyhow::ensure!(!plan.is_empty(), "the plan has no checkouts");
-    let http = client(concurrency, timeout)?;
     let next = Arc::new(AtomicU64::new(0));
     let bar = match duration {
         Some(d) => progress(d.as_secs(), "seconds"),
@@ -175,8 +123,7 @@ pub async fn closed_loop(
     let started_us = protocol_core::spans::now_us();
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
-            let (http, next, plan, gateway, bar) =
-                (http.clone(), next.clone(), plan.clone(), gateway.trim_end_matches('/').to_owned(), bar.clone());
+            let (api, next, plan, bar) = (api.clone(), next.clone(), plan.clone(), bar.clone());
             tokio::spawn(async move {
                 let mut seen = Vec::new();
                 loop {
@@ -190,7 +137,7 @@ pub async fn closed_loop(
                         },
                     };
                     let (sent, sent_at) = (Instant::now(), started.elapsed());
-                    let (status, reply, answer) = checkout(&http, &gateway, order).await;
+                    let (status, reply, answer) = checkout(&api, order).await;
                     let latency_us = micros(sent);
                     let done_at = started.elapsed();
                     seen.push(Seen { order: order.clone(), status, reply, answer, latency_us, sent_at, done_at });
@@ -211,10 +158,11 @@ pub async fn closed_loop(
     collect(seen, started.elapsed(), started_us)
 }
 
-/// Starts the checkouts of `plan` at `rate` per second, each in its own task;
-/// with `duration`, `rate x duration` of them, cycling through the plan.
+/// Starts the checkouts of `plan` at `rate` per second through `api`, each in
+/// its own task; with `duration`, `rate x duration` of them, cycling through
+/// the plan.
 pub async fn open_loop(
-    gateway: &str,
+    api: &Api,
     plan: Arc<Vec<String>>,
     rate: f64,
     duration: Option<Duration>,
@@ -225,19 +173,17 @@ pub async fn open_loop(
         Some(d) => (rate * d.as_secs_f64()).ceil() as usize,
         None => plan.len(),
     };
-    let http = client(256, REPLY_TIMEOUT)?;
     let bar = progress(total as u64, "checkouts");
     let started = Instant::now();
     let started_us = protocol_core::spans::now_us();
-    let gateway = gateway.trim_end_matches('/').to_owned();
     let mut tasks = Vec::with_capacity(total);
     for (i, order) in plan.iter().cycle().take(total).enumerate() {
         let scheduled = started + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(scheduled.into()).await;
-        let (http, gateway, order, bar) = (http.clone(), gateway.clone(), order.clone(), bar.clone());
+        let (api, order, bar) = (api.clone(), order.clone(), bar.clone());
         tasks.push(tokio::spawn(async move {
             let sent_at = started.elapsed();
-            let (status, reply, answer) = checkout(&http, &gateway, &order).await;
+            let (status, reply, answer) = checkout(&api, &order).await;
             bar.inc(1);
             Seen { order, status, reply, answer, latency_us: micros(scheduled), sent_at, done_at: started.elapsed() }
         }));
@@ -265,15 +211,15 @@ fn collect(seen: Vec<Seen>, elapsed: Duration, started_us: u64) -> anyhow::Resul
         result.answers.entry(s.order).or_default().push(attempt);
         let key = s.status.map_or_else(|| "error".to_owned(), |s| s.to_string());
         *result.statuses.entry(key).or_default() += 1;
-        if s.reply != Reply::Paid {
+        if s.reply.class() != Class::Paid {
             *result.aborts.entry(s.reply.name()).or_default() += 1;
         }
         let second = (s.done_at.as_secs() as usize).min(result.timeline.len() - 1);
         let slot = &mut result.timeline[second];
-        match s.reply {
-            Reply::Paid => slot.ok += 1,
-            Reply::OutOfStock | Reply::InsufficientCredit | Reply::Busy | Reply::OtherRejection => slot.rejected += 1,
-            Reply::System | Reply::NoReply => slot.failed += 1,
+        match s.reply.class() {
+            Class::Paid => slot.ok += 1,
+            Class::Refused => slot.rejected += 1,
+            Class::Failed => slot.failed += 1,
         }
         result.latency_us.saturating_record(s.latency_us);
     }
@@ -285,33 +231,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn classifies_replies_by_status_and_reason() {
-        let busy =
-            r#"{"error":"payment is busy: its lock was not won within 1000 ms; nothing was charged, try again"}"#;
-        assert_eq!(Reply::classify(Some(409), busy), Reply::Busy);
-        assert_eq!(Reply::classify(Some(409), "order 1 is being checked out"), Reply::OtherRejection);
-        assert_eq!(Reply::classify(Some(200), ""), Reply::Paid);
-        assert_eq!(Reply::classify(Some(400), r#"{"error":"out of stock on item 3"}"#), Reply::OutOfStock);
-        assert_eq!(Reply::classify(Some(400), r#"{"error":"insufficient credit"}"#), Reply::InsufficientCredit);
-        assert_eq!(Reply::classify(Some(400), r#"{"error":"order 9 not found"}"#), Reply::OtherRejection);
-        assert_eq!(Reply::classify(Some(503), ""), Reply::System);
-        assert_eq!(Reply::classify(None, ""), Reply::NoReply);
-    }
-
-    #[test]
     fn timeline_and_aborts_count_every_reply_once() {
         let seen = |order: &str, status, reply, ms| Seen {
             order: order.into(),
             status,
             reply,
-            answer: Answer::from_reply(status, ""),
+            answer: Answer::of(reply),
             latency_us: 1000,
             sent_at: Duration::from_millis(ms - 1),
             done_at: Duration::from_millis(ms),
         };
         let result = collect(
             vec![
-                seen("a", Some(200), Reply::Paid, 100),
+                seen("a", Some(200), Reply::Paid { already: false }, 100),
                 seen("b", Some(400), Reply::OutOfStock, 900),
                 seen("c", Some(503), Reply::System, 1500),
                 seen("a", None, Reply::NoReply, 2100),

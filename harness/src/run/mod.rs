@@ -33,7 +33,12 @@ use futures::StreamExt;
 use protocol_core::ProtocolKind;
 
 use self::load::LoadResult;
-use self::verify::{FinalState, Initial, OrderRow, Violation};
+use self::verify::{Answer, FinalState, Initial, Violation};
+use crate::api::Api;
+
+/// Connections an open loop keeps open for reuse (its checkouts in flight
+/// are as many as the system's pace makes them).
+const OPEN_LOOP_IDLE: usize = 256;
 
 /// The workloads `harness run` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -146,45 +151,23 @@ impl RunSpec {
 
 /// Reads the final state through the public API (for `--target`, where the
 /// databases are not reachable). Cannot see protocol internals.
-pub async fn read_via_api(http: &reqwest::Client, gateway: &str, ids: &dataset::Ids) -> anyhow::Result<FinalState> {
-    let get = |path: String| {
-        let http = http.clone();
-        let url = format!("{gateway}{path}");
-        async move {
-            let value: serde_json::Value = http.get(&url).send().await?.error_for_status()?.json().await?;
-            anyhow::Ok(value)
-        }
-    };
+pub async fn read_via_api(api: &Api, ids: &dataset::Ids) -> anyhow::Result<FinalState> {
+    const IN_FLIGHT: usize = 64;
     let mut state = FinalState::default();
-    let users: Vec<_> = futures::stream::iter(ids.users.iter().map(|u| get(format!("/payment/find_user/{u}"))))
-        .buffered(64)
-        .collect()
-        .await;
-    for (u, v) in ids.users.iter().zip(users) {
-        state.credit.insert(u.clone(), v?["credit"].as_i64().context("credit")?);
+    let credit: Vec<_> =
+        futures::stream::iter(ids.users.iter().map(|u| api.credit_of(u))).buffered(IN_FLIGHT).collect().await;
+    for (u, credit) in ids.users.iter().zip(credit) {
+        state.credit.insert(u.clone(), credit?);
     }
-    let items: Vec<_> =
-        futures::stream::iter(ids.items.iter().map(|i| get(format!("/stock/find/{i}")))).buffered(64).collect().await;
-    for (i, v) in ids.items.iter().zip(items) {
-        state.stock.insert(i.clone(), v?["stock"].as_i64().context("stock")?);
+    let stock: Vec<_> =
+        futures::stream::iter(ids.items.iter().map(|i| api.stock_of(i))).buffered(IN_FLIGHT).collect().await;
+    for (i, stock) in ids.items.iter().zip(stock) {
+        state.stock.insert(i.clone(), stock?);
     }
     let orders: Vec<_> =
-        futures::stream::iter(ids.orders.iter().map(|o| get(format!("/orders/find/{o}")))).buffered(64).collect().await;
-    for (o, v) in ids.orders.iter().zip(orders) {
-        let v = v?;
-        let items = v["items"]
-            .as_array()
-            .context("items")?
-            .iter()
-            .filter_map(|l| Some((l[0].as_str()?.to_owned(), l[1].as_i64()?)))
-            .collect();
-        let row = OrderRow {
-            user_id: v["user_id"].as_str().context("user_id")?.to_owned(),
-            paid: v["paid"].as_bool().context("paid")?,
-            total_cost: v["total_cost"].as_i64().context("total_cost")?,
-            items,
-        };
-        state.orders.insert(o.clone(), row);
+        futures::stream::iter(ids.orders.iter().map(|o| api.order(o))).buffered(IN_FLIGHT).collect().await;
+    for (o, row) in ids.orders.iter().zip(orders) {
+        state.orders.insert(o.clone(), row?);
     }
     Ok(state)
 }
@@ -210,11 +193,9 @@ pub async fn execute(
     spec: &RunSpec,
     extras: Extras,
 ) -> anyhow::Result<RunOutcome> {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(spec.concurrency)
-        .timeout(Duration::from_secs(120))
-        .build()?;
-    let data = dataset::prepare(&http, gateway, spec).await?;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+    let api = Api::new(gateway, Duration::from_secs(120), spec.concurrency)?;
+    let data = dataset::prepare(&api, spec).await?;
     tracing::info!(workload = spec.workload.name(), checkouts = data.plan.len(), "load phase");
     let since = match dbs {
         Some(dbs) => final_state::now(dbs).await?,
@@ -246,14 +227,18 @@ pub async fn execute(
     let sampler = extras.state_file.map(resources::Sampler::start);
     let faults = extras.injector.map(|injector| injector.start(Instant::now()));
     let load = match spec.rate {
-        Some(rate) => load::open_loop(gateway, Arc::clone(&data.plan), rate, spec.duration).await?,
+        Some(rate) => {
+            let api = load::client(gateway, OPEN_LOOP_IDLE, load::REPLY_TIMEOUT)?;
+            load::open_loop(&api, Arc::clone(&data.plan), rate, spec.duration).await?
+        }
         None => {
             // The course script waits up to its client timeout for a reply.
             let timeout = match spec.workload {
                 Workload::WdmConsistency => course::CLIENT_TIMEOUT,
                 _ => load::REPLY_TIMEOUT,
             };
-            load::closed_loop(gateway, Arc::clone(&data.plan), spec.concurrency, spec.duration, timeout).await?
+            let api = load::client(gateway, spec.concurrency, timeout)?;
+            load::closed_loop(&api, Arc::clone(&data.plan), spec.concurrency, spec.duration).await?
         }
     };
     let resources = match sampler {
@@ -278,7 +263,7 @@ pub async fn execute(
             let settled = final_state::settle(dbs, &order_urls, Duration::from_secs(120)).await?;
             (Some(settled), final_state::read_stable(dbs, &data.ids, Some(since)).await?)
         }
-        None => (None, read_via_api(&http, gateway, &data.ids).await?),
+        None => (None, read_via_api(&api, &data.ids).await?),
     };
     let initial = Initial { credit: spec.credit, stock: spec.stock };
     let violations = verify::check(initial, &final_state, &load.answers);
@@ -314,13 +299,12 @@ pub async fn execute(
 
 /// The course script's four numbers for a `wdm-consistency` run.
 fn course_counts(spec: &RunSpec, state: &FinalState, load: &LoadResult) -> course::CourseCounts {
-    let count = |pick: &dyn Fn(&str) -> bool| -> i64 {
-        load.statuses.iter().filter(|(status, _)| pick(status)).map(|(_, n)| *n as i64).sum()
-    };
-    let no_reply = count(&|status| status == "error");
-    let refused = count(&|status| status.starts_with('4'));
-    let total: i64 = load.statuses.values().map(|n| *n as i64).sum();
-    let late = load.answers.values().flatten().filter(|a| a.replied && a.ended > course::CLIENT_TIMEOUT).count() as i64;
+    let attempts = || load.answers.values().flatten();
+    let count = |pick: &dyn Fn(&verify::Attempt) -> bool| attempts().filter(|a| pick(a)).count() as i64;
+    let no_reply = count(&|a| !a.replied);
+    let refused = count(&|a| a.answer == Answer::Refused);
+    let total = count(&|_| true);
+    let late = count(&|a| a.replied && a.ended > course::CLIENT_TIMEOUT);
     course::CourseCounts::from(course::CourseObservation {
         stock_total: spec.items * spec.stock,
         stock_left: state.stock.get("0").copied().unwrap_or_default(),

@@ -6,6 +6,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use crate::api::{Class, Reply};
+
 /// The batch-initialised starting point of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Initial {
@@ -84,15 +86,13 @@ pub enum Answer {
 }
 
 impl Answer {
-    /// Classifies an HTTP status (`None`: no reply) and, for a 200, its body.
-    pub fn from_reply(status: Option<u16>, body: &str) -> Answer {
-        match status {
-            Some(200..=299) => {
-                let outcome = serde_json::from_str::<serde_json::Value>(body).ok().map(|v| v["outcome"].clone());
-                if outcome.is_some_and(|o| o == "already_paid") { Answer::AlreadyPaid } else { Answer::Ok }
-            }
-            Some(400..=499) => Answer::Refused,
-            _ => Answer::Unknown,
+    /// What a classified reply tells the verifier.
+    pub fn of(reply: Reply) -> Answer {
+        match reply.class() {
+            Class::Paid if reply == (Reply::Paid { already: true }) => Answer::AlreadyPaid,
+            Class::Paid => Answer::Ok,
+            Class::Refused => Answer::Refused,
+            Class::Failed => Answer::Unknown,
         }
     }
 
@@ -309,12 +309,12 @@ mod tests {
 
     #[test]
     fn classifies_who_may_have_paid_from_the_reply() {
-        assert_eq!(Answer::from_reply(Some(200), r#"{"paid":true,"outcome":"paid"}"#), Answer::Ok);
-        assert_eq!(Answer::from_reply(Some(200), r#"{"paid":true,"outcome":"already_paid"}"#), Answer::AlreadyPaid);
-        assert_eq!(Answer::from_reply(Some(200), ""), Answer::Ok);
-        assert_eq!(Answer::from_reply(Some(409), ""), Answer::Refused);
-        assert_eq!(Answer::from_reply(Some(502), ""), Answer::Unknown);
-        assert_eq!(Answer::from_reply(None, ""), Answer::Unknown);
+        assert_eq!(Answer::of(Reply::Paid { already: false }), Answer::Ok);
+        assert_eq!(Answer::of(Reply::Paid { already: true }), Answer::AlreadyPaid);
+        assert_eq!(Answer::of(Reply::Busy), Answer::Refused);
+        assert_eq!(Answer::of(Reply::OtherRejection), Answer::Refused);
+        assert_eq!(Answer::of(Reply::System), Answer::Unknown);
+        assert_eq!(Answer::of(Reply::NoReply), Answer::Unknown);
     }
 
     #[test]

@@ -14,8 +14,8 @@ mod faults;
 use std::time::{Duration, Instant};
 
 use harness::run::final_state::Databases;
-use support::api::Api;
-use support::{TestStack, component};
+use support::TestStack;
+use support::api;
 
 /// The databases of a running stack.
 pub fn databases(stack: &TestStack) -> Databases {
@@ -39,30 +39,20 @@ pub async fn assert_settled(stack: &TestStack) {
 }
 
 /// The saga counters of `name` (`order#0`, ...).
-pub async fn counters(api: &Api, stack: &TestStack, name: &str) -> serde_json::Value {
-    let url = format!("{}/internal/saga/metrics", component(&stack.status().unwrap(), name)["url"].as_str().unwrap());
-    api.http.get(url).send().await.unwrap().json().await.unwrap()
+pub async fn counters(stack: &TestStack, name: &str) -> serde_json::Value {
+    let (status, body) = support::replica(stack, name).get("/internal/saga/metrics").await.unwrap();
+    assert_eq!(status, 200, "{name}'s saga metrics: {body}");
+    body
 }
 
 async fn conformance(name: &str, mode: &str, topology: &[&str]) {
     let _serial = support::serial();
     let stack = TestStack::new(name);
     stack.up(&[&["--protocol", "saga", "--saga-mode", mode], topology].concat());
-    let api = Api::new(&stack.gateway());
+    let api = api::client(&stack.gateway());
     support::conformance::run_all(&api).await;
     assert_settled(&stack).await;
-    let settings: serde_json::Value = api
-        .http
-        .get(format!(
-            "{}/internal/saga/settings",
-            component(&stack.status().unwrap(), "order#1")["url"].as_str().unwrap()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, settings) = support::replica(&stack, "order#1").get("/internal/saga/settings").await.unwrap();
     assert_eq!(settings["mode"], mode, "{settings}");
     assert_eq!(settings["kafka_profile"], "low-latency", "{settings}");
     support::assert_course_counts_zero(&stack);

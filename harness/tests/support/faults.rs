@@ -25,17 +25,17 @@ impl Case {
 
     /// A user with `credit`, an item with `stock` at `price`, an order of `qty`.
     pub async fn with(api: &Api, credit: i64, stock: i64, price: i64, qty: i64) -> Case {
-        let user = api.user(credit).await;
-        let item = api.item(price, stock).await;
-        let order = api.order(&user, &[(&item, qty)]).await;
+        let user = api.new_user(credit).await.unwrap();
+        let item = api.new_item(price, stock).await.unwrap();
+        let order = api.new_order(&user, &[(&item, qty)]).await.unwrap();
         Case { user, item, order, credit, stock, cost: (qty, qty * price) }
     }
 
     /// The order is paid with exactly one debit and one set of stock
     /// decrements, or not paid and untouched. Returns whether it is paid.
     pub async fn assert_all_or_nothing(&self, api: &Api, what: &str) -> bool {
-        let paid = api.paid(&self.order).await;
-        let state = (api.stock_of(&self.item).await, api.credit_of(&self.user).await);
+        let paid = api.paid(&self.order).await.unwrap();
+        let state = (api.stock_of(&self.item).await.unwrap(), api.credit_of(&self.user).await.unwrap());
         let expected =
             if paid { (self.stock - self.cost.0, self.credit - self.cost.1) } else { (self.stock, self.credit) };
         assert_eq!(state, expected, "{what}: paid={paid} but (stock, credit) = {state:?}");
@@ -47,25 +47,23 @@ pub async fn restarts(stack: &TestStack, name: &str) -> u64 {
     component(&stack.status().unwrap(), name)["restarts"].as_u64().unwrap()
 }
 
-pub async fn wait_restarted(stack: &TestStack, api: &Api, name: &str, before: u64) {
+pub async fn wait_restarted(stack: &TestStack, name: &str, before: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while restarts(stack, name).await <= before {
         assert!(Instant::now() < deadline, "{name} was not restarted");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let url = format!("{}/health", component(&stack.status().unwrap(), name)["url"].as_str().unwrap());
+    let replica = super::replica(stack, name);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while api.http.get(&url).send().await.map(|r| !r.status().is_success()).unwrap_or(true) {
+    while replica.get("/health").await.map_or(true, |(status, _)| status != 200) {
         assert!(Instant::now() < deadline, "{name} did not come back");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-pub async fn arm(api: &Api, stack: &TestStack, name: &str, point: &str) {
-    let url =
-        format!("{}/internal/crashpoints/{point}", component(&stack.status().unwrap(), name)["url"].as_str().unwrap());
-    let resp = api.http.post(url).send().await.unwrap();
-    assert!(resp.status().is_success(), "arming {point} on {name}: {}", resp.status());
+pub async fn arm(stack: &TestStack, name: &str, point: &str) {
+    let (status, body) = super::replica(stack, name).post(&format!("/internal/crashpoints/{point}")).await.unwrap();
+    assert_eq!(status, 200, "arming {point} on {name}: {body}");
 }
 
 /// Sends `signal` to the process of component `name`.

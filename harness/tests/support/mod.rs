@@ -105,6 +105,12 @@ pub fn component<'a>(status: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no component {name} in {status}"))
 }
 
+/// A client of component `name`'s own URL (a service replica's internal
+/// endpoints, which the gateway does not route).
+pub fn replica(stack: &TestStack, name: &str) -> api::Api {
+    api::client(component(&stack.status().unwrap(), name)["url"].as_str().unwrap())
+}
+
 /// Whether `pid` runs (and is not a zombie).
 pub fn pid_alive(pid: u64) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

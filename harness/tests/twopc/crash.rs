@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::api::Api;
+use crate::support::api::{self, Api};
 use crate::support::faults::{Case, arm, restarts, signal, wait_restart_count, wait_restarted};
 use crate::support::{TestStack, component};
+use harness::api::Reply;
 
 /// Branches of ours still prepared in the stock and payment databases.
 async fn prepared_transactions(status: &Value) -> i64 {
@@ -68,9 +69,9 @@ fn fast_recovery_stack(name: &str) -> TestStack {
 async fn crash_during_checkout(stack: &TestStack, api: &Api, victim: &str, point: &str) {
     let case = Case::new(api).await;
     let before = restarts(stack, victim).await;
-    arm(api, stack, victim, point).await;
-    let (status, body) = api.checkout(&case.order).await;
-    wait_restarted(stack, api, victim, before).await;
+    arm(stack, victim, point).await;
+    let (status, body) = api.checkout(&case.order).await.expect_reply();
+    wait_restarted(stack, victim, before).await;
     assert_no_prepared_transactions(stack).await;
     let paid = case.assert_all_or_nothing(api, point).await;
     match status {
@@ -79,7 +80,7 @@ async fn crash_during_checkout(stack: &TestStack, api: &Api, victim: &str, point
         _ => {} // 5xx or no answer: the final state decides
     }
     // The system is healthy again: checking out (again) ends paid, once.
-    let (status, body) = api.checkout(&case.order).await;
+    let (status, body) = api.checkout(&case.order).await.expect_reply();
     assert_eq!(status, 200, "{point}: checkout after recovery answered {body}");
     assert!(case.assert_all_or_nothing(api, point).await, "{point}: not paid after a successful checkout");
 }
@@ -88,7 +89,7 @@ async fn crash_during_checkout(stack: &TestStack, api: &Api, victim: &str, point
 async fn crash_points_recover_all_or_nothing() {
     let _serial = crate::support::serial();
     let stack = fast_recovery_stack("twopc-crash");
-    let api = Api::new(&stack.gateway());
+    let api = api::client(&stack.gateway());
 
     for point in [
         "2pc.coordinator.after_first_prepared",
@@ -113,32 +114,31 @@ async fn crash_points_recover_all_or_nothing() {
 async fn batch_init_waits_for_an_unfinished_commit(stack: &TestStack, api: &Api) {
     use nix::sys::signal::Signal;
 
-    assert_eq!(api.post("/stock/batch_init/1/10/10").await.0, 200);
-    assert_eq!(api.post("/payment/batch_init/1/100").await.0, 200);
-    assert_eq!(api.post("/orders/batch_init/1/1/1/10").await.0, 200);
+    assert_eq!(api.post("/stock/batch_init/1/10/10").await.unwrap().0, 200);
+    assert_eq!(api.post("/payment/batch_init/1/100").await.unwrap().0, 200);
+    assert_eq!(api.post("/orders/batch_init/1/1/1/10").await.unwrap().0, 200);
     let before = restarts(stack, "order#0").await;
-    arm(api, stack, "order#0", "2pc.coordinator.after_decision").await;
+    arm(stack, "order#0", "2pc.coordinator.after_decision").await;
     // Straight to the replica: through the gateway the checkout would be
     // retried on the restarted coordinator, whose recovery could finish phase
     // two before the stock participant is paused.
-    let order = component(&stack.status().unwrap(), "order#0")["url"].as_str().unwrap().to_owned();
-    let died = api.http.post(format!("{order}/orders/checkout/0")).send().await;
-    assert!(died.is_err(), "the coordinator died after its decision: {died:?}");
+    let died = crate::support::replica(stack, "order#0").checkout("0").await;
+    assert_eq!(died.reply, Reply::NoReply, "the coordinator died after its decision: {died:?}");
     signal(stack, "stock#0", Signal::SIGSTOP);
-    wait_restarted(stack, api, "order#0", before).await;
-    let (status, body) = api.post("/orders/batch_init/1/1/1/10").await;
+    wait_restarted(stack, "order#0", before).await;
+    let (status, body) = api.post("/orders/batch_init/1/1/1/10").await.unwrap();
     assert_eq!(status, 409, "reset with phase two unfinished: {body}");
     assert!(body["error"].as_str().unwrap().contains("order 0 has a 2PC commit"), "{body}");
-    assert!(api.paid("0").await, "the refused reset changed nothing");
+    assert!(api.paid("0").await.unwrap(), "the refused reset changed nothing");
     signal(stack, "stock#0", Signal::SIGCONT);
     assert_no_prepared_transactions(stack).await;
-    assert_eq!(api.stock_of("0").await, 8, "the decided commit was applied");
-    assert_eq!(api.post("/orders/batch_init/1/1/1/10").await.0, 200);
-    assert_eq!(api.post("/stock/batch_init/1/10/10").await.0, 200);
-    assert_eq!(api.post("/payment/batch_init/1/100").await.0, 200);
-    let (status, body) = api.checkout("0").await;
+    assert_eq!(api.stock_of("0").await.unwrap(), 8, "the decided commit was applied");
+    assert_eq!(api.post("/orders/batch_init/1/1/1/10").await.unwrap().0, 200);
+    assert_eq!(api.post("/stock/batch_init/1/10/10").await.unwrap().0, 200);
+    assert_eq!(api.post("/payment/batch_init/1/100").await.unwrap().0, 200);
+    let (status, body) = api.checkout("0").await.expect_reply();
     assert_eq!(status, 200, "the reset order is payable again: {body}");
-    assert_eq!((api.stock_of("0").await, api.credit_of("0").await), (8, 80));
+    assert_eq!((api.stock_of("0").await.unwrap(), api.credit_of("0").await.unwrap()), (8, 80));
     assert_no_prepared_transactions(stack).await;
 }
 
@@ -154,14 +154,14 @@ async fn paused_participant_makes_the_coordinator_abort(stack: &TestStack, api: 
     let pid = Pid::from_raw(pid as i32);
     kill(pid, Signal::SIGSTOP).unwrap();
     let started = Instant::now();
-    let (status, body) = api.checkout(&case.order).await;
+    let (status, body) = api.checkout(&case.order).await.expect_reply();
     let waited = started.elapsed();
     kill(pid, Signal::SIGCONT).unwrap();
     assert_eq!(status, 503, "a paused participant must abort the checkout: {body}");
     assert!(waited < Duration::from_secs(20), "the client waited {waited:?}");
     assert_no_prepared_transactions(stack).await;
     assert!(!case.assert_all_or_nothing(api, "paused participant").await);
-    assert_eq!(api.checkout(&case.order).await.0, 200);
+    assert_eq!(api.checkout(&case.order).await.expect_reply().0, 200);
     assert!(case.assert_all_or_nothing(api, "paused participant").await);
 }
 
@@ -172,13 +172,13 @@ async fn paused_participant_makes_the_coordinator_abort(stack: &TestStack, api: 
 async fn participant_database_crash_with_prepared_branches() {
     let _serial = crate::support::serial();
     let stack = fast_recovery_stack("twopc-dbcrash");
-    let api = Api::new(&stack.gateway());
+    let api = api::client(&stack.gateway());
     let case = Case::new(&api).await;
 
     // Leave branches prepared: the coordinator dies once both voted yes.
     let order_restarts = restarts(&stack, "order#0").await;
-    arm(&api, &stack, "order#0", "2pc.coordinator.before_decision").await;
-    let _ = api.checkout(&case.order).await;
+    arm(&stack, "order#0", "2pc.coordinator.before_decision").await;
+    let _ = api.checkout(&case.order).await.expect_reply();
     let status = stack.status().unwrap();
     assert!(prepared_transactions(&status).await > 0, "expected prepared branches before the database crash");
 
@@ -186,11 +186,11 @@ async fn participant_database_crash_with_prepared_branches() {
     let pg_restarts = restarts(&stack, "postgres-stock").await;
     signal(&stack, "postgres-stock", nix::sys::signal::Signal::SIGQUIT);
     wait_restart_count(&stack, "postgres-stock", pg_restarts).await;
-    wait_restarted(&stack, &api, "order#0", order_restarts).await;
+    wait_restarted(&stack, "order#0", order_restarts).await;
 
     assert_no_prepared_transactions(&stack).await;
     assert!(!case.assert_all_or_nothing(&api, "database crash").await, "no decision was made, so nothing is paid");
-    assert_eq!(api.checkout(&case.order).await.0, 200);
+    assert_eq!(api.checkout(&case.order).await.expect_reply().0, 200);
     assert!(case.assert_all_or_nothing(&api, "database crash").await);
 }
 
@@ -207,18 +207,17 @@ pub async fn a_retried_checkout_that_paid_answers_paid(stack: &TestStack, api: &
     let mut before = Vec::new();
     for name in replicas {
         before.push(restarts(stack, name).await);
-        arm(api, stack, name, "2pc.coordinator.after_decision").await;
+        arm(stack, name, "2pc.coordinator.after_decision").await;
     }
     // Whichever replica gets the checkout dies after its decision; the retry
     // finds the order paid before it reaches a decision of its own.
-    let (status, body) = api.checkout(&case.order).await;
+    let (status, body) = api.checkout(&case.order).await.expect_reply();
     // The dead one may not answer; a live one left armed would crash a
     // later test's checkout, so the disarming is checked below.
     let mut disarmed = Vec::new();
     for name in replicas {
-        let url =
-            format!("{}/internal/crashpoints", component(&stack.status().unwrap(), name)["url"].as_str().unwrap());
-        disarmed.push(api.http.delete(url).send().await.is_ok_and(|r| r.status().is_success()));
+        let disarm = crate::support::replica(stack, name).delete("/internal/crashpoints").await;
+        disarmed.push(disarm.is_ok_and(|(status, _)| status == 200));
     }
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "paid", "a try of the paying request: {body}");
@@ -239,7 +238,7 @@ pub async fn a_retried_checkout_that_paid_answers_paid(stack: &TestStack, api: &
     for (name, ok) in replicas.iter().zip(&disarmed) {
         assert!(*ok || *name == crashed.0, "{name} could not be disarmed");
     }
-    wait_restarted(stack, api, crashed.0, crashed.1).await;
+    wait_restarted(stack, crashed.0, crashed.1).await;
     assert_no_prepared_transactions(stack).await;
     assert!(case.assert_all_or_nothing(api, "retried checkout").await);
 }

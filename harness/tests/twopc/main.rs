@@ -10,7 +10,7 @@ mod support;
 mod crash;
 
 use support::TestStack;
-use support::api::Api;
+use support::api::{self, Api};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance_over_two_pc() {
@@ -19,7 +19,7 @@ async fn conformance_over_two_pc() {
     // The scaled-out topology: three replicas of each service (any may
     // coordinate a checkout or recover one) beside a three-node Kafka cluster.
     stack.up(&["--protocol", "2pc", "--replicas", "3", "--brokers", "3"]);
-    let api = Api::new(&stack.gateway());
+    let api = api::client(&stack.gateway());
     support::conformance::run_all(&api).await;
     crash::a_retried_checkout_that_paid_answers_paid(&stack, &api).await;
     checkout_again_after_batch_init(&api).await;
@@ -38,20 +38,20 @@ async fn conformance_over_two_pc() {
 async fn cross_lock_pairs_complete_without_a_lock_timeout(api: &Api) {
     let pairs = 100;
     for path in [format!("/stock/batch_init/{pairs}/2/1"), format!("/payment/batch_init/{pairs}/2")] {
-        assert_eq!(api.post(&path).await.0, 200, "{path}");
+        assert_eq!(api.post(&path).await.unwrap().0, 200, "{path}");
     }
     let mut orders = Vec::new();
     for k in 0..pairs {
         let item = k.to_string();
         for _ in 0..2 {
-            orders.push(api.order(&item, &[(&item, 1)]).await);
+            orders.push(api.new_order(&item, &[(&item, 1)]).await.unwrap());
         }
     }
     let replies = futures::future::join_all(orders.iter().map(|o| api.checkout(o))).await;
-    let refused: Vec<_> = replies.iter().filter(|(status, _)| *status != 200).collect();
+    let refused: Vec<_> = replies.iter().filter(|r| r.status != Some(200)).collect();
     assert!(refused.is_empty(), "{} of {} crossing checkouts not paid: {:?}", refused.len(), replies.len(), refused);
     for k in 0..pairs {
-        assert_eq!(api.stock_of(&k.to_string()).await, 0, "item {k}");
+        assert_eq!(api.stock_of(&k.to_string()).await.unwrap(), 0, "item {k}");
     }
 }
 
@@ -61,11 +61,11 @@ async fn cross_lock_pairs_complete_without_a_lock_timeout(api: &Api) {
 async fn checkout_again_after_batch_init(api: &Api) {
     for round in 0..2 {
         for path in ["/stock/batch_init/4/100/1", "/payment/batch_init/4/100", "/orders/batch_init/4/4/4/1"] {
-            assert_eq!(api.post(path).await.0, 200, "{path}");
+            assert_eq!(api.post(path).await.unwrap().0, 200, "{path}");
         }
-        let (status, body) = api.checkout("2").await;
+        let (status, body) = api.checkout("2").await.expect_reply();
         assert_eq!(status, 200, "round {round}: checkout of reset order 2: {body}");
-        assert!(api.paid("2").await, "round {round}");
+        assert!(api.paid("2").await.unwrap(), "round {round}");
     }
 }
 
@@ -225,8 +225,8 @@ async fn target_mode_and_verify_against_a_running_stack() {
     assert!(!out.status.success() && support::text(&out.stdout).contains("VIOLATIONS"));
 
     // Money appears out of nowhere: both views catch it.
-    let api = Api::new(&gateway);
-    assert_eq!(api.post("/payment/add_funds/7/3").await.0, 200);
+    let api = api::client(&gateway);
+    assert_eq!(api.post("/payment/add_funds/7/3").await.unwrap().0, 200);
     let out = stack.harness(&api_args);
     assert!(!out.status.success() && support::text(&out.stdout).contains("Credit { user_id: \"7\""));
     let out = stack.harness(&["verify", "--stock", "20", "--credit", "5"]);

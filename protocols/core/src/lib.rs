@@ -34,5 +34,5 @@ pub mod spans;
 pub use backoff::Backoff;
 pub use items::{LineItem, MergeError, Work, merge_items};
 pub use kind::{ProtocolKind, UnknownProtocol};
-pub use outcome::{CheckoutError, CheckoutOutcome, CheckoutRequest, RejectReason};
+pub use outcome::{CheckoutError, CheckoutOutcome, CheckoutRequest, Refusal, RejectReason};
 pub use resource::{OrderBook, Receipt, Resource};

@@ -84,6 +84,44 @@ pub enum RejectReason {
     },
 }
 
+/// The kind of a [`RejectReason`], without its details: what a refused
+/// checkout's reply carries as `"reason"` beside the human `"error"` text, so
+/// a client (the harness) tells "out of stock" from "busy, try again" by a
+/// typed field instead of by the wording of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// [`RejectReason::EmptyOrder`].
+    EmptyOrder,
+    /// [`RejectReason::OutOfStock`].
+    OutOfStock,
+    /// [`RejectReason::UnknownItem`].
+    UnknownItem,
+    /// [`RejectReason::InsufficientCredit`].
+    InsufficientCredit,
+    /// [`RejectReason::UnknownUser`].
+    UnknownUser,
+    /// [`RejectReason::Busy`].
+    Busy,
+    /// [`RejectReason::ResetDuringCheckout`].
+    ResetDuringCheckout,
+}
+
+impl RejectReason {
+    /// This reason's kind, as the reply names it.
+    pub fn kind(&self) -> Refusal {
+        match self {
+            RejectReason::EmptyOrder => Refusal::EmptyOrder,
+            RejectReason::OutOfStock { .. } => Refusal::OutOfStock,
+            RejectReason::UnknownItem { .. } => Refusal::UnknownItem,
+            RejectReason::InsufficientCredit => Refusal::InsufficientCredit,
+            RejectReason::UnknownUser { .. } => Refusal::UnknownUser,
+            RejectReason::Busy { .. } => Refusal::Busy,
+            RejectReason::ResetDuringCheckout { .. } => Refusal::ResetDuringCheckout,
+        }
+    }
+}
+
 /// A checkout that failed for a system reason (answered 5xx).
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
@@ -99,4 +137,20 @@ pub enum CheckoutError {
     /// durable); recovery makes it all-or-nothing and the final state decides.
     #[error("checkout failed: {0}")]
     Internal(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_named_in_snake_case_and_reads_back() {
+        let busy = RejectReason::Busy { what: "stock".into(), waited_ms: 5 };
+        let named = serde_json::to_value(busy.kind()).unwrap();
+        assert_eq!(named, "busy");
+        assert_eq!(serde_json::from_value::<Refusal>(named).unwrap(), Refusal::Busy);
+        let short = RejectReason::OutOfStock { item_id: "3".into() };
+        assert_eq!(serde_json::to_value(short.kind()).unwrap(), "out_of_stock");
+        assert_eq!(serde_json::to_value(RejectReason::InsufficientCredit.kind()).unwrap(), "insufficient_credit");
+    }
 }

@@ -26,6 +26,11 @@ pub enum ApiError {
     /// order); nothing was changed.
     #[error("{0}")]
     Rejected(String),
+    /// The protocol refused the checkout for a business reason; nothing was
+    /// charged. The reply names the reason's kind in `"reason"`
+    /// ([`protocol_core::Refusal`]) beside the text.
+    #[error("{0}")]
+    Refused(protocol_core::RejectReason),
     /// The request contradicts the state (an internal protocol request that
     /// cannot apply, for example committing a rolled-back branch).
     #[error("{0}")]
@@ -64,6 +69,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) | ApiError::NotFound(_) | ApiError::Rejected(_) => StatusCode::BAD_REQUEST,
+            // Busy rows are a conflict with other checkouts, not a business
+            // refusal: 409, so a client can tell "try again" from "cannot".
+            ApiError::Refused(protocol_core::RejectReason::Busy { .. }) => StatusCode::CONFLICT,
+            ApiError::Refused(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -84,7 +93,11 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(cause) => tracing::warn!(error = %log_line(cause), "dependency unavailable"),
             _ => {}
         }
-        let body = Json(json!({ "error": self.to_string() }));
+        let body = match &self {
+            ApiError::Refused(reason) => json!({ "error": self.to_string(), "reason": reason.kind() }),
+            _ => json!({ "error": self.to_string() }),
+        };
+        let body = Json(body);
         (self.status(), body).into_response()
     }
 }
@@ -169,6 +182,17 @@ mod tests {
         let line = log_line(&cause);
         assert_eq!(line, "prepare of stock: lock timeout");
         assert!(!line.contains("backtrace") && !line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn a_refused_checkout_names_its_reason() {
+        use protocol_core::RejectReason;
+        let busy = ApiError::Refused(RejectReason::Busy { what: "stock".into(), waited_ms: 3 });
+        assert_eq!(busy.status(), StatusCode::CONFLICT);
+        let short = ApiError::Refused(RejectReason::OutOfStock { item_id: "7".into() });
+        assert_eq!(short.status(), StatusCode::BAD_REQUEST);
+        let resp = short.into_response();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     }
 
     #[test]

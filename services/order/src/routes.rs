@@ -161,7 +161,7 @@ async fn checkout(
                 order_id = order_id.as_str(),
                 "mutation refuse-after-paid: answering 400 for a paid checkout"
             );
-            Err(ApiError::rejected(format!("out of stock on an item of order {order_id} (mutation)")))
+            Err(ApiError::Refused(RejectReason::OutOfStock { item_id: format!("of order {order_id} (mutation)") }))
         }
         Ok(CheckoutOutcome::Paid) => {
             Ok(Json(json!({ "order_id": order_id.as_str(), "paid": true, "outcome": "paid" })))
@@ -169,12 +169,7 @@ async fn checkout(
         Ok(CheckoutOutcome::AlreadyPaid) => {
             Ok(Json(json!({ "order_id": order_id.as_str(), "paid": true, "outcome": "already_paid" })))
         }
-        // Busy rows are a conflict with other checkouts, not a business
-        // refusal: 409, so a client can tell "try again" from "cannot".
-        Ok(CheckoutOutcome::Rejected(reason @ RejectReason::Busy { .. })) => {
-            Err(ApiError::Conflict(reason.to_string()))
-        }
-        Ok(CheckoutOutcome::Rejected(reason)) => Err(ApiError::rejected(reason.to_string())),
+        Ok(CheckoutOutcome::Rejected(reason)) => Err(ApiError::Refused(reason)),
         Err(CheckoutError::Aborted(cause)) => {
             Err(ApiError::Unavailable(anyhow::anyhow!("checkout of {order_id} aborted: {cause}")))
         }
