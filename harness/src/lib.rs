@@ -9,3 +9,4 @@ pub mod compare;
 pub mod report;
 pub mod run;
 pub mod stack;
+pub mod wait;

@@ -41,6 +41,11 @@ pub(super) struct StackArgs {
     /// Database connections per service replica.
     #[arg(long, default_value_t = 32)]
     pub(super) db_pool_size: u32,
+    /// Database connections per service replica kept apart for the
+    /// protocol's own bookkeeping (2PC phase two, the decision log,
+    /// recovery); 0 shares the request pool.
+    #[arg(long, default_value_t = 4)]
+    pub(super) db_protocol_pool_size: u32,
     /// `max_connections` and `max_prepared_transactions` of each PostgreSQL cluster.
     #[arg(long, default_value_t = 200)]
     pub(super) pg_max_connections: u32,
@@ -98,6 +103,7 @@ pub(super) fn stack_config(
         brokers: args.brokers,
         partitions: args.partitions,
         db_pool_size: args.db_pool_size,
+        db_protocol_pool_size: args.db_protocol_pool_size,
         pg_max_connections: args.pg_max_connections,
         keep_data,
         infra_only,
@@ -111,9 +117,7 @@ pub(super) fn stack_config(
         duplicate_messages: false,
         message_delay: Duration::ZERO,
     };
-    // Each replica also keeps a few connections for protocol bookkeeping
-    // (DB_PROTOCOL_POOL_SIZE in the services' environment, 4 by default).
-    let side: u32 = std::env::var("DB_PROTOCOL_POOL_SIZE").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    let side = config.db_protocol_pool_size;
     let needed = u32::from(config.replicas) * (config.db_pool_size + side) + 10;
     if !config.infra_only && needed > config.pg_max_connections {
         bail!(

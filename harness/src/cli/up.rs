@@ -1,7 +1,7 @@
 //! `harness up` (in the foreground or `--detach`ed) and `harness down`.
 
 use std::process::{ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -10,6 +10,7 @@ use protocol_core::ProtocolKind;
 use super::parse_protocol;
 use super::stack_args::{RunDirArg, StackArgs, absolute, stack_config};
 use crate::stack::{self, Stack, StackConfig, StackState};
+use crate::wait::{self, Probe};
 #[derive(Debug, Args)]
 pub(super) struct UpArgs {
     #[command(flatten)]
@@ -74,24 +75,23 @@ async fn detach(config: &StackConfig) -> anyhow::Result<ExitCode> {
         .process_group(0)
         .spawn()
         .context("starting the background supervisor")?;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
+    let what = format!("the stack (log: {})", log_path.display());
+    let mut probe = || -> anyhow::Result<Probe<()>> {
         if let Some(state) = StackState::read(&config.state_file()).ok().flatten()
             && state.supervisor_pid == child.id()
             && state.phase == "ready"
         {
-            println!("{}", ready_line(config));
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Probe::Ready(()));
         }
         if let Some(status) = child.try_wait()? {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             bail!("the stack failed to start ({status}); its log:\n{log}");
         }
-        if Instant::now() >= deadline {
-            bail!("the stack did not become ready in time; see {}", log_path.display());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Ok(Probe::NotYet("starting".into()))
+    };
+    wait::until(&what, Duration::from_secs(300), || std::future::ready(probe())).await?;
+    println!("{}", ready_line(config));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -39,8 +39,8 @@ pub(super) struct VerifyArgs {
 /// Reads the state (databases, or the API with `--target`), checks it and
 /// prints the verdict; fails when an invariant broke.
 pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    use crate::run::dataset::Ids;
     use crate::run::verify::{self as check, Initial};
+    use crate::run::workload::Ids;
 
     let initial = Initial { credit: args.credit, stock: args.stock };
     let (state, scope) = match &args.target {

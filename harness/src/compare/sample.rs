@@ -8,12 +8,12 @@ use serde::Serialize;
 use super::plan::{Case, Contender};
 use crate::run::breakdown::Breakdown;
 use crate::run::ceiling::Ceiling;
-use crate::run::course::CourseCounts;
 use crate::run::inject::FaultEvent;
 use crate::run::load::Second;
 use crate::run::physical::WalFlush;
 use crate::run::protocol_metrics::Counters;
 use crate::run::resources::Usage;
+use crate::run::workload::course::CourseCounts;
 use crate::run::{RunOutcome, RunSpec};
 
 /// Latency percentiles, in milliseconds.

@@ -66,6 +66,7 @@ impl RunContext {
             ),
             ("kafka broker heap MiB", config.kafka_heap_mb.to_string()),
             ("db pool per replica", config.db_pool_size.to_string()),
+            ("protocol pool per replica", config.db_protocol_pool_size.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
-use super::dataset::Ids;
 use super::verify::{FinalState, Leftovers, OrderRow};
+use super::workload::Ids;
 
 /// The ids `harness verify` judges on a stack whose history it does not know:
 /// the users and items the latest `batch_init` of their service wrote, and the

@@ -74,7 +74,9 @@ impl LoadResult {
 }
 
 /// How long a checkout waits for its reply, unless the workload says otherwise.
-pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+/// It is the checkout API's client budget, which every service's own waits
+/// fit inside (checked when each starts).
+pub const REPLY_TIMEOUT: Duration = protocol_core::timeouts::CLIENT_WAIT;
 
 /// A client of `gateway` for `concurrency` checkouts in flight, each
 /// waiting at most `timeout` for its reply.

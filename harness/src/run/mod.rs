@@ -9,8 +9,6 @@
 
 pub mod breakdown;
 pub mod ceiling;
-pub mod course;
-pub mod dataset;
 pub mod dist;
 pub mod faults;
 pub mod final_state;
@@ -21,6 +19,7 @@ pub mod physical;
 pub mod protocol_metrics;
 pub mod resources;
 pub mod verify;
+pub mod workload;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -33,40 +32,14 @@ use futures::StreamExt;
 use protocol_core::ProtocolKind;
 
 use self::load::LoadResult;
-use self::verify::{Answer, FinalState, Initial, Violation};
+use self::verify::{FinalState, Initial, Violation};
+pub use self::workload::Workload;
+use self::workload::course;
 use crate::api::Api;
 
 /// Connections an open loop keeps open for reuse (its checkouts in flight
 /// are as many as the system's pace makes them).
 const OPEN_LOOP_IDLE: usize = 256;
-
-/// The workloads `harness run` knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Workload {
-    /// Batch-initialised data, checkouts of random order ids (repeats included).
-    Stress,
-    /// The course consistency test, as its script runs it: 1 item x 100 stock
-    /// at 1, 1000 users x 1 credit, 1000 one-unit orders of users drawn with
-    /// replacement, checked out at once over 100 connections, counted as the
-    /// script counts ([`course`]).
-    WdmConsistency,
-    /// Contention on one item: a `--skew` share of the orders contain item 0.
-    HotItem,
-    /// Contention by popularity: order items drawn from Zipf(`--skew`).
-    Zipf,
-}
-
-impl Workload {
-    /// The name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Workload::Stress => "stress",
-            Workload::WdmConsistency => "wdm-consistency",
-            Workload::HotItem => "hot-item",
-            Workload::Zipf => "zipf",
-        }
-    }
-}
 
 /// Sizes and settings of a run.
 #[derive(Debug, Clone)]
@@ -137,21 +110,17 @@ pub struct RunOutcome {
 }
 
 impl RunSpec {
-    /// The course consistency test has fixed sizes; every other workload
-    /// takes the given ones.
+    /// The spec with the sizes its workload fixes (a published test has its
+    /// own); other workloads take the given ones.
     pub fn normalised(mut self) -> Self {
-        if self.workload == Workload::WdmConsistency {
-            (self.items, self.stock, self.price, self.users, self.credit) = (1, 100, 1, 1000, 1);
-            (self.orders, self.checkouts, self.concurrency, self.rate) = (1000, 1000, 100, None);
-            self.duration = None;
-        }
+        self.workload.definition().normalise(&mut self);
         self
     }
 }
 
 /// Reads the final state through the public API (for `--target`, where the
 /// databases are not reachable). Cannot see protocol internals.
-pub async fn read_via_api(api: &Api, ids: &dataset::Ids) -> anyhow::Result<FinalState> {
+pub async fn read_via_api(api: &Api, ids: &workload::Ids) -> anyhow::Result<FinalState> {
     const IN_FLIGHT: usize = 64;
     let mut state = FinalState::default();
     let credit: Vec<_> =
@@ -195,14 +164,15 @@ pub async fn execute(
 ) -> anyhow::Result<RunOutcome> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
     let api = Api::new(gateway, Duration::from_secs(120), spec.concurrency)?;
-    let data = dataset::prepare(&api, spec).await?;
+    let workload = spec.workload.definition();
+    let data = workload.prepare(&api, spec).await?;
     tracing::info!(workload = spec.workload.name(), checkouts = data.plan.len(), "load phase");
     let since = match dbs {
         Some(dbs) => final_state::now(dbs).await?,
         None => 0.0,
     };
     let wal_flush = match dbs {
-        Some(dbs) if matches!(spec.workload, Workload::HotItem | Workload::Zipf) => {
+        Some(dbs) if workload.contended() => {
             let pool = sqlx::PgPool::connect(&dbs.stock).await?;
             let measured = physical::measure(&pool, 100).await;
             pool.close().await;
@@ -213,7 +183,7 @@ pub async fn execute(
         _ => None,
     };
     let ceiling = match (dbs, &extras.ceiling) {
-        (Some(dbs), Some(setup)) if spec.rate.is_none() && spec.workload != Workload::WdmConsistency => {
+        (Some(dbs), Some(setup)) if spec.rate.is_none() && workload.has_ceiling() => {
             let measured = ceiling::measure(dbs, &data.ids, &data.plan, spec.concurrency, setup).await;
             measured
                 .inspect_err(|err| tracing::warn!(error = format!("{err:#}"), "could not measure the raw ceilings"))
@@ -232,12 +202,7 @@ pub async fn execute(
             load::open_loop(&api, Arc::clone(&data.plan), rate, spec.duration).await?
         }
         None => {
-            // The course script waits up to its client timeout for a reply.
-            let timeout = match spec.workload {
-                Workload::WdmConsistency => course::CLIENT_TIMEOUT,
-                _ => load::REPLY_TIMEOUT,
-            };
-            let api = load::client(gateway, spec.concurrency, timeout)?;
+            let api = load::client(gateway, spec.concurrency, workload.reply_timeout())?;
             load::closed_loop(&api, Arc::clone(&data.plan), spec.concurrency, spec.duration).await?
         }
     };
@@ -267,7 +232,7 @@ pub async fn execute(
     };
     let initial = Initial { credit: spec.credit, stock: spec.stock };
     let violations = verify::check(initial, &final_state, &load.answers);
-    let course = (spec.workload == Workload::WdmConsistency).then(|| course_counts(spec, &final_state, &load));
+    let course = workload.score(spec, &final_state, &load);
     let checked = format!(
         "credit of {} users, stock of {} items, {} orders ({} paid){}",
         final_state.credit.len(),
@@ -294,25 +259,6 @@ pub async fn execute(
         wal_flush,
         ceiling,
         breakdown,
-    })
-}
-
-/// The course script's four numbers for a `wdm-consistency` run.
-fn course_counts(spec: &RunSpec, state: &FinalState, load: &LoadResult) -> course::CourseCounts {
-    let attempts = || load.answers.values().flatten();
-    let count = |pick: &dyn Fn(&verify::Attempt) -> bool| attempts().filter(|a| pick(a)).count() as i64;
-    let no_reply = count(&|a| !a.replied);
-    let refused = count(&|a| a.answer == Answer::Refused);
-    let total = count(&|_| true);
-    let late = count(&|a| a.replied && a.ended > course::CLIENT_TIMEOUT);
-    course::CourseCounts::from(course::CourseObservation {
-        stock_total: spec.items * spec.stock,
-        stock_left: state.stock.get("0").copied().unwrap_or_default(),
-        credit_total: spec.users * spec.credit,
-        credit_left: state.credit.values().sum(),
-        price: spec.price,
-        successes: total - refused - no_reply,
-        unanswered: no_reply + late,
     })
 }
 

@@ -89,6 +89,9 @@ pub struct StackConfig {
     pub partitions: i32,
     /// Database connections per service replica.
     pub db_pool_size: u32,
+    /// Database connections per service replica kept for the protocol's own
+    /// bookkeeping (2PC phase two, the decision log, recovery).
+    pub db_protocol_pool_size: u32,
     /// `max_connections` (and `max_prepared_transactions`) of each PostgreSQL cluster.
     pub pg_max_connections: u32,
     /// Keep the databases of a previous run instead of starting empty.
@@ -219,6 +222,7 @@ mod tests {
             brokers: 3,
             partitions: 4,
             db_pool_size: 8,
+            db_protocol_pool_size: 4,
             pg_max_connections: 100,
             keep_data: false,
             infra_only: false,

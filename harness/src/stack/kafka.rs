@@ -24,6 +24,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::config::StackConfig;
 use super::process::Spec;
+use crate::wait::{self, Probe};
 
 /// The Kafka release `harness/kafka/pom.xml` resolves.
 pub const KAFKA_VERSION: &str = "4.1.1";
@@ -444,7 +445,8 @@ pub async fn wait_and_create_topics(config: &StackConfig, timeout: Duration) -> 
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    loop {
+    let every = Duration::from_millis(250);
+    wait::until_deadline("Kafka topics", deadline, every, || async {
         let outcome = admin.create_topics(&topics, &options).await;
         let pending = match outcome {
             Ok(results) => results
@@ -456,15 +458,9 @@ pub async fn wait_and_create_topics(config: &StackConfig, timeout: Duration) -> 
                 .collect::<Vec<_>>(),
             Err(err) => vec![err.to_string()],
         };
-        if pending.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!("Kafka topics not created in time: {}", pending.join(", "));
-        }
-        tracing::trace!(?pending, "Kafka not ready yet");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        Ok(if pending.is_empty() { Probe::Ready(()) } else { Probe::NotYet(pending.join(", ")) })
+    })
+    .await
 }
 
 /// The stack's own administrative client of the cluster at `bootstrap`,
@@ -485,17 +481,14 @@ async fn wait_all_serving(config: &StackConfig, deadline: Instant) -> anyhow::Re
     let bootstrap = config.kafka_bootstrap();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let client: BaseConsumer = quiet_client(&bootstrap).create()?;
-        loop {
-            let listed = client.fetch_metadata(None, Duration::from_secs(1)).map(|m| m.brokers().len());
-            match listed {
-                Ok(n) if n >= expected => return Ok(()),
-                _ if Instant::now() >= deadline => {
-                    let seen = listed.map_or_else(|e| format!("no metadata ({e})"), |n| format!("{n} listed"));
-                    bail!("Kafka: not all {expected} nodes unfenced in time: {seen}");
-                }
-                _ => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
+        let what = format!("Kafka: all {expected} nodes unfenced");
+        wait::until_blocking(&what, deadline, wait::POLL, || {
+            Ok(match client.fetch_metadata(None, Duration::from_secs(1)).map(|m| m.brokers().len()) {
+                Ok(n) if n >= expected => Probe::Ready(()),
+                Ok(n) => Probe::NotYet(format!("{n} listed")),
+                Err(err) => Probe::NotYet(format!("no metadata ({err})")),
+            })
+        })
     })
     .await?
 }

@@ -24,10 +24,12 @@ pub use status_file::StackState;
 pub use supervisor::{Control, Request, Stack};
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
+
+use crate::wait::Probe;
 
 /// Fails if a stack is already running in `run_dir`; cleans up after one whose
 /// supervisor died without stopping its children.
@@ -75,13 +77,12 @@ pub async fn down(run_dir: &Path, timeout: Duration) -> anyhow::Result<bool> {
         return Ok(true);
     }
     process::signal_pid(state.supervisor_pid, Signal::SIGTERM)?;
-    let deadline = Instant::now() + timeout;
-    while process::alive(state.supervisor_pid) {
-        if Instant::now() >= deadline {
-            bail!("the stack supervisor (pid {}) did not stop within {timeout:?}", state.supervisor_pid);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let pid = state.supervisor_pid;
+    let what = format!("the stack supervisor (pid {pid}) stopping");
+    crate::wait::until(&what, timeout, || async {
+        Ok(if process::alive(pid) { Probe::NotYet("still running".into()) } else { Probe::Ready(()) })
+    })
+    .await?;
     Ok(true)
 }
 

@@ -176,6 +176,7 @@ mod tests {
             brokers: 1,
             partitions: 1,
             db_pool_size: 1,
+            db_protocol_pool_size: 1,
             pg_max_connections: 10,
             keep_data: false,
             infra_only: false,

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
@@ -18,6 +18,7 @@ use sqlx::{Connection, Executor, PgConnection};
 
 use super::config::{Role, StackConfig};
 use super::process::Spec;
+use crate::wait::{self, Probe};
 
 /// Finds the server binaries: the newest `/usr/lib/postgresql/<v>/bin`, else the
 /// directory of `initdb` on `PATH`.
@@ -146,17 +147,8 @@ pub async fn serves(config: &StackConfig, role: Role) -> bool {
 /// database if it does not exist.
 pub async fn wait_and_create_database(config: &StackConfig, role: Role, timeout: Duration) -> anyhow::Result<()> {
     let admin = config.pg_admin_url(role);
-    let deadline = Instant::now() + timeout;
-    let mut conn = loop {
-        match PgConnection::connect(&admin).await {
-            Ok(conn) => break conn,
-            Err(err) if Instant::now() < deadline => {
-                tracing::trace!(error = %err, "postgres-{} not ready yet", role.name());
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(err) => return Err(err).context(format!("postgres-{} did not start", role.name())),
-        }
-    };
+    let what = format!("postgres-{}", role.name());
+    let mut conn = wait::until(&what, timeout, || async { Ok(Probe::of(PgConnection::connect(&admin).await)) }).await?;
     let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
         .bind(role.database())
         .fetch_optional(&mut conn)

@@ -1,13 +1,14 @@
 //! Redis: the price cache and the checkout-completion notifications. Nothing in
 //! it is a source of truth, so persistence is off.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use nix::sys::signal::Signal;
 
 use super::config::StackConfig;
 use super::process::{Spec, find_program};
+use crate::wait::{self, Probe};
 
 /// How to run Redis.
 pub fn spec(config: &StackConfig) -> anyhow::Result<Spec> {
@@ -50,18 +51,12 @@ pub fn spec(config: &StackConfig) -> anyhow::Result<Spec> {
 /// Waits until Redis answers `PING`.
 pub async fn wait_ready(config: &StackConfig, timeout: Duration) -> anyhow::Result<()> {
     let client = redis::Client::open(config.redis_url())?;
-    let deadline = Instant::now() + timeout;
-    loop {
+    wait::until("redis", timeout, || async {
         let attempt = async {
             let mut conn = client.get_multiplexed_async_connection().await?;
             redis::cmd("PING").query_async::<String>(&mut conn).await
         };
-        match attempt.await {
-            Ok(_) => return Ok(()),
-            Err(err) if Instant::now() >= deadline => {
-                return Err(err).context("redis did not start");
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
+        Ok(Probe::of(attempt.await.map(drop)))
+    })
+    .await
 }

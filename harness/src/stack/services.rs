@@ -1,7 +1,7 @@
 //! The service replicas: command lines, and readiness through `GET /health`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
@@ -10,6 +10,7 @@ use protocol_core::spans::ENV as SPANS_ENV;
 
 use super::config::{Role, StackConfig};
 use super::process::Spec;
+use crate::wait::{self, Probe};
 
 /// How to run replica `replica` (0-based) of `role`.
 pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Spec> {
@@ -22,6 +23,7 @@ pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Sp
         format!("--listen=127.0.0.1:{}", config.service_port(role, replica)),
         format!("--database-url={}", config.database_url(role)),
         format!("--db-pool-size={}", config.db_pool_size),
+        format!("--db-protocol-pool-size={}", config.db_protocol_pool_size),
         format!("--redis-url={}", config.redis_url()),
         format!("--instance={name}"),
         "--log-json".to_owned(),
@@ -43,8 +45,15 @@ pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Sp
         if role == Role::Order {
             args.push(format!("--saga-mode={}", config.saga_mode));
         }
+        // Message faults are settings like any other: flags, not variables.
+        if config.duplicate_messages {
+            args.push("--duplicate-messages".to_owned());
+        }
+        if !config.message_delay.is_zero() {
+            args.push(format!("--message-delay-ms={}", config.message_delay.as_millis()));
+        }
     }
-    let mut env = vec![
+    let env = vec![
         ("RUST_LOG".to_owned(), std::env::var("SAGA2PC_SERVICE_LOG").unwrap_or_else(|_| "info".to_owned())),
         // Errors are logged as one line without a backtrace; capturing one
         // for every expected failure (RUST_BACKTRACE=1 in the environment
@@ -55,12 +64,6 @@ pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Sp
         // measure what recording costs).
         (SPANS_ENV.to_owned(), std::env::var(SPANS_ENV).unwrap_or_else(|_| "1".to_owned())),
     ];
-    if config.duplicate_messages {
-        env.push(("SAGA_DUPLICATE_MESSAGES".to_owned(), "true".to_owned()));
-    }
-    if !config.message_delay.is_zero() {
-        env.push(("SAGA_MESSAGE_DELAY_MS".to_owned(), config.message_delay.as_millis().to_string()));
-    }
     Ok(Spec {
         name: name.clone(),
         program,
@@ -99,18 +102,14 @@ fn listen(port: u16) -> anyhow::Result<std::net::TcpListener> {
 /// Polls `url` until it answers 2xx.
 pub async fn wait_http_ok(url: &str, timeout: Duration) -> anyhow::Result<()> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last = match client.get(url).send().await {
-            Ok(resp) if resp.status().is_success() => return Ok(()),
-            Ok(resp) => format!("status {}", resp.status()),
-            Err(err) => err.to_string(),
-        };
-        if Instant::now() >= deadline {
-            bail!("{url} not ready: {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until(url, timeout, || async {
+        Ok(match client.get(url).send().await {
+            Ok(resp) if resp.status().is_success() => Probe::Ready(()),
+            Ok(resp) => Probe::NotYet(format!("status {}", resp.status())),
+            Err(err) => Probe::NotYet(err.to_string()),
+        })
+    })
+    .await
 }
 
 /// [`wait_http_ok`] for an owned URL, so many can be awaited together.

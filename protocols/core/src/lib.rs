@@ -30,6 +30,7 @@ pub mod listen;
 mod outcome;
 mod resource;
 pub mod spans;
+pub mod timeouts;
 
 pub use backoff::Backoff;
 pub use items::{LineItem, MergeError, Work, merge_items};

@@ -10,7 +10,7 @@ use sqlx::postgres::PgPoolOptions;
 /// How long a request waits for a pooled connection before the service answers
 /// 503: long enough to ride out a burst on a hot row (2PC branches hold their
 /// connection while queued on a row lock), short enough not to hide an outage.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A pooled connection idle at least this long is pinged before it is handed
 /// out. sqlx pings every connection on acquire by default: one more round trip
@@ -41,6 +41,10 @@ fn options(size: u32) -> PgPoolOptions {
             })
         })
 }
+
+/// The pool's budget, for the services' [`protocol_core::timeouts`] checks.
+pub const ACQUIRE: protocol_core::timeouts::Budget =
+    protocol_core::timeouts::Budget::new("pool acquire", ACQUIRE_TIMEOUT);
 
 /// Connects a pool of `size` connections and brings the schema up to date.
 ///

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use clap::Parser;
+use protocol_core::timeouts::{self, Budget, Relation};
 use protocol_core::{ProtocolKind, Resource};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
@@ -59,12 +60,38 @@ pub struct Config {
     pub max_batch: i64,
 }
 
+/// A participant's waits and how they nest, checked before it starts.
+fn budgets(config: &Config) -> Vec<Relation> {
+    let client = Budget::new("the client's wait", timeouts::CLIENT_WAIT);
+    let mut relations = vec![
+        Relation {
+            inner: crate::db::ACQUIRE,
+            outer: client,
+            why: "a request queued for a connection answers 503 before its client gives up",
+        },
+        Relation {
+            inner: Budget::new("--peer-timeout-ms", Duration::from_millis(config.peer_timeout_ms)),
+            outer: client,
+            why: "a question to the coordinator ends before a client's request gives up",
+        },
+    ];
+    if config.common.protocol == ProtocolKind::TwoPc {
+        relations.push(Relation {
+            inner: Budget::new("--lock-timeout-ms", Duration::from_millis(config.twopc.lock_timeout_ms)),
+            outer: client,
+            why: "a prepare queued on a row lock votes before the checkout's client gives up",
+        });
+    }
+    relations
+}
+
 /// Connects to the database (running `spec`'s migrations), mounts the routes
 /// `routes` builds over the pool next to the protocol's internal endpoints,
 /// and binds the listener, with the protocol's background tasks attached.
 ///
 /// # Errors
-/// When the database cannot be reached, the routes cannot be built, or the
+/// When a time budget does not fit the one around it
+/// ([`protocol_core::timeouts`]), the database cannot be reached, the routes cannot be built, or the
 /// chosen protocol lacks its settings (2PC: `--coordinator-urls`; saga:
 /// `--kafka-bootstrap`).
 pub async fn build(
@@ -72,6 +99,7 @@ pub async fn build(
     config: &Config,
     routes: impl FnOnce(&PgPool) -> anyhow::Result<Router>,
 ) -> anyhow::Result<Application> {
+    timeouts::check(&budgets(config))?;
     let common = &config.common;
     let pool = crate::db::connect(&common.database_url, common.db_pool_size, spec.migrator).await?;
     let own = routes(&pool)?;
@@ -101,5 +129,22 @@ pub async fn build(
             let app = Application::bind(common.listen, side.mount(own), pool).await?;
             side.attach(app)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &[&str]) -> Config {
+        Config::try_parse_from(["stock", "--database-url=postgres://x"].iter().chain(extra)).unwrap()
+    }
+
+    #[test]
+    fn the_default_budgets_nest_and_a_longer_lock_wait_is_refused() {
+        assert_eq!(timeouts::check(&budgets(&config(&["--protocol=2pc"]))), Ok(()));
+        assert_eq!(timeouts::check(&budgets(&config(&["--protocol=saga"]))), Ok(()));
+        let err = timeouts::check(&budgets(&config(&["--protocol=2pc", "--lock-timeout-ms=90000"]))).unwrap_err();
+        assert!(err.to_string().starts_with("--lock-timeout-ms (90000 ms) must be shorter"), "{err}");
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use protocol_core::ProtocolKind;
+use protocol_core::timeouts::{self, Budget, Relation};
 use service_common::config::CommonConfig;
 use service_common::price_cache::PriceCache;
 use service_common::server::Application;
@@ -108,8 +109,53 @@ pub struct Config {
     pub mutations: String,
 }
 
+/// The order service's waits and how they nest, checked before it starts.
+fn budgets(config: &Config) -> Vec<Relation> {
+    let ms = |name, ms| Budget::new(name, Duration::from_millis(ms));
+    let client = Budget::new("the client's wait", timeouts::CLIENT_WAIT);
+    let prepare = ms("--prepare-timeout-ms", config.prepare_timeout_ms);
+    let mut relations = vec![
+        Relation {
+            inner: service_common::db::ACQUIRE,
+            outer: client,
+            why: "a checkout queued for a connection answers 503 before its client gives up",
+        },
+        Relation {
+            inner: ms("--peer-timeout-ms", config.peer_timeout_ms),
+            outer: client,
+            why: "a call to another service ends before the checkout's client gives up",
+        },
+    ];
+    match config.common.protocol {
+        ProtocolKind::TwoPc => relations.extend([
+            Relation {
+                inner: ms("--lock-budget-ms", config.lock_budget_ms),
+                outer: prepare,
+                why: "a prepare that waits its whole lock budget still answers its own vote, not a timeout",
+            },
+            Relation {
+                inner: prepare,
+                outer: client,
+                why: "a prepare ends (vote or abort) before the checkout's client gives up",
+            },
+            Relation {
+                inner: ms("--phase-two-deadline-ms", config.phase_two_deadline_ms),
+                outer: client,
+                why: "a decided checkout answers before its client gives up; recovery finishes phase two",
+            },
+        ]),
+        ProtocolKind::Saga => relations.push(Relation {
+            inner: ms("--saga-checkout-timeout-ms", config.saga_checkout_timeout_ms),
+            outer: client,
+            why: "a checkout waiting on a stalled saga answers 503 before its client gives up",
+        }),
+    }
+    relations
+}
+
 /// Connects to the database and Redis, runs migrations and binds the listener.
 pub async fn build(config: Config) -> anyhow::Result<Application> {
+    timeouts::check(&budgets(&config))?;
     let pool = service_common::db::connect(&config.common.database_url, config.common.db_pool_size, &MIGRATOR).await?;
     let cache = PriceCache::new(config.common.redis_url.as_deref())?;
     let timeout = Duration::from_millis(config.peer_timeout_ms);
@@ -179,4 +225,35 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
             .with_background("saga-recovery", move |stop| orchestrator.run_recovery(stop));
     }
     Ok(app)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &[&str]) -> Config {
+        let base = ["order", "--database-url=postgres://x", "--stock-urls=http://s", "--payment-urls=http://p"];
+        Config::try_parse_from(base.iter().chain(extra)).unwrap()
+    }
+
+    #[test]
+    fn the_default_budgets_nest_for_both_protocols() {
+        for protocol in ["2pc", "saga"] {
+            let protocol = format!("--protocol={protocol}");
+            assert_eq!(timeouts::check(&budgets(&config(&[&protocol]))), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_budget_that_outgrows_the_one_around_it_stops_the_service() {
+        let config = config(&["--protocol=2pc", "--lock-budget-ms=20000"]);
+        let err = timeouts::check(&budgets(&config)).unwrap_err().to_string();
+        assert!(err.starts_with("--lock-budget-ms (20000 ms) must be shorter than --prepare-timeout-ms"), "{err}");
+        let config = super::tests::config(&["--protocol=saga", "--saga-checkout-timeout-ms=60000"]);
+        let err = timeouts::check(&budgets(&config)).unwrap_err().to_string();
+        assert!(
+            err.starts_with("--saga-checkout-timeout-ms (60000 ms) must be shorter than the client's wait"),
+            "{err}"
+        );
+    }
 }

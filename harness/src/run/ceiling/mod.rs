@@ -40,8 +40,8 @@ use std::time::Instant;
 use protocol_core::CheckoutRequest;
 use serde::Serialize;
 
-use super::dataset::Ids;
 use super::final_state::Databases;
+use super::workload::Ids;
 pub use scratch::SCRATCH_DATABASE;
 
 /// Commands and replies of one saga that pays: a command and a reply per step.

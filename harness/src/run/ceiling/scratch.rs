@@ -10,8 +10,8 @@ use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
-use crate::run::dataset::Ids;
 use crate::run::final_state::Databases;
+use crate::run::workload::Ids;
 
 /// Name of the scratch database in each cluster.
 pub const SCRATCH_DATABASE: &str = "saga2pc_ceiling";

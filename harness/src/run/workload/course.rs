@@ -20,7 +20,86 @@
 //! anything but a 4xx, the item sold out, and exactly 100 credit was taken.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rand::Rng;
+use rand::rngs::StdRng;
+
+use super::{Dataset, Definition, Ids, Line, create_orders, seeded};
+use crate::api::Api;
+use crate::run::RunSpec;
+use crate::run::load::LoadResult;
+use crate::run::verify::{Answer, Attempt, FinalState};
+
+/// The `wdm-consistency` workload.
+#[derive(Debug)]
+pub struct WdmConsistency;
+
+impl Definition for WdmConsistency {
+    fn name(&self) -> &'static str {
+        "wdm-consistency"
+    }
+
+    /// The course test has fixed sizes, and sends its checkouts all at once
+    /// over 100 connections (a closed loop of 100 clients, not a rate).
+    fn normalise(&self, spec: &mut RunSpec) {
+        (spec.items, spec.stock, spec.price, spec.users, spec.credit) = (1, 100, 1, 1000, 1);
+        (spec.orders, spec.checkouts, spec.concurrency, spec.rate) = (1000, 1000, 100, None);
+        spec.duration = None;
+    }
+
+    fn prepare<'a>(&'a self, api: &'a Api, spec: &'a RunSpec) -> BoxFuture<'a, anyhow::Result<Dataset>> {
+        Box::pin(async move {
+            let mut rng = seeded(api, spec).await?;
+            let orders = create_orders(api, lines(spec, &mut rng), spec.concurrency).await?;
+            // Every order checked out once, in the order they were created,
+            // as the course script sends them.
+            Ok(Dataset { ids: Ids::with_orders(spec, orders.clone()), plan: Arc::new(orders) })
+        })
+    }
+
+    /// The script waits up to its client timeout for a reply.
+    fn reply_timeout(&self) -> Duration {
+        CLIENT_TIMEOUT
+    }
+
+    fn has_ceiling(&self) -> bool {
+        false
+    }
+
+    fn score(&self, spec: &RunSpec, state: &FinalState, load: &LoadResult) -> Option<CourseCounts> {
+        let attempts = || load.answers.values().flatten();
+        let count = |pick: &dyn Fn(&Attempt) -> bool| attempts().filter(|a| pick(a)).count() as i64;
+        let no_reply = count(&|a| !a.replied);
+        let refused = count(&|a| a.answer == Answer::Refused);
+        let total = count(&|_| true);
+        let late = count(&|a| a.replied && a.ended > CLIENT_TIMEOUT);
+        Some(CourseCounts::from(CourseObservation {
+            stock_total: spec.items * spec.stock,
+            stock_left: state.stock.get("0").copied().unwrap_or_default(),
+            credit_total: spec.users * spec.credit,
+            credit_left: state.credit.values().sum(),
+            price: spec.price,
+            successes: total - refused - no_reply,
+            unanswered: no_reply + late,
+        }))
+    }
+}
+
+/// `(user, items)` of each order of the course test: as the course script
+/// does, each order's user is drawn at random *with replacement*
+/// (`random.choice`), so many users own several orders but can pay for one,
+/// and each order holds one unit of a random item (of the one there is).
+fn lines(spec: &RunSpec, rng: &mut StdRng) -> Vec<Line> {
+    (0..spec.orders)
+        .map(|_| {
+            let user = rng.random_range(0..spec.users).to_string();
+            (user, vec![rng.random_range(0..spec.items).to_string()])
+        })
+        .collect()
+}
 
 /// The course script's client timeout (aiohttp's default total timeout, which
 /// starts when the request is issued, before it gets one of the 100
@@ -107,7 +186,31 @@ impl fmt::Display for CourseCounts {
 
 #[cfg(test)]
 mod tests {
+    use rand::SeedableRng;
+
     use super::*;
+    use crate::run::workload::Workload;
+    use crate::run::workload::tests::spec;
+
+    #[test]
+    fn the_course_test_draws_users_with_replacement() {
+        let s = spec(Workload::WdmConsistency, 0.0).normalised();
+        let lines = lines(&s, &mut StdRng::seed_from_u64(5));
+        assert_eq!(lines.len(), 1000);
+        assert!(lines.iter().all(|(_, items)| items == &["0".to_owned()]));
+        let users: std::collections::BTreeSet<&String> = lines.iter().map(|(u, _)| u).collect();
+        // 1000 draws out of 1000 users: about 1000 (1 - 1/e) = 632 distinct.
+        assert!((580..690).contains(&users.len()), "{} distinct users", users.len());
+    }
+
+    #[test]
+    fn the_course_test_has_fixed_sizes() {
+        let s = spec(Workload::WdmConsistency, 0.0).normalised();
+        assert_eq!((s.items, s.stock, s.price, s.users, s.credit), (1, 100, 1, 1000, 1));
+        assert_eq!((s.orders, s.checkouts, s.concurrency), (1000, 1000, 100));
+        let s = spec(Workload::Stress, 0.0).normalised();
+        assert_eq!(s.orders, 4000, "other workloads keep their sizes");
+    }
 
     const GOOD: CourseObservation = CourseObservation {
         stock_total: 100,

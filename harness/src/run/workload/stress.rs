@@ -1,0 +1,31 @@
+//! `stress`: batch-initialised data (ids `"0".."n-1"`, two uniform random
+//! items per order, chosen by the order service) and checkouts of random
+//! order ids, repeats included.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use rand::Rng;
+
+use super::{Dataset, Definition, Ids, batch_ids, seeded};
+use crate::api::Api;
+use crate::run::RunSpec;
+
+/// The `stress` workload.
+#[derive(Debug)]
+pub struct Stress;
+
+impl Definition for Stress {
+    fn name(&self) -> &'static str {
+        "stress"
+    }
+
+    fn prepare<'a>(&'a self, api: &'a Api, spec: &'a RunSpec) -> BoxFuture<'a, anyhow::Result<Dataset>> {
+        Box::pin(async move {
+            let mut rng = seeded(api, spec).await?;
+            api.batch_init_orders(spec.orders, spec.items, spec.users, spec.price).await?;
+            let plan = (0..spec.checkouts).map(|_| rng.random_range(0..spec.orders).to_string()).collect();
+            Ok(Dataset { ids: Ids::with_orders(spec, batch_ids(spec.orders)), plan: Arc::new(plan) })
+        })
+    }
+}
