@@ -31,6 +31,7 @@ pub mod offsets;
 pub mod orchestrator;
 pub mod participant;
 pub mod relay;
+pub mod sagas;
 pub mod store;
 
 use std::sync::atomic::AtomicBool;

@@ -32,6 +32,7 @@ use crate::machine::{Action, Event, Mode, Saga, Status};
 use crate::messages::{Body, Envelope, Step};
 use crate::metrics::{Gauges, Metrics};
 use crate::relay::Outbox;
+use crate::sagas;
 use crate::store::{self, OutboxRow};
 
 /// PostgreSQL channel on which terminal sagas are announced (payload: saga id).
@@ -119,12 +120,9 @@ impl Orchestrator {
     ) -> Result<CheckoutOutcome, CheckoutError> {
         let mut done = self.done.subscribe(); // before anything can finish
         let mut tiles = Tiles::start(&request.order_id);
-        let active: Option<Uuid> =
-            sqlx::query_scalar(concat!("SELECT saga_id FROM sagas WHERE order_id = $1 AND ", in_flight_sql!()))
-                .bind(&request.order_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| CheckoutError::Aborted(format!("reading sagas: {e}")))?;
+        let active = sagas::in_flight_of(&mut tx, &request.order_id)
+            .await
+            .map_err(|e| CheckoutError::Aborted(format!("reading sagas: {e}")))?;
         let (saga_id, commands) = match active {
             Some(saga_id) => {
                 Metrics::incr(&self.metrics.joined);
@@ -157,14 +155,7 @@ impl Orchestrator {
         request: &CheckoutRequest,
     ) -> sqlx::Result<Vec<OutboxRow>> {
         let (saga, actions) = Saga::start(self.settings.mode);
-        sqlx::query("INSERT INTO sagas (saga_id, order_id, status, state, request) VALUES ($1, $2, $3, $4, $5)")
-            .bind(saga_id)
-            .bind(&request.order_id)
-            .bind(saga.status.as_str())
-            .bind(Json(&saga))
-            .bind(Json(request))
-            .execute(&mut *conn)
-            .await?;
+        sagas::insert(&mut *conn, saga_id, &saga, request).await?;
         let commands: Vec<Envelope> = actions.iter().filter_map(|a| command(saga_id, request, a)).collect();
         let rows = store::enqueue(&mut *conn, &commands).await?;
         self.book.begin_checkout(&mut *conn, &request.order_id).await?;
@@ -263,12 +254,7 @@ impl Orchestrator {
             Metrics::incr(&self.metrics.duplicates);
             return Ok(());
         }
-        let row: Option<(Json<Saga>, Json<CheckoutRequest>)> =
-            sqlx::query_as("SELECT state, request FROM sagas WHERE saga_id = $1 FOR UPDATE")
-                .bind(msg.saga_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some((Json(mut saga), Json(request))) = row else {
+        let Some((mut saga, request)) = sagas::lock(&mut tx, msg.saga_id).await? else {
             tracing::warn!(saga = %msg.saga_id, "reply for an unknown saga");
             tx.commit().await?;
             return Ok(());
@@ -329,20 +315,8 @@ impl Orchestrator {
                 tracing::warn!(order_id = %request.order_id, "saga finished paid on an order that was already paid");
             }
         }
-        let update = if terminal {
-            // The terminal write also announces the end, delivered to every
-            // listening replica when (and only if) this commits.
-            sqlx::query(
-                "WITH ended AS (
-                     UPDATE sagas SET status = $2, state = $3, updated_at = now(), finished_at = clock_timestamp()
-                     WHERE saga_id = $1 RETURNING saga_id)
-                 SELECT pg_notify($4, saga_id::text) FROM ended",
-            )
-        } else {
-            sqlx::query("UPDATE sagas SET status = $2, state = $3, updated_at = now() WHERE saga_id = $1")
-        };
-        let update = update.bind(saga_id).bind(saga.status.as_str()).bind(Json(saga));
-        if terminal { update.bind(DONE_CHANNEL) } else { update }.execute(&mut *conn).await?;
+        // The terminal write also announces the end to every listening replica.
+        sagas::save(&mut *conn, saga_id, saga, DONE_CHANNEL).await?;
         Ok(rows)
     }
 

@@ -25,25 +25,13 @@ pub(super) async fn checkout(db: &Scratch, order_id: &str, mode: saga::Mode) -> 
     let Some((mut tx, request)) = lock_order(&db.order, order_id).await? else {
         return Ok(Ended::NotPaid);
     };
-    let active: Option<Uuid> =
-        sqlx::query_scalar(concat!("SELECT saga_id FROM sagas WHERE order_id = $1 AND ", saga::in_flight_sql!()))
-            .bind(order_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if active.is_some() {
+    if saga::sagas::in_flight_of(&mut tx, order_id).await?.is_some() {
         // Another worker's saga of this order: the service would join it.
         return Ok(Ended::NotPaid);
     }
     let saga_id = Uuid::new_v4();
     let (mut saga, actions) = Saga::start(mode);
-    sqlx::query("INSERT INTO sagas (saga_id, order_id, status, state, request) VALUES ($1, $2, $3, $4, $5)")
-        .bind(saga_id)
-        .bind(order_id)
-        .bind(saga.status.as_str())
-        .bind(Json(&saga))
-        .bind(Json(&request))
-        .execute(&mut *tx)
-        .await?;
+    saga::sagas::insert(&mut tx, saga_id, &saga, &request).await?;
     let mut pending: Vec<Envelope> = actions.iter().filter_map(|a| command(saga_id, &request, a)).collect();
     enqueue(&mut tx, &pending).await?;
     sqlx::query("UPDATE orders SET checkout_in_progress = TRUE WHERE order_id = $1")
@@ -157,11 +145,9 @@ async fn on_reply(
     };
     let mut tx = pool.begin().await?;
     claim(&mut tx, reply.message_id).await?;
-    let _: Option<(Json<Saga>, Json<CheckoutRequest>)> =
-        sqlx::query_as("SELECT state, request FROM sagas WHERE saga_id = $1 FOR UPDATE")
-            .bind(reply.saga_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    // The saga's row lock, as the orchestrator takes it; its state is the
+    // caller's `saga`, already in memory.
+    saga::sagas::lock(&mut tx, reply.saga_id).await?;
     let actions = saga.on(event).unwrap_or_default();
     let next: Vec<Envelope> = actions.iter().filter_map(|a| command(reply.saga_id, request, a)).collect();
     enqueue(&mut tx, &next).await?;
@@ -178,25 +164,8 @@ async fn on_reply(
         .bind(actions.contains(&Action::Finish(Status::Paid)))
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "WITH ended AS (
-                 UPDATE sagas SET status = $2, state = $3, updated_at = now(), finished_at = clock_timestamp()
-                 WHERE saga_id = $1 RETURNING saga_id)
-             SELECT pg_notify('saga_ceiling_done', saga_id::text) FROM ended",
-        )
-        .bind(reply.saga_id)
-        .bind(saga.status.as_str())
-        .bind(Json(&*saga))
-        .execute(&mut *tx)
-        .await?;
-    } else {
-        sqlx::query("UPDATE sagas SET status = $2, state = $3, updated_at = now() WHERE saga_id = $1")
-            .bind(reply.saga_id)
-            .bind(saga.status.as_str())
-            .bind(Json(&*saga))
-            .execute(&mut *tx)
-            .await?;
     }
+    saga::sagas::save(&mut tx, reply.saga_id, saga, "saga_ceiling_done").await?;
     tx.commit().await?;
     Ok(next)
 }
