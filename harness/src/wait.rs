@@ -1,12 +1,17 @@
-//! The one wait-until loop of the harness: a probe tried every [`POLL`]
-//! until it says ready or the deadline passes, failing with what was awaited
-//! and the probe's last word on why it was not ready. A probe's own error
-//! (`Err`) ends the wait at once: it is for what no waiting can fix (the
-//! process being waited for exited).
+//! The harness's wait-until loop: a probe tried every [`POLL`] (or as
+//! often as the caller says) until it says ready or the deadline passes,
+//! failing with what was awaited and the probe's last word on why it was not
+//! ready. A probe's own error (`Err`) ends the wait at once: it is for what
+//! no waiting can fix (the process being waited for exited). Every wait for
+//! something outside the harness's control to become ready (a server to
+//! listen, a process or a stack to stop, Kafka's nodes and topics) goes
+//! through it.
 //!
-//! The protocols' back-off between retries is [`protocol_core::Backoff`];
-//! this is for waiting on something outside the harness's control to become
-//! ready (a server to listen, a stack to stop).
+//! Not waits of this kind: the verifier's settling (`run::final_state`),
+//! which reports what is still in flight when its time runs out instead of
+//! failing, and its re-reads until two reads agree. Retries with a growing
+//! pause (a restarted process, a saga message, a 2PC phase-two call) use
+//! [`protocol_core::Backoff`].
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -42,7 +47,8 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<Probe<T>>>,
 {
-    until_deadline(what, Instant::now() + timeout, POLL, probe).await
+    let what = format!("{what} (waited {} s)", timeout.as_secs_f64());
+    until_deadline(&what, Instant::now() + timeout, POLL, probe).await
 }
 
 /// Tries `probe` every `every` until `deadline` (a deadline shared by
@@ -106,6 +112,8 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(got, 3);
+        let err = until("never", Duration::ZERO, || async { Ok(Probe::<()>::NotYet("no".into())) }).await.unwrap_err();
+        assert_eq!(err.to_string(), "never (waited 0 s): not ready in time (no)");
     }
 
     #[tokio::test]

@@ -44,7 +44,7 @@ pub(super) struct StackArgs {
     /// Database connections per service replica kept apart for the
     /// protocol's own bookkeeping (2PC phase two, the decision log,
     /// recovery); 0 shares the request pool.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, env = "DB_PROTOCOL_POOL_SIZE", default_value_t = 4)]
     pub(super) db_protocol_pool_size: u32,
     /// `max_connections` and `max_prepared_transactions` of each PostgreSQL cluster.
     #[arg(long, default_value_t = 200)]

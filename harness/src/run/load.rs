@@ -78,12 +78,6 @@ impl LoadResult {
 /// fit inside (checked when each starts).
 pub const REPLY_TIMEOUT: Duration = protocol_core::timeouts::CLIENT_WAIT;
 
-/// A client of `gateway` for `concurrency` checkouts in flight, each
-/// waiting at most `timeout` for its reply.
-pub fn client(gateway: &str, concurrency: usize, timeout: Duration) -> anyhow::Result<Api> {
-    Api::new(gateway, timeout, concurrency)
-}
-
 async fn checkout(api: &Api, order: &str) -> (Option<u16>, Reply, Answer) {
     let reply = api.checkout(order).await;
     (reply.status, reply.reply, Answer::of(reply.reply))

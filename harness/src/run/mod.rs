@@ -198,11 +198,11 @@ pub async fn execute(
     let faults = extras.injector.map(|injector| injector.start(Instant::now()));
     let load = match spec.rate {
         Some(rate) => {
-            let api = load::client(gateway, OPEN_LOOP_IDLE, load::REPLY_TIMEOUT)?;
+            let api = Api::new(gateway, load::REPLY_TIMEOUT, OPEN_LOOP_IDLE)?;
             load::open_loop(&api, Arc::clone(&data.plan), rate, spec.duration).await?
         }
         None => {
-            let api = load::client(gateway, spec.concurrency, workload.reply_timeout())?;
+            let api = Api::new(gateway, workload.reply_timeout(), spec.concurrency)?;
             load::closed_loop(&api, Arc::clone(&data.plan), spec.concurrency, spec.duration).await?
         }
     };

@@ -23,6 +23,7 @@ use nix::sys::signal::Signal;
 
 use super::config::StackConfig;
 use super::kafka;
+use crate::wait::{self, Probe};
 
 /// How long the training broker may take to serve, and then to stop.
 const TRAINING_TIMEOUT: Duration = Duration::from_secs(90);
@@ -105,26 +106,21 @@ fn train(config: &StackConfig, archive: &std::path::Path) -> anyhow::Result<()> 
 }
 
 fn serve_then_stop(child: &mut std::process::Child, log: &std::path::Path) -> anyhow::Result<()> {
-    let deadline = Instant::now() + TRAINING_TIMEOUT;
-    while !std::fs::read_to_string(log).unwrap_or_default().contains("Kafka Server started") {
+    let every = Duration::from_millis(50);
+    let what = format!("the training broker serving (within {} s)", TRAINING_TIMEOUT.as_secs());
+    wait::until_blocking(&what, Instant::now() + TRAINING_TIMEOUT, every, || {
+        if std::fs::read_to_string(log).unwrap_or_default().contains("Kafka Server started") {
+            return Ok(Probe::Ready(()));
+        }
         if child.try_wait()?.is_some() {
             bail!("the training broker exited before serving (see its log)");
         }
-        if Instant::now() > deadline {
-            bail!("the training broker did not serve within {} s", TRAINING_TIMEOUT.as_secs());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        Ok(Probe::NotYet("no \"Kafka Server started\" in its log".into()))
+    })?;
     super::process::signal_pid(child.id(), Signal::SIGTERM)?;
-    let deadline = Instant::now() + TRAINING_TIMEOUT;
     // The JVM writes the archive on its way out, whatever its exit status.
-    loop {
-        if child.try_wait()?.is_some() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("the training broker did not stop within {} s", TRAINING_TIMEOUT.as_secs());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let what = format!("the training broker stopping (within {} s)", TRAINING_TIMEOUT.as_secs());
+    wait::until_blocking(&what, Instant::now() + TRAINING_TIMEOUT, every, || {
+        Ok(if child.try_wait()?.is_some() { Probe::Ready(()) } else { Probe::NotYet("still running".into()) })
+    })
 }

@@ -20,6 +20,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use protocol_core::listen::{ENV as LISTEN_FD_ENV, FD as LISTEN_FD};
 
+use crate::wait::Probe;
+
 /// How to start one process.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -126,12 +128,13 @@ impl Proc {
             return Some(status);
         }
         let _ = self.signal(self.spec.stop_signal);
-        let deadline = Instant::now() + self.spec.stop_timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.exited() {
-                return Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let every = Duration::from_millis(50);
+        let exited = crate::wait::until_deadline("exit", Instant::now() + self.spec.stop_timeout, every, || {
+            let status = self.exited();
+            std::future::ready(Ok(status.map_or_else(|| Probe::NotYet("running".into()), Probe::Ready)))
+        });
+        if let Ok(status) = exited.await {
+            return Some(status);
         }
         tracing::warn!(name = %self.spec.name, "did not stop in time; killing");
         let _ = self.child.kill();

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use futures::future::BoxFuture;
+use protocol_core::Backoff;
 use tokio::sync::watch;
 
 use super::config::{Role, StackConfig};
@@ -53,8 +54,8 @@ struct Member {
     /// When the current process was started.
     started: Instant,
     /// Delay before the next restart; grows while the process keeps dying
-    /// right after starting (a crash loop), resets once it stays up.
-    backoff: Duration,
+    /// right after starting (a crash loop), starts over once it stays up.
+    backoff: Backoff,
     /// When a pending restart is due.
     restart_at: Option<Instant>,
     /// A fault asked to keep the process down until then.
@@ -73,6 +74,9 @@ impl Member {
 
 /// A process that lives this long counts as started successfully.
 const STABLE_AFTER: Duration = Duration::from_secs(5);
+/// The wait before restarting a process that died within [`STABLE_AFTER`]
+/// of starting, doubled while it keeps doing so.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// A running stack.
@@ -182,7 +186,7 @@ impl Stack {
             restarts: 0,
             service,
             started: Instant::now(),
-            backoff: Duration::ZERO,
+            backoff: Backoff::new(FIRST_BACKOFF, MAX_BACKOFF),
             restart_at: None,
             hold_until: None,
             probe,
@@ -397,15 +401,15 @@ fn restart_if_dead(member: &mut Member) -> bool {
     if member.restart_at.is_none() {
         let Some(status) = member.proc.exited() else {
             if member.started.elapsed() >= STABLE_AFTER {
-                member.backoff = Duration::ZERO;
+                member.backoff.reset();
             }
             return false;
         };
-        if member.started.elapsed() < STABLE_AFTER {
-            member.backoff = (member.backoff * 2).clamp(Duration::from_millis(250), MAX_BACKOFF);
-        }
-        tracing::warn!(%name, %status, backoff_ms = member.backoff.as_millis() as u64, "process exited; restarting");
-        let due = Instant::now() + member.backoff;
+        // A process that ran stably restarts at once; one in a crash loop
+        // waits longer each time.
+        let wait = if member.started.elapsed() < STABLE_AFTER { member.backoff.advance() } else { Duration::ZERO };
+        tracing::warn!(%name, %status, backoff_ms = wait.as_millis() as u64, "process exited; restarting");
+        let due = Instant::now() + wait;
         member.restart_at = Some(member.hold_until.take().map_or(due, |held| held.max(due)));
     }
     if member.restart_at.is_some_and(|at| Instant::now() < at) {

@@ -17,7 +17,7 @@ use saga::messages::{Body, Envelope, STOCK_COMMANDS, Step, TOPICS};
 
 use crate::support::api::{self, Api};
 use crate::support::faults::{Case, arm, restarts, signal, wait_restart_count, wait_restarted};
-use crate::support::{TestStack, component};
+use crate::support::{TestStack, component, eventually, when};
 use crate::{assert_settled, counters, databases};
 
 /// A one-replica saga stack that re-sends stalled commands after 3 s.
@@ -147,11 +147,7 @@ async fn a_step_after_a_reset_of_its_row_is_refused(stack: &TestStack, api: &Api
         let api = api.clone();
         async move { api.checkout("0").await.expect_reply() }
     });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while counters(stack, "order#0").await["in_flight"].as_u64().unwrap() == 0 {
-        assert!(Instant::now() < deadline, "the saga did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    saga_started(stack).await;
     assert_eq!(api.post("/payment/batch_init/1/50").await.unwrap().0, 200, "the user is reset while the saga runs");
     signal(stack, "stock#0", Signal::SIGCONT);
     let (status, body) = checkout.await.unwrap();
@@ -164,11 +160,29 @@ async fn a_step_after_a_reset_of_its_row_is_refused(stack: &TestStack, api: &Api
 
 /// Waits until `cond` holds on the stock of `item`.
 async fn wait_stock(api: &Api, item: &str, what: &str, cond: impl Fn(i64) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond(api.stock_of(item).await.unwrap()) {
-        assert!(Instant::now() < deadline, "{what}: stock of {item} is {}", api.stock_of(item).await.unwrap());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(what, Duration::from_secs(20), || async {
+        let stock = api.stock_of(item).await.unwrap();
+        when(cond(stock), || format!("stock of {item} is {stock}"))
+    })
+    .await;
+}
+
+/// Waits until order#0 has a saga in flight.
+async fn saga_started(stack: &TestStack) {
+    eventually("a saga started", Duration::from_secs(20), || async {
+        let n = counters(stack, "order#0").await["in_flight"].as_u64().unwrap();
+        when(n > 0, || "none in flight".into())
+    })
+    .await;
+}
+
+/// Waits until counter `name` of `replica` passes `at_least`.
+async fn counter_reaches(stack: &TestStack, replica: &str, name: &str, at_least: u64, timeout: Duration) {
+    eventually(&format!("{replica}'s {name} at {at_least}"), timeout, || async {
+        let n = counters(stack, replica).await[name].as_u64().unwrap();
+        when(n >= at_least, || format!("{name} is {n}"))
+    })
+    .await;
 }
 
 /// `batch_init` while a saga holds effects on the ids it resets (the payment
@@ -234,11 +248,8 @@ async fn a_poison_compensation_is_dead_lettered(stack: &TestStack, api: &Api) {
         .unwrap();
     let before = counters(stack, "stock#0").await["dead_lettered"].as_u64().unwrap();
     signal(stack, "payment#0", Signal::SIGCONT);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while counters(stack, "stock#0").await["dead_lettered"].as_u64().unwrap() == before {
-        assert!(Instant::now() < deadline, "the failing compensation was not dead-lettered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The failing compensation is dead-lettered.
+    counter_reaches(stack, "stock#0", "dead_lettered", before + 1, Duration::from_secs(20)).await;
     assert!(counters(stack, "stock#0").await["dead_letters"].as_u64().unwrap() >= 1);
     let status = stack.status().unwrap();
     assert!(status["dead_letters"]["stock"].as_u64().unwrap() >= 1, "harness status shows it: {status}");
@@ -267,11 +278,7 @@ async fn paused_participant_freezes_the_order(stack: &TestStack, api: &Api) {
         async move { api.checkout(&order).await.expect_reply() }
     });
     // Wait until the saga is recorded (it then waits for the paused payment).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while counters(stack, "order#0").await["in_flight"].as_u64().unwrap() == 0 {
-        assert!(Instant::now() < deadline, "the saga did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    saga_started(stack).await;
     let (status, body) = api.post(&format!("/orders/addItem/{}/{}/1", case.order, case.item)).await.unwrap();
     assert_eq!(status, 400, "addItem during the saga: {body}");
     assert!(body["error"].as_str().unwrap().contains("being checked out"), "{body}");
@@ -375,11 +382,8 @@ async fn duplicated_replayed_and_reordered_messages_take_effect_once() {
     let messages = read_all_topics(&bootstrap(&stack));
     publish(&bootstrap(&stack), &messages).await;
     let commands = messages.iter().filter(|(t, _, _)| t == STOCK_COMMANDS).count() as u64;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while counters(&stack, "stock#0").await["duplicates"].as_u64().unwrap() < stock_duplicates + commands {
-        assert!(Instant::now() < deadline, "the replayed stock commands were not all consumed");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // Every replayed stock command is consumed (as a duplicate).
+    counter_reaches(&stack, "stock#0", "duplicates", stock_duplicates + commands, Duration::from_secs(60)).await;
     assert_settled(&stack).await;
     check_cases(&api, &cases, "replay from offset 0").await;
 
@@ -394,11 +398,8 @@ async fn duplicated_replayed_and_reordered_messages_take_effect_once() {
     let encoded = |m: &Envelope| (STOCK_COMMANDS.to_owned(), m.order_id.as_bytes().to_vec(), m.encode());
     publish(&bootstrap(&stack), &[encoded(&undo)]).await;
     publish(&bootstrap(&stack), &[encoded(&action)]).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while counters(&stack, "stock#0").await["late_actions"].as_u64().unwrap() == late_before {
-        assert!(Instant::now() < deadline, "the late action was not handled");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The late action is handled.
+    counter_reaches(&stack, "stock#0", "late_actions", late_before + 1, Duration::from_secs(30)).await;
     assert_eq!(api.stock_of(&item).await.unwrap(), 10, "a late action took stock");
     let pool = sqlx::PgPool::connect(&databases(&stack).stock).await.unwrap();
     let state: String = sqlx::query_scalar("SELECT state FROM saga_effects WHERE saga_id = $1")

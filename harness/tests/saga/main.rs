@@ -11,7 +11,7 @@ mod support;
 
 mod faults;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use harness::run::final_state::Databases;
 use support::TestStack;
@@ -27,15 +27,11 @@ pub fn databases(stack: &TestStack) -> Databases {
 /// Waits until no saga is in flight and every outbox row is published.
 pub async fn assert_settled(stack: &TestStack) {
     let dbs = databases(stack);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
+    support::eventually("saga state settled", Duration::from_secs(90), || async {
         let left = harness::run::final_state::pending(&dbs).await.unwrap();
-        if left.is_empty() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "saga state not settled: {left:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        support::when(left.is_empty(), || format!("{left:?}"))
+    })
+    .await;
 }
 
 /// The saga counters of `name` (`order#0`, ...).

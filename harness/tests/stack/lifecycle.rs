@@ -1,10 +1,10 @@
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;
 
-use crate::support::{TestStack, component, pid_alive, text};
+use crate::support::{TestStack, component, eventually, pid_alive, text, when};
 
 /// The stack's gateway and a client for it.
 struct Gateway {
@@ -118,24 +118,22 @@ async fn up_status_restart_and_down() {
     // A killed service replica is restarted by the supervisor.
     let victim = component(&status, "stock#0")["pid"].as_u64().unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let restarted = loop {
-        let status = stack.status().expect("still running");
-        let c = component(&status, "stock#0").clone();
-        if c["restarts"] == 1 && c["pid"].as_u64() != Some(victim) {
-            break c;
-        }
-        assert!(Instant::now() < deadline, "stock#0 not restarted: {c}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    eventually("stock#0 restarted", Duration::from_secs(15), || async {
+        let c = component(&stack.status().expect("still running"), "stock#0").clone();
+        when(c["restarts"] == 1 && c["pid"].as_u64() != Some(victim), || c.to_string())
+    })
+    .await;
+    let restarted = component(&stack.status().unwrap(), "stock#0").clone();
     let log = std::fs::read_to_string(stack.dir.join("harness.log")).unwrap();
     assert!(log.contains("process exited; restarting") && log.contains("stock#0"), "{log}");
     let new_url = format!("{}/health", restarted["url"].as_str().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while gateway.client.get(&new_url).send().await.map(|r| !r.status().is_success()).unwrap_or(true) {
-        assert!(Instant::now() < deadline, "restarted stock#0 never became healthy");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("the restarted stock#0 healthy", Duration::from_secs(15), || async {
+        match gateway.client.get(&new_url).send().await {
+            Ok(r) => when(r.status().is_success(), || format!("/health answered {}", r.status())),
+            Err(err) => Err(err.to_string()),
+        }
+    })
+    .await;
     assert_eq!(call(&gateway, "GET", &format!("/stock/find/{item}")).await.0, 200);
 
     // down stops everything.

@@ -2,10 +2,10 @@
 //! with an all-or-nothing check, arming crash points, killing components and
 //! waiting for the supervisor to restart them.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::api::Api;
-use super::{TestStack, component};
+use super::{TestStack, component, eventually, when};
 
 /// One checkout's world: a user, an item and an order of it; by default a
 /// user with 100 credit, an item with 10 stock at 10, and an order of 2.
@@ -48,17 +48,21 @@ pub async fn restarts(stack: &TestStack, name: &str) -> u64 {
 }
 
 pub async fn wait_restarted(stack: &TestStack, name: &str, before: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while restarts(stack, name).await <= before {
-        assert!(Instant::now() < deadline, "{name} was not restarted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let restarted = format!("{name} restarted");
+    eventually(&restarted, Duration::from_secs(30), || async {
+        let n = restarts(stack, name).await;
+        when(n > before, || format!("{n} restarts"))
+    })
+    .await;
     let replica = super::replica(stack, name);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while replica.get("/health").await.map_or(true, |(status, _)| status != 200) {
-        assert!(Instant::now() < deadline, "{name} did not come back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(&format!("{name} healthy again"), Duration::from_secs(30), || async {
+        match replica.get("/health").await {
+            Ok((200, _)) => Ok(()),
+            Ok((status, body)) => Err(format!("/health answered {status} {body}")),
+            Err(err) => Err(err.to_string()),
+        }
+    })
+    .await;
 }
 
 pub async fn arm(stack: &TestStack, name: &str, point: &str) {
@@ -75,9 +79,9 @@ pub fn signal(stack: &TestStack, name: &str, signal: nix::sys::signal::Signal) {
 /// Waits until the supervisor restarted component `name` (more than `before`
 /// restarts), without a health check (for infrastructure).
 pub async fn wait_restart_count(stack: &TestStack, name: &str, before: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while restarts(stack, name).await <= before {
-        assert!(Instant::now() < deadline, "{name} was not restarted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(&format!("{name} restarted"), Duration::from_secs(60), || async {
+        let n = restarts(stack, name).await;
+        when(n > before, || format!("{n} restarts"))
+    })
+    .await;
 }

@@ -111,6 +111,32 @@ pub fn replica(stack: &TestStack, name: &str) -> api::Api {
     api::client(component(&stack.status().unwrap(), name)["url"].as_str().unwrap())
 }
 
+/// Waits until `ready` says so, trying every 50 ms for at most `timeout`
+/// (the harness's own wait loop, [`harness::wait`]); panics with `what` and
+/// the last reason it gave when it never does.
+pub async fn eventually<F, Fut>(what: &str, timeout: std::time::Duration, mut ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    use harness::wait::{Probe, until_deadline};
+    let deadline = std::time::Instant::now() + timeout;
+    let every = std::time::Duration::from_millis(50);
+    let waited = until_deadline(what, deadline, every, || {
+        let check = ready();
+        async move { Ok(check.await.map_or_else(Probe::NotYet, Probe::Ready)) }
+    })
+    .await;
+    if let Err(err) = waited {
+        panic!("{err:#}");
+    }
+}
+
+/// `Ok` when `holds`, else `why`: a condition for [`eventually`].
+pub fn when(holds: bool, why: impl FnOnce() -> String) -> Result<(), String> {
+    if holds { Ok(()) } else { Err(why()) }
+}
+
 /// Whether `pid` runs (and is not a zombie).
 pub fn pid_alive(pid: u64) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -15,10 +15,13 @@ use std::fmt;
 use std::time::Duration;
 
 /// How long a client of the checkout API waits for a reply (the harness's
-/// load clients; the gateway's read timeout is longer). Every budget a
-/// checkout can spend before it answers fits in it, so the client reads the
-/// outcome (or a 503 that says the final state decides), never its own
-/// timeout.
+/// load clients; the gateway's read timeout is longer). Each wait a checkout
+/// can spend before it answers fits in it on its own, so a checkout stuck on
+/// any one of them answers (with its outcome, or a 503 that says the final
+/// state decides) before its client gives up. Waits in a row are not summed:
+/// a checkout that queues for a connection, then for its order's row lock,
+/// then for a stalled saga could spend each budget in turn, which takes
+/// three faults at once.
 pub const CLIENT_WAIT: Duration = Duration::from_secs(60);
 
 /// A named budget.

@@ -22,13 +22,15 @@ pub enum ApiError {
     /// The addressed entity does not exist; nothing was changed.
     #[error("{0}")]
     NotFound(String),
-    /// A business rule refused the operation (insufficient stock or credit, paid
-    /// order); nothing was changed.
+    /// A business rule refused the operation (a paid order, an order being
+    /// checked out, a negative result); nothing was changed. A refused
+    /// checkout is [`ApiError::Refused`].
     #[error("{0}")]
     Rejected(String),
-    /// The protocol refused the checkout for a business reason; nothing was
-    /// charged. The reply names the reason's kind in `"reason"`
-    /// ([`protocol_core::Refusal`]) beside the text.
+    /// The protocol refused the checkout (short stock or credit, an empty
+    /// order, rows busy past the lock budget, ...); nothing was charged. The
+    /// reply names the reason's kind in `"reason"` ([`protocol_core::Refusal`])
+    /// beside the text; busy rows answer 409, the rest 400.
     #[error("{0}")]
     Refused(protocol_core::RejectReason),
     /// The request contradicts the state (an internal protocol request that

@@ -20,6 +20,12 @@ use crate::store::{LockedOrder, Store};
 /// How long a checkout waits for a concurrent checkout of the same order.
 const ORDER_LOCK_TIMEOUT_MS: u64 = 30_000;
 
+/// [`ORDER_LOCK_TIMEOUT_MS`] as a budget, for the service's start-up check.
+pub(crate) const ORDER_LOCK: protocol_core::timeouts::Budget = protocol_core::timeouts::Budget::new(
+    "the order lock wait",
+    std::time::Duration::from_millis(ORDER_LOCK_TIMEOUT_MS),
+);
+
 /// Runs checkouts with the protocol chosen at start-up.
 #[derive(Debug, Clone)]
 pub struct Checkout {

@@ -125,6 +125,11 @@ fn budgets(config: &Config) -> Vec<Relation> {
             outer: client,
             why: "a call to another service ends before the checkout's client gives up",
         },
+        Relation {
+            inner: checkout::ORDER_LOCK,
+            outer: client,
+            why: "a checkout queued behind another checkout of its order answers before its client gives up",
+        },
     ];
     match config.common.protocol {
         ProtocolKind::TwoPc => relations.extend([

@@ -161,7 +161,7 @@ async fn checkout(
                 order_id = order_id.as_str(),
                 "mutation refuse-after-paid: answering 400 for a paid checkout"
             );
-            Err(ApiError::Refused(RejectReason::OutOfStock { item_id: format!("of order {order_id} (mutation)") }))
+            Err(ApiError::Refused(RejectReason::OutOfStock { item_id: format!("in order {order_id} (mutation)") }))
         }
         Ok(CheckoutOutcome::Paid) => {
             Ok(Json(json!({ "order_id": order_id.as_str(), "paid": true, "outcome": "paid" })))
