@@ -2,10 +2,10 @@
 //! often as the caller says) until it says ready or the deadline passes,
 //! failing with what was awaited and the probe's last word on why it was not
 //! ready. A probe's own error (`Err`) ends the wait at once: it is for what
-//! no waiting can fix (the process being waited for exited). Every wait for
-//! something outside the harness's control to become ready (a server to
-//! listen, a process or a stack to stop, Kafka's nodes and topics) goes
-//! through it.
+//! no waiting can fix (the process being waited for exited). The harness's
+//! waits for something outside its control to become ready (a server to
+//! listen, a process or a stack to stop, Kafka's nodes and topics) go
+//! through it, and so do most of the tests' polls (`support::eventually`).
 //!
 //! Not waits of this kind: the verifier's settling (`run::final_state`),
 //! which reports what is still in flight when its time runs out instead of

@@ -407,7 +407,14 @@ fn restart_if_dead(member: &mut Member) -> bool {
         };
         // A process that ran stably restarts at once; one in a crash loop
         // waits longer each time.
-        let wait = if member.started.elapsed() < STABLE_AFTER { member.backoff.advance() } else { Duration::ZERO };
+        let wait = if member.started.elapsed() < STABLE_AFTER {
+            member.backoff.advance()
+        } else {
+            // Stable, though it died before a check saw it so: its next crash
+            // loop starts at the first wait again.
+            member.backoff.reset();
+            Duration::ZERO
+        };
         tracing::warn!(%name, %status, backoff_ms = wait.as_millis() as u64, "process exited; restarting");
         let due = Instant::now() + wait;
         member.restart_at = Some(member.hold_until.take().map_or(due, |held| held.max(due)));

@@ -128,7 +128,7 @@ where
     })
     .await;
     if let Err(err) = waited {
-        panic!("{err:#}");
+        panic!("{err:#} (waited {} s)", timeout.as_secs_f64());
     }
 }
 

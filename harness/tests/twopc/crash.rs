@@ -35,15 +35,13 @@ async fn unfinished_decisions(status: &Value) -> i64 {
 /// Waits until recovery has settled, then asserts that nothing is left prepared.
 pub async fn assert_no_prepared_transactions(stack: &TestStack) {
     let status = stack.status().expect("stack running");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    crate::support::eventually("2PC recovery settled", Duration::from_secs(60), || async {
         let (prepared, unfinished) = (prepared_transactions(&status).await, unfinished_decisions(&status).await);
-        if prepared == 0 && unfinished == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "not settled: {prepared} prepared, {unfinished} unfinished decisions");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        crate::support::when(prepared == 0 && unfinished == 0, || {
+            format!("{prepared} prepared, {unfinished} unfinished decisions")
+        })
+    })
+    .await;
 }
 
 /// A one-replica 2PC stack with short timeouts, so that recovery (and aborts on
