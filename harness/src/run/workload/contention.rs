@@ -15,21 +15,38 @@ use crate::api::Api;
 use crate::run::RunSpec;
 use crate::run::dist::Zipf as ZipfDist;
 
-/// The `hot-item` workload.
+/// A contention workload: how it fills an order is its only difference.
 #[derive(Debug)]
-pub struct HotItem;
+pub struct Contention(Kind);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    HotItem,
+    Zipf,
+}
+
+/// The `hot-item` workload.
+pub const HOT_ITEM: Contention = Contention(Kind::HotItem);
 
 /// The `zipf` workload.
-#[derive(Debug)]
-pub struct Zipf;
+pub const ZIPF: Contention = Contention(Kind::Zipf);
 
-impl Definition for HotItem {
+impl Definition for Contention {
     fn name(&self) -> &'static str {
-        "hot-item"
+        match self.0 {
+            Kind::HotItem => "hot-item",
+            Kind::Zipf => "zipf",
+        }
     }
 
     fn prepare<'a>(&'a self, api: &'a Api, spec: &'a RunSpec) -> BoxFuture<'a, anyhow::Result<Dataset>> {
-        Box::pin(prepare(self, api, spec))
+        Box::pin(async move {
+            let mut rng = seeded(api, spec).await?;
+            let lines = self.lines(spec, &mut rng)?;
+            let orders = create_orders(api, lines, spec.concurrency).await?;
+            let plan = (0..spec.checkouts).map(|_| orders[rng.random_range(0..orders.len())].clone()).collect();
+            Ok(Dataset { ids: Ids::with_orders(spec, orders), plan: Arc::new(plan) })
+        })
     }
 
     fn contended(&self) -> bool {
@@ -37,72 +54,32 @@ impl Definition for HotItem {
     }
 }
 
-impl Definition for Zipf {
-    fn name(&self) -> &'static str {
-        "zipf"
-    }
-
-    fn prepare<'a>(&'a self, api: &'a Api, spec: &'a RunSpec) -> BoxFuture<'a, anyhow::Result<Dataset>> {
-        Box::pin(prepare(self, api, spec))
-    }
-
-    fn contended(&self) -> bool {
-        true
-    }
-}
-
-/// How a contention workload fills one order.
-trait Lines {
-    /// The items of one order.
-    fn items(&self, spec: &RunSpec, zipf: &ZipfDist, rng: &mut StdRng) -> Vec<String>;
-    /// Refuses a `--skew` the workload cannot use.
-    fn check(&self, _spec: &RunSpec) -> anyhow::Result<()> {
-        Ok(())
-    }
-}
-
-impl Lines for HotItem {
-    fn items(&self, spec: &RunSpec, _zipf: &ZipfDist, rng: &mut StdRng) -> Vec<String> {
-        let other = rng.random_range(1..spec.items).to_string();
-        if rng.random::<f64>() < spec.skew { vec!["0".to_owned(), other] } else { vec![other] }
-    }
-
-    fn check(&self, spec: &RunSpec) -> anyhow::Result<()> {
-        if !(0.0..=1.0).contains(&spec.skew) {
+impl Contention {
+    /// `(user, items)` of each order: a user drawn uniformly, then its items
+    /// (hot-item: the hot item `"0"` in a `skew` share of orders, plus one
+    /// uniform other item; zipf: two items drawn from Zipf(`skew`)).
+    fn lines(&self, spec: &RunSpec, rng: &mut StdRng) -> anyhow::Result<Vec<Line>> {
+        if spec.items < 2 {
+            bail!("{} needs at least 2 items", self.name());
+        }
+        let zipf = ZipfDist::new(spec.items as usize, spec.skew).map_err(anyhow::Error::msg)?;
+        if self.0 == Kind::HotItem && !(0.0..=1.0).contains(&spec.skew) {
             bail!("hot-item's --skew is the share of orders with the hot item, between 0 and 1");
         }
-        Ok(())
+        Ok((0..spec.orders)
+            .map(|_| {
+                let user = rng.random_range(0..spec.users).to_string();
+                let items = match self.0 {
+                    Kind::HotItem => {
+                        let other = rng.random_range(1..spec.items).to_string();
+                        if rng.random::<f64>() < spec.skew { vec!["0".to_owned(), other] } else { vec![other] }
+                    }
+                    Kind::Zipf => vec![zipf.sample(rng).to_string(), zipf.sample(rng).to_string()],
+                };
+                (user, items)
+            })
+            .collect())
     }
-}
-
-impl Lines for Zipf {
-    fn items(&self, _spec: &RunSpec, zipf: &ZipfDist, rng: &mut StdRng) -> Vec<String> {
-        vec![zipf.sample(rng).to_string(), zipf.sample(rng).to_string()]
-    }
-}
-
-async fn prepare<W: Definition + Lines>(workload: &W, api: &Api, spec: &RunSpec) -> anyhow::Result<Dataset> {
-    let mut rng = seeded(api, spec).await?;
-    let lines = lines(workload, spec, &mut rng)?;
-    let orders = create_orders(api, lines, spec.concurrency).await?;
-    let plan = (0..spec.checkouts).map(|_| orders[rng.random_range(0..orders.len())].clone()).collect();
-    Ok(Dataset { ids: Ids::with_orders(spec, orders), plan: Arc::new(plan) })
-}
-
-/// `(user, items)` of each order: a user drawn uniformly, the items as the
-/// workload fills them.
-fn lines<W: Definition + Lines>(workload: &W, spec: &RunSpec, rng: &mut StdRng) -> anyhow::Result<Vec<Line>> {
-    if spec.items < 2 {
-        bail!("{} needs at least 2 items", workload.name());
-    }
-    let zipf = ZipfDist::new(spec.items as usize, spec.skew).map_err(anyhow::Error::msg)?;
-    workload.check(spec)?;
-    Ok((0..spec.orders)
-        .map(|_| {
-            let user = rng.random_range(0..spec.users).to_string();
-            (user, workload.items(spec, &zipf, rng))
-        })
-        .collect())
 }
 
 #[cfg(test)]
@@ -115,19 +92,19 @@ mod tests {
 
     #[test]
     fn hot_item_puts_the_hot_item_in_its_share_of_orders() {
-        let drawn = lines(&HotItem, &spec(Workload::HotItem, 0.25), &mut StdRng::seed_from_u64(1)).unwrap();
+        let drawn = HOT_ITEM.lines(&spec(Workload::HotItem, 0.25), &mut StdRng::seed_from_u64(1)).unwrap();
         let hot = drawn.iter().filter(|(_, items)| items.contains(&"0".to_owned())).count();
         assert!((800..1200).contains(&hot), "{hot} of 4000 orders hold the hot item");
         for (user, items) in &drawn {
             assert!(user.parse::<i64>().unwrap() < 30);
             assert!(items.iter().all(|i| i.parse::<i64>().unwrap() < 50));
         }
-        assert!(lines(&HotItem, &spec(Workload::HotItem, 1.5), &mut StdRng::seed_from_u64(1)).is_err());
+        assert!(HOT_ITEM.lines(&spec(Workload::HotItem, 1.5), &mut StdRng::seed_from_u64(1)).is_err());
     }
 
     #[test]
     fn zipf_orders_favour_low_ranks_and_are_reproducible() {
-        let draw = |seed| lines(&Zipf, &spec(Workload::Zipf, 1.2), &mut StdRng::seed_from_u64(seed)).unwrap();
+        let draw = |seed| ZIPF.lines(&spec(Workload::Zipf, 1.2), &mut StdRng::seed_from_u64(seed)).unwrap();
         let drawn = draw(5);
         let top = drawn.iter().flat_map(|(_, items)| items).filter(|i| *i == "0").count();
         let tail = drawn.iter().flat_map(|(_, items)| items).filter(|i| *i == "49").count();
@@ -135,6 +112,6 @@ mod tests {
         assert_eq!(draw(5), drawn);
         let mut one_item = spec(Workload::Zipf, 1.0);
         one_item.items = 1;
-        assert!(lines(&Zipf, &one_item, &mut StdRng::seed_from_u64(1)).is_err());
+        assert!(ZIPF.lines(&one_item, &mut StdRng::seed_from_u64(1)).is_err());
     }
 }

@@ -49,8 +49,8 @@ impl Workload {
         match self {
             Workload::Stress => &stress::Stress,
             Workload::WdmConsistency => &course::WdmConsistency,
-            Workload::HotItem => &contention::HotItem,
-            Workload::Zipf => &contention::Zipf,
+            Workload::HotItem => &contention::HOT_ITEM,
+            Workload::Zipf => &contention::ZIPF,
         }
     }
 
