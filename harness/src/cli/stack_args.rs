@@ -71,6 +71,11 @@ pub(super) struct StackArgs {
     /// SAGA: Kafka client profile of the services, `low-latency`, `no-linger` or `defaults`.
     #[arg(long, default_value = "low-latency")]
     pub(super) kafka_profile: saga::Profile,
+    /// SAGA: every relay publishes each message twice, for the whole life of
+    /// the stack (the deduplication tests; `harness run --fault
+    /// duplicate-messages` sets it for one run).
+    #[arg(long)]
+    pub(super) duplicate_messages: bool,
 }
 
 /// `path` made absolute (the stack's processes run in other directories).
@@ -114,7 +119,7 @@ pub(super) fn stack_config(
         saga_mode: args.saga_mode,
         twopc_order: args.twopc_order,
         kafka_profile: args.kafka_profile,
-        duplicate_messages: false,
+        duplicate_messages: args.duplicate_messages,
         message_delay: Duration::ZERO,
     };
     let side = config.db_protocol_pool_size;

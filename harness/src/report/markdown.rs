@@ -844,6 +844,8 @@ mod tests {
                 database_paid: 1,
                 replayed: 1,
                 kafka: None,
+                positions: (0, 1),
+                services_per_s: None,
             }),
             breakdown: None,
         }

@@ -187,6 +187,7 @@ mod tests {
             latency_us: hdrhistogram::Histogram::new(3).unwrap(),
             elapsed: Duration::from_secs(1),
             started_us,
+            by_position: Vec::new(),
         }
     }
 

@@ -39,6 +39,9 @@ pub struct LoadResult {
     /// When the load started, in microseconds since the Unix epoch (the
     /// clock the services' spans use; attempts' times count from it).
     pub started_us: u64,
+    /// Every checkout by its position in the plan: `(position, sent, done)`,
+    /// from the start of the load.
+    pub by_position: Vec<(usize, Duration, Duration)>,
 }
 
 /// The replies that arrived during one second of the load.
@@ -55,6 +58,9 @@ pub struct Second {
 /// One checkout as the driver saw it.
 #[derive(Debug)]
 struct Seen {
+    /// Its position in the plan (counting on past the end when the load
+    /// cycles through it).
+    position: usize,
     order: String,
     status: Option<u16>,
     reply: Reply,
@@ -70,6 +76,18 @@ impl LoadResult {
     /// Checkouts answered per second.
     pub fn throughput(&self) -> f64 {
         self.latency_us.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Checkouts answered per second over the plan's positions `positions`:
+    /// how many there were over the time from the first one's request to the
+    /// last one's answer (`None` without any). A plan's mix changes along it
+    /// (repeats of an order, answered at once, grow more frequent), so a part
+    /// of it is compared with the same part.
+    pub fn throughput_over(&self, positions: std::ops::Range<usize>) -> Option<f64> {
+        let window: Vec<_> = self.by_position.iter().filter(|(p, ..)| positions.contains(p)).collect();
+        let first = window.iter().map(|(_, sent, _)| *sent).min()?;
+        let last = window.iter().map(|(_, _, done)| *done).max()?;
+        Some(window.len() as f64 / last.saturating_sub(first).as_secs_f64().max(1e-9))
     }
 }
 
@@ -136,7 +154,17 @@ pub async fn closed_loop(
                     let (status, reply, answer) = checkout(&api, order).await;
                     let latency_us = micros(sent);
                     let done_at = started.elapsed();
-                    seen.push(Seen { order: order.clone(), status, reply, answer, latency_us, sent_at, done_at });
+                    let position = i;
+                    seen.push(Seen {
+                        position,
+                        order: order.clone(),
+                        status,
+                        reply,
+                        answer,
+                        latency_us,
+                        sent_at,
+                        done_at,
+                    });
                     match duration {
                         Some(_) => bar.set_position(started.elapsed().as_secs()),
                         None => bar.inc(1),
@@ -181,7 +209,8 @@ pub async fn open_loop(
             let sent_at = started.elapsed();
             let (status, reply, answer) = checkout(&api, &order).await;
             bar.inc(1);
-            Seen { order, status, reply, answer, latency_us: micros(scheduled), sent_at, done_at: started.elapsed() }
+            let done_at = started.elapsed();
+            Seen { position: i, order, status, reply, answer, latency_us: micros(scheduled), sent_at, done_at }
         }));
     }
     let mut seen = Vec::with_capacity(tasks.len());
@@ -201,6 +230,7 @@ fn collect(seen: Vec<Seen>, elapsed: Duration, started_us: u64) -> anyhow::Resul
         latency_us: Histogram::new_with_bounds(1, 600_000_000, 3)?,
         elapsed,
         started_us,
+        by_position: seen.iter().map(|s| (s.position, s.sent_at, s.done_at)).collect(),
     };
     for s in seen {
         let attempt = Attempt { answer: s.answer, started: s.sent_at, ended: s.done_at, replied: s.status.is_some() };
@@ -227,8 +257,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn throughput_over_a_part_of_the_plan_counts_that_part_only() {
+        let ms = Duration::from_millis;
+        let mut result = collect(Vec::new(), ms(3000), 0).unwrap();
+        // Positions 0-1 slow (1 s each), 2-5 answered within 200 ms.
+        result.by_position = vec![
+            (0, ms(0), ms(1000)),
+            (1, ms(1000), ms(2000)),
+            (2, ms(2000), ms(2050)),
+            (3, ms(2050), ms(2100)),
+            (4, ms(2100), ms(2150)),
+            (5, ms(2150), ms(2200)),
+        ];
+        let fast = result.throughput_over(2..6).unwrap();
+        assert!((fast - 20.0).abs() < 1e-6, "{fast}");
+        let slow = result.throughput_over(0..2).unwrap();
+        assert!((slow - 1.0).abs() < 1e-6, "{slow}");
+        assert_eq!(result.throughput_over(10..20), None);
+    }
+
+    #[test]
     fn timeline_and_aborts_count_every_reply_once() {
         let seen = |order: &str, status, reply, ms| Seen {
+            position: 0,
             order: order.into(),
             status,
             reply,

@@ -178,14 +178,14 @@ impl LocalStack {
         let services =
             Role::ALL.iter().flat_map(|role| (0..config.replicas).map(|r| format!("{}#{r}", role.name()))).collect();
         let quiet = Some(ceiling::Quiet { control, services });
-        match config.protocol {
-            ProtocolKind::TwoPc => {
-                ceiling::Setup { work: ceiling::Work::TwoPc(config.twopc_order), kafka: None, quiet }
-            }
-            ProtocolKind::Saga => {
-                ceiling::Setup { work: ceiling::Work::Saga(config.saga_mode), kafka: self.kafka_bare, quiet }
-            }
-        }
+        let args = |role| crate::stack::services::args(config, role, 0);
+        let commands =
+            ceiling::Commands { order: args(Role::Order), stock: args(Role::Stock), payment: args(Role::Payment) };
+        let kafka = match config.protocol {
+            ProtocolKind::TwoPc => None,
+            ProtocolKind::Saga => self.kafka_bare,
+        };
+        ceiling::Setup { commands, kafka, quiet }
     }
 
     /// Stops every process.

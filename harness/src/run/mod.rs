@@ -246,6 +246,7 @@ pub async fn execute(
         }
     );
     let counters = protocol_metrics::since(&protocol_metrics::collect(&http, replicas).await, &counters_before);
+    let ceiling = ceiling.map(|c| c.against(&load));
     Ok(RunOutcome {
         load,
         settled_in: settled.map(|s| s.after),

@@ -12,12 +12,10 @@ use super::config::{Role, StackConfig};
 use super::process::Spec;
 use crate::wait::{self, Probe};
 
-/// How to run replica `replica` (0-based) of `role`.
-pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Spec> {
-    let program = config.bin_dir.join(role.binary());
-    if !program.is_file() {
-        bail!("{} not found (build it: cargo build --release --workspace)", program.display());
-    }
+/// The command line of replica `replica` (0-based) of `role`: every setting
+/// it runs with. The raw ceiling reads the protocol's settings from it too
+/// ([`crate::run::ceiling`]), so the yardstick runs as the services do.
+pub fn args(config: &StackConfig, role: Role, replica: u16) -> Vec<String> {
     let name = format!("{}#{replica}", role.name());
     let mut args = vec![
         format!("--listen=127.0.0.1:{}", config.service_port(role, replica)),
@@ -53,6 +51,17 @@ pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Sp
             args.push(format!("--message-delay-ms={}", config.message_delay.as_millis()));
         }
     }
+    args
+}
+
+/// How to run replica `replica` (0-based) of `role`.
+pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Spec> {
+    let program = config.bin_dir.join(role.binary());
+    if !program.is_file() {
+        bail!("{} not found (build it: cargo build --release --workspace)", program.display());
+    }
+    let name = format!("{}#{replica}", role.name());
+    let args = args(config, role, replica);
     let env = vec![
         ("RUST_LOG".to_owned(), std::env::var("SAGA2PC_SERVICE_LOG").unwrap_or_else(|_| "info".to_owned())),
         // Errors are logged as one line without a backtrace; capturing one

@@ -21,11 +21,11 @@ use crate::support::{TestStack, component, eventually, when};
 use crate::{assert_settled, counters, databases};
 
 /// A one-replica saga stack that re-sends stalled commands after 3 s.
-fn stack(name: &str, env: &[(&str, &str)]) -> TestStack {
+fn stack(name: &str, flags: &[&str]) -> TestStack {
     let stack = TestStack::new(name);
-    let mut all = vec![("SAGA_RESEND_AFTER_MS", "3000")];
-    all.extend_from_slice(env);
-    stack.up_with_env(&["--protocol", "saga", "--replicas", "1"], &all);
+    let mut args = vec!["--protocol", "saga", "--replicas", "1"];
+    args.extend_from_slice(flags);
+    stack.up_with_env(&args, &[("SAGA_RESEND_AFTER_MS", "3000")]);
     stack
 }
 
@@ -360,7 +360,7 @@ async fn publish(bootstrap: &str, messages: &[(String, Vec<u8>, Vec<u8>)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn duplicated_replayed_and_reordered_messages_take_effect_once() {
     let _serial = crate::support::serial();
-    let stack = stack("saga-messages", &[("SAGA_DUPLICATE_MESSAGES", "true")]);
+    let stack = stack("saga-messages", &["--duplicate-messages"]);
     let api = api::client(&stack.gateway());
 
     let cases = mixed_cases(&api).await;

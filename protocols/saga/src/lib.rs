@@ -19,9 +19,11 @@
 //! [`messages`] (the versioned wire format), [`offsets`] (which offsets may be
 //! stored), [`orchestrator`] and [`participant`] (the handlers), [`relay`],
 //! [`consumer`], [`store`] (outbox, inbox, schema), [`kafka`] (client profiles),
+//! [`in_process`] (the messages delivered without a broker, for the harness's ceiling),
 //! [`inspect`] (what the saga leaves in its databases, for gauges and the verifier).
 
 pub mod consumer;
+pub mod in_process;
 pub mod inspect;
 pub mod kafka;
 pub mod machine;

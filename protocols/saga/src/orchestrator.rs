@@ -249,10 +249,8 @@ impl Orchestrator {
         let mut tiles = Tiles::start(&msg.order_id);
         let mut tx = self.pool.begin().await?;
         tiles.mark(Phase::Pool);
-        if !store::claim(&mut tx, msg.message_id).await? {
-            tx.commit().await?;
-            Metrics::incr(&self.metrics.duplicates);
-            return Ok(());
+        if !store::claim(&mut tx, msg.message_id, &self.metrics).await? {
+            return Ok(()); // a duplicate: the transaction wrote nothing
         }
         let Some((mut saga, request)) = sagas::lock(&mut tx, msg.saga_id).await? else {
             tracing::warn!(saga = %msg.saga_id, "reply for an unknown saga");

@@ -90,10 +90,8 @@ impl ParticipantHandler {
         let mut tiles = Tiles::start(&msg.order_id);
         let mut tx = self.pool.begin().await?;
         tiles.mark(Phase::Pool);
-        if !store::claim(&mut tx, msg.message_id).await? {
-            tx.commit().await?;
-            Metrics::incr(&self.metrics.duplicates);
-            return Ok(());
+        if !store::claim(&mut tx, msg.message_id, &self.metrics).await? {
+            return Ok(()); // a duplicate: the transaction wrote nothing
         }
         let recorded: Option<EffectRow> =
             sqlx::query_as("SELECT state, work, reason, receipt FROM saga_effects WHERE saga_id = $1 FOR UPDATE")

@@ -148,13 +148,18 @@ pub async fn enqueue(conn: &mut PgConnection, msgs: &[Envelope]) -> sqlx::Result
 
 /// Records `message_id` as handled, inside the caller's transaction. `false`
 /// means it was handled before (or is being handled by a transaction that
-/// committed first): the caller must not apply it again.
-pub async fn claim(conn: &mut PgConnection, message_id: Uuid) -> sqlx::Result<bool> {
+/// committed first), and is counted in `metrics`: the caller must not apply
+/// it again, and ends its transaction having written nothing.
+pub async fn claim(conn: &mut PgConnection, message_id: Uuid, metrics: &crate::Metrics) -> sqlx::Result<bool> {
     let inserted = sqlx::query("INSERT INTO saga_inbox (message_id) VALUES ($1) ON CONFLICT DO NOTHING")
         .bind(message_id)
         .execute(conn)
         .await?;
-    Ok(inserted.rows_affected() == 1)
+    let first = inserted.rows_affected() == 1;
+    if !first {
+        crate::Metrics::incr(&metrics.duplicates);
+    }
+    Ok(first)
 }
 
 /// Outbox rows not yet published.

@@ -1,5 +1,6 @@
-//! The coordinator runner: carries out the [`Machine`]'s actions with HTTP calls
-//! to the participants and writes to the decision log, and runs recovery.
+//! The coordinator runner: carries out the [`Machine`]'s actions with calls to
+//! the participants (through a [`Transport`]: HTTP between the services) and
+//! writes to the decision log, and runs recovery.
 //!
 //! The caller (the order service) opens a transaction on the order database,
 //! locks the order row (`FOR UPDATE`) and reads the order under that lock; the
@@ -28,12 +29,12 @@ use protocol_core::{Backoff, CheckoutError, CheckoutOutcome, CheckoutRequest, Or
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::client::PeerClient;
 use crate::decision_log;
 use crate::gid::{Gid, InstanceName, Participant};
 use crate::machine::{Action, Decision, Event, Machine, PrepareOrder, Reply, Vote};
-use crate::messages::{COMMIT_PATH, PREPARE_PATH, PrepareRequest, ROLLBACK_PATH, VoteReply, Work};
+use crate::messages::{PrepareRequest, VoteReply, Work};
 use crate::metrics::{Metrics, Snapshot};
+use crate::transport::{PhaseTwo, Transport};
 
 /// Timing settings of the coordinator.
 #[derive(Debug, Clone)]
@@ -58,8 +59,7 @@ pub struct CoordinatorSettings {
 pub struct Coordinator {
     instance: InstanceName,
     pool: PgPool,
-    stock: PeerClient,
-    payment: PeerClient,
+    participants: Arc<dyn Transport>,
     book: Arc<dyn OrderBook>,
     settings: CoordinatorSettings,
     metrics: Metrics,
@@ -74,23 +74,15 @@ impl std::fmt::Debug for Coordinator {
 impl Coordinator {
     /// A coordinator named `instance` (part of every gid it creates), keeping
     /// its decision log through `pool` (give it connections of its own: see
-    /// the module docs).
+    /// the module docs), reaching the participants through `participants`.
     pub fn new(
         instance: InstanceName,
         pool: PgPool,
-        stock: PeerClient,
-        payment: PeerClient,
+        participants: Arc<dyn Transport>,
         book: Arc<dyn OrderBook>,
         settings: CoordinatorSettings,
     ) -> Arc<Self> {
-        Arc::new(Coordinator { instance, pool, stock, payment, book, settings, metrics: Metrics::default() })
-    }
-
-    fn peer(&self, p: Participant) -> &PeerClient {
-        match p {
-            Participant::Stock => &self.stock,
-            Participant::Payment => &self.payment,
-        }
+        Arc::new(Coordinator { instance, pool, participants, book, settings, metrics: Metrics::default() })
     }
 
     /// Runs the checkout of `request` to a reply. `tx` must hold the order's row
@@ -300,17 +292,13 @@ impl Coordinator {
         // the second take rows nobody holds.
         let lock_wait_ms = u64::try_from(lock_wait.as_millis()).unwrap_or(u64::MAX).max(10);
         let body = PrepareRequest { gid: gid.to_string(), work, lock_wait_ms: Some(lock_wait_ms) };
-        let call = self.peer(p).post(PREPARE_PATH, Some(&body));
+        let call = self.participants.prepare(p, body);
         let vote = match tokio::time::timeout(self.settings.prepare_timeout, call).await {
             Err(_) => Vote::Failed("prepare timed out".to_owned()),
             Ok(Err(err)) => Vote::Failed(format!("{err:#}")),
-            Ok(Ok(reply)) if reply.status == 200 => match serde_json::from_slice::<VoteReply>(&reply.body) {
-                Ok(VoteReply::Yes) => Vote::Yes,
-                Ok(VoteReply::No { reason }) => Vote::No(reason),
-                Ok(VoteReply::Refused { detail }) => Vote::Failed(detail),
-                Err(err) => Vote::Failed(format!("undecodable vote: {err}")),
-            },
-            Ok(Ok(reply)) => Vote::Failed(format!("prepare answered {}", reply.status)),
+            Ok(Ok(VoteReply::Yes)) => Vote::Yes,
+            Ok(Ok(VoteReply::No { reason })) => Vote::No(reason),
+            Ok(Ok(VoteReply::Refused { detail })) => Vote::Failed(detail),
         };
         match &vote {
             Vote::Yes => Metrics::incr(&self.metrics.prepared),
@@ -329,28 +317,23 @@ impl Coordinator {
     }
 
     async fn send_phase_two(&self, p: Participant, gid: &Gid, decision: Decision, until: Instant) -> bool {
-        let path = match decision {
-            Decision::Commit => format!("{COMMIT_PATH}/{gid}"),
-            Decision::Abort => format!("{ROLLBACK_PATH}/{gid}"),
-        };
         let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
         loop {
             // One attempt may not outlast the deadline (the HTTP client's own
             // timeout is the prepare timeout, far longer): past it, recovery
             // takes over and the reply goes out.
             let left = until.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
-            let attempt = match tokio::time::timeout(left, self.peer(p).post::<()>(&path, None)).await {
-                Ok(result) => result,
-                Err(_) => Err(anyhow::anyhow!("no answer within the phase-two deadline")),
+            let attempt = match tokio::time::timeout(left, self.participants.phase_two(p, gid, decision)).await {
+                Ok(answer) => answer,
+                Err(_) => PhaseTwo::NotAcked("no answer within the phase-two deadline".to_owned()),
             };
             match attempt {
-                Ok(reply) if reply.status == 200 => return true,
-                Ok(reply) if reply.status == 409 => {
-                    tracing::error!(%gid, decision = decision.as_str(), body = %String::from_utf8_lossy(&reply.body), "participant refused phase two");
+                PhaseTwo::Acked => return true,
+                PhaseTwo::Refused(why) => {
+                    tracing::error!(%gid, decision = decision.as_str(), %why, "participant refused phase two");
                     return false;
                 }
-                Ok(reply) => tracing::debug!(%gid, status = reply.status, "phase two not acknowledged; retrying"),
-                Err(err) => tracing::debug!(%gid, error = %err, "phase two failed; retrying"),
+                PhaseTwo::NotAcked(why) => tracing::debug!(%gid, %why, "phase two not acknowledged; retrying"),
             }
             if Instant::now() + backoff.peek() > until {
                 tracing::warn!(%gid, decision = decision.as_str(), "phase two unacknowledged; leaving it to recovery");

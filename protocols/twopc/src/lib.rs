@@ -17,7 +17,8 @@
 //! ```
 //!
 //! - [`machine`]: the coordinator as an I/O-free state machine;
-//! - [`coordinator`]: the runner around it (HTTP, decision log, recovery);
+//! - [`coordinator`]: the runner around it (calls, decision log, recovery);
+//! - [`transport`]: how it reaches the participants (HTTP, or in process);
 //! - [`participant`]: prepare / commit / rollback / recovery in a participant;
 //! - [`decision_log`], [`gid`], [`messages`], [`metrics`], [`client`].
 
@@ -29,6 +30,7 @@ pub mod machine;
 pub mod messages;
 pub mod metrics;
 pub mod participant;
+pub mod transport;
 
 pub use coordinator::{Coordinator, CoordinatorSettings};
 pub use gid::{Gid, InstanceName, Participant};

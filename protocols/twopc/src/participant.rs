@@ -91,7 +91,6 @@ pub struct ParticipantRunner {
     pool: PgPool,
     phase_two_pool: PgPool,
     resource: Arc<dyn Resource>,
-    coordinator: PeerClient,
     settings: ParticipantSettings,
     metrics: Metrics,
 }
@@ -122,20 +121,14 @@ fn sqlstate(err: &sqlx::Error) -> Option<String> {
 }
 
 impl ParticipantRunner {
-    /// A participant `me` over `pools`, asking `coordinator` about doubtful branches.
-    pub fn new(
-        me: Participant,
-        pools: Pools,
-        resource: Arc<dyn Resource>,
-        coordinator: PeerClient,
-        settings: ParticipantSettings,
-    ) -> Arc<Self> {
+    /// A participant `me` over `pools`, doing `resource`'s business step. Only
+    /// its recovery talks to the coordinator ([`Self::run_recovery`]).
+    pub fn new(me: Participant, pools: Pools, resource: Arc<dyn Resource>, settings: ParticipantSettings) -> Arc<Self> {
         Arc::new(ParticipantRunner {
             me,
             pool: pools.prepare,
             phase_two_pool: pools.phase_two,
             resource,
-            coordinator,
             settings,
             metrics: Metrics::default(),
         })
@@ -333,8 +326,8 @@ impl ParticipantRunner {
     }
 
     /// Resolves this participant's prepared branches older than the in-doubt
-    /// timeout by asking the coordinator. Returns how many were resolved.
-    pub async fn recover_once(&self) -> anyhow::Result<usize> {
+    /// timeout by asking `coordinator`. Returns how many were resolved.
+    pub async fn recover_once(&self, coordinator: &PeerClient) -> anyhow::Result<usize> {
         let gids: Vec<String> = sqlx::query_scalar(
             "SELECT gid FROM pg_prepared_xacts
              WHERE database = current_database() AND starts_with(gid, $2)
@@ -352,7 +345,7 @@ impl ParticipantRunner {
             }
             // One branch that cannot be resolved now (its coordinator away, a
             // failed rollback) does not hold back the others.
-            match self.resolve_one(&gid).await {
+            match self.resolve_one(coordinator, &gid).await {
                 Ok(decision) => {
                     tracing::info!(%gid, decision = decision.as_str(), "resolved an in-doubt branch");
                     Metrics::incr(&self.metrics.recovered);
@@ -364,9 +357,9 @@ impl ParticipantRunner {
         Ok(resolved)
     }
 
-    /// Asks the coordinator about `gid` and carries out its decision.
-    async fn resolve_one(&self, gid: &Gid) -> anyhow::Result<Decision> {
-        let reply = self.coordinator.post::<()>(&format!("{RESOLVE_PATH}/{gid}"), None).await?;
+    /// Asks `coordinator` about `gid` and carries out its decision.
+    async fn resolve_one(&self, coordinator: &PeerClient, gid: &Gid) -> anyhow::Result<Decision> {
+        let reply = coordinator.post::<()>(&format!("{RESOLVE_PATH}/{gid}"), None).await?;
         anyhow::ensure!(reply.status == 200, "coordinator answered {} resolving {gid}", reply.status);
         let ResolveReply { decision } = serde_json::from_slice(&reply.body)?;
         match decision {
@@ -376,16 +369,20 @@ impl ParticipantRunner {
         Ok(decision)
     }
 
-    /// Runs [`Self::recover_once`] every recovery interval, and
-    /// [`forget_old_branches`] every minute, until `shutdown` fires.
-    pub async fn run_recovery(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    /// Runs [`Self::recover_once`] with `coordinator` every recovery interval,
+    /// and [`forget_old_branches`] every minute, until `shutdown` fires.
+    pub async fn run_recovery(
+        self: Arc<Self>,
+        coordinator: PeerClient,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
         let mut last_retention = Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 () = tokio::time::sleep(self.settings.recovery_interval) => {}
             }
-            if let Err(err) = self.recover_once().await {
+            if let Err(err) = self.recover_once(&coordinator).await {
                 tracing::warn!(error = %err, "2PC participant recovery pass failed");
             }
             if last_retention.elapsed() > RETENTION_EVERY {

@@ -68,7 +68,11 @@ impl From<PhaseTwoError> for ApiError {
 /// A participant service's 2PC side: its internal endpoints and its recovery
 /// of branches left in doubt.
 #[derive(Debug)]
-pub struct Participant(Arc<ParticipantRunner>);
+pub struct Participant {
+    runner: Arc<ParticipantRunner>,
+    /// The coordinator's replicas, asked about branches left in doubt.
+    coordinator: twopc::client::PeerClient,
+}
 
 impl Participant {
     /// Builds the participant `me` over `pool` (prepares) plus a side pool of
@@ -94,18 +98,18 @@ impl Participant {
             prepare: pool.clone(),
             phase_two: crate::db::side_pool(pool, phase_two_connections),
         };
-        Ok(Participant(ParticipantRunner::new(me, pools, resource, coordinator, config.settings())))
+        Ok(Participant { runner: ParticipantRunner::new(me, pools, resource, config.settings()), coordinator })
     }
 
     /// `routes` plus the participant's internal endpoints.
     pub fn mount(&self, routes: Router) -> Router {
-        routes.merge(participant_routes(self.0.clone()))
+        routes.merge(participant_routes(self.runner.clone()))
     }
 
     /// `app` with the participant's recovery loop.
     pub fn with_recovery(self, app: Application) -> Application {
-        let runner = self.0;
-        app.with_background("2pc-participant-recovery", move |stop| runner.run_recovery(stop))
+        let Participant { runner, coordinator } = self;
+        app.with_background("2pc-participant-recovery", move |stop| runner.run_recovery(coordinator, stop))
     }
 }
 

@@ -109,6 +109,29 @@ pub struct Config {
     pub mutations: String,
 }
 
+impl Config {
+    /// The 2PC coordinator's settings.
+    pub fn coordinator_settings(&self) -> twopc::CoordinatorSettings {
+        twopc::CoordinatorSettings {
+            prepare_timeout: Duration::from_millis(self.prepare_timeout_ms),
+            phase_two_deadline: Duration::from_millis(self.phase_two_deadline_ms),
+            recovery_interval: Duration::from_millis(self.recovery_interval_ms),
+            prepare_order: self.prepare_order,
+            lock_budget: Duration::from_millis(self.lock_budget_ms),
+        }
+    }
+
+    /// The saga orchestrator's settings.
+    pub fn orchestrator_settings(&self) -> saga::OrchestratorSettings {
+        saga::OrchestratorSettings {
+            mode: self.saga_mode,
+            checkout_timeout: Duration::from_millis(self.saga_checkout_timeout_ms),
+            resend_after: Duration::from_millis(self.saga_resend_after_ms),
+            recovery_interval: Duration::from_millis(self.saga_recovery_interval_ms),
+        }
+    }
+}
+
 /// The order service's waits and how they nest, checked before it starts.
 fn budgets(config: &Config) -> Vec<Relation> {
     let ms = |name, ms| Budget::new(name, Duration::from_millis(ms));
@@ -176,16 +199,12 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
             let coordinator = twopc::Coordinator::new(
                 instance,
                 service_common::db::side_pool(&pool, config.common.db_protocol_pool_size),
-                twopc::client::PeerClient::new(config.stock_urls.clone(), prepare_timeout.max(timeout))?,
-                twopc::client::PeerClient::new(config.payment_urls.clone(), prepare_timeout.max(timeout))?,
+                Arc::new(twopc::transport::Http {
+                    stock: twopc::client::PeerClient::new(config.stock_urls.clone(), prepare_timeout.max(timeout))?,
+                    payment: twopc::client::PeerClient::new(config.payment_urls.clone(), prepare_timeout.max(timeout))?,
+                }),
                 Arc::new(store.clone()),
-                twopc::CoordinatorSettings {
-                    prepare_timeout,
-                    phase_two_deadline: Duration::from_millis(config.phase_two_deadline_ms),
-                    recovery_interval: Duration::from_millis(config.recovery_interval_ms),
-                    prepare_order: config.prepare_order,
-                    lock_budget: Duration::from_millis(config.lock_budget_ms),
-                },
+                config.coordinator_settings(),
             );
             extra_routes = service_common::twopc_side::coordinator_routes(coordinator.clone());
             recovery = Some(coordinator.clone());
@@ -199,12 +218,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
                 pool.clone(),
                 Arc::new(store.clone()),
                 runtime.outbox(),
-                saga::OrchestratorSettings {
-                    mode: config.saga_mode,
-                    checkout_timeout: Duration::from_millis(config.saga_checkout_timeout_ms),
-                    resend_after: Duration::from_millis(config.saga_resend_after_ms),
-                    recovery_interval: Duration::from_millis(config.saga_recovery_interval_ms),
-                },
+                config.orchestrator_settings(),
                 runtime.metrics(),
             );
             let role = service_common::saga_side::Role::Orchestrator(orchestrator.clone());

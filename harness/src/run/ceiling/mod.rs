@@ -6,16 +6,18 @@
 //! The database ceiling replays the run's plan against a scratch database in
 //! each of the three PostgreSQL clusters (same servers, same WAL, same disk),
 //! holding a copy of the run's data: `concurrency` workers, each running one
-//! checkout at a time as the protocol's statements and nothing else — no
-//! HTTP, no Kafka, no service process. A checkout issues the statements on
-//! its critical path (the reply waits for them); bookkeeping the protocol
-//! does after the reply or in batches (2PC's finished mark, the relay's
-//! claim and delete of a batch) is left out, a second checkout of an order
-//! whose saga is in flight returns at once (the service waits for the saga),
-//! and the scratch tables start empty where the services' have accumulated
-//! earlier runs' rows; the replay's pools have a connection per worker. The services are paused
-//! (`SIGSTOP`) during the replay, so their idle loops take nothing from it,
-//! and the replay starts no checkout after 3 s; the broker
+//! checkout at a time through the protocol's own code in this process
+//! (`engine.rs`: the order service's checkout, the coordinator or the
+//! orchestrator, the participants with the services' resources, all with the
+//! settings the stack's services run with) and nothing else — no HTTP, no
+//! Kafka, no service process. What the network carried is handed over in
+//! memory; what only the network and the broker do (the relay's publication
+//! and delete of a batch, the consumers' offsets) is left out, and the
+//! scratch tables start empty where the services' have accumulated earlier
+//! runs' rows; the replay's pools have a connection per worker. The services are paused
+//! (`SIGSTOP`) during the replay, so their idle loops take nothing from it;
+//! the replay's first second warms up and is not counted (`WARM_UP`), and it
+//! starts no checkout after 3 s more; the broker
 //! keeps running (its idle load is small, and a paused broker could fence
 //! itself out of its KRaft quorum).
 //!
@@ -28,16 +30,14 @@
 //!
 //! `efficiency = throughput through the services / ceiling`.
 
+mod engine;
 pub mod kafka;
-mod saga_work;
 mod scratch;
-mod twopc_work;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use protocol_core::CheckoutRequest;
 use serde::Serialize;
 
 use super::final_state::Databases;
@@ -55,11 +55,16 @@ pub struct Ceiling {
     /// Checkouts of that replay that paid (so a ceiling that only refused is
     /// visible as such).
     pub database_paid: u64,
-    /// Checkouts the replay ran: the plan, or the part of it that started
-    /// within its time limit.
+    /// Checkouts the replay counted: those that ended after its warm-up
+    /// (or the whole plan, if it ended within it).
     pub replayed: u64,
     /// The bare broker (SAGA only).
     pub kafka: Option<kafka::Bare>,
+    /// The plan positions the replay counted, `[from, to)`.
+    pub positions: (u64, u64),
+    /// The services' throughput over the same positions of the plan in the
+    /// load that followed ([`Ceiling::against`]); `None` until then.
+    pub services_per_s: Option<f64>,
 }
 
 impl Ceiling {
@@ -72,26 +77,41 @@ impl Ceiling {
         }
     }
 
-    /// `throughput` (through the services) as a share of the ceiling.
+    /// The services' throughput as a share of the ceiling: over the same
+    /// checkouts of the plan as the replay counted, when known
+    /// ([`Ceiling::against`]), else `throughput` (the whole load's).
     pub fn efficiency(&self, throughput: f64) -> f64 {
-        throughput / self.checkouts_per_s().max(1e-9)
+        self.services_per_s.unwrap_or(throughput) / self.checkouts_per_s().max(1e-9)
+    }
+
+    /// This ceiling with the throughput `load` had over the plan positions
+    /// the replay counted: a plan's mix changes along it (repeats of an
+    /// order, answered at once, grow more frequent towards its end), so the
+    /// replay's part is compared with the same part of the load.
+    pub fn against(self, load: &super::load::LoadResult) -> Self {
+        let (from, to) = self.positions;
+        let range = usize::try_from(from).unwrap_or(usize::MAX)..usize::try_from(to).unwrap_or(usize::MAX);
+        Ceiling { services_per_s: load.throughput_over(range), ..self }
     }
 }
 
-/// Which protocol's work the ceiling replays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Work {
-    /// 2PC, preparing in this order.
-    TwoPc(twopc::PrepareOrder),
-    /// A SAGA in this mode.
-    Saga(saga::Mode),
+/// The command lines of the stack's services (their first replicas), from
+/// which the replay takes the protocol and every setting of it.
+#[derive(Debug, Clone, Default)]
+pub struct Commands {
+    /// The order service's arguments.
+    pub order: Vec<String>,
+    /// The stock service's arguments.
+    pub stock: Vec<String>,
+    /// The payment service's arguments.
+    pub payment: Vec<String>,
 }
 
 /// What the ceiling needs to know about the stack under test.
 #[derive(Debug, Clone)]
 pub struct Setup {
-    /// The protocol's work.
-    pub work: Work,
+    /// How the services run: the protocol and its settings.
+    pub commands: Commands,
     /// The bare broker, measured once per stack (SAGA; see
     /// [`crate::run::local::LocalStack::warm_up`]).
     pub kafka: Option<kafka::Bare>,
@@ -170,7 +190,7 @@ impl Drop for Paused {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ended {
     Paid,
-    /// Refused by the business rules, already paid, or unknown.
+    /// Refused by the business rules, already paid, or failed.
     NotPaid,
 }
 
@@ -193,52 +213,67 @@ pub async fn measure(
         Some(quiet) => Some(quiet.pause().await),
         None => None,
     };
-    let replayed = tokio::time::timeout(REPLAY_LIMIT * 3, replay(&scratch, plan, workers, setup.work)).await;
+    let engine = engine::Engine::start(&scratch, &setup.commands, workers + 2).await?;
+    let replayed = tokio::time::timeout(ABANDON_AFTER, replay(&engine, plan, workers)).await;
+    engine.close().await;
     scratch.close().await;
     if let Some(paused) = paused {
         paused.resume().await;
     }
-    let (database_per_s, database_paid, replayed) =
-        replayed.map_err(|_| anyhow::anyhow!("the replay overran {} s", (REPLAY_LIMIT * 3).as_secs()))??;
-    Ok(Ceiling { database_per_s, database_paid, replayed, kafka: setup.kafka })
+    let Replayed { per_s: database_per_s, paid: database_paid, positions } =
+        replayed.map_err(|_| anyhow::anyhow!("the replay overran {} s", ABANDON_AFTER.as_secs()))??;
+    let replayed = positions.1 - positions.0;
+    Ok(Ceiling { database_per_s, database_paid, replayed, kafka: setup.kafka, positions, services_per_s: None })
 }
 
-/// The longest the replay starts checkouts (the services are paused
-/// meanwhile, and must be back well within their consumer session timeout of
-/// 10 s): past it no new checkout starts, and the rate counts the checkouts
-/// that ran. A replay still running at three times this is abandoned (its
-/// tasks aborted), and the run has no ceiling.
-const REPLAY_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// The first part of the replay, whose checkouts run but are not counted: it
+/// warms what a service has warm after its first seconds under load (each
+/// pooled connection's prepared statements, the scratch tables' pages), so
+/// that the ceiling does not pay a start-up the load it is compared with
+/// spreads over its whole run. A plan that ends within it is counted whole.
+const WARM_UP: Duration = Duration::from_secs(1);
 
-/// Replays `plan` on `scratch` with `workers` concurrent checkouts; returns
-/// checkouts per second, how many paid and how many ran.
-async fn replay(
-    scratch: &scratch::Scratch,
-    plan: &[String],
-    workers: usize,
-    work: Work,
-) -> anyhow::Result<(f64, u64, u64)> {
+/// How long the replay starts checkouts after its warm-up (the services are
+/// paused meanwhile, and must be back well within their consumer session
+/// timeout of 10 s): past it no new checkout starts, and the rate counts the
+/// checkouts that ran.
+const REPLAY_LIMIT: Duration = Duration::from_secs(3);
+
+/// A replay still running this long after its start is abandoned (its
+/// workers aborted), and the run has no ceiling.
+const ABANDON_AFTER: Duration = Duration::from_secs(9);
+
+/// What a replay counted, after its warm-up ([`WARM_UP`]).
+struct Replayed {
+    /// Checkouts per second.
+    per_s: f64,
+    /// How many paid.
+    paid: u64,
+    /// Their positions in the plan, `[from, to)`.
+    positions: (u64, u64),
+}
+
+/// Replays `plan` through `engine` with `workers` concurrent checkouts.
+async fn replay(engine: &engine::Engine, plan: &[String], workers: usize) -> anyhow::Result<Replayed> {
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let paid = Arc::new(AtomicU64::new(0));
     let plan: Arc<[String]> = plan.into();
     let tasks: Vec<_> = (0..workers)
         .map(|_| {
-            let (scratch, next, done, plan) =
-                (scratch.clone(), Arc::clone(&next), Arc::clone(&done), Arc::clone(&plan));
+            let (engine, next, plan) = (engine.clone(), Arc::clone(&next), Arc::clone(&plan));
+            let (done, paid) = (Arc::clone(&done), Arc::clone(&paid));
             tokio::spawn(async move {
-                let mut paid = 0u64;
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(order_id) = plan.get(i) else { return anyhow::Ok(paid) };
-                    if started.elapsed() > REPLAY_LIMIT {
-                        return anyhow::Ok(paid);
+                    let Some(order_id) = plan.get(i) else { return anyhow::Ok(()) };
+                    if started.elapsed() > WARM_UP + REPLAY_LIMIT {
+                        return anyhow::Ok(());
                     }
-                    let ended = match work {
-                        Work::TwoPc(order) => twopc_work::checkout(&scratch, order_id, order).await?,
-                        Work::Saga(mode) => saga_work::checkout(&scratch, order_id, mode).await?,
-                    };
-                    paid += u64::from(ended == Ended::Paid);
+                    if engine.checkout(order_id).await? == Ended::Paid {
+                        paid.fetch_add(1, Ordering::Relaxed);
+                    }
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -246,13 +281,25 @@ async fn replay(
         .collect();
     // Aborted if this future is dropped (the caller's timeout).
     let guards: Vec<AbortOnDrop> = tasks.iter().map(|t| AbortOnDrop(t.abort_handle())).collect();
-    let mut paid = 0;
-    for result in futures::future::join_all(tasks).await {
-        paid += result??;
+    let mut all = Box::pin(futures::future::join_all(tasks));
+    // The checkouts that end after the warm-up are counted; those are about
+    // the positions from the next one to start after it (the ones running
+    // then end soon after, and as many others are still running at the end).
+    let (results, (from, done_before, paid_before)) = tokio::select! {
+        results = &mut all => (results, (started, 0, 0)),
+        () = tokio::time::sleep(WARM_UP) => {
+            let mark = (Instant::now(), done.load(Ordering::Relaxed), paid.load(Ordering::Relaxed));
+            (all.await, mark)
+        }
+    };
+    for result in results {
+        result??;
     }
     drop(guards);
-    let ran = done.load(Ordering::Relaxed);
-    Ok((ran as f64 / started.elapsed().as_secs_f64().max(1e-9), paid, ran as u64))
+    let ran = done.load(Ordering::Relaxed) - done_before;
+    let paid = paid.load(Ordering::Relaxed) - paid_before;
+    let first = done_before;
+    Ok(Replayed { per_s: ran as f64 / from.elapsed().as_secs_f64().max(1e-9), paid, positions: (first, first + ran) })
 }
 
 struct AbortOnDrop(tokio::task::AbortHandle);
@@ -263,84 +310,6 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Opens the order transaction as both protocols start a checkout: the
-/// order's row lock, its lines read under it. `None` (transaction rolled
-/// back) when there is nothing to run: no such order, paid, or empty.
-async fn lock_order(
-    pool: &sqlx::PgPool,
-    order_id: &str,
-) -> sqlx::Result<Option<(sqlx::Transaction<'static, sqlx::Postgres>, CheckoutRequest)>> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL lock_timeout = 30000").execute(&mut *tx).await?;
-    let head: Option<(String, bool, i64, i64)> = sqlx::query_as(
-        "SELECT user_id, paid, total_cost, (extract(epoch FROM now()) * 1000000)::bigint
-         FROM orders WHERE order_id = $1 FOR UPDATE",
-    )
-    .bind(order_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((user_id, false, total_cost, as_of_us)) = head else { return Ok(None) };
-    let lines: Vec<(String, i64)> =
-        sqlx::query_as("SELECT item_id, quantity FROM order_items WHERE order_id = $1 ORDER BY seq")
-            .bind(order_id)
-            .fetch_all(&mut *tx)
-            .await?;
-    let Ok(items) = protocol_core::merge_items(lines) else { return Ok(None) };
-    if items.is_empty() {
-        return Ok(None);
-    }
-    let request =
-        CheckoutRequest { order_id: order_id.to_owned(), user_id, items, total_cost, as_of_us: Some(as_of_us) };
-    Ok(Some((tx, request)))
-}
-
-/// The stock rows of a branch or step: checked without waiting (the
-/// committed stock), then taken in item order. `false`: refused (the caller
-/// rolls back).
-async fn take_stock(conn: &mut sqlx::PgConnection, request: &CheckoutRequest) -> sqlx::Result<bool> {
-    for line in &request.items {
-        let stock: Option<i64> = sqlx::query_scalar("SELECT stock FROM items WHERE item_id = $1")
-            .bind(&line.item_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if stock.is_none_or(|s| s < line.quantity) {
-            return Ok(false);
-        }
-    }
-    for line in &request.items {
-        let taken: Option<i64> = sqlx::query_scalar(
-            "UPDATE items SET stock = stock - $2 WHERE item_id = $1 AND stock >= $2 RETURNING generation",
-        )
-        .bind(&line.item_id)
-        .bind(line.quantity)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if taken.is_none() {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// The debit of a branch or step, checked first like [`take_stock`].
-async fn debit(conn: &mut sqlx::PgConnection, request: &CheckoutRequest) -> sqlx::Result<bool> {
-    let credit: Option<i64> = sqlx::query_scalar("SELECT credit FROM users WHERE user_id = $1")
-        .bind(&request.user_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    if credit.is_none_or(|c| c < request.total_cost) {
-        return Ok(false);
-    }
-    let paid: Option<i64> = sqlx::query_scalar(
-        "UPDATE users SET credit = credit - $2 WHERE user_id = $1 AND credit >= $2 RETURNING generation",
-    )
-    .bind(&request.user_id)
-    .bind(request.total_cost)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(paid.is_some())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,10 +317,20 @@ mod tests {
     #[test]
     fn a_saga_is_bounded_by_the_slower_of_its_database_and_its_broker() {
         let bare = |messages_per_s| Some(kafka::Bare { round_trip_ms: 2.0, messages_per_s });
-        let db = Ceiling { database_per_s: 1000.0, database_paid: 1, replayed: 1, kafka: None };
+        let db = Ceiling {
+            database_per_s: 1000.0,
+            database_paid: 1,
+            replayed: 1,
+            kafka: None,
+            positions: (0, 1),
+            services_per_s: None,
+        };
         assert!((db.checkouts_per_s() - 1000.0).abs() < 1e-9);
         assert!((Ceiling { kafka: bare(2000.0), ..db }.checkouts_per_s() - 500.0).abs() < 1e-9);
         assert!((Ceiling { kafka: bare(40_000.0), ..db }.checkouts_per_s() - 1000.0).abs() < 1e-9);
         assert!((db.efficiency(250.0) - 0.25).abs() < 1e-9);
+        // Known over the replay's own part of the plan, that throughput wins.
+        let compared = Ceiling { services_per_s: Some(500.0), ..db };
+        assert!((compared.efficiency(250.0) - 0.5).abs() < 1e-9);
     }
 }
