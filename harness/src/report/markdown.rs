@@ -332,10 +332,11 @@ impl<'a> Report<'a> {
         }
         let _ = writeln!(
             self.body,
-            "**Yardstick.** The ceiling is the same plan replayed before each load, at the same concurrency, as \
-             each protocol's bare statements against scratch databases in the same three PostgreSQL clusters (no \
-             HTTP, no Kafka, no service), and for a saga also its broker alone with the services' client settings; \
-             efficiency is the throughput through the services over that ceiling. {}.\n",
+            "**Yardstick.** The ceiling is the same plan replayed before each load, at the same concurrency, \
+             through each protocol's own code in the harness's process against scratch databases in the same three \
+             PostgreSQL clusters (no HTTP, no Kafka, no service process: the network's messages are handed over in \
+             memory), and for a saga also its broker alone with the services' client settings; efficiency is the \
+             throughput through the services over the same checkouts of the plan, divided by that ceiling. {}.\n",
             parts.join("; ")
         );
     }

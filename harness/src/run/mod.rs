@@ -352,7 +352,7 @@ pub fn summary(protocol: Option<ProtocolKind>, spec: &RunSpec, outcome: &RunOutc
     if let Some(c) = &outcome.ceiling {
         let _ = write!(
             out,
-            "ceiling      {:.0} checkouts/s of bare database work ({} replayed, {} paid)",
+            "ceiling      {:.0} checkouts/s of the protocol's code without the network ({} replayed, {} paid)",
             c.database_per_s, c.replayed, c.database_paid
         );
         if let Some(k) = &c.kafka {
@@ -364,7 +364,8 @@ pub fn summary(protocol: Option<ProtocolKind>, spec: &RunSpec, outcome: &RunOutc
                 k.messages_per_s / ceiling::SAGA_MESSAGES_PER_CHECKOUT
             );
         }
-        let _ = writeln!(out, ": efficiency {:.2}", c.efficiency(outcome.load.throughput()));
+        let over = if c.services_per_s.is_some() { "over the same checkouts" } else { "over the whole load" };
+        let _ = writeln!(out, ": efficiency {:.2} ({over})", c.efficiency(outcome.load.throughput()));
     }
     if let Some(b) = &outcome.breakdown {
         let parts: Vec<String> = breakdown::Breakdown::order()

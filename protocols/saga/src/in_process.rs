@@ -49,23 +49,35 @@ impl Bus {
 
     /// Delivers every handed-over row until the task running this is
     /// aborted (the handlers hold outboxes, so the hand-over never closes
-    /// while they live). A row of a topic without a route is a wiring
-    /// mistake: it is logged and dropped.
+    /// while they live); the deliveries under way are aborted with it, so a
+    /// delivery retrying against closed pools does not outlive the bus. A row
+    /// of a topic without a route is a wiring mistake: it is logged and
+    /// dropped.
     pub async fn run(self) {
         let Bus { outbox, mut handed, handlers } = self;
         drop(outbox);
-        while let Some(rows) = handed.recv().await {
+        let mut deliveries = tokio::task::JoinSet::new();
+        loop {
+            let rows = tokio::select! {
+                rows = handed.recv() => match rows {
+                    Some(rows) => rows,
+                    None => break,
+                },
+                // Reap finished deliveries as they end.
+                Some(_) = deliveries.join_next() => continue,
+            };
             for row in rows {
                 let Some(handler) = handlers.get(&row.topic).cloned() else {
                     tracing::error!(topic = %row.topic, "no handler for a saga topic; message dropped");
                     continue;
                 };
                 match Envelope::decode(&row.payload) {
-                    Ok(msg) => drop(tokio::spawn(deliver(handler, msg))),
+                    Ok(msg) => drop(deliveries.spawn(deliver(handler, msg))),
                     Err(err) => tracing::error!(topic = %row.topic, error = %err, "undecodable saga message dropped"),
                 }
             }
         }
+        while deliveries.join_next().await.is_some() {}
     }
 }
 

@@ -33,6 +33,17 @@ pub enum Schema {
     Participant,
 }
 
+impl Schema {
+    /// The tables [`install`] creates for this schema that hold protocol
+    /// state (every one but the schema digest).
+    pub fn tables(self) -> &'static [&'static str] {
+        match self {
+            Schema::Orchestrator => &["sagas", "saga_outbox", "saga_inbox", "saga_dead_letters"],
+            Schema::Participant => &["saga_effects", "saga_outbox", "saga_inbox", "saga_dead_letters"],
+        }
+    }
+}
+
 /// Creates the saga tables if they do not exist. The tables belong to the
 /// protocol, not to a service, so they are installed by it at start-up rather
 /// than by each service's migrations; an advisory lock keeps replicas that

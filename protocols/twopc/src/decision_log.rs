@@ -41,6 +41,9 @@ fn parse(decision: &str) -> sqlx::Result<Decision> {
 
 /// Inserts the commit decision inside the caller's transaction. Returns the
 /// decision now on record: `Abort` if recovery got there first.
+/// The decision log's table (the order service's migrations create it).
+pub const TABLE: &str = "twopc_decisions";
+
 pub async fn record_commit(
     conn: &mut PgConnection,
     txn: Uuid,

@@ -401,6 +401,32 @@ impl ParticipantRunner {
     }
 }
 
+/// The table of a participant's branch outcomes (the services' migrations
+/// create it: see the module docs).
+pub const BRANCHES_TABLE: &str = "twopc_branches";
+
+/// Rolls back every branch of this protocol prepared in `pool`'s database,
+/// whatever its coordinator decided; returns how many. Only for a database
+/// nobody depends on (the harness's scratch copy): a prepared branch keeps its
+/// row locks across sessions, so its tables cannot be emptied or dropped
+/// while one is left.
+pub async fn discard_prepared(pool: &PgPool) -> sqlx::Result<u64> {
+    let gids: Vec<String> = sqlx::query_scalar(
+        "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND starts_with(gid, $1)",
+    )
+    .bind(gid::PREFIX)
+    .fetch_all(pool)
+    .await?;
+    let mut discarded = 0;
+    for raw in gids {
+        // The gid was written by this protocol; `Gid` quotes it for SQL.
+        let Ok(gid) = raw.parse::<Gid>() else { continue };
+        sqlx::query(&format!("ROLLBACK PREPARED {}", gid.sql_literal())).execute(pool).await?;
+        discarded += 1;
+    }
+    Ok(discarded)
+}
+
 /// Branches of this protocol prepared in `pool`'s database and not yet
 /// resolved. Other databases of the same cluster are not counted: the
 /// harness's ceiling replays 2PC in a scratch database next to the service's.

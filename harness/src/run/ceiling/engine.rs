@@ -4,14 +4,19 @@
 //! orchestrator behind it, and the participants' 2PC runners or saga
 //! handlers with the stock and payment services' own resources. Every
 //! setting is read from the command lines the stack starts its services with
-//! ([`Commands`]), through the services' own parsers, so the replay cannot
-//! drift from what the services do.
+//! ([`Commands`]), through the services' own parsers, so the protocol's
+//! settings cannot drift from the services'. Two things are the replay's own:
+//! its pools (a connection per worker and two more, opened before the clock
+//! starts, where a service has `--db-pool-size`), and a setting a command line
+//! leaves out falls back to the harness's environment, as it does for the
+//! services, which inherit it.
 //!
 //! Only the network is taken out: the coordinator calls the participants'
 //! runners directly ([`twopc::transport::InProcess`]), and the saga's messages
 //! go from each handler's outbox to the next handler through an in-memory
-//! [`Bus`] instead of the relay, Kafka and the consumers. What happens after a
-//! reply (2PC's finished mark) runs as in the services.
+//! [`Bus`] instead of the relay, Kafka and the consumers. What the protocol
+//! does after a reply (2PC's finished mark) runs too, as in the services; the
+//! replay does not wait for it.
 
 use std::sync::Arc;
 
@@ -27,6 +32,11 @@ use sqlx::PgPool;
 
 use super::scratch::Scratch;
 use super::{Commands, Ended};
+
+/// The longest [`Engine::close`] waits for checkouts still running: a 2PC
+/// prepare ends within its timeout (20 s by default), a saga checkout's wait
+/// within 30 s.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The in-process protocol of one replay.
 #[derive(Debug, Clone)]
@@ -136,10 +146,16 @@ impl Engine {
 
     /// Runs the checkout of `order_id` as the order service does. A checkout
     /// that fails (the service would answer 5xx) did not pay; one the
-    /// service would answer 4xx (no such order) ends the replay.
+    /// service would answer 4xx (no such order: the copy is wrong) ends the
+    /// replay.
     pub async fn checkout(&self, order_id: &str) -> anyhow::Result<Ended> {
         let id = Id::parse("order_id", order_id)?;
-        Ok(match self.checkout.run(&id, None).await? {
+        let outcome = match self.checkout.run(&id, None).await {
+            Ok(outcome) => outcome.map_err(|err| err.to_string()),
+            Err(err) if err.status().is_server_error() => Err(err.to_string()),
+            Err(err) => return Err(anyhow::anyhow!("replaying the checkout of order {order_id}: {err}")),
+        };
+        Ok(match outcome {
             Ok(CheckoutOutcome::Paid) => Ended::Paid,
             Ok(_) => Ended::NotPaid,
             Err(err) => {
@@ -149,9 +165,21 @@ impl Engine {
         })
     }
 
-    /// Stops the bus and closes the side pools (the scratch pools are the
-    /// caller's).
+    /// Waits (at most [`SETTLE`]) until no checkout runs any more, even one
+    /// whose replay worker was given up on (a checkout runs in its own task,
+    /// as in the service), then stops the bus and closes the side pools (the
+    /// scratch pools are the caller's, to close after this).
     pub async fn close(self) {
+        let settled = crate::wait::until("the ceiling's checkouts to end", SETTLE, || async {
+            Ok(match self.checkout.in_flight() {
+                0 => crate::wait::Probe::Ready(()),
+                n => crate::wait::Probe::NotYet(format!("{n} running")),
+            })
+        })
+        .await;
+        if let Err(err) = settled {
+            tracing::warn!(error = format!("{err:#}"), "closing the ceiling's databases under running checkouts");
+        }
         if let Some(bus) = &self.bus {
             bus.abort();
         }

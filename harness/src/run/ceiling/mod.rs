@@ -14,7 +14,7 @@
 //! memory; what only the network and the broker do (the relay's publication
 //! and delete of a batch, the consumers' offsets) is left out, and the
 //! scratch tables start empty where the services' have accumulated earlier
-//! runs' rows; the replay's pools have a connection per worker. The services are paused
+//! runs' rows; the replay's pools have a connection per worker and two more. The services are paused
 //! (`SIGSTOP`) during the replay, so their idle loops take nothing from it;
 //! the replay's first second warms up and is not counted (`WARM_UP`), and it
 //! starts no checkout after 3 s more; the broker
@@ -28,7 +28,11 @@
 //! its ceiling is the lower of the database ceiling and the broker's
 //! messages per second divided by that.
 //!
-//! `efficiency = throughput through the services / ceiling`.
+//! `efficiency = throughput through the services / ceiling`, the services'
+//! throughput taken over the same positions of the plan as the replay counted
+//! ([`Ceiling::against`]): a plan's mix changes along it (repeats of an
+//! order, answered at once, grow more frequent towards its end), so its first
+//! seconds are compared with the load's own first part, not its average.
 
 mod engine;
 pub mod kafka;
@@ -215,11 +219,13 @@ pub async fn measure(
     };
     let engine = engine::Engine::start(&scratch, &setup.commands, workers + 2).await?;
     let replayed = tokio::time::timeout(ABANDON_AFTER, replay(&engine, plan, workers)).await;
-    engine.close().await;
-    scratch.close().await;
+    // The services first: they must be back within their consumer session
+    // timeout, however long a given-up replay takes to wind down.
     if let Some(paused) = paused {
         paused.resume().await;
     }
+    engine.close().await;
+    scratch.close().await;
     let Replayed { per_s: database_per_s, paid: database_paid, positions } =
         replayed.map_err(|_| anyhow::anyhow!("the replay overran {} s", ABANDON_AFTER.as_secs()))??;
     let replayed = positions.1 - positions.0;
@@ -243,7 +249,17 @@ const REPLAY_LIMIT: Duration = Duration::from_secs(3);
 /// workers aborted), and the run has no ceiling.
 const ABANDON_AFTER: Duration = Duration::from_secs(9);
 
-/// What a replay counted, after its warm-up ([`WARM_UP`]).
+/// The fewest checkouts counted after the warm-up for the count to stand
+/// (else the whole replay counts): a few per worker.
+fn min_counted(workers: usize) -> u64 {
+    4 * workers as u64
+}
+
+/// What a replay counted, after its warm-up ([`WARM_UP`]). The count is
+/// approximate at both ends: checkouts running at the mark are counted
+/// without the time they ran before it (the ceiling errs high by about
+/// `workers / counted`), and their plan positions are taken to be the
+/// counted number from the first one not done at the mark.
 struct Replayed {
     /// Checkouts per second.
     per_s: f64,
@@ -286,6 +302,7 @@ async fn replay(engine: &engine::Engine, plan: &[String], workers: usize) -> any
     // the positions from the next one to start after it (the ones running
     // then end soon after, and as many others are still running at the end).
     let (results, (from, done_before, paid_before)) = tokio::select! {
+        biased;
         results = &mut all => (results, (started, 0, 0)),
         () = tokio::time::sleep(WARM_UP) => {
             let mark = (Instant::now(), done.load(Ordering::Relaxed), paid.load(Ordering::Relaxed));
@@ -296,6 +313,12 @@ async fn replay(engine: &engine::Engine, plan: &[String], workers: usize) -> any
         result??;
     }
     drop(guards);
+    let (mut from, mut done_before, mut paid_before) = (from, done_before, paid_before);
+    if done.load(Ordering::Relaxed) - done_before < min_counted(workers) {
+        // A plan that ended just after the warm-up: its tail alone (the
+        // workers running out) would say little; count it whole.
+        (from, done_before, paid_before) = (started, 0, 0);
+    }
     let ran = done.load(Ordering::Relaxed) - done_before;
     let paid = paid.load(Ordering::Relaxed) - paid_before;
     let first = done_before;

@@ -47,13 +47,18 @@ impl Role {
         }
     }
 
-    /// Every table a checkout writes, emptied before each replay.
-    fn tables(self) -> &'static str {
-        match self {
-            Role::Order => "orders, order_items, twopc_decisions, sagas, saga_outbox, saga_inbox",
-            Role::Stock => "items, twopc_branches, saga_effects, saga_outbox, saga_inbox",
-            Role::Payment => "users, twopc_branches, saga_effects, saga_outbox, saga_inbox",
-        }
+    /// Every table a checkout writes, emptied before each replay: the
+    /// service's own and those each protocol names as its state.
+    fn tables(self) -> String {
+        let (service, twopc): (&[&str], &str) = match self {
+            Role::Order => (&["orders", "order_items"], twopc::decision_log::TABLE),
+            Role::Stock => (&["items"], twopc::participant::BRANCHES_TABLE),
+            Role::Payment => (&["users"], twopc::participant::BRANCHES_TABLE),
+        };
+        let mut tables: Vec<&str> = service.to_vec();
+        tables.push(twopc);
+        tables.extend(self.saga_schema().tables());
+        tables.join(", ")
     }
 }
 
@@ -220,12 +225,7 @@ async fn reset(pool: &PgPool, role: Role) -> anyhow::Result<()> {
 /// Prepared transactions keep their locks across sessions: a drop or a
 /// truncate would wait for them forever.
 async fn rollback_prepared(pool: &PgPool) -> anyhow::Result<()> {
-    let gids: Vec<String> = sqlx::query_scalar("SELECT gid FROM pg_prepared_xacts WHERE database = current_database()")
-        .fetch_all(pool)
-        .await?;
-    for gid in gids {
-        pool.execute(format!("ROLLBACK PREPARED '{}'", gid.replace('\'', "''")).as_str()).await?;
-    }
+    twopc::participant::discard_prepared(pool).await?;
     Ok(())
 }
 
