@@ -14,8 +14,9 @@ use super::process::{Spec, find_program};
 /// Path answered by nginx itself, used to tell that the gateway is up.
 pub const HEALTH_PATH: &str = "/gateway/health";
 
-/// Backup entries per replica in each upstream.
-const BACKUPS: usize = 2;
+/// Backup entries per replica in each upstream: nginx tries each entry of
+/// an upstream at most once per request, so this bounds a checkout's retries.
+const BACKUPS: usize = 6;
 
 /// The checkout endpoint's prefix, the one POST the gateway retries.
 const CHECKOUT_PREFIX: &str = "/orders/checkout/";
@@ -36,9 +37,11 @@ pub fn render_conf(config: &StackConfig) -> String {
         // connection broke (the replica was killed) goes there when no other
         // replica is left to try. With one replica, whose socket the harness
         // holds across restarts (`services::spec`), it waits in the backlog
-        // until the restarted replica answers. Twice, because the first retry
+        // until the restarted replica answers. Several times, because a retry
         // may draw another kept-alive connection to the dead process from
-        // nginx's cache (all of them die at once) and fail as well.
+        // nginx's cache (all of them die at once) and fail as well: with two
+        // backups, a replica killed under a 60/s open loop still left a few
+        // checkouts 502 after three dead cached connections in a row.
         for _ in 0..BACKUPS {
             for replica in 0..config.replicas {
                 let port = config.service_port(role, replica);

@@ -88,32 +88,8 @@ fn stress_with_repeated_orders_conserves_credit_and_stock() {
     let _serial = support::serial();
     let run = support::harness_run(
         "saga-stress",
-        &[
-            "--protocol",
-            "saga",
-            "--saga-mode",
-            "parallel",
-            "--kafka-profile",
-            "low-latency",
-            "--workload",
-            "stress",
-            "--checkouts",
-            "5000",
-            "--concurrency",
-            "32",
-            "--orders",
-            "1500",
-            "--users",
-            "400",
-            "--items",
-            "60",
-            "--stock",
-            "40",
-            "--credit",
-            "8",
-            "--seed",
-            "7",
-        ],
+        &[&["--protocol", "saga", "--saga-mode", "parallel", "--kafka-profile", "low-latency"], support::STRESS]
+            .concat(),
     );
     run.assert_held("one effect per saga step");
     assert!(run.replies("200") > 0 && run.replies("400") > 0, "both outcomes exercised: {run}");

@@ -153,6 +153,30 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The closed-loop stress both protocols' end-to-end suites run: scarce
+/// stock and credit, so that both outcomes (paid and refused) are exercised,
+/// at the headline concurrency.
+pub const STRESS: &[&str] = &[
+    "--workload",
+    "stress",
+    "--checkouts",
+    "5000",
+    "--concurrency",
+    "32",
+    "--orders",
+    "1500",
+    "--users",
+    "400",
+    "--items",
+    "60",
+    "--stock",
+    "40",
+    "--credit",
+    "8",
+    "--seed",
+    "7",
+];
+
 /// Runs `harness run --json <args>` on its own stack in `<tmp>/<name>` and
 /// returns its record, panicking with the output if the run failed (a run
 /// exits non-zero when an invariant broke).

@@ -75,31 +75,7 @@ async fn checkout_again_after_batch_init(api: &Api) {
 #[test]
 fn stress_with_repeated_orders_conserves_credit_and_stock() {
     let _serial = support::serial();
-    let run = support::harness_run(
-        "twopc-stress",
-        &[
-            "--protocol",
-            "2pc",
-            "--workload",
-            "stress",
-            "--checkouts",
-            "5000",
-            "--concurrency",
-            "32",
-            "--orders",
-            "1500",
-            "--users",
-            "400",
-            "--items",
-            "60",
-            "--stock",
-            "40",
-            "--credit",
-            "8",
-            "--seed",
-            "7",
-        ],
-    );
+    let run = support::harness_run("twopc-stress", &[&["--protocol", "2pc"], support::STRESS].concat());
     run.assert_held("no prepared transactions");
     assert!(run.replies("200") > 0 && run.replies("400") > 0, "both outcomes exercised: {run}");
     run.assert_yardstick(&[
