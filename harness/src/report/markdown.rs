@@ -845,7 +845,7 @@ mod tests {
                 database_paid: 1,
                 replayed: 1,
                 kafka: None,
-                positions: (0, 1),
+                first: 0,
                 services_per_s: None,
             }),
             breakdown: None,

@@ -64,8 +64,9 @@ pub struct Ceiling {
     pub replayed: u64,
     /// The bare broker (SAGA only).
     pub kafka: Option<kafka::Bare>,
-    /// The plan positions the replay counted, `[from, to)`.
-    pub positions: (u64, u64),
+    /// The plan position of the first checkout counted: the counted ones
+    /// are `first..first + replayed`.
+    pub first: u64,
     /// The services' throughput over the same positions of the plan in the
     /// load that followed ([`Ceiling::against`]); `None` until then.
     pub services_per_s: Option<f64>,
@@ -93,8 +94,8 @@ impl Ceiling {
     /// order, answered at once, grow more frequent towards its end), so the
     /// replay's part is compared with the same part of the load.
     pub fn against(self, load: &super::load::LoadResult) -> Self {
-        let (from, to) = self.positions;
-        let range = usize::try_from(from).unwrap_or(usize::MAX)..usize::try_from(to).unwrap_or(usize::MAX);
+        let at = |p: u64| usize::try_from(p).unwrap_or(usize::MAX);
+        let range = at(self.first)..at(self.first + self.replayed);
         Ceiling { services_per_s: load.throughput_over(range), ..self }
     }
 }
@@ -226,10 +227,9 @@ pub async fn measure(
     }
     engine.close().await;
     scratch.close().await;
-    let Replayed { per_s: database_per_s, paid: database_paid, positions } =
+    let Replayed { per_s: database_per_s, paid: database_paid, first, counted: replayed } =
         replayed.map_err(|_| anyhow::anyhow!("the replay overran {} s", ABANDON_AFTER.as_secs()))??;
-    let replayed = positions.1 - positions.0;
-    Ok(Ceiling { database_per_s, database_paid, replayed, kafka: setup.kafka, positions, services_per_s: None })
+    Ok(Ceiling { database_per_s, database_paid, replayed, kafka: setup.kafka, first, services_per_s: None })
 }
 
 /// The first part of the replay, whose checkouts run but are not counted: it
@@ -265,8 +265,10 @@ struct Replayed {
     per_s: f64,
     /// How many paid.
     paid: u64,
-    /// Their positions in the plan, `[from, to)`.
-    positions: (u64, u64),
+    /// The plan position of the first one.
+    first: u64,
+    /// How many: positions `first..first + counted`.
+    counted: u64,
 }
 
 /// Replays `plan` through `engine` with `workers` concurrent checkouts.
@@ -322,7 +324,7 @@ async fn replay(engine: &engine::Engine, plan: &[String], workers: usize) -> any
     let ran = done.load(Ordering::Relaxed) - done_before;
     let paid = paid.load(Ordering::Relaxed) - paid_before;
     let first = done_before;
-    Ok(Replayed { per_s: ran as f64 / from.elapsed().as_secs_f64().max(1e-9), paid, positions: (first, first + ran) })
+    Ok(Replayed { per_s: ran as f64 / from.elapsed().as_secs_f64().max(1e-9), paid, first, counted: ran })
 }
 
 struct AbortOnDrop(tokio::task::AbortHandle);
@@ -345,7 +347,7 @@ mod tests {
             database_paid: 1,
             replayed: 1,
             kafka: None,
-            positions: (0, 1),
+            first: 0,
             services_per_s: None,
         };
         assert!((db.checkouts_per_s() - 1000.0).abs() < 1e-9);
