@@ -8,7 +8,8 @@
 //! session timeout; and a reconnect back-off capped at half a second, so a
 //! restarted broker is found again within that (librdkafka's cap is 10 s),
 //! failed requests retried within a quarter of a second, and a partition's
-//! new leader found within a quarter of a second of its election.
+//! new leader found within a quarter of a second of its election, and a
+//! client left with no broker it knows bootstraps again after two seconds.
 
 use std::fmt;
 use std::str::FromStr;
@@ -67,6 +68,17 @@ const COMMON: &[(&str, &str)] = &[
     // topic's metadata is dropped and new messages wait unassigned, in
     // order, until the next answer places them.
     ("topic.metadata.refresh.interval.ms", "250"),
+    // A broker fenced by its controller (a single node paused past its
+    // 1 s broker session, then resumed) is left out of the metadata it
+    // answers; librdkafka then decommissions every broker it knows and
+    // has nobody left to ask, and only bootstraps again after this long
+    // without metadata (librdkafka: 5 minutes). Seen in the saga crash
+    // test: after the paused-broker case, the stock and order consumers
+    // logged "no broker available for coordinator query" until the test
+    // gave up, and every later saga stalled. Two seconds bounds that
+    // stall; the periodic refresh above keeps the timer from firing
+    // while any broker answers.
+    ("metadata.recovery.rebootstrap.trigger.ms", "2000"),
 ];
 
 impl Profile {
