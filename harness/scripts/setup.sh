@@ -4,6 +4,9 @@
 #   - Debian packages: PostgreSQL, Redis, nginx, and the C toolchain rdkafka builds with;
 #   - Apache Kafka: the official broker jars resolved from Maven Central into
 #     $SAGA2PC_CACHE/kafka/<version>/libs (run later by `harness up` on Java 17);
+#   - Toxiproxy, the TCP fault-injection proxy the stack's links run through
+#     (`harness up --links`), built from the Go module proxy into
+#     $SAGA2PC_CACHE/toxiproxy/<version>/toxiproxy-server;
 #   - docker-compose (the Python implementation, from PyPI) in
 #     $SAGA2PC_CACHE/compose-venv, for the tests' check of compose/docker-compose.yml
 #     on a machine without a container engine.
@@ -29,6 +32,7 @@ have_cmd cc || need_apt+=(build-essential)
 have_cmd pkg-config || need_apt+=(pkg-config)
 have_cmd curl || need_apt+=(curl)
 have_cmd python3 || need_apt+=(python3 python3-venv)
+have_cmd go || need_apt+=(golang-go)
 for pkg in libssl-dev zlib1g-dev libsasl2-dev libzstd-dev libcurl4-openssl-dev; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_apt+=("$pkg")
 done
@@ -75,6 +79,19 @@ if [ ! -f "$kafka_libs/.complete" ]; then
   touch "$kafka_libs/.complete"
 fi
 
+# Toxiproxy from the Go module proxy: its server, built once per version
+# (the harness finds it by the same version, `stack::links::TOXIPROXY_VERSION`).
+toxiproxy_version=v2.5.0
+toxiproxy_dir="$cache/toxiproxy/$toxiproxy_version"
+if [ ! -x "$toxiproxy_dir/toxiproxy-server" ]; then
+  did_work=1
+  log "building Toxiproxy $toxiproxy_version from the Go module proxy into $toxiproxy_dir"
+  mkdir -p "$toxiproxy_dir"
+  GOBIN="$toxiproxy_dir/gobin" GOFLAGS=-buildvcs=false go install "github.com/Shopify/toxiproxy/v2/cmd/server@$toxiproxy_version"
+  mv "$toxiproxy_dir/gobin/server" "$toxiproxy_dir/toxiproxy-server"
+  rmdir "$toxiproxy_dir/gobin"
+fi
+
 # docker-compose 1.29.2 validates a file (`config`) without a Docker engine.
 # It needs PyYAML below 6, whose 5.4.1 source build fails in pip's isolated
 # build environment; built against the venv's own setuptools, it succeeds.
@@ -90,5 +107,5 @@ if [ ! -x "$compose_venv/bin/docker-compose" ]; then
 fi
 
 if [ "${did_work:-0}" = 1 ]; then
-  log "ready (PostgreSQL $("$(pg_bin)/postgres" --version | awk '{print $3}'), Kafka $kafka_version in $kafka_libs)"
+  log "ready (PostgreSQL $("$(pg_bin)/postgres" --version | awk '{print $3}'), Kafka $kafka_version in $kafka_libs, Toxiproxy $toxiproxy_version)"
 fi

@@ -1,7 +1,8 @@
-//! The command line: `harness up | down | status | run | compare | verify`,
+//! The command line: `harness up | down | status | link | run | compare | verify`,
 //! one file per subcommand; this one parses and dispatches.
 
 mod compare;
+mod link;
 mod run;
 mod stack_args;
 mod status;
@@ -37,6 +38,9 @@ enum Command {
     Down(RunDirArg),
     /// Print the endpoints and processes of the running stack as JSON.
     Status(status::StatusArgs),
+    /// Change the links of a stack started with `--links`: a link's added
+    /// round trip, or a cut (every byte held) and its healing.
+    Link(link::LinkArgs),
     /// Run one workload against one protocol (or --target), verify the
     /// invariants and print a summary; exits non-zero if any invariant broke.
     Run(run::RunArgs),
@@ -77,6 +81,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => up::up(args).await,
         Command::Down(dir) => up::down(dir).await,
         Command::Status(args) => status::status(args).await,
+        Command::Link(args) => link::link(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Compare(args) => compare::compare(args).await,
         Command::Verify(args) => verify::verify(args).await,

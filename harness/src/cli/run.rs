@@ -107,12 +107,14 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
     }
     .normalised();
+    let mut network = None;
     let outcome = match (&args.target, args.protocol) {
         (Some(target), _) => {
             run::execute(target.trim_end_matches('/'), None, &[], &spec, run::Extras::default()).await?
         }
         (None, Some(protocol)) => {
             let config = stack_config(&args.stack, protocol, false, false)?;
+            network.clone_from(&config.links);
             let mut stack = run::local::LocalStack::start(config, &args.faults).await?;
             if args.warm_up {
                 let plan = crate::compare::plan::Plan::full();
@@ -135,6 +137,9 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let record = crate::compare::sample::RunRecord::new(&run::driven(protocol), &spec, &outcome);
         println!("{}", serde_json::to_string_pretty(&record)?);
     } else {
+        if let Some(network) = &network {
+            println!("{}", network.describe());
+        }
         print!("{}", run::summary(protocol, &spec, &outcome));
     }
     Ok(if outcome.violations.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })

@@ -76,6 +76,35 @@ pub(super) struct StackArgs {
     /// duplicate-messages` sets it for one run).
     #[arg(long)]
     pub(super) duplicate_messages: bool,
+    /// Run every link between components (gateway to services, order to
+    /// the participants and back, each service to its database and to each
+    /// Kafka node) through Toxiproxy, which `harness status` lists; no added
+    /// delay unless `--link-latency` or `--link` give one.
+    #[arg(long)]
+    pub(super) links: bool,
+    /// Added round trip on every link, `<d>[±<jitter>]` in whole
+    /// milliseconds (`2ms`, `5ms±1ms`); implies `--links`.
+    #[arg(long, value_name = "DELAY")]
+    pub(super) link_latency: Option<stack::links::Delay>,
+    /// One link's round trip, `<link>=<delay>` (a link as `harness status`
+    /// names it; without `#replica`, every replica's), repeatable, later
+    /// ones winning; implies `--links`.
+    #[arg(long = "link", value_name = "LINK=DELAY", value_parser = stack::links::parse_override)]
+    pub(super) link_overrides: Vec<(String, stack::links::Delay)>,
+    /// The Toxiproxy server (default: where setup.sh puts it).
+    #[arg(long, env = "SAGA2PC_TOXIPROXY")]
+    pub(super) toxiproxy: Option<PathBuf>,
+}
+
+impl StackArgs {
+    /// The network of the flags: links through Toxiproxy if any link flag is given.
+    fn network(&self) -> Option<stack::links::Network> {
+        let wanted = self.links || self.link_latency.is_some() || !self.link_overrides.is_empty();
+        wanted.then(|| stack::links::Network {
+            delay: self.link_latency.unwrap_or_default(),
+            overrides: self.link_overrides.clone(),
+        })
+    }
 }
 
 /// `path` made absolute (the stack's processes run in other directories).
@@ -121,7 +150,24 @@ pub(super) fn stack_config(
         kafka_profile: args.kafka_profile,
         duplicate_messages: args.duplicate_messages,
         message_delay: Duration::ZERO,
+        links: args.network(),
+        toxiproxy: args.toxiproxy.clone().unwrap_or_else(stack::links::default_binary),
     };
+    if let Some(network) = &config.links {
+        let links = stack::links::links(&config);
+        if links.len() > stack::links::MAX_LINKS {
+            bail!(
+                "{} replicas and {} Kafka nodes make {} links; --links carries at most {}",
+                config.replicas,
+                config.brokers,
+                links.len(),
+                stack::links::MAX_LINKS
+            );
+        }
+        for (selector, _) in &network.overrides {
+            stack::links::check_selector(selector, &links)?;
+        }
+    }
     let side = config.db_protocol_pool_size;
     let needed = u32::from(config.replicas) * (config.db_pool_size + side) + 10;
     if !config.infra_only && needed > config.pg_max_connections {

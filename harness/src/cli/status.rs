@@ -40,6 +40,19 @@ async fn dead_letters(state: &stack::StackState) -> Option<serde_json::Value> {
     Some(out.into())
 }
 
+/// The links and their current settings, read from Toxiproxy (`None`
+/// without links; `null` if it does not answer).
+async fn links(state: &stack::StackState) -> Option<serde_json::Value> {
+    let api = stack::links::Api::new(state.links_api.as_deref()?).ok()?;
+    Some(match api.links().await {
+        Ok(links) => serde_json::to_value(links).unwrap_or_default(),
+        Err(err) => {
+            tracing::warn!(error = %err, "Toxiproxy did not list the links");
+            serde_json::Value::Null
+        }
+    })
+}
+
 /// Prints the stack's `stack.json` (with the saga's dead letters), or its
 /// endpoints as shell `export` lines; fails when no stack runs there.
 pub(super) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
@@ -48,9 +61,13 @@ pub(super) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         Some(state) if args.env => print!("{}", state.env_lines()),
         Some(state) => {
             let dead_letters = dead_letters(&state).await;
+            let links = links(&state).await;
             let mut doc = serde_json::to_value(&state)?;
             if let (Some(map), Some(dead)) = (doc.as_object_mut(), dead_letters) {
                 map.insert("dead_letters".to_owned(), dead);
+            }
+            if let (Some(map), Some(links)) = (doc.as_object_mut(), links) {
+                map.insert("links".to_owned(), links);
             }
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }

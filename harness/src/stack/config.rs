@@ -116,6 +116,11 @@ pub struct StackConfig {
     pub duplicate_messages: bool,
     /// SAGA fault injection: every publish waits this long first.
     pub message_delay: std::time::Duration,
+    /// Links through Toxiproxy, with their start-up delays; `None`: every
+    /// component connects straight to the next ([`crate::stack::links`]).
+    pub links: Option<crate::stack::links::Network>,
+    /// The Toxiproxy server executable.
+    pub toxiproxy: PathBuf,
 }
 
 impl StackConfig {
@@ -135,9 +140,31 @@ impl StackConfig {
         self.port_base + 11 + 2 * index
     }
 
+    /// Port of Kafka node `index`'s listener for the clients of `role`,
+    /// behind that role's links (only with links on).
+    pub fn kafka_listener_port(&self, index: u16, role: Role) -> u16 {
+        self.port_base + 30 + 3 * index + role.index() - 1
+    }
+
     /// Port of Redis.
     pub fn redis_port(&self) -> u16 {
         self.port_base + 20
+    }
+
+    /// Port of Toxiproxy's API (only with links on).
+    pub fn toxiproxy_port(&self) -> u16 {
+        self.port_base + 21
+    }
+
+    /// Base URL of Toxiproxy's API.
+    pub fn toxiproxy_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.toxiproxy_port())
+    }
+
+    /// Port of the proxy of link number `index` ([`crate::stack::links::pairs`]).
+    pub fn link_port(&self, index: usize) -> u16 {
+        debug_assert!(index < crate::stack::links::MAX_LINKS);
+        self.port_base + 45 + index as u16
     }
 
     /// Port of replica `replica` (0-based) of `role`.
@@ -191,6 +218,18 @@ impl StackConfig {
             ports.push((format!("{} controller", crate::stack::kafka::member_name(i)), self.kafka_controller_port(i)));
         }
         ports.push(("redis".to_owned(), self.redis_port()));
+        if self.links.is_some() {
+            ports.push((crate::stack::links::COMPONENT.to_owned(), self.toxiproxy_port()));
+            for i in 0..self.brokers {
+                for role in Role::ALL {
+                    let name = format!("{} {} listener", crate::stack::kafka::member_name(i), role.name());
+                    ports.push((name, self.kafka_listener_port(i, role)));
+                }
+            }
+            for link in crate::stack::links::links(self) {
+                ports.push((link.name, link.listen));
+            }
+        }
         if !self.infra_only {
             for role in Role::ALL {
                 for r in 0..self.replicas {
@@ -235,6 +274,8 @@ mod tests {
             kafka_profile: saga::Profile::default(),
             duplicate_messages: false,
             message_delay: std::time::Duration::ZERO,
+            links: None,
+            toxiproxy: PathBuf::from("/bin/toxiproxy-server"),
         }
     }
 
@@ -250,5 +291,33 @@ mod tests {
         let most = StackConfig { brokers: MAX_BROKERS, ..c };
         assert!(most.kafka_controller_port(MAX_BROKERS - 1) < most.redis_port());
         assert_eq!(most.kafka_bootstrap().split(',').count(), usize::from(MAX_BROKERS));
+    }
+
+    #[test]
+    fn link_ports_do_not_collide_on_the_largest_stack() {
+        for protocol in [ProtocolKind::TwoPc, ProtocolKind::Saga] {
+            let c = StackConfig {
+                protocol,
+                brokers: 3,
+                replicas: 3,
+                links: Some(crate::stack::links::Network::default()),
+                ..config()
+            };
+            let links = crate::stack::links::links(&c);
+            assert!(links.len() <= crate::stack::links::MAX_LINKS, "{} links", links.len());
+            let mut ports: Vec<u16> = c.ports().into_iter().map(|(_, p)| p).collect();
+            let n = ports.len();
+            ports.sort_unstable();
+            ports.dedup();
+            assert_eq!(ports.len(), n, "{protocol}");
+            let most = StackConfig { brokers: MAX_BROKERS, ..c.clone() };
+            assert!(most.kafka_listener_port(MAX_BROKERS - 1, Role::Payment) < most.link_port(0));
+            // Tests put the gateway at base + 80 (harness/tests/support/ports.rs).
+            assert!(c.link_port(crate::stack::links::MAX_LINKS - 1) < c.port_base + 80);
+            // Every client reaches every server it talks to through its link.
+            for link in &links {
+                assert_ne!(link.listen, link.upstream, "{}", link.name);
+            }
+        }
     }
 }

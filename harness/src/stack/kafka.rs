@@ -32,11 +32,16 @@ pub const KAFKA_VERSION: &str = "4.1.1";
 /// Where `setup.sh` puts the broker jars: `$SAGA2PC_CACHE` or `~/.cache/saga2pc`,
 /// then `kafka/<version>/libs`.
 pub fn default_libs_dir() -> PathBuf {
-    let cache = std::env::var_os("SAGA2PC_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+    cache_dir().join("kafka").join(KAFKA_VERSION).join("libs")
+}
+
+/// What `setup.sh` installs outside the Debian packages goes here:
+/// `$SAGA2PC_CACHE`, or `~/.cache/saga2pc`.
+pub(super) fn cache_dir() -> PathBuf {
+    std::env::var_os("SAGA2PC_CACHE").map(PathBuf::from).unwrap_or_else(|| {
         let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
         home.join(".cache").join("saga2pc")
-    });
-    cache.join("kafka").join(KAFKA_VERSION).join("libs")
+    })
 }
 
 pub(super) fn kafka_dir(config: &StackConfig) -> PathBuf {
@@ -114,15 +119,16 @@ pub(super) fn server_properties(config: &StackConfig, node: Node, log_dir: &Path
     let voters: Vec<String> =
         (0..node.voters).map(|i| format!("{}@127.0.0.1:{}", i + 1, config.kafka_controller_port(i))).collect();
     let replication = if node.voters == 1 { Replication { factor: 1, min_insync: 1 } } else { Replication::of(config) };
+    let (listeners, advertised, protocols) = role_listeners(config, node.index);
     format!(
         "process.roles=broker,controller
 node.id={id}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}{listeners}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}{advertised}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT{protocols}
 log.dirs={log_dir}
 num.partitions={partitions}
 auto.create.topics.enable=false
@@ -145,6 +151,27 @@ broker.heartbeat.interval.ms={heartbeat_ms}
         heartbeat_ms = BROKER_HEARTBEAT.as_millis(),
         extra = extra_properties(),
     )
+}
+
+/// With links on, one more listener per service role, each advertising
+/// that role's proxies ([`crate::stack::links`]): a client connects where
+/// the broker it bootstrapped from says the brokers are, so a role's
+/// traffic stays on its own links. As (`listeners`, `advertised.listeners`,
+/// `listener.security.protocol.map`) additions, each starting with a comma.
+fn role_listeners(config: &StackConfig, index: u16) -> (String, String, String) {
+    use super::links::{Client, Server};
+    let mut out = (String::new(), String::new(), String::new());
+    if config.links.is_none() {
+        return out;
+    }
+    for role in super::config::Role::ALL {
+        let name = role.name().to_uppercase();
+        let proxy = super::links::port(config, Client::Service(role), Server::Kafka(index));
+        out.0.push_str(&format!(",{name}://127.0.0.1:{}", config.kafka_listener_port(index, role)));
+        out.1.push_str(&format!(",{name}://127.0.0.1:{proxy}"));
+        out.2.push_str(&format!(",{name}:PLAINTEXT"));
+    }
+    out
 }
 
 /// The broker-wide defaults of a replicated cluster. A single node keeps

@@ -4,6 +4,7 @@
 //!
 //! - [`config`]: settings and the port layout;
 //! - [`postgres`], [`kafka`], [`redis`], [`services`], [`nginx`]: one component each;
+//! - [`links`]: the network between them, through Toxiproxy when links are on;
 //! - [`process`]: spawning and stopping children;
 //! - [`supervisor`]: start order, restarts, shutdown;
 //! - [`status_file`]: `stack.json`, read by `status` and `down`.
@@ -11,6 +12,7 @@
 pub mod class_archive;
 pub mod config;
 pub mod kafka;
+pub mod links;
 pub mod nginx;
 pub mod postgres;
 pub mod process;

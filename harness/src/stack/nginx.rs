@@ -9,6 +9,7 @@ use anyhow::Context;
 use nix::sys::signal::Signal;
 
 use super::config::{Role, StackConfig};
+use super::links;
 use super::process::{Spec, find_program};
 
 /// Path answered by nginx itself, used to tell that the gateway is up.
@@ -21,6 +22,12 @@ const BACKUPS: usize = 6;
 /// The checkout endpoint's prefix, the one POST the gateway retries.
 const CHECKOUT_PREFIX: &str = "/orders/checkout/";
 
+/// Where the gateway reaches replica `replica` of `role`: through its link,
+/// or straight without links.
+fn port(config: &StackConfig, role: Role, replica: u16) -> u16 {
+    links::port(config, links::Client::Gateway, links::Server::Service(role, replica))
+}
+
 /// Renders `nginx.conf` for the stack.
 pub fn render_conf(config: &StackConfig) -> String {
     let dir = config.run_dir.join("nginx");
@@ -31,7 +38,7 @@ pub fn render_conf(config: &StackConfig) -> String {
         let name = role.name();
         let _ = writeln!(upstreams, "    upstream {name} {{");
         for replica in 0..config.replicas {
-            let _ = writeln!(upstreams, "        server 127.0.0.1:{} max_fails=0;", config.service_port(role, replica));
+            let _ = writeln!(upstreams, "        server 127.0.0.1:{} max_fails=0;", port(config, role, replica));
         }
         // Each replica twice more as a backup: the retry of a request whose
         // connection broke (the replica was killed) goes there when no other
@@ -44,7 +51,7 @@ pub fn render_conf(config: &StackConfig) -> String {
         // checkouts 502 after three dead cached connections in a row.
         for _ in 0..BACKUPS {
             for replica in 0..config.replicas {
-                let port = config.service_port(role, replica);
+                let port = port(config, role, replica);
                 let _ = writeln!(upstreams, "        server 127.0.0.1:{port} max_fails=0 backup;");
             }
         }
@@ -192,6 +199,8 @@ mod tests {
             kafka_profile: saga::Profile::default(),
             duplicate_messages: false,
             message_delay: std::time::Duration::ZERO,
+            links: None,
+            toxiproxy: PathBuf::new(),
         };
         let conf = render_conf(&config);
         assert!(conf.contains("listen 127.0.0.1:8000"));
@@ -212,5 +221,16 @@ mod tests {
         assert_eq!(conf.matches("non_idempotent").count(), 1);
         let checkout = conf.find(&format!("location {CHECKOUT_PREFIX} ")).expect("a checkout location");
         assert!(conf[checkout..].find("non_idempotent") < conf[checkout..].find('}'));
+
+        // With links on, the gateway reaches each replica through its link.
+        let linked = StackConfig { links: Some(links::Network::default()), ..config.clone() };
+        let conf = render_conf(&linked);
+        let gateway_links: Vec<_> =
+            links::links(&linked).into_iter().filter(|l| l.name.starts_with("gateway->")).collect();
+        assert_eq!(gateway_links.len(), 6);
+        for link in gateway_links {
+            assert!(conf.contains(&format!("server 127.0.0.1:{} max_fails=0;", link.listen)), "{}", link.name);
+        }
+        assert!(!conf.contains(&format!("127.0.0.1:{} ", config.service_port(Role::Order, 0))));
     }
 }

@@ -9,6 +9,7 @@ use protocol_core::ProtocolKind;
 use protocol_core::spans::ENV as SPANS_ENV;
 
 use super::config::{Role, StackConfig};
+use super::links::{self, Client, Server};
 use super::process::Spec;
 use crate::wait::{self, Probe};
 
@@ -17,9 +18,11 @@ use crate::wait::{self, Probe};
 /// ([`crate::run::ceiling`]), so the yardstick runs as the services do.
 pub fn args(config: &StackConfig, role: Role, replica: u16) -> Vec<String> {
     let name = format!("{}#{replica}", role.name());
+    let me = Client::Service(role);
+    let database = links::port(config, me, Server::Postgres(role));
     let mut args = vec![
         format!("--listen=127.0.0.1:{}", config.service_port(role, replica)),
-        format!("--database-url={}", config.database_url(role)),
+        format!("--database-url=postgres://postgres@127.0.0.1:{database}/{}", role.database()),
         format!("--db-pool-size={}", config.db_pool_size),
         format!("--db-protocol-pool-size={}", config.db_protocol_pool_size),
         format!("--redis-url={}", config.redis_url()),
@@ -27,7 +30,11 @@ pub fn args(config: &StackConfig, role: Role, replica: u16) -> Vec<String> {
         "--log-json".to_owned(),
         format!("--protocol={}", config.protocol),
     ];
-    let urls = |r: Role| (0..config.replicas).map(|i| config.service_url(r, i)).collect::<Vec<_>>().join(",");
+    // Each peer through this service's link to it (the peer itself without links).
+    let urls = |r: Role| {
+        let url = |i| format!("http://127.0.0.1:{}", links::port(config, me, Server::Service(r, i)));
+        (0..config.replicas).map(url).collect::<Vec<_>>().join(",")
+    };
     if role == Role::Order {
         args.push(format!("--stock-urls={}", urls(Role::Stock)));
         args.push(format!("--payment-urls={}", urls(Role::Payment)));
@@ -38,7 +45,8 @@ pub fn args(config: &StackConfig, role: Role, replica: u16) -> Vec<String> {
         args.push(format!("--coordinator-urls={}", urls(Role::Order)));
     }
     if config.protocol == ProtocolKind::Saga {
-        args.push(format!("--kafka-bootstrap={}", config.kafka_bootstrap()));
+        let broker = |i| format!("127.0.0.1:{}", links::port(config, me, Server::Kafka(i)));
+        args.push(format!("--kafka-bootstrap={}", (0..config.brokers).map(broker).collect::<Vec<_>>().join(",")));
         args.push(format!("--kafka-profile={}", config.kafka_profile));
         if role == Role::Order {
             args.push(format!("--saga-mode={}", config.saga_mode));

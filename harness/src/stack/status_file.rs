@@ -50,6 +50,10 @@ pub struct StackState {
     pub kafka_bootstrap: String,
     /// Redis URL.
     pub redis_url: String,
+    /// Toxiproxy's API, when the stack's links run through it
+    /// (`harness status` lists the links from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links_api: Option<String>,
     /// Every process, infrastructure first.
     pub components: Vec<ComponentState>,
 }

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use super::config::{Role, StackConfig};
 use super::process::{Proc, Spec};
 use super::status_file::{ComponentState, StackState};
-use super::{kafka, nginx, postgres, redis, services};
+use super::{kafka, links, nginx, postgres, redis, services};
 
 const INFRA_TIMEOUT: Duration = Duration::from_secs(90);
 const SERVICE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -126,6 +126,25 @@ impl Stack {
             task.await.context("preparation task panicked")??;
         }
 
+        // The links first: every connection between components goes through them.
+        if let Some(network) = &config.links {
+            let api = links::Api::new(&config.toxiproxy_url())?;
+            let answers = api.clone();
+            let probe = probe(&config, move |_| {
+                let api = answers.clone();
+                async move { api.answers().await }
+            });
+            self.spawn(links::spec(&config)?, config.toxiproxy_url(), false, probe)?;
+            crate::wait::until("toxiproxy", INFRA_TIMEOUT, || async {
+                Ok(if api.answers().await {
+                    crate::wait::Probe::Ready(())
+                } else {
+                    crate::wait::Probe::NotYet("no answer".into())
+                })
+            })
+            .await?;
+            links::apply(&config, network).await?;
+        }
         for role in Role::ALL {
             let probe = probe(&config, move |c| async move { postgres::serves(&c, role).await });
             self.spawn(postgres::spec(&config, role)?, config.database_url(role), false, probe)?;
@@ -294,6 +313,7 @@ impl Stack {
             databases: Role::ALL.iter().map(|r| (r.name().to_owned(), c.database_url(*r))).collect::<BTreeMap<_, _>>(),
             kafka_bootstrap: c.kafka_bootstrap(),
             redis_url: c.redis_url(),
+            links_api: c.links.is_some().then(|| c.toxiproxy_url()),
             components: self
                 .members
                 .iter()

@@ -8,3 +8,4 @@ mod support;
 
 mod compose;
 mod lifecycle;
+mod links;

@@ -359,11 +359,13 @@ mod tests {
             assert_eq!(p.get("acks"), Some("all"));
             assert_eq!(p.get("reconnect.backoff.max.ms"), Some("500"));
             assert_eq!(p.get("topic.metadata.refresh.interval.ms"), Some("250"));
+            assert_eq!(p.get("metadata.recovery.rebootstrap.trigger.ms"), Some("2000"), "a fenced broker");
             let c = settings(profile).consumer();
             assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
             assert_eq!(c.get("client.id"), Some("order-0"));
             assert_eq!(c.get("group.instance.id"), Some("order-0"), "static membership");
             assert_eq!(c.get("reconnect.backoff.max.ms"), Some("500"));
+            assert_eq!(c.get("metadata.recovery.rebootstrap.trigger.ms"), Some("2000"), "a fenced broker");
         }
         let anonymous = KafkaSettings { instance: None, ..settings(Profile::LowLatency) };
         assert_eq!(anonymous.consumer().get("group.instance.id"), None, "no identity, no static member");

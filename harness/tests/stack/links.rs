@@ -1,0 +1,81 @@
+//! The links between components (`harness up --links`): `harness status`
+//! lists each with its setting, a round trip through a link costs what it is
+//! set to (within tolerance), a setting changed on a running stack takes
+//! effect, and a checkout goes through every link.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+
+use crate::support::{TestStack, api};
+
+/// The link named `name` in `harness status`.
+fn link<'a>(status: &'a Value, name: &str) -> &'a Value {
+    let links = status["links"].as_array().expect("status lists the links");
+    links.iter().find(|l| l["name"] == name).unwrap_or_else(|| panic!("no link {name} in {links:?}"))
+}
+
+/// The median of five round trips of `SELECT 1` on `url`.
+async fn pg_round_trip(url: &str) -> Duration {
+    let mut conn = PgConnection::connect(url).await.expect("connects");
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        sqlx::query("SELECT 1").execute(&mut conn).await.expect("SELECT 1");
+        times.push(start.elapsed());
+    }
+    times.sort();
+    times[2]
+}
+
+/// Whether `measured` is the link's `set_ms` plus at most `slack` of
+/// machine noise (never less: a proxy cannot deliver early).
+fn within(measured: Duration, set_ms: u64, slack: Duration) -> bool {
+    let set = Duration::from_millis(set_ms);
+    measured >= set.mul_f64(0.95) && measured <= set + slack
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_add_their_delay_and_carry_a_checkout() {
+    let _serial = crate::support::serial();
+    let stack = TestStack::new("links-stack");
+    stack.up(&["--protocol", "saga", "--link-latency", "10ms", "--link", "order->postgres-order=30ms"]);
+    let status = stack.status().unwrap();
+
+    // Every kind of link is there, with the delay it was given.
+    for name in ["gateway->order#0", "gateway->stock#0", "order->stock#0", "order->payment#0", "stock->kafka#0"] {
+        assert_eq!(link(&status, name)["delay"]["rtt_ms"], 10, "{name}");
+    }
+    let order_db = link(&status, "order->postgres-order");
+    assert_eq!(order_db["delay"]["rtt_ms"], 30);
+
+    // A database round trip through the link pays its delay; straight, it does not.
+    let direct = status["databases"]["order"].as_str().unwrap().to_owned();
+    let listen = order_db["listen"].as_str().unwrap();
+    let proxied = format!("postgres://postgres@{listen}/orders");
+    let slack = Duration::from_millis(15);
+    let straight = pg_round_trip(&direct).await;
+    assert!(straight < Duration::from_millis(5), "a straight round trip took {straight:?}");
+    let through = pg_round_trip(&proxied).await;
+    assert!(within(through, 30, slack), "a round trip through a 30 ms link took {through:?}");
+
+    // Changed on the running stack, the setting holds for the next round trip.
+    let out = stack.harness(&["link", "order->postgres-order=4ms"]);
+    assert!(out.status.success(), "{}", crate::support::text(&out.stderr));
+    assert_eq!(link(&stack.status().unwrap(), "order->postgres-order")["delay"]["rtt_ms"], 4);
+    let through = pg_round_trip(&proxied).await;
+    assert!(within(through, 4, slack), "a round trip through a 4 ms link took {through:?}");
+    let out = stack.harness(&["link", "order->nowhere=4ms"]);
+    assert!(!out.status.success(), "an unknown link is refused");
+
+    // A checkout crosses every link of the saga: gateway, Kafka, databases.
+    let api = api::client(&stack.gateway());
+    let user = api.new_user(10).await.unwrap();
+    let item = api.new_item(3, 5).await.unwrap();
+    let order = api.new_order(&user, &[(&item, 2)]).await.unwrap();
+    let (status, body) = api.checkout(&order).await.expect_reply();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(api.credit_of(&user).await.unwrap(), 4);
+    assert_eq!(api.stock_of(&item).await.unwrap(), 3);
+}
