@@ -18,7 +18,8 @@ pub(super) struct CompareArgs {
     #[arg(long, conflicts_with = "plan")]
     quick: bool,
     /// Which comparison: `full` (the SAGA against 2PC, faults included),
-    /// `quick`, `2pc-strategies` (2PC's prepare orders against each other) or
+    /// `quick`, `distance` (the distance sweep alone: stress and the hot item
+    /// with 0 to 5 ms added on every link), `2pc-strategies` (2PC's prepare orders against each other) or
     /// `kafka-profiles` (the saga's Kafka client profiles against each other).
     #[arg(long, default_value = "full")]
     plan: String,
@@ -41,8 +42,9 @@ pub(super) async fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let base = stack_config(&args.stack, ProtocolKind::Saga, false, false)?;
     stack::ensure_not_running(&base.run_dir)?;
     let name = if args.quick { "quick" } else { args.plan.as_str() };
-    let plan = Plan::named(name)
-        .with_context(|| format!("--plan {name:?}: expected full, quick, 2pc-strategies or kafka-profiles"))?;
+    let plan = Plan::named(name).with_context(|| {
+        format!("--plan {name:?}: expected full, quick, distance, 2pc-strategies or kafka-profiles")
+    })?;
     let context = RunContext::collect(
         &base,
         &[("plan", format!("{} ({} rounds x {} repeats)", plan.name, plan.rounds, plan.repeats))],

@@ -65,8 +65,10 @@ pub(super) struct RunArgs {
     target: Option<String>,
     /// A fault to inject, repeatable: `kill:<component>[#replica]@<t>[+<restart_after>]`,
     /// `pause:<component>[#replica]@<t>+<d>`, `crashpoint:<name>[@<service>[#replica]]@<t>`,
-    /// `duplicate-messages`, `delay-messages:<d>`. Times in seconds from the start of
-    /// the load (`2`, `1.5s`, `500ms`); components as `harness status` names them.
+    /// `duplicate-messages`, `delay-messages:<d>`, and on a stack with links
+    /// `latency:<link>@<t>+<d>=<rtt>[±<jitter>]`, `cut:<link>@<t>+<d>`. Times in seconds
+    /// from the start of the load (`2`, `1.5s`, `500ms`); components and links as
+    /// `harness status` names them (a link without `#replica`: every replica).
     #[arg(long = "fault", value_name = "SPEC", conflicts_with = "target")]
     faults: Vec<run::faults::Fault>,
     /// Before the recorded load, warm the fresh stack up (stress at 32

@@ -6,6 +6,8 @@
 //!     for contender in saga-seq, 2pc, saga-par:   (quick: 1 round x 3 repeats)
 //!       fresh stack ─► warm-up until steady (not recorded) ─► every case x repeats ─► fault cases (first round)
 //!       ─► stop ─► (first round) the same on a 3-node Kafka cluster for the replication cases ─► stop
+//!       ─► (first round) the same on a stack with links for the distance sweep, each case's delay
+//!          set on every link before it ─► stop
 //!   ─► report (results/<run-id>/report.md, SVG charts, run.json, results/README.md)
 //! ```
 //!
@@ -23,7 +25,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-pub use self::plan::{Case, Contender, Plan};
+pub use self::plan::{Case, Contender, Layout, Plan};
 pub use self::sample::Sample;
 use crate::run::local::LocalStack;
 use crate::stack::StackConfig;
@@ -77,20 +79,31 @@ pub async fn execute(mut plan: Plan, base: &StackConfig) -> anyhow::Result<Compa
     bar.set_position(0);
     for round in 0..plan.rounds {
         for contender in &plan.contenders {
-            for brokers in plan.clusters(round, base.brokers) {
+            for layout in plan.layouts(round, base.brokers) {
+                let brokers = layout.brokers;
                 let mut config = base.clone();
                 config.protocol = contender.protocol;
                 config.saga_mode = contender.saga_mode;
                 config.twopc_order = contender.twopc_order;
                 config.brokers = brokers;
+                if layout.links {
+                    // Every link starts at no added delay; each case sets its own.
+                    config.links = Some(crate::stack::links::Network::default());
+                }
                 if let Some(profile) = contender.kafka_profile {
                     config.kafka_profile = profile;
                 }
-                tracing::info!(round = round + 1, contender = contender.name, brokers, "starting a stack");
+                tracing::info!(
+                    round = round + 1,
+                    contender = contender.name,
+                    brokers,
+                    links = layout.links,
+                    "starting a stack"
+                );
                 let mut stack = LocalStack::start(config, &[])
                     .await
                     .with_context(|| format!("starting the stack for {}", contender.name))?;
-                let run = Stint { plan: &plan, contender, round, brokers, default: base.brokers };
+                let run = Stint { plan: &plan, contender, round, layout, default: base.brokers };
                 let result = run.execute(&mut stack, &mut samples, &mut warm_ups, &bar).await;
                 stack.stop().await;
                 result?;
@@ -106,8 +119,8 @@ struct Stint<'a> {
     plan: &'a Plan,
     contender: &'a Contender,
     round: usize,
-    /// This stack's cluster.
-    brokers: u16,
+    /// This stack's cluster and links.
+    layout: Layout,
     /// The compare's own cluster, for the cases that name none.
     default: u16,
 }
@@ -121,7 +134,8 @@ impl Stint<'_> {
         warm_ups: &mut Vec<WarmUp>,
         bar: &indicatif::ProgressBar,
     ) -> anyhow::Result<()> {
-        let Stint { plan, contender, round, brokers, default } = *self;
+        let Stint { plan, contender, round, layout, default } = *self;
+        let brokers = layout.brokers;
         // Warm-up until steady: the broker's JIT, connection pools, caches.
         // Not recorded as samples, but shown in the report.
         let throughputs = stack
@@ -130,7 +144,10 @@ impl Stint<'_> {
             .with_context(|| format!("warm-up of {}", contender.name))?;
         tracing::info!(contender = contender.name, brokers, ?throughputs, "warmed up");
         warm_ups.push(WarmUp { contender: contender.name.to_owned(), round, brokers, throughputs });
-        for case in plan.cases_of(round).filter(|c| c.brokers.unwrap_or(default) == brokers) {
+        for case in plan.cases_of(round).filter(|c| c.layout(default) == layout) {
+            if let Some(delay) = case.distance {
+                set_every_link(stack, delay).await.with_context(|| format!("setting the links for {}", case.id))?;
+            }
             let repeats = if case.first_round_only { 1 } else { plan.repeats };
             for repeat in 0..repeats {
                 let outcome = stack
@@ -152,4 +169,14 @@ impl Stint<'_> {
         }
         Ok(())
     }
+}
+
+/// Gives every link of `stack` the round trip `delay`.
+async fn set_every_link(stack: &LocalStack, delay: crate::stack::links::Delay) -> anyhow::Result<()> {
+    let config = stack.config();
+    let api = crate::stack::links::Api::new(&config.toxiproxy_url())?;
+    for link in crate::stack::links::links(config) {
+        api.set_delay(&link.name, delay).await?;
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! What `harness compare` runs: the contenders and the cases, for the full
 //! comparison (about 37 minutes on 2 cores, warm-ups and the three-node stacks included), `--quick`
-//! (about 5, for CI), `--plan 2pc-strategies` (2PC's prepare orders
+//! (about 5, for CI), `--plan distance` (the distance sweep alone, about 13),
+//! `--plan 2pc-strategies` (2PC's prepare orders
 //! against each other, about 12) and `--plan kafka-profiles` (the saga's Kafka
 //! client profiles against each other, about 8).
 
@@ -11,6 +12,7 @@ use serde::Serialize;
 
 use crate::run::faults::Fault;
 use crate::run::{RunSpec, Workload};
+use crate::stack::links::Delay;
 
 /// One protocol configuration being compared.
 #[derive(Debug, Clone, Serialize)]
@@ -101,6 +103,12 @@ pub enum Group {
     Fault,
     /// A case repeated on a three-node Kafka cluster: what replication costs.
     Replication,
+    /// Uniform stress with every link adding a round trip: throughput and
+    /// latency against distance.
+    Distance,
+    /// The hot item with every link adding a round trip: contention against
+    /// distance, where 2PC's locks are held across the round trips.
+    DistanceHotItem,
 }
 
 /// One workload configuration, run by every contender.
@@ -126,6 +134,35 @@ pub struct Case {
     pub brokers: Option<u16>,
     /// The case this one repeats on another cluster (replication cases).
     pub mirrors: Option<String>,
+    /// The round trip every link adds, for a case run between components set
+    /// apart (`harness up --links`): such cases run on a stack with links, of
+    /// their own, after the others; the delay is set before each case.
+    #[serde(serialize_with = "delay_as_text", skip_serializing_if = "Option::is_none")]
+    pub distance: Option<Delay>,
+}
+
+fn delay_as_text<S: serde::Serializer>(delay: &Option<Delay>, s: S) -> Result<S::Ok, S::Error> {
+    match delay {
+        Some(d) => s.collect_str(d),
+        None => s.serialize_none(),
+    }
+}
+
+/// What a stack of the compare is: its Kafka cluster, and whether its
+/// components talk through links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Nodes of the Kafka cluster.
+    pub brokers: u16,
+    /// Whether every connection runs through a link (the distance cases).
+    pub links: bool,
+}
+
+impl Case {
+    /// The stack this case runs on, `default` being the compare's own cluster.
+    pub fn layout(&self, default: u16) -> Layout {
+        Layout { brokers: self.brokers.unwrap_or(default), links: self.distance.is_some() }
+    }
 }
 
 fn faults_as_text<S: serde::Serializer>(faults: &[Fault], s: S) -> Result<S::Ok, S::Error> {
@@ -203,7 +240,45 @@ fn course() -> RunSpec {
 }
 
 fn case(id: impl Into<String>, group: Group, x: Option<f64>, spec: RunSpec) -> Case {
-    Case { id: id.into(), group, x, spec, faults: Vec::new(), first_round_only: false, brokers: None, mirrors: None }
+    Case {
+        id: id.into(),
+        group,
+        x,
+        spec,
+        faults: Vec::new(),
+        first_round_only: false,
+        brokers: None,
+        mirrors: None,
+        distance: None,
+    }
+}
+
+/// The round trips the distance sweep adds on every link, in milliseconds:
+/// loopback through the proxy, about one zone apart (Toxiproxy delays in whole
+/// milliseconds, so 1 ms stands for a zone's 0.1-0.5 ms rounded up), across
+/// zones, and a nearby region.
+pub const DISTANCES_MS: [u32; 4] = [0, 1, 2, 5];
+
+/// Uniform stress and the hot item at every distance of [`DISTANCES_MS`],
+/// once each in the first round, on a stack with links. Sized to take a few
+/// seconds at 5 ms: a 2PC checkout then makes dozens of delayed round trips.
+fn distance_sweep() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for rtt_ms in DISTANCES_MS {
+        let distance = Some(Delay { rtt_ms, jitter_ms: 0 });
+        let x = Some(f64::from(rtt_ms));
+        cases.push(Case {
+            first_round_only: true,
+            distance,
+            ..case(format!("distance-stress-{rtt_ms}ms"), Group::Distance, x, stress(1_500, 32, 3))
+        });
+        cases.push(Case {
+            first_round_only: true,
+            distance,
+            ..case(format!("distance-hot-item-{rtt_ms}ms"), Group::DistanceHotItem, x, hot_item(0.5, 600))
+        });
+    }
+    cases
 }
 
 /// Stress in an open loop at `rate` checkouts/s with one fault. The same
@@ -271,6 +346,7 @@ impl Plan {
         }
         cases.push(fault_case("pause-payment", 600, 60.0, "pause:payment@3+3s"));
         cases.extend(replicated(&cases, &["stress", "clients-1"], "kill:kafka#1@3+2s"));
+        cases.extend(distance_sweep());
         Plan {
             name: "full",
             rounds: 3,
@@ -298,6 +374,22 @@ impl Plan {
             repeats: 3,
             warmup: warm_up(),
             warmup_at_least: WARM_UP_AT_LEAST / 2,
+            contenders: contenders(),
+            cases,
+        }
+    }
+
+    /// The distance sweep alone, with the course test (on the compare's own
+    /// stack) as the correctness check every plan has.
+    pub fn distance() -> Plan {
+        let mut cases = vec![Case { first_round_only: true, ..case("wdm-consistency", Group::Course, None, course()) }];
+        cases.extend(distance_sweep());
+        Plan {
+            name: "distance",
+            rounds: 1,
+            repeats: 3,
+            warmup: warm_up(),
+            warmup_at_least: WARM_UP_AT_LEAST,
             contenders: contenders(),
             cases,
         }
@@ -376,6 +468,7 @@ impl Plan {
         match name {
             "full" => Some(Plan::full()),
             "quick" => Some(Plan::quick()),
+            "distance" => Some(Plan::distance()),
             "2pc-strategies" => Some(Plan::twopc_strategies()),
             "kafka-profiles" => Some(Plan::kafka_profiles()),
             _ => None,
@@ -391,17 +484,19 @@ impl Plan {
         }
     }
 
-    /// The Kafka clusters round `round` needs, in the order they run: the
-    /// compare's own (`default`) first, then those cases name.
-    pub fn clusters(&self, round: usize, default: u16) -> Vec<u16> {
-        let mut clusters = vec![default];
-        for case in self.cases_of(round) {
-            let brokers = case.brokers.unwrap_or(default);
-            if !clusters.contains(&brokers) {
-                clusters.push(brokers);
+    /// The stacks round `round` needs, in the order they run: the compare's
+    /// own cluster (`default`) first, then the clusters cases name, then the
+    /// stacks with links.
+    pub fn layouts(&self, round: usize, default: u16) -> Vec<Layout> {
+        let mut layouts = vec![Layout { brokers: default, links: false }];
+        let mut named: Vec<Layout> = self.cases_of(round).map(|c| c.layout(default)).collect();
+        named.sort_by_key(|l| l.links);
+        for layout in named {
+            if !layouts.contains(&layout) {
+                layouts.push(layout);
             }
         }
-        clusters
+        layouts
     }
 
     /// The cases of round `round` (0-based).
@@ -430,7 +525,7 @@ mod tests {
 
     #[test]
     fn plans_are_consistent() {
-        for plan in [Plan::full(), Plan::quick(), Plan::twopc_strategies(), Plan::kafka_profiles()] {
+        for plan in [Plan::full(), Plan::quick(), Plan::distance(), Plan::twopc_strategies(), Plan::kafka_profiles()] {
             assert_eq!(Plan::named(plan.name).map(|p| p.name), Some(plan.name));
             let mut ids: Vec<_> = plan.cases.iter().map(|c| c.id.clone()).collect();
             ids.sort();
@@ -447,13 +542,21 @@ mod tests {
         let quick = Plan::quick();
         // stress x3 + the course test + one fault run, for each of three contenders.
         assert_eq!(quick.run_count(), 3 * (3 + 1 + 1));
-        // 6 repeated cases x 3 rounds + the course test + 9 fault cases, and
-        // on three brokers: stress, one client, one node killed.
+        // 6 repeated cases x 3 rounds + the course test + 9 fault cases, on
+        // three brokers: stress, one client, one node killed, and the two
+        // workloads at four distances.
         let full = Plan::full();
-        assert_eq!(full.run_count(), 3 * (3 * 6 + 1 + 9 + 3));
-        assert_eq!(full.clusters(0, 1), [1, 3]);
-        assert_eq!(full.clusters(1, 1), [1]);
-        assert_eq!(full.clusters(0, 3), [3]);
+        assert_eq!(full.run_count(), 3 * (3 * 6 + 1 + 9 + 3 + 2 * 4));
+        let layout = |brokers, links| Layout { brokers, links };
+        assert_eq!(full.layouts(0, 1), [layout(1, false), layout(3, false), layout(1, true)]);
+        assert_eq!(full.layouts(1, 1), [layout(1, false)]);
+        assert_eq!(full.layouts(0, 3), [layout(3, false), layout(3, true)]);
+        assert_eq!(Plan::distance().run_count(), 3 * (1 + 2 * 4));
+        for group in [Group::Distance, Group::DistanceHotItem] {
+            let xs: Vec<_> = full.cases.iter().filter(|c| c.group == group).map(|c| c.x).collect();
+            assert_eq!(xs, DISTANCES_MS.map(|ms| Some(f64::from(ms))), "{group:?}");
+        }
+        assert!(full.cases.iter().all(|c| c.distance.is_some() == c.id.starts_with("distance-")));
         for case in full.cases.iter().filter(|c| c.group == Group::Replication) {
             let base = full.cases.iter().find(|c| Some(&c.id) == case.mirrors.as_ref()).expect("mirrors a case");
             assert_eq!((base.spec.checkouts, base.spec.concurrency), (case.spec.checkouts, case.spec.concurrency));

@@ -59,6 +59,8 @@ pub fn render(
     r.stress();
     r.sweep(Group::Concurrency, "Throughput against concurrency", "clients");
     r.sweep(Group::Skew, "Contention: hot item", "skew");
+    r.sweep(Group::Distance, "Distance: uniform stress", "round trip ms");
+    r.sweep(Group::DistanceHotItem, "Distance: hot item (skew 0.5)", "round trip ms");
     r.course();
     r.faults();
     r.replication();
@@ -390,9 +392,21 @@ impl<'a> Report<'a> {
         let points: Vec<(f64, Vec<Standing>)> =
             cases.iter().filter_map(|c| Some((c.x?, self.standings(&c.id)))).collect();
         let all: Vec<Standing> = points.iter().flat_map(|(_, s)| s.clone()).collect();
-        let verdict = format!("{} {}", verdict::invariants_verdict(&all), verdict::sweep_verdict(x_name, &points));
+        let distance = matches!(group, Group::Distance | Group::DistanceHotItem);
+        let shape = if distance { verdict::distance_verdict(&points) } else { verdict::sweep_verdict(x_name, &points) };
+        let verdict = format!("{} {shape}", verdict::invariants_verdict(&all));
         self.verdicts.push(format!("**{title}**: {verdict}"));
         let _ = writeln!(self.body, "## {title}\n\n{verdict}\n");
+        if distance {
+            let _ = writeln!(
+                self.body,
+                "Every connection between components (gateway to service, order to stock and payment, each \
+                 service to its PostgreSQL and to Kafka) runs through a Toxiproxy link that adds the round trip \
+                 shown, half each way, on a stack of its own; 0 ms is the proxy alone. One sample per point, in \
+                 the first round. The proxy's own CPU is on the same two cores: its share is in each sample's \
+                 resource figures in `run.json`.\n"
+            );
+        }
         let _ = writeln!(
             self.body,
             "| {x_name} | contender | checkouts/s | ceiling/s | efficiency | p50 ms | p99 ms | not paid | \
@@ -437,9 +451,17 @@ impl<'a> Report<'a> {
                 })
                 .collect()
         };
-        let slug = x_name.replace(' ', "-");
+        let slug = match group {
+            Group::Distance => "distance-stress".to_owned(),
+            Group::DistanceHotItem => "distance-hot-item".to_owned(),
+            _ => x_name.replace(' ', "-"),
+        };
         let tput = LineChart {
-            title: format!("Throughput against {x_name} (median)"),
+            title: if distance {
+                format!("{title}: throughput")
+            } else {
+                format!("Throughput against {x_name} (median)")
+            },
             x_label: x_name.to_owned(),
             y_label: "checkouts/s".into(),
             x_log: false,
@@ -447,7 +469,11 @@ impl<'a> Report<'a> {
             markers: Vec::new(),
         };
         let p99 = LineChart {
-            title: format!("p99 latency against {x_name} (median)"),
+            title: if distance {
+                format!("{title}: p99 latency")
+            } else {
+                format!("p99 latency against {x_name} (median)")
+            },
             x_label: x_name.to_owned(),
             y_label: "p99 ms".into(),
             x_log: false,

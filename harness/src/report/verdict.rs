@@ -163,6 +163,75 @@ pub fn sweep_verdict(x_name: &str, points: &[(f64, Vec<Standing>)]) -> String {
     if parts.is_empty() { "no samples".to_owned() } else { format!("Throughput: {}.", parts.join("; ")) }
 }
 
+/// How each contender's throughput and p99 move from the nearest to the
+/// farthest point of a distance sweep, and at which distance the leader of
+/// each changes, if it does (a leader by less than the run-to-run spread
+/// still counts: one sample per point has none).
+pub fn distance_verdict(points: &[(f64, Vec<Standing>)]) -> String {
+    let (Some((near, first)), Some((far, last))) = (points.first(), points.last()) else {
+        return "no samples".to_owned();
+    };
+    let mut moves = Vec::new();
+    for standing in first {
+        let Some(end) = last.iter().find(|s| s.contender == standing.contender) else { continue };
+        let (t0, t1) = (standing.throughput.median, end.throughput.median);
+        let (p0, p1) = (standing.p99.median, end.p99.median);
+        moves.push(format!(
+            "{} {}→{} checkouts/s ({:.2}x), p99 {}→{} ms ({:.2}x)",
+            standing.contender,
+            short(t0),
+            short(t1),
+            t1 / t0.max(1e-9),
+            short(p0),
+            short(p1),
+            p1 / p0.max(1e-9)
+        ));
+    }
+    let leaders = |better: &dyn Fn(&Standing, &Standing) -> std::cmp::Ordering| -> Vec<(f64, String)> {
+        points
+            .iter()
+            .filter_map(|(x, standings)| Some((*x, standings.iter().min_by(|a, b| better(a, b))?.contender.clone())))
+            .collect()
+    };
+    let throughput = leaders(&|a, b| b.throughput.median.total_cmp(&a.throughput.median));
+    let p99 = leaders(&|a, b| a.p99.median.total_cmp(&b.p99.median));
+    format!(
+        "From {} to {} ms added per round trip: {}. Highest throughput: {}. Lowest p99: {}.",
+        x_label(*near),
+        x_label(*far),
+        moves.join("; "),
+        leader_changes(&throughput),
+        leader_changes(&p99)
+    )
+}
+
+/// `**a** at every distance`, or `**a** up to 1 ms, **b** from 2 ms`.
+fn leader_changes(leaders: &[(f64, String)]) -> String {
+    let mut runs: Vec<(f64, f64, &str)> = Vec::new();
+    for (x, name) in leaders {
+        match runs.last_mut() {
+            Some((_, to, last)) if *last == name.as_str() => *to = *x,
+            _ => runs.push((*x, *x, name)),
+        }
+    }
+    match runs.as_slice() {
+        [] => "none".to_owned(),
+        [(_, _, only)] => format!("**{only}** at every distance"),
+        _ => {
+            let parts: Vec<String> = runs
+                .iter()
+                .enumerate()
+                .map(|(i, (from, to, name))| match i {
+                    0 => format!("**{name}** up to {} ms", x_label(*to)),
+                    i if i + 1 == runs.len() => format!("**{name}** from {} ms", x_label(*from)),
+                    _ => format!("**{name}** from {} to {} ms", x_label(*from), x_label(*to)),
+                })
+                .collect();
+            format!("{} (the winner changes)", parts.join(", "))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +269,30 @@ mod tests {
         assert!(v.contains("3.00x saga-seq;"), "{v}");
         assert!(v.contains("1.02x saga-par, within the run-to-run spread"), "{v}");
         assert!(v.contains("Lowest p99 latency: **2pc**"), "{v}");
+    }
+
+    #[test]
+    fn a_distance_sweep_names_where_the_winner_changes() {
+        let at = |x: f64, twopc: f64, saga: f64, twopc_p99: f64| {
+            (x, vec![standing("2pc", &[twopc], twopc_p99, 0, 0), standing("saga-par", &[saga], 50.0, 0, 0)])
+        };
+        let points = [at(0.0, 400.0, 200.0, 20.0), at(1.0, 300.0, 190.0, 40.0), at(5.0, 100.0, 150.0, 200.0)];
+        let v = distance_verdict(&points);
+        assert!(v.starts_with("From 0 to 5 ms added per round trip: 2pc 400→100 checkouts/s (0.25x)"), "{v}");
+        assert!(v.contains("p99 20.0→200 ms (10.00x)"), "{v}");
+        assert!(
+            v.contains("Highest throughput: **2pc** up to 1 ms, **saga-par** from 5 ms (the winner changes)."),
+            "{v}"
+        );
+        assert!(v.contains("Lowest p99: **2pc** up to 1 ms, **saga-par** from 5 ms"), "{v}");
+        let steady = distance_verdict(&[at(0.0, 400.0, 200.0, 20.0), at(2.0, 300.0, 190.0, 30.0)]);
+        assert!(steady.contains("Highest throughput: **2pc** at every distance."), "{steady}");
+        assert_eq!(distance_verdict(&[]), "no samples");
+        let three = [(0.0, "a".to_owned()), (1.0, "b".to_owned()), (2.0, "b".to_owned()), (5.0, "a".to_owned())];
+        assert_eq!(
+            leader_changes(&three),
+            "**a** up to 0 ms, **b** from 1 to 2 ms, **a** from 5 ms (the winner changes)"
+        );
     }
 
     #[test]

@@ -8,7 +8,13 @@
 //!   crashpoint:<name>[@<component>[#replica]]@<t>        arm a protocol failpoint on a service replica
 //!   duplicate-messages                                   SAGA: every message published twice (whole run)
 //!   delay-messages:<d>                                   SAGA: every publish held back by <d> (whole run)
+//!   latency:<link>@<t>+<d>=<rtt>[±<jitter>]              a link's round trip set to <rtt> for <d>, then back
+//!   cut:<link>@<t>+<d>                                   every byte on a link held for <d>, then let through
 //! ```
+//!
+//! Link faults need a stack with links (`--links` or `--link-latency`); a
+//! `<link>` is a name `harness status` lists (`order->stock#0`) or the same
+//! without the replica, for every replica (`gateway->order`).
 //!
 //! Times are seconds from the start of the load (`1.5`, `2s`, `500ms`).
 //! Components are the names `harness status` shows: `order`, `stock`,
@@ -20,6 +26,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use protocol_core::crashpoint::{self, CrashPoint};
+
+use crate::stack::links::Delay;
 
 /// One scheduled fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +53,12 @@ pub enum FaultKind {
     DuplicateMessages,
     /// SAGA: every service holds each publish back this long, for the whole run.
     DelayMessages(Duration),
+    /// Every link `link` selects gets round trip `delay` for `duration`,
+    /// then its own setting back: a latency spike.
+    Latency { link: String, duration: Duration, delay: Delay },
+    /// Every byte on the links `link` selects is held for `duration`, then
+    /// let through: a partition that TCP rides out (no reset, no refusal).
+    Cut { link: String, duration: Duration },
 }
 
 impl FaultKind {
@@ -52,6 +66,14 @@ impl FaultKind {
     /// event during the load.
     pub fn is_setting(&self) -> bool {
         matches!(self, FaultKind::DuplicateMessages | FaultKind::DelayMessages(_))
+    }
+
+    /// The link selector of a link fault.
+    pub fn link(&self) -> Option<&str> {
+        match self {
+            FaultKind::Latency { link, .. } | FaultKind::Cut { link, .. } => Some(link),
+            _ => None,
+        }
     }
 }
 
@@ -69,6 +91,10 @@ impl fmt::Display for Fault {
             FaultKind::Crashpoint { point, target } => write!(f, "crash point {} on {target} at {at}s", point.name),
             FaultKind::DuplicateMessages => f.write_str("every saga message published twice"),
             FaultKind::DelayMessages(d) => write!(f, "every saga publish delayed {} ms", d.as_millis()),
+            FaultKind::Latency { link, duration, delay } => {
+                write!(f, "{link} at {delay} round trip at {at}s for {}s", duration.as_secs_f64())
+            }
+            FaultKind::Cut { link, duration } => write!(f, "cut {link} at {at}s for {}s", duration.as_secs_f64()),
         }
     }
 }
@@ -146,6 +172,26 @@ fn parse_target(raw: &str, services_only: bool) -> Result<Target, String> {
     Ok(Target { component: component.to_owned(), replica })
 }
 
+/// `<t>+<d>` of a link fault: when, and for how long (never open-ended: a
+/// link left cut would outlast the run and the verification after it).
+fn link_window(raw: &str) -> Result<(Duration, Duration), String> {
+    let (at, duration) = raw.split_once('+').ok_or("a link fault needs a duration: @<t>+<d>")?;
+    let duration = parse_duration(duration)?;
+    if duration.is_zero() || duration > Duration::from_secs(600) {
+        return Err(format!("a link fault lasts more than 0 s and at most 10 min, not {duration:?}"));
+    }
+    Ok((parse_duration(at)?, duration))
+}
+
+/// A link as `harness status` names it; whether the stack has it is checked
+/// against the stack (`inject::validate`).
+fn link_selector(raw: &str) -> Result<String, String> {
+    if !raw.contains("->") {
+        return Err(format!("{raw:?} is not a link (<client>-><server>, as `harness status` lists them)"));
+    }
+    Ok(raw.to_owned())
+}
+
 impl FromStr for Fault {
     type Err = String;
 
@@ -191,8 +237,25 @@ impl FromStr for Fault {
                 }
                 Ok(Fault { at: Duration::ZERO, kind: FaultKind::DelayMessages(delay) })
             }
+            "latency" => {
+                let (link, when) =
+                    rest.split_once('@').ok_or_else(|| bad("expected latency:<link>@<t>+<d>=<rtt>".into()))?;
+                let (when, delay) =
+                    when.split_once('=').ok_or_else(|| bad("a latency fault needs a round trip: =<rtt>".into()))?;
+                let (at, duration) = link_window(when).map_err(bad)?;
+                let delay = delay.parse::<Delay>().map_err(bad)?;
+                let link = link_selector(link).map_err(bad)?;
+                Ok(Fault { at, kind: FaultKind::Latency { link, duration, delay } })
+            }
+            "cut" => {
+                let (link, when) = rest.split_once('@').ok_or_else(|| bad("expected cut:<link>@<t>+<d>".into()))?;
+                let (at, duration) = link_window(when).map_err(bad)?;
+                let link = link_selector(link).map_err(bad)?;
+                Ok(Fault { at, kind: FaultKind::Cut { link, duration } })
+            }
             other => Err(bad(format!(
-                "unknown fault kind {other:?} (kill, pause, crashpoint, duplicate-messages, delay-messages)"
+                "unknown fault kind {other:?} (kill, pause, crashpoint, duplicate-messages, delay-messages, \
+                 latency, cut)"
             ))),
         }
     }
@@ -249,6 +312,23 @@ mod tests {
         assert_eq!(target("kafka", 0).status_name(), "kafka#0");
         assert_eq!("kill:kafka#2@1".parse::<Fault>().unwrap().to_string(), "kill kafka#2 at 1s");
         assert_eq!(target("redis", 0).status_name(), "redis");
+        let spike = "latency:order->stock#0@2+3s=50ms±5ms".parse::<Fault>().unwrap();
+        assert_eq!(
+            spike,
+            Fault {
+                at: Duration::from_secs(2),
+                kind: FaultKind::Latency {
+                    link: "order->stock#0".into(),
+                    duration: Duration::from_secs(3),
+                    delay: Delay { rtt_ms: 50, jitter_ms: 5 }
+                }
+            }
+        );
+        assert_eq!(spike.to_string(), "order->stock#0 at 50ms±5ms round trip at 2s for 3s");
+        let cut = "cut:stock->kafka#0@1.5+2".parse::<Fault>().unwrap();
+        assert_eq!(cut.kind, FaultKind::Cut { link: "stock->kafka#0".into(), duration: Duration::from_secs(2) });
+        assert_eq!(cut.kind.link(), Some("stock->kafka#0"));
+        assert!(!cut.kind.is_setting());
     }
 
     #[test]
@@ -267,6 +347,13 @@ mod tests {
             ("kill:order@soon", "not a duration"),
             ("delay-messages:90s", "above 60 s"),
             ("delay-messages", "expected <kind>"),
+            ("cut:order->stock#0@1", "needs a duration"),
+            ("cut:order->stock#0@1+0", "more than 0 s"),
+            ("cut:order->stock#0@1+1h", "not a duration"),
+            ("cut:order@1+2", "not a link"),
+            ("latency:order->stock@1+2", "needs a round trip"),
+            ("latency:order->stock@1+2=0.5ms", "whole milliseconds"),
+            ("latency:order->stock", "expected latency"),
         ] {
             let err = spec.parse::<Fault>().unwrap_err();
             assert!(err.contains(why), "{spec}: {err}");

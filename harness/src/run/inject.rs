@@ -4,8 +4,9 @@
 //! three seconds into the checkouts whatever the data preparation took. Kills,
 //! pauses and resumes go to the stack's supervisor (which owns the processes
 //! and restarts a killed one after the requested hold, like any crash); crash
-//! points are armed over the replica's own port. Every action is recorded with
-//! its time, so the report can mark it on the throughput timeline.
+//! points are armed over the replica's own port; link faults go to the stack's
+//! Toxiproxy server. Every action is recorded with its time, so the report can
+//! mark it on the throughput timeline.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -16,7 +17,8 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::faults::{Fault, FaultKind, Target};
-use crate::stack::{Control, Request};
+use crate::stack::links::{self, Delay};
+use crate::stack::{Control, Request, StackConfig};
 
 /// One thing the injector did (or failed to do).
 #[derive(Debug, Clone, Serialize)]
@@ -49,8 +51,10 @@ impl FaultEvent {
 
 /// Checks a schedule against the stack it will run on, before anything
 /// starts: replicas and Kafka nodes that exist, crash points of the protocol
-/// in use, message faults only for SAGA.
-pub fn validate(faults: &[Fault], protocol: ProtocolKind, replicas: u16, brokers: u16) -> anyhow::Result<()> {
+/// in use, message faults only for SAGA, link faults only on links the stack
+/// has.
+pub fn validate(faults: &[Fault], config: &StackConfig) -> anyhow::Result<()> {
+    let (protocol, replicas, brokers) = (config.protocol, config.replicas, config.brokers);
     for fault in faults {
         let target = match &fault.kind {
             FaultKind::Kill { target, .. } | FaultKind::Pause { target, .. } => target,
@@ -66,6 +70,13 @@ pub fn validate(faults: &[Fault], protocol: ProtocolKind, replicas: u16, brokers
                 }
                 continue;
             }
+            FaultKind::Latency { link, .. } | FaultKind::Cut { link, .. } => {
+                if config.links.is_none() {
+                    bail!("fault {fault}: link faults need a stack with links (--links or --link-latency)");
+                }
+                links::check_selector(link, &links::links(config)).map_err(|e| e.context(format!("fault {fault}")))?;
+                continue;
+            }
         };
         if target.is_service() && target.replica >= replicas {
             bail!("fault {fault}: {} has replicas 0..{} only", target.component, replicas.saturating_sub(1));
@@ -77,6 +88,15 @@ pub fn validate(faults: &[Fault], protocol: ProtocolKind, replicas: u16, brokers
     Ok(())
 }
 
+/// The stack's links, for link faults: the proxy's API and every link's name.
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// The Toxiproxy server.
+    pub api: links::Api,
+    /// Every link's name, which a fault's selector picks from.
+    pub links: Vec<String>,
+}
+
 /// Runs a fault schedule against one stack.
 #[derive(Debug)]
 pub struct Injector {
@@ -84,6 +104,8 @@ pub struct Injector {
     control: mpsc::UnboundedSender<Request>,
     /// Base URL of every service replica, by `stack.json` name (`order#0`).
     services: BTreeMap<String, String>,
+    /// The links, on a stack that has them.
+    network: Option<Network>,
 }
 
 impl Injector {
@@ -92,7 +114,12 @@ impl Injector {
     /// `control` and the replicas at `services`.
     pub fn new(faults: &[Fault], control: mpsc::UnboundedSender<Request>, services: BTreeMap<String, String>) -> Self {
         let faults = faults.iter().filter(|f| !f.kind.is_setting()).cloned().collect();
-        Injector { faults, control, services }
+        Injector { faults, control, services, network: None }
+    }
+
+    /// The same, with the stack's links for its link faults.
+    pub fn with_network(self, network: Option<Network>) -> Self {
+        Injector { network, ..self }
     }
 
     /// Starts the schedule with its clock at `started`; the task ends when
@@ -105,8 +132,12 @@ impl Injector {
                 .into_iter()
                 .map(|fault| {
                     let (control, services, http) = (self.control.clone(), self.services.clone(), http.clone());
+                    let network = self.network.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep_until((started + fault.at).into()).await;
+                        if fault.kind.link().is_some() {
+                            return apply_to_links(&fault, started, network.as_ref()).await;
+                        }
                         apply(&fault, started, &control, &services, &http).await
                     })
                 })
@@ -177,8 +208,69 @@ async fn apply(
             log(&what, &outcome, applied);
             vec![FaultEvent::new(at_s, what, outcome, applied)]
         }
-        FaultKind::DuplicateMessages | FaultKind::DelayMessages(_) => Vec::new(),
+        FaultKind::DuplicateMessages
+        | FaultKind::DelayMessages(_)
+        | FaultKind::Latency { .. }
+        | FaultKind::Cut { .. } => Vec::new(),
     }
+}
+
+/// Carries out a latency spike or a cut on every link the fault selects, and
+/// undoes it after its duration: a spike gives each link its own delay back
+/// (as read before the spike), a cut lets the held bytes through.
+async fn apply_to_links(fault: &Fault, started: Instant, network: Option<&Network>) -> Vec<FaultEvent> {
+    let at = || started.elapsed().as_secs_f64();
+    let Some(network) = network else {
+        let what = fault.to_string();
+        log(&what, "the stack has no links", false);
+        return vec![FaultEvent::new(at(), what, "the stack has no links".to_owned(), false)];
+    };
+    let selector = fault.kind.link().unwrap_or_default();
+    let chosen: Vec<&String> = network.links.iter().filter(|l| links::selects(selector, l)).collect();
+    let mut events = Vec::new();
+    match &fault.kind {
+        FaultKind::Latency { duration, delay, .. } => {
+            // Each link's own delay, to give back afterwards.
+            let before: BTreeMap<String, Delay> = match network.api.links().await {
+                Ok(states) => states.into_iter().map(|l| (l.name, l.delay)).collect(),
+                Err(err) => {
+                    let (what, why) = (fault.to_string(), format!("{err:#}"));
+                    log(&what, &why, false);
+                    return vec![FaultEvent::new(at(), what, why, false)];
+                }
+            };
+            for link in &chosen {
+                let what = format!("{link} at {delay} round trip");
+                events.push(link_event(at(), what, network.api.set_delay(link, *delay).await));
+            }
+            tokio::time::sleep(*duration).await;
+            for link in &chosen {
+                let own = before.get(link.as_str()).copied().unwrap_or(Delay::NONE);
+                let what = format!("{link} back to {own} round trip");
+                events.push(link_event(at(), what, network.api.set_delay(link, own).await));
+            }
+        }
+        FaultKind::Cut { duration, .. } => {
+            for link in &chosen {
+                events.push(link_event(at(), format!("cut {link}"), network.api.set_cut(link, true).await));
+            }
+            tokio::time::sleep(*duration).await;
+            for link in &chosen {
+                events.push(link_event(at(), format!("heal {link}"), network.api.set_cut(link, false).await));
+            }
+        }
+        _ => {}
+    }
+    events
+}
+
+fn link_event(at_s: f64, what: String, result: anyhow::Result<()>) -> FaultEvent {
+    let (applied, outcome) = match result {
+        Ok(()) => (true, "set".to_owned()),
+        Err(err) => (false, format!("{err:#}")),
+    };
+    log(&what, &outcome, applied);
+    FaultEvent::new(at_s, what, outcome, applied)
 }
 
 async fn supervise(
@@ -222,19 +314,39 @@ mod tests {
         specs.iter().map(|s| s.parse().unwrap()).collect()
     }
 
+    fn stack(protocol: ProtocolKind, replicas: u16, brokers: u16) -> StackConfig {
+        StackConfig { protocol, replicas, brokers, ..StackConfig::example() }
+    }
+
     #[test]
     fn validation_knows_the_stack() {
-        assert!(validate(&faults(&["kill:order#1@1", "kill:kafka@2+3"]), ProtocolKind::Saga, 2, 1).is_ok());
-        assert!(validate(&faults(&["kill:kafka#2@2"]), ProtocolKind::Saga, 1, 3).is_ok());
-        let err = validate(&faults(&["kill:kafka#1@1"]), ProtocolKind::Saga, 2, 1).unwrap_err();
+        use ProtocolKind::{Saga, TwoPc};
+        assert!(validate(&faults(&["kill:order#1@1", "kill:kafka@2+3"]), &stack(Saga, 2, 1)).is_ok());
+        assert!(validate(&faults(&["kill:kafka#2@2"]), &stack(Saga, 1, 3)).is_ok());
+        let err = validate(&faults(&["kill:kafka#1@1"]), &stack(Saga, 2, 1)).unwrap_err();
         assert!(err.to_string().contains("nodes 0..0"), "{err}");
-        let err = validate(&faults(&["kill:order#2@1"]), ProtocolKind::Saga, 2, 1).unwrap_err();
+        let err = validate(&faults(&["kill:order#2@1"]), &stack(Saga, 2, 1)).unwrap_err();
         assert!(err.to_string().contains("replicas 0..1"), "{err}");
-        let err = validate(&faults(&["crashpoint:saga.relay.after_publish@1"]), ProtocolKind::TwoPc, 1, 1).unwrap_err();
+        let err = validate(&faults(&["crashpoint:saga.relay.after_publish@1"]), &stack(TwoPc, 1, 1)).unwrap_err();
         assert!(err.to_string().contains("a saga crash point, and this stack runs 2pc"), "{err}");
-        let err = validate(&faults(&["duplicate-messages"]), ProtocolKind::TwoPc, 1, 1).unwrap_err();
+        let err = validate(&faults(&["duplicate-messages"]), &stack(TwoPc, 1, 1)).unwrap_err();
         assert!(err.to_string().contains("saga protocol only"), "{err}");
-        assert!(validate(&faults(&["duplicate-messages", "delay-messages:50ms"]), ProtocolKind::Saga, 1, 1).is_ok());
+        assert!(validate(&faults(&["duplicate-messages", "delay-messages:50ms"]), &stack(Saga, 1, 1)).is_ok());
+    }
+
+    #[test]
+    fn link_faults_need_links_the_stack_has() {
+        let cut = faults(&["cut:order->stock#1@1+2"]);
+        let err = validate(&cut, &stack(ProtocolKind::TwoPc, 2, 1)).unwrap_err();
+        assert!(err.to_string().contains("need a stack with links"), "{err}");
+        let linked = |protocol| StackConfig { links: Some(links::Network::default()), ..stack(protocol, 2, 1) };
+        assert!(validate(&cut, &linked(ProtocolKind::TwoPc)).is_ok());
+        let spike = faults(&["latency:stock->kafka@1+2=20ms"]);
+        assert!(validate(&spike, &linked(ProtocolKind::Saga)).is_ok());
+        let err = validate(&spike, &linked(ProtocolKind::TwoPc)).unwrap_err();
+        assert!(format!("{err:#}").contains("no link \"stock->kafka\""), "{err:#}");
+        let err = validate(&faults(&["cut:order->stock#2@1+2"]), &linked(ProtocolKind::TwoPc)).unwrap_err();
+        assert!(format!("{err:#}").contains("no link"), "{err:#}");
     }
 
     #[tokio::test]

@@ -43,7 +43,7 @@ impl LocalStack {
     /// Starts the stack. The message faults of `faults` (SAGA duplicates and
     /// delays) are settings of the services, so they are given here.
     pub async fn start(mut config: StackConfig, faults: &[Fault]) -> anyhow::Result<LocalStack> {
-        inject::validate(faults, config.protocol, config.replicas, config.brokers)?;
+        inject::validate(faults, &config)?;
         for fault in faults {
             match fault.kind {
                 super::faults::FaultKind::DuplicateMessages => config.duplicate_messages = true,
@@ -134,7 +134,7 @@ impl LocalStack {
         if yardsticks && self.config.protocol == ProtocolKind::Saga && self.kafka_bare.is_none() {
             self.measure_kafka_bare().await;
         }
-        inject::validate(faults, self.config.protocol, self.config.replicas, self.config.brokers)?;
+        inject::validate(faults, &self.config)?;
         let config = &self.config;
         let dbs = self.databases();
         let gateway = config.gateway_url();
@@ -149,8 +149,16 @@ impl LocalStack {
             })
             .collect();
         let (control, requests) = tokio::sync::mpsc::unbounded_channel();
+        let network = match &config.links {
+            Some(_) => Some(inject::Network {
+                api: crate::stack::links::Api::new(&config.toxiproxy_url())?,
+                links: crate::stack::links::links(config).into_iter().map(|l| l.name).collect(),
+            }),
+            None => None,
+        };
         let extras = Extras {
-            injector: (!faults.is_empty()).then(|| Injector::new(faults, control.clone(), services)),
+            injector: (!faults.is_empty())
+                .then(|| Injector::new(faults, control.clone(), services).with_network(network)),
             state_file: Some(config.state_file()),
             ceiling: yardsticks.then(|| self.ceiling_setup(control.clone())),
         };

@@ -247,11 +247,10 @@ impl StackConfig {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config() -> StackConfig {
+impl StackConfig {
+    /// A stack's settings for unit tests: 2PC, three replicas, three Kafka nodes.
+    #[cfg(test)]
+    pub(crate) fn example() -> StackConfig {
         StackConfig {
             protocol: ProtocolKind::TwoPc,
             run_dir: PathBuf::from("/tmp/x"),
@@ -277,6 +276,15 @@ mod tests {
             links: None,
             toxiproxy: PathBuf::from("/bin/toxiproxy-server"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> StackConfig {
+        StackConfig::example()
     }
 
     #[test]
