@@ -84,6 +84,10 @@ impl ClientContext for GroupContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         self.log.error(error, reason);
     }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.log.stats_raw(statistics);
+    }
 }
 
 impl ConsumerContext for GroupContext {
@@ -198,8 +202,10 @@ async fn session(setup: &ConsumerSetup, stop: &mut watch::Receiver<bool>) -> any
     let ConsumerSetup { settings, topics, handler, workers, metrics, joined, dead_letters } = setup;
     // A new consumer has not joined yet, whatever the one it replaces had.
     joined.store(false, Ordering::Release);
-    let context = GroupContext { joined: Arc::clone(joined), log: ClientLog::default() };
-    let consumer: StreamConsumer<GroupContext> = settings.consumer().create_with_context(context)?;
+    let config = settings.consumer();
+    let context = GroupContext { joined: Arc::clone(joined), log: ClientLog::for_config(&config) };
+    let consumer: StreamConsumer<GroupContext> = config.create_with_context(context)?;
+    consumer.context().log.rescue().attach(consumer.client());
     consumer.subscribe(topics)?;
     let shared = Arc::new(Shared {
         consumer,

@@ -14,11 +14,15 @@
 use std::fmt;
 use std::str::FromStr;
 
-use std::sync::Mutex;
+use std::ffi::CString;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rdkafka::client::Client;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::types::RDKafka;
 use rdkafka::{ClientConfig, ClientContext};
 use serde::{Deserialize, Serialize};
 
@@ -76,9 +80,13 @@ const COMMON: &[(&str, &str)] = &[
     // test: after the paused-broker case, the stock and order consumers
     // logged "no broker available for coordinator query" until the test
     // gave up, and every later saga stalled. Two seconds bounds that
-    // stall; the periodic refresh above keeps the timer from firing
-    // while any broker answers.
+    // stall where a metadata request is still made and fails; the periodic
+    // refresh above keeps the timer from firing while any broker answers.
+    // Where no request can be made at all, [`ClientLog`] steps in.
     ("metadata.recovery.rebootstrap.trigger.ms", "2000"),
+    // The statistics [`ClientLog`] reads to find a client left with no
+    // broker at all.
+    ("statistics.interval.ms", "1000"),
 ];
 
 impl Profile {
@@ -280,9 +288,82 @@ impl KafkaSettings {
 /// was dozens of error lines per client. Here it is one warning per client
 /// and outage ([`OUTAGE_LOG_EVERY`]), the repeats at debug level; every other
 /// message keeps librdkafka's level.
+///
+/// It also gives a client its bootstrap servers back when it has lost every
+/// broker. librdkafka 2.12 decommissions every broker it knows when a metadata
+/// answer lists topics but no broker (confluentinc/librdkafka#5301), which is
+/// what a single Kafka node answers during the fraction of a second its own
+/// controller has it fenced (a heartbeat late past the 1 s broker session on a
+/// loaded machine). With no broker left it makes no metadata request, so
+/// neither its rebootstrap timer nor its all-brokers-down path fires, and the
+/// client stays cut off until restarted: in one full `harness compare` every
+/// saga client stopped producing and consuming 13 s after a broker restart,
+/// for the rest of the run. The statistics (every second) show that state, no
+/// broker but librdkafka's internal and logical ones, and the client is then
+/// given its bootstrap servers again, which is what a rebootstrap does.
 #[derive(Debug, Default)]
 pub struct ClientLog {
     last_outage_warning: Mutex<Option<Instant>>,
+    rescue: Arc<Rescue>,
+}
+
+/// What [`ClientLog`] needs to give its client the bootstrap servers again.
+#[derive(Debug, Default)]
+pub struct Rescue {
+    /// The client's `bootstrap.servers`.
+    bootstrap: String,
+    /// The client the context belongs to, once [`Rescue::attach`]ed.
+    native: AtomicPtr<RDKafka>,
+}
+
+impl Rescue {
+    /// Tells the context which client it belongs to: call it with the client
+    /// made from the [`ClientLog`] this came from, right after making it.
+    pub fn attach<C: ClientContext>(&self, client: &Client<C>) {
+        self.native.store(client.native_ptr(), Ordering::Release);
+    }
+
+    /// Gives the attached client its bootstrap servers again.
+    #[allow(unsafe_code)]
+    fn rebootstrap(&self) {
+        let rk = self.native.load(Ordering::Acquire);
+        let Ok(list) = CString::new(self.bootstrap.as_str()) else { return };
+        if rk.is_null() || self.bootstrap.is_empty() {
+            return;
+        }
+        // SAFETY: `rk` is the client the context belongs to (`attach`), and a
+        // context is dropped only with its client, so the client is alive
+        // whenever librdkafka calls back into the context; `list` is a valid
+        // C string for the duration of the call; `rd_kafka_brokers_add` may
+        // be called from any thread and takes the client's own locks.
+        let added = unsafe { rdkafka::bindings::rd_kafka_brokers_add(rk, list.as_ptr()) };
+        tracing::warn!(
+            target: "librdkafka",
+            bootstrap = %self.bootstrap,
+            added,
+            "Kafka client had lost every broker; bootstrapping again"
+        );
+    }
+}
+
+/// The brokers of a librdkafka statistics report, by name.
+#[derive(Debug, Deserialize)]
+struct StatsBrokers {
+    #[serde(default)]
+    brokers: std::collections::HashMap<String, StatsBroker>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatsBroker {
+    source: String,
+}
+
+/// Whether a statistics report shows a client with no broker it could
+/// connect to: none configured (bootstrap) or learned from metadata, only
+/// librdkafka's internal and logical placeholders. `None` if it does not parse.
+fn stranded(statistics: &[u8]) -> Option<bool> {
+    let stats: StatsBrokers = serde_json::from_slice(statistics).ok()?;
+    Some(!stats.brokers.values().any(|b| matches!(b.source.as_str(), "configured" | "learned")))
 }
 
 /// A broker outage is warned about at most this often per client.
@@ -298,6 +379,17 @@ pub fn is_broker_away(err: &KafkaError) -> bool {
 }
 
 impl ClientLog {
+    /// The context of a client made from `config`.
+    pub fn for_config(config: &ClientConfig) -> Self {
+        let bootstrap = config.get("bootstrap.servers").unwrap_or_default().to_owned();
+        ClientLog { rescue: Arc::new(Rescue { bootstrap, native: AtomicPtr::default() }), ..Self::default() }
+    }
+
+    /// The handle to [`Rescue::attach`] the client made with this context.
+    pub fn rescue(&self) -> Arc<Rescue> {
+        Arc::clone(&self.rescue)
+    }
+
     /// Whether an outage warning is due now (and, if so, marks it given).
     fn outage_warning_due(&self) -> bool {
         let mut last = self.last_outage_warning.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -323,6 +415,12 @@ impl ClientContext for ClientLog {
             RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", "{fac} {message}"),
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", "{fac} {message}"),
             RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", "{fac} {message}"),
+        }
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        if stranded(statistics) == Some(true) {
+            self.rescue.rebootstrap();
         }
     }
 
@@ -384,6 +482,36 @@ mod tests {
         let away = KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure);
         assert!(is_broker_away(&away));
         assert!(!is_broker_away(&KafkaError::Global(RDKafkaErrorCode::Fatal)));
+    }
+
+    #[test]
+    fn a_client_with_only_placeholder_brokers_is_stranded() {
+        // Shapes of librdkafka's statistics (trimmed): a client that knows
+        // its broker, one right after start (bootstrap only), and one whose
+        // brokers were all decommissioned.
+        let learned = br#"{"name":"c","brokers":{
+            "GroupCoordinator":{"name":"GroupCoordinator","nodeid":1,"source":"logical","state":"UP"},
+            ":0/internal":{"name":":0/internal","nodeid":-1,"source":"internal","state":"UP"},
+            "127.0.0.1:18010/1":{"name":"127.0.0.1:18010/1","nodeid":1,"source":"learned","state":"DOWN"}}}"#;
+        let bootstrap =
+            br#"{"brokers":{"127.0.0.1:18010/bootstrap":{"nodeid":-1,"source":"configured","state":"INIT"}}}"#;
+        let stranded_stats = br#"{"brokers":{
+            "GroupCoordinator":{"nodeid":-1,"source":"logical","state":"INIT"},
+            ":0/internal":{"nodeid":-1,"source":"internal","state":"UP"}}}"#;
+        assert_eq!(stranded(learned), Some(false), "a known broker that is down reconnects by itself");
+        assert_eq!(stranded(bootstrap), Some(false));
+        assert_eq!(stranded(stranded_stats), Some(true));
+        assert_eq!(stranded(br#"{"brokers":{}}"#), Some(true));
+        assert_eq!(stranded(b"not json"), None, "an unreadable report changes nothing");
+    }
+
+    #[test]
+    fn a_stranded_client_without_a_client_attached_is_left_alone() {
+        let config = settings(Profile::LowLatency).producer();
+        let log = ClientLog::for_config(&config);
+        assert_eq!(log.rescue.bootstrap, "b:1");
+        // Not attached: nothing to call, and no crash.
+        log.stats_raw(br#"{"brokers":{}}"#);
     }
 
     #[test]

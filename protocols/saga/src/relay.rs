@@ -137,7 +137,10 @@ impl Relay {
         settings: RelaySettings,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
-        let producer = config.create_with_context(ClientLog::default())?;
+        let log = ClientLog::for_config(&config);
+        let rescue = log.rescue();
+        let producer: FutureProducer<ClientLog> = config.create_with_context(log)?;
+        rescue.attach(producer.client());
         Ok(Relay { pool, config, producer, handed, settings, metrics })
     }
 
@@ -147,8 +150,11 @@ impl Relay {
     fn renew_producer_if_fatal(&mut self) {
         let Some((code, reason)) = self.producer.client().fatal_error() else { return };
         tracing::warn!(?code, %reason, "Kafka producer hit a fatal error; creating a new one");
-        match self.config.create_with_context(ClientLog::default()) {
+        let log = ClientLog::for_config(&self.config);
+        let rescue = log.rescue();
+        match self.config.create_with_context::<_, FutureProducer<ClientLog>>(log) {
             Ok(producer) => {
+                rescue.attach(producer.client());
                 self.producer = producer;
                 Metrics::incr(&self.metrics.producers_renewed);
             }
