@@ -127,6 +127,15 @@ enum Claim {
     Stale,
 }
 
+/// A producer from `config` whose context can bootstrap it again.
+fn new_producer(config: &ClientConfig) -> rdkafka::error::KafkaResult<FutureProducer<ClientLog>> {
+    let log = ClientLog::for_config(config);
+    let rescue = log.rescue();
+    let producer: FutureProducer<ClientLog> = config.create_with_context(log)?;
+    rescue.attach(producer.client());
+    Ok(producer)
+}
+
 impl Relay {
     /// A relay over `pool`'s outbox, publishing with a producer made from
     /// `config` the rows handed over on `handed` and those it claims.
@@ -137,10 +146,7 @@ impl Relay {
         settings: RelaySettings,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
-        let log = ClientLog::for_config(&config);
-        let rescue = log.rescue();
-        let producer: FutureProducer<ClientLog> = config.create_with_context(log)?;
-        rescue.attach(producer.client());
+        let producer = new_producer(&config)?;
         Ok(Relay { pool, config, producer, handed, settings, metrics })
     }
 
@@ -150,11 +156,8 @@ impl Relay {
     fn renew_producer_if_fatal(&mut self) {
         let Some((code, reason)) = self.producer.client().fatal_error() else { return };
         tracing::warn!(?code, %reason, "Kafka producer hit a fatal error; creating a new one");
-        let log = ClientLog::for_config(&self.config);
-        let rescue = log.rescue();
-        match self.config.create_with_context::<_, FutureProducer<ClientLog>>(log) {
+        match new_producer(&self.config) {
             Ok(producer) => {
-                rescue.attach(producer.client());
                 self.producer = producer;
                 Metrics::incr(&self.metrics.producers_renewed);
             }
