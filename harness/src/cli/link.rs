@@ -15,14 +15,33 @@ pub(super) struct LinkArgs {
     /// `<link>=<delay>` (a link as `harness status` names it; without
     /// `#replica`, every replica's), repeatable: `gateway->order=2ms`,
     /// `stock->postgres-stock=5ms±1ms`, `order->kafka#0=0`.
-    #[arg(required_unless_present_any = ["cut", "heal"], value_parser = links::parse_override)]
+    #[arg(required_unless_present_any = ["cut", "reset", "heal", "bandwidth"], value_parser = links::parse_override)]
     delays: Vec<(String, links::Delay)>,
     /// Cut these links: every byte either way is held until `--heal`.
     #[arg(long, value_name = "LINK")]
     cut: Vec<String>,
-    /// Heal these cut links: what was held goes through.
+    /// Reset every connection on these links (TCP RST), new ones too, until
+    /// `--heal`.
+    #[arg(long, value_name = "LINK")]
+    reset: Vec<String>,
+    /// Heal these links of a cut or resets: what was held goes through, new
+    /// connections live.
     #[arg(long, value_name = "LINK")]
     heal: Vec<String>,
+    /// `<link>=<rate>`: limit a link to `<rate>` KB/s each way (`0`:
+    /// unlimited again), repeatable: `gateway->order=100KB/s`.
+    #[arg(long, value_name = "LINK=RATE", value_parser = parse_bandwidth_setting)]
+    bandwidth: Vec<(String, Option<u32>)>,
+}
+
+/// `<link>=<rate>`, with `0` for no limit.
+fn parse_bandwidth_setting(raw: &str) -> Result<(String, Option<u32>), String> {
+    let (selector, rate) = raw.split_once('=').ok_or_else(|| format!("{raw:?}: expected <link>=<rate>"))?;
+    if !selector.contains("->") {
+        return Err(format!("{selector:?} is not a link (<client>-><server>, as `harness status` lists them)"));
+    }
+    let rate = if rate.trim() == "0" { None } else { Some(links::parse_bandwidth(rate)?) };
+    Ok((selector.trim().to_owned(), rate))
 }
 
 /// Applies the settings to every link each selector picks.
@@ -42,12 +61,41 @@ pub(super) async fn link(args: LinkArgs) -> anyhow::Result<ExitCode> {
             api.set_delay(&name, *delay).await?;
         }
     }
-    for (selectors, cut) in [(&args.cut, true), (&args.heal, false)] {
+    for (selector, rate) in &args.bandwidth {
+        for name in picked(selector)? {
+            api.set_bandwidth(&name, *rate).await?;
+        }
+    }
+    for selector in &args.heal {
+        for name in picked(selector)? {
+            api.set_cut(&name, false).await?;
+            api.set_reset(&name, false).await?;
+        }
+    }
+    for (selectors, cut) in [(&args.cut, true), (&args.reset, false)] {
         for selector in selectors {
             for name in picked(selector)? {
-                api.set_cut(&name, cut).await?;
+                if cut {
+                    api.set_cut(&name, true).await?;
+                } else {
+                    api.set_reset(&name, true).await?;
+                }
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bandwidth_setting_names_a_link_and_a_rate_or_none() {
+        assert_eq!(parse_bandwidth_setting("gateway->order=100KB/s"), Ok(("gateway->order".into(), Some(100))));
+        assert_eq!(parse_bandwidth_setting("gateway->order=0"), Ok(("gateway->order".into(), None)));
+        assert!(parse_bandwidth_setting("gateway=100").is_err());
+        assert!(parse_bandwidth_setting("gateway->order").is_err());
+        assert!(parse_bandwidth_setting("gateway->order=fast").is_err());
+    }
 }

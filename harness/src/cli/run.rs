@@ -66,7 +66,8 @@ pub(super) struct RunArgs {
     /// A fault to inject, repeatable: `kill:<component>[#replica]@<t>[+<restart_after>]`,
     /// `pause:<component>[#replica]@<t>+<d>`, `crashpoint:<name>[@<service>[#replica]]@<t>`,
     /// `duplicate-messages`, `delay-messages:<d>`, and on a stack with links
-    /// `latency:<link>@<t>+<d>=<rtt>[±<jitter>]`, `cut:<link>@<t>+<d>`. Times in seconds
+    /// `latency:<link>@<t>+<d>=<rtt>[±<jitter>]`, `cut:<link>@<t>+<d>`, `reset:<link>@<t>+<d>`,
+    /// `bandwidth:<link>@<t>+<d>=<KB/s>`. Times in seconds
     /// from the start of the load (`2`, `1.5s`, `500ms`); components and links as
     /// `harness status` names them (a link without `#replica`: every replica).
     #[arg(long = "fault", value_name = "SPEC", conflicts_with = "target")]

@@ -91,6 +91,10 @@ pub(super) struct StackArgs {
     /// ones winning; implies `--links`.
     #[arg(long = "link", value_name = "LINK=DELAY", value_parser = stack::links::parse_override)]
     pub(super) link_overrides: Vec<(String, stack::links::Delay)>,
+    /// Every link's bandwidth each way, in KB/s (`100`, `100KB/s`, `2MB/s`);
+    /// implies `--links`.
+    #[arg(long, value_name = "RATE", value_parser = stack::links::parse_bandwidth)]
+    pub(super) link_bandwidth: Option<u32>,
     /// The Toxiproxy server (default: where setup.sh puts it).
     #[arg(long, env = "SAGA2PC_TOXIPROXY")]
     pub(super) toxiproxy: Option<PathBuf>,
@@ -99,10 +103,14 @@ pub(super) struct StackArgs {
 impl StackArgs {
     /// The network of the flags: links through Toxiproxy if any link flag is given.
     fn network(&self) -> Option<stack::links::Network> {
-        let wanted = self.links || self.link_latency.is_some() || !self.link_overrides.is_empty();
+        let wanted = self.links
+            || self.link_latency.is_some()
+            || !self.link_overrides.is_empty()
+            || self.link_bandwidth.is_some();
         wanted.then(|| stack::links::Network {
             delay: self.link_latency.unwrap_or_default(),
             overrides: self.link_overrides.clone(),
+            bandwidth_kbps: self.link_bandwidth,
         })
     }
 }

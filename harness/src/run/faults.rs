@@ -10,6 +10,8 @@
 //!   delay-messages:<d>                                   SAGA: every publish held back by <d> (whole run)
 //!   latency:<link>@<t>+<d>=<rtt>[±<jitter>]              a link's round trip set to <rtt> for <d>, then back
 //!   cut:<link>@<t>+<d>                                   every byte on a link held for <d>, then let through
+//!   reset:<link>@<t>+<d>                                 every connection on a link reset (TCP RST) for <d>
+//!   bandwidth:<link>@<t>+<d>=<rate>                      a link limited to <rate> KB/s each way for <d>, then back
 //! ```
 //!
 //! Link faults need a stack with links (`--links` or `--link-latency`); a
@@ -59,6 +61,13 @@ pub enum FaultKind {
     /// Every byte on the links `link` selects is held for `duration`, then
     /// let through: a partition that TCP rides out (no reset, no refusal).
     Cut { link: String, duration: Duration },
+    /// Every connection on the links `link` selects is reset as soon as it
+    /// carries a byte, new ones too, for `duration`: a peer that drops its
+    /// connections rather than going silent.
+    Reset { link: String, duration: Duration },
+    /// The links `link` selects carry at most `rate_kbps` KB/s each way for
+    /// `duration`, then their own setting back: a congested link.
+    Bandwidth { link: String, duration: Duration, rate_kbps: u32 },
 }
 
 impl FaultKind {
@@ -71,7 +80,10 @@ impl FaultKind {
     /// The link selector of a link fault.
     pub fn link(&self) -> Option<&str> {
         match self {
-            FaultKind::Latency { link, .. } | FaultKind::Cut { link, .. } => Some(link),
+            FaultKind::Latency { link, .. }
+            | FaultKind::Cut { link, .. }
+            | FaultKind::Reset { link, .. }
+            | FaultKind::Bandwidth { link, .. } => Some(link),
             _ => None,
         }
     }
@@ -95,6 +107,12 @@ impl fmt::Display for Fault {
                 write!(f, "{link} at {delay} round trip at {at}s for {}s", duration.as_secs_f64())
             }
             FaultKind::Cut { link, duration } => write!(f, "cut {link} at {at}s for {}s", duration.as_secs_f64()),
+            FaultKind::Reset { link, duration } => {
+                write!(f, "reset {link} at {at}s for {}s", duration.as_secs_f64())
+            }
+            FaultKind::Bandwidth { link, duration, rate_kbps } => {
+                write!(f, "{link} at {rate_kbps} KB/s at {at}s for {}s", duration.as_secs_f64())
+            }
         }
     }
 }
@@ -253,9 +271,25 @@ impl FromStr for Fault {
                 let link = link_selector(link).map_err(bad)?;
                 Ok(Fault { at, kind: FaultKind::Cut { link, duration } })
             }
+            "reset" => {
+                let (link, when) = rest.split_once('@').ok_or_else(|| bad("expected reset:<link>@<t>+<d>".into()))?;
+                let (at, duration) = link_window(when).map_err(bad)?;
+                let link = link_selector(link).map_err(bad)?;
+                Ok(Fault { at, kind: FaultKind::Reset { link, duration } })
+            }
+            "bandwidth" => {
+                let (link, when) =
+                    rest.split_once('@').ok_or_else(|| bad("expected bandwidth:<link>@<t>+<d>=<rate>".into()))?;
+                let (when, rate) =
+                    when.split_once('=').ok_or_else(|| bad("a bandwidth fault needs a rate: =<KB/s>".into()))?;
+                let (at, duration) = link_window(when).map_err(bad)?;
+                let rate_kbps = crate::stack::links::parse_bandwidth(rate).map_err(bad)?;
+                let link = link_selector(link).map_err(bad)?;
+                Ok(Fault { at, kind: FaultKind::Bandwidth { link, duration, rate_kbps } })
+            }
             other => Err(bad(format!(
                 "unknown fault kind {other:?} (kill, pause, crashpoint, duplicate-messages, delay-messages, \
-                 latency, cut)"
+                 latency, cut, reset, bandwidth)"
             ))),
         }
     }
@@ -329,6 +363,19 @@ mod tests {
         assert_eq!(cut.kind, FaultKind::Cut { link: "stock->kafka#0".into(), duration: Duration::from_secs(2) });
         assert_eq!(cut.kind.link(), Some("stock->kafka#0"));
         assert!(!cut.kind.is_setting());
+        let reset = "reset:order->payment@3+500ms".parse::<Fault>().unwrap();
+        assert_eq!(
+            reset.kind,
+            FaultKind::Reset { link: "order->payment".into(), duration: Duration::from_millis(500) }
+        );
+        assert_eq!(reset.to_string(), "reset order->payment at 3s for 0.5s");
+        let slow = "bandwidth:gateway->order@1+2=50KB/s".parse::<Fault>().unwrap();
+        assert_eq!(
+            slow.kind,
+            FaultKind::Bandwidth { link: "gateway->order".into(), duration: Duration::from_secs(2), rate_kbps: 50 }
+        );
+        assert_eq!(slow.kind.link(), Some("gateway->order"));
+        assert_eq!(slow.to_string(), "gateway->order at 50 KB/s at 1s for 2s");
     }
 
     #[test]
@@ -354,6 +401,11 @@ mod tests {
             ("latency:order->stock@1+2", "needs a round trip"),
             ("latency:order->stock@1+2=0.5ms", "whole milliseconds"),
             ("latency:order->stock", "expected latency"),
+            ("reset:order->stock@1", "needs a duration"),
+            ("reset:stock@1+2", "not a link"),
+            ("bandwidth:order->stock@1+2", "needs a rate"),
+            ("bandwidth:order->stock@1+2=0", "from 1 KB/s"),
+            ("bandwidth:order->stock@1", "needs a rate"),
         ] {
             let err = spec.parse::<Fault>().unwrap_err();
             assert!(err.contains(why), "{spec}: {err}");

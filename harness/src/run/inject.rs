@@ -70,7 +70,10 @@ pub fn validate(faults: &[Fault], config: &StackConfig) -> anyhow::Result<()> {
                 }
                 continue;
             }
-            FaultKind::Latency { link, .. } | FaultKind::Cut { link, .. } => {
+            FaultKind::Latency { link, .. }
+            | FaultKind::Cut { link, .. }
+            | FaultKind::Reset { link, .. }
+            | FaultKind::Bandwidth { link, .. } => {
                 if config.links.is_none() {
                     bail!("fault {fault}: link faults need a stack with links (--links or --link-latency)");
                 }
@@ -211,13 +214,16 @@ async fn apply(
         FaultKind::DuplicateMessages
         | FaultKind::DelayMessages(_)
         | FaultKind::Latency { .. }
-        | FaultKind::Cut { .. } => Vec::new(),
+        | FaultKind::Cut { .. }
+        | FaultKind::Reset { .. }
+        | FaultKind::Bandwidth { .. } => Vec::new(),
     }
 }
 
-/// Carries out a latency spike or a cut on every link the fault selects, and
-/// undoes it after its duration: a spike gives each link its own delay back
-/// (as read before the spike), a cut lets the held bytes through.
+/// Carries out a link fault on every link it selects, and undoes it after its
+/// duration: a spike or a bandwidth limit gives each link its own setting back
+/// (as read before the fault), a cut lets the held bytes through, a reset
+/// lets new connections live again.
 async fn apply_to_links(fault: &Fault, started: Instant, network: Option<&Network>) -> Vec<FaultEvent> {
     let at = || started.elapsed().as_secs_f64();
     let Some(network) = network else {
@@ -227,25 +233,30 @@ async fn apply_to_links(fault: &Fault, started: Instant, network: Option<&Networ
     };
     let selector = fault.kind.link().unwrap_or_default();
     let chosen: Vec<&String> = network.links.iter().filter(|l| links::selects(selector, l)).collect();
-    let mut events = Vec::new();
-    match &fault.kind {
-        FaultKind::Latency { duration, delay, .. } => {
-            // Each link's own delay, to give back afterwards.
-            let before: BTreeMap<String, Delay> = match network.api.links().await {
-                Ok(states) => states.into_iter().map(|l| (l.name, l.delay)).collect(),
+    // Each link's own settings, for a fault that gives them back afterwards.
+    let before: BTreeMap<String, links::LinkState> =
+        if matches!(fault.kind, FaultKind::Latency { .. } | FaultKind::Bandwidth { .. }) {
+            match network.api.links().await {
+                Ok(states) => states.into_iter().map(|l| (l.name.clone(), l)).collect(),
                 Err(err) => {
                     let (what, why) = (fault.to_string(), format!("{err:#}"));
                     log(&what, &why, false);
                     return vec![FaultEvent::new(at(), what, why, false)];
                 }
-            };
+            }
+        } else {
+            BTreeMap::new()
+        };
+    let mut events = Vec::new();
+    match &fault.kind {
+        FaultKind::Latency { duration, delay, .. } => {
             for link in &chosen {
                 let what = format!("{link} at {delay} round trip");
                 events.push(link_event(at(), what, network.api.set_delay(link, *delay).await));
             }
             tokio::time::sleep(*duration).await;
             for link in &chosen {
-                let own = before.get(link.as_str()).copied().unwrap_or(Delay::NONE);
+                let own = before.get(link.as_str()).map_or(Delay::NONE, |l| l.delay);
                 let what = format!("{link} back to {own} round trip");
                 events.push(link_event(at(), what, network.api.set_delay(link, own).await));
             }
@@ -257,6 +268,31 @@ async fn apply_to_links(fault: &Fault, started: Instant, network: Option<&Networ
             tokio::time::sleep(*duration).await;
             for link in &chosen {
                 events.push(link_event(at(), format!("heal {link}"), network.api.set_cut(link, false).await));
+            }
+        }
+        FaultKind::Reset { duration, .. } => {
+            for link in &chosen {
+                events.push(link_event(at(), format!("reset {link}"), network.api.set_reset(link, true).await));
+            }
+            tokio::time::sleep(*duration).await;
+            for link in &chosen {
+                let what = format!("stop resetting {link}");
+                events.push(link_event(at(), what, network.api.set_reset(link, false).await));
+            }
+        }
+        FaultKind::Bandwidth { duration, rate_kbps, .. } => {
+            for link in &chosen {
+                let what = format!("{link} at {rate_kbps} KB/s");
+                events.push(link_event(at(), what, network.api.set_bandwidth(link, Some(*rate_kbps)).await));
+            }
+            tokio::time::sleep(*duration).await;
+            for link in &chosen {
+                let own = before.get(link.as_str()).and_then(|l| l.bandwidth_kbps);
+                let what = match own {
+                    Some(rate) => format!("{link} back to {rate} KB/s"),
+                    None => format!("{link} back to unlimited"),
+                };
+                events.push(link_event(at(), what, network.api.set_bandwidth(link, own).await));
             }
         }
         _ => {}
@@ -347,6 +383,12 @@ mod tests {
         assert!(format!("{err:#}").contains("no link \"stock->kafka\""), "{err:#}");
         let err = validate(&faults(&["cut:order->stock#2@1+2"]), &linked(ProtocolKind::TwoPc)).unwrap_err();
         assert!(format!("{err:#}").contains("no link"), "{err:#}");
+        let reset = faults(&["reset:order->payment@1+2", "bandwidth:gateway->order@1+2=10"]);
+        assert!(validate(&reset, &linked(ProtocolKind::TwoPc)).is_ok());
+        let err = validate(&reset, &stack(ProtocolKind::TwoPc, 2, 1)).unwrap_err();
+        assert!(err.to_string().contains("need a stack with links"), "{err}");
+        let err = validate(&faults(&["bandwidth:payment->kafka@1+2=10"]), &linked(ProtocolKind::TwoPc)).unwrap_err();
+        assert!(format!("{err:#}").contains("no link \"payment->kafka\""), "{err:#}");
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! The network between the stack's components: with links on (`harness up
 //! --links`, `--link-latency`), every connection one component opens to
 //! another runs through a Toxiproxy server, so a run can give any link
-//! distance, jitter or a cut, at start-up and while the load runs.
+//! distance, jitter, a bandwidth limit, a cut or resets, at start-up and
+//! while the load runs.
 //!
 //! On loopback a round trip costs microseconds; between hosts it costs about
 //! 0.1-0.5 ms inside a zone and 1-2 ms across zones. The protocols differ in
@@ -17,6 +18,12 @@
 //! addresses from the broker it bootstraps from, so each role's listener
 //! advertises that role's proxy ports (`kafka::server_properties`).
 //! Replication between brokers stays direct.
+//!
+//! Packet loss has no toxic of its own: Toxiproxy works on TCP streams, where
+//! a lost segment is a retransmission, that is, a delay of one
+//! retransmission timeout (200 ms or more) on that stream. A latency spike
+//! (`--fault latency:...`) or jitter is what loss looks like from above TCP;
+//! a reset is what a peer or middlebox that drops the connection looks like.
 //!
 //! Toxiproxy's latency is whole milliseconds per direction; a link's delay is
 //! a round trip, split between the two directions (the odd millisecond on
@@ -264,6 +271,8 @@ pub struct Network {
     /// names a link, or every link it is a prefix of up to a `#replica`
     /// (`gateway->order` for each order replica).
     pub overrides: Vec<(String, Delay)>,
+    /// Every link's bandwidth each way in KB/s (`None`: unlimited).
+    pub bandwidth_kbps: Option<u32>,
 }
 
 impl Network {
@@ -282,6 +291,9 @@ impl Network {
         let mut out = format!("links        {} added round trip on every link (Toxiproxy)", self.delay);
         for (selector, delay) in &self.overrides {
             out.push_str(&format!("; {selector} {delay}"));
+        }
+        if let Some(rate) = self.bandwidth_kbps {
+            out.push_str(&format!("; at most {rate} KB/s each way"));
         }
         out
     }
@@ -309,6 +321,24 @@ pub fn parse_override(raw: &str) -> Result<(String, Delay), String> {
         return Err(format!("{selector:?} is not a link (<client>-><server>, as `harness status` lists them)"));
     }
     Ok((selector.trim().to_owned(), delay.parse()?))
+}
+
+/// Parses a bandwidth limit in KB/s (Toxiproxy's unit, 1000 bytes):
+/// `100`, `100KB/s`, `2MB/s`.
+pub fn parse_bandwidth(raw: &str) -> Result<u32, String> {
+    let raw = raw.trim();
+    let (number, scale) = if let Some(n) = raw.strip_suffix("MB/s") {
+        (n, 1000.0)
+    } else if let Some(n) = raw.strip_suffix("KB/s") {
+        (n, 1.0)
+    } else {
+        (raw, 1.0)
+    };
+    let rate = number.trim().parse::<f64>().map_err(|_| format!("{raw:?} is not a bandwidth (e.g. 100KB/s)"))? * scale;
+    if !(1.0..=10_000_000.0).contains(&rate) || (rate - rate.round()).abs() > 1e-9 {
+        return Err(format!("{raw:?}: a bandwidth is a whole number of KB/s from 1 KB/s to 10 GB/s"));
+    }
+    Ok(rate.round() as u32)
 }
 
 /// How to run the proxy server: its API on the stack's port, its proxies
@@ -375,6 +405,16 @@ fn cut_toxic(stream: &str) -> String {
     format!("cut-{stream}")
 }
 
+/// The name of the toxic that resets one direction's connections.
+fn reset_toxic(stream: &str) -> String {
+    format!("reset-{stream}")
+}
+
+/// The name of the toxic that limits one direction's bandwidth.
+fn bandwidth_toxic(stream: &str) -> String {
+    format!("bandwidth-{stream}")
+}
+
 /// A link as the API reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LinkState {
@@ -390,6 +430,10 @@ pub struct LinkState {
     pub delay: Delay,
     /// Whether it holds every byte (a cut).
     pub cut: bool,
+    /// Whether it resets every connection that carries a byte.
+    pub reset: bool,
+    /// Its bandwidth each way in KB/s, if limited.
+    pub bandwidth_kbps: Option<u32>,
 }
 
 impl Api {
@@ -425,6 +469,29 @@ impl Api {
         let attributes = serde_json::json!({ "latency": 3_600_000, "jitter": 0 });
         for stream in ["upstream", "downstream"] {
             self.put_toxic(link, &cut_toxic(stream), stream, "latency", attributes.clone(), !cut).await?;
+        }
+        Ok(())
+    }
+
+    /// Resets (or, with `false`, stops resetting) every connection on `link`
+    /// as soon as it carries a byte either way: a peer that drops its side
+    /// (TCP RST), as a crashed host, a restarted middlebox or a NAT that
+    /// forgot the flow does. New connections are reset too while it lasts.
+    pub async fn set_reset(&self, link: &str, reset: bool) -> anyhow::Result<()> {
+        let attributes = serde_json::json!({ "timeout": 0 });
+        for stream in ["upstream", "downstream"] {
+            self.put_toxic(link, &reset_toxic(stream), stream, "reset_peer", attributes.clone(), !reset).await?;
+        }
+        Ok(())
+    }
+
+    /// Limits `link` to `rate_kbps` KB/s each way (`None`: unlimited), in
+    /// place like a delay.
+    pub async fn set_bandwidth(&self, link: &str, rate_kbps: Option<u32>) -> anyhow::Result<()> {
+        let attributes = serde_json::json!({ "rate": rate_kbps.unwrap_or(0) });
+        for stream in ["upstream", "downstream"] {
+            let toxic = bandwidth_toxic(stream);
+            self.put_toxic(link, &toxic, stream, "bandwidth", attributes.clone(), rate_kbps.is_none()).await?;
         }
         Ok(())
     }
@@ -481,12 +548,16 @@ fn path_segment(name: &str) -> String {
 /// A link's settings read back from its proxy and toxics.
 fn state_of(name: String, proxy: &serde_json::Value) -> LinkState {
     let mut delay = Delay::NONE;
-    let mut cut = false;
+    let (mut cut, mut reset, mut bandwidth_kbps) = (false, false, None);
     for toxic in proxy["toxics"].as_array().into_iter().flatten() {
         let latency = toxic["attributes"]["latency"].as_u64().unwrap_or(0) as u32;
         let jitter = toxic["attributes"]["jitter"].as_u64().unwrap_or(0) as u32;
         match toxic["name"].as_str().unwrap_or_default() {
             n if n.starts_with("cut-") => cut = true,
+            n if n.starts_with("reset-") => reset = true,
+            n if n.starts_with("bandwidth-") => {
+                bandwidth_kbps = toxic["attributes"]["rate"].as_u64().map(|r| r as u32);
+            }
             n if n == delay_toxic("upstream") => delay.rtt_ms += latency,
             n if n == delay_toxic("downstream") => {
                 delay.rtt_ms += latency;
@@ -502,6 +573,8 @@ fn state_of(name: String, proxy: &serde_json::Value) -> LinkState {
         enabled: proxy["enabled"].as_bool().unwrap_or(false),
         delay,
         cut,
+        reset,
+        bandwidth_kbps,
     }
 }
 
@@ -515,6 +588,10 @@ pub async fn apply(config: &StackConfig, network: &Network) -> anyhow::Result<()
     for (link, delay) in network.delays(&links) {
         if delay != Delay::NONE {
             api.set_delay(&link.name, delay).await.with_context(|| format!("delaying {}", link.name))?;
+        }
+        if network.bandwidth_kbps.is_some() {
+            let limiting = || format!("limiting {}", link.name);
+            api.set_bandwidth(&link.name, network.bandwidth_kbps).await.with_context(limiting)?;
         }
     }
     Ok(())
@@ -566,6 +643,7 @@ mod tests {
                 ("order->postgres-order".into(), Delay { rtt_ms: 5, jitter_ms: 0 }),
                 ("order->postgres-order".into(), Delay { rtt_ms: 7, jitter_ms: 0 }),
             ],
+            bandwidth_kbps: None,
         };
         let got: Vec<u32> = network.delays(&links).map(|(_, d)| d.rtt_ms).collect();
         assert_eq!(got, vec![1, 7]);
@@ -588,6 +666,30 @@ mod tests {
         });
         let state = state_of("a->b".into(), &proxy);
         assert_eq!(state.delay, Delay { rtt_ms: 5, jitter_ms: 1 });
-        assert!(!state.cut && state.enabled);
+        assert!(!state.cut && !state.reset && state.enabled);
+        assert_eq!(state.bandwidth_kbps, None);
+
+        let proxy = serde_json::json!({
+            "listen": "127.0.0.1:1", "upstream": "127.0.0.1:2", "enabled": true,
+            "toxics": [
+                { "name": "reset-upstream", "attributes": { "timeout": 0 } },
+                { "name": "bandwidth-downstream", "attributes": { "rate": 250 } },
+            ],
+        });
+        let state = state_of("a->b".into(), &proxy);
+        assert!(state.reset && !state.cut);
+        assert_eq!(state.bandwidth_kbps, Some(250));
+        assert_eq!(state.delay, Delay::NONE);
+    }
+
+    #[test]
+    fn bandwidths_parse_in_whole_kilobytes_per_second() {
+        assert_eq!(parse_bandwidth("100"), Ok(100));
+        assert_eq!(parse_bandwidth("100KB/s"), Ok(100));
+        assert_eq!(parse_bandwidth("2MB/s"), Ok(2000));
+        assert_eq!(parse_bandwidth("1.5MB/s"), Ok(1500));
+        for bad in ["0", "0.5KB/s", "-3", "fast", "20GB/s"] {
+            assert!(parse_bandwidth(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The links between components (`harness up --links`): `harness status`
 //! lists each with its setting, a round trip through a link costs what it is
 //! set to (within tolerance), a setting changed on a running stack takes
-//! effect, and a checkout goes through every link.
+//! effect (a delay, a bandwidth limit, resets), and a checkout goes through
+//! every link.
 
 use std::time::{Duration, Instant};
 
@@ -40,12 +41,22 @@ fn within(measured: Duration, set_ms: u64, slack: Duration) -> bool {
 async fn links_add_their_delay_and_carry_a_checkout() {
     let _serial = crate::support::serial();
     let stack = TestStack::new("links-stack");
-    stack.up(&["--protocol", "saga", "--link-latency", "10ms", "--link", "order->postgres-order=30ms"]);
+    stack.up(&[
+        "--protocol",
+        "saga",
+        "--link-latency",
+        "10ms",
+        "--link",
+        "order->postgres-order=30ms",
+        "--link-bandwidth",
+        "10MB/s",
+    ]);
     let status = stack.status().unwrap();
 
-    // Every kind of link is there, with the delay it was given.
+    // Every kind of link is there, with the delay and bandwidth it was given.
     for name in ["gateway->order#0", "gateway->stock#0", "order->stock#0", "order->payment#0", "stock->kafka#0"] {
         assert_eq!(link(&status, name)["delay"]["rtt_ms"], 10, "{name}");
+        assert_eq!(link(&status, name)["bandwidth_kbps"], 10_000, "{name}");
     }
     let order_db = link(&status, "order->postgres-order");
     assert_eq!(order_db["delay"]["rtt_ms"], 30);
@@ -69,6 +80,40 @@ async fn links_add_their_delay_and_carry_a_checkout() {
     let out = stack.harness(&["link", "order->nowhere=4ms"]);
     assert!(!out.status.success(), "an unknown link is refused");
 
+    // A bandwidth limit holds a large answer back by its size over the rate:
+    // 20 000 bytes at 20 KB/s take a second, straight a millisecond.
+    let big = "SELECT repeat('x', 20000)";
+    let fetch = |url: String| async move {
+        let mut conn = PgConnection::connect(&url).await.expect("connects");
+        let start = Instant::now();
+        sqlx::query(big).execute(&mut conn).await.expect("the large answer");
+        start.elapsed()
+    };
+    let out = stack.harness(&["link", "--bandwidth", "order->postgres-order=20KB/s"]);
+    assert!(out.status.success(), "{}", crate::support::text(&out.stderr));
+    assert_eq!(link(&stack.status().unwrap(), "order->postgres-order")["bandwidth_kbps"], 20);
+    let slow = fetch(proxied.clone()).await;
+    assert!(slow >= Duration::from_millis(800), "20 000 bytes through a 20 KB/s link took {slow:?}");
+    let fast = fetch(direct.clone()).await;
+    assert!(fast < Duration::from_millis(200), "20 000 bytes straight took {fast:?}");
+    let out = stack.harness(&["link", "--bandwidth", "order->postgres-order=0"]);
+    assert!(out.status.success(), "{}", crate::support::text(&out.stderr));
+    assert_eq!(link(&stack.status().unwrap(), "order->postgres-order")["bandwidth_kbps"], Value::Null);
+
+    // A reset link drops a connection that was open as soon as it carries a
+    // byte, and every new one; healed, new connections live again.
+    let mut open = PgConnection::connect(&proxied).await.expect("connects");
+    let out = stack.harness(&["link", "--reset", "order->postgres-order"]);
+    assert!(out.status.success(), "{}", crate::support::text(&out.stderr));
+    assert_eq!(link(&stack.status().unwrap(), "order->postgres-order")["reset"], true);
+    assert!(sqlx::query("SELECT 1").execute(&mut open).await.is_err(), "an open connection is reset");
+    assert!(PgConnection::connect(&proxied).await.is_err(), "a new connection is reset");
+    let out = stack.harness(&["link", "--heal", "order->postgres-order"]);
+    assert!(out.status.success(), "{}", crate::support::text(&out.stderr));
+    assert_eq!(link(&stack.status().unwrap(), "order->postgres-order")["reset"], false);
+    let through = pg_round_trip(&proxied).await;
+    assert!(within(through, 4, slack), "healed, a round trip through the 4 ms link took {through:?}");
+
     // A checkout crosses every link of the saga: gateway, Kafka, databases.
     let api = api::client(&stack.gateway());
     let user = api.new_user(10).await.unwrap();
@@ -80,41 +125,72 @@ async fn links_add_their_delay_and_carry_a_checkout() {
     assert_eq!(api.stock_of(&item).await.unwrap(), 3);
 }
 
-/// A link cut under stress, then healed, on a stack whose every link adds a
-/// millisecond: every invariant holds for both protocols once the run
-/// settles. The cuts hit each protocol where it waits: 2PC's coordinator
-/// cannot reach a participant mid-prepare, and a participant's database goes
-/// silent; the saga's stock service loses its broker, and the order
-/// service its database. Each cut is shorter than every timeout (the saga's
-/// consumer session, the 2PC prepare's), so the run shows that held bytes
-/// arrive late without harm; the 5xx a cut may cost are not counted against
-/// it.
+/// Links cut, reset and throttled under stress, then healed, on a stack
+/// whose every link adds a millisecond: every invariant holds for both
+/// protocols once the run settles. The faults hit each protocol where it
+/// waits: 2PC's coordinator cannot reach a participant mid-prepare (a cut,
+/// then resets), and a participant's database goes silent; the saga's stock
+/// service loses its broker, the order service its database, and the
+/// payment service's broker connections are reset. Each cut is shorter than
+/// every timeout (the saga's consumer session, the 2PC prepare's), so the
+/// run shows that held bytes arrive late without harm; a reset fails what
+/// was on the wire, so the run shows that nothing half-done is left. The
+/// 5xx these faults cost are not counted against them.
 #[test]
-fn a_cut_link_under_stress_keeps_every_invariant() {
+fn cut_reset_and_throttled_links_under_stress_keep_every_invariant() {
     let _serial = crate::support::serial();
-    for (protocol, checked, cuts) in [
-        ("2pc", "no prepared transactions", ["cut:order->stock#0@2+2s", "cut:payment->postgres-payment@5+1s"]),
-        ("saga", "one effect per saga step", ["cut:stock->kafka#0@2+2s", "cut:order->postgres-order@5+1s"]),
+    for (protocol, checked, faults) in [
+        (
+            "2pc",
+            "no prepared transactions",
+            [
+                "cut:order->stock#0@2+2s",
+                "cut:payment->postgres-payment@5+1s",
+                "reset:order->payment#0@7+1s",
+                "bandwidth:gateway->order#0@8.5+1s=20KB/s",
+            ],
+        ),
+        (
+            "saga",
+            "one effect per saga step",
+            [
+                "cut:stock->kafka#0@2+2s",
+                "cut:order->postgres-order@5+1s",
+                "reset:payment->kafka#0@7+1s",
+                "bandwidth:order->kafka#0@8.5+1s=20KB/s",
+            ],
+        ),
     ] {
         let mut args = vec!["--protocol", protocol, "--link-latency", "1ms"];
         args.extend_from_slice(crate::support::STRESS);
-        for cut in cuts {
-            args.extend(["--fault", cut]);
+        for fault in faults {
+            args.extend(["--fault", fault]);
         }
-        // A shorter plan than the suites' stress: the cuts are in its first seconds.
+        // A shorter plan than the suites' stress: the faults are in its first seconds.
         let at = args.iter().position(|a| *a == "--checkouts").unwrap();
         args[at + 1] = "3000";
-        let record = crate::support::harness_run(&format!("links-cut-{protocol}"), &args);
+        let record = crate::support::harness_run(&format!("links-faults-{protocol}"), &args);
         record.assert_held(checked);
-        let faults: Vec<String> = record.applied_faults().into_iter().map(|(_, what)| what).collect();
-        let link = |fault: &str| fault.trim_start_matches("cut:").split('@').next().unwrap().to_owned();
-        let expected: Vec<String> =
-            cuts.iter().flat_map(|c| [format!("cut {}", link(c)), format!("heal {}", link(c))]).collect();
-        let mut sorted = faults.clone();
-        sorted.sort();
-        let mut want = expected.clone();
+        let mut applied: Vec<String> = record.applied_faults().into_iter().map(|(_, what)| what).collect();
+        applied.sort();
+        let mut want: Vec<String> = faults.iter().flat_map(|f| applied_and_undone(f)).collect();
         want.sort();
-        assert_eq!(sorted, want, "{protocol}: every cut was made and healed");
+        assert_eq!(applied, want, "{protocol}: every link fault was applied and undone");
         assert!(record.replies("200") > 0, "{protocol}: checkouts were paid: {record}");
+    }
+}
+
+/// The two events a link fault on one named link records: applied, undone.
+fn applied_and_undone(fault: &str) -> [String; 2] {
+    let (kind, rest) = fault.split_once(':').unwrap();
+    let link = rest.split('@').next().unwrap();
+    match kind {
+        "cut" => [format!("cut {link}"), format!("heal {link}")],
+        "reset" => [format!("reset {link}"), format!("stop resetting {link}")],
+        "bandwidth" => {
+            let rate = rest.rsplit('=').next().unwrap().trim_end_matches("KB/s");
+            [format!("{link} at {rate} KB/s"), format!("{link} back to unlimited")]
+        }
+        other => panic!("not a link fault: {other}"),
     }
 }
