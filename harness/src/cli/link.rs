@@ -20,12 +20,12 @@ pub(super) struct LinkArgs {
     /// Cut these links: every byte either way is held until `--heal`.
     #[arg(long, value_name = "LINK")]
     cut: Vec<String>,
-    /// Reset every connection on these links (TCP RST), new ones too, until
-    /// `--heal`.
+    /// Drop every connection on these links at its next byte (a new one with a
+    /// TCP RST, an open one with a FIN) until `--heal`.
     #[arg(long, value_name = "LINK")]
     reset: Vec<String>,
     /// Heal these links of a cut or resets: what was held goes through, new
-    /// connections live.
+    /// connections live. Applied before `--cut` and `--reset`.
     #[arg(long, value_name = "LINK")]
     heal: Vec<String>,
     /// `<link>=<rate>`: limit a link to `<rate>` KB/s each way (`0`:
@@ -34,14 +34,12 @@ pub(super) struct LinkArgs {
     bandwidth: Vec<(String, Option<u32>)>,
 }
 
-/// `<link>=<rate>`, with `0` for no limit.
+/// `<link>=<rate>`, with `0` (any unit) for no limit.
 fn parse_bandwidth_setting(raw: &str) -> Result<(String, Option<u32>), String> {
-    let (selector, rate) = raw.split_once('=').ok_or_else(|| format!("{raw:?}: expected <link>=<rate>"))?;
-    if !selector.contains("->") {
-        return Err(format!("{selector:?} is not a link (<client>-><server>, as `harness status` lists them)"));
-    }
-    let rate = if rate.trim() == "0" { None } else { Some(links::parse_bandwidth(rate)?) };
-    Ok((selector.trim().to_owned(), rate))
+    let (selector, rate) = links::split_setting(raw, "<rate>")?;
+    let zero = rate.trim().trim_end_matches("KB/s").trim_end_matches("MB/s").trim().parse::<f64>() == Ok(0.0);
+    let rate = if zero { None } else { Some(links::parse_bandwidth(rate)?) };
+    Ok((selector, rate))
 }
 
 /// Applies the settings to every link each selector picks.
@@ -68,8 +66,11 @@ pub(super) async fn link(args: LinkArgs) -> anyhow::Result<ExitCode> {
     }
     for selector in &args.heal {
         for name in picked(selector)? {
-            api.set_cut(&name, false).await?;
+            // The reset goes first: the bytes a cut held are passed on to
+            // the next toxic when it goes, and a reset still there would
+            // drop them with their connections.
             api.set_reset(&name, false).await?;
+            api.set_cut(&name, false).await?;
         }
     }
     for (selectors, cut) in [(&args.cut, true), (&args.reset, false)] {
@@ -94,6 +95,7 @@ mod tests {
     fn a_bandwidth_setting_names_a_link_and_a_rate_or_none() {
         assert_eq!(parse_bandwidth_setting("gateway->order=100KB/s"), Ok(("gateway->order".into(), Some(100))));
         assert_eq!(parse_bandwidth_setting("gateway->order=0"), Ok(("gateway->order".into(), None)));
+        assert_eq!(parse_bandwidth_setting("gateway->order=0KB/s"), Ok(("gateway->order".into(), None)));
         assert!(parse_bandwidth_setting("gateway=100").is_err());
         assert!(parse_bandwidth_setting("gateway->order").is_err());
         assert!(parse_bandwidth_setting("gateway->order=fast").is_err());

@@ -39,7 +39,8 @@ enum Command {
     /// Print the endpoints and processes of the running stack as JSON.
     Status(status::StatusArgs),
     /// Change the links of a stack started with `--links`: a link's added
-    /// round trip, or a cut (every byte held) and its healing.
+    /// round trip or bandwidth limit, a cut (every byte held) or resets
+    /// (every connection dropped), and their healing.
     Link(link::LinkArgs),
     /// Run one workload against one protocol (or --target), verify the
     /// invariants and print a summary; exits non-zero if any invariant broke.

@@ -91,10 +91,11 @@ pub(super) struct StackArgs {
     /// ones winning; implies `--links`.
     #[arg(long = "link", value_name = "LINK=DELAY", value_parser = stack::links::parse_override)]
     pub(super) link_overrides: Vec<(String, stack::links::Delay)>,
-    /// Every link's bandwidth each way, in KB/s (`100`, `100KB/s`, `2MB/s`);
-    /// implies `--links`.
-    #[arg(long, value_name = "RATE", value_parser = stack::links::parse_bandwidth)]
-    pub(super) link_bandwidth: Option<u32>,
+    /// Bandwidth each way, in KB/s (`100`, `100KB/s`, `2MB/s`): `<rate>`
+    /// for every link, `<link>=<rate>` for one (without `#replica`: every
+    /// replica's); repeatable, later ones winning; implies `--links`.
+    #[arg(long, value_name = "[LINK=]RATE", value_parser = stack::links::parse_bandwidth_arg)]
+    pub(super) link_bandwidth: Vec<stack::links::BandwidthArg>,
     /// The Toxiproxy server (default: where setup.sh puts it).
     #[arg(long, env = "SAGA2PC_TOXIPROXY")]
     pub(super) toxiproxy: Option<PathBuf>,
@@ -106,12 +107,21 @@ impl StackArgs {
         let wanted = self.links
             || self.link_latency.is_some()
             || !self.link_overrides.is_empty()
-            || self.link_bandwidth.is_some();
-        wanted.then(|| stack::links::Network {
+            || !self.link_bandwidth.is_empty();
+        let mut network = stack::links::Network {
             delay: self.link_latency.unwrap_or_default(),
             overrides: self.link_overrides.clone(),
-            bandwidth_kbps: self.link_bandwidth,
-        })
+            ..Default::default()
+        };
+        for arg in &self.link_bandwidth {
+            match arg {
+                stack::links::BandwidthArg::All(rate) => network.bandwidth_kbps = Some(*rate),
+                stack::links::BandwidthArg::Link(selector, rate) => {
+                    network.bandwidth_overrides.push((selector.clone(), *rate))
+                }
+            }
+        }
+        wanted.then_some(network)
     }
 }
 
@@ -172,7 +182,7 @@ pub(super) fn stack_config(
                 stack::links::MAX_LINKS
             );
         }
-        for (selector, _) in &network.overrides {
+        for selector in network.selectors() {
             stack::links::check_selector(selector, &links)?;
         }
     }

@@ -10,11 +10,11 @@
 //!   delay-messages:<d>                                   SAGA: every publish held back by <d> (whole run)
 //!   latency:<link>@<t>+<d>=<rtt>[±<jitter>]              a link's round trip set to <rtt> for <d>, then back
 //!   cut:<link>@<t>+<d>                                   every byte on a link held for <d>, then let through
-//!   reset:<link>@<t>+<d>                                 every connection on a link reset (TCP RST) for <d>
+//!   reset:<link>@<t>+<d>                                 every connection on a link dropped at its next byte for <d>
 //!   bandwidth:<link>@<t>+<d>=<rate>                      a link limited to <rate> KB/s each way for <d>, then back
 //! ```
 //!
-//! Link faults need a stack with links (`--links` or `--link-latency`); a
+//! Link faults need a stack with links (any `--link*` flag); a
 //! `<link>` is a name `harness status` lists (`order->stock#0`) or the same
 //! without the replica, for every replica (`gateway->order`).
 //!
@@ -61,9 +61,9 @@ pub enum FaultKind {
     /// Every byte on the links `link` selects is held for `duration`, then
     /// let through: a partition that TCP rides out (no reset, no refusal).
     Cut { link: String, duration: Duration },
-    /// Every connection on the links `link` selects is reset as soon as it
-    /// carries a byte, new ones too, for `duration`: a peer that drops its
-    /// connections rather than going silent.
+    /// Every connection on the links `link` selects is dropped as soon as it
+    /// carries a byte (a new one with a TCP RST, an open one with a FIN), for
+    /// `duration`: a peer that drops its connections rather than going silent.
     Reset { link: String, duration: Duration },
     /// The links `link` selects carry at most `rate_kbps` KB/s each way for
     /// `duration`, then their own setting back: a congested link.

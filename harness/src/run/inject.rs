@@ -75,7 +75,9 @@ pub fn validate(faults: &[Fault], config: &StackConfig) -> anyhow::Result<()> {
             | FaultKind::Reset { link, .. }
             | FaultKind::Bandwidth { link, .. } => {
                 if config.links.is_none() {
-                    bail!("fault {fault}: link faults need a stack with links (--links or --link-latency)");
+                    bail!(
+                        "fault {fault}: link faults need a stack with links (--links, --link-latency, --link or --link-bandwidth)"
+                    );
                 }
                 links::check_selector(link, &links::links(config)).map_err(|e| e.context(format!("fault {fault}")))?;
                 continue;

@@ -271,18 +271,34 @@ pub struct Network {
     /// names a link, or every link it is a prefix of up to a `#replica`
     /// (`gateway->order` for each order replica).
     pub overrides: Vec<(String, Delay)>,
-    /// Every link's bandwidth each way in KB/s (`None`: unlimited).
+    /// Every link's bandwidth each way in KB/s (`None`: unlimited), unless
+    /// overridden.
     pub bandwidth_kbps: Option<u32>,
+    /// Links given a bandwidth of their own: (a selector, KB/s).
+    pub bandwidth_overrides: Vec<(String, u32)>,
 }
 
 impl Network {
     /// Each link's delay at start-up.
     pub fn delays<'a>(&'a self, links: &'a [Link]) -> impl Iterator<Item = (&'a Link, Delay)> + 'a {
-        links.iter().map(|link| {
-            let delay = self.overrides.iter().rev().find(|(s, _)| selects(s, &link.name)).map(|(_, d)| *d);
-            (link, delay.unwrap_or(self.delay))
-        })
+        links.iter().map(|link| (link, chosen(&self.overrides, &link.name).unwrap_or(self.delay)))
     }
+
+    /// Each link's bandwidth limit at start-up.
+    pub fn bandwidths<'a>(&'a self, links: &'a [Link]) -> impl Iterator<Item = (&'a Link, Option<u32>)> + 'a {
+        links.iter().map(|link| (link, chosen(&self.bandwidth_overrides, &link.name).or(self.bandwidth_kbps)))
+    }
+
+    /// Every selector the settings name.
+    pub fn selectors(&self) -> impl Iterator<Item = &str> {
+        let delays = self.overrides.iter().map(|(s, _)| s.as_str());
+        delays.chain(self.bandwidth_overrides.iter().map(|(s, _)| s.as_str()))
+    }
+}
+
+/// The setting the last override that selects `name` gives it.
+fn chosen<T: Copy>(overrides: &[(String, T)], name: &str) -> Option<T> {
+    overrides.iter().rev().find(|(s, _)| selects(s, name)).map(|(_, v)| *v)
 }
 
 impl Network {
@@ -293,7 +309,10 @@ impl Network {
             out.push_str(&format!("; {selector} {delay}"));
         }
         if let Some(rate) = self.bandwidth_kbps {
-            out.push_str(&format!("; at most {rate} KB/s each way"));
+            out.push_str(&format!("; at most {rate} KB/s each way on every link"));
+        }
+        for (selector, rate) in &self.bandwidth_overrides {
+            out.push_str(&format!("; {selector} at most {rate} KB/s"));
         }
         out
     }
@@ -314,13 +333,38 @@ pub fn check_selector(selector: &str, links: &[Link]) -> anyhow::Result<()> {
     bail!("no link {selector:?}; the stack's links are {}", names.join(", "))
 }
 
-/// Parses `<link>=<delay>` (a `--link` override).
-pub fn parse_override(raw: &str) -> Result<(String, Delay), String> {
-    let (selector, delay) = raw.split_once('=').ok_or_else(|| format!("{raw:?}: expected <link>=<delay>"))?;
+/// Splits `<link>=<value>`, checking that `<link>` names one.
+pub fn split_setting<'a>(raw: &'a str, what: &str) -> Result<(String, &'a str), String> {
+    let (selector, value) = raw.split_once('=').ok_or_else(|| format!("{raw:?}: expected <link>={what}"))?;
     if !selector.contains("->") {
         return Err(format!("{selector:?} is not a link (<client>-><server>, as `harness status` lists them)"));
     }
-    Ok((selector.trim().to_owned(), delay.parse()?))
+    Ok((selector.trim().to_owned(), value))
+}
+
+/// Parses `<link>=<delay>` (a `--link` override).
+pub fn parse_override(raw: &str) -> Result<(String, Delay), String> {
+    let (selector, delay) = split_setting(raw, "<delay>")?;
+    Ok((selector, delay.parse()?))
+}
+
+/// A `--link-bandwidth`: `<rate>` for every link, or `<link>=<rate>` for the
+/// links a selector picks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BandwidthArg {
+    /// Every link.
+    All(u32),
+    /// The links of one selector.
+    Link(String, u32),
+}
+
+/// Parses a [`BandwidthArg`].
+pub fn parse_bandwidth_arg(raw: &str) -> Result<BandwidthArg, String> {
+    if !raw.contains('=') {
+        return parse_bandwidth(raw).map(BandwidthArg::All);
+    }
+    let (selector, rate) = split_setting(raw, "<rate>")?;
+    Ok(BandwidthArg::Link(selector, parse_bandwidth(rate)?))
 }
 
 /// Parses a bandwidth limit in KB/s (Toxiproxy's unit, 1000 bytes):
@@ -343,7 +387,7 @@ pub fn parse_bandwidth(raw: &str) -> Result<u32, String> {
 
 /// How to run the proxy server: its API on the stack's port, its proxies
 /// from a file, so a restarted server listens on every link again (with no
-/// delay: toxics live only in its memory).
+/// delay, bandwidth limit, cut or reset: toxics live only in its memory).
 pub fn spec(config: &StackConfig) -> anyhow::Result<Spec> {
     let program = config.toxiproxy.clone();
     if !program.is_file() {
@@ -430,7 +474,7 @@ pub struct LinkState {
     pub delay: Delay,
     /// Whether it holds every byte (a cut).
     pub cut: bool,
-    /// Whether it resets every connection that carries a byte.
+    /// Whether it drops every connection that carries a byte.
     pub reset: bool,
     /// Its bandwidth each way in KB/s, if limited.
     pub bandwidth_kbps: Option<u32>,
@@ -473,10 +517,12 @@ impl Api {
         Ok(())
     }
 
-    /// Resets (or, with `false`, stops resetting) every connection on `link`
-    /// as soon as it carries a byte either way: a peer that drops its side
-    /// (TCP RST), as a crashed host, a restarted middlebox or a NAT that
-    /// forgot the flow does. New connections are reset too while it lasts.
+    /// Drops (or, with `false`, stops dropping) every connection on `link` as
+    /// soon as it carries a byte either way, as a crashed host, a restarted
+    /// middlebox or a NAT that forgot the flow does: a connection opened
+    /// while it lasts is reset (TCP RST), one already open is closed (FIN:
+    /// Toxiproxy sets the socket to reset only when a connection opens).
+    /// An open connection that carries no byte meanwhile is left alone.
     pub async fn set_reset(&self, link: &str, reset: bool) -> anyhow::Result<()> {
         let attributes = serde_json::json!({ "timeout": 0 });
         for stream in ["upstream", "downstream"] {
@@ -582,16 +628,17 @@ fn state_of(name: String, proxy: &serde_json::Value) -> LinkState {
 pub async fn apply(config: &StackConfig, network: &Network) -> anyhow::Result<()> {
     let api = Api::new(&config.toxiproxy_url())?;
     let links = links(config);
-    for (selector, _) in &network.overrides {
+    for selector in network.selectors() {
         check_selector(selector, &links)?;
     }
     for (link, delay) in network.delays(&links) {
         if delay != Delay::NONE {
             api.set_delay(&link.name, delay).await.with_context(|| format!("delaying {}", link.name))?;
         }
-        if network.bandwidth_kbps.is_some() {
-            let limiting = || format!("limiting {}", link.name);
-            api.set_bandwidth(&link.name, network.bandwidth_kbps).await.with_context(limiting)?;
+    }
+    for (link, rate) in network.bandwidths(&links) {
+        if rate.is_some() {
+            api.set_bandwidth(&link.name, rate).await.with_context(|| format!("limiting {}", link.name))?;
         }
     }
     Ok(())
@@ -643,10 +690,14 @@ mod tests {
                 ("order->postgres-order".into(), Delay { rtt_ms: 5, jitter_ms: 0 }),
                 ("order->postgres-order".into(), Delay { rtt_ms: 7, jitter_ms: 0 }),
             ],
-            bandwidth_kbps: None,
+            bandwidth_kbps: Some(100),
+            bandwidth_overrides: vec![("gateway->order".into(), 5)],
         };
         let got: Vec<u32> = network.delays(&links).map(|(_, d)| d.rtt_ms).collect();
         assert_eq!(got, vec![1, 7]);
+        let got: Vec<Option<u32>> = network.bandwidths(&links).map(|(_, r)| r).collect();
+        assert_eq!(got, vec![Some(5), Some(100)]);
+        assert_eq!(network.selectors().count(), 3);
         assert!(check_selector("order->kafka", &links).unwrap_err().to_string().contains("gateway->order#0"));
         assert_eq!(
             parse_override("gateway->order=2ms"),
@@ -688,6 +739,9 @@ mod tests {
         assert_eq!(parse_bandwidth("100KB/s"), Ok(100));
         assert_eq!(parse_bandwidth("2MB/s"), Ok(2000));
         assert_eq!(parse_bandwidth("1.5MB/s"), Ok(1500));
+        assert_eq!(parse_bandwidth_arg("2MB/s"), Ok(BandwidthArg::All(2000)));
+        assert_eq!(parse_bandwidth_arg("order->kafka=50"), Ok(BandwidthArg::Link("order->kafka".into(), 50)));
+        assert!(parse_bandwidth_arg("order=50").is_err());
         for bad in ["0", "0.5KB/s", "-3", "fast", "20GB/s"] {
             assert!(parse_bandwidth(bad).is_err(), "{bad}");
         }

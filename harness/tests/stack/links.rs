@@ -50,13 +50,16 @@ async fn links_add_their_delay_and_carry_a_checkout() {
         "order->postgres-order=30ms",
         "--link-bandwidth",
         "10MB/s",
+        "--link-bandwidth",
+        "gateway->stock=5MB/s",
     ]);
     let status = stack.status().unwrap();
 
     // Every kind of link is there, with the delay and bandwidth it was given.
     for name in ["gateway->order#0", "gateway->stock#0", "order->stock#0", "order->payment#0", "stock->kafka#0"] {
         assert_eq!(link(&status, name)["delay"]["rtt_ms"], 10, "{name}");
-        assert_eq!(link(&status, name)["bandwidth_kbps"], 10_000, "{name}");
+        let rate = if name == "gateway->stock#0" { 5_000 } else { 10_000 };
+        assert_eq!(link(&status, name)["bandwidth_kbps"], rate, "{name}");
     }
     let order_db = link(&status, "order->postgres-order");
     assert_eq!(order_db["delay"]["rtt_ms"], 30);
@@ -101,12 +104,13 @@ async fn links_add_their_delay_and_carry_a_checkout() {
     assert_eq!(link(&stack.status().unwrap(), "order->postgres-order")["bandwidth_kbps"], Value::Null);
 
     // A reset link drops a connection that was open as soon as it carries a
-    // byte, and every new one; healed, new connections live again.
+    // byte (with a FIN), and every new one (with an RST); healed, new
+    // connections live again.
     let mut open = PgConnection::connect(&proxied).await.expect("connects");
     let out = stack.harness(&["link", "--reset", "order->postgres-order"]);
     assert!(out.status.success(), "{}", crate::support::text(&out.stderr));
     assert_eq!(link(&stack.status().unwrap(), "order->postgres-order")["reset"], true);
-    assert!(sqlx::query("SELECT 1").execute(&mut open).await.is_err(), "an open connection is reset");
+    assert!(sqlx::query("SELECT 1").execute(&mut open).await.is_err(), "an open connection is dropped");
     assert!(PgConnection::connect(&proxied).await.is_err(), "a new connection is reset");
     let out = stack.harness(&["link", "--heal", "order->postgres-order"]);
     assert!(out.status.success(), "{}", crate::support::text(&out.stderr));
@@ -134,8 +138,10 @@ async fn links_add_their_delay_and_carry_a_checkout() {
 /// payment service's broker connections are reset. Each cut is shorter than
 /// every timeout (the saga's consumer session, the 2PC prepare's), so the
 /// run shows that held bytes arrive late without harm; a reset fails what
-/// was on the wire, so the run shows that nothing half-done is left. The
-/// 5xx these faults cost are not counted against them.
+/// was on the wire, so the run shows that nothing half-done is left; a
+/// throttled link slows what crosses it. Every fault is undone before the
+/// load ends, so each hit live traffic. The 5xx these faults cost are not
+/// counted against them.
 #[test]
 fn cut_reset_and_throttled_links_under_stress_keep_every_invariant() {
     let _serial = crate::support::serial();
@@ -144,20 +150,20 @@ fn cut_reset_and_throttled_links_under_stress_keep_every_invariant() {
             "2pc",
             "no prepared transactions",
             [
-                "cut:order->stock#0@2+2s",
-                "cut:payment->postgres-payment@5+1s",
-                "reset:order->payment#0@7+1s",
-                "bandwidth:gateway->order#0@8.5+1s=20KB/s",
+                "cut:order->stock#0@1.5+1.5s",
+                "cut:payment->postgres-payment@3.5+1s",
+                "reset:order->payment#0@5+1s",
+                "bandwidth:gateway->order#0@6.5+1s=20KB/s",
             ],
         ),
         (
             "saga",
             "one effect per saga step",
             [
-                "cut:stock->kafka#0@2+2s",
-                "cut:order->postgres-order@5+1s",
-                "reset:payment->kafka#0@7+1s",
-                "bandwidth:order->kafka#0@8.5+1s=20KB/s",
+                "cut:stock->kafka#0@1.5+1.5s",
+                "cut:order->postgres-order@3.5+1s",
+                "reset:payment->kafka#0@5+1s",
+                "bandwidth:order->kafka#0@6.5+1s=20KB/s",
             ],
         ),
     ] {
@@ -171,7 +177,10 @@ fn cut_reset_and_throttled_links_under_stress_keep_every_invariant() {
         args[at + 1] = "3000";
         let record = crate::support::harness_run(&format!("links-faults-{protocol}"), &args);
         record.assert_held(checked);
-        let mut applied: Vec<String> = record.applied_faults().into_iter().map(|(_, what)| what).collect();
+        let events = record.applied_faults();
+        let last = events.iter().map(|(at, _)| *at).fold(0.0, f64::max);
+        assert!(last < record.load_s(), "{protocol}: a fault was undone at {last} s, after the load's end: {record}");
+        let mut applied: Vec<String> = events.into_iter().map(|(_, what)| what).collect();
         applied.sort();
         let mut want: Vec<String> = faults.iter().flat_map(|f| applied_and_undone(f)).collect();
         want.sort();

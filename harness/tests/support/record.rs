@@ -44,6 +44,11 @@ impl Record {
         self.0["statuses"][status].as_u64().unwrap_or(0)
     }
 
+    /// How long the load ran, in seconds (its checkouts over its throughput).
+    pub fn load_s(&self) -> f64 {
+        self.0["checkouts"].as_f64().unwrap() / self.0["throughput"].as_f64().unwrap()
+    }
+
     /// Replies of every status.
     pub fn sent(&self) -> u64 {
         self.0["statuses"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum()
