@@ -29,6 +29,7 @@ mod kind;
 pub mod listen;
 mod outcome;
 mod resource;
+pub mod schema;
 pub mod spans;
 pub mod timeouts;
 

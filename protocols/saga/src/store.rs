@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use protocol_core::schema::ProtocolSchema;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -33,69 +34,39 @@ pub enum Schema {
     Participant,
 }
 
+const ORCHESTRATOR: ProtocolSchema = ProtocolSchema {
+    name: "saga-orchestrator",
+    sql: &[include_str!("../sql/outbox_inbox.sql"), include_str!("../sql/orchestrator.sql")],
+    tables: &["sagas", "saga_outbox", "saga_inbox", "saga_dead_letters"],
+};
+
+const PARTICIPANT: ProtocolSchema = ProtocolSchema {
+    name: "saga-participant",
+    sql: &[include_str!("../sql/outbox_inbox.sql"), include_str!("../sql/participant.sql")],
+    tables: &["saga_effects", "saga_outbox", "saga_inbox", "saga_dead_letters"],
+};
+
 impl Schema {
-    /// The tables [`install`] creates for this schema that hold protocol
-    /// state (every one but the schema digest).
-    pub fn tables(self) -> &'static [&'static str] {
+    /// Its SQL and tables.
+    pub fn definition(self) -> &'static ProtocolSchema {
         match self {
-            Schema::Orchestrator => &["sagas", "saga_outbox", "saga_inbox", "saga_dead_letters"],
-            Schema::Participant => &["saga_effects", "saga_outbox", "saga_inbox", "saga_dead_letters"],
+            Schema::Orchestrator => &ORCHESTRATOR,
+            Schema::Participant => &PARTICIPANT,
         }
     }
+
+    /// The tables [`install`] creates for this schema that hold protocol
+    /// state.
+    pub fn tables(self) -> &'static [&'static str] {
+        self.definition().tables
+    }
 }
 
-/// Creates the saga tables if they do not exist. The tables belong to the
-/// protocol, not to a service, so they are installed by it at start-up rather
-/// than by each service's migrations; an advisory lock keeps replicas that
-/// start together from racing on the DDL.
-///
-/// A replica restarting beside live ones must not run the DDL again: even
-/// `CREATE INDEX IF NOT EXISTS` locks its table before it looks for the
-/// index, and that lock, taken table after table while live checkouts lock
-/// the same tables in another order, is a deadlock (a checkout answered 503).
-/// So the digest of the SQL installed is recorded in `saga_schema`, and a
-/// start that finds its own digest there touches no saga table.
+/// Creates the saga tables if they do not exist: the protocol's, installed
+/// by it at start-up rather than by each service's migrations, and skipped
+/// when already in place ([`protocol_core::schema`]).
 pub async fn install(pool: &PgPool, schema: Schema) -> sqlx::Result<()> {
-    const LOCK: i64 = 0x5a6a_0001;
-    let (name, own) = match schema {
-        Schema::Orchestrator => ("orchestrator", include_str!("../sql/orchestrator.sql")),
-        Schema::Participant => ("participant", include_str!("../sql/participant.sql")),
-    };
-    let shared = include_str!("../sql/outbox_inbox.sql");
-    let digest = schema_digest(&[shared, own]);
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOCK).execute(&mut *tx).await?;
-    // "already exists, skipping" notices on every start are noise in the logs.
-    sqlx::query("SET LOCAL client_min_messages = warning").execute(&mut *tx).await?;
-    sqlx::query("CREATE TABLE IF NOT EXISTS saga_schema (name TEXT PRIMARY KEY, digest TEXT NOT NULL)")
-        .execute(&mut *tx)
-        .await?;
-    let installed: Option<String> = sqlx::query_scalar("SELECT digest FROM saga_schema WHERE name = $1")
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if installed.as_deref() == Some(digest.as_str()) {
-        return tx.commit().await;
-    }
-    sqlx::raw_sql(shared).execute(&mut *tx).await?;
-    sqlx::raw_sql(own).execute(&mut *tx).await?;
-    sqlx::query("INSERT INTO saga_schema (name, digest) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET digest = $2")
-        .bind(name)
-        .bind(&digest)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await
-}
-
-/// FNV-1a over the SQL texts, in hex: stable across builds and Rust
-/// versions, so only a change of the SQL runs the DDL again.
-fn schema_digest(parts: &[&str]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in parts.iter().flat_map(|p| p.bytes().chain([0])) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
+    protocol_core::schema::install(pool, schema.definition()).await
 }
 
 /// An outbox row as written, for the relay to publish without reading it

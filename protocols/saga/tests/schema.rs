@@ -37,7 +37,7 @@ async fn install_twice_beside_a_writer() {
         tx.rollback().await.unwrap();
         // `close` waits for every connection to come back: hand this one back first.
         drop(writer);
-        let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM saga_schema").fetch_one(&pool).await.unwrap();
+        let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM protocol_schema").fetch_one(&pool).await.unwrap();
         assert_eq!(recorded, 1);
         pool.close().await;
     }

@@ -13,7 +13,7 @@
 //! earlier): recovery only picks decisions older than its minimum age, so it
 //! does not race the live phase two of a decision taken a moment ago.
 //!
-//! Required schema (the order service's migrations create it):
+//! Required schema (`sql/coordinator.sql`, installed by [`crate::schema`]):
 //!
 //! ```sql
 //! CREATE TABLE twopc_decisions (
@@ -41,7 +41,7 @@ fn parse(decision: &str) -> sqlx::Result<Decision> {
 
 /// Inserts the commit decision inside the caller's transaction. Returns the
 /// decision now on record: `Abort` if recovery got there first.
-/// The decision log's table (the order service's migrations create it).
+/// The decision log's table ([`crate::schema`] installs it).
 pub const TABLE: &str = "twopc_decisions";
 
 pub async fn record_commit(

@@ -20,6 +20,7 @@
 //! - [`coordinator`]: the runner around it (calls, decision log, recovery);
 //! - [`transport`]: how it reaches the participants (HTTP, or in process);
 //! - [`participant`]: prepare / commit / rollback / recovery in a participant;
+//! - [`schema`]: the protocol's tables, installed at start-up;
 //! - [`decision_log`], [`gid`], [`messages`], [`metrics`], [`client`].
 
 pub mod client;
@@ -30,6 +31,7 @@ pub mod machine;
 pub mod messages;
 pub mod metrics;
 pub mod participant;
+pub mod schema;
 pub mod transport;
 
 pub use coordinator::{Coordinator, CoordinatorSettings};

@@ -9,7 +9,7 @@
 //! tombstone (`outcome = 'aborted'`), so a prepare that arrives after its
 //! rollback finds the gid taken and is refused.
 //!
-//! Required schema (the participant services' migrations create it):
+//! Required schema (`sql/participant.sql`, installed by [`crate::schema`]):
 //!
 //! ```sql
 //! CREATE TABLE twopc_branches (
@@ -401,8 +401,8 @@ impl ParticipantRunner {
     }
 }
 
-/// The table of a participant's branch outcomes (the services' migrations
-/// create it: see the module docs).
+/// The table of a participant's branch outcomes ([`crate::schema`]
+/// installs it: see the module docs).
 pub const BRANCHES_TABLE: &str = "twopc_branches";
 
 /// Rolls back every branch of this protocol prepared in `pool`'s database,

@@ -46,6 +46,15 @@ fn options(size: u32) -> PgPoolOptions {
 pub const ACQUIRE: protocol_core::timeouts::Budget =
     protocol_core::timeouts::Budget::new("pool acquire", ACQUIRE_TIMEOUT);
 
+/// A service's migrations as it runs them. Migration 0002 of each service
+/// (the 2PC tables) moved to the `twopc` crate, which installs its tables
+/// itself; a database made before still lists it as applied, so a missing
+/// migration is not an error.
+pub fn migrator(mut migrations: Migrator) -> Migrator {
+    migrations.set_ignore_missing(true);
+    migrations
+}
+
 /// Connects a pool of `size` connections and brings the schema up to date.
 ///
 /// Migrations take an advisory lock, so replicas starting together are safe.

@@ -105,6 +105,7 @@ pub async fn build(
     let own = routes(&pool)?;
     match common.protocol {
         ProtocolKind::TwoPc => {
+            twopc::schema::install(&pool, twopc::schema::Schema::Participant).await?;
             let side = crate::twopc_side::Participant::new(
                 spec.branch,
                 &pool,

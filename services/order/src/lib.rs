@@ -27,8 +27,10 @@ pub use checkout::Checkout;
 pub use stock_client::StockClient;
 pub use store::{Order, Store};
 
-/// Embedded schema migrations.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// Embedded schema migrations (the service's own tables; each protocol
+/// installs its own when the service starts with it).
+pub static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
+    std::sync::LazyLock::new(|| service_common::db::migrator(sqlx::migrate!("./migrations")));
 
 /// Configuration of the order service binary.
 #[derive(Debug, Clone, Parser)]
@@ -194,6 +196,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     let mut saga_side = None;
     let checkout = match config.common.protocol {
         ProtocolKind::TwoPc => {
+            twopc::schema::install(&pool, twopc::schema::Schema::Coordinator).await?;
             let prepare_timeout = Duration::from_millis(config.prepare_timeout_ms);
             let instance = twopc::InstanceName::sanitize(config.common.instance.as_deref().unwrap_or("order"))?;
             let coordinator = twopc::Coordinator::new(

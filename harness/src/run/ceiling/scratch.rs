@@ -1,6 +1,6 @@
 //! The ceiling's scratch databases: one per PostgreSQL cluster, beside the
-//! service's own, with the services' schema (their migrations and the saga
-//! tables, installed by the same code the services run) and a copy of the
+//! service's own, with the services' schema (their migrations and both
+//! protocols' tables, installed by the same code the services run) and a copy of the
 //! run's data. The service databases are only read, so the verifier judges
 //! exactly what the protocol did.
 
@@ -32,11 +32,18 @@ enum Role {
 }
 
 impl Role {
-    fn migrator(self) -> sqlx::migrate::Migrator {
+    fn migrator(self) -> &'static sqlx::migrate::Migrator {
         match self {
-            Role::Order => sqlx::migrate!("../services/order/migrations"),
-            Role::Stock => sqlx::migrate!("../services/stock/migrations"),
-            Role::Payment => sqlx::migrate!("../services/payment/migrations"),
+            Role::Order => &order_service::MIGRATOR,
+            Role::Stock => &stock_service::MIGRATOR,
+            Role::Payment => &payment_service::MIGRATOR,
+        }
+    }
+
+    fn twopc_schema(self) -> twopc::schema::Schema {
+        match self {
+            Role::Order => twopc::schema::Schema::Coordinator,
+            Role::Stock | Role::Payment => twopc::schema::Schema::Participant,
         }
     }
 
@@ -50,13 +57,13 @@ impl Role {
     /// Every table a checkout writes, emptied before each replay: the
     /// service's own and those each protocol names as its state.
     fn tables(self) -> String {
-        let (service, twopc): (&[&str], &str) = match self {
-            Role::Order => (&["orders", "order_items"], twopc::decision_log::TABLE),
-            Role::Stock => (&["items"], twopc::participant::BRANCHES_TABLE),
-            Role::Payment => (&["users"], twopc::participant::BRANCHES_TABLE),
+        let service: &[&str] = match self {
+            Role::Order => &["orders", "order_items"],
+            Role::Stock => &["items"],
+            Role::Payment => &["users"],
         };
         let mut tables: Vec<&str> = service.to_vec();
-        tables.push(twopc);
+        tables.extend(self.twopc_schema().tables());
         tables.extend(self.saga_schema().tables());
         tables.join(", ")
     }
@@ -212,6 +219,7 @@ fn options(connections: usize) -> PgPoolOptions {
 
 async fn install(pool: &PgPool, role: Role) -> anyhow::Result<()> {
     role.migrator().run(pool).await?;
+    twopc::schema::install(pool, role.twopc_schema()).await?;
     saga::store::install(pool, role.saga_schema()).await?;
     Ok(())
 }

@@ -191,6 +191,7 @@ async fn retention_deletes_only_rows_older_than_their_guarantee() {
     let db = service_testkit::fresh_database("retention").await;
     let pool = sqlx::PgPool::connect(&db).await.unwrap();
     stock_service::MIGRATOR.run(&pool).await.unwrap();
+    twopc::schema::install(&pool, twopc::schema::Schema::Participant).await.unwrap();
     saga::store::install(&pool, saga::store::Schema::Participant).await.unwrap();
     let branch_days = twopc::participant::BRANCH_RETENTION.as_secs_f64() / 86_400.0;
     let dedup_days = saga::store::DEDUP_RETENTION.as_secs_f64() / 86_400.0;
@@ -248,4 +249,37 @@ async fn batch_init_refuses_with_409_while_a_branch_holds_an_item() {
     assert_eq!(app.get("/stock/find/0").await.1["stock"], 7);
     assert_eq!(app.post("/stock/batch_init/2/50/1").await.0, 200);
     assert_eq!(app.get("/stock/find/0").await.1["stock"], 50);
+}
+
+/// A database made before the 2PC tables moved from the services' migrations
+/// (0002) to the protocol: its migration history lists 0002 and it holds the
+/// table as that migration made it. The service's migrations still run
+/// (the missing one is ignored), and the protocol's install adopts the table
+/// and its rows; a start that follows touches nothing.
+#[tokio::test]
+async fn a_database_from_before_the_2pc_tables_moved_still_starts() {
+    let db = service_testkit::fresh_database("schema-upgrade").await;
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    stock_service::MIGRATOR.run(&pool).await.unwrap();
+    // What migration 0002 did, and its entry in the history.
+    sqlx::raw_sql(
+        "CREATE TABLE twopc_branches (
+             gid TEXT PRIMARY KEY,
+             outcome TEXT NOT NULL CHECK (outcome IN ('committed', 'aborted')),
+             recorded_at TIMESTAMPTZ NOT NULL DEFAULT now());
+         INSERT INTO twopc_branches (gid, outcome) VALUES ('s2pc:c:old:stock', 'aborted');
+         INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (2, 'twopc branches', true, '\\x00', 1);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    stock_service::MIGRATOR.run(&pool).await.expect("a migration that moved out is not an error");
+    for _ in 0..2 {
+        twopc::schema::install(&pool, twopc::schema::Schema::Participant).await.unwrap();
+    }
+    let gids: Vec<String> = sqlx::query_scalar("SELECT gid FROM twopc_branches").fetch_all(&pool).await.unwrap();
+    assert_eq!(gids, ["s2pc:c:old:stock"]);
+    let recorded: Vec<String> = sqlx::query_scalar("SELECT name FROM protocol_schema").fetch_all(&pool).await.unwrap();
+    assert_eq!(recorded, ["2pc-participant"]);
 }

@@ -1,6 +1,6 @@
 -- 2PC decision log (protocols/twopc/src/decision_log.rs). The primary key makes
 -- the decision of a transaction unique: commit and abort can never both be recorded.
-CREATE TABLE twopc_decisions (
+CREATE TABLE IF NOT EXISTS twopc_decisions (
     txn_id      UUID PRIMARY KEY,
     coordinator TEXT NOT NULL,
     order_id    TEXT,
@@ -10,7 +10,7 @@ CREATE TABLE twopc_decisions (
 );
 
 -- An order is paid by at most one committed transaction.
-CREATE UNIQUE INDEX twopc_one_commit_per_order ON twopc_decisions (order_id) WHERE decision = 'commit';
+CREATE UNIQUE INDEX IF NOT EXISTS twopc_one_commit_per_order ON twopc_decisions (order_id) WHERE decision = 'commit';
 
 -- Recovery scans only what is unfinished.
-CREATE INDEX twopc_unfinished ON twopc_decisions (decided_at) WHERE NOT finished;
+CREATE INDEX IF NOT EXISTS twopc_unfinished ON twopc_decisions (decided_at) WHERE NOT finished;
