@@ -15,7 +15,12 @@
 //! So the digest of the SQL installed is recorded in `protocol_schema`, and a
 //! start that finds its own digest there touches no protocol table. The SQL
 //! itself is idempotent (`IF NOT EXISTS`), so a database whose tables came
-//! from an older release is brought up to date, not refused.
+//! from an older release is brought up to date, not refused. The saga's
+//! digests used to live in `saga_schema`: a matching record there counts
+//! ([`ProtocolSchema::recorded_before`]). The 2PC tables used to come from
+//! the services' migrations, with no digest: the first start on this release
+//! runs their (idempotent) DDL once, which on the coordinator briefly holds
+//! `twopc_decisions` in `SHARE` mode (one table: a stall, not a deadlock).
 
 use sqlx::PgPool;
 
@@ -28,6 +33,10 @@ pub struct ProtocolSchema {
     pub sql: &'static [&'static str],
     /// The tables it creates that hold protocol state.
     pub tables: &'static [&'static str],
+    /// Where an older release recorded the digest of this schema: (table,
+    /// name). A database whose record there matches is taken as installed,
+    /// so its first start on this release runs no DDL either.
+    pub recorded_before: Option<(&'static str, &'static str)>,
 }
 
 /// The advisory lock that keeps replicas starting together from racing on the
@@ -44,24 +53,42 @@ pub async fn install(pool: &PgPool, schema: &ProtocolSchema) -> sqlx::Result<()>
     sqlx::query("CREATE TABLE IF NOT EXISTS protocol_schema (name TEXT PRIMARY KEY, digest TEXT NOT NULL)")
         .execute(&mut *tx)
         .await?;
-    let installed: Option<String> = sqlx::query_scalar("SELECT digest FROM protocol_schema WHERE name = $1")
+    let mut installed: Option<String> = sqlx::query_scalar("SELECT digest FROM protocol_schema WHERE name = $1")
         .bind(schema.name)
         .fetch_optional(&mut *tx)
         .await?;
+    if let (None, Some((table, name))) = (&installed, schema.recorded_before) {
+        let exists: bool =
+            sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table).fetch_one(&mut *tx).await?;
+        if exists {
+            installed = sqlx::query_scalar(&format!("SELECT digest FROM {table} WHERE name = $1"))
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        }
+    }
     if installed.as_deref() == Some(digest.as_str()) {
+        record(&mut tx, schema.name, &digest).await?;
         return tx.commit().await;
     }
     for sql in schema.sql {
         sqlx::raw_sql(sql).execute(&mut *tx).await?;
     }
-    sqlx::query(
-        "INSERT INTO protocol_schema (name, digest) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET digest = $2",
-    )
-    .bind(schema.name)
-    .bind(&digest)
-    .execute(&mut *tx)
-    .await?;
+    record(&mut tx, schema.name, &digest).await?;
     tx.commit().await
+}
+
+/// Records `digest` as installed for `name` (a no-op when it already is).
+async fn record(conn: &mut sqlx::PgConnection, name: &str, digest: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO protocol_schema (name, digest) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET digest = $2 WHERE protocol_schema.digest <> $2",
+    )
+    .bind(name)
+    .bind(digest)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// FNV-1a over the SQL texts, in hex: stable across builds and Rust

@@ -38,12 +38,14 @@ const ORCHESTRATOR: ProtocolSchema = ProtocolSchema {
     name: "saga-orchestrator",
     sql: &[include_str!("../sql/outbox_inbox.sql"), include_str!("../sql/orchestrator.sql")],
     tables: &["sagas", "saga_outbox", "saga_inbox", "saga_dead_letters"],
+    recorded_before: Some(("saga_schema", "orchestrator")),
 };
 
 const PARTICIPANT: ProtocolSchema = ProtocolSchema {
     name: "saga-participant",
     sql: &[include_str!("../sql/outbox_inbox.sql"), include_str!("../sql/participant.sql")],
     tables: &["saga_effects", "saga_outbox", "saga_inbox", "saga_dead_letters"],
+    recorded_before: Some(("saga_schema", "participant")),
 };
 
 impl Schema {

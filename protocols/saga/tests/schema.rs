@@ -42,3 +42,39 @@ async fn install_twice_beside_a_writer() {
         pool.close().await;
     }
 }
+
+/// A database installed by a release that recorded the saga's digest in
+/// `saga_schema`: the first install on this release finds the same digest
+/// there, records it in `protocol_schema` and runs no DDL, so it returns at
+/// once beside a writer holding every saga table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_recorded_by_an_older_release_counts() {
+    tokio::time::timeout(Duration::from_secs(60), adopt_the_old_record()).await.expect("the test hung");
+}
+
+async fn adopt_the_old_record() {
+    let pool = common::fresh_pool("schema-old-record").await;
+    saga::store::install(&pool, Schema::Participant).await.unwrap();
+    // What the older release left: its record, under its own names, and no other.
+    sqlx::raw_sql(
+        "CREATE TABLE saga_schema (name TEXT PRIMARY KEY, digest TEXT NOT NULL);
+         INSERT INTO saga_schema SELECT 'participant', digest FROM protocol_schema;
+         DELETE FROM protocol_schema;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut writer = pool.acquire().await.unwrap();
+    let mut tx = writer.begin().await.unwrap();
+    sqlx::query("LOCK TABLE saga_outbox, saga_inbox, saga_effects IN ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let again = tokio::time::timeout(Duration::from_secs(10), saga::store::install(&pool, Schema::Participant)).await;
+    assert!(matches!(again, Ok(Ok(()))), "an install with the old record waited on a table in use: {again:?}");
+    tx.rollback().await.unwrap();
+    drop(writer);
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM protocol_schema").fetch_all(&pool).await.unwrap();
+    assert_eq!(names, ["saga-participant"], "the old record is carried over");
+    pool.close().await;
+}

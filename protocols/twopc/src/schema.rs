@@ -20,12 +20,14 @@ const COORDINATOR: ProtocolSchema = ProtocolSchema {
     name: "2pc-coordinator",
     sql: &[include_str!("../sql/coordinator.sql")],
     tables: &[decision_log::TABLE],
+    recorded_before: None,
 };
 
 const PARTICIPANT: ProtocolSchema = ProtocolSchema {
     name: "2pc-participant",
     sql: &[include_str!("../sql/participant.sql")],
     tables: &[participant::BRANCHES_TABLE],
+    recorded_before: None,
 };
 
 impl Schema {

@@ -46,22 +46,31 @@ fn options(size: u32) -> PgPoolOptions {
 pub const ACQUIRE: protocol_core::timeouts::Budget =
     protocol_core::timeouts::Budget::new("pool acquire", ACQUIRE_TIMEOUT);
 
-/// A service's migrations as it runs them. Migration 0002 of each service
-/// (the 2PC tables) moved to the `twopc` crate, which installs its tables
-/// itself; a database made before still lists it as applied, so a missing
-/// migration is not an error.
-pub fn migrator(mut migrations: Migrator) -> Migrator {
-    migrations.set_ignore_missing(true);
-    migrations
-}
-
 /// Connects a pool of `size` connections and brings the schema up to date.
 ///
 /// Migrations take an advisory lock, so replicas starting together are safe.
 pub async fn connect(url: &str, size: u32, migrator: &Migrator) -> anyhow::Result<PgPool> {
     let pool = options(size).connect(url).await.with_context(|| format!("connecting to {}", redact(url)))?;
+    forget_moved_migrations(&pool).await.context("updating the migration history")?;
     migrator.run(&pool).await.context("running migrations")?;
     Ok(pool)
+}
+
+/// Migration 0002 of every service made the 2PC tables; they moved to the
+/// `twopc` crate, which installs them itself (`twopc::schema`). A database
+/// made before lists 0002 as applied, which sqlx would refuse as missing:
+/// that one entry is forgotten (its tables stay, and the protocol adopts
+/// them). Version 0002 is never to be used again: an older database keeps
+/// its entry until it starts here once.
+async fn forget_moved_migrations(pool: &PgPool) -> sqlx::Result<()> {
+    let history: bool =
+        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
+    if history {
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 2 AND description LIKE 'twopc %'")
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
 }
 
 /// A second pool of `size` connections to the database of `pool`, for work

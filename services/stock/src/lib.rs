@@ -22,8 +22,7 @@ pub use store::Store;
 
 /// Embedded schema migrations (the service's own tables; each protocol
 /// installs its own when the service starts with it).
-pub static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
-    std::sync::LazyLock::new(|| service_common::db::migrator(sqlx::migrate!("./migrations")));
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// What the stock service is to the protocols.
 pub fn spec() -> Spec {
