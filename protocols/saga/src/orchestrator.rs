@@ -33,7 +33,7 @@ use crate::messages::{Body, Envelope, Step};
 use crate::metrics::{Gauges, Metrics};
 use crate::relay::Outbox;
 use crate::sagas;
-use crate::store::{self, OutboxRow};
+use crate::store::{self, Claimed, OutboxRow};
 
 /// PostgreSQL channel on which terminal sagas are announced (payload: saga id).
 const DONE_CHANNEL: &str = "saga_done";
@@ -249,14 +249,16 @@ impl Orchestrator {
         let mut tiles = Tiles::start(&msg.order_id);
         let mut tx = self.pool.begin().await?;
         tiles.mark(Phase::Pool);
-        if !store::claim(&mut tx, msg.message_id, &self.metrics).await? {
-            return Ok(()); // a duplicate: the transaction wrote nothing
-        }
-        let Some((mut saga, request)) = sagas::lock(&mut tx, msg.saga_id).await? else {
-            tracing::warn!(saga = %msg.saga_id, "reply for an unknown saga");
-            tx.commit().await?;
-            return Ok(());
-        };
+        let (mut saga, request) =
+            match sagas::claim_and_lock(&mut tx, msg.message_id, msg.saga_id, &self.metrics).await? {
+                Claimed::Duplicate => return Ok(()), // the transaction wrote nothing
+                Claimed::First(Some(locked)) => locked,
+                Claimed::First(None) => {
+                    tracing::warn!(saga = %msg.saga_id, "reply for an unknown saga");
+                    tx.commit().await?;
+                    return Ok(());
+                }
+            };
         let Some(actions) = saga.on(event.clone()) else {
             // A late or repeated reply: only its inbox record is kept.
             tx.commit().await?;

@@ -20,11 +20,12 @@ use protocol_core::{Receipt, RejectReason, Resource, Work, crashpoint};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
+use crate::claim_then_lock;
 use crate::consumer::{Handler, Poison};
 use crate::messages::{Body, Envelope, Step};
 use crate::metrics::Metrics;
 use crate::relay::Outbox;
-use crate::store;
+use crate::store::{self, Claimed};
 
 /// Handles the commands of one step.
 pub struct ParticipantHandler {
@@ -70,7 +71,9 @@ impl Recorded {
     }
 }
 
-type EffectRow = (String, Option<Json<Work>>, Option<Json<RejectReason>>, Option<Json<Receipt>>);
+/// A claim and the effect record it locked ([`claim_then_lock!`]): whether the
+/// claim is new, then the record's columns, all `NULL` without a record.
+type EffectRow = (bool, Option<String>, Option<Json<Work>>, Option<Json<RejectReason>>, Option<Json<Receipt>>);
 
 /// A recorded effect: its state, its work and refusal reason, and its receipt.
 type Effect = (Recorded, Option<Work>, Option<RejectReason>, Option<Receipt>);
@@ -90,14 +93,17 @@ impl ParticipantHandler {
         let mut tiles = Tiles::start(&msg.order_id);
         let mut tx = self.pool.begin().await?;
         tiles.mark(Phase::Pool);
-        if !store::claim(&mut tx, msg.message_id, &self.metrics).await? {
+        let (first, state, work, reason, receipt): EffectRow = sqlx::query_as(claim_then_lock!(
+            "SELECT state, work, reason, receipt FROM saga_effects WHERE saga_id = $2 AND claim.first FOR UPDATE"
+        ))
+        .bind(msg.message_id)
+        .bind(msg.saga_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let recorded = state.map(|state| (state, work, reason, receipt));
+        let Claimed::First(recorded) = Claimed::of(first, recorded, &self.metrics) else {
             return Ok(()); // a duplicate: the transaction wrote nothing
-        }
-        let recorded: Option<EffectRow> =
-            sqlx::query_as("SELECT state, work, reason, receipt FROM saga_effects WHERE saga_id = $1 FOR UPDATE")
-                .bind(msg.saga_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        };
         if recorded.is_some() {
             // Every command handled for a saga keeps its record from ageing out
             // (store::DEDUP_RETENTION).
@@ -114,19 +120,22 @@ impl ParticipantHandler {
         };
         let reply = match (&msg.body, recorded) {
             (Body::Action { work }, None) => {
-                let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+                // A refusal rolls back what the step changed before it found
+                // it could not go on. The savepoint is never released: it
+                // ends with the transaction, one round trip fewer on every
+                // step that succeeds.
+                sqlx::query("SAVEPOINT apply").execute(&mut *tx).await?;
                 tiles.mark(Phase::Sql);
-                let applied = self.resource.apply(&mut savepoint, work).await?;
+                let applied = self.resource.apply(&mut tx, work).await?;
                 tiles.mark(Phase::RowLock);
                 match applied {
                     Ok(receipt) => {
-                        savepoint.commit().await?;
                         self.record(&mut tx, &msg, Recorded::Applied, Some(work), None, Some(&receipt)).await?;
                         Metrics::incr(&self.metrics.applied);
                         Body::Done
                     }
                     Err(reason) => {
-                        savepoint.rollback().await?;
+                        sqlx::query("ROLLBACK TO SAVEPOINT apply").execute(&mut *tx).await?;
                         self.record(&mut tx, &msg, Recorded::Refused, None, Some(&reason), None).await?;
                         Metrics::incr(&self.metrics.refused);
                         Body::Refused { reason }

@@ -1,16 +1,18 @@
 //! The orchestrator's `sagas` table, one function per statement. The
-//! orchestrator runs them, and so does the harness's raw ceiling
-//! (`harness/src/run/ceiling/saga_work.rs`), which replays a checkout's
-//! database work without Kafka: the yardstick measures the protocol's own
-//! statements, not a copy that could drift from them.
+//! orchestrator runs them, and so does the harness's raw ceiling, which runs
+//! the orchestrator and the participants over [`crate::in_process::Bus`]
+//! (`harness/src/run/ceiling/engine.rs`) to replay a checkout's database
+//! work without Kafka: the yardstick measures the protocol's own statements,
+//! not a copy that could drift from them.
 
 use protocol_core::CheckoutRequest;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::in_flight_sql;
 use crate::machine::Saga;
+use crate::store::Claimed;
+use crate::{Metrics, claim_then_lock, in_flight_sql};
 
 /// The saga of `order_id` still in flight, if any (one per order at most).
 pub async fn in_flight_of(conn: &mut PgConnection, order_id: &str) -> sqlx::Result<Option<Uuid>> {
@@ -38,15 +40,25 @@ pub async fn insert(
         .map(drop)
 }
 
-/// The saga's state and request, its row locked until the transaction ends
-/// (one reply of a saga at a time); `None` for an unknown saga.
-pub async fn lock(conn: &mut PgConnection, saga_id: Uuid) -> sqlx::Result<Option<(Saga, CheckoutRequest)>> {
-    let row: Option<(Json<Saga>, Json<CheckoutRequest>)> =
-        sqlx::query_as("SELECT state, request FROM sagas WHERE saga_id = $1 FOR UPDATE")
-            .bind(saga_id)
-            .fetch_optional(conn)
-            .await?;
-    Ok(row.map(|(Json(saga), Json(request))| (saga, request)))
+/// Claims reply `message_id` in the inbox and, when the claim is new, reads
+/// the saga's state and request with its row locked until the transaction
+/// ends (one reply of a saga at a time), in one round trip
+/// ([`claim_then_lock!`]); `First(None)` for an unknown saga.
+pub async fn claim_and_lock(
+    conn: &mut PgConnection,
+    message_id: Uuid,
+    saga_id: Uuid,
+    metrics: &Metrics,
+) -> sqlx::Result<Claimed<(Saga, CheckoutRequest)>> {
+    let (first, state, request): (bool, Option<Json<Saga>>, Option<Json<CheckoutRequest>>) = sqlx::query_as(
+        claim_then_lock!("SELECT state, request FROM sagas WHERE saga_id = $2 AND claim.first FOR UPDATE"),
+    )
+    .bind(message_id)
+    .bind(saga_id)
+    .fetch_one(conn)
+    .await?;
+    let locked = state.zip(request).map(|(Json(saga), Json(request))| (saga, request));
+    Ok(Claimed::of(first, locked, metrics))
 }
 
 /// Persists the saga's new state. A terminal state also records when it

@@ -130,20 +130,58 @@ pub async fn enqueue(conn: &mut PgConnection, msgs: &[Envelope]) -> sqlx::Result
     Ok(rows)
 }
 
-/// Records `message_id` as handled, inside the caller's transaction. `false`
-/// means it was handled before (or is being handled by a transaction that
-/// committed first), and is counted in `metrics`: the caller must not apply
-/// it again, and ends its transaction having written nothing.
-pub async fn claim(conn: &mut PgConnection, message_id: Uuid, metrics: &crate::Metrics) -> sqlx::Result<bool> {
-    let inserted = sqlx::query("INSERT INTO saga_inbox (message_id) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(message_id)
-        .execute(conn)
-        .await?;
-    let first = inserted.rows_affected() == 1;
-    if !first {
-        crate::Metrics::incr(&metrics.duplicates);
+/// A statement that records message `$1` as handled (the inbox claim) and,
+/// only when the claim is new, runs `$lock`: a `SELECT ... FOR UPDATE` of the
+/// record the message acts on, which may use `claim.first` and the
+/// statement's other parameters. One round trip where a claim and a read
+/// would take two, on every hop of a saga's critical path.
+///
+/// The row is `(first, <the columns of $lock>)`, those `NULL` when `$lock`
+/// found nothing or the claim was not new. The lateral join reads
+/// `claim.first` before it runs `$lock`, so the claim always completes
+/// before the lock is taken: every handler takes the inbox row first and
+/// the record's lock second, as two statements would, and two deliveries of
+/// one message cannot deadlock over the two.
+///
+/// `first == false` means the message was handled before (or by a
+/// transaction that committed first): the caller must not apply it again,
+/// gets [`Claimed::Duplicate`] and ends its transaction having
+/// written nothing.
+#[macro_export]
+macro_rules! claim_then_lock {
+    ($lock:literal) => {
+        concat!(
+            "WITH claimed AS (INSERT INTO saga_inbox (message_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1),
+                  claim AS (SELECT count(*) = 1 AS first FROM claimed)
+             SELECT claim.first, locked.* FROM claim LEFT JOIN LATERAL (",
+            $lock,
+            ") AS locked ON true"
+        )
+    };
+}
+
+/// What a [`claim_then_lock!`] statement found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed<T> {
+    /// The message was handled before (or by a transaction that committed
+    /// first): the caller must not apply it again, and ends its transaction
+    /// having written nothing.
+    Duplicate,
+    /// The claim is new; the locked record, if there is one.
+    First(Option<T>),
+}
+
+impl<T> Claimed<T> {
+    /// `Duplicate` unless `first`, counting a duplicate in `metrics`; a new
+    /// claim carries what `locked` found.
+    pub fn of(first: bool, locked: Option<T>, metrics: &crate::Metrics) -> Self {
+        if first {
+            Claimed::First(locked)
+        } else {
+            crate::Metrics::incr(&metrics.duplicates);
+            Claimed::Duplicate
+        }
     }
-    Ok(first)
 }
 
 /// Outbox rows not yet published.

@@ -57,19 +57,22 @@ async fn take(conn: &mut PgConnection, work: &Work) -> sqlx::Result<Result<Vec<i
     };
     // Fail fast without queueing on row locks: the committed stock excludes
     // the decrements of branches still prepared, so if it is already short
-    // the checkout cannot succeed now whatever those branches decide.
+    // the checkout cannot succeed now whatever those branches decide. One
+    // read for every line; the first line that cannot be taken, in work
+    // order, names the refusal.
+    let ids: Vec<&str> = items.iter().map(|line| line.item_id.as_str()).collect();
+    let committed: Vec<(String, i64, bool)> =
+        sqlx::query_as(&format!("SELECT item_id, stock, {RESET_AFTER} FROM items WHERE item_id = ANY($1)"))
+            .bind(&ids)
+            .bind(as_of_us)
+            .fetch_all(&mut *conn)
+            .await?;
     for line in items {
-        let committed: Option<(i64, bool)> =
-            sqlx::query_as(&format!("SELECT stock, {RESET_AFTER} FROM items WHERE item_id = $1"))
-                .bind(&line.item_id)
-                .bind(as_of_us)
-                .fetch_optional(&mut *conn)
-                .await?;
         let item_id = || line.item_id.clone();
-        match committed {
+        match committed.iter().find(|(id, ..)| *id == line.item_id) {
             None => return Ok(Err(RejectReason::UnknownItem { item_id: item_id() })),
-            Some((_, true)) => return Ok(Err(reset(&line.item_id))),
-            Some((stock, false)) if stock < line.quantity => {
+            Some((_, _, true)) => return Ok(Err(reset(&line.item_id))),
+            Some((_, stock, false)) if *stock < line.quantity => {
                 return Ok(Err(RejectReason::OutOfStock { item_id: item_id() }));
             }
             Some(_) => {}
