@@ -141,7 +141,11 @@ pub async fn enqueue(conn: &mut PgConnection, msgs: &[Envelope]) -> sqlx::Result
 /// `claim.first` before it runs `$lock`, so the claim always completes
 /// before the lock is taken: every handler takes the inbox row first and
 /// the record's lock second, as two statements would, and two deliveries of
-/// one message cannot deadlock over the two.
+/// one message cannot deadlock over the two. Unlike two statements, the
+/// lock's read uses the snapshot taken before the claim waited on a
+/// concurrent claim of the same id: a record inserted meanwhile is not seen
+/// (one updated meanwhile is, at its newest version). Callers that find no
+/// record insert one, and its primary key turns that race into a retry.
 ///
 /// `first == false` means the message was handled before (or by a
 /// transaction that committed first): the caller must not apply it again,

@@ -120,8 +120,8 @@ async fn a_refusal_after_a_write_leaves_the_rows_as_they_were() {
     assert_eq!(effect(&s.pool).await, ["refused"]);
     assert_eq!(replies(&s.pool).await, [Body::Refused { reason: RejectReason::OutOfStock { item_id: "item".into() } }]);
     assert_eq!(s.metrics.refused.load(Ordering::Relaxed), 1);
-    // The transaction goes on after the rollback to the savepoint: a step
-    // that fits is applied in full on the same connection pool.
+    // The refused record and reply above show the transaction went on after
+    // the rollback to the savepoint; a later step that fits is applied.
     s.handler.handle(take(1)).await.unwrap();
     assert_eq!(count(&s.pool).await, 0);
     s.pool.close().await;
