@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use harness::api::{Api, Class};
 use harness::compare::plan::{Contender, contenders};
 
 const PORT_BASE: &str = "26000";
@@ -28,9 +29,9 @@ const GATEWAY_PORT: &str = "26080";
 const GATEWAY: &str = "http://127.0.0.1:26080";
 const CLIENTS: [usize; 3] = [1, 8, 32];
 /// Items and users the orders draw from; stock and credit never run out.
-const ITEMS: u64 = 1_000;
-const USERS: u64 = 1_000;
-const PLENTY: u64 = 1_000_000_000;
+const ITEMS: i64 = 1_000;
+const USERS: i64 = 1_000;
+const PLENTY: i64 = 1_000_000_000;
 
 fn harness(args: &[&str]) {
     let run_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-stack");
@@ -85,32 +86,29 @@ impl Drop for Stack {
 /// Loads the fresh stack (32 clients, unmeasured) for as long as `harness
 /// compare` warms one up at least: the broker's JVM compiles its hot paths
 /// through the first minute of load.
-async fn warm_up(http: &reqwest::Client) {
+async fn warm_up(api: &Api) {
     let until = Instant::now() + harness::compare::plan::WARM_UP_AT_LEAST;
     while Instant::now() < until {
-        sample(http, 2_000, 32).await;
+        sample(api, 2_000, 32).await;
     }
 }
 
-async fn post(http: &reqwest::Client, path: &str) {
-    let reply = http.post(format!("{GATEWAY}{path}")).send().await.expect("the gateway answers");
-    assert!(reply.status().is_success(), "{path}: {}", reply.status());
-}
-
 /// Times `n` checkouts of fresh orders from `clients` concurrent clients.
-async fn sample(http: &reqwest::Client, n: u64, clients: usize) -> Duration {
-    post(http, &format!("/orders/batch_init/{n}/{ITEMS}/{USERS}/1")).await;
+async fn sample(api: &Api, n: u64, clients: usize) -> Duration {
+    let orders = i64::try_from(n).expect("a sample of fewer than 2^63 checkouts");
+    api.batch_init_orders(orders, ITEMS, USERS, 1).await.expect("orders initialised");
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let workers = (0..clients).map(|_| {
-        let (http, next) = (http.clone(), Arc::clone(&next));
+        let (api, next) = (api.clone(), Arc::clone(&next));
         tokio::spawn(async move {
             loop {
                 let order = next.fetch_add(1, Ordering::Relaxed);
                 if order >= n {
                     return;
                 }
-                post(&http, &format!("/orders/checkout/{order}")).await;
+                let reply = api.checkout(&order.to_string()).await;
+                assert_eq!(reply.reply.class(), Class::Paid, "checkout of {order}: {:?} {}", reply.status, reply.body);
             }
         })
     });
@@ -126,20 +124,20 @@ fn wanted(c: &Contender) -> bool {
 
 fn checkout_throughput(crit: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
-    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("an HTTP client");
+    let api = Api::new(GATEWAY, harness::run::load::REPLY_TIMEOUT, 64).expect("an HTTP client");
     let mut group = crit.benchmark_group("checkout");
     group.sample_size(10).warm_up_time(Duration::from_secs(3)).measurement_time(Duration::from_secs(10));
     group.throughput(Throughput::Elements(1));
     for contender in contenders().iter().filter(|c| wanted(c)) {
         let _stack = Stack::start(contender);
         runtime.block_on(async {
-            post(&http, &format!("/stock/batch_init/{ITEMS}/{PLENTY}/1")).await;
-            post(&http, &format!("/payment/batch_init/{USERS}/{PLENTY}")).await;
-            warm_up(&http).await;
+            api.batch_init_stock(ITEMS, PLENTY, 1).await.expect("items initialised");
+            api.batch_init_users(USERS, PLENTY).await.expect("users initialised");
+            warm_up(&api).await;
         });
         for clients in CLIENTS {
             group.bench_function(BenchmarkId::new(contender.name, format!("{clients}-clients")), |b| {
-                b.to_async(&runtime).iter_custom(|n| sample(&http, n, clients));
+                b.to_async(&runtime).iter_custom(|n| sample(&api, n, clients));
             });
         }
     }

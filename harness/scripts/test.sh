@@ -13,19 +13,19 @@ cd "$root"
 
 bash harness/scripts/setup.sh
 
-echo "== cargo fmt --check"
+echo "== cargo fmt --check ($(date -u +%T))"
 cargo fmt --all -- --check
 
 # Tests run on release builds: the end-to-end tests drive whole stacks under
 # load, and timing-sensitive checks (lock timeouts on a hot row, prepare
 # deadlines) should measure the protocols, not an unoptimised build.
-echo "== build (release)"
+echo "== build (release) ($(date -u +%T))"
 cargo build --release --workspace --bins --quiet
 
 # Benchmarks are compiled, never timed, here: a speed is measured by
 # `cargo bench` or `harness compare`, not asserted by a test.
 if [[ $# -eq 0 ]]; then
-  echo "== cargo bench --no-run"
+  echo "== cargo bench --no-run ($(date -u +%T))"
   cargo bench --workspace --no-run --quiet
 fi
 
@@ -39,9 +39,8 @@ trap '"$harness" down --run-dir "$run_dir" >/dev/null || true' EXIT
 eval "$("$harness" status --env --run-dir "$run_dir")"
 export SAGA2PC_TEST_PG_URL="$SAGA2PC_ORDER_DATABASE_URL"
 export SAGA2PC_TEST_REDIS_URL="$SAGA2PC_REDIS_URL"
-export SAGA2PC_TEST_KAFKA_BOOTSTRAP="$SAGA2PC_KAFKA_BOOTSTRAP"
 
-echo "== cargo test"
+echo "== cargo test ($(date -u +%T))"
 cargo test --release --workspace -- "$@"
 if [[ $# -gt 0 ]]; then
   exit 0
@@ -49,7 +48,7 @@ fi
 
 # End to end: the comparison harness at CI size, on its own stacks. It exits
 # non-zero if any invariant broke in any run, and must leave a report.
-echo "== harness compare --quick"
+echo "== harness compare --quick ($(date -u +%T))"
 ci_results="$root/target/ci-results"
 rm -rf "$ci_results"
 "$harness" compare --quick --run-id ci --out "$ci_results" --run-dir "$root/target/ci-compare" \
@@ -59,8 +58,12 @@ for file in report.md run.json charts/stress-latency-cdf.svg charts/timeline-kil
 done
 grep -q "| \[ci\](ci/report.md)" "$ci_results/README.md"
 
-echo "== cargo clippy"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+# Lints and docs in the release profile: its build scripts (librdkafka's
+# CMake build above all) already ran for the build above, where the dev
+# profile would run them all again.
+echo "== cargo clippy ($(date -u +%T))"
+cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 
-echo "== cargo doc"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+echo "== cargo doc ($(date -u +%T))"
+RUSTDOCFLAGS="-D warnings" cargo doc --release --workspace --no-deps --quiet
+echo "== done ($(date -u +%T))"

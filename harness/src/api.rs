@@ -7,7 +7,7 @@
 //! cannot run on half-made data); [`Api::checkout`] never fails, because
 //! every reply, and the lack of one, is a measurement; [`Api::post`],
 //! [`Api::get`] and [`Api::delete`] are the raw calls, for tests of bad input
-//! and of a replica's internal endpoints.
+//! and of a replica's internal endpoints, with the paths built by [`path`].
 
 use std::time::Duration;
 
@@ -16,6 +16,111 @@ use protocol_core::Refusal;
 use serde_json::Value;
 
 use crate::run::verify::OrderRow;
+
+/// Every path of the API the harness calls, built in one place: the typed
+/// calls of [`Api`] and the tests that need a raw reply use the same ones.
+pub mod path {
+    /// `batch_init` of the stock service: items `0..items-1`.
+    pub fn batch_init_stock(items: i64, stock: i64, price: i64) -> String {
+        format!("/stock/batch_init/{items}/{stock}/{price}")
+    }
+
+    /// `batch_init` of the payment service: users `0..users-1`.
+    pub fn batch_init_users(users: i64, credit: i64) -> String {
+        format!("/payment/batch_init/{users}/{credit}")
+    }
+
+    /// `batch_init` of the order service: orders `0..orders-1`.
+    pub fn batch_init_orders(orders: i64, items: i64, users: i64, price: i64) -> String {
+        format!("/orders/batch_init/{orders}/{items}/{users}/{price}")
+    }
+
+    /// A new user with no credit.
+    pub const CREATE_USER: &str = "/payment/create_user";
+
+    /// Adds `amount` to a user's credit.
+    pub fn add_funds(user: &str, amount: i64) -> String {
+        format!("/payment/add_funds/{user}/{amount}")
+    }
+
+    /// Takes `amount` from a user's credit.
+    pub fn pay(user: &str, amount: i64) -> String {
+        format!("/payment/pay/{user}/{amount}")
+    }
+
+    /// A user's credit.
+    pub fn find_user(user: &str) -> String {
+        format!("/payment/find_user/{user}")
+    }
+
+    /// A new item at `price`, with no stock.
+    pub fn create_item(price: i64) -> String {
+        format!("/stock/item/create/{price}")
+    }
+
+    /// Adds `amount` units to an item's stock.
+    pub fn add_stock(item: &str, amount: i64) -> String {
+        format!("/stock/add/{item}/{amount}")
+    }
+
+    /// Takes `amount` units from an item's stock.
+    pub fn subtract_stock(item: &str, amount: i64) -> String {
+        format!("/stock/subtract/{item}/{amount}")
+    }
+
+    /// An item's stock and price.
+    pub fn find_item(item: &str) -> String {
+        format!("/stock/find/{item}")
+    }
+
+    /// A new order of `user`.
+    pub fn create_order(user: &str) -> String {
+        format!("/orders/create/{user}")
+    }
+
+    /// Adds `quantity` of `item` to an order.
+    pub fn add_item(order: &str, item: &str, quantity: i64) -> String {
+        format!("/orders/addItem/{order}/{item}/{quantity}")
+    }
+
+    /// An order.
+    pub fn find_order(order: &str) -> String {
+        format!("/orders/find/{order}")
+    }
+
+    /// Checks an order out.
+    pub fn checkout(order: &str) -> String {
+        format!("/orders/checkout/{order}")
+    }
+
+    /// A replica's readiness (503 until it can serve).
+    pub const HEALTH: &str = "/health";
+
+    /// A protocol's counters on a replica (`protocol`: `2pc` or `saga`).
+    pub fn protocol_metrics(protocol: &str) -> String {
+        format!("/internal/{protocol}/metrics")
+    }
+
+    /// A saga service replica's counters.
+    pub const SAGA_METRICS: &str = "/internal/saga/metrics";
+
+    /// A saga service replica's effective settings.
+    pub const SAGA_SETTINGS: &str = "/internal/saga/settings";
+
+    /// Every crash point armed in a replica (`DELETE` disarms them all).
+    pub const CRASHPOINTS: &str = "/internal/crashpoints";
+
+    /// Arms crash point `point` in a replica.
+    pub fn crashpoint(point: &str) -> String {
+        format!("/internal/crashpoints/{point}")
+    }
+
+    /// The spans a replica recorded since the last drain (`protocol_core::spans`).
+    pub const SPANS: &str = "/internal/spans";
+
+    /// The checkouts an order replica is running.
+    pub const CHECKOUTS_IN_FLIGHT: &str = "/internal/checkouts";
+}
 
 /// A client of one base URL.
 #[derive(Debug, Clone)]
@@ -189,72 +294,70 @@ impl Api {
 
     /// `batch_init` of the stock service: items `0..n-1`.
     pub async fn batch_init_stock(&self, items: i64, stock: i64, price: i64) -> anyhow::Result<()> {
-        self.ok(true, &format!("/stock/batch_init/{items}/{stock}/{price}")).await.map(drop)
+        self.ok(true, &path::batch_init_stock(items, stock, price)).await.map(drop)
     }
 
     /// `batch_init` of the payment service: users `0..n-1`.
     pub async fn batch_init_users(&self, users: i64, credit: i64) -> anyhow::Result<()> {
-        self.ok(true, &format!("/payment/batch_init/{users}/{credit}")).await.map(drop)
+        self.ok(true, &path::batch_init_users(users, credit)).await.map(drop)
     }
 
     /// `batch_init` of the order service: orders `0..n-1` of two random items
     /// of `0..items-1` each, for random users of `0..users-1`.
     pub async fn batch_init_orders(&self, orders: i64, items: i64, users: i64, price: i64) -> anyhow::Result<()> {
-        self.ok(true, &format!("/orders/batch_init/{orders}/{items}/{users}/{price}")).await.map(drop)
+        self.ok(true, &path::batch_init_orders(orders, items, users, price)).await.map(drop)
     }
 
     /// A new user holding `credit`.
     pub async fn new_user(&self, credit: i64) -> anyhow::Result<String> {
-        let id = self.field(true, "/payment/create_user", "user_id", |v| Some(v.as_str()?.to_owned())).await?;
+        let id = self.field(true, path::CREATE_USER, "user_id", |v| Some(v.as_str()?.to_owned())).await?;
         if credit > 0 {
-            self.ok(true, &format!("/payment/add_funds/{id}/{credit}")).await?;
+            self.ok(true, &path::add_funds(&id, credit)).await?;
         }
         Ok(id)
     }
 
     /// A new item at `price` with `stock` units.
     pub async fn new_item(&self, price: i64, stock: i64) -> anyhow::Result<String> {
-        let path = format!("/stock/item/create/{price}");
-        let id = self.field(true, &path, "item_id", |v| Some(v.as_str()?.to_owned())).await?;
+        let id = self.field(true, &path::create_item(price), "item_id", |v| Some(v.as_str()?.to_owned())).await?;
         if stock > 0 {
-            self.ok(true, &format!("/stock/add/{id}/{stock}")).await?;
+            self.ok(true, &path::add_stock(&id, stock)).await?;
         }
         Ok(id)
     }
 
     /// A new order of `user` holding `lines` of (item, quantity).
     pub async fn new_order(&self, user: &str, lines: &[(&str, i64)]) -> anyhow::Result<String> {
-        let path = format!("/orders/create/{user}");
-        let id = self.field(true, &path, "order_id", |v| Some(v.as_str()?.to_owned())).await?;
+        let id = self.field(true, &path::create_order(user), "order_id", |v| Some(v.as_str()?.to_owned())).await?;
         for (item, quantity) in lines {
-            self.ok(true, &format!("/orders/addItem/{id}/{item}/{quantity}")).await?;
+            self.ok(true, &path::add_item(&id, item, *quantity)).await?;
         }
         Ok(id)
     }
 
     /// A user's credit.
     pub async fn credit_of(&self, user: &str) -> anyhow::Result<i64> {
-        self.field(false, &format!("/payment/find_user/{user}"), "credit", Value::as_i64).await
+        self.field(false, &path::find_user(user), "credit", Value::as_i64).await
     }
 
     /// An item's stock and price.
     pub async fn item(&self, item: &str) -> anyhow::Result<Item> {
-        let body = self.ok(false, &format!("/stock/find/{item}")).await?;
+        let body = self.ok(false, &path::find_item(item)).await?;
         match (body["stock"].as_i64(), body["price"].as_i64()) {
             (Some(stock), Some(price)) => Ok(Item { stock, price }),
-            _ => bail!("/stock/find/{item}: no stock and price in {body}"),
+            _ => bail!("{}: no stock and price in {body}", path::find_item(item)),
         }
     }
 
     /// An item's stock (all a verifier needs, so a system whose item shows
     /// no price can still be checked).
     pub async fn stock_of(&self, item: &str) -> anyhow::Result<i64> {
-        self.field(false, &format!("/stock/find/{item}"), "stock", Value::as_i64).await
+        self.field(false, &path::find_item(item), "stock", Value::as_i64).await
     }
 
     /// An order as `GET /orders/find` shows it.
     pub async fn order(&self, order: &str) -> anyhow::Result<OrderRow> {
-        let body = self.ok(false, &format!("/orders/find/{order}")).await?;
+        let body = self.ok(false, &path::find_order(order)).await?;
         let read = || {
             let items = body["items"]
                 .as_array()?
@@ -268,7 +371,7 @@ impl Api {
                 items,
             })
         };
-        read().with_context(|| format!("/orders/find/{order}: not an order: {body}"))
+        read().with_context(|| format!("{}: not an order: {body}", path::find_order(order)))
     }
 
     /// Whether an order is paid.
@@ -278,7 +381,7 @@ impl Api {
 
     /// `POST /orders/checkout/<order>`, classified.
     pub async fn checkout(&self, order: &str) -> CheckoutReply {
-        let resp = match self.http.post(format!("{}/orders/checkout/{order}", self.base)).send().await {
+        let resp = match self.http.post(format!("{}{}", self.base, path::checkout(order))).send().await {
             Ok(resp) => resp,
             Err(err) => {
                 let body = Value::String(format!("checkout of {order}: {err}"));

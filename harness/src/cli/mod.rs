@@ -88,3 +88,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => verify::verify(args).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    fn stack_flags(args: &[&str]) -> Result<stack_args::StackArgs, clap::Error> {
+        let mut argv = vec!["harness", "up", "--protocol", "2pc"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Up(up) => Ok(up.stack_args().clone()),
+            _ => unreachable!("parsed as up"),
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// Spans default on and can be turned off by value; extra Kafka settings
+    /// are checked before any stack starts.
+    #[test]
+    fn stack_settings_are_flags() {
+        assert!(stack_flags(&[]).unwrap().spans);
+        assert!(!stack_flags(&["--spans", "false"]).unwrap().spans);
+        assert!(!stack_flags(&["--spans=0"]).unwrap().spans);
+        let client = stack_flags(&["--kafka-client-properties", "linger.ms=2; fetch.wait.max.ms=5"]).unwrap();
+        assert_eq!(client.kafka_client_properties.to_string(), "linger.ms=2;fetch.wait.max.ms=5");
+        assert!(stack_flags(&["--kafka-client-properties", "acks=1"]).is_err());
+        let broker = stack_flags(&["--kafka-broker-properties", " num.io.threads = 4 ;"]).unwrap();
+        assert_eq!(broker.kafka_broker_properties, "num.io.threads=4");
+        assert!(stack_flags(&["--kafka-broker-properties", "junk"]).is_err());
+    }
+}

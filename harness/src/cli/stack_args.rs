@@ -61,6 +61,26 @@ pub(super) struct StackArgs {
     /// Java heap of each Kafka node, in MiB (`--brokers N` uses N times it).
     #[arg(long, default_value_t = 512)]
     pub(super) kafka_heap_mb: u32,
+    /// Extra broker settings, `key=value;...`, appended to the stack's own in
+    /// `server.properties` (a later line wins): for measuring how a broker
+    /// setting moves the numbers without a new build. Reports record them.
+    #[arg(long, env = "SAGA2PC_KAFKA_PROPERTIES", default_value = "", value_parser = parse_broker_properties)]
+    pub(super) kafka_broker_properties: String,
+    /// SAGA: extra client settings of the services' producers and consumers,
+    /// `key=value;...`, applied after the profile's (durability and offset
+    /// settings refused). Reports record them.
+    #[arg(long, env = "SAGA2PC_KAFKA_CLIENT_PROPERTIES", default_value = "")]
+    pub(super) kafka_client_properties: saga::kafka::ClientProperties,
+    /// Whether the services record where each checkout's time goes (the
+    /// report's breakdown): `--spans false` measures what recording costs.
+    #[arg(
+        long,
+        env = "SAGA2PC_SPANS",
+        action = clap::ArgAction::Set,
+        default_value_t = true,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub(super) spans: bool,
     /// SAGA: `sequential` (reserve stock, then debit credit) or `parallel`.
     #[arg(long, default_value = "sequential")]
     pub(super) saga_mode: saga::Mode,
@@ -125,6 +145,19 @@ impl StackArgs {
     }
 }
 
+/// `key=value;...`, checked (anything else is refused: a setting silently
+/// dropped would be measured as if applied) and written back tidied.
+fn parse_broker_properties(raw: &str) -> Result<String, String> {
+    let mut out = Vec::new();
+    for pair in raw.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => out.push(format!("{}={}", key.trim(), value.trim())),
+            _ => return Err(format!("{pair:?} is not key=value")),
+        }
+    }
+    Ok(out.join(";"))
+}
+
 /// `path` made absolute (the stack's processes run in other directories).
 pub(super) fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
@@ -163,6 +196,14 @@ pub(super) fn stack_config(
         pg_bin,
         kafka_libs: args.kafka_libs.clone().unwrap_or_else(stack::kafka::default_libs_dir),
         kafka_heap_mb: args.kafka_heap_mb,
+        kafka_broker_properties: args
+            .kafka_broker_properties
+            .split(';')
+            .filter(|kv| !kv.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        kafka_client_properties: args.kafka_client_properties.clone(),
+        spans: args.spans,
         saga_mode: args.saga_mode,
         twopc_order: args.twopc_order,
         kafka_profile: args.kafka_profile,

@@ -30,7 +30,9 @@ async fn dead_letters(state: &stack::StackState) -> Option<serde_json::Value> {
     for service in ["order", "stock", "payment"] {
         let mut count: Option<u64> = None;
         for c in state.components.iter().filter(|c| c.name.starts_with(&format!("{service}#"))) {
-            let Ok(resp) = http.get(format!("{}/internal/saga/metrics", c.url)).send().await else { continue };
+            let Ok(resp) = http.get(format!("{}{}", c.url, crate::api::path::SAGA_METRICS)).send().await else {
+                continue;
+            };
             let Ok(values) = resp.json::<serde_json::Value>().await else { continue };
             // A gauge of the service's one database: the same on every replica.
             count = count.max(values["dead_letters"].as_u64());

@@ -31,6 +31,14 @@ pub(super) struct UpArgs {
 
 /// Starts the stack and supervises it until a signal (or, detached, returns
 /// once a background supervisor reports it ready).
+impl UpArgs {
+    /// Its stack flags (for the command-line tests).
+    #[cfg(test)]
+    pub(super) fn stack_args(&self) -> &StackArgs {
+        &self.stack
+    }
+}
+
 pub(super) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let config = stack_config(&args.stack, args.protocol, args.keep_data, args.infra_only)?;
     stack::ensure_not_running(&config.run_dir)?;

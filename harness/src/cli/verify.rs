@@ -7,7 +7,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::stack_args::{RunDirArg, absolute};
+use crate::run::verify::{self as check, Initial};
 use crate::{run, stack};
+
 #[derive(Debug, Args)]
 pub(super) struct VerifyArgs {
     #[command(flatten)]
@@ -34,15 +36,38 @@ pub(super) struct VerifyArgs {
     /// Local stack: how long to wait for protocol state in flight to finish.
     #[arg(long, default_value_t = 60)]
     settle_timeout_s: u64,
+    /// Print the verdict as one JSON object instead of text: held, scope,
+    /// users, items, orders, paid, settled_s and every violation.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `harness verify --json` prints.
+#[derive(Debug, serde::Serialize)]
+struct Verdict<'a> {
+    /// Whether every invariant held.
+    held: bool,
+    /// What was read: the databases of a local stack, or the API only.
+    scope: &'static str,
+    /// Users, items and orders judged, and how many of the orders are paid.
+    users: usize,
+    items: usize,
+    orders: usize,
+    paid: usize,
+    /// Local stack: seconds until no protocol state was left in flight (the
+    /// settle timeout when some stayed: `violations` then names it).
+    settled_s: Option<f64>,
+    /// Every broken invariant.
+    violations: &'a [check::Violation],
 }
 
 /// Reads the state (databases, or the API with `--target`), checks it and
 /// prints the verdict; fails when an invariant broke.
 pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    use crate::run::verify::{self as check, Initial};
     use crate::run::workload::Ids;
 
     let initial = Initial { credit: args.credit, stock: args.stock };
+    let mut settled_s = None;
     let (state, scope) = match &args.target {
         Some(target) => {
             let range = |n: i64| (0..n.max(0)).map(|i| i.to_string()).collect();
@@ -61,7 +86,10 @@ pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 stack.components.iter().filter(|c| c.name.starts_with("order#")).map(|c| c.url.clone()).collect();
             let settled =
                 run::final_state::settle(&dbs, &order_urls, Duration::from_secs(args.settle_timeout_s)).await?;
-            println!("settled in   {:.3} s", settled.after.as_secs_f64());
+            settled_s = Some(settled.after.as_secs_f64());
+            if !args.json {
+                println!("settled in   {:.3} s", settled.after.as_secs_f64());
+            }
             let ids = run::final_state::latest_batch_ids(&dbs).await?;
             (
                 run::final_state::read(&dbs, &ids, None).await?,
@@ -71,20 +99,35 @@ pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     let violations = check::check(initial, &state, &Default::default());
     let paid = state.orders.values().filter(|o| o.paid).count();
+    let held = violations.is_empty();
+    let code = if held { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    if args.json {
+        let verdict = Verdict {
+            held,
+            scope,
+            users: state.credit.len(),
+            items: state.stock.len(),
+            orders: state.orders.len(),
+            paid,
+            settled_s,
+            violations: &violations,
+        };
+        println!("{}", serde_json::to_string_pretty(&verdict)?);
+        return Ok(code);
+    }
     let what = format!(
         "credit of {} users, stock of {} items, {} orders ({paid} paid); {scope}",
         state.credit.len(),
         state.stock.len(),
         state.orders.len()
     );
-    if violations.is_empty() {
+    if held {
         println!("invariants   OK: {what}");
-        Ok(ExitCode::SUCCESS)
     } else {
         println!("invariants   {} VIOLATIONS ({what})", violations.len());
         for v in violations.iter().take(50) {
             println!("  {v:?}");
         }
-        Ok(ExitCode::FAILURE)
     }
+    Ok(code)
 }

@@ -71,6 +71,16 @@ impl RunContext {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        // Settings that change what the stack does, when given.
+        if !config.kafka_broker_properties.is_empty() {
+            settings.insert("kafka extra broker properties".to_owned(), config.kafka_broker_properties.join(";"));
+        }
+        if !config.kafka_client_properties.is_empty() {
+            settings.insert("kafka extra client properties".to_owned(), config.kafka_client_properties.to_string());
+        }
+        if !config.spans {
+            settings.insert("spans".to_owned(), "off (no time breakdown)".to_owned());
+        }
         for (key, value) in crate::stack::postgres::server_settings(config) {
             if ["max_connections", "max_prepared_transactions", "shared_buffers", "fsync", "synchronous_commit"]
                 .contains(&key)
@@ -80,14 +90,6 @@ impl RunContext {
         }
         for (key, value) in extra {
             settings.insert((*key).to_owned(), value.clone());
-        }
-        // Environment settings that change what the stack does.
-        for var in
-            [protocol_core::spans::ENV, crate::stack::kafka::EXTRA_PROPERTIES_ENV, saga::kafka::CLIENT_PROPERTIES_ENV]
-        {
-            if let Ok(value) = std::env::var(var) {
-                settings.insert(var.to_owned(), value);
-            }
         }
         RunContext {
             started_at: utc_now(),

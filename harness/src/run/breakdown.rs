@@ -147,7 +147,7 @@ pub async fn drain(http: &reqwest::Client, replicas: &[(String, String)]) -> Dra
     let mut all = Drained::default();
     for (_, url) in replicas {
         let drained = async {
-            let reply = http.get(format!("{url}/internal/spans")).send().await?.error_for_status()?;
+            let reply = http.get(format!("{url}{}", crate::api::path::SPANS)).send().await?.error_for_status()?;
             anyhow::Ok(reply.json::<Drained>().await?)
         };
         match drained.await {

@@ -124,7 +124,7 @@ pub async fn read(dbs: &Databases, ids: &Ids, since: Option<f64>) -> anyhow::Res
         }
     }
     state.leftovers = leftovers(&order_db, &stock_db, &payment_db).await?;
-    if has_table(&order_db, "sagas").await? {
+    if saga::inspect::ran_on(&order_db).await? {
         state.saga_effects = Some(saga_effects(&order_db, &stock_db, &payment_db, &ids.orders, since).await?);
     }
     Ok(state)
@@ -143,9 +143,6 @@ async fn saga_effects(
     let ids: Vec<uuid::Uuid> = sagas.keys().copied().collect();
     let mut effects = std::collections::BTreeMap::<String, (i64, i64)>::new();
     for (db, is_stock) in [(stock_db, true), (payment_db, false)] {
-        if !has_table(db, "saga_effects").await? {
-            continue;
-        }
         let applied = saga::inspect::with_effect_in_place(db, &ids).await?;
         for saga in applied {
             let Some(order) = sagas.get(&saga) else { continue };
@@ -160,10 +157,6 @@ async fn saga_effects(
     Ok(effects)
 }
 
-async fn has_table(pool: &PgPool, table: &str) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table).fetch_one(pool).await
-}
-
 /// Protocol state still in flight in the stack's databases.
 pub async fn pending(dbs: &Databases) -> anyhow::Result<Leftovers> {
     let (order_db, stock_db, payment_db) =
@@ -175,31 +168,18 @@ pub async fn pending(dbs: &Databases) -> anyhow::Result<Leftovers> {
     Ok(left)
 }
 
-/// Protocol state still in flight across the three databases.
+/// Protocol state still in flight across the three databases, as each
+/// protocol reads its own (`saga::inspect`, `twopc::inspect`).
 async fn leftovers(order_db: &PgPool, stock_db: &PgPool, payment_db: &PgPool) -> sqlx::Result<Leftovers> {
-    let mut unsent_outbox = 0;
-    for db in [order_db, stock_db, payment_db] {
-        if has_table(db, "saga_outbox").await? {
-            unsent_outbox += saga::store::count_unsent(db).await?;
-        }
-    }
-    let sagas_in_flight =
-        if has_table(order_db, "sagas").await? { saga::inspect::count_in_flight(order_db).await? } else { 0 };
+    let saga = saga::inspect::in_flight(order_db, &[stock_db, payment_db]).await?;
+    let twopc = twopc::inspect::in_flight(order_db, &[stock_db, payment_db]).await?;
     Ok(Leftovers {
-        prepared_transactions: twopc::participant::count_prepared(stock_db).await?
-            + twopc::participant::count_prepared(payment_db).await?,
-        unfinished_decisions: unfinished(order_db).await?,
-        sagas_in_flight,
-        unsent_outbox,
+        prepared_transactions: twopc.prepared,
+        unfinished_decisions: twopc.unfinished_decisions,
+        sagas_in_flight: saga.sagas,
+        unsent_outbox: saga.unsent_outbox,
         checkouts_in_flight: 0,
     })
-}
-
-async fn unfinished(pool: &PgPool) -> sqlx::Result<i64> {
-    if !has_table(pool, "twopc_decisions").await? {
-        return Ok(0);
-    }
-    twopc::decision_log::count_unfinished(pool).await
 }
 
 /// Checkouts still running in the order replicas at `order_urls`
@@ -208,7 +188,9 @@ async fn unfinished(pool: &PgPool) -> sqlx::Result<i64> {
 pub async fn checkouts_in_flight(http: &reqwest::Client, order_urls: &[String]) -> i64 {
     let mut total = 0;
     for url in order_urls {
-        let Ok(resp) = http.get(format!("{url}/internal/checkouts")).send().await else { continue };
+        let Ok(resp) = http.get(format!("{url}{}", crate::api::path::CHECKOUTS_IN_FLIGHT)).send().await else {
+            continue;
+        };
         let Ok(body) = resp.error_for_status() else { continue };
         if let Ok(value) = body.json::<serde_json::Value>().await {
             total += value["in_flight"].as_i64().unwrap_or(0);

@@ -204,7 +204,7 @@ async fn apply(
             let at_s = started.elapsed().as_secs_f64();
             let (applied, outcome) = match services.get(&target_name(target)) {
                 None => (false, format!("no replica {target}")),
-                Some(url) => match http.post(format!("{url}/internal/crashpoints/{name}")).send().await {
+                Some(url) => match http.post(format!("{url}{}", crate::api::path::crashpoint(name))).send().await {
                     Ok(resp) if resp.status().is_success() => (true, "armed".to_owned()),
                     Ok(resp) => (false, format!("status {}", resp.status())),
                     Err(err) => (false, err.to_string()),

@@ -115,6 +115,7 @@ impl LocalStack {
             bootstrap: self.config.kafka_bootstrap(),
             replication: crate::stack::kafka::Replication::of(&self.config),
             profile: self.config.kafka_profile,
+            client_properties: self.config.kafka_client_properties.clone(),
             partitions: self.config.partitions,
         };
         match ceiling::kafka::measure(&target).await {

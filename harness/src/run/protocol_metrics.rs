@@ -15,7 +15,10 @@ pub async fn collect(http: &reqwest::Client, replicas: &[(String, String)]) -> C
     let mut sums = Counters::new();
     for (service, url) in replicas {
         for protocol in ["2pc", "saga"] {
-            let Ok(resp) = http.get(format!("{url}/internal/{protocol}/metrics")).send().await else { continue };
+            let Ok(resp) = http.get(format!("{url}{}", crate::api::path::protocol_metrics(protocol))).send().await
+            else {
+                continue;
+            };
             let Ok(body) = resp.error_for_status() else { continue };
             let Ok(values) = body.json::<BTreeMap<String, u64>>().await else { continue };
             let entry = sums.entry(format!("{protocol} {service}")).or_default();

@@ -48,7 +48,7 @@ pub struct FinalState {
 }
 
 /// Protocol state that must be gone once recovery settled (invariant 4).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Leftovers {
     /// Prepared transactions of ours left in the participants' databases.
     pub prepared_transactions: i64,
@@ -122,8 +122,9 @@ pub struct Attempt {
     pub replied: bool,
 }
 
-/// One broken invariant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One broken invariant (in JSON, `{"violation": "credit", ...}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "violation", rename_all = "snake_case")]
 pub enum Violation {
     /// Invariant 1: a user's credit does not match the paid orders.
     Credit { user_id: String, expected: i64, actual: i64 },

@@ -106,6 +106,14 @@ pub struct StackConfig {
     pub kafka_libs: PathBuf,
     /// Java heap of the Kafka broker, in MiB.
     pub kafka_heap_mb: u32,
+    /// Extra broker settings, appended to `server.properties` (a later line
+    /// wins), one `key=value` each.
+    pub kafka_broker_properties: Vec<String>,
+    /// SAGA: extra client settings of the services' producers and consumers.
+    pub kafka_client_properties: saga::kafka::ClientProperties,
+    /// Whether the services record where each checkout's time goes (the
+    /// report's breakdown; off to measure what recording costs).
+    pub spans: bool,
     /// SAGA: sequential or parallel steps.
     pub saga_mode: saga::Mode,
     /// 2PC: the order of the prepares.
@@ -268,6 +276,9 @@ impl StackConfig {
             pg_bin: PathBuf::from("/bin"),
             kafka_libs: PathBuf::from("/libs"),
             kafka_heap_mb: 512,
+            kafka_broker_properties: Vec::new(),
+            kafka_client_properties: saga::kafka::ClientProperties::default(),
+            spans: true,
             saga_mode: saga::Mode::default(),
             twopc_order: twopc::PrepareOrder::default(),
             kafka_profile: saga::Profile::default(),

@@ -149,7 +149,7 @@ broker.heartbeat.interval.ms={heartbeat_ms}
         partitions = config.partitions,
         session_ms = BROKER_SESSION.as_millis(),
         heartbeat_ms = BROKER_HEARTBEAT.as_millis(),
-        extra = extra_properties(),
+        extra = config.kafka_broker_properties.iter().map(|kv| format!("{kv}\n")).collect::<String>(),
     )
 }
 
@@ -229,17 +229,6 @@ pub const BROKER_SESSION: Duration = Duration::from_millis(1000);
 /// How often a broker heartbeats the active controller: four times per
 /// [`BROKER_SESSION`].
 pub const BROKER_HEARTBEAT: Duration = Duration::from_millis(BROKER_SESSION.as_millis() as u64 / 4);
-
-/// The settings of [`EXTRA_PROPERTIES_ENV`], one per line.
-fn extra_properties() -> String {
-    let extra = std::env::var(EXTRA_PROPERTIES_ENV).unwrap_or_default();
-    extra.split(';').map(str::trim).filter(|kv| kv.contains('=')).map(|kv| format!("{kv}\n")).collect()
-}
-
-/// Extra broker settings, `key=value;...`, appended to the stack's own in
-/// `server.properties` (a later line wins): for measuring how a broker
-/// setting moves the numbers without a new build. Reports record it.
-pub const EXTRA_PROPERTIES_ENV: &str = "SAGA2PC_KAFKA_PROPERTIES";
 
 const LOG4J2: &str = "status = warn
 appender.out.type = Console

@@ -6,7 +6,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 use protocol_core::ProtocolKind;
-use protocol_core::spans::ENV as SPANS_ENV;
 
 use super::config::{Role, StackConfig};
 use super::links::{self, Client, Server};
@@ -30,6 +29,10 @@ pub fn args(config: &StackConfig, role: Role, replica: u16) -> Vec<String> {
         "--log-json".to_owned(),
         format!("--protocol={}", config.protocol),
     ];
+    // Where each checkout's time goes, for the report's breakdown. Every
+    // setting is passed explicitly, so that nothing inherited from the
+    // harness's environment (a service also reads `SPANS`) decides it.
+    args.push(format!("--spans={}", config.spans));
     // Each peer through this service's link to it (the peer itself without links).
     let urls = |r: Role| {
         let url = |i| format!("http://127.0.0.1:{}", links::port(config, me, Server::Service(r, i)));
@@ -48,6 +51,7 @@ pub fn args(config: &StackConfig, role: Role, replica: u16) -> Vec<String> {
         let broker = |i| format!("127.0.0.1:{}", links::port(config, me, Server::Kafka(i)));
         args.push(format!("--kafka-bootstrap={}", (0..config.brokers).map(broker).collect::<Vec<_>>().join(",")));
         args.push(format!("--kafka-profile={}", config.kafka_profile));
+        args.push(format!("--kafka-client-properties={}", config.kafka_client_properties));
         if role == Role::Order {
             args.push(format!("--saga-mode={}", config.saga_mode));
         }
@@ -76,10 +80,6 @@ pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Sp
         // for every expected failure (RUST_BACKTRACE=1 in the environment
         // turns that on for anyhow) costs CPU under load. Panics keep theirs.
         ("RUST_LIB_BACKTRACE".to_owned(), "0".to_owned()),
-        // Where each checkout's time goes, for the report's breakdown;
-        // `SAGA2PC_SPANS=0` in the harness's environment turns it off (to
-        // measure what recording costs).
-        (SPANS_ENV.to_owned(), std::env::var(SPANS_ENV).unwrap_or_else(|_| "1".to_owned())),
     ];
     Ok(Spec {
         name: name.clone(),

@@ -21,6 +21,7 @@ use super::config::{Role, StackConfig};
 use super::process::{Proc, Spec};
 use super::status_file::{ComponentState, StackState};
 use super::{kafka, links, nginx, postgres, redis, services};
+use crate::wait;
 
 const INFRA_TIMEOUT: Duration = Duration::from_secs(90);
 const SERVICE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -171,7 +172,7 @@ impl Stack {
         // Participants first, so the order service finds them.
         for role in Role::ALL {
             for replica in 0..config.replicas {
-                let health = format!("{}/health", config.service_url(role, replica));
+                let health = format!("{}{}", config.service_url(role, replica), crate::api::path::HEALTH);
                 let probe = probe(&config, move |_| {
                     let health = health.clone();
                     async move { services::wait_http_ok(&health, ATTEMPT).await.is_ok() }
@@ -184,7 +185,7 @@ impl Stack {
             .members
             .iter()
             .filter(|m| m.service)
-            .map(|m| services::wait_http_ok_owned(format!("{}/health", m.url), SERVICE_TIMEOUT))
+            .map(|m| services::wait_http_ok_owned(format!("{}{}", m.url, crate::api::path::HEALTH), SERVICE_TIMEOUT))
             .collect();
         futures::future::try_join_all(health).await?;
         tracing::info!("services ready");
@@ -525,18 +526,19 @@ async fn await_serving(
     deadline: Instant,
     reply: tokio::sync::oneshot::Sender<Result<u32, String>>,
 ) {
+    let late = || format!("not serving {} s after its restart was due", SERVING_TIMEOUT.as_secs());
     let waited = async {
         pid.wait_for(|current| *current != killed).await.map_err(|_| "the supervisor stopped".to_owned())?;
-        loop {
-            if matches!(tokio::time::timeout(Duration::from_secs(1), (probe.0)()).await, Ok(true)) {
-                return Ok(*pid.borrow());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let serving = || async {
+            let up = matches!(tokio::time::timeout(Duration::from_secs(1), (probe.0)()).await, Ok(true));
+            Ok(if up { wait::Probe::Ready(()) } else { wait::Probe::NotYet("its probe fails".to_owned()) })
+        };
+        wait::until_deadline("the restarted process", deadline, Duration::from_millis(50), serving)
+            .await
+            .map_err(|_| late())?;
+        Ok(*pid.borrow())
     };
-    let result = tokio::time::timeout_at(deadline.into(), waited)
-        .await
-        .unwrap_or_else(|_| Err(format!("not serving {} s after its restart was due", SERVING_TIMEOUT.as_secs())));
+    let result = tokio::time::timeout_at(deadline.into(), waited).await.unwrap_or_else(|_| Err(late()));
     let _ = reply.send(result);
 }
 

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use harness::wait::{self, Probe};
 use nix::sys::signal::Signal;
 use protocol_core::{LineItem, Work};
 use rdkafka::ClientConfig;
@@ -15,7 +16,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use saga::messages::{Body, Envelope, STOCK_COMMANDS, Step, TOPICS};
 
-use crate::support::api::{self, Api};
+use crate::support::api::{self, Api, path};
 use crate::support::faults::{Case, arm, restarts, signal, wait_restart_count, wait_restarted};
 use crate::support::{TestStack, component, eventually, when};
 use crate::{assert_settled, counters, databases};
@@ -97,15 +98,14 @@ async fn health_waits_for_the_consumer_group(stack: &TestStack) {
     wait_restart_count(stack, "stock#0", before).await;
     let replica = crate::support::replica(stack, "stock#0");
     let not_ready = || async {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match replica.get("/health").await {
-                Ok((503, body)) => return body,
-                Ok((status, _)) => panic!("/health answered {status} while the broker is paused"),
-                Err(err) => assert!(Instant::now() < deadline, "/health did not answer: {err}"),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let probe = || async {
+            Ok(match replica.get(path::HEALTH).await {
+                Ok((503, body)) => Probe::Ready(body),
+                Ok((status, _)) => anyhow::bail!("{} answered {status} while the broker is paused", path::HEALTH),
+                Err(err) => Probe::NotYet(err.to_string()),
+            })
+        };
+        wait::until("stock#0 answering /health", Duration::from_secs(20), probe).await.unwrap()
     };
     let body = not_ready().await;
     assert_eq!(body["waiting_for"], serde_json::json!(["saga consumer group"]), "{body}");
@@ -139,16 +139,16 @@ async fn a_killed_replica_resumes_within_seconds(stack: &TestStack, victim: &str
 /// never pays with the new batch's credit for an order of the old one; the
 /// reserved stock is given back and the reset credit stays whole.
 async fn a_step_after_a_reset_of_its_row_is_refused(stack: &TestStack, api: &Api) {
-    assert_eq!(api.post("/stock/batch_init/1/10/10").await.unwrap().0, 200);
-    assert_eq!(api.post("/payment/batch_init/1/100").await.unwrap().0, 200);
-    assert_eq!(api.post("/orders/batch_init/1/1/1/10").await.unwrap().0, 200);
+    assert_eq!(api.post(&path::batch_init_stock(1, 10, 10)).await.unwrap().0, 200);
+    assert_eq!(api.post(&path::batch_init_users(1, 100)).await.unwrap().0, 200);
+    assert_eq!(api.post(&path::batch_init_orders(1, 1, 1, 10)).await.unwrap().0, 200);
     signal(stack, "stock#0", Signal::SIGSTOP);
     let checkout = tokio::spawn({
         let api = api.clone();
         async move { api.checkout("0").await.expect_reply() }
     });
     saga_started(stack).await;
-    assert_eq!(api.post("/payment/batch_init/1/50").await.unwrap().0, 200, "the user is reset while the saga runs");
+    assert_eq!(api.post(&path::batch_init_users(1, 50)).await.unwrap().0, 200, "the user is reset while the saga runs");
     signal(stack, "stock#0", Signal::SIGCONT);
     let (status, body) = checkout.await.unwrap();
     assert_eq!(status, 400, "{body}");
@@ -191,21 +191,21 @@ async fn counter_reaches(stack: &TestStack, replica: &str, name: &str, at_least:
 /// rows; the order reset waits until the saga has ended, so the reset order
 /// neither joins nor is paid by the old saga, and can be paid again.
 async fn batch_init_during_a_saga_creates_nothing(stack: &TestStack, api: &Api) {
-    assert_eq!(api.post("/stock/batch_init/2/10/10").await.unwrap().0, 200);
-    assert_eq!(api.post("/payment/batch_init/2/0").await.unwrap().0, 200);
+    assert_eq!(api.post(&path::batch_init_stock(2, 10, 10)).await.unwrap().0, 200);
+    assert_eq!(api.post(&path::batch_init_users(2, 0)).await.unwrap().0, 200);
     // Order "0": user "0" (no credit), item "0" twice, total 20.
-    assert_eq!(api.post("/orders/batch_init/1/1/1/10").await.unwrap().0, 200);
+    assert_eq!(api.post(&path::batch_init_orders(1, 1, 1, 10)).await.unwrap().0, 200);
     signal(stack, "payment#0", Signal::SIGSTOP);
     let checkout = tokio::spawn({
         let api = api.clone();
         async move { api.checkout("0").await.expect_reply() }
     });
     wait_stock(api, "0", "reserved by the saga", |s| s == 8).await;
-    assert_eq!(api.post("/stock/batch_init/2/10/10").await.unwrap().0, 200, "stock is reset at once");
+    assert_eq!(api.post(&path::batch_init_stock(2, 10, 10)).await.unwrap().0, 200, "stock is reset at once");
     assert_eq!(api.stock_of("0").await.unwrap(), 10);
     let reset = tokio::spawn({
         let api = api.clone();
-        async move { api.post("/orders/batch_init/1/1/1/10").await.unwrap() }
+        async move { api.post(&path::batch_init_orders(1, 1, 1, 10)).await.unwrap() }
     });
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(!reset.is_finished(), "the order reset must wait for the saga in flight");
@@ -221,7 +221,7 @@ async fn batch_init_during_a_saga_creates_nothing(stack: &TestStack, api: &Api) 
         "the compensation must not give back stock taken before the reset"
     );
     // The reset order is payable: exactly one debit and one set of decrements.
-    assert_eq!(api.post("/payment/add_funds/0/20").await.unwrap().0, 200);
+    assert_eq!(api.post(&path::add_funds("0", 20)).await.unwrap().0, 200);
     assert_eq!(api.checkout("0").await.expect_reply().0, 200);
     assert_eq!((api.stock_of("0").await.unwrap(), api.credit_of("0").await.unwrap()), (8, 0));
     crate::assert_settled(stack).await;
@@ -279,14 +279,14 @@ async fn paused_participant_freezes_the_order(stack: &TestStack, api: &Api) {
     });
     // Wait until the saga is recorded (it then waits for the paused payment).
     saga_started(stack).await;
-    let (status, body) = api.post(&format!("/orders/addItem/{}/{}/1", case.order, case.item)).await.unwrap();
+    let (status, body) = api.post(&path::add_item(&case.order, &case.item, 1)).await.unwrap();
     assert_eq!(status, 400, "addItem during the saga: {body}");
     assert!(body["error"].as_str().unwrap().contains("being checked out"), "{body}");
     signal(stack, "payment#0", Signal::SIGCONT);
     let (status, body) = checkout.await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(case.assert_all_or_nothing(api, "paused participant").await);
-    let (status, _) = api.post(&format!("/orders/addItem/{}/{}/1", case.order, case.item)).await.unwrap();
+    let (status, _) = api.post(&path::add_item(&case.order, &case.item, 1)).await.unwrap();
     assert_eq!(status, 400, "a paid order's lines stay frozen");
 }
 
@@ -334,13 +334,19 @@ fn read_all_topics(bootstrap: &str) -> Vec<(String, Vec<u8>, Vec<u8>)> {
     consumer.assign(&tpl).unwrap();
     let mut messages = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while messages.len() < remaining {
-        assert!(Instant::now() < deadline, "read {} of {remaining} messages", messages.len());
+    // The consumer's own poll waits for a message; the loop adds no pause.
+    wait::until_blocking("every message of the topics", deadline, Duration::ZERO, || {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
             let key = m.key().unwrap_or_default().to_vec();
             messages.push((m.topic().to_owned(), key, m.payload().unwrap_or_default().to_vec()));
         }
-    }
+        Ok(if messages.len() >= remaining {
+            Probe::Ready(())
+        } else {
+            Probe::NotYet(format!("read {} of {remaining}", messages.len()))
+        })
+    })
+    .unwrap();
     messages
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use harness::run::final_state::Databases;
 use support::TestStack;
-use support::api;
+use support::api::{self, path};
 
 /// The databases of a running stack.
 pub fn databases(stack: &TestStack) -> Databases {
@@ -36,7 +36,7 @@ pub async fn assert_settled(stack: &TestStack) {
 
 /// The saga counters of `name` (`order#0`, ...).
 pub async fn counters(stack: &TestStack, name: &str) -> serde_json::Value {
-    let (status, body) = support::replica(stack, name).get("/internal/saga/metrics").await.unwrap();
+    let (status, body) = support::replica(stack, name).get(path::SAGA_METRICS).await.unwrap();
     assert_eq!(status, 200, "{name}'s saga metrics: {body}");
     body
 }
@@ -48,7 +48,7 @@ async fn conformance(name: &str, mode: &str, topology: &[&str]) {
     let api = api::client(&stack.gateway());
     support::conformance::run_all(&api).await;
     assert_settled(&stack).await;
-    let (_, settings) = support::replica(&stack, "order#1").get("/internal/saga/settings").await.unwrap();
+    let (_, settings) = support::replica(&stack, "order#1").get(path::SAGA_SETTINGS).await.unwrap();
     assert_eq!(settings["mode"], mode, "{settings}");
     assert_eq!(settings["kafka_profile"], "low-latency", "{settings}");
     support::assert_course_counts_zero(&stack);

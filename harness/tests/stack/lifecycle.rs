@@ -4,52 +4,42 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;
 
+use crate::support::api::{self, Api, path};
 use crate::support::{TestStack, component, eventually, pid_alive, text, when};
 
-/// The stack's gateway and a client for it.
-struct Gateway {
-    url: String,
-    client: reqwest::Client,
-}
-
-async fn call(gateway: &Gateway, method: &str, path: &str) -> (u16, Value) {
-    let url = format!("{}{path}", gateway.url);
-    let req = if method == "GET" { gateway.client.get(url) } else { gateway.client.post(url) };
-    let resp = req.send().await.expect("gateway answers");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+/// `method` `path` on the gateway: status and body.
+async fn call(gateway: &Api, method: &str, path: &str) -> (u16, Value) {
+    let reply = if method == "GET" { gateway.get(path).await } else { gateway.post(path).await };
+    reply.expect("gateway answers")
 }
 
 /// Every non-checkout endpoint through the gateway.
-async fn exercise_gateway(gateway: &Gateway) -> String {
-    let (status, body) = call(gateway, "POST", "/stock/item/create/4").await;
+async fn exercise_gateway(gateway: &Api) -> String {
+    let (status, body) = call(gateway, "POST", &path::create_item(4)).await;
     assert_eq!(status, 200, "{body}");
     let item = body["item_id"].as_str().unwrap().to_owned();
-    assert_eq!(call(gateway, "POST", &format!("/stock/add/{item}/10")).await.0, 200);
-    assert_eq!(call(gateway, "POST", &format!("/stock/subtract/{item}/3")).await.0, 200);
-    assert_eq!(
-        call(gateway, "GET", &format!("/stock/find/{item}")).await.1,
-        serde_json::json!({"stock": 7, "price": 4})
-    );
-    assert_eq!(call(gateway, "POST", "/stock/batch_init/5/10/1").await.0, 200);
+    assert_eq!(call(gateway, "POST", &path::add_stock(&item, 10)).await.0, 200);
+    assert_eq!(call(gateway, "POST", &path::subtract_stock(&item, 3)).await.0, 200);
+    assert_eq!(call(gateway, "GET", &path::find_item(&item)).await.1, serde_json::json!({"stock": 7, "price": 4}));
+    assert_eq!(call(gateway, "POST", &path::batch_init_stock(5, 10, 1)).await.0, 200);
 
-    let (_, body) = call(gateway, "POST", "/payment/create_user").await;
+    let (_, body) = call(gateway, "POST", path::CREATE_USER).await;
     let user = body["user_id"].as_str().unwrap().to_owned();
-    assert_eq!(call(gateway, "POST", &format!("/payment/add_funds/{user}/50")).await.0, 200);
-    assert_eq!(call(gateway, "POST", &format!("/payment/pay/{user}/20")).await.0, 200);
-    assert_eq!(call(gateway, "GET", &format!("/payment/find_user/{user}")).await.1["credit"], 30);
-    assert_eq!(call(gateway, "POST", "/payment/batch_init/5/10").await.0, 200);
+    assert_eq!(call(gateway, "POST", &path::add_funds(&user, 50)).await.0, 200);
+    assert_eq!(call(gateway, "POST", &path::pay(&user, 20)).await.0, 200);
+    assert_eq!(call(gateway, "GET", &path::find_user(&user)).await.1["credit"], 30);
+    assert_eq!(call(gateway, "POST", &path::batch_init_users(5, 10)).await.0, 200);
 
-    let (_, body) = call(gateway, "POST", &format!("/orders/create/{user}")).await;
+    let (_, body) = call(gateway, "POST", &path::create_order(&user)).await;
     let order = body["order_id"].as_str().unwrap().to_owned();
-    assert_eq!(call(gateway, "POST", &format!("/orders/addItem/{order}/{item}/2")).await.1["total_cost"], 8);
-    let (_, found) = call(gateway, "GET", &format!("/orders/find/{order}")).await;
+    assert_eq!(call(gateway, "POST", &path::add_item(&order, &item, 2)).await.1["total_cost"], 8);
+    let (_, found) = call(gateway, "GET", &path::find_order(&order)).await;
     assert_eq!(found["items"], serde_json::json!([[item, 2]]));
-    assert_eq!(call(gateway, "POST", "/orders/batch_init/5/5/5/1").await.0, 200);
-    assert_eq!(call(gateway, "GET", "/orders/find/4").await.0, 200);
+    assert_eq!(call(gateway, "POST", &path::batch_init_orders(5, 5, 5, 1)).await.0, 200);
+    assert_eq!(call(gateway, "GET", &path::find_order("4")).await.0, 200);
 
     // Not routed: internal paths and unknown prefixes.
-    assert_eq!(call(gateway, "GET", "/health").await.0, 404);
+    assert_eq!(call(gateway, "GET", path::HEALTH).await.0, 404);
     item
 }
 
@@ -57,7 +47,7 @@ async fn exercise_gateway(gateway: &Gateway) -> String {
 async fn up_status_restart_and_down() {
     let _serial = crate::support::serial();
     let stack = TestStack::new("lifecycle-stack");
-    let gateway = Gateway { url: stack.gateway(), client: reqwest::Client::new() };
+    let gateway = api::client(&stack.gateway());
 
     // A port already taken is named up front instead of failing deep in a log.
     let redis_port = stack.port_base + 20;
@@ -126,15 +116,15 @@ async fn up_status_restart_and_down() {
     let restarted = component(&stack.status().unwrap(), "stock#0").clone();
     let log = std::fs::read_to_string(stack.dir.join("harness.log")).unwrap();
     assert!(log.contains("process exited; restarting") && log.contains("stock#0"), "{log}");
-    let new_url = format!("{}/health", restarted["url"].as_str().unwrap());
+    let replica = api::client(restarted["url"].as_str().unwrap());
     eventually("the restarted stock#0 healthy", Duration::from_secs(15), || async {
-        match gateway.client.get(&new_url).send().await {
-            Ok(r) => when(r.status().is_success(), || format!("/health answered {}", r.status())),
+        match replica.get(path::HEALTH).await {
+            Ok((status, _)) => when(status == 200, || format!("{} answered {status}", path::HEALTH)),
             Err(err) => Err(err.to_string()),
         }
     })
     .await;
-    assert_eq!(call(&gateway, "GET", &format!("/stock/find/{item}")).await.0, 200);
+    assert_eq!(call(&gateway, "GET", &path::find_item(&item)).await.0, 200);
 
     // down stops everything.
     let pids: Vec<u64> =
@@ -149,9 +139,9 @@ async fn up_status_restart_and_down() {
     // --keep-data brings the same databases back; a plain up starts empty.
     let out = stack.harness(&["up", "--protocol", "2pc", "--detach", "--keep-data"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(call(&gateway, "GET", &format!("/stock/find/{item}")).await.1["stock"], 7);
+    assert_eq!(call(&gateway, "GET", &path::find_item(&item)).await.1["stock"], 7);
     assert!(stack.harness(&["down"]).status.success());
     let out = stack.harness(&["up", "--protocol", "2pc", "--detach"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(call(&gateway, "GET", &format!("/stock/find/{item}")).await.0, 400);
+    assert_eq!(call(&gateway, "GET", &path::find_item(&item)).await.0, 400);
 }

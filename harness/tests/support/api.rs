@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-pub use harness::api::Api;
+pub use harness::api::{Api, path};
 
 /// A client of `base` for a test: a minute per reply, connections for many
 /// concurrent checkouts.

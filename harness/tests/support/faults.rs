@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::api::Api;
+use super::api::{Api, path};
 use super::{TestStack, component, eventually, when};
 
 /// One checkout's world: a user, an item and an order of it; by default a
@@ -56,7 +56,7 @@ pub async fn wait_restarted(stack: &TestStack, name: &str, before: u64) {
     .await;
     let replica = super::replica(stack, name);
     eventually(&format!("{name} healthy again"), Duration::from_secs(30), || async {
-        match replica.get("/health").await {
+        match replica.get(path::HEALTH).await {
             Ok((200, _)) => Ok(()),
             Ok((status, body)) => Err(format!("/health answered {status} {body}")),
             Err(err) => Err(err.to_string()),
@@ -66,7 +66,7 @@ pub async fn wait_restarted(stack: &TestStack, name: &str, before: u64) {
 }
 
 pub async fn arm(stack: &TestStack, name: &str, point: &str) {
-    let (status, body) = super::replica(stack, name).post(&format!("/internal/crashpoints/{point}")).await.unwrap();
+    let (status, body) = super::replica(stack, name).post(&path::crashpoint(point)).await.unwrap();
     assert_eq!(status, 200, "arming {point} on {name}: {body}");
 }
 

@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::api::{self, Api};
+use crate::support::api::{self, Api, path};
 use crate::support::faults::{Case, arm, restarts, signal, wait_restart_count, wait_restarted};
 use crate::support::{TestStack, component};
 use harness::api::Reply;
+use harness::wait::{self, Probe};
 
 /// Branches of ours still prepared in the stock and payment databases.
 async fn prepared_transactions(status: &Value) -> i64 {
@@ -112,9 +113,9 @@ async fn crash_points_recover_all_or_nothing() {
 async fn batch_init_waits_for_an_unfinished_commit(stack: &TestStack, api: &Api) {
     use nix::sys::signal::Signal;
 
-    assert_eq!(api.post("/stock/batch_init/1/10/10").await.unwrap().0, 200);
-    assert_eq!(api.post("/payment/batch_init/1/100").await.unwrap().0, 200);
-    assert_eq!(api.post("/orders/batch_init/1/1/1/10").await.unwrap().0, 200);
+    assert_eq!(api.post(&path::batch_init_stock(1, 10, 10)).await.unwrap().0, 200);
+    assert_eq!(api.post(&path::batch_init_users(1, 100)).await.unwrap().0, 200);
+    assert_eq!(api.post(&path::batch_init_orders(1, 1, 1, 10)).await.unwrap().0, 200);
     let before = restarts(stack, "order#0").await;
     arm(stack, "order#0", "2pc.coordinator.after_decision").await;
     // Straight to the replica: through the gateway the checkout would be
@@ -124,16 +125,16 @@ async fn batch_init_waits_for_an_unfinished_commit(stack: &TestStack, api: &Api)
     assert_eq!(died.reply, Reply::NoReply, "the coordinator died after its decision: {died:?}");
     signal(stack, "stock#0", Signal::SIGSTOP);
     wait_restarted(stack, "order#0", before).await;
-    let (status, body) = api.post("/orders/batch_init/1/1/1/10").await.unwrap();
+    let (status, body) = api.post(&path::batch_init_orders(1, 1, 1, 10)).await.unwrap();
     assert_eq!(status, 409, "reset with phase two unfinished: {body}");
     assert!(body["error"].as_str().unwrap().contains("order 0 has a 2PC commit"), "{body}");
     assert!(api.paid("0").await.unwrap(), "the refused reset changed nothing");
     signal(stack, "stock#0", Signal::SIGCONT);
     assert_no_prepared_transactions(stack).await;
     assert_eq!(api.stock_of("0").await.unwrap(), 8, "the decided commit was applied");
-    assert_eq!(api.post("/orders/batch_init/1/1/1/10").await.unwrap().0, 200);
-    assert_eq!(api.post("/stock/batch_init/1/10/10").await.unwrap().0, 200);
-    assert_eq!(api.post("/payment/batch_init/1/100").await.unwrap().0, 200);
+    assert_eq!(api.post(&path::batch_init_orders(1, 1, 1, 10)).await.unwrap().0, 200);
+    assert_eq!(api.post(&path::batch_init_stock(1, 10, 10)).await.unwrap().0, 200);
+    assert_eq!(api.post(&path::batch_init_users(1, 100)).await.unwrap().0, 200);
     let (status, body) = api.checkout("0").await.expect_reply();
     assert_eq!(status, 200, "the reset order is payable again: {body}");
     assert_eq!((api.stock_of("0").await.unwrap(), api.credit_of("0").await.unwrap()), (8, 80));
@@ -214,25 +215,21 @@ pub async fn a_retried_checkout_that_paid_answers_paid(stack: &TestStack, api: &
     // later test's checkout, so the disarming is checked below.
     let mut disarmed = Vec::new();
     for name in replicas {
-        let disarm = crate::support::replica(stack, name).delete("/internal/crashpoints").await;
+        let disarm = crate::support::replica(stack, name).delete(path::CRASHPOINTS).await;
         disarmed.push(disarm.is_ok_and(|(status, _)| status == 200));
     }
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "paid", "a try of the paying request: {body}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let crashed = loop {
-        let mut crashed = None;
+    let died = || async {
         for (name, before) in replicas.iter().zip(&before) {
             if restarts(stack, name).await > *before {
-                crashed = Some((*name, *before));
+                return Ok(Probe::Ready((*name, *before)));
             }
         }
-        if let Some(crashed) = crashed {
-            break crashed;
-        }
-        assert!(Instant::now() < deadline, "no order replica died at the armed crash point");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(Probe::NotYet("no restart yet".to_owned()))
     };
+    let crashed =
+        wait::until("an order replica dying at the armed crash point", Duration::from_secs(30), died).await.unwrap();
     for (name, ok) in replicas.iter().zip(&disarmed) {
         assert!(*ok || *name == crashed.0, "{name} could not be disarmed");
     }

@@ -10,7 +10,7 @@ mod support;
 mod crash;
 
 use support::TestStack;
-use support::api::{self, Api};
+use support::api::{self, Api, path};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance_over_two_pc() {
@@ -37,8 +37,8 @@ async fn conformance_over_two_pc() {
 /// global order cannot form it: all 200 checkouts, fired at once, pay.
 async fn cross_lock_pairs_complete_without_a_lock_timeout(api: &Api) {
     let pairs = 100;
-    for path in [format!("/stock/batch_init/{pairs}/2/1"), format!("/payment/batch_init/{pairs}/2")] {
-        assert_eq!(api.post(&path).await.unwrap().0, 200, "{path}");
+    for init in [path::batch_init_stock(pairs, 2, 1), path::batch_init_users(pairs, 2)] {
+        assert_eq!(api.post(&init).await.unwrap().0, 200, "{init}");
     }
     let mut orders = Vec::new();
     for k in 0..pairs {
@@ -60,7 +60,9 @@ async fn cross_lock_pairs_complete_without_a_lock_timeout(api: &Api) {
 /// payable again, although its earlier commit is in the decision log.
 async fn checkout_again_after_batch_init(api: &Api) {
     for round in 0..2 {
-        for path in ["/stock/batch_init/4/100/1", "/payment/batch_init/4/100", "/orders/batch_init/4/4/4/1"] {
+        for path in
+            [&path::batch_init_stock(4, 100, 1), &path::batch_init_users(4, 100), &path::batch_init_orders(4, 4, 4, 1)]
+        {
             assert_eq!(api.post(path).await.unwrap().0, 200, "{path}");
         }
         let (status, body) = api.checkout("2").await.expect_reply();
@@ -188,25 +190,31 @@ async fn target_mode_and_verify_against_a_running_stack() {
     run.assert_held("(API level only)");
 
     let api_args = [
-        "verify", "--target", &gateway, "--stock", "20", "--credit", "5", "--items", "50", "--users", "200",
+        "verify", "--json", "--target", &gateway, "--stock", "20", "--credit", "5", "--items", "50", "--users", "200",
         "--orders", "300",
     ];
-    let out = stack.harness(&api_args);
-    assert!(out.status.success(), "{}{}", support::text(&out.stdout), support::text(&out.stderr));
-    let out = stack.harness(&["verify", "--stock", "20", "--credit", "5"]);
-    let stdout = support::text(&out.stdout);
-    assert!(out.status.success() && stdout.contains("300 orders"), "{stdout}{}", support::text(&out.stderr));
-    // Wrong starting credit: every user who paid (or not) is off by one.
-    let out = stack.harness(&["verify", "--stock", "20", "--credit", "6"]);
-    assert!(!out.status.success() && support::text(&out.stdout).contains("VIOLATIONS"));
+    let db_args = ["verify", "--json", "--stock", "20", "--credit", "5"];
+    let verdict = verify(&stack, &api_args, true);
+    assert_eq!(verdict["scope"], "API level only", "{verdict}");
+    let verdict = verify(&stack, &db_args, true);
+    assert_eq!((verdict["orders"].as_u64(), verdict["users"].as_u64()), (Some(300), Some(200)), "{verdict}");
+    assert!(verdict["settled_s"].is_number(), "{verdict}");
+    // Wrong starting credit: every user is off by one.
+    let verdict = verify(&stack, &["verify", "--json", "--stock", "20", "--credit", "6"], false);
+    let credit = verdict["violations"].as_array().unwrap().iter().filter(|v| v["violation"] == "credit").count();
+    assert_eq!(credit, 200, "{verdict}");
 
     // Money appears out of nowhere: both views catch it.
     let api = api::client(&gateway);
-    assert_eq!(api.post("/payment/add_funds/7/3").await.unwrap().0, 200);
-    let out = stack.harness(&api_args);
-    assert!(!out.status.success() && support::text(&out.stdout).contains("Credit { user_id: \"7\""));
-    let out = stack.harness(&["verify", "--stock", "20", "--credit", "5"]);
-    assert!(!out.status.success() && support::text(&out.stdout).contains("Credit { user_id: \"7\""));
+    assert_eq!(api.post(&path::add_funds("7", 3)).await.unwrap().0, 200);
+    let only_user_7 = |verdict: &serde_json::Value| {
+        let violations = verdict["violations"].as_array().unwrap();
+        violations.len() == 1 && violations[0]["violation"] == "credit" && violations[0]["user_id"] == "7"
+    };
+    let verdict = verify(&stack, &api_args, false);
+    assert!(only_user_7(&verdict), "{verdict}");
+    let verdict = verify(&stack, &db_args, false);
+    assert!(only_user_7(&verdict), "{verdict}");
 
     // A later, smaller batch overwrites part of the ids: `verify` judges the
     // latest batch alone (older orders paid users and items that were reset).
@@ -230,10 +238,20 @@ async fn target_mode_and_verify_against_a_running_stack() {
         "8",
     ]);
     assert!(out.status.success(), "{}{}", support::text(&out.stdout), support::text(&out.stderr));
-    let out = stack.harness(&["verify", "--stock", "30", "--credit", "7"]);
+    let verdict = verify(&stack, &["verify", "--json", "--stock", "30", "--credit", "7"], true);
+    assert_eq!((verdict["users"].as_u64(), verdict["items"].as_u64()), (Some(50), Some(20)), "{verdict}");
+}
+
+/// Runs `harness verify --json` on `stack`; its verdict, after checking that
+/// the exit status and `held` both say `held`.
+fn verify(stack: &TestStack, args: &[&str], held: bool) -> serde_json::Value {
+    let out = stack.harness(args);
     let stdout = support::text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", support::text(&out.stderr));
-    assert!(stdout.contains("credit of 50 users, stock of 20 items"), "{stdout}");
+    let verdict: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("{err}: {stdout}{}", support::text(&out.stderr)));
+    assert_eq!(out.status.success(), held, "{verdict}");
+    assert_eq!(verdict["held"], held, "{verdict}");
+    verdict
 }
 
 /// The verifier's mutation test: an order service built to answer 400 for

@@ -3,10 +3,9 @@
 //!
 //! Every point is declared once, in [`ALL`], with the protocol and the service
 //! it lives in; the protocols name them through the constants below. A point
-//! is armed by name, either at start-up through the `SAGA2PC_CRASHPOINTS`
-//! environment variable (comma-separated names, read by [`init_from_env`]) or
-//! at run time through [`arm`] (the services expose it on an internal
-//! endpoint). A name that is not in [`ALL`] is refused, so a misspelled point
+//! is armed by name, either at start-up ([`arm_all`], the services'
+//! `--crashpoints` flag) or at run time through [`arm`] (the services expose
+//! it on an internal endpoint). A name that is not in [`ALL`] is refused, so a misspelled point
 //! cannot be "armed" and silently never fire. When execution reaches an armed
 //! point, the process aborts immediately: no destructors, no graceful
 //! shutdown, no flushing — exactly the failure the protocols must recover
@@ -17,9 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use crate::ProtocolKind;
-
-/// Environment variable listing points armed at start-up.
-pub const ENV: &str = "SAGA2PC_CRASHPOINTS";
 
 /// One place where the process can be made to die.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,18 +96,17 @@ fn armed() -> &'static Mutex<HashSet<CrashPoint>> {
     ARMED.get_or_init(|| Mutex::new(HashSet::new()))
 }
 
-/// Arms the points listed in `SAGA2PC_CRASHPOINTS`; call once at start-up.
-/// Every start of a process with the variable arms them again, so a process
-/// that a supervisor restarts with the same environment would crash at the
-/// point every time: the variable is for a process started by hand; the
-/// harness arms points at run time, once.
+/// Arms every point of `names`, or none when one of them does not exist.
 ///
 /// # Errors
-/// When the variable names a point that does not exist (nothing is armed then).
-pub fn init_from_env() -> Result<(), UnknownCrashPoint> {
-    let listed = std::env::var(ENV).unwrap_or_default();
-    let points =
-        listed.split(',').map(str::trim).filter(|s| !s.is_empty()).map(lookup).collect::<Result<Vec<_>, _>>()?;
+/// When a name is not a crash point (nothing is armed then).
+pub fn arm_all<S: AsRef<str>>(names: &[S]) -> Result<(), UnknownCrashPoint> {
+    let points = names
+        .iter()
+        .map(|name| name.as_ref().trim())
+        .filter(|name| !name.is_empty())
+        .map(lookup)
+        .collect::<Result<Vec<_>, _>>()?;
     for point in points {
         arm(point);
     }

@@ -78,6 +78,14 @@ pub async fn install(pool: &PgPool, schema: &ProtocolSchema) -> sqlx::Result<()>
     tx.commit().await
 }
 
+/// Whether `table` is in this database. For a protocol's readers of its
+/// own state (the harness's verifier) on a database the protocol may never
+/// have run on, each gating its query on the table it reads: a missing
+/// table means "nothing of this protocol there", not an error.
+pub async fn has_table(pool: &PgPool, table: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table).fetch_one(pool).await
+}
+
 /// Records `digest` as installed for `name` (a no-op when it already is).
 async fn record(conn: &mut sqlx::PgConnection, name: &str, digest: &str) -> sqlx::Result<()> {
     sqlx::query(

@@ -6,8 +6,8 @@
 //! spans over its client-side latency ([`Phase::PRIORITY`] decides overlaps);
 //! what no span covers it reports as unattributed.
 //!
-//! Recording is off unless [`enable`]d (the services enable it when
-//! [`ENV`] is set, as the harness's stack does). The log is bounded
+//! Recording is off unless [`enable`]d (the services enable it with
+//! `--spans`, which the harness's stack passes). The log is bounded
 //! ([`CAPACITY`]): spans past it are counted, not kept, and the harness
 //! reports both the count and the checkouts it could not cut.
 //!
@@ -110,10 +110,6 @@ pub struct Drained {
     /// Spans not kept because the log was full.
     pub dropped: u64,
 }
-
-/// Set (to anything but `0`) in a service's environment to record spans;
-/// the harness's stack sets it.
-pub const ENV: &str = "SAGA2PC_SPANS";
 
 /// Spans kept between two drains (about 100 bytes each, so at most about
 /// 20 MB for a stack nobody drains, `harness up` by hand; a run drains before

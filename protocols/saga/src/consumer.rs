@@ -353,7 +353,7 @@ async fn handle_to_end(shared: &Shared, job: &Job, stop: &watch::Receiver<bool>)
 async fn dead_letter(shared: &Shared, job: &Job, err: &anyhow::Error, attempts: u32) -> sqlx::Result<()> {
     let error = format!("{err:#}");
     let place = (job.topic.as_str(), job.partition, job.offset);
-    let first = crate::store::dead_letter(&shared.dead_letters, &job.msg, place, &error, attempts).await?;
+    let first = crate::inbox::dead_letter(&shared.dead_letters, &job.msg, place, &error, attempts).await?;
     Metrics::incr(&shared.metrics.dead_lettered);
     // Recovery re-sends the saga's command every few seconds: one error line
     // for the saga's first dead letter, the rest at debug level.

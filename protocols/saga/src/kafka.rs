@@ -178,18 +178,25 @@ pub struct KafkaSettings {
     /// consumer is still alive), one of them gets a fatal error, and the
     /// consumer loop replaces it with a new consumer ([`crate::consumer::run`]).
     pub instance: Option<String>,
+    /// Client settings applied after the profile's.
+    pub extra: ClientProperties,
 }
 
-/// Extra client settings, `key=value;...`, applied after the profile's to
-/// every producer and consumer of the services (and of the harness's bare
-/// broker measurement): for measuring how a client setting moves the numbers
-/// without a new build. Reports record it. Keys that durability or the
-/// offset discipline rest on (`PROTECTED`) are refused.
-pub const CLIENT_PROPERTIES_ENV: &str = "SAGA2PC_KAFKA_CLIENT_PROPERTIES";
+/// Extra client settings, `key=value;...` (the services' and the harness's
+/// `--kafka-client-properties`), applied after the profile's to every
+/// producer and consumer of the services (and of the harness's bare broker
+/// measurement): for measuring how a client setting moves the numbers
+/// without a new build. Reports record them. Keys that durability or the
+/// offset discipline rest on (the brokers, `acks`, idempotence, the group,
+/// offset storing and committing, the reset policy, under every alias) are
+/// refused, as is anything that is not `key=value`: a setting silently
+/// dropped would be measured as if it had been applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClientProperties(Vec<(String, String)>);
 
-/// Settings [`CLIENT_PROPERTIES_ENV`] may not change, under any of
-/// librdkafka's names for them (an alias set beside the canonical name would
-/// leave which one wins to the order the client applies them in).
+/// Settings [`ClientProperties`] may not change, under any of librdkafka's
+/// names for them (an alias set beside the canonical name would leave which
+/// one wins to the order the client applies them in).
 const PROTECTED: &[&str] = &[
     "bootstrap.servers",
     "metadata.broker.list",
@@ -209,29 +216,48 @@ fn is_protected(key: &str) -> bool {
     PROTECTED.contains(&key)
 }
 
-/// The settings of [`CLIENT_PROPERTIES_ENV`], without the protected ones.
-fn extra_properties() -> Vec<(String, String)> {
-    let value = std::env::var(CLIENT_PROPERTIES_ENV).unwrap_or_default();
-    parse_properties(&value)
-}
+impl FromStr for ClientProperties {
+    type Err = String;
 
-fn parse_properties(value: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for pair in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some((key, _)) if is_protected(key.trim()) => {
-                tracing::warn!(key = key.trim(), "{CLIENT_PROPERTIES_ENV} may not change this setting; ignored");
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let mut out = Vec::new();
+        for pair in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((key, v)) = pair.split_once('=') else {
+                return Err(format!("{pair:?} is not key=value"));
+            };
+            let key = key.trim();
+            if key.is_empty() {
+                return Err(format!("{pair:?} names no setting"));
             }
-            Some((key, v)) => out.push((key.trim().to_owned(), v.trim().to_owned())),
-            None => tracing::warn!(pair, "{CLIENT_PROPERTIES_ENV}: not key=value; ignored"),
+            if is_protected(key) {
+                return Err(format!("{key} may not be changed: durability or the offset discipline rests on it"));
+            }
+            out.push((key.to_owned(), v.trim().to_owned()));
         }
+        Ok(ClientProperties(out))
     }
-    out
 }
 
-fn apply_extra(config: &mut ClientConfig) {
-    for (key, value) in extra_properties() {
-        config.set(key, value);
+impl fmt::Display for ClientProperties {
+    /// `key=value;...`, which [`FromStr`] reads back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, (key, value)) in self.0.iter().enumerate() {
+            write!(f, "{}{key}={value}", if n == 0 { "" } else { ";" })?;
+        }
+        Ok(())
+    }
+}
+
+impl ClientProperties {
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn apply(&self, config: &mut ClientConfig) {
+        for (key, value) in &self.0 {
+            config.set(key, value);
+        }
     }
 }
 
@@ -258,7 +284,7 @@ impl KafkaSettings {
         for (key, value) in self.profile.producer() {
             config.set(*key, *value);
         }
-        apply_extra(&mut config);
+        self.extra.apply(&mut config);
         config.set("enable.idempotence", "true").set("acks", "all");
         config
     }
@@ -276,7 +302,7 @@ impl KafkaSettings {
         for (key, value) in self.profile.consumer() {
             config.set(*key, *value);
         }
-        apply_extra(&mut config);
+        self.extra.apply(&mut config);
         config
             .set("group.id", &self.group)
             .set("enable.auto.commit", "true")
@@ -453,7 +479,13 @@ mod tests {
     use super::*;
 
     fn settings(profile: Profile) -> KafkaSettings {
-        KafkaSettings { bootstrap: "b:1".into(), profile, group: "g".into(), instance: Some("order#0".into()) }
+        KafkaSettings {
+            bootstrap: "b:1".into(),
+            profile,
+            group: "g".into(),
+            instance: Some("order#0".into()),
+            extra: ClientProperties::default(),
+        }
     }
 
     #[test]
@@ -523,11 +555,36 @@ mod tests {
 
     #[test]
     fn extra_properties_cannot_touch_durability() {
-        let parsed = parse_properties(
-            " linger.ms=1; acks=1 ;enable.idempotence=false;junk; fetch.wait.max.ms = 10 ;request.required.acks=0;\
-             topic.auto.offset.reset=latest;enable.auto.commit=false",
+        let parsed: ClientProperties = " linger.ms=1; fetch.wait.max.ms = 10 ;".parse().unwrap();
+        assert_eq!(parsed.to_string(), "linger.ms=1;fetch.wait.max.ms=10");
+        assert_eq!(parsed.to_string().parse::<ClientProperties>(), Ok(parsed.clone()));
+        for protected in [
+            "acks=1",
+            "enable.idempotence=false",
+            "request.required.acks=0",
+            "topic.auto.offset.reset=latest",
+            "enable.auto.commit=false",
+            "group.id=other",
+        ] {
+            let err = format!("linger.ms=1;{protected}").parse::<ClientProperties>().unwrap_err();
+            assert!(err.contains("may not be changed"), "{protected}: {err}");
+        }
+        assert!("junk".parse::<ClientProperties>().unwrap_err().contains("not key=value"));
+        let mut config = settings(Profile::LowLatency);
+        config.extra = parsed;
+        assert_eq!(config.producer().get("linger.ms"), Some("1"));
+        // Were a protected key to get through, the clients still set their own last.
+        config.extra = ClientProperties(
+            ["acks=1", "enable.idempotence=false", "enable.auto.offset.store=true", "group.id=other"]
+                .iter()
+                .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap())
+                .collect(),
         );
-        assert_eq!(parsed, vec![("linger.ms".into(), "1".into()), ("fetch.wait.max.ms".into(), "10".into())]);
+        let producer = config.producer();
+        assert_eq!((producer.get("acks"), producer.get("enable.idempotence")), (Some("all"), Some("true")));
+        let consumer = config.consumer();
+        assert_eq!(consumer.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(consumer.get("group.id"), Some("g"));
     }
 
     #[test]

@@ -18,12 +18,13 @@
 //! Modules: [`machine`] (the orchestrator's I/O-free state machine),
 //! [`messages`] (the versioned wire format), [`offsets`] (which offsets may be
 //! stored), [`orchestrator`] and [`participant`] (the handlers), [`relay`],
-//! [`consumer`], [`store`] (outbox, inbox, schema), [`kafka`] (client profiles),
+//! [`consumer`], [`outbox`], [`inbox`] (and dead letters), [`schema`] (the tables), [`kafka`] (client profiles),
 //! [`in_process`] (the messages delivered without a broker, for the harness's ceiling),
 //! [`inspect`] (what the saga leaves in its databases, for gauges and the verifier).
 
 pub mod consumer;
 pub mod in_process;
+pub mod inbox;
 pub mod inspect;
 pub mod kafka;
 pub mod machine;
@@ -31,10 +32,11 @@ pub mod messages;
 pub mod metrics;
 pub mod offsets;
 pub mod orchestrator;
+pub mod outbox;
 pub mod participant;
 pub mod relay;
 pub mod sagas;
-pub mod store;
+pub mod schema;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -68,12 +70,12 @@ impl Runtime {
     /// Installs the saga tables of `schema` and prepares the runtime.
     pub async fn new(
         pool: PgPool,
-        schema: store::Schema,
+        schema: schema::Schema,
         kafka: KafkaSettings,
         relay: RelaySettings,
         workers: usize,
     ) -> anyhow::Result<Self> {
-        store::install(&pool, schema).await?;
+        schema::install(&pool, schema).await?;
         let (outbox, handed) = Outbox::channel();
         let handed = Arc::new(Mutex::new(Some(handed)));
         let (metrics, joined) = (Arc::default(), Arc::default());
@@ -140,11 +142,11 @@ impl Runtime {
 
     /// Unsent outbox rows of this service's database.
     pub async fn unsent(&self) -> sqlx::Result<i64> {
-        store::count_unsent(&self.pool).await
+        outbox::count_unsent(&self.pool).await
     }
 
     /// Messages in this service's dead-letter table.
     pub async fn dead_letters(&self) -> sqlx::Result<i64> {
-        store::count_dead_letters(&self.pool).await
+        inbox::count_dead_letters(&self.pool).await
     }
 }

@@ -22,12 +22,12 @@ pub const TOPICS: [&str; 3] = [STOCK_COMMANDS, PAYMENT_COMMANDS, REPLIES];
 /// How long the saga topics keep messages (`retention.ms`, set when the topics
 /// are created). A message can be redelivered or replayed only while it is in
 /// its topic, so this bounds how long the inboxes and effect records must
-/// remember a message ([`crate::store::DEDUP_RETENTION`]).
+/// remember a message ([`crate::inbox::DEDUP_RETENTION`]).
 pub const TOPIC_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// How often a topic rolls a new segment (`segment.ms`). Kafka deletes whole
 /// segments, so a message lives at most `TOPIC_RETENTION + TOPIC_SEGMENT`,
-/// which [`crate::store::DEDUP_RETENTION`] covers.
+/// which [`crate::inbox::DEDUP_RETENTION`] covers.
 pub const TOPIC_SEGMENT: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
 /// The schema version this build writes and reads.

@@ -28,12 +28,13 @@ use uuid::Uuid;
 
 use crate::consumer::Handler;
 use crate::in_flight_sql;
+use crate::inbox::{self, Claimed};
 use crate::machine::{Action, Event, Mode, Saga, Status};
 use crate::messages::{Body, Envelope, Step};
 use crate::metrics::{Gauges, Metrics};
+use crate::outbox::{self, OutboxRow};
 use crate::relay::Outbox;
 use crate::sagas;
-use crate::store::{self, Claimed, OutboxRow};
 
 /// PostgreSQL channel on which terminal sagas are announced (payload: saga id).
 const DONE_CHANNEL: &str = "saga_done";
@@ -157,7 +158,7 @@ impl Orchestrator {
         let (saga, actions) = Saga::start(self.settings.mode);
         sagas::insert(&mut *conn, saga_id, &saga, request).await?;
         let commands: Vec<Envelope> = actions.iter().filter_map(|a| command(saga_id, request, a)).collect();
-        let rows = store::enqueue(&mut *conn, &commands).await?;
+        let rows = outbox::enqueue(&mut *conn, &commands).await?;
         self.book.begin_checkout(&mut *conn, &request.order_id).await?;
         Ok(rows)
     }
@@ -302,7 +303,7 @@ impl Orchestrator {
         actions: &[Action],
     ) -> sqlx::Result<Vec<OutboxRow>> {
         let commands: Vec<Envelope> = actions.iter().filter_map(|a| command(saga_id, request, a)).collect();
-        let rows = store::enqueue(&mut *conn, &commands).await?;
+        let rows = outbox::enqueue(&mut *conn, &commands).await?;
         let terminal = saga.status.is_terminal();
         if terminal {
             let paid = actions.contains(&Action::Finish(Status::Paid));
@@ -382,7 +383,7 @@ impl Orchestrator {
                 saga.pending().into_iter().chain(saga.held()).filter_map(|a| command(*saga_id, request, &a))
             })
             .collect();
-        let rows = store::enqueue(&mut tx, &commands).await?;
+        let rows = outbox::enqueue(&mut tx, &commands).await?;
         Metrics::add(&self.metrics.resent, commands.len() as u64);
         if !stalled.is_empty() {
             let ids: Vec<Uuid> = stalled.iter().map(|(saga_id, ..)| *saga_id).collect();
@@ -399,8 +400,8 @@ impl Orchestrator {
     /// Sagas in flight and unsent outbox rows.
     pub async fn gauges(&self) -> sqlx::Result<Gauges> {
         let in_flight = crate::inspect::count_in_flight(&self.pool).await?;
-        let unsent = store::count_unsent(&self.pool).await?;
-        let dead = store::count_dead_letters(&self.pool).await?;
+        let unsent = outbox::count_unsent(&self.pool).await?;
+        let dead = inbox::count_dead_letters(&self.pool).await?;
         Ok(Gauges {
             in_flight: in_flight.max(0) as u64,
             unsent_outbox: unsent.max(0) as u64,

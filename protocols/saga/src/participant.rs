@@ -22,10 +22,11 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::claim_then_lock;
 use crate::consumer::{Handler, Poison};
+use crate::inbox::Claimed;
 use crate::messages::{Body, Envelope, Step};
 use crate::metrics::Metrics;
+use crate::outbox;
 use crate::relay::Outbox;
-use crate::store::{self, Claimed};
 
 /// Handles the commands of one step.
 pub struct ParticipantHandler {
@@ -106,7 +107,7 @@ impl ParticipantHandler {
         };
         if recorded.is_some() {
             // Every command handled for a saga keeps its record from ageing out
-            // (store::DEDUP_RETENTION).
+            // (inbox::DEDUP_RETENTION).
             sqlx::query("UPDATE saga_effects SET updated_at = now() WHERE saga_id = $1")
                 .bind(msg.saga_id)
                 .execute(&mut *tx)
@@ -167,7 +168,7 @@ impl ParticipantHandler {
             }
             (_, Some(_)) => Body::Compensated,
         };
-        let rows = store::enqueue(&mut tx, &[msg.reply(reply)]).await?;
+        let rows = outbox::enqueue(&mut tx, &[msg.reply(reply)]).await?;
         tiles.mark(Phase::Sql);
         tx.commit().await?;
         tiles.mark(Phase::Flush);

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use crate::kafka::ClientLog;
 use crate::metrics::Metrics;
-use crate::store::OutboxRow;
+use crate::outbox::OutboxRow;
 
 /// Kafka header holding when the relay produced the message (microseconds
 /// since the epoch, decimal), where its Kafka hop starts (`protocol_core::spans`).
@@ -338,11 +338,11 @@ impl Relay {
     }
 
     /// Deletes inbox rows and step effects after
-    /// [`crate::store::DEDUP_RETENTION`], and outbox rows that a build which
+    /// [`crate::inbox::DEDUP_RETENTION`], and outbox rows that a build which
     /// kept sent rows marked sent.
     async fn cleanup(&self) -> sqlx::Result<()> {
         sqlx::query("DELETE FROM saga_outbox WHERE sent_at IS NOT NULL").execute(&self.pool).await?;
-        crate::store::forget_old(&self.pool, crate::store::DEDUP_RETENTION).await?;
+        crate::inbox::forget_old(&self.pool, crate::inbox::DEDUP_RETENTION).await?;
         Ok(())
     }
 }

@@ -10,8 +10,8 @@ use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
 
+use crate::inbox::Claimed;
 use crate::machine::Saga;
-use crate::store::Claimed;
 use crate::{Metrics, claim_then_lock, in_flight_sql};
 
 /// The saga of `order_id` still in flight, if any (one per order at most).

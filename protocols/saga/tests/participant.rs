@@ -16,7 +16,7 @@ use saga::consumer::Handler;
 use saga::messages::{Body, Envelope, Step};
 use saga::participant::ParticipantHandler;
 use saga::relay::Outbox;
-use saga::store::Schema;
+use saga::schema::Schema;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -77,7 +77,7 @@ struct Setup {
 
 async fn setup(prefix: &str, count: i64) -> Setup {
     let pool = fresh_pool(prefix).await;
-    saga::store::install(&pool, Schema::Participant).await.unwrap();
+    saga::schema::install(&pool, Schema::Participant).await.unwrap();
     sqlx::query("CREATE TABLE counts (id TEXT PRIMARY KEY, n BIGINT NOT NULL)").execute(&pool).await.unwrap();
     sqlx::query("INSERT INTO counts VALUES ('item', $1)").bind(count).execute(&pool).await.unwrap();
     let (outbox, handed) = Outbox::channel();

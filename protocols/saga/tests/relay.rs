@@ -26,7 +26,7 @@ use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use saga::messages::{Body, Envelope, REPLIES, Step};
 use saga::relay::{Outbox, Relay};
-use saga::store::Schema;
+use saga::schema::Schema;
 use saga::{KafkaSettings, Metrics, Profile, RelaySettings};
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -45,14 +45,14 @@ async fn a_fatal_producer_error_gets_a_new_producer_and_every_row_is_published()
         .collect();
     let sent: BTreeSet<_> = msgs.iter().map(|m| m.message_id).collect();
     let mut conn = pool.acquire().await.unwrap();
-    saga::store::enqueue(&mut conn, &msgs).await.unwrap();
+    saga::outbox::enqueue(&mut conn, &msgs).await.unwrap();
     drop(conn);
 
     let metrics = Arc::new(Metrics::default());
     let (_outbox, stop, task) = start_relay(&pool, &mock, Duration::ZERO, &metrics);
 
     let deadline = Instant::now() + Duration::from_secs(30);
-    while saga::store::count_unsent(&pool).await.unwrap() > 0 {
+    while saga::outbox::count_unsent(&pool).await.unwrap() > 0 {
         assert!(Instant::now() < deadline, "rows still unsent; relay counters: {:?}", counters(&metrics));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -92,7 +92,7 @@ fn counters(metrics: &Metrics) -> (u64, u64, u64) {
 /// replies topic.
 async fn outbox_and_broker() -> (PgPool, MockCluster<'static, DefaultProducerContext>) {
     let pool = fresh_pool("relay").await;
-    saga::store::install(&pool, Schema::Participant).await.unwrap();
+    saga::schema::install(&pool, Schema::Participant).await.unwrap();
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic(REPLIES, 1, 1).unwrap();
     (pool, mock)
@@ -111,6 +111,7 @@ fn start_relay(
         profile: Profile::default(),
         group: "relay-test".into(),
         instance: None,
+        extra: Default::default(),
     };
     let timing = RelaySettings {
         poll_interval: Duration::from_millis(50),
@@ -126,7 +127,7 @@ fn start_relay(
 
 async fn wait_unsent(pool: &PgPool, n: i64, metrics: &Metrics) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while saga::store::count_unsent(pool).await.unwrap() != n {
+    while saga::outbox::count_unsent(pool).await.unwrap() != n {
         assert!(Instant::now() < deadline, "unsent rows never reached {n}; relay counters: {:?}", counters(metrics));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -147,13 +148,13 @@ async fn handed_over_rows_go_out_at_once_and_a_lost_hand_over_is_claimed_at_star
     // A first hand-over, published only after the relay's start-up claim (it
     // claims first, then waits for rows): after it, no claim takes young rows.
     let mut conn = pool.acquire().await.unwrap();
-    outbox.committed(saga::store::enqueue(&mut conn, &[envelope("0")]).await.unwrap());
+    outbox.committed(saga::outbox::enqueue(&mut conn, &[envelope("0")]).await.unwrap());
     drop(conn);
     wait_unsent(&pool, 0, &metrics).await;
 
     let mut tx = pool.begin().await.unwrap();
-    let rows = saga::store::enqueue(&mut tx, &[envelope("1"), envelope("2")]).await.unwrap();
-    let lost = saga::store::enqueue(&mut tx, &[envelope("3")]).await.unwrap();
+    let rows = saga::outbox::enqueue(&mut tx, &[envelope("1"), envelope("2")]).await.unwrap();
+    let lost = saga::outbox::enqueue(&mut tx, &[envelope("3")]).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(rows.len(), 2);
     assert!(rows[0].id < rows[1].id && rows[1].id < lost[0].id, "rows come back in insert order");
@@ -161,7 +162,7 @@ async fn handed_over_rows_go_out_at_once_and_a_lost_hand_over_is_claimed_at_star
     wait_unsent(&pool, 1, &metrics).await;
     // Several polls later the row nobody handed over is still there.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(saga::store::count_unsent(&pool).await.unwrap(), 1, "a poll took a row inside the grace");
+    assert_eq!(saga::outbox::count_unsent(&pool).await.unwrap(), 1, "a poll took a row inside the grace");
     // Three rows (counted once each, though the start-up claim may have sent
     // the first one too).
     assert_eq!(metrics.published.load(Ordering::Relaxed), 3, "{:?}", counters(&metrics));

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use saga::store::Schema;
+use saga::schema::Schema;
 use sqlx::Connection;
 
 mod common;
@@ -28,11 +28,11 @@ async fn install_twice_beside_a_writer() {
         (Schema::Participant, "saga_outbox, saga_inbox, saga_effects"),
     ] {
         let pool = common::fresh_pool("schema").await;
-        saga::store::install(&pool, schema).await.unwrap();
+        saga::schema::install(&pool, schema).await.unwrap();
         let mut writer = pool.acquire().await.unwrap();
         let mut tx = writer.begin().await.unwrap();
         sqlx::query(&format!("LOCK TABLE {tables} IN ROW EXCLUSIVE MODE")).execute(&mut *tx).await.unwrap();
-        let again = tokio::time::timeout(Duration::from_secs(10), saga::store::install(&pool, schema)).await;
+        let again = tokio::time::timeout(Duration::from_secs(10), saga::schema::install(&pool, schema)).await;
         assert!(matches!(again, Ok(Ok(()))), "{schema:?}: a second install waited on a table in use: {again:?}");
         tx.rollback().await.unwrap();
         // `close` waits for every connection to come back: hand this one back first.
@@ -54,7 +54,7 @@ async fn a_digest_recorded_by_an_older_release_counts() {
 
 async fn adopt_the_old_record() {
     let pool = common::fresh_pool("schema-old-record").await;
-    saga::store::install(&pool, Schema::Participant).await.unwrap();
+    saga::schema::install(&pool, Schema::Participant).await.unwrap();
     // What the older release left: its record, under its own names, and no other.
     sqlx::raw_sql(
         "CREATE TABLE saga_schema (name TEXT PRIMARY KEY, digest TEXT NOT NULL);
@@ -70,7 +70,7 @@ async fn adopt_the_old_record() {
         .execute(&mut *tx)
         .await
         .unwrap();
-    let again = tokio::time::timeout(Duration::from_secs(10), saga::store::install(&pool, Schema::Participant)).await;
+    let again = tokio::time::timeout(Duration::from_secs(10), saga::schema::install(&pool, Schema::Participant)).await;
     assert!(matches!(again, Ok(Ok(()))), "an install with the old record waited on a table in use: {again:?}");
     tx.rollback().await.unwrap();
     drop(writer);

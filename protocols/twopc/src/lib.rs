@@ -21,12 +21,14 @@
 //! - [`transport`]: how it reaches the participants (HTTP, or in process);
 //! - [`participant`]: prepare / commit / rollback / recovery in a participant;
 //! - [`schema`]: the protocol's tables, installed at start-up;
+//! - [`inspect`]: the state it leaves in flight, for the harness's verifier;
 //! - [`decision_log`], [`gid`], [`messages`], [`metrics`], [`client`].
 
 pub mod client;
 pub mod coordinator;
 pub mod decision_log;
 pub mod gid;
+pub mod inspect;
 pub mod machine;
 pub mod messages;
 pub mod metrics;

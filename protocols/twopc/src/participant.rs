@@ -70,6 +70,40 @@ pub struct ParticipantSettings {
     pub recovery_interval: Duration,
 }
 
+/// What a participant's branch record says about its branch
+/// (`twopc_branches.outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BranchOutcome {
+    /// Written inside the prepared transaction: visible only once the branch
+    /// committed.
+    Committed,
+    /// The tombstone of a rolled-back branch; a later prepare of the gid is
+    /// refused.
+    Aborted,
+}
+
+impl BranchOutcome {
+    /// The name in the `outcome` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BranchOutcome::Committed => "committed",
+            BranchOutcome::Aborted => "aborted",
+        }
+    }
+}
+
+impl std::str::FromStr for BranchOutcome {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "committed" => Ok(BranchOutcome::Committed),
+            "aborted" => Ok(BranchOutcome::Aborted),
+            other => Err(format!("unknown 2PC branch outcome {other:?}")),
+        }
+    }
+}
+
 /// Why phase two was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PhaseTwoError {
@@ -199,9 +233,10 @@ impl ParticipantRunner {
         let lock_ms = lock_wait.as_millis().max(1);
         sqlx::query(&format!("SET LOCAL lock_timeout = {lock_ms}")).execute(&mut **conn).await?;
         let fresh: Option<i32> = sqlx::query_scalar(
-            "INSERT INTO twopc_branches (gid, outcome) VALUES ($1, 'committed') ON CONFLICT (gid) DO NOTHING RETURNING 1",
+            "INSERT INTO twopc_branches (gid, outcome) VALUES ($1, $2) ON CONFLICT (gid) DO NOTHING RETURNING 1",
         )
         .bind(gid.to_string())
+        .bind(BranchOutcome::Committed.as_str())
         .fetch_optional(&mut **conn)
         .await?;
         if fresh.is_none() {
@@ -259,8 +294,8 @@ impl ParticipantRunner {
                 Ok(())
             }
             Err(err) if sqlstate(&err).as_deref() == Some(UNDEFINED_OBJECT) => match self.outcome(gid).await? {
-                Some(outcome) if outcome == "committed" => Ok(()),
-                Some(_) => Err(PhaseTwoError::Conflict(format!("branch {gid} was rolled back"))),
+                Some(BranchOutcome::Committed) => Ok(()),
+                Some(BranchOutcome::Aborted) => Err(PhaseTwoError::Conflict(format!("branch {gid} was rolled back"))),
                 None => Err(PhaseTwoError::Conflict(format!("branch {gid} was never prepared"))),
             },
             Err(err) => Err(err.into()),
@@ -291,8 +326,10 @@ impl ParticipantRunner {
             }
             match self.tombstone(gid).await {
                 Ok(()) => {
-                    return match self.outcome(gid).await?.as_deref() {
-                        Some("committed") => Err(PhaseTwoError::Conflict(format!("branch {gid} was committed"))),
+                    return match self.outcome(gid).await? {
+                        Some(BranchOutcome::Committed) => {
+                            Err(PhaseTwoError::Conflict(format!("branch {gid} was committed")))
+                        }
                         _ => Ok(()),
                     };
                 }
@@ -311,18 +348,22 @@ impl ParticipantRunner {
         // waiting rollbacks never take the phase-two connections from commits.
         let mut tx = self.phase_two_pool.begin().await?;
         sqlx::query("SET LOCAL lock_timeout = 5").execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO twopc_branches (gid, outcome) VALUES ($1, 'aborted') ON CONFLICT (gid) DO NOTHING")
+        sqlx::query("INSERT INTO twopc_branches (gid, outcome) VALUES ($1, $2) ON CONFLICT (gid) DO NOTHING")
             .bind(gid.to_string())
+            .bind(BranchOutcome::Aborted.as_str())
             .execute(&mut *tx)
             .await?;
         tx.commit().await
     }
 
-    async fn outcome(&self, gid: &Gid) -> sqlx::Result<Option<String>> {
-        sqlx::query_scalar("SELECT outcome FROM twopc_branches WHERE gid = $1")
+    async fn outcome(&self, gid: &Gid) -> Result<Option<BranchOutcome>, PhaseTwoError> {
+        let outcome: Option<String> = sqlx::query_scalar("SELECT outcome FROM twopc_branches WHERE gid = $1")
             .bind(gid.to_string())
             .fetch_optional(&self.phase_two_pool)
-            .await
+            .await?;
+        // The column's CHECK admits only the two names; anything else is a
+        // schema this release does not know, not an outcome to guess at.
+        outcome.map(|name| name.parse().map_err(|err: String| sqlx::Error::Decode(err.into()).into())).transpose()
     }
 
     /// Resolves this participant's prepared branches older than the in-doubt

@@ -44,6 +44,28 @@ pub struct CommonConfig {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "LOG_JSON", default_value_t = false)]
     pub log_json: bool,
+
+    /// Record where each checkout's time goes, drained by the harness from
+    /// `GET /internal/spans` for its breakdown (`harness up` says which):
+    /// `--spans`, `--spans=true` or `--spans=false`.
+    #[arg(
+        long,
+        env = "SPANS",
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_value_t = false,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub spans: bool,
+
+    /// Crash points armed from the start, comma-separated (for a process
+    /// started by hand: a supervisor restarting it with the same flags
+    /// would crash it at the point every time; the harness arms points at
+    /// run time instead, `POST /internal/crashpoints/<name>`). An unknown
+    /// name stops the service.
+    #[arg(long, env = "CRASHPOINTS", value_delimiter = ',')]
+    pub crashpoints: Vec<String>,
 }
 
 fn parse_protocol(raw: &str) -> Result<ProtocolKind, String> {

@@ -106,7 +106,7 @@ pub async fn build(
     match common.protocol {
         ProtocolKind::TwoPc => {
             twopc::schema::install(&pool, twopc::schema::Schema::Participant).await?;
-            let side = crate::twopc_side::Participant::new(
+            let side = crate::twopc_side::TwoPcParticipant::new(
                 spec.branch,
                 &pool,
                 common.db_protocol_pool_size,
@@ -118,7 +118,7 @@ pub async fn build(
             Ok(side.with_recovery(app))
         }
         ProtocolKind::Saga => {
-            let side = crate::saga_side::Participant::new(
+            let side = crate::saga_side::SagaParticipant::new(
                 spec.name,
                 spec.step,
                 common.instance.as_deref(),

@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use clap::Args;
 use protocol_core::Resource;
 use saga::metrics::Gauges;
-use saga::store::Schema;
+use saga::schema::Schema;
 use saga::{KafkaSettings, Profile, RelayFaults, RelaySettings, Runtime, Step};
 use serde_json::{Value, json};
 
@@ -33,6 +33,12 @@ pub struct SagaArgs {
     /// Kafka client settings: `low-latency`, `no-linger` or `defaults` (see `saga::kafka`).
     #[arg(long, env = "KAFKA_PROFILE", default_value = "low-latency")]
     pub kafka_profile: Profile,
+
+    /// Extra Kafka client settings, `key=value;...`, applied after the
+    /// profile's (settings durability or the offset discipline rest on are
+    /// refused; see `saga::kafka::ClientProperties`).
+    #[arg(long, env = "KAFKA_CLIENT_PROPERTIES", default_value = "")]
+    pub kafka_client_properties: saga::kafka::ClientProperties,
 
     /// Consumer group (default: `saga-<service>`); a new group replays its
     /// topics from the beginning.
@@ -76,6 +82,7 @@ impl SagaArgs {
             profile: self.kafka_profile,
             group: self.consumer_group.clone().unwrap_or_else(|| format!("saga-{service}")),
             instance: instance.map(str::to_owned),
+            extra: self.kafka_client_properties.clone(),
         };
         let relay = RelaySettings {
             poll_interval: Duration::from_millis(self.relay_poll_ms.max(1)),
@@ -92,13 +99,13 @@ impl SagaArgs {
 
 /// A participant service's saga side: the relay and the consumer of its step's commands.
 #[derive(Debug)]
-pub struct Participant {
+pub struct SagaParticipant {
     step: Step,
     runtime: Runtime,
     handler: Arc<saga::participant::ParticipantHandler>,
 }
 
-impl Participant {
+impl SagaParticipant {
     /// The participant of `step` in service `service`, applying `resource`.
     pub async fn new(
         service: &str,
@@ -116,7 +123,7 @@ impl Participant {
             runtime.outbox(),
             runtime.metrics(),
         );
-        Ok(Participant { step, runtime, handler: Arc::new(handler) })
+        Ok(SagaParticipant { step, runtime, handler: Arc::new(handler) })
     }
 
     /// `routes` plus the internal saga endpoints.

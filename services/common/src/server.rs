@@ -95,9 +95,6 @@ impl Application {
             None => TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?,
         };
         let readiness = Readiness::default();
-        if std::env::var_os(protocol_core::spans::ENV).is_some_and(|v| v != "0") {
-            protocol_core::spans::enable();
-        }
         let router = routes
             .route("/health", get(health).with_state((pool, readiness.clone())))
             .route("/internal/crashpoints/{name}", post(arm_crashpoint))
@@ -232,8 +229,12 @@ where
 {
     let matches = C::command().name(name).about(about).get_matches();
     let config = C::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
-    crate::telemetry::init(common(&config).log_json);
-    crashpoint::init_from_env()?;
+    let settings = common(&config);
+    crate::telemetry::init(settings.log_json);
+    crashpoint::arm_all(&settings.crashpoints)?;
+    if settings.spans {
+        protocol_core::spans::enable();
+    }
     let app = build(config).await?;
     tracing::info!(addr = %app.local_addr(), "{name} listening");
     app.run_until(shutdown_signal()).await?;

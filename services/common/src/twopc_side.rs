@@ -68,13 +68,13 @@ impl From<PhaseTwoError> for ApiError {
 /// A participant service's 2PC side: its internal endpoints and its recovery
 /// of branches left in doubt.
 #[derive(Debug)]
-pub struct Participant {
+pub struct TwoPcParticipant {
     runner: Arc<ParticipantRunner>,
     /// The coordinator's replicas, asked about branches left in doubt.
     coordinator: twopc::client::PeerClient,
 }
 
-impl Participant {
+impl TwoPcParticipant {
     /// Builds the participant `me` over `pool` (prepares) plus a side pool of
     /// `phase_two_connections` (phase two, recovery), doing `resource`'s
     /// business update.
@@ -98,7 +98,7 @@ impl Participant {
             prepare: pool.clone(),
             phase_two: crate::db::side_pool(pool, phase_two_connections),
         };
-        Ok(Participant { runner: ParticipantRunner::new(me, pools, resource, config.settings()), coordinator })
+        Ok(TwoPcParticipant { runner: ParticipantRunner::new(me, pools, resource, config.settings()), coordinator })
     }
 
     /// `routes` plus the participant's internal endpoints.
@@ -108,7 +108,7 @@ impl Participant {
 
     /// `app` with the participant's recovery loop.
     pub fn with_recovery(self, app: Application) -> Application {
-        let Participant { runner, coordinator } = self;
+        let TwoPcParticipant { runner, coordinator } = self;
         app.with_background("2pc-participant-recovery", move |stop| runner.run_recovery(coordinator, stop))
     }
 }

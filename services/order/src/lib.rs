@@ -214,7 +214,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         }
         ProtocolKind::Saga => {
             let instance = config.common.instance.as_deref();
-            let schema = saga::store::Schema::Orchestrator;
+            let schema = saga::schema::Schema::Orchestrator;
             let runtime = config.saga.runtime("order", instance, &pool, schema).await?;
             let orchestrator = saga::Orchestrator::new(
                 pool.clone(),

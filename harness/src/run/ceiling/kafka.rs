@@ -27,6 +27,8 @@ pub struct Target {
     pub replication: crate::stack::kafka::Replication,
     /// The services' client settings profile.
     pub profile: saga::Profile,
+    /// The services' extra client settings.
+    pub client_properties: saga::kafka::ClientProperties,
     /// Partitions of each protocol topic.
     pub partitions: i32,
 }
@@ -79,6 +81,7 @@ async fn run(target: &Target, topic: &str) -> anyhow::Result<Bare> {
         profile: target.profile,
         group: format!("{topic}-group"),
         instance: None,
+        extra: target.client_properties.clone(),
     };
     let producer: FutureProducer = settings.producer().create()?;
     let mut consumer_config = settings.consumer();

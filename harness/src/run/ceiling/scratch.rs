@@ -47,10 +47,10 @@ impl Role {
         }
     }
 
-    fn saga_schema(self) -> saga::store::Schema {
+    fn saga_schema(self) -> saga::schema::Schema {
         match self {
-            Role::Order => saga::store::Schema::Orchestrator,
-            Role::Stock | Role::Payment => saga::store::Schema::Participant,
+            Role::Order => saga::schema::Schema::Orchestrator,
+            Role::Stock | Role::Payment => saga::schema::Schema::Participant,
         }
     }
 
@@ -220,7 +220,7 @@ fn options(connections: usize) -> PgPoolOptions {
 async fn install(pool: &PgPool, role: Role) -> anyhow::Result<()> {
     role.migrator().run(pool).await?;
     twopc::schema::install(pool, role.twopc_schema()).await?;
-    saga::store::install(pool, role.saga_schema()).await?;
+    saga::schema::install(pool, role.saga_schema()).await?;
     Ok(())
 }
 

@@ -192,9 +192,9 @@ async fn retention_deletes_only_rows_older_than_their_guarantee() {
     let pool = sqlx::PgPool::connect(&db).await.unwrap();
     stock_service::MIGRATOR.run(&pool).await.unwrap();
     twopc::schema::install(&pool, twopc::schema::Schema::Participant).await.unwrap();
-    saga::store::install(&pool, saga::store::Schema::Participant).await.unwrap();
+    saga::schema::install(&pool, saga::schema::Schema::Participant).await.unwrap();
     let branch_days = twopc::participant::BRANCH_RETENTION.as_secs_f64() / 86_400.0;
-    let dedup_days = saga::store::DEDUP_RETENTION.as_secs_f64() / 86_400.0;
+    let dedup_days = saga::inbox::DEDUP_RETENTION.as_secs_f64() / 86_400.0;
     for (tag, days) in [("old", branch_days + 1.0), ("young", branch_days - 1.0)] {
         sqlx::query(
             "INSERT INTO twopc_branches (gid, outcome, recorded_at) VALUES ($1, 'aborted', now() - make_interval(days => $2))",
@@ -226,7 +226,7 @@ async fn retention_deletes_only_rows_older_than_their_guarantee() {
     assert_eq!(twopc::participant::forget_old_branches(&pool, keep).await.unwrap(), 1);
     let left: Vec<String> = sqlx::query_scalar("SELECT gid FROM twopc_branches").fetch_all(&pool).await.unwrap();
     assert!(left.len() == 1 && left[0].ends_with("stock-young"), "{left:?}");
-    assert_eq!(saga::store::forget_old(&pool, saga::store::DEDUP_RETENTION).await.unwrap(), 2);
+    assert_eq!(saga::inbox::forget_old(&pool, saga::inbox::DEDUP_RETENTION).await.unwrap(), 2);
     let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool);
     assert_eq!(count("SELECT count(*) FROM saga_inbox").await.unwrap(), 1);
     assert_eq!(count("SELECT count(*) FROM saga_effects").await.unwrap(), 1);
