@@ -9,4 +9,5 @@ pub mod compare;
 pub mod report;
 pub mod run;
 pub mod stack;
-pub mod wait;
+pub mod timeouts;
+pub use protocol_core::wait;

@@ -78,6 +78,7 @@ pub fn init_logging(verbose: u8) {
 
 /// Runs the parsed command; the exit code says whether it succeeded.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    crate::timeouts::check()?;
     match cli.command {
         Command::Up(args) => up::up(args).await,
         Command::Down(dir) => up::down(dir).await,

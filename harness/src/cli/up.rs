@@ -1,7 +1,6 @@
 //! `harness up` (in the foreground or `--detach`ed) and `harness down`.
 
 use std::process::{ExitCode, Stdio};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -97,7 +96,7 @@ async fn detach(config: &StackConfig) -> anyhow::Result<ExitCode> {
         }
         Ok(Probe::NotYet("starting".into()))
     };
-    wait::until(&what, Duration::from_secs(300), || std::future::ready(probe())).await?;
+    wait::until(&what, crate::timeouts::DETACHED_UP, || std::future::ready(probe())).await?;
     println!("{}", ready_line(config));
     Ok(ExitCode::SUCCESS)
 }
@@ -121,7 +120,7 @@ async fn shutdown_signal() {
 /// Stops the stack a detached `up` left running.
 pub(super) async fn down(dir: RunDirArg) -> anyhow::Result<ExitCode> {
     let run_dir = absolute(&dir.run_dir)?;
-    if stack::down(&run_dir, Duration::from_secs(120)).await? {
+    if stack::down(&run_dir, crate::timeouts::DOWN).await? {
         println!("stopped the stack in {}", run_dir.display());
     } else {
         println!("no stack running in {}", run_dir.display());

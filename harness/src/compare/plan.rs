@@ -217,10 +217,7 @@ fn warm_up() -> RunSpec {
     RunSpec { orders: 5_000, ..stress(5_000, 32, 99) }
 }
 
-/// The least load time of a warm-up. The broker's JVM compiles its hot paths
-/// during the first half minute to a minute of load: a saga measured on a
-/// fresh stack after 30 s still ran at 60-80% of its steady throughput.
-pub const WARM_UP_AT_LEAST: Duration = Duration::from_secs(60);
+pub use crate::timeouts::WARM_UP_AT_LEAST;
 
 fn hot_item(skew: f64, checkouts: u64) -> RunSpec {
     RunSpec {

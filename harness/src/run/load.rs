@@ -91,10 +91,7 @@ impl LoadResult {
     }
 }
 
-/// How long a checkout waits for its reply, unless the workload says otherwise.
-/// It is the checkout API's client budget, which every service's own waits
-/// fit inside (checked when each starts).
-pub const REPLY_TIMEOUT: Duration = protocol_core::timeouts::CLIENT_WAIT;
+pub use crate::timeouts::REPLY as REPLY_TIMEOUT;
 
 async fn checkout(api: &Api, order: &str) -> (Option<u16>, Reply, Answer) {
     let reply = api.checkout(order).await;

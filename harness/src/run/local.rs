@@ -14,10 +14,7 @@ use super::{Extras, RunOutcome, RunSpec, execute, final_state};
 use crate::stack::supervisor::Request;
 use crate::stack::{Role, Stack, StackConfig};
 
-/// The longest a warm-up loads the stack.
-/// (Bounded also because a warm-up leaves protocol rows behind: decisions and
-/// branches, sagas and inboxes.)
-pub const WARM_UP_AT_MOST: std::time::Duration = std::time::Duration::from_secs(90);
+pub use crate::timeouts::WARM_UP_AT_MOST;
 /// The warm-up ends when two rounds in a row are this close (relative).
 pub const STEADY_WITHIN: f64 = 0.05;
 

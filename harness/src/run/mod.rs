@@ -36,6 +36,7 @@ use self::verify::{FinalState, Initial, Violation};
 pub use self::workload::Workload;
 use self::workload::course;
 use crate::api::Api;
+use crate::timeouts;
 
 /// Connections an open loop keeps open for reuse (its checkouts in flight
 /// are as many as the system's pace makes them).
@@ -162,8 +163,8 @@ pub async fn execute(
     spec: &RunSpec,
     extras: Extras,
 ) -> anyhow::Result<RunOutcome> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
-    let api = Api::new(gateway, Duration::from_secs(120), spec.concurrency)?;
+    let http = reqwest::Client::builder().timeout(timeouts::SETUP_CALL).build()?;
+    let api = Api::new(gateway, timeouts::SETUP_CALL, spec.concurrency)?;
     let workload = spec.workload.definition();
     let data = workload.prepare(&api, spec).await?;
     tracing::info!(workload = spec.workload.name(), checkouts = data.plan.len(), "load phase");
@@ -225,7 +226,7 @@ pub async fn execute(
         Some(dbs) => {
             let order_urls: Vec<String> =
                 replicas.iter().filter(|(service, _)| service == "order").map(|(_, url)| url.clone()).collect();
-            let settled = final_state::settle(dbs, &order_urls, Duration::from_secs(120)).await?;
+            let settled = final_state::settle(dbs, &order_urls, timeouts::SETTLE).await?;
             (Some(settled), final_state::read_stable(dbs, &data.ids, Some(since)).await?)
         }
         None => (None, read_via_api(&api, &data.ids).await?),

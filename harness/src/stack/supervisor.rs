@@ -23,14 +23,12 @@ use super::status_file::{ComponentState, StackState};
 use super::{kafka, links, nginx, postgres, redis, services};
 use crate::wait;
 
-const INFRA_TIMEOUT: Duration = Duration::from_secs(90);
-const SERVICE_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::timeouts::{
+    FIRST_RESTART_BACKOFF, INFRA_START, MAX_RESTART_BACKOFF, PROBE_ATTEMPT, SERVICE_START, SERVING_AFTER_RESTART,
+    STABLE_AFTER,
+};
+
 const POLL: Duration = Duration::from_millis(250);
-/// How long one readiness attempt of a [`Probe`] may take.
-const ATTEMPT: Duration = Duration::from_millis(500);
-/// How long [`Control::AwaitServing`] waits for a component to serve once its
-/// restart is due.
-const SERVING_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One readiness check of a component: whether it serves (a database accepts
 /// connections, the broker answers its admin API, a replica's `/health` is
@@ -72,13 +70,6 @@ impl Member {
         kafka::is_member_name(&self.proc.spec.name)
     }
 }
-
-/// A process that lives this long counts as started successfully.
-const STABLE_AFTER: Duration = Duration::from_secs(5);
-/// The wait before restarting a process that died within [`STABLE_AFTER`]
-/// of starting, doubled while it keeps doing so.
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// A running stack.
 #[derive(Debug)]
@@ -136,7 +127,7 @@ impl Stack {
                 async move { api.answers().await }
             });
             self.spawn(links::spec(&config)?, config.toxiproxy_url(), false, probe)?;
-            crate::wait::until("toxiproxy", INFRA_TIMEOUT, || async {
+            crate::wait::until("toxiproxy", INFRA_START, || async {
                 Ok(if api.answers().await {
                     crate::wait::Probe::Ready(())
                 } else {
@@ -150,7 +141,7 @@ impl Stack {
             let probe = probe(&config, move |c| async move { postgres::serves(&c, role).await });
             self.spawn(postgres::spec(&config, role)?, config.database_url(role), false, probe)?;
         }
-        let redis_probe = probe(&config, |c| async move { redis::wait_ready(&c, ATTEMPT).await.is_ok() });
+        let redis_probe = probe(&config, |c| async move { redis::wait_ready(&c, PROBE_ATTEMPT).await.is_ok() });
         self.spawn(redis::spec(&config)?, config.redis_url(), false, redis_probe)?;
         for node in 0..config.brokers {
             let kafka_probe = Probe(Arc::new(kafka::serving_check(&config, node)));
@@ -158,11 +149,11 @@ impl Stack {
         }
         self.write_state("starting")?;
 
-        let databases = Role::ALL.map(|role| postgres::wait_and_create_database(&config, role, INFRA_TIMEOUT));
+        let databases = Role::ALL.map(|role| postgres::wait_and_create_database(&config, role, INFRA_START));
         tokio::try_join!(
             futures::future::try_join_all(databases),
-            redis::wait_ready(&config, INFRA_TIMEOUT),
-            kafka::wait_and_create_topics(&config, INFRA_TIMEOUT),
+            redis::wait_ready(&config, INFRA_START),
+            kafka::wait_and_create_topics(&config, INFRA_START),
         )?;
         tracing::info!("infrastructure ready");
         if config.infra_only {
@@ -175,7 +166,7 @@ impl Stack {
                 let health = format!("{}{}", config.service_url(role, replica), crate::api::path::HEALTH);
                 let probe = probe(&config, move |_| {
                     let health = health.clone();
-                    async move { services::wait_http_ok(&health, ATTEMPT).await.is_ok() }
+                    async move { services::wait_http_ok(&health, PROBE_ATTEMPT).await.is_ok() }
                 });
                 self.spawn(services::spec(&config, role, replica)?, config.service_url(role, replica), true, probe)?;
             }
@@ -185,14 +176,14 @@ impl Stack {
             .members
             .iter()
             .filter(|m| m.service)
-            .map(|m| services::wait_http_ok_owned(format!("{}{}", m.url, crate::api::path::HEALTH), SERVICE_TIMEOUT))
+            .map(|m| services::wait_http_ok_owned(format!("{}{}", m.url, crate::api::path::HEALTH), SERVICE_START))
             .collect();
         futures::future::try_join_all(health).await?;
         tracing::info!("services ready");
 
-        let gateway_probe = probe(&config, |c| async move { nginx::wait_ready(&c, ATTEMPT).await.is_ok() });
+        let gateway_probe = probe(&config, |c| async move { nginx::wait_ready(&c, PROBE_ATTEMPT).await.is_ok() });
         self.spawn(nginx::spec(&config)?, config.gateway_url(), false, gateway_probe)?;
-        nginx::wait_ready(&config, SERVICE_TIMEOUT).await?;
+        nginx::wait_ready(&config, SERVICE_START).await?;
         Ok(())
     }
 
@@ -206,7 +197,7 @@ impl Stack {
             restarts: 0,
             service,
             started: Instant::now(),
-            backoff: Backoff::new(FIRST_BACKOFF, MAX_BACKOFF),
+            backoff: Backoff::new(FIRST_RESTART_BACKOFF, MAX_RESTART_BACKOFF),
             restart_at: None,
             hold_until: None,
             probe,
@@ -265,7 +256,7 @@ impl Stack {
                     // crash-loop back-off); the wait for serving starts then.
                     let now = Instant::now();
                     let restart = member.restart_at.or(member.hold_until).map_or(now, |at| at.max(now));
-                    let deadline = restart + SERVING_TIMEOUT;
+                    let deadline = restart + SERVING_AFTER_RESTART;
                     let probe = member.probe.clone();
                     self.waiters.spawn(await_serving(member.pid.subscribe(), killed, probe, deadline, reply));
                 }
@@ -415,7 +406,7 @@ fn control_member(member: &mut Member, control: &Control) -> Result<u32, String>
 
 /// Restarts `member` if it exited and its back-off has passed; returns whether
 /// it was restarted. A process that dies within [`STABLE_AFTER`] of starting
-/// waits twice as long each time (up to [`MAX_BACKOFF`]), so a crash loop does
+/// waits twice as long each time (up to [`MAX_RESTART_BACKOFF`]), so a crash loop does
 /// not spin.
 fn restart_if_dead(member: &mut Member) -> bool {
     let name = member.proc.spec.name.clone();
@@ -454,7 +445,7 @@ fn restart_if_dead(member: &mut Member) -> bool {
         }
         Err(err) => {
             tracing::error!(%name, error = %err, "restart failed; will retry");
-            member.restart_at = Some(Instant::now() + MAX_BACKOFF);
+            member.restart_at = Some(Instant::now() + MAX_RESTART_BACKOFF);
         }
     }
     true
@@ -526,7 +517,7 @@ async fn await_serving(
     deadline: Instant,
     reply: tokio::sync::oneshot::Sender<Result<u32, String>>,
 ) {
-    let late = || format!("not serving {} s after its restart was due", SERVING_TIMEOUT.as_secs());
+    let late = || format!("not serving {} s after its restart was due", SERVING_AFTER_RESTART.as_secs());
     let waited = async {
         pid.wait_for(|current| *current != killed).await.map_err(|_| "the supervisor stopped".to_owned())?;
         let serving = || async {

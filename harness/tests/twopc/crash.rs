@@ -12,34 +12,25 @@ use crate::support::{TestStack, component};
 use harness::api::Reply;
 use harness::wait::{self, Probe};
 
-/// Branches of ours still prepared in the stock and payment databases.
-async fn prepared_transactions(status: &Value) -> i64 {
-    let mut total = 0;
-    for db in ["stock", "payment"] {
-        let pool = sqlx::PgPool::connect(status["databases"][db].as_str().unwrap()).await.unwrap();
-        let n = twopc::participant::count_prepared(&pool).await.unwrap();
+/// 2PC state in flight in the stack's databases, as the protocol reads it.
+async fn in_flight(status: &Value) -> twopc::inspect::InFlight {
+    let connect = |role: &str| sqlx::PgPool::connect(status["databases"][role].as_str().unwrap());
+    let (order, stock, payment) =
+        (connect("order").await.unwrap(), connect("stock").await.unwrap(), connect("payment").await.unwrap());
+    let in_flight = twopc::inspect::in_flight(&order, &[&stock, &payment]).await.unwrap();
+    for pool in [order, stock, payment] {
         pool.close().await;
-        total += n;
     }
-    total
-}
-
-/// Decided transactions whose phase two is not finished.
-async fn unfinished_decisions(status: &Value) -> i64 {
-    let pool = sqlx::PgPool::connect(status["databases"]["order"].as_str().unwrap()).await.unwrap();
-    let n =
-        sqlx::query_scalar("SELECT count(*) FROM twopc_decisions WHERE NOT finished").fetch_one(&pool).await.unwrap();
-    pool.close().await;
-    n
+    in_flight
 }
 
 /// Waits until recovery has settled, then asserts that nothing is left prepared.
 pub async fn assert_no_prepared_transactions(stack: &TestStack) {
     let status = stack.status().expect("stack running");
     crate::support::eventually("2PC recovery settled", Duration::from_secs(60), || async {
-        let (prepared, unfinished) = (prepared_transactions(&status).await, unfinished_decisions(&status).await);
-        crate::support::when(prepared == 0 && unfinished == 0, || {
-            format!("{prepared} prepared, {unfinished} unfinished decisions")
+        let in_flight = in_flight(&status).await;
+        crate::support::when(in_flight == twopc::inspect::InFlight::default(), || {
+            format!("{} prepared, {} unfinished decisions", in_flight.prepared, in_flight.unfinished_decisions)
         })
     })
     .await;
@@ -179,7 +170,7 @@ async fn participant_database_crash_with_prepared_branches() {
     arm(&stack, "order#0", "2pc.coordinator.before_decision").await;
     let _ = api.checkout(&case.order).await.expect_reply();
     let status = stack.status().unwrap();
-    assert!(prepared_transactions(&status).await > 0, "expected prepared branches before the database crash");
+    assert!(in_flight(&status).await.prepared > 0, "expected prepared branches before the database crash");
 
     // Immediate shutdown of the stock database (SIGQUIT is `pg_ctl stop -m immediate`).
     let pg_restarts = restarts(&stack, "postgres-stock").await;

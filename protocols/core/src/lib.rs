@@ -32,6 +32,7 @@ mod resource;
 pub mod schema;
 pub mod spans;
 pub mod timeouts;
+pub mod wait;
 
 pub use backoff::Backoff;
 pub use items::{LineItem, MergeError, Work, merge_items};

@@ -58,9 +58,7 @@ pub async fn install(pool: &PgPool, schema: &ProtocolSchema) -> sqlx::Result<()>
         .fetch_optional(&mut *tx)
         .await?;
     if let (None, Some((table, name))) = (&installed, schema.recorded_before) {
-        let exists: bool =
-            sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table).fetch_one(&mut *tx).await?;
-        if exists {
+        if has_table(&mut *tx, table).await? {
             installed = sqlx::query_scalar(&format!("SELECT digest FROM {table} WHERE name = $1"))
                 .bind(name)
                 .fetch_optional(&mut *tx)
@@ -81,9 +79,10 @@ pub async fn install(pool: &PgPool, schema: &ProtocolSchema) -> sqlx::Result<()>
 /// Whether `table` is in this database. For a protocol's readers of its
 /// own state (the harness's verifier) on a database the protocol may never
 /// have run on, each gating its query on the table it reads: a missing
-/// table means "nothing of this protocol there", not an error.
-pub async fn has_table(pool: &PgPool, table: &str) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table).fetch_one(pool).await
+/// table means "nothing of this protocol there", not an error. The
+/// installer uses it too, on an older release's record table.
+pub async fn has_table<'e>(db: impl sqlx::PgExecutor<'e>, table: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table).fetch_one(db).await
 }
 
 /// Records `digest` as installed for `name` (a no-op when it already is).

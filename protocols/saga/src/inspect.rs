@@ -34,7 +34,7 @@ pub async fn in_flight(orchestrator: &PgPool, participants: &[&PgPool]) -> sqlx:
     if ran_on(orchestrator).await? {
         left.sagas = count_in_flight(orchestrator).await?;
     }
-    for pool in std::iter::once(&orchestrator).chain(participants) {
+    for &pool in std::iter::once(&orchestrator).chain(participants) {
         if has_table(pool, "saga_outbox").await? {
             left.unsent_outbox += outbox::count_unsent(pool).await?;
         }

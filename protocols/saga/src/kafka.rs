@@ -26,6 +26,16 @@ use rdkafka::types::RDKafka;
 use rdkafka::{ClientConfig, ClientContext};
 use serde::{Deserialize, Serialize};
 
+/// How long a consumer group keeps a member that stopped heartbeating
+/// (librdkafka's default, 45 s, is Kafka's; static membership makes a
+/// restarted replica's return immediate, so this only bounds how long a
+/// replica that never comes back holds its partitions).
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a consumer heartbeats its group coordinator: ten times per
+/// [`SESSION_TIMEOUT`].
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// A named set of Kafka client settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -297,8 +307,8 @@ impl KafkaSettings {
         let mut config = self.base();
         config
             .set("auto.commit.interval.ms", "1000")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000");
+            .set("session.timeout.ms", SESSION_TIMEOUT.as_millis().to_string())
+            .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL.as_millis().to_string());
         for (key, value) in self.profile.consumer() {
             config.set(*key, *value);
         }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use protocol_core::wait::{self, Probe};
 use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -51,11 +52,7 @@ async fn a_fatal_producer_error_gets_a_new_producer_and_every_row_is_published()
     let metrics = Arc::new(Metrics::default());
     let (_outbox, stop, task) = start_relay(&pool, &mock, Duration::ZERO, &metrics);
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while saga::outbox::count_unsent(&pool).await.unwrap() > 0 {
-        assert!(Instant::now() < deadline, "rows still unsent; relay counters: {:?}", counters(&metrics));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_unsent(&pool, 0, &metrics).await;
     stop.send(true).unwrap();
     task.await.unwrap();
     assert!(metrics.producers_renewed.load(Ordering::Relaxed) >= 1, "{:?}", counters(&metrics));
@@ -72,12 +69,17 @@ async fn a_fatal_producer_error_gets_a_new_producer_and_every_row_is_published()
     consumer.subscribe(&[REPLIES]).unwrap();
     let mut received = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !sent.is_subset(&received) {
-        assert!(Instant::now() < deadline, "received only {received:?} of {sent:?}");
+    wait::until_blocking("every sent message on the topic", deadline, Duration::ZERO, || {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             received.insert(Envelope::decode(m.payload().unwrap()).unwrap().message_id);
         }
-    }
+        Ok(if sent.is_subset(&received) {
+            Probe::Ready(())
+        } else {
+            Probe::NotYet(format!("received {} of {}", received.intersection(&sent).count(), sent.len()))
+        })
+    })
+    .unwrap();
 }
 
 fn counters(metrics: &Metrics) -> (u64, u64, u64) {
@@ -125,12 +127,18 @@ fn start_relay(
     (outbox, stop, tokio::spawn(relay.run(stopped)))
 }
 
+/// Waits until the outbox holds exactly `n` unsent rows.
 async fn wait_unsent(pool: &PgPool, n: i64, metrics: &Metrics) {
+    let what = format!("{n} unsent rows");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while saga::outbox::count_unsent(pool).await.unwrap() != n {
-        assert!(Instant::now() < deadline, "unsent rows never reached {n}; relay counters: {:?}", counters(metrics));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::until_deadline(&what, deadline, Duration::from_millis(20), || async {
+        Ok(match saga::outbox::count_unsent(pool).await? {
+            unsent if unsent == n => Probe::Ready(()),
+            unsent => Probe::NotYet(format!("{unsent} unsent; relay counters {:?}", counters(metrics))),
+        })
+    })
+    .await
+    .unwrap();
 }
 
 /// Rows handed over after their commit are published although the poll may

@@ -5,7 +5,7 @@
 
 use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
 use twopc::machine::{Action, Event, Machine, Vote};
-use twopc::{Gid, InstanceName, Participant, PrepareOrder};
+use twopc::{Gid, InstanceName, ParticipantId, PrepareOrder};
 
 /// Drives one transaction to its reply, every participant voting yes and
 /// acknowledging at once; returns the number of actions it took.
@@ -36,12 +36,12 @@ fn machine(c: &mut Criterion) {
 
 fn gid(c: &mut Criterion) {
     let instance = InstanceName::new("order-0").expect("valid instance name");
-    let gid = Gid::new(instance.clone(), uuid::Uuid::new_v4(), Participant::Stock);
+    let gid = Gid::new(instance.clone(), uuid::Uuid::new_v4(), ParticipantId::Stock);
     let text = gid.to_string();
     let mut group = c.benchmark_group("twopc_gid");
     group.throughput(Throughput::Elements(1));
     group.bench_function("format", |b| {
-        b.iter(|| Gid::new(instance.clone(), black_box(gid.txn), Participant::Payment).to_string())
+        b.iter(|| Gid::new(instance.clone(), black_box(gid.txn), ParticipantId::Payment).to_string())
     });
     group.bench_function("parse", |b| b.iter(|| black_box(text.as_str()).parse::<Gid>()));
     group.bench_function("sql_literal", |b| b.iter(|| black_box(&gid).sql_literal()));

@@ -30,7 +30,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::decision_log;
-use crate::gid::{Gid, InstanceName, Participant};
+use crate::gid::{Gid, InstanceName, ParticipantId};
 use crate::machine::{Action, Decision, Event, Machine, PrepareOrder, Reply, Vote};
 use crate::messages::{PrepareRequest, VoteReply, Work};
 use crate::metrics::{Metrics, Snapshot};
@@ -182,7 +182,7 @@ impl Coordinator {
                     if yes_votes == 1 {
                         crashpoint::hit(crashpoint::TWOPC_AFTER_FIRST_PREPARED);
                     }
-                    if *p == Participant::Stock {
+                    if *p == ParticipantId::Stock {
                         crashpoint::hit(crashpoint::TWOPC_AFTER_STOCK_PREPARED);
                     }
                 }
@@ -280,14 +280,14 @@ impl Coordinator {
         }
     }
 
-    async fn prepare(&self, p: Participant, gid: Gid, work: Work, lock_wait: Duration, order_id: &str) -> Event {
+    async fn prepare(&self, p: ParticipantId, gid: Gid, work: Work, lock_wait: Duration, order_id: &str) -> Event {
         let called = spans::now_us();
         let event = self.prepare_call(p, gid, work, lock_wait).await;
         spans::record(order_id, Phase::Call, called, spans::now_us());
         event
     }
 
-    async fn prepare_call(&self, p: Participant, gid: Gid, work: Work, lock_wait: Duration) -> Event {
+    async fn prepare_call(&self, p: ParticipantId, gid: Gid, work: Work, lock_wait: Duration) -> Event {
         // At least a moment: a budget spent on the first prepare still lets
         // the second take rows nobody holds.
         let lock_wait_ms = u64::try_from(lock_wait.as_millis()).unwrap_or(u64::MAX).max(10);
@@ -309,14 +309,14 @@ impl Coordinator {
     }
 
     /// Sends commit or rollback until acknowledged or past `until`.
-    async fn phase_two(&self, p: Participant, gid: Gid, decision: Decision, until: Instant, order_id: &str) -> Event {
+    async fn phase_two(&self, p: ParticipantId, gid: Gid, decision: Decision, until: Instant, order_id: &str) -> Event {
         let called = spans::now_us();
         let acked = self.send_phase_two(p, &gid, decision, until).await;
         spans::record(order_id, Phase::Call, called, spans::now_us());
         if acked { Event::Acked(p) } else { Event::PhaseTwoGaveUp(p) }
     }
 
-    async fn send_phase_two(&self, p: Participant, gid: &Gid, decision: Decision, until: Instant) -> bool {
+    async fn send_phase_two(&self, p: ParticipantId, gid: &Gid, decision: Decision, until: Instant) -> bool {
         let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
         loop {
             // One attempt may not outlast the deadline (the HTTP client's own
@@ -359,7 +359,7 @@ impl Coordinator {
         for t in pending {
             let until = Instant::now() + Duration::from_secs(2);
             let mut all = true;
-            for p in Participant::ALL {
+            for p in ParticipantId::ALL {
                 let gid = Gid::new(t.coordinator.clone(), t.txn, p);
                 all &= self.send_phase_two(p, &gid, t.decision, until).await;
             }
@@ -409,10 +409,10 @@ impl Coordinator {
     }
 }
 
-fn work_for(p: Participant, request: &CheckoutRequest) -> Work {
+fn work_for(p: ParticipantId, request: &CheckoutRequest) -> Work {
     match p {
-        Participant::Stock => Work::stock_for(request),
-        Participant::Payment => Work::payment_for(request),
+        ParticipantId::Stock => Work::stock_for(request),
+        ParticipantId::Payment => Work::payment_for(request),
     }
 }
 

@@ -22,25 +22,28 @@ pub const PREFIX: &str = "s2pc:";
 pub const MAX_LEN: usize = 199;
 const MAX_INSTANCE_LEN: usize = 40;
 
-/// A participant in a checkout transaction.
+/// Which participant runs a branch of a checkout transaction: the last part
+/// of its gid, and the key of its vote and its phase two in the coordinator's
+/// machine. (The participant's side of the protocol is
+/// [`crate::ParticipantRunner`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
-pub enum Participant {
+pub enum ParticipantId {
     /// The stock service.
     Stock,
     /// The payment service.
     Payment,
 }
 
-impl Participant {
+impl ParticipantId {
     /// Both participants, in the order outcomes are reported.
-    pub const ALL: [Participant; 2] = [Participant::Stock, Participant::Payment];
+    pub const ALL: [ParticipantId; 2] = [ParticipantId::Stock, ParticipantId::Payment];
 
     /// Name used in gids, logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
-            Participant::Stock => "stock",
-            Participant::Payment => "payment",
+            ParticipantId::Stock => "stock",
+            ParticipantId::Payment => "payment",
         }
     }
 }
@@ -93,12 +96,12 @@ pub struct Gid {
     /// The transaction.
     pub txn: Uuid,
     /// Whose branch this is.
-    pub participant: Participant,
+    pub participant: ParticipantId,
 }
 
 impl Gid {
     /// The gid of `participant`'s branch of `txn`.
-    pub fn new(coordinator: InstanceName, txn: Uuid, participant: Participant) -> Self {
+    pub fn new(coordinator: InstanceName, txn: Uuid, participant: ParticipantId) -> Self {
         Gid { coordinator, txn, participant }
     }
 
@@ -139,8 +142,8 @@ impl FromStr for Gid {
             return Err(bad("transaction id is not in lower-case form"));
         }
         let participant = match participant {
-            "stock" => Participant::Stock,
-            "payment" => Participant::Payment,
+            "stock" => ParticipantId::Stock,
+            "payment" => ParticipantId::Payment,
             _ => return Err(bad("unknown participant")),
         };
         Ok(Gid { coordinator, txn, participant })
@@ -155,7 +158,7 @@ mod tests {
         Gid::new(
             InstanceName::sanitize("order#12").unwrap(),
             Uuid::parse_str("6f9619ff-8b86-d011-b42d-00cf4fc964ff").unwrap(),
-            Participant::Payment,
+            ParticipantId::Payment,
         )
     }
 
@@ -166,7 +169,7 @@ mod tests {
         assert_eq!(text, "s2pc:order-12:6f9619ff-8b86-d011-b42d-00cf4fc964ff:payment");
         assert_eq!(text.parse::<Gid>(), Ok(g.clone()));
         assert_eq!(g.sql_literal(), format!("'{text}'"));
-        let longest = Gid::new(InstanceName::new(&"a".repeat(40)).unwrap(), g.txn, Participant::Payment);
+        let longest = Gid::new(InstanceName::new(&"a".repeat(40)).unwrap(), g.txn, ParticipantId::Payment);
         assert!(longest.to_string().len() < 200);
     }
 

@@ -37,6 +37,6 @@ pub mod schema;
 pub mod transport;
 
 pub use coordinator::{Coordinator, CoordinatorSettings};
-pub use gid::{Gid, InstanceName, Participant};
+pub use gid::{Gid, InstanceName, ParticipantId};
 pub use machine::PrepareOrder;
 pub use participant::{ParticipantRunner, ParticipantSettings};

@@ -27,7 +27,7 @@ use std::str::FromStr;
 
 use protocol_core::RejectReason;
 
-use crate::gid::Participant;
+use crate::gid::ParticipantId;
 
 /// In which order the coordinator asks for the prepares: the choice between
 /// latency and freedom from distributed deadlock.
@@ -68,11 +68,11 @@ impl PrepareOrder {
     }
 
     /// The participants in the order they are asked; `None` when all at once.
-    fn sequence(self) -> Option<[Participant; 2]> {
+    fn sequence(self) -> Option<[ParticipantId; 2]> {
         match self {
             PrepareOrder::Parallel => None,
-            PrepareOrder::StockFirst => Some([Participant::Stock, Participant::Payment]),
-            PrepareOrder::PaymentFirst => Some([Participant::Payment, Participant::Stock]),
+            PrepareOrder::StockFirst => Some([ParticipantId::Stock, ParticipantId::Payment]),
+            PrepareOrder::PaymentFirst => Some([ParticipantId::Payment, ParticipantId::Stock]),
         }
     }
 }
@@ -142,7 +142,7 @@ impl FromStr for Decision {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A participant answered prepare (or failed to).
-    Voted(Participant, Vote),
+    Voted(ParticipantId, Vote),
     /// The decision was written durably.
     DecisionLogged(Decision),
     /// Writing the decision failed; for a commit the outcome is now unknown
@@ -153,24 +153,24 @@ pub enum Event {
     /// and the branches can be rolled back at once.
     CommitNotWritten(String),
     /// A participant acknowledged phase two.
-    Acked(Participant),
+    Acked(ParticipantId),
     /// Phase two with a participant did not finish in time; recovery takes over.
-    PhaseTwoGaveUp(Participant),
+    PhaseTwoGaveUp(ParticipantId),
 }
 
 /// Something the runner must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Ask a participant to prepare.
-    Prepare(Participant),
+    Prepare(ParticipantId),
     /// Take the decision: a commit is written durably together with marking
     /// the order paid; an abort needs no write (presumed abort), the runner
     /// only ends the order transaction, releasing the order row.
     LogDecision(Decision),
     /// Tell a participant to commit its prepared branch.
-    Commit(Participant),
+    Commit(ParticipantId),
     /// Tell a participant to roll back (or tombstone) its branch.
-    Rollback(Participant),
+    Rollback(ParticipantId),
     /// Answer the client.
     Reply(Reply),
 }
@@ -193,10 +193,10 @@ pub enum Reply {
 pub struct Machine {
     order: PrepareOrder,
     /// Participants asked to prepare so far (the ones an abort rolls back).
-    asked: BTreeSet<Participant>,
-    votes: Vec<(Participant, Vote)>,
+    asked: BTreeSet<ParticipantId>,
+    votes: Vec<(ParticipantId, Vote)>,
     decision: Option<Decision>,
-    pending: BTreeSet<Participant>,
+    pending: BTreeSet<ParticipantId>,
     replied: bool,
     /// Why the transaction aborted when no vote says so.
     abort_cause: Option<String>,
@@ -216,14 +216,14 @@ impl Machine {
             abort_cause: None,
         };
         let first = match order.sequence() {
-            None => Participant::ALL.to_vec(),
+            None => ParticipantId::ALL.to_vec(),
             Some([first, _]) => vec![first],
         };
         let actions = first.into_iter().map(|p| machine.ask(p)).collect();
         (machine, actions)
     }
 
-    fn ask(&mut self, p: Participant) -> Action {
+    fn ask(&mut self, p: ParticipantId) -> Action {
         self.asked.insert(p);
         Action::Prepare(p)
     }
@@ -252,8 +252,8 @@ impl Machine {
         match event {
             Event::Voted(p, vote) => self.on_vote(p, vote),
             Event::DecisionLogged(Decision::Commit) => {
-                self.pending = Participant::ALL.into_iter().collect();
-                Participant::ALL.iter().map(|p| Action::Commit(*p)).collect()
+                self.pending = ParticipantId::ALL.into_iter().collect();
+                ParticipantId::ALL.iter().map(|p| Action::Commit(*p)).collect()
             }
             // The log already held an abort (recovery resolved this transaction
             // while it was preparing): abort wins, roll everyone back.
@@ -280,7 +280,7 @@ impl Machine {
         }
     }
 
-    fn on_vote(&mut self, p: Participant, vote: Vote) -> Vec<Action> {
+    fn on_vote(&mut self, p: ParticipantId, vote: Vote) -> Vec<Action> {
         if self.votes.iter().any(|(q, _)| *q == p) {
             return Vec::new(); // a duplicate answer changes nothing
         }
@@ -301,7 +301,7 @@ impl Machine {
             }
             return actions;
         }
-        if self.votes.len() == Participant::ALL.len() {
+        if self.votes.len() == ParticipantId::ALL.len() {
             self.decision = Some(Decision::Commit);
             return vec![Action::LogDecision(Decision::Commit)];
         }
@@ -325,7 +325,7 @@ impl Machine {
         if let Some(cause) = &self.abort_cause {
             return Reply::Failed(cause.clone());
         }
-        let mut refusals: Vec<&(Participant, Vote)> =
+        let mut refusals: Vec<&(ParticipantId, Vote)> =
             self.votes.iter().filter(|(_, v)| matches!(v, Vote::No(_))).collect();
         refusals.sort_by_key(|(p, _)| *p);
         if let Some((_, Vote::No(reason))) = refusals.first() {
@@ -347,7 +347,7 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Participant::{Payment, Stock};
+    use ParticipantId::{Payment, Stock};
 
     fn out_of_stock() -> RejectReason {
         RejectReason::OutOfStock { item_id: "7".into() }
@@ -514,7 +514,7 @@ mod tests {
         for order in PrepareOrder::ALL {
             for a in &votes {
                 for b in &votes {
-                    let vote_of = |p: Participant| if p == Stock { a.clone() } else { b.clone() };
+                    let vote_of = |p: ParticipantId| if p == Stock { a.clone() } else { b.clone() };
                     let (mut m, mut todo) = Machine::start(order);
                     let (mut replies, mut paid) = (0, false);
                     while let Some(action) = todo.pop() {

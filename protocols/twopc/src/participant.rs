@@ -44,7 +44,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 
 use crate::client::PeerClient;
-use crate::gid::{self, Gid, Participant};
+use crate::gid::{self, Gid, ParticipantId};
 use crate::machine::Decision;
 use crate::messages::{PrepareRequest, RESOLVE_PATH, ResolveReply, VoteReply, Work};
 use crate::metrics::{Metrics, Snapshot};
@@ -121,7 +121,7 @@ pub enum PhaseTwoError {
 
 /// One participant service's 2PC engine.
 pub struct ParticipantRunner {
-    me: Participant,
+    me: ParticipantId,
     pool: PgPool,
     phase_two_pool: PgPool,
     resource: Arc<dyn Resource>,
@@ -157,7 +157,12 @@ fn sqlstate(err: &sqlx::Error) -> Option<String> {
 impl ParticipantRunner {
     /// A participant `me` over `pools`, doing `resource`'s business step. Only
     /// its recovery talks to the coordinator ([`Self::run_recovery`]).
-    pub fn new(me: Participant, pools: Pools, resource: Arc<dyn Resource>, settings: ParticipantSettings) -> Arc<Self> {
+    pub fn new(
+        me: ParticipantId,
+        pools: Pools,
+        resource: Arc<dyn Resource>,
+        settings: ParticipantSettings,
+    ) -> Arc<Self> {
         Arc::new(ParticipantRunner {
             me,
             pool: pools.prepare,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use crate::client::PeerClient;
-use crate::gid::{Gid, Participant};
+use crate::gid::{Gid, ParticipantId};
 use crate::machine::Decision;
 use crate::messages::{COMMIT_PATH, PREPARE_PATH, PrepareRequest, ROLLBACK_PATH, VoteReply};
 use crate::participant::{ParticipantRunner, PhaseTwoError};
@@ -35,10 +35,10 @@ pub enum PhaseTwo {
 pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
     /// Asks `p` to prepare `request`'s branch: its vote, or why no vote came
     /// (which the coordinator counts as a failed vote).
-    fn prepare(&self, p: Participant, request: PrepareRequest) -> BoxFuture<'_, anyhow::Result<VoteReply>>;
+    fn prepare(&self, p: ParticipantId, request: PrepareRequest) -> BoxFuture<'_, anyhow::Result<VoteReply>>;
 
     /// Sends `decision` for `gid` to `p` once.
-    fn phase_two<'a>(&'a self, p: Participant, gid: &'a Gid, decision: Decision) -> BoxFuture<'a, PhaseTwo>;
+    fn phase_two<'a>(&'a self, p: ParticipantId, gid: &'a Gid, decision: Decision) -> BoxFuture<'a, PhaseTwo>;
 }
 
 /// The participants' internal HTTP endpoints, each service's replicas
@@ -52,16 +52,16 @@ pub struct Http {
 }
 
 impl Http {
-    fn peer(&self, p: Participant) -> &PeerClient {
+    fn peer(&self, p: ParticipantId) -> &PeerClient {
         match p {
-            Participant::Stock => &self.stock,
-            Participant::Payment => &self.payment,
+            ParticipantId::Stock => &self.stock,
+            ParticipantId::Payment => &self.payment,
         }
     }
 }
 
 impl Transport for Http {
-    fn prepare(&self, p: Participant, request: PrepareRequest) -> BoxFuture<'_, anyhow::Result<VoteReply>> {
+    fn prepare(&self, p: ParticipantId, request: PrepareRequest) -> BoxFuture<'_, anyhow::Result<VoteReply>> {
         Box::pin(async move {
             let reply = self.peer(p).post(PREPARE_PATH, Some(&request)).await?;
             anyhow::ensure!(reply.status == 200, "prepare answered {}", reply.status);
@@ -69,7 +69,7 @@ impl Transport for Http {
         })
     }
 
-    fn phase_two<'a>(&'a self, p: Participant, gid: &'a Gid, decision: Decision) -> BoxFuture<'a, PhaseTwo> {
+    fn phase_two<'a>(&'a self, p: ParticipantId, gid: &'a Gid, decision: Decision) -> BoxFuture<'a, PhaseTwo> {
         Box::pin(async move {
             let path = match decision {
                 Decision::Commit => format!("{COMMIT_PATH}/{gid}"),
@@ -96,20 +96,20 @@ pub struct InProcess {
 }
 
 impl InProcess {
-    fn runner(&self, p: Participant) -> &Arc<ParticipantRunner> {
+    fn runner(&self, p: ParticipantId) -> &Arc<ParticipantRunner> {
         match p {
-            Participant::Stock => &self.stock,
-            Participant::Payment => &self.payment,
+            ParticipantId::Stock => &self.stock,
+            ParticipantId::Payment => &self.payment,
         }
     }
 }
 
 impl Transport for InProcess {
-    fn prepare(&self, p: Participant, request: PrepareRequest) -> BoxFuture<'_, anyhow::Result<VoteReply>> {
+    fn prepare(&self, p: ParticipantId, request: PrepareRequest) -> BoxFuture<'_, anyhow::Result<VoteReply>> {
         Box::pin(async move { Ok(self.runner(p).prepare(request).await?) })
     }
 
-    fn phase_two<'a>(&'a self, p: Participant, gid: &'a Gid, decision: Decision) -> BoxFuture<'a, PhaseTwo> {
+    fn phase_two<'a>(&'a self, p: ParticipantId, gid: &'a Gid, decision: Decision) -> BoxFuture<'a, PhaseTwo> {
         Box::pin(async move {
             let raw = gid.to_string();
             let done = match decision {

@@ -21,7 +21,7 @@ pub struct Spec {
     /// The service's name (`stock`, `payment`): its saga consumer group.
     pub name: &'static str,
     /// Its branch in a 2PC transaction.
-    pub branch: twopc::Participant,
+    pub branch: twopc::ParticipantId,
     /// Its step in a saga.
     pub step: saga::Step,
     /// Its business step, run by either protocol.

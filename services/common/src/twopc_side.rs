@@ -83,7 +83,7 @@ impl TwoPcParticipant {
     /// When no coordinator URL is configured: nothing could resolve a branch
     /// left in doubt.
     pub fn new(
-        me: twopc::Participant,
+        me: twopc::ParticipantId,
         pool: &sqlx::PgPool,
         phase_two_connections: u32,
         resource: Arc<dyn Resource>,

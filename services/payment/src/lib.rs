@@ -25,7 +25,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub fn spec() -> Spec {
     Spec {
         name: "payment",
-        branch: twopc::Participant::Payment,
+        branch: twopc::ParticipantId::Payment,
         step: saga::Step::DebitCredit,
         resource: Arc::new(PaymentResource),
         migrator: &MIGRATOR,

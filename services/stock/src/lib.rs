@@ -28,7 +28,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub fn spec() -> Spec {
     Spec {
         name: "stock",
-        branch: twopc::Participant::Stock,
+        branch: twopc::ParticipantId::Stock,
         step: saga::Step::ReserveStock,
         resource: Arc::new(StockResource),
         migrator: &MIGRATOR,

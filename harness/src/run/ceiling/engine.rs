@@ -33,10 +33,7 @@ use sqlx::PgPool;
 use super::scratch::Scratch;
 use super::{Commands, Ended};
 
-/// The longest [`Engine::close`] waits for checkouts still running: a 2PC
-/// prepare ends within its timeout (20 s by default), a saga checkout's wait
-/// within 30 s.
-const SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
+use crate::timeouts::CEILING_SETTLE;
 
 /// The in-process protocol of one replay.
 #[derive(Debug, Clone)]
@@ -165,12 +162,12 @@ impl Engine {
         })
     }
 
-    /// Waits (at most [`SETTLE`]) until no checkout runs any more, even one
+    /// Waits (at most [`CEILING_SETTLE`]) until no checkout runs any more, even one
     /// whose replay worker was given up on (a checkout runs in its own task,
     /// as in the service), then stops the bus and closes the side pools (the
     /// scratch pools are the caller's, to close after this).
     pub async fn close(self) {
-        let settled = crate::wait::until("the ceiling's checkouts to end", SETTLE, || async {
+        let settled = crate::wait::until("the ceiling's checkouts to end", CEILING_SETTLE, || async {
             Ok(match self.checkout.in_flight() {
                 0 => crate::wait::Probe::Ready(()),
                 n => crate::wait::Probe::NotYet(format!("{n} running")),

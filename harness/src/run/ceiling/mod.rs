@@ -16,7 +16,7 @@
 //! scratch tables start empty where the services' have accumulated earlier
 //! runs' rows; the replay's pools have a connection per worker and two more. The services are paused
 //! (`SIGSTOP`) during the replay, so their idle loops take nothing from it;
-//! the replay's first second warms up and is not counted (`WARM_UP`), and it
+//! the replay's first second warms up and is not counted (`CEILING_WARM_UP`), and it
 //! starts no checkout after 3 s more; the broker
 //! keeps running (its idle load is small, and a paused broker could fence
 //! itself out of its KRaft quorum).
@@ -40,12 +40,13 @@ mod scratch;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 
 use super::final_state::Databases;
 use super::workload::Ids;
+use crate::timeouts::{CEILING_ABANDON, CEILING_REPLAY, CEILING_WARM_UP};
 pub use scratch::SCRATCH_DATABASE;
 
 /// Commands and replies of one saga that pays: a command and a reply per step.
@@ -219,7 +220,7 @@ pub async fn measure(
         None => None,
     };
     let engine = engine::Engine::start(&scratch, &setup.commands, workers + 2).await?;
-    let replayed = tokio::time::timeout(ABANDON_AFTER, replay(&engine, plan, workers)).await;
+    let replayed = tokio::time::timeout(CEILING_ABANDON, replay(&engine, plan, workers)).await;
     // The services first: they must be back within their consumer session
     // timeout, however long a given-up replay takes to wind down.
     if let Some(paused) = paused {
@@ -228,26 +229,9 @@ pub async fn measure(
     engine.close().await;
     scratch.close().await;
     let Replayed { per_s: database_per_s, paid: database_paid, first, counted: replayed } =
-        replayed.map_err(|_| anyhow::anyhow!("the replay overran {} s", ABANDON_AFTER.as_secs()))??;
+        replayed.map_err(|_| anyhow::anyhow!("the replay overran {} s", CEILING_ABANDON.as_secs()))??;
     Ok(Ceiling { database_per_s, database_paid, replayed, kafka: setup.kafka, first, services_per_s: None })
 }
-
-/// The first part of the replay, whose checkouts run but are not counted: it
-/// warms what a service has warm after its first seconds under load (each
-/// pooled connection's prepared statements, the scratch tables' pages), so
-/// that the ceiling does not pay a start-up the load it is compared with
-/// spreads over its whole run. A plan that ends within it is counted whole.
-const WARM_UP: Duration = Duration::from_secs(1);
-
-/// How long the replay starts checkouts after its warm-up (the services are
-/// paused meanwhile, and must be back well within their consumer session
-/// timeout of 10 s): past it no new checkout starts, and the rate counts the
-/// checkouts that ran.
-const REPLAY_LIMIT: Duration = Duration::from_secs(3);
-
-/// A replay still running this long after its start is abandoned (its
-/// workers aborted), and the run has no ceiling.
-const ABANDON_AFTER: Duration = Duration::from_secs(9);
 
 /// The fewest checkouts counted after the warm-up for the count to stand
 /// (else the whole replay counts): a few per worker.
@@ -255,7 +239,7 @@ fn min_counted(workers: usize) -> u64 {
     4 * workers as u64
 }
 
-/// What a replay counted, after its warm-up ([`WARM_UP`]). The count is
+/// What a replay counted, after its warm-up ([`CEILING_WARM_UP`]). The count is
 /// approximate at both ends: checkouts running at the mark are counted
 /// without the time they ran before it (the ceiling errs high by about
 /// `workers / counted`), and their plan positions are taken to be the
@@ -286,7 +270,7 @@ async fn replay(engine: &engine::Engine, plan: &[String], workers: usize) -> any
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(order_id) = plan.get(i) else { return anyhow::Ok(()) };
-                    if started.elapsed() > WARM_UP + REPLAY_LIMIT {
+                    if started.elapsed() > CEILING_WARM_UP + CEILING_REPLAY {
                         return anyhow::Ok(());
                     }
                     if engine.checkout(order_id).await? == Ended::Paid {
@@ -306,7 +290,7 @@ async fn replay(engine: &engine::Engine, plan: &[String], workers: usize) -> any
     let (results, (from, done_before, paid_before)) = tokio::select! {
         biased;
         results = &mut all => (results, (started, 0, 0)),
-        () = tokio::time::sleep(WARM_UP) => {
+        () = tokio::time::sleep(CEILING_WARM_UP) => {
             let mark = (Instant::now(), done.load(Ordering::Relaxed), paid.load(Ordering::Relaxed));
             (all.await, mark)
         }

@@ -1,17 +1,18 @@
-//! The harness's wait-until loop: a probe tried every [`POLL`] (or as
+//! The workspace's wait-until loop: a probe tried every [`POLL`] (or as
 //! often as the caller says) until it says ready or the deadline passes,
 //! failing with what was awaited and the probe's last word on why it was not
 //! ready. A probe's own error (`Err`) ends the wait at once: it is for what
 //! no waiting can fix (the process being waited for exited). The harness's
 //! waits for something outside its control to become ready (a server to
 //! listen, a process or a stack to stop, Kafka's nodes and topics) go
-//! through it, and so do most of the tests' polls (`support::eventually`).
+//! through it, and so do the tests' polls (the harness's
+//! `support::eventually`, the saga relay's tests).
 //!
-//! Not waits of this kind: the verifier's settling (`run::final_state`),
-//! which reports what is still in flight when its time runs out instead of
-//! failing, and its re-reads until two reads agree. Retries with a growing
-//! pause (a restarted process, a saga message, a 2PC phase-two call) use
-//! [`protocol_core::Backoff`].
+//! Not waits of this kind: the harness verifier's settling, which reports
+//! what is still in flight when its time runs out instead of failing, and
+//! its re-reads until two reads agree. Retries with a growing pause (a
+//! restarted process, a saga message, a 2PC phase-two call) use
+//! [`crate::Backoff`].
 
 use std::future::Future;
 use std::time::{Duration, Instant};
