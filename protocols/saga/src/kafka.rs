@@ -90,7 +90,7 @@ const COMMON: &[(&str, &str)] = &[
     // order, until the next answer places them.
     ("topic.metadata.refresh.interval.ms", "250"),
     // A broker fenced by its controller (a single node paused past its
-    // 1 s broker session, then resumed) is left out of the metadata it
+    // broker session, then resumed) is left out of the metadata it
     // answers; librdkafka then decommissions every broker it knows and
     // has nobody left to ask, and only bootstraps again after this long
     // without metadata (librdkafka: 5 minutes). Seen in the saga crash
@@ -336,7 +336,7 @@ impl KafkaSettings {
 /// broker. librdkafka 2.12 decommissions every broker it knows when a metadata
 /// answer lists topics but no broker (confluentinc/librdkafka#5301), which is
 /// what a single Kafka node answers during the fraction of a second its own
-/// controller has it fenced (a heartbeat late past the 1 s broker session on a
+/// controller has it fenced (no heartbeat handled within the broker session on a
 /// loaded machine). With no broker left it makes no metadata request, so
 /// neither its rebootstrap timer nor its all-brokers-down path fires, and the
 /// client stays cut off until restarted: in one full `harness compare` every
