@@ -87,7 +87,7 @@ impl Drop for Stack {
 /// compare` warms one up at least: the broker's JVM compiles its hot paths
 /// through the first minute of load.
 async fn warm_up(api: &Api) {
-    let until = Instant::now() + harness::compare::plan::WARM_UP_AT_LEAST;
+    let until = Instant::now() + harness::timeouts::WARM_UP_AT_LEAST;
     while Instant::now() < until {
         sample(api, 2_000, 32).await;
     }
@@ -124,7 +124,7 @@ fn wanted(c: &Contender) -> bool {
 
 fn checkout_throughput(crit: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
-    let api = Api::new(GATEWAY, harness::run::load::REPLY_TIMEOUT, 64).expect("an HTTP client");
+    let api = Api::new(GATEWAY, harness::timeouts::REPLY, 64).expect("an HTTP client");
     let mut group = crit.benchmark_group("checkout");
     group.sample_size(10).warm_up_time(Duration::from_secs(3)).measurement_time(Duration::from_secs(10));
     group.throughput(Throughput::Elements(1));

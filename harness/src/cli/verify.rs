@@ -72,7 +72,7 @@ pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Some(target) => {
             let range = |n: i64| (0..n.max(0)).map(|i| i.to_string()).collect();
             let ids = Ids { users: range(args.users), items: range(args.items), orders: range(args.orders) };
-            let api = crate::api::Api::new(target, Duration::from_secs(30), 64)?;
+            let api = crate::api::Api::new(target, crate::timeouts::ADMIN_CALL, 64)?;
             (run::read_via_api(&api, &ids).await?, "API level only")
         }
         None => {

@@ -217,7 +217,7 @@ fn warm_up() -> RunSpec {
     RunSpec { orders: 5_000, ..stress(5_000, 32, 99) }
 }
 
-pub use crate::timeouts::WARM_UP_AT_LEAST;
+use crate::timeouts::WARM_UP_AT_LEAST;
 
 fn hot_item(skew: f64, checkouts: u64) -> RunSpec {
     RunSpec {

@@ -802,7 +802,8 @@ fn invariants_cell(samples: &[&Sample]) -> String {
 
 /// How each stack warmed up (see [`crate::run::local::LocalStack::warm_up`]).
 fn warm_up_section(plan: &crate::compare::Plan, warm_ups: &[crate::compare::WarmUp]) -> String {
-    use crate::run::local::{STEADY_WITHIN, WARM_UP_AT_MOST};
+    use crate::run::local::STEADY_WITHIN;
+    use crate::timeouts::WARM_UP_AT_MOST;
     if warm_ups.is_empty() {
         return String::new();
     }

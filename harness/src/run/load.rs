@@ -91,8 +91,6 @@ impl LoadResult {
     }
 }
 
-pub use crate::timeouts::REPLY as REPLY_TIMEOUT;
-
 async fn checkout(api: &Api, order: &str) -> (Option<u16>, Reply, Answer) {
     let reply = api.checkout(order).await;
     (reply.status, reply.reply, Answer::of(reply.reply))

@@ -14,7 +14,7 @@ use super::{Extras, RunOutcome, RunSpec, execute, final_state};
 use crate::stack::supervisor::Request;
 use crate::stack::{Role, Stack, StackConfig};
 
-pub use crate::timeouts::WARM_UP_AT_MOST;
+use crate::timeouts::WARM_UP_AT_MOST;
 /// The warm-up ends when two rounds in a row are this close (relative).
 pub const STEADY_WITHIN: f64 = 0.05;
 

@@ -163,8 +163,8 @@ pub async fn execute(
     spec: &RunSpec,
     extras: Extras,
 ) -> anyhow::Result<RunOutcome> {
-    let http = reqwest::Client::builder().timeout(timeouts::SETUP_CALL).build()?;
-    let api = Api::new(gateway, timeouts::SETUP_CALL, spec.concurrency)?;
+    let http = reqwest::Client::builder().timeout(timeouts::ADMIN_CALL).build()?;
+    let api = Api::new(gateway, timeouts::ADMIN_CALL, spec.concurrency)?;
     let workload = spec.workload.definition();
     let data = workload.prepare(&api, spec).await?;
     tracing::info!(workload = spec.workload.name(), checkouts = data.plan.len(), "load phase");
@@ -199,7 +199,7 @@ pub async fn execute(
     let faults = extras.injector.map(|injector| injector.start(Instant::now()));
     let load = match spec.rate {
         Some(rate) => {
-            let api = Api::new(gateway, load::REPLY_TIMEOUT, OPEN_LOOP_IDLE)?;
+            let api = Api::new(gateway, timeouts::REPLY, OPEN_LOOP_IDLE)?;
             load::open_loop(&api, Arc::clone(&data.plan), rate, spec.duration).await?
         }
         None => {

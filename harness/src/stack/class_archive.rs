@@ -25,9 +25,6 @@ use super::config::StackConfig;
 use super::kafka;
 use crate::wait::{self, Probe};
 
-/// How long the training broker may take to serve, and then to stop.
-const TRAINING_TIMEOUT: Duration = Duration::from_secs(90);
-
 /// Where the archive of this Kafka version and JDK lives: next to the jars,
 /// named after the JDK, so an updated JDK trains a new one.
 fn path(config: &StackConfig) -> Option<PathBuf> {
@@ -107,8 +104,8 @@ fn train(config: &StackConfig, archive: &std::path::Path) -> anyhow::Result<()> 
 
 fn serve_then_stop(child: &mut std::process::Child, log: &std::path::Path) -> anyhow::Result<()> {
     let every = Duration::from_millis(50);
-    let what = format!("the training broker serving (within {} s)", TRAINING_TIMEOUT.as_secs());
-    wait::until_blocking(&what, Instant::now() + TRAINING_TIMEOUT, every, || {
+    let what = format!("the training broker serving (within {} s)", crate::timeouts::CLASS_ARCHIVE_TRAINING.as_secs());
+    wait::until_blocking(&what, Instant::now() + crate::timeouts::CLASS_ARCHIVE_TRAINING, every, || {
         if std::fs::read_to_string(log).unwrap_or_default().contains("Kafka Server started") {
             return Ok(Probe::Ready(()));
         }
@@ -119,8 +116,8 @@ fn serve_then_stop(child: &mut std::process::Child, log: &std::path::Path) -> an
     })?;
     super::process::signal_pid(child.id(), Signal::SIGTERM)?;
     // The JVM writes the archive on its way out, whatever its exit status.
-    let what = format!("the training broker stopping (within {} s)", TRAINING_TIMEOUT.as_secs());
-    wait::until_blocking(&what, Instant::now() + TRAINING_TIMEOUT, every, || {
+    let what = format!("the training broker stopping (within {} s)", crate::timeouts::CLASS_ARCHIVE_TRAINING.as_secs());
+    wait::until_blocking(&what, Instant::now() + crate::timeouts::CLASS_ARCHIVE_TRAINING, every, || {
         Ok(if child.try_wait()?.is_some() { Probe::Ready(()) } else { Probe::NotYet("still running".into()) })
     })
 }

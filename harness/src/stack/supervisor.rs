@@ -32,7 +32,8 @@ const POLL: Duration = Duration::from_millis(250);
 
 /// One readiness check of a component: whether it serves (a database accepts
 /// connections, the broker answers its admin API, a replica's `/health` is
-/// 200). An attempt that takes more than a second counts as a no.
+/// 200). An attempt that takes longer than [`crate::timeouts::PROBE_CAP`]
+/// counts as a no.
 #[derive(Clone)]
 struct Probe(Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>);
 
@@ -521,7 +522,7 @@ async fn await_serving(
     let waited = async {
         pid.wait_for(|current| *current != killed).await.map_err(|_| "the supervisor stopped".to_owned())?;
         let serving = || async {
-            let up = matches!(tokio::time::timeout(Duration::from_secs(1), (probe.0)()).await, Ok(true));
+            let up = matches!(tokio::time::timeout(crate::timeouts::PROBE_CAP, (probe.0)()).await, Ok(true));
             Ok(if up { wait::Probe::Ready(()) } else { wait::Probe::NotYet("its probe fails".to_owned()) })
         };
         wait::until_deadline("the restarted process", deadline, Duration::from_millis(50), serving)

@@ -46,8 +46,6 @@ pub struct Bare {
 const ROUND_TRIPS: usize = 200;
 /// Messages of the throughput run.
 const MESSAGES: usize = 20_000;
-/// The longest the run waits for the consumer to join and for the messages.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Measures the bare broker of `target`.
 pub async fn measure(target: &Target) -> anyhow::Result<Bare> {
@@ -99,9 +97,9 @@ async fn run(target: &Target, topic: &str) -> anyhow::Result<Bare> {
         }
     };
     let receive = || async {
-        match tokio::time::timeout(PATIENCE, consumer.recv()).await {
+        match tokio::time::timeout(crate::timeouts::BARE_BROKER_PATIENCE, consumer.recv()).await {
             Ok(received) => received.map(drop).map_err(anyhow::Error::from),
-            Err(_) => anyhow::bail!("no message consumed within {} s", PATIENCE.as_secs()),
+            Err(_) => anyhow::bail!("no message consumed within {} s", crate::timeouts::BARE_BROKER_PATIENCE.as_secs()),
         }
     };
     // The first message waits for the group to form; it is not timed.

@@ -76,7 +76,7 @@ pub trait Definition: Sync {
 
     /// How long a client waits for a checkout's reply.
     fn reply_timeout(&self) -> Duration {
-        load::REPLY_TIMEOUT
+        crate::timeouts::REPLY
     }
 
     /// Whether the workload contends on rows by design, so the run measures
@@ -202,6 +202,6 @@ pub(crate) mod tests {
         assert!(!Workload::WdmConsistency.definition().has_ceiling());
         assert!(Workload::Stress.definition().has_ceiling());
         assert_eq!(Workload::WdmConsistency.definition().reply_timeout(), course::CLIENT_TIMEOUT);
-        assert_eq!(Workload::Zipf.definition().reply_timeout(), load::REPLY_TIMEOUT);
+        assert_eq!(Workload::Zipf.definition().reply_timeout(), crate::timeouts::REPLY);
     }
 }
