@@ -121,7 +121,8 @@ async fn health_waits_for_the_consumer_group(stack: &TestStack) {
 /// A replica killed under an open-loop load is back within seconds, and no
 /// checkout is answered 5xx or not at all: the restarted process rejoins its
 /// group under the same static identity and gets its partitions at once
-/// (instead of after the dead member's 10 s session timeout); connections
+/// (instead of after the dead member's session timeout,
+/// `saga::kafka::SESSION_TIMEOUT`); connections
 /// made meanwhile wait on the socket the harness keeps; a checkout whose
 /// order replica died under it is retried by the gateway.
 async fn a_killed_replica_resumes_within_seconds(stack: &TestStack, victim: &str) {

@@ -182,7 +182,7 @@ pub struct KafkaSettings {
     ///
     /// With a static member, the restarted replica rejoins under the same
     /// identity and gets its partitions back at once; with a dynamic one, the
-    /// dead member held them until its session timed out (10 s). The cost is
+    /// dead member held them until its session timed out ([`SESSION_TIMEOUT`]). The cost is
     /// fencing: if a second consumer joins under the same identity (a broker
     /// that lost its state sees the old one as new, or a replica's previous
     /// consumer is still alive), one of them gets a fatal error, and the
