@@ -381,7 +381,17 @@ impl Api {
 
     /// `POST /orders/checkout/<order>`, classified.
     pub async fn checkout(&self, order: &str) -> CheckoutReply {
-        let resp = match self.http.post(format!("{}{}", self.base, path::checkout(order))).send().await {
+        self.checkout_with(order, &[]).await
+    }
+
+    /// [`Api::checkout`] with extra request headers (`(name, value)`): a
+    /// client that sends its own ids.
+    pub async fn checkout_with(&self, order: &str, headers: &[(&str, &str)]) -> CheckoutReply {
+        let mut request = self.http.post(format!("{}{}", self.base, path::checkout(order)));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let resp = match request.send().await {
             Ok(resp) => resp,
             Err(err) => {
                 let body = Value::String(format!("checkout of {order}: {err}"));

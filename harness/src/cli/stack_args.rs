@@ -211,6 +211,8 @@ pub(super) fn stack_config(
         message_delay: Duration::ZERO,
         links: args.network(),
         toxiproxy: args.toxiproxy.clone().unwrap_or_else(stack::links::default_binary),
+        crashpoints: true,
+        peer_token: twopc::client::PeerToken::random(),
     };
     if let Some(network) = &config.links {
         let links = stack::links::links(&config);

@@ -88,13 +88,16 @@ pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 run::final_state::settle(&dbs, &order_urls, Duration::from_secs(args.settle_timeout_s)).await?;
             settled_s = Some(settled.after.as_secs_f64());
             if !args.json {
-                println!("settled in   {:.3} s", settled.after.as_secs_f64());
+                if settled.settled() {
+                    println!("settled in   {:.3} s", settled.after.as_secs_f64());
+                } else {
+                    println!("not settled after {:.3} s: {:?}", settled.after.as_secs_f64(), settled.left);
+                }
             }
             let ids = run::final_state::latest_batch_ids(&dbs).await?;
-            (
-                run::final_state::read(&dbs, &ids, None).await?,
-                "databases: conservation, nothing in flight, saga effects",
-            )
+            let mut state = run::final_state::read(&dbs, &ids, None).await?;
+            settled.carry_into(&mut state);
+            (state, "databases: conservation, nothing in flight, saga effects")
         }
     };
     let violations = check::check(initial, &state, &Default::default());

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use sqlx::PgPool;
 
 use super::verify::{FinalState, Leftovers, OrderRow};
@@ -183,20 +184,28 @@ async fn leftovers(order_db: &PgPool, stock_db: &PgPool, payment_db: &PgPool) ->
 }
 
 /// Checkouts still running in the order replicas at `order_urls`
-/// (`GET /internal/checkouts`). A replica that does not answer has none: a
-/// dead process runs nothing, and one that restarted starts from zero.
-pub async fn checkouts_in_flight(http: &reqwest::Client, order_urls: &[String]) -> i64 {
+/// (`GET /internal/checkouts`). A replica that refuses the connection has
+/// none: a dead process runs nothing, and one that restarted starts from
+/// zero. One that is reached but does not answer in time, or answers
+/// anything but its count, may be running checkouts: an error, which a
+/// settling loop takes as "not settled yet", never as zero.
+pub async fn checkouts_in_flight(http: &reqwest::Client, order_urls: &[String]) -> anyhow::Result<i64> {
     let mut total = 0;
     for url in order_urls {
-        let Ok(resp) = http.get(format!("{url}{}", crate::api::path::CHECKOUTS_IN_FLIGHT)).send().await else {
-            continue;
+        let resp = match http.get(format!("{url}{}", crate::api::path::CHECKOUTS_IN_FLIGHT)).send().await {
+            Ok(resp) => resp,
+            Err(err) if err.is_connect() => continue,
+            Err(err) => return Err(anyhow::Error::new(err).context(format!("asking {url} for its checkouts"))),
         };
-        let Ok(body) = resp.error_for_status() else { continue };
-        if let Ok(value) = body.json::<serde_json::Value>().await {
-            total += value["in_flight"].as_i64().unwrap_or(0);
-        }
+        let body: serde_json::Value = resp
+            .error_for_status()
+            .with_context(|| format!("asking {url} for its checkouts"))?
+            .json()
+            .await
+            .with_context(|| format!("reading the checkouts of {url}"))?;
+        total += body["in_flight"].as_i64().with_context(|| format!("{url}: no in_flight count in {body}"))?;
     }
-    total
+    Ok(total)
 }
 
 /// Waits until no protocol state is left in flight and no order replica of
@@ -214,9 +223,12 @@ pub async fn settle(dbs: &Databases, order_urls: &[String], timeout: Duration) -
             .connect_lazy(url)
     };
     let (order_db, stock_db, payment_db) = (lazy(&dbs.order)?, lazy(&dbs.stock)?, lazy(&dbs.payment)?);
+    // Checkouts first: one that ends between the two reads has left its
+    // protocol state in the databases before it stopped counting.
     let probe = || async {
+        let running = checkouts_in_flight(&http, order_urls).await?;
         let mut left = leftovers(&order_db, &stock_db, &payment_db).await?;
-        left.checkouts_in_flight = checkouts_in_flight(&http, order_urls).await;
+        left.checkouts_in_flight = running;
         anyhow::Ok(left)
     };
     settle_with(probe, timeout).await
@@ -230,24 +242,28 @@ where
 {
     let started = Instant::now();
     let mut at_end_of_load = None;
+    let mut last = None;
     let mut last_error = None;
     while started.elapsed() < timeout {
         match probe().await {
             Ok(left) => {
                 let first = *at_end_of_load.get_or_insert(left);
                 if left.is_empty() {
-                    return Ok(Settled { after: started.elapsed(), at_end_of_load: first });
+                    return Ok(Settled { after: started.elapsed(), at_end_of_load: first, left });
                 }
+                last = Some(left);
             }
             Err(err) => last_error = Some(err),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    match (at_end_of_load, last_error) {
+    match (at_end_of_load, last, last_error) {
         // Not settled in time: the verifier reports what is left.
-        (Some(first), _) => Ok(Settled { after: started.elapsed(), at_end_of_load: first }),
-        (None, Some(err)) => Err(err.context("the databases stayed unreachable after the load")),
-        (None, None) => anyhow::bail!("settle timeout of {timeout:?} is too short to read the databases once"),
+        (Some(first), Some(left), _) => Ok(Settled { after: started.elapsed(), at_end_of_load: first, left }),
+        (None, _, Some(err)) | (Some(_), None, Some(err)) => {
+            Err(err.context("the databases or the order replicas stayed unreachable after the load"))
+        }
+        _ => anyhow::bail!("settle timeout of {timeout:?} is too short to read the databases once"),
     }
 }
 
@@ -259,6 +275,26 @@ pub struct Settled {
     pub after: Duration,
     /// Protocol state in flight when the load ended (first successful read).
     pub at_end_of_load: Leftovers,
+    /// What the last successful read still found in flight: empty exactly
+    /// when the run settled.
+    pub left: Leftovers,
+}
+
+impl Settled {
+    /// Whether nothing was left in flight when settling ended.
+    pub fn settled(&self) -> bool {
+        self.left.is_empty()
+    }
+
+    /// Carries into `state`, read from the databases after settling, the
+    /// checkouts the order replicas still ran when settling ended: a 2PC
+    /// checkout before its first prepare has no database state, so only this
+    /// count shows it, and a verdict taken while it runs must not pass (its
+    /// commit may land after the verdict). The load is over, so no checkout
+    /// starts after the count: a count of 0 still holds at the final read.
+    pub fn carry_into(&self, state: &mut FinalState) {
+        state.leftovers.checkouts_in_flight = self.left.checkouts_in_flight;
+    }
 }
 
 #[cfg(test)]
@@ -293,14 +329,47 @@ mod tests {
     async fn settling_waits_for_checkouts_running_in_the_order_replicas() {
         let urls = vec![fake_order_replica(Duration::from_millis(600)).await, "http://127.0.0.1:9".to_owned()];
         let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
-        assert_eq!(checkouts_in_flight(&http, &urls).await, 1, "an unreachable replica counts none");
+        assert_eq!(checkouts_in_flight(&http, &urls).await.unwrap(), 1, "an unreachable replica counts none");
         let probe = || async {
             let left =
-                Leftovers { checkouts_in_flight: checkouts_in_flight(&http, &urls).await, ..Leftovers::default() };
+                Leftovers { checkouts_in_flight: checkouts_in_flight(&http, &urls).await?, ..Leftovers::default() };
             anyhow::Ok(left)
         };
         let settled = settle_with(probe, Duration::from_secs(10)).await.unwrap();
         assert_eq!(settled.at_end_of_load.checkouts_in_flight, 1);
         assert!(settled.after >= Duration::from_millis(500), "settled after {:?}", settled.after);
+        assert!(settled.settled());
+    }
+
+    /// Settling that runs out while a checkout still runs in a replica (with
+    /// nothing in the databases yet) makes the verdict fail: the run is not
+    /// settled, whatever the final read of the databases shows.
+    #[tokio::test]
+    async fn a_checkout_still_running_when_settling_gives_up_fails_the_verdict() {
+        use crate::run::verify::{Initial, Violation, check};
+        let probe = || async { anyhow::Ok(Leftovers { checkouts_in_flight: 1, ..Leftovers::default() }) };
+        let settled = settle_with(probe, Duration::from_millis(300)).await.unwrap();
+        assert!(!settled.settled());
+        let mut state = FinalState::default();
+        settled.carry_into(&mut state);
+        let violations = check(Initial { credit: 0, stock: 0 }, &state, &Default::default());
+        let left = Leftovers { checkouts_in_flight: 1, ..Leftovers::default() };
+        assert_eq!(violations, vec![Violation::Unsettled(left)]);
+    }
+
+    /// A replica that is reached but does not answer its count may be running
+    /// checkouts: not settled, never counted as none.
+    #[tokio::test]
+    async fn a_replica_that_does_not_answer_its_count_is_not_counted_as_idle() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket); // accepts, never answers
+            }
+        });
+        let http = reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap();
+        assert!(checkouts_in_flight(&http, &[url]).await.is_err());
     }
 }

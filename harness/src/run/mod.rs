@@ -227,7 +227,9 @@ pub async fn execute(
             let order_urls: Vec<String> =
                 replicas.iter().filter(|(service, _)| service == "order").map(|(_, url)| url.clone()).collect();
             let settled = final_state::settle(dbs, &order_urls, timeouts::SETTLE).await?;
-            (Some(settled), final_state::read_stable(dbs, &data.ids, Some(since)).await?)
+            let mut state = final_state::read_stable(dbs, &data.ids, Some(since)).await?;
+            settled.carry_into(&mut state);
+            (Some(settled), state)
         }
         None => (None, read_via_api(&api, &data.ids).await?),
     };

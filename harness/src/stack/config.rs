@@ -129,6 +129,15 @@ pub struct StackConfig {
     pub links: Option<crate::stack::links::Network>,
     /// The Toxiproxy server executable.
     pub toxiproxy: PathBuf,
+    /// Whether the services serve their crash-point endpoints
+    /// (`--enable-crashpoints`): on for every stack the harness starts, which
+    /// injects crash faults; off only to see a service as deployed.
+    pub crashpoints: bool,
+    /// 2PC: the secret the stack's services present on each other's protocol
+    /// endpoints, made anew for each stack and handed to the services in
+    /// their environment (never on a command line, where `ps` shows it).
+    #[serde(skip)]
+    pub peer_token: twopc::client::PeerToken,
 }
 
 impl StackConfig {
@@ -286,6 +295,8 @@ impl StackConfig {
             message_delay: std::time::Duration::ZERO,
             links: None,
             toxiproxy: PathBuf::from("/bin/toxiproxy-server"),
+            crashpoints: true,
+            peer_token: twopc::client::PeerToken::random(),
         }
     }
 }

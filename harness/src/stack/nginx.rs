@@ -73,15 +73,15 @@ pub fn render_conf(config: &StackConfig) -> String {
             // under it is retried (on the backups) instead of answered 502;
             // the tries are bounded, so a checkout that itself kills its
             // replica is not sent on to kill every other. Every try carries
-            // the same X-Request-Id, so a retry that finds the order paid by
-            // its own first try answers "paid" (services/order's
+            // the same X-Gateway-Request-Id, so a retry that finds the order
+            // paid by its own first try answers "paid" (services/order's
             // request_id.rs). A header set here drops the server's, hence
-            // Connection again.
+            // both again.
             let _ = writeln!(
                 locations,
                 "        location {CHECKOUT_PREFIX} {{\n            proxy_pass http://{name};\n            \
                  proxy_next_upstream error non_idempotent;\n            proxy_next_upstream_tries {tries};\n            \
-                 proxy_set_header X-Request-Id $checkout_request_id;\n            \
+                 proxy_set_header X-Gateway-Request-Id $request_id;\n            \
                  proxy_set_header Connection \"\";\n        }}",
                 tries = BACKUPS + 1
             );
@@ -107,18 +107,15 @@ http {{
     scgi_temp_path {dir}/tmp/scgi;
     client_max_body_size 4k;
     keepalive_requests 100000;
-    # A checkout's request id, the same on every try of one client request:
-    # the client's own X-Request-Id if it sent one, else nginx's.
-    map $http_x_request_id $checkout_request_id {{
-        \"\" $request_id;
-        default $http_x_request_id;
-    }}
 
 {upstreams}
     server {{
         listen 127.0.0.1:{port} reuseport backlog=4096;
         proxy_http_version 1.1;
         proxy_set_header Connection \"\";
+        # The gateway's own id of each client request, the same on every try
+        # of it; it replaces any value a client sent under that name.
+        proxy_set_header X-Gateway-Request-Id $request_id;
         proxy_read_timeout 120s;
         proxy_next_upstream error;
         error_page 413 = @too_large;
@@ -204,6 +201,8 @@ mod tests {
             message_delay: std::time::Duration::ZERO,
             links: None,
             toxiproxy: PathBuf::new(),
+            crashpoints: true,
+            peer_token: twopc::client::PeerToken::random(),
         };
         let conf = render_conf(&config);
         assert!(conf.contains("listen 127.0.0.1:8000"));
@@ -224,6 +223,14 @@ mod tests {
         assert_eq!(conf.matches("non_idempotent").count(), 1);
         let checkout = conf.find(&format!("location {CHECKOUT_PREFIX} ")).expect("a checkout location");
         assert!(conf[checkout..].find("non_idempotent") < conf[checkout..].find('}'));
+        // Only the gateway's own id reaches the order service, on every
+        // location (the server's and the checkout's own): never a client's.
+        assert!(!conf.contains("$http_x_request_id"));
+        assert!(!conf.contains("$http_x_gateway_request_id"));
+        assert_eq!(conf.matches("proxy_set_header X-Gateway-Request-Id $request_id;").count(), 2);
+        assert!(
+            conf[checkout..].find("proxy_set_header X-Gateway-Request-Id $request_id;") < conf[checkout..].find('}')
+        );
 
         // With links on, the gateway reaches each replica through its link.
         let linked = StackConfig { links: Some(links::Network::default()), ..config.clone() };

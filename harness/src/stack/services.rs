@@ -33,6 +33,10 @@ pub fn args(config: &StackConfig, role: Role, replica: u16) -> Vec<String> {
     // setting is passed explicitly, so that nothing inherited from the
     // harness's environment (a service also reads `SPANS`) decides it.
     args.push(format!("--spans={}", config.spans));
+    // The harness injects crash faults through the replicas' endpoints.
+    if config.crashpoints {
+        args.push("--enable-crashpoints".to_owned());
+    }
     // Each peer through this service's link to it (the peer itself without links).
     let urls = |r: Role| {
         let url = |i| format!("http://127.0.0.1:{}", links::port(config, me, Server::Service(r, i)));
@@ -80,6 +84,9 @@ pub fn spec(config: &StackConfig, role: Role, replica: u16) -> anyhow::Result<Sp
         // for every expected failure (RUST_BACKTRACE=1 in the environment
         // turns that on for anyhow) costs CPU under load. Panics keep theirs.
         ("RUST_LIB_BACKTRACE".to_owned(), "0".to_owned()),
+        // The 2PC peers' shared secret: in the environment, not the command
+        // line, which any local user can read.
+        ("PEER_TOKEN".to_owned(), config.peer_token.expose().to_owned()),
     ];
     Ok(Spec {
         name: name.clone(),

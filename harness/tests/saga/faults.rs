@@ -81,6 +81,7 @@ async fn crash_points_recover_all_or_nothing() {
     batch_init_during_a_saga_creates_nothing(&stack, &api).await;
     a_step_after_a_reset_of_its_row_is_refused(&stack, &api).await;
     a_poison_compensation_is_dead_lettered(&stack, &api).await;
+    a_refill_during_a_saga_cannot_make_its_compensation_overflow(&stack, &api).await;
     health_waits_for_the_consumer_group(&stack).await;
     // A participant (static membership) and the orchestrator (its socket
     // kept, checkouts in flight retried by the gateway).
@@ -265,6 +266,38 @@ async fn a_poison_compensation_is_dead_lettered(stack: &TestStack, api: &Api) {
     assert!(status == 400 || status >= 500, "{body}");
     crate::assert_settled(stack).await;
     assert!(!case.assert_all_or_nothing(api, "repaired poison compensation").await);
+}
+
+/// No sequence of API calls can make a compensation fail. With the payment
+/// participant paused, a checkout reserves every unit of an item filled to
+/// the maximum; refilling the item meanwhile is refused (what the saga took
+/// still counts against the maximum), so once the payment step refuses (no
+/// credit) the release fits: the saga ends refused, the stock is whole again
+/// and nothing is dead-lettered. (Were the refill allowed, about 1024 such
+/// sagas in flight would overflow `bigint` on their releases.)
+async fn a_refill_during_a_saga_cannot_make_its_compensation_overflow(stack: &TestStack, api: &Api) {
+    const MAX: i64 = 9_007_199_254_740_991;
+    let dead_before = counters(stack, "stock#0").await["dead_lettered"].as_u64().unwrap();
+    let user = api.new_user(0).await.unwrap();
+    let item = api.new_item(1, MAX).await.unwrap();
+    let order = api.new_order(&user, &[(&item, MAX)]).await.unwrap();
+    signal(stack, "payment#0", Signal::SIGSTOP);
+    let checkout = tokio::spawn({
+        let (api, order) = (api.clone(), order.clone());
+        async move { api.checkout(&order).await.expect_reply() }
+    });
+    wait_stock(api, &item, "reserved by the saga", |s| s == 0).await;
+    for amount in [MAX, 1] {
+        let (status, body) = api.post(&path::add_stock(&item, amount)).await.unwrap();
+        assert_eq!(status, 400, "a refill of {amount} while the reservation is outstanding: {body}");
+    }
+    signal(stack, "payment#0", Signal::SIGCONT);
+    let (status, body) = checkout.await.unwrap();
+    assert_eq!(status, 400, "refused on credit: {body}");
+    crate::assert_settled(stack).await;
+    assert_eq!(api.stock_of(&item).await.unwrap(), MAX, "the reservation is given back whole");
+    assert!(!api.paid(&order).await.unwrap());
+    assert_eq!(counters(stack, "stock#0").await["dead_lettered"].as_u64().unwrap(), dead_before, "no dead letter");
 }
 
 /// While a saga is in flight (its payment participant paused with SIGSTOP),

@@ -34,6 +34,7 @@ fn resolved(protocol: &str) -> Value {
         .arg(&file)
         .arg("config")
         .env("PROTOCOL", protocol)
+        .env("PEER_TOKEN", "compose-check-0123456789abcdef")
         .output()
         .expect("docker-compose runs (harness/scripts/setup.sh installs it)");
     assert!(out.status.success(), "docker-compose config refused the file: {}", support::text(&out.stderr));
@@ -60,7 +61,8 @@ fn accepts(binary: &str) -> Accepts {
     let path = PathBuf::from(env!("CARGO_BIN_EXE_harness")).with_file_name(binary);
     let out = Command::new(&path).arg("--help").env_clear().output().unwrap_or_else(|e| panic!("{path:?}: {e}"));
     let help = support::text(&out.stdout);
-    // "--database-url <DATABASE_URL>\n  ... [env: DATABASE_URL=]": flag to variable.
+    // "--database-url <DATABASE_URL>\n  ... [env: DATABASE_URL=]" (a secret's
+    // value hidden: "[env: PEER_TOKEN]"): flag to variable.
     let mut flag_env = BTreeMap::new();
     let mut flag = None;
     for line in help.lines().map(str::trim) {
@@ -68,7 +70,7 @@ fn accepts(binary: &str) -> Accepts {
             flag = f.split_whitespace().next().map(str::to_owned);
         }
         if let (Some(f), Some((_, rest))) = (&flag, line.split_once("[env: ")) {
-            flag_env.insert(f.clone(), rest.split('=').next().unwrap().to_owned());
+            flag_env.insert(f.clone(), rest.split(['=', ']']).next().unwrap().to_owned());
         }
     }
     let usage = help.lines().find(|l| l.starts_with("Usage:")).unwrap();
@@ -208,6 +210,10 @@ fn compose_gateway_configuration_is_valid_nginx_with_the_local_routes() {
     assert!(
         conf.contains("location /orders/checkout/ {") && conf.contains("proxy_next_upstream error non_idempotent;")
     );
+    // Only the gateway's own request id reaches the order service (server
+    // level and the checkout location), never one a client chose.
+    assert!(!conf.contains("$http_x_request_id") && !conf.contains("$http_x_gateway_request_id"));
+    assert_eq!(conf.matches("proxy_set_header X-Gateway-Request-Id $request_id;").count(), 2);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compose-nginx");
     std::fs::create_dir_all(&dir).unwrap();
     let local =

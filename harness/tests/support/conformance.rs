@@ -20,6 +20,8 @@ pub async fn run_all(api: &Api) {
     empty_order(api).await;
     unknown_order(api).await;
     repeat_checkout(api).await;
+    a_client_chosen_request_id_claims_nothing(api).await;
+    an_order_for_an_unknown_user_is_refused(api).await;
     concurrent_checkouts_of_one_order(api).await;
     course_consistency(api).await;
 }
@@ -91,6 +93,31 @@ pub async fn repeat_checkout(api: &Api) {
     assert_eq!(api.checkout(&order).await.expect_reply().0, 200, "repeat checkout must answer 200");
     assert_eq!(api.credit_of(&user).await.unwrap(), 40, "repeat checkout charged twice");
     assert_eq!(api.stock_of(&a).await.unwrap(), 9, "repeat checkout took stock twice");
+}
+
+/// A request id a client chooses claims nothing: client A pays sending
+/// `X-Request-Id: a` (and a forged gateway id); client B sending the same ids
+/// for the same order is told `already_paid`, not `paid`. Only the gateway's
+/// own id tells a retry of the paying call from another call.
+pub async fn a_client_chosen_request_id_claims_nothing(api: &Api) {
+    let user = api.new_user(50).await.unwrap();
+    let a = api.new_item(10, 10).await.unwrap();
+    let order = api.new_order(&user, &[(&a, 1)]).await.unwrap();
+    let chosen = [("X-Request-Id", "a"), ("X-Gateway-Request-Id", "forged-a")];
+    let (status, body) = api.checkout_with(&order, &chosen).await.expect_reply();
+    assert_eq!((status, &body["outcome"]), (200, &"paid".into()), "client A: {body}");
+    let (status, body) = api.checkout_with(&order, &chosen).await.expect_reply();
+    assert_eq!((status, &body["outcome"]), (200, &"already_paid".into()), "client B with A's ids: {body}");
+    assert_eq!(api.credit_of(&user).await.unwrap(), 40, "charged once");
+}
+
+/// An order for a user the payment service does not know could never be
+/// paid: `create` answers 400 and makes nothing.
+pub async fn an_order_for_an_unknown_user_is_refused(api: &Api) {
+    let user = "6f9619ff-8b86-d011-b42d-00cf4fc964ff";
+    let (status, body) = api.post(&format!("/orders/create/{user}")).await.unwrap();
+    assert_eq!(status, 400, "create for an unknown user: {body}");
+    assert_eq!(body["error"], format!("user {user} not found"), "{body}");
 }
 
 /// 16 concurrent checkouts of one order: it is paid once, and every caller is

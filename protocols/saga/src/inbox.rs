@@ -16,7 +16,9 @@ use crate::messages::{Envelope, TOPIC_RETENTION};
 /// effect record, because the record is touched by every command handled for
 /// it, and recovery re-sends a stalled saga's pending commands and the actions
 /// whose effect is in place (`Saga::held`) every few seconds, so the records
-/// of a saga in flight never age out while its participants run.
+/// of a saga in flight never age out while its participants run. A
+/// compensation that fails refreshes its record outside its failed
+/// transaction, and one that was dead-lettered keeps it ([`forget_old`]).
 pub const DEDUP_RETENTION: Duration = TOPIC_RETENTION.saturating_add(Duration::from_secs(24 * 3600));
 
 /// Rows deleted per statement, so a retention pass never holds long locks.
@@ -118,19 +120,33 @@ pub async fn count_dead_letters(pool: &PgPool) -> sqlx::Result<i64> {
 
 /// Deletes inbox rows and step effects older than `keep` (see
 /// [`DEDUP_RETENTION`]); returns how many rows went.
+///
+/// An applied effect whose saga has a dead letter here stays whatever its
+/// age: its compensation kept failing, so the saga is still compensating and
+/// the record is what the repaired compensation must undo. Forgetting it would
+/// make the next re-sent compensation find no record, write a tombstone and
+/// answer `Compensated` with the reservation never given back. Dead letters
+/// are never deleted, so the record goes only once it is compensated and has
+/// aged like any other.
 pub async fn forget_old(pool: &PgPool, keep: Duration) -> sqlx::Result<u64> {
     let secs = keep.as_secs_f64();
     let mut deleted = 0;
-    let mut tables = vec![("saga_inbox", "message_id", "received_at")];
+    let mut tables = vec![("saga_inbox", "message_id", "received_at", "")];
     let has_effects: bool =
         sqlx::query_scalar("SELECT to_regclass('saga_effects') IS NOT NULL").fetch_one(pool).await?;
     if has_effects {
-        tables.push(("saga_effects", "saga_id", "updated_at"));
+        tables.push((
+            "saga_effects",
+            "saga_id",
+            "updated_at",
+            " AND NOT (state = 'applied'
+                       AND EXISTS (SELECT 1 FROM saga_dead_letters AS d WHERE d.saga_id = saga_effects.saga_id))",
+        ));
     }
-    for (table, key, at) in tables {
+    for (table, key, at, keep_if) in tables {
         let sql = format!(
             "DELETE FROM {table} WHERE {key} IN
-             (SELECT {key} FROM {table} WHERE {at} < now() - make_interval(secs => $1) LIMIT $2)"
+             (SELECT {key} FROM {table} WHERE {at} < now() - make_interval(secs => $1){keep_if} LIMIT $2)"
         );
         loop {
             let n = sqlx::query(&sql).bind(secs).bind(RETENTION_CHUNK).execute(pool).await?.rows_affected();

@@ -19,6 +19,7 @@ use protocol_core::spans::{Phase, Tiles};
 use protocol_core::{Receipt, RejectReason, Resource, Work, crashpoint};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
 
 use crate::claim_then_lock;
 use crate::consumer::{Handler, Poison};
@@ -160,7 +161,14 @@ impl ParticipantHandler {
             (_, Some((Recorded::Applied, work, _, receipt))) => {
                 let work = work.ok_or_else(|| Poison("applied effect without its work".to_owned()))?;
                 tiles.mark(Phase::Sql);
-                self.resource.undo(&mut tx, &work, receipt.as_ref()).await?;
+                if let Err(err) = self.resource.undo(&mut tx, &work, receipt.as_ref()).await {
+                    // The refresh above rolls back with this transaction; a
+                    // compensation that keeps failing must still keep the
+                    // record it will undo once repaired from ageing out.
+                    tx.rollback().await?;
+                    self.touch(msg.saga_id).await;
+                    return Err(err.into());
+                }
                 tiles.mark(Phase::RowLock);
                 self.update(&mut tx, &msg, Recorded::Compensated).await?;
                 Metrics::incr(&self.metrics.compensated);
@@ -202,6 +210,19 @@ impl ParticipantHandler {
         .execute(conn)
         .await?;
         Ok(())
+    }
+
+    /// Refreshes the effect record of `saga_id` in a transaction of its own
+    /// (see [`crate::inbox::DEDUP_RETENTION`]). Best effort: the command's
+    /// own failure is what the caller reports.
+    async fn touch(&self, saga_id: Uuid) {
+        let touched = sqlx::query("UPDATE saga_effects SET updated_at = now() WHERE saga_id = $1")
+            .bind(saga_id)
+            .execute(&self.pool)
+            .await;
+        if let Err(err) = touched {
+            tracing::warn!(saga = %saga_id, "could not refresh the effect record of a failed compensation: {err}");
+        }
     }
 
     async fn update(&self, conn: &mut PgConnection, msg: &Envelope, state: Recorded) -> sqlx::Result<()> {

@@ -160,3 +160,73 @@ async fn a_compensation_before_its_action_leaves_a_tombstone_the_action_respects
     assert_eq!(s.metrics.late_actions.load(Ordering::Relaxed), 1);
     s.pool.close().await;
 }
+
+/// A compensation that keeps failing is dead-lettered (its undo overflows
+/// `bigint`, a data exception no retry fixes). Its applied effect must outlive
+/// the dedup retention, which would otherwise make the next re-sent
+/// compensation find no record, write a tombstone and answer `Compensated`
+/// with the reservation never given back. An aged effect of another saga,
+/// with no dead letter, still goes.
+#[tokio::test]
+async fn a_dead_lettered_compensation_keeps_its_effect_past_retention() {
+    use saga::inbox::{DEDUP_RETENTION, dead_letter, forget_old};
+    let s = setup("participant-dead-letter-retention", 5).await;
+    let command = take(2);
+    s.handler.handle(command.clone()).await.unwrap();
+    sqlx::query("UPDATE counts SET n = 9223372036854775807 - 1").execute(&s.pool).await.unwrap();
+    let compensate = command.reply(Body::Compensate);
+    let mut error = String::new();
+    for _ in 0..saga::consumer::DEAD_LETTER_AFTER {
+        let err = s.handler.handle(compensate.clone()).await.unwrap_err();
+        assert!(saga::consumer::is_deterministic(&err), "{err:#}");
+        error = format!("{err:#}");
+    }
+    // What the consumer does after the last failed attempt.
+    let place = (saga::messages::STOCK_COMMANDS, 0, 0);
+    assert!(dead_letter(&s.pool, &compensate, place, &error, saga::consumer::DEAD_LETTER_AFTER).await.unwrap());
+    let aged = DEDUP_RETENTION.as_secs_f64() + 86_400.0;
+    sqlx::query("UPDATE saga_effects SET updated_at = now() - make_interval(secs => $1)")
+        .bind(aged)
+        .execute(&s.pool)
+        .await
+        .unwrap();
+    let other = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO saga_effects (saga_id, order_id, state, updated_at)
+         VALUES ($1, 'paid', 'applied', now() - make_interval(secs => $2))",
+    )
+    .bind(other)
+    .bind(aged)
+    .execute(&s.pool)
+    .await
+    .unwrap();
+    forget_old(&s.pool, DEDUP_RETENTION).await.unwrap();
+    let kept: Vec<Uuid> = sqlx::query_scalar("SELECT saga_id FROM saga_effects").fetch_all(&s.pool).await.unwrap();
+    assert_eq!(kept, [command.saga_id], "the dead-lettered effect stays, the other aged one goes");
+    // Repaired; recovery's re-send (a new message id) undoes the effect.
+    sqlx::query("UPDATE counts SET n = 3").execute(&s.pool).await.unwrap();
+    s.handler.handle(command.reply(Body::Compensate)).await.unwrap();
+    assert_eq!(count(&s.pool).await, 5, "the reservation is given back");
+    assert_eq!(effect(&s.pool).await, ["compensated"]);
+    assert_eq!(replies(&s.pool).await, [Body::Done, Body::Compensated]);
+    s.pool.close().await;
+}
+
+/// A compensation whose undo fails still refreshes its effect record: the
+/// refresh must not roll back with the failed attempt.
+#[tokio::test]
+async fn a_failing_compensation_keeps_its_effect_record_fresh() {
+    let s = setup("participant-failing-undo-refresh", 5).await;
+    let command = take(2);
+    s.handler.handle(command.clone()).await.unwrap();
+    sqlx::query("UPDATE saga_effects SET updated_at = now() - interval '3 days'").execute(&s.pool).await.unwrap();
+    sqlx::query("UPDATE counts SET n = 9223372036854775807 - 1").execute(&s.pool).await.unwrap();
+    s.handler.handle(command.reply(Body::Compensate)).await.unwrap_err();
+    let age: f64 = sqlx::query_scalar("SELECT extract(epoch FROM now() - updated_at)::float8 FROM saga_effects")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert!(age < 60.0, "the record was refreshed by the failed attempt ({age} s old)");
+    assert_eq!(effect(&s.pool).await, ["applied"]);
+    s.pool.close().await;
+}

@@ -59,13 +59,51 @@ pub struct CommonConfig {
     )]
     pub spans: bool,
 
+    /// Serve `POST /internal/crashpoints/<name>`, which arms a crash at a
+    /// protocol step, and allow `--crashpoints`. Off unless given: only the
+    /// harness and the tests, which inject faults, start services with it.
+    /// Deliberately no environment variable, so an inherited environment
+    /// cannot switch it on.
+    #[arg(long, default_value_t = false)]
+    pub enable_crashpoints: bool,
+
     /// Crash points armed from the start, comma-separated (for a process
     /// started by hand: a supervisor restarting it with the same flags
     /// would crash it at the point every time; the harness arms points at
     /// run time instead, `POST /internal/crashpoints/<name>`). An unknown
-    /// name stops the service.
+    /// name stops the service; so does a list without `--enable-crashpoints`.
     #[arg(long, env = "CRASHPOINTS", value_delimiter = ',')]
     pub crashpoints: Vec<String>,
+
+    /// 2PC: the secret every service of the stack shares, presented on the
+    /// protocol's internal calls (prepare, commit, rollback, resolve) as
+    /// `Authorization: Bearer <token>`; a call without it is refused (401)
+    /// and changes nothing. Required by `--protocol 2pc`.
+    #[arg(long, env = "PEER_TOKEN", hide_env_values = true)]
+    pub peer_token: Option<twopc::client::PeerToken>,
+}
+
+impl CommonConfig {
+    /// The peer token, which `--protocol 2pc` requires ([`require_peer_token`]).
+    ///
+    /// # Errors
+    /// When none is configured.
+    pub fn required_peer_token(&self) -> anyhow::Result<&twopc::client::PeerToken> {
+        require_peer_token(self.peer_token.as_ref())
+    }
+}
+
+/// `token`, or the error that stops a 2PC service started without one.
+///
+/// # Errors
+/// When `token` is `None`.
+pub fn require_peer_token(token: Option<&twopc::client::PeerToken>) -> anyhow::Result<&twopc::client::PeerToken> {
+    token.ok_or_else(|| {
+        anyhow::anyhow!(
+            "--protocol 2pc needs --peer-token (PEER_TOKEN): the secret the stack's services present on each \
+             other's 2PC endpoints"
+        )
+    })
 }
 
 fn parse_protocol(raw: &str) -> Result<ProtocolKind, String> {

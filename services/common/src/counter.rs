@@ -4,8 +4,9 @@
 //! so they live here once. Each is a single conditional `UPDATE`: the row lock
 //! serialises concurrent changes (no lost updates), the `WHERE value >= amount`
 //! guard makes a subtraction that would go negative change nothing, and the
-//! `WHERE value <= MAX_VALUE - amount` guard keeps an addition from taking a
-//! counter past [`MAX_VALUE`] (the headroom a saga compensation needs).
+//! `WHERE value + taken <= MAX_VALUE - amount` guard keeps an addition from
+//! taking a counter, together with what checkouts took from it and a saga
+//! compensation may give back, past [`MAX_VALUE`] (see [`MAX_VALUE`]).
 
 use sqlx::PgPool;
 
@@ -21,6 +22,9 @@ pub struct CounterTable {
     pub id_column: &'static str,
     /// Counter column (`bigint`, `CHECK (... >= 0)`).
     pub value_column: &'static str,
+    /// What checkouts took from the counter since its reset (`bigint`): the
+    /// most that compensations can still give back to it.
+    pub taken_column: &'static str,
 }
 
 /// Why a subtraction or an addition changed nothing.
@@ -30,19 +34,22 @@ pub enum Refused {
     NotFound,
     /// The counter is below the amount.
     Insufficient,
-    /// The counter would pass [`MAX_VALUE`].
+    /// The counter, with what checkouts took from it, would pass [`MAX_VALUE`].
     TooLarge,
 }
 
 impl CounterTable {
-    /// Adds `amount` (at most [`MAX_VALUE`]) unless the counter would pass
-    /// [`MAX_VALUE`].
+    /// Adds `amount` (at most [`MAX_VALUE`]) unless the counter plus what
+    /// checkouts took from it would pass [`MAX_VALUE`].
     pub async fn add(&self, pool: &PgPool, id: &str, amount: i64) -> ApiResult<Result<i64, Refused>> {
+        // `taken` never exceeds MAX_VALUE (it grows only with what was taken
+        // from a value at most MAX_VALUE), so the right side cannot overflow.
         let sql = format!(
-            "UPDATE {t} SET {v} = {v} + $2 WHERE {k} = $1 AND {v} <= $3 - $2 RETURNING {v}",
+            "UPDATE {t} SET {v} = {v} + $2 WHERE {k} = $1 AND {v} <= $3 - $2 - {taken} RETURNING {v}",
             t = self.table,
             k = self.id_column,
-            v = self.value_column
+            v = self.value_column,
+            taken = self.taken_column
         );
         let updated: Option<i64> =
             sqlx::query_scalar(&sql).bind(id).bind(amount.min(MAX_VALUE)).bind(MAX_VALUE).fetch_optional(pool).await?;

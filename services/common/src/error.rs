@@ -37,6 +37,10 @@ pub enum ApiError {
     /// cannot apply, for example committing a rolled-back branch).
     #[error("{0}")]
     Conflict(String),
+    /// An internal protocol call without the stack's peer token; nothing was
+    /// changed.
+    #[error("this endpoint is for the stack's own services")]
+    Unauthorized,
     /// No route matches the request.
     #[error("no such endpoint")]
     NoRoute,
@@ -76,6 +80,7 @@ impl ApiError {
             ApiError::Refused(protocol_core::RejectReason::Busy { .. }) => StatusCode::CONFLICT,
             ApiError::Refused(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

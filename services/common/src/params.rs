@@ -77,13 +77,15 @@ fn is_decimal_id(raw: &str) -> bool {
 /// accepts or lets a counter reach: 2^53 - 1, which every JSON client reads
 /// exactly.
 ///
-/// The bound is what keeps a saga's compensation from overflowing: a refund or
-/// a release adds back what a step took from a row, and every row and every
-/// amount stays at or below `MAX_VALUE` through the public API, so a
-/// compensation fits in `bigint` unless more than `i64::MAX / MAX_VALUE`
-/// (1024) maximal reservations of one row are in flight at once. Past that the
-/// compensation fails and goes to the dead-letter table
-/// (`protocols/saga/src/consumer.rs`), never silently.
+/// The bound is also what keeps a saga's compensation from overflowing: a
+/// refund or a release adds back what a step took from a row. Every row
+/// counts what checkouts took from it since its latest `batch_init` (its
+/// `taken` column, less what compensations gave back), and an add is refused
+/// when the row's value plus that count would pass `MAX_VALUE`
+/// ([`crate::counter`]). A compensation gives back at most what is counted, so
+/// every row stays at or below `MAX_VALUE` and no sequence of API calls can
+/// make a compensation fail. The price: a row can take in at most `MAX_VALUE`
+/// in all between two resets (2^53 units or cents).
 pub const MAX_VALUE: i64 = (1 << 53) - 1;
 
 /// A strictly positive quantity of money or stock (`1..=MAX_VALUE`).

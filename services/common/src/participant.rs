@@ -92,7 +92,7 @@ fn budgets(config: &Config) -> Vec<Relation> {
 /// # Errors
 /// When a time budget does not fit the one around it
 /// ([`protocol_core::timeouts`]), the database cannot be reached, the routes cannot be built, or the
-/// chosen protocol lacks its settings (2PC: `--coordinator-urls`; saga:
+/// chosen protocol lacks its settings (2PC: `--coordinator-urls` and `--peer-token`; saga:
 /// `--kafka-bootstrap`).
 pub async fn build(
     spec: Spec,
@@ -111,10 +111,10 @@ pub async fn build(
                 &pool,
                 common.db_protocol_pool_size,
                 spec.resource,
-                &config.twopc,
+                (&config.twopc, common.peer_token.as_ref()),
                 Duration::from_millis(config.peer_timeout_ms),
             )?;
-            let app = Application::bind(common.listen, side.mount(own), pool).await?;
+            let app = Application::bind(common, side.mount(own), pool).await?;
             Ok(side.with_recovery(app))
         }
         ProtocolKind::Saga => {
@@ -127,7 +127,7 @@ pub async fn build(
                 &config.saga,
             )
             .await?;
-            let app = Application::bind(common.listen, side.mount(own), pool).await?;
+            let app = Application::bind(common, side.mount(own), pool).await?;
             side.attach(app)
         }
     }

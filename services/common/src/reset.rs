@@ -23,9 +23,19 @@
 //!   reset after the checkout began ([`RESET_AFTER`], answered 400
 //!   "reset by batch_init while the checkout ran"): otherwise a step delayed
 //!   past a reset would take from the new values for an order whose own reset,
-//!   waiting for the checkout, then makes it unpaid again. The checkout's start
-//!   is read from the order database's clock and the reset time from the
-//!   participant's, so across hosts the check is as exact as their clocks.
+//!   waiting for the checkout, then makes it unpaid again.
+//!
+//! What "after the checkout began" compares: the row's `reset_at`, stamped by
+//! the reset's *last* statement with `clock_timestamp()` ([`stamp_reset`]),
+//! after every row is written and locked, so a reset that ran for seconds is
+//! dated by its end, not its start; and the checkout's `as_of`, read after
+//! the checkout holds its order's row lock. A step that queued on a row the
+//! reset held therefore sees the reset's stamp later than its `as_of` and
+//! refuses. The window left: a checkout whose `as_of` is read between the
+//! stamp and the moment the reset's commit becomes visible (one WAL flush,
+//! about a millisecond here) is taken for one that began after the reset; and
+//! the checkout's start is read from the order database's clock and the stamp
+//! from the participant's, so across hosts the window widens by their skew.
 
 use std::time::Duration;
 
@@ -95,9 +105,17 @@ impl ResetWait {
     }
 }
 
-/// Runs the single-statement reset `upsert` (built anew for each attempt) in
-/// the retry loop of [`ResetWait`]: stock's and payment's `batch_init`.
-pub async fn reset_rows<F>(pool: &PgPool, what: &'static str, upsert: F) -> ApiResult<()>
+/// Runs the single-statement reset `upsert` (built anew for each attempt) of
+/// ids `"0".."n-1"` of `table` (keyed by the text column `id_column`) in the
+/// retry loop of [`ResetWait`], then stamps the rows ([`stamp_reset`]) as the
+/// attempt's last statement: stock's and payment's `batch_init`.
+pub async fn reset_rows<F>(
+    pool: &PgPool,
+    what: &'static str,
+    (table, id_column): (&str, &str),
+    n: i64,
+    upsert: F,
+) -> ApiResult<()>
 where
     F: Fn() -> sqlx::query::Query<'static, Postgres, PgArguments>,
 {
@@ -106,7 +124,10 @@ where
         let mut tx = pool.begin().await?;
         wait.begin(&mut tx).await?;
         match upsert().execute(&mut *tx).await {
-            Ok(_) => return Ok(tx.commit().await?),
+            Ok(_) => {
+                stamp_reset(&mut tx, table, id_column, n).await?;
+                return Ok(tx.commit().await?);
+            }
             Err(err) => {
                 let busy = ResetWait::in_flight(err)?;
                 drop(tx);
@@ -114,4 +135,21 @@ where
             }
         }
     }
+}
+
+/// Sets `reset_at` of ids `"0".."n-1"` of `table` to one `clock_timestamp()`
+/// taken now: the last statement of a reset, whose transaction already holds
+/// every one of those rows (so this waits for nothing). One value for the
+/// whole batch, so the rows of the latest batch share it (the harness's
+/// verifier finds the batch by it).
+pub async fn stamp_reset(conn: &mut PgConnection, table: &str, id_column: &str, n: i64) -> sqlx::Result<()> {
+    sqlx::query(&format!(
+        "UPDATE {table} SET reset_at = stamp.at
+         FROM (SELECT clock_timestamp() AS at) AS stamp
+         WHERE {id_column} IN (SELECT g::text FROM generate_series(0, $1 - 1) AS g)"
+    ))
+    .bind(n)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

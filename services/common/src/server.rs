@@ -26,6 +26,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::config::CommonConfig;
 use crate::error::{ApiError, ApiResult};
 use crate::params::PathParams;
 
@@ -76,13 +77,15 @@ impl std::fmt::Debug for Application {
 }
 
 impl Application {
-    /// Binds `addr` and wraps `routes` with the shared layers; `pool` backs the
-    /// health check.
+    /// Binds `common.listen` and wraps `routes` with the shared layers; `pool`
+    /// backs the health check. The crash-point endpoints are served only with
+    /// `--enable-crashpoints`; without it they answer 404 like any unknown path.
     ///
     /// A listening socket inherited from the supervisor
     /// ([`protocol_core::listen`]) is used instead of binding; it must be
-    /// bound to `addr` (unless `addr`'s port is 0).
-    pub async fn bind(addr: SocketAddr, routes: Router, pool: PgPool) -> anyhow::Result<Self> {
+    /// bound to `common.listen` (unless its port is 0).
+    pub async fn bind(common: &CommonConfig, routes: Router, pool: PgPool) -> anyhow::Result<Self> {
+        let addr = common.listen;
         let listener = match protocol_core::listen::inherited().context("inheriting the listening socket")? {
             Some(inherited) => {
                 let bound = inherited.local_addr()?;
@@ -95,10 +98,13 @@ impl Application {
             None => TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?,
         };
         let readiness = Readiness::default();
+        let mut routes = routes.route("/health", get(health).with_state((pool, readiness.clone())));
+        if common.enable_crashpoints {
+            routes = routes
+                .route("/internal/crashpoints/{name}", post(arm_crashpoint))
+                .route("/internal/crashpoints", delete(disarm_crashpoints));
+        }
         let router = routes
-            .route("/health", get(health).with_state((pool, readiness.clone())))
-            .route("/internal/crashpoints/{name}", post(arm_crashpoint))
-            .route("/internal/crashpoints", delete(disarm_crashpoints))
             .route("/internal/spans", get(drain_spans))
             .fallback(|| async { ApiError::NoRoute })
             .layer(middleware::from_fn(limit_body));
@@ -157,7 +163,8 @@ async fn health(State((pool, readiness)): State<(PgPool, Readiness)>) -> ApiResu
 }
 
 /// Arms a crash point of this process (see `protocol_core::crashpoint`). Only
-/// reachable on the replica's own port: the gateway does not route `/internal`.
+/// served with `--enable-crashpoints`, and only on the replica's own port: the
+/// gateway does not route `/internal`.
 async fn arm_crashpoint(PathParams(name): PathParams<String>) -> ApiResult<Json<Value>> {
     let point = crashpoint::lookup(&name).map_err(|err| ApiError::bad_request(err.to_string()))?;
     crashpoint::arm(point);
@@ -231,6 +238,10 @@ where
     let config = C::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
     let settings = common(&config);
     crate::telemetry::init(settings.log_json);
+    anyhow::ensure!(
+        settings.crashpoints.is_empty() || settings.enable_crashpoints,
+        "--crashpoints (CRASHPOINTS) arms crashes only with --enable-crashpoints"
+    );
     crashpoint::arm_all(&settings.crashpoints)?;
     if settings.spans {
         protocol_core::spans::enable();

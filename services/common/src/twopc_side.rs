@@ -5,13 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Args;
 use protocol_core::Resource;
 use serde_json::{Value, json};
+use twopc::client::PeerToken;
 use twopc::messages::{
     COMMIT_PATH, METRICS_PATH, PREPARE_PATH, PrepareRequest, RESOLVE_PATH, ROLLBACK_PATH, VoteReply,
 };
@@ -72,6 +76,8 @@ pub struct TwoPcParticipant {
     runner: Arc<ParticipantRunner>,
     /// The coordinator's replicas, asked about branches left in doubt.
     coordinator: twopc::client::PeerClient,
+    /// What the coordinator presents on this participant's endpoints.
+    token: PeerToken,
 }
 
 impl TwoPcParticipant {
@@ -80,47 +86,63 @@ impl TwoPcParticipant {
     /// business update.
     ///
     /// # Errors
-    /// When no coordinator URL is configured: nothing could resolve a branch
-    /// left in doubt.
+    /// When no coordinator URL is configured (nothing could resolve a branch
+    /// left in doubt) or no peer token (nothing could call the coordinator,
+    /// and anyone could call this participant).
     pub fn new(
         me: twopc::ParticipantId,
         pool: &sqlx::PgPool,
         phase_two_connections: u32,
         resource: Arc<dyn Resource>,
-        config: &ParticipantConfig,
+        (config, token): (&ParticipantConfig, Option<&PeerToken>),
         peer_timeout: Duration,
     ) -> anyhow::Result<Self> {
         if config.coordinator_urls.is_empty() {
             anyhow::bail!("--protocol 2pc needs --coordinator-urls (COORDINATOR_URLS)");
         }
-        let coordinator = twopc::client::PeerClient::new(config.coordinator_urls.clone(), peer_timeout)?;
+        let token = crate::config::require_peer_token(token)?.clone();
+        let coordinator = twopc::client::PeerClient::new(config.coordinator_urls.clone(), peer_timeout, &token)?;
         let pools = twopc::participant::Pools {
             prepare: pool.clone(),
             phase_two: crate::db::side_pool(pool, phase_two_connections),
         };
-        Ok(TwoPcParticipant { runner: ParticipantRunner::new(me, pools, resource, config.settings()), coordinator })
+        let runner = ParticipantRunner::new(me, pools, resource, config.settings());
+        Ok(TwoPcParticipant { runner, coordinator, token })
     }
 
     /// `routes` plus the participant's internal endpoints.
     pub fn mount(&self, routes: Router) -> Router {
-        routes.merge(participant_routes(self.runner.clone()))
+        routes.merge(participant_routes(self.runner.clone(), self.token.clone()))
     }
 
     /// `app` with the participant's recovery loop.
     pub fn with_recovery(self, app: Application) -> Application {
-        let TwoPcParticipant { runner, coordinator } = self;
+        let TwoPcParticipant { runner, coordinator, .. } = self;
         app.with_background("2pc-participant-recovery", move |stop| runner.run_recovery(coordinator, stop))
     }
 }
 
-/// The participant's internal endpoints.
-pub fn participant_routes(runner: Arc<ParticipantRunner>) -> Router {
+/// The participant's internal endpoints: the protocol calls, which only a
+/// peer presenting `token` may make, and the metrics, open to observers.
+pub fn participant_routes(runner: Arc<ParticipantRunner>, token: PeerToken) -> Router {
     Router::new()
         .route(PREPARE_PATH, post(prepare))
         .route(&format!("{COMMIT_PATH}/{{gid}}"), post(commit))
         .route(&format!("{ROLLBACK_PATH}/{{gid}}"), post(rollback))
+        .route_layer(middleware::from_fn_with_state(token, require_peer))
         .route(METRICS_PATH, get(participant_metrics))
         .with_state(runner)
+}
+
+/// Lets through only a request presenting the stack's peer token; any other
+/// is answered 401 before its handler runs, so it changes nothing. (Never a
+/// 409: a coordinator takes 409 on phase two as a final answer.)
+async fn require_peer(State(token): State<PeerToken>, req: Request, next: Next) -> Response {
+    if token.accepts(req.headers().get(AUTHORIZATION).map(|v| v.as_bytes())) {
+        return next.run(req).await;
+    }
+    tracing::warn!(path = %req.uri().path(), "refused a 2PC call without the peer token");
+    ApiError::Unauthorized.into_response()
 }
 
 async fn prepare(
@@ -151,10 +173,12 @@ async fn participant_metrics(State(runner): State<Arc<ParticipantRunner>>) -> Ap
     Ok(Json(json!(runner.metrics().await?)))
 }
 
-/// The coordinator's internal endpoints.
-pub fn coordinator_routes(coordinator: Arc<Coordinator>) -> Router {
+/// The coordinator's internal endpoints: resolve, which only a peer
+/// presenting `token` may call, and the metrics, open to observers.
+pub fn coordinator_routes(coordinator: Arc<Coordinator>, token: PeerToken) -> Router {
     Router::new()
         .route(&format!("{RESOLVE_PATH}/{{gid}}"), post(resolve))
+        .route_layer(middleware::from_fn_with_state(token, require_peer))
         .route(METRICS_PATH, get(coordinator_metrics))
         .with_state(coordinator)
 }

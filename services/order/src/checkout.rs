@@ -185,6 +185,7 @@ impl Checkout {
                 }
             }
         }
+        service_common::reset::stamp_reset(conn, "orders", "order_id", n).await?;
         Ok(None)
     }
 
@@ -204,11 +205,16 @@ impl Checkout {
         // Waits for the order's row lock while another checkout of it runs.
         tiles.mark(Phase::RowLock);
         let joins_a_saga = locked.as_ref().is_some_and(|l| l.in_progress);
-        let checked = precheck(order_id, locked, request)?;
+        let mut checked = precheck(order_id, locked, request)?;
         // Written even without an id (NULL): a compensated saga's id must not
-        // outlive the next checkout that starts.
-        if checked.is_ok() && !joins_a_saga {
-            Store::claim_checkout(&mut tx, order_id.as_str(), request).await?;
+        // outlive the next checkout that starts. The claim also dates the
+        // checkout (its `as_of`), now that it holds the order's row lock: a
+        // reset that committed while this checkout queued for the lock came
+        // before it, not during it (see `service_common::reset`).
+        if let Ok(checkout) = &mut checked
+            && !joins_a_saga
+        {
+            checkout.as_of_us = Some(Store::claim_checkout(&mut tx, order_id.as_str(), request).await?);
         }
         Ok(checked.map(|checkout| (tx, checkout)))
     }
@@ -223,7 +229,7 @@ fn precheck(
     locked: Option<LockedOrder>,
     request: Option<&RequestId>,
 ) -> ApiResult<Result<CheckoutRequest, CheckoutOutcome>> {
-    let LockedOrder { order, checkout_request, as_of_us, .. } =
+    let LockedOrder { order, checkout_request, .. } =
         locked.ok_or_else(|| ApiError::not_found(format!("order {order_id} not found")))?;
     if order.paid {
         let paid_by_this_call = request.is_some_and(|r| checkout_request.as_deref() == Some(r.as_str()));
@@ -239,6 +245,7 @@ fn precheck(
         user_id: order.user_id,
         items,
         total_cost: order.total_cost,
-        as_of_us: Some(as_of_us),
+        // Dated when the checkout is claimed (`Checkout::lock_order`).
+        as_of_us: None,
     }))
 }

@@ -1,8 +1,10 @@
 //! The order service: orders and their lines in the service's own PostgreSQL
-//! database, item prices from the stock service (cached in Redis), and checkout
-//! delegated to the distributed-transaction protocol chosen at start-up.
+//! database, item prices from the stock service (cached in Redis), users
+//! checked with the payment service, and checkout delegated to the
+//! distributed-transaction protocol chosen at start-up.
 //!
 //! ```text
+//!   create  ──► payment service GET /payment/find_user
 //!   addItem ──► price cache (Redis) ──miss──► stock service GET /stock/find
 //!   checkout ──► load order ──► checkout::Checkout (saga | 2pc) ──► reply
 //! ```
@@ -18,13 +20,13 @@ use service_common::price_cache::PriceCache;
 use service_common::server::Application;
 
 mod checkout;
+mod peers;
 mod request_id;
 mod routes;
-mod stock_client;
 mod store;
 
 pub use checkout::Checkout;
-pub use stock_client::StockClient;
+pub use peers::Peers;
 pub use store::{Order, Store};
 
 /// Embedded schema migrations (the service's own tables; each protocol
@@ -188,7 +190,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     let pool = service_common::db::connect(&config.common.database_url, config.common.db_pool_size, &MIGRATOR).await?;
     let cache = PriceCache::new(config.common.redis_url.as_deref())?;
     let timeout = Duration::from_millis(config.peer_timeout_ms);
-    let stock = StockClient::new(config.stock_urls.clone(), timeout)?;
+    let peers = Peers::new(config.stock_urls.clone(), config.payment_urls.clone(), timeout)?;
     let store = Store::new(pool.clone());
     let extra_routes;
     let mut recovery = None;
@@ -197,18 +199,27 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         ProtocolKind::TwoPc => {
             twopc::schema::install(&pool, twopc::schema::Schema::Coordinator).await?;
             let prepare_timeout = Duration::from_millis(config.prepare_timeout_ms);
+            let token = config.common.required_peer_token()?;
             let instance = twopc::InstanceName::sanitize(config.common.instance.as_deref().unwrap_or("order"))?;
             let coordinator = twopc::Coordinator::new(
                 instance,
                 service_common::db::side_pool(&pool, config.common.db_protocol_pool_size),
                 Arc::new(twopc::transport::Http {
-                    stock: twopc::client::PeerClient::new(config.stock_urls.clone(), prepare_timeout.max(timeout))?,
-                    payment: twopc::client::PeerClient::new(config.payment_urls.clone(), prepare_timeout.max(timeout))?,
+                    stock: twopc::client::PeerClient::new(
+                        config.stock_urls.clone(),
+                        prepare_timeout.max(timeout),
+                        token,
+                    )?,
+                    payment: twopc::client::PeerClient::new(
+                        config.payment_urls.clone(),
+                        prepare_timeout.max(timeout),
+                        token,
+                    )?,
                 }),
                 Arc::new(store.clone()),
                 config.coordinator_settings(),
             );
-            extra_routes = service_common::twopc_side::coordinator_routes(coordinator.clone());
+            extra_routes = service_common::twopc_side::coordinator_routes(coordinator.clone(), token.clone());
             recovery = Some(coordinator.clone());
             Checkout::two_pc(coordinator, store.clone())
         }
@@ -230,8 +241,8 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         }
     };
     let mutations = routes::Mutations::parse(&config.mutations)?;
-    let state = routes::AppState { store, cache, stock, checkout, max_batch: config.max_batch, mutations };
-    let mut app = Application::bind(config.common.listen, routes::router(state).merge(extra_routes), pool).await?;
+    let state = routes::AppState { store, cache, peers, checkout, max_batch: config.max_batch, mutations };
+    let mut app = Application::bind(&config.common, routes::router(state).merge(extra_routes), pool).await?;
     if let Some(coordinator) = recovery {
         app = app.with_background("2pc-coordinator-recovery", move |stop| coordinator.run_recovery(stop));
     }

@@ -1,20 +1,26 @@
-//! The checkout call's request id: the `X-Request-Id` header.
+//! The checkout call's request id: the `X-Gateway-Request-Id` header.
 //!
-//! The gateway sets it (the client's own if it sent one, else nginx's
-//! `$request_id`): one value per client request
-//! that stays the same when the gateway retries the request on another replica
-//! (a checkout whose replica died under it). The order records it with the
-//! checkout it starts, so a retried call that finds the order paid can tell
-//! "my own earlier try paid it" (`"outcome": "paid"`) from "another call paid
-//! it" (`"already_paid"`). Without it, a retry of the paying call would say
-//! `already_paid`, and a verifier would blame an earlier refusal for the
-//! payment. A call without the header is answered as before.
+//! The gateway sets it to its own `$request_id` on every request it forwards,
+//! replacing whatever a client sent under that name: one value per client
+//! request that stays the same when the gateway retries the request on
+//! another replica (a checkout whose replica died under it). The order records
+//! it with the checkout it starts, so a retried call that finds the order paid
+//! can tell "my own earlier try paid it" (`"outcome": "paid"`) from "another
+//! call paid it" (`"already_paid"`). Without it, a retry of the paying call
+//! would say `already_paid`, and a verifier would blame an earlier refusal for
+//! the payment. A call without the header is answered as before.
+//!
+//! A client's own `X-Request-Id` is not read: an id that a client can choose,
+//! another client can reuse or guess, and would be told `"paid"` for a
+//! payment it did not make (changing no state, but hiding a refused-but-paid
+//! answer from a verifier). Only the gateway's id, which no client chooses or
+//! sees, counts; the services' own ports are for the stack's peers.
 
 use axum::http::HeaderMap;
 use service_common::error::ApiError;
 
 /// The header's name.
-pub const HEADER: &str = "x-request-id";
+pub const HEADER: &str = "x-gateway-request-id";
 
 /// Longest accepted id: nginx's are 32 hex digits; a UUID is 36 characters.
 const MAX_LEN: usize = 64;
@@ -30,7 +36,9 @@ impl RequestId {
         let Some(value) = headers.get(HEADER) else { return Ok(None) };
         let raw = value.as_bytes();
         if raw.is_empty() || raw.len() > MAX_LEN || !raw.iter().all(u8::is_ascii_graphic) {
-            return Err(ApiError::bad_request(format!("X-Request-Id must be 1 to {MAX_LEN} visible ASCII characters")));
+            return Err(ApiError::bad_request(format!(
+                "X-Gateway-Request-Id must be 1 to {MAX_LEN} visible ASCII characters"
+            )));
         }
         Ok(Some(RequestId(String::from_utf8_lossy(raw).into_owned())))
     }

@@ -15,8 +15,8 @@ use service_common::params::{Amount, Count, Id, NonNegative, PathParams};
 use service_common::price_cache::PriceCache;
 
 use crate::checkout::Checkout;
+use crate::peers::Peers;
 use crate::request_id::RequestId;
-use crate::stock_client::StockClient;
 use crate::store::{AddItemRefused, Store};
 
 /// What the handlers share.
@@ -24,7 +24,7 @@ use crate::store::{AddItemRefused, Store};
 pub struct AppState {
     pub store: Store,
     pub cache: PriceCache,
-    pub stock: StockClient,
+    pub peers: Peers,
     pub checkout: Checkout,
     pub max_batch: i64,
     pub mutations: Mutations,
@@ -82,6 +82,10 @@ async fn create_order(
     PathParams(user_id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     let user_id = Id::parse("user_id", &user_id)?;
+    // An order of a user who does not exist could never be paid.
+    if !state.peers.user_exists(&user_id).await? {
+        return Err(ApiError::not_found(format!("user {user_id} not found")));
+    }
     let order_id = Id::new_random();
     state.store.create(&order_id, &user_id).await?;
     Ok(Json(json!({ "order_id": order_id.as_str() })))
@@ -123,7 +127,7 @@ async fn add_item(
         None => {
             let epoch = state.cache.epoch().await;
             let price = state
-                .stock
+                .peers
                 .price(&item_id)
                 .await?
                 .ok_or_else(|| ApiError::not_found(format!("item {item_id} not found")))?;

@@ -33,9 +33,6 @@ pub struct LockedOrder {
     /// The request id of the call that started its latest checkout, if that
     /// call carried one.
     pub checkout_request: Option<String>,
-    /// The transaction's start on the database clock, in microseconds since
-    /// the epoch (the checkout's `as_of`).
-    pub as_of_us: i64,
 }
 
 /// Why `addItem` changed nothing.
@@ -148,15 +145,14 @@ impl Store {
         lock_timeout_ms: u64,
     ) -> ApiResult<Option<LockedOrder>> {
         sqlx::query(&format!("SET LOCAL lock_timeout = {lock_timeout_ms}")).execute(&mut *conn).await?;
-        let head: Option<(String, bool, i64, bool, Option<String>, i64)> = sqlx::query_as(
-            "SELECT user_id, paid, total_cost, checkout_in_progress, checkout_request,
-                    (extract(epoch FROM now()) * 1000000)::bigint
+        let head: Option<(String, bool, i64, bool, Option<String>)> = sqlx::query_as(
+            "SELECT user_id, paid, total_cost, checkout_in_progress, checkout_request
              FROM orders WHERE order_id = $1 FOR UPDATE",
         )
         .bind(order_id.as_str())
         .fetch_optional(&mut *conn)
         .await?;
-        let Some((user_id, paid, total_cost, in_progress, checkout_request, as_of_us)) = head else {
+        let Some((user_id, paid, total_cost, in_progress, checkout_request)) = head else {
             return Ok(None);
         };
         let items: Vec<(String, i64)> =
@@ -168,24 +164,27 @@ impl Store {
             order: Order { order_id: order_id.to_string(), user_id, paid, items, total_cost },
             in_progress,
             checkout_request,
-            as_of_us,
         }))
     }
 
     /// Records `request` (`None`: a call without an id) as the call whose checkout of `order_id` runs now,
     /// on `conn` (which holds the order's row lock): it commits with the
-    /// checkout's own first commit, or rolls back with it.
+    /// checkout's own first commit, or rolls back with it. Returns the
+    /// database clock at the claim, in microseconds since the epoch: the
+    /// checkout's `as_of`.
     pub async fn claim_checkout(
         conn: &mut PgConnection,
         order_id: &str,
         request: Option<&RequestId>,
-    ) -> sqlx::Result<()> {
-        sqlx::query("UPDATE orders SET checkout_request = $2 WHERE order_id = $1")
-            .bind(order_id)
-            .bind(request.map(RequestId::as_str))
-            .execute(conn)
-            .await?;
-        Ok(())
+    ) -> sqlx::Result<i64> {
+        sqlx::query_scalar(
+            "UPDATE orders SET checkout_request = $2 WHERE order_id = $1
+             RETURNING (extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
+        )
+        .bind(order_id)
+        .bind(request.map(RequestId::as_str))
+        .fetch_one(conn)
+        .await
     }
 
     /// Appends a line to an unpaid order and raises its total, atomically with

@@ -31,10 +31,12 @@ impl Resource for PaymentResource {
         Box::pin(async move {
             let Work::Payment { user_id, amount, .. } = work else { return Ok(()) };
             // A user reset since (another generation) gets nothing back: the
-            // reset overwrote the credit the debit took from.
+            // reset overwrote the credit the debit took from. What is given
+            // back leaves `taken` (service_common::params::MAX_VALUE).
             let generation = receipt.and_then(|r| r.generations.first().copied());
             sqlx::query(
-                "UPDATE users SET credit = credit + $2 WHERE user_id = $1 AND ($3::bigint IS NULL OR generation = $3)",
+                "UPDATE users SET credit = credit + $2, taken = GREATEST(taken - $2, 0)
+                 WHERE user_id = $1 AND ($3::bigint IS NULL OR generation = $3)",
             )
             .bind(user_id)
             .bind(amount)
@@ -68,7 +70,8 @@ async fn debit(conn: &mut PgConnection, work: &Work) -> sqlx::Result<Result<i64,
         Some(_) => {}
     }
     let paid: Option<i64> = sqlx::query_scalar(&format!(
-        "UPDATE users SET credit = credit - $3 WHERE user_id = $1 AND credit >= $3 AND NOT {RESET_AFTER}
+        "UPDATE users SET credit = credit - $3, taken = taken + $3
+         WHERE user_id = $1 AND credit >= $3 AND NOT {RESET_AFTER}
          RETURNING generation"
     ))
     .bind(user_id)

@@ -6,7 +6,8 @@ use service_common::params::Id;
 use service_common::reset::reset_rows;
 use sqlx::PgPool;
 
-const USERS: CounterTable = CounterTable { table: "users", id_column: "user_id", value_column: "credit" };
+const USERS: CounterTable =
+    CounterTable { table: "users", id_column: "user_id", value_column: "credit", taken_column: "taken" };
 
 /// Access to the `users` table.
 #[derive(Debug, Clone)]
@@ -28,14 +29,15 @@ impl Store {
 
     /// Creates or overwrites users `"0"..="n-1"` in one statement, once no 2PC
     /// branch holds one of them (see [`service_common::reset`]); each
-    /// overwritten user moves to a new generation.
+    /// overwritten user moves to a new generation, and every user of the
+    /// batch is stamped when the reset is about to commit.
     pub async fn batch_init(&self, n: i64, credit: i64) -> ApiResult<()> {
-        reset_rows(&self.pool, "users", || {
+        reset_rows(&self.pool, "users", ("users", "user_id"), n, || {
             sqlx::query(
-                "INSERT INTO users (user_id, credit, reset_at)
-                 SELECT g::text, $2, now() FROM generate_series(0, $1 - 1) AS g ORDER BY g::text
+                "INSERT INTO users (user_id, credit)
+                 SELECT g::text, $2 FROM generate_series(0, $1 - 1) AS g ORDER BY g::text
                  ON CONFLICT (user_id) DO UPDATE
-                 SET credit = EXCLUDED.credit, reset_at = EXCLUDED.reset_at, generation = users.generation + 1",
+                 SET credit = EXCLUDED.credit, taken = 0, generation = users.generation + 1",
             )
             .bind(n)
             .bind(credit)

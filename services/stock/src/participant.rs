@@ -31,10 +31,12 @@ impl Resource for StockResource {
             // Same item-id order as `take`, so a release and a reservation
             // sharing items cannot deadlock. A row reset since (another
             // generation) gets nothing back: the reset overwrote what was taken.
+            // What is given back leaves `taken` (service_common::params::MAX_VALUE),
+            // so the row stays at most MAX_VALUE.
             for (i, line) in items.iter().enumerate() {
                 let generation = receipt.and_then(|r| r.generations.get(i).copied());
                 sqlx::query(
-                    "UPDATE items SET stock = stock + $2
+                    "UPDATE items SET stock = stock + $2, taken = GREATEST(taken - $2, 0)
                      WHERE item_id = $1 AND ($3::bigint IS NULL OR generation = $3)",
                 )
                 .bind(&line.item_id)
@@ -83,7 +85,8 @@ async fn take(conn: &mut PgConnection, work: &Work) -> sqlx::Result<Result<Vec<i
     let mut generations = Vec::with_capacity(items.len());
     for line in items {
         let taken: Option<i64> = sqlx::query_scalar(&format!(
-            "UPDATE items SET stock = stock - $3 WHERE item_id = $1 AND stock >= $3 AND NOT {RESET_AFTER}
+            "UPDATE items SET stock = stock - $3, taken = taken + $3
+             WHERE item_id = $1 AND stock >= $3 AND NOT {RESET_AFTER}
              RETURNING generation"
         ))
         .bind(&line.item_id)

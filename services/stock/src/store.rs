@@ -6,7 +6,8 @@ use service_common::params::Id;
 use service_common::reset::reset_rows;
 use sqlx::PgPool;
 
-const ITEMS: CounterTable = CounterTable { table: "items", id_column: "item_id", value_column: "stock" };
+const ITEMS: CounterTable =
+    CounterTable { table: "items", id_column: "item_id", value_column: "stock", taken_column: "taken" };
 
 /// An item's current stock and price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,17 +42,17 @@ impl Store {
 
     /// Creates or overwrites items `"0"..="n-1"` in one statement, once no 2PC
     /// branch holds one of them (see [`service_common::reset`]); each
-    /// overwritten item moves to a new generation.
+    /// overwritten item moves to a new generation, and every item of the
+    /// batch is stamped when the reset is about to commit.
     pub async fn batch_init(&self, n: i64, stock: i64, price: i64) -> ApiResult<()> {
         // Rows are locked in item-id (text) order, the order 2PC branches
         // lock them in, so a reset and a branch cannot deadlock.
-        reset_rows(&self.pool, "items", || {
+        reset_rows(&self.pool, "items", ("items", "item_id"), n, || {
             sqlx::query(
-                "INSERT INTO items (item_id, stock, price, reset_at)
-                 SELECT g::text, $2, $3, now() FROM generate_series(0, $1 - 1) AS g ORDER BY g::text
+                "INSERT INTO items (item_id, stock, price)
+                 SELECT g::text, $2, $3 FROM generate_series(0, $1 - 1) AS g ORDER BY g::text
                  ON CONFLICT (item_id) DO UPDATE
-                 SET stock = EXCLUDED.stock, price = EXCLUDED.price, reset_at = EXCLUDED.reset_at,
-                     generation = items.generation + 1",
+                 SET stock = EXCLUDED.stock, price = EXCLUDED.price, taken = 0, generation = items.generation + 1",
             )
             .bind(n)
             .bind(stock)

@@ -20,10 +20,16 @@ pub const PG_ENV: &str = "SAGA2PC_TEST_PG_URL";
 /// Environment variable naming the test Redis server.
 pub const REDIS_ENV: &str = "SAGA2PC_TEST_REDIS_URL";
 
+/// The 2PC peers' shared secret in these tests; [`TestServer`]'s client
+/// presents it on every call, as the stack's own services do.
+pub const PEER_TOKEN: &str = "test-peer-token-0123456789abcdef";
+
 /// Command-line settings that make a participant service (stock, payment) run
-/// its 2PC side with a coordinator address nothing answers: nothing in these
-/// tests stays in doubt long enough for its recovery to call it.
-pub const TWOPC_PARTICIPANT_ARGS: [&str; 4] = ["--protocol", "2pc", "--coordinator-urls", "http://127.0.0.1:9"];
+/// its 2PC side with a coordinator address nothing answers (nothing in these
+/// tests stays in doubt long enough for its recovery to call it), with the
+/// tests' peer token.
+pub const TWOPC_PARTICIPANT_ARGS: [&str; 6] =
+    ["--protocol", "2pc", "--coordinator-urls", "http://127.0.0.1:9", "--peer-token", PEER_TOKEN];
 
 fn require_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -60,7 +66,8 @@ pub struct TestServer {
     pub base_url: String,
     /// The bound address.
     pub addr: SocketAddr,
-    /// An HTTP client for this server.
+    /// An HTTP client for this server, presenting [`PEER_TOKEN`] as a peer
+    /// of the stack would.
     pub client: reqwest::Client,
     _stop: oneshot::Sender<()>,
 }
@@ -73,7 +80,11 @@ impl TestServer {
         tokio::spawn(app.run_until(async move {
             let _ = stopped.await;
         }));
-        TestServer { base_url: format!("http://{addr}"), addr, client: reqwest::Client::new(), _stop: stop }
+        let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {PEER_TOKEN}")).unwrap();
+        auth.set_sensitive(true);
+        let headers = reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, auth)]);
+        let client = reqwest::Client::builder().default_headers(headers).build().unwrap();
+        TestServer { base_url: format!("http://{addr}"), addr, client, _stop: stop }
     }
 
     /// Sends `POST path` and returns the status and JSON body (`Null` if none).
@@ -93,6 +104,42 @@ impl TestServer {
         let resp = self.client.get(format!("{}{path}", self.base_url)).send().await.unwrap();
         decode(resp).await
     }
+}
+
+/// The clock of the database at `db_url` now (`clock_timestamp()`), in
+/// microseconds since the epoch: a checkout's `as_of` as the order service
+/// takes it, for tests that play the coordinator.
+pub async fn database_clock_us(db_url: &str) -> i64 {
+    let mut conn = PgConnection::connect(db_url).await.unwrap();
+    let now: i64 = sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    now
+}
+
+/// Holds the row of `table` whose `id_column` is `id` locked (`FOR UPDATE`,
+/// another session) for `hold`, then releases it. Returns once the lock is
+/// taken; the returned task ends when it is released.
+pub async fn hold_row_lock(
+    db_url: &str,
+    (table, id_column): (&str, &str),
+    id: &str,
+    hold: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    let mut conn = PgConnection::connect(db_url).await.unwrap();
+    conn.execute("BEGIN").await.unwrap();
+    sqlx::query(&format!("SELECT 1 FROM {table} WHERE {id_column} = $1 FOR UPDATE"))
+        .bind(id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        tokio::time::sleep(hold).await;
+        conn.execute("COMMIT").await.unwrap();
+        conn.close().await.unwrap();
+    })
 }
 
 async fn decode(resp: reqwest::Response) -> (u16, Value) {

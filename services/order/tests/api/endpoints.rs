@@ -131,8 +131,9 @@ async fn checkout_of_a_paid_order_is_200_and_charges_nothing() {
 }
 
 /// The call whose own earlier try started the checkout that paid the order
-/// (a gateway retry keeps the X-Request-Id) is told "paid"; every other call
-/// "already_paid". A malformed id is a 400 that changes nothing.
+/// (a gateway retry keeps the gateway's id) is told "paid"; every other call
+/// "already_paid", whatever `X-Request-Id` it chose (a client's own id claims
+/// nothing). A malformed gateway id is a 400 that changes nothing.
 #[tokio::test]
 async fn a_paid_order_answers_paid_to_the_request_that_paid_it() {
     let app = spawn_order().await;
@@ -140,13 +141,14 @@ async fn a_paid_order_answers_paid_to_the_request_that_paid_it() {
     app.mark_paid_by(&order_id, Some("req-1")).await;
     let path = format!("/orders/checkout/{order_id}");
     let answer = |outcome| (200, json!({"order_id": order_id, "paid": true, "outcome": outcome}));
-    assert_eq!(app.order.post_with_header(&path, "X-Request-Id", "req-1").await, answer("paid"));
-    assert_eq!(app.order.post_with_header(&path, "X-Request-Id", "req-2").await, answer("already_paid"));
+    assert_eq!(app.order.post_with_header(&path, "X-Gateway-Request-Id", "req-1").await, answer("paid"));
+    assert_eq!(app.order.post_with_header(&path, "X-Gateway-Request-Id", "req-2").await, answer("already_paid"));
+    assert_eq!(app.order.post_with_header(&path, "X-Request-Id", "req-1").await, answer("already_paid"));
     assert_eq!(app.order.post(&path).await, answer("already_paid"));
-    let (status, body) = app.order.post_with_header(&path, "X-Request-Id", &"x".repeat(65)).await;
+    let (status, body) = app.order.post_with_header(&path, "X-Gateway-Request-Id", &"x".repeat(65)).await;
     assert_eq!(
         (status, body["error"].as_str().unwrap()),
-        (400, "X-Request-Id must be 1 to 64 visible ASCII characters")
+        (400, "X-Gateway-Request-Id must be 1 to 64 visible ASCII characters")
     );
 }
 

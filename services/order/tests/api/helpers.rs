@@ -1,17 +1,22 @@
 use clap::Parser;
 use service_testkit::{TestServer, fresh_database, redis_url};
 
-/// An order service and the stock service it prices items with, each on port 0
-/// with a database of its own.
+/// An order service, the stock service it prices items with and the payment
+/// service it checks users with, each on port 0 with a database of its own.
 pub struct OrderApp {
     pub order: TestServer,
     pub stock: TestServer,
     pub order_db: String,
+    // Kept running for `create`'s user check.
+    _payment: TestServer,
 }
 
-/// Starts the stock and the order service (2PC), sharing the Redis at `redis`
-/// (default: the test Redis). No payment service runs: these tests never get
-/// as far as a participant.
+/// Users `"0".."99"` exist in the payment service (with no credit): these
+/// tests check orders out only as far as the order service decides alone.
+const USERS: u32 = 100;
+
+/// Starts the stock, the payment and the order service (2PC), sharing the
+/// Redis at `redis` (default: the test Redis).
 pub async fn spawn_with_redis(redis: Option<String>) -> OrderApp {
     let redis = redis.unwrap_or_else(redis_url);
     let stock_db = fresh_database("stock").await;
@@ -19,6 +24,12 @@ pub async fn spawn_with_redis(redis: Option<String>) -> OrderApp {
     stock_args.extend(service_testkit::TWOPC_PARTICIPANT_ARGS);
     let stock_config = stock_service::Config::parse_from(stock_args);
     let stock = TestServer::spawn(stock_service::build(stock_config).await.expect("stock starts"));
+    let payment_db = fresh_database("payment").await;
+    let mut payment_args = vec!["payment-service", "--database-url", &payment_db];
+    payment_args.extend(service_testkit::TWOPC_PARTICIPANT_ARGS);
+    let payment_config = payment_service::Config::parse_from(payment_args);
+    let payment = TestServer::spawn(payment_service::build(payment_config).await.expect("payment starts"));
+    assert_eq!(payment.post(&format!("/payment/batch_init/{USERS}/0")).await.0, 200);
     let order_db = fresh_database("orders").await;
     let order_config = order_service::Config::parse_from([
         "order-service",
@@ -31,12 +42,14 @@ pub async fn spawn_with_redis(redis: Option<String>) -> OrderApp {
         "--stock-urls",
         &stock.base_url,
         "--payment-urls",
-        "http://127.0.0.1:9",
+        &payment.base_url,
         "--max-batch",
         "1000",
+        "--peer-token",
+        service_testkit::PEER_TOKEN,
     ]);
     let order = TestServer::spawn(order_service::build(order_config).await.expect("order starts"));
-    OrderApp { order, stock, order_db }
+    OrderApp { order, stock, order_db, _payment: payment }
 }
 
 /// Starts both services on the test Redis.

@@ -6,3 +6,4 @@ mod bad_input;
 mod concurrency;
 mod endpoints;
 mod helpers;
+mod twopc;

@@ -1,7 +1,7 @@
 use clap::Parser;
 use serde_json::json;
 
-use crate::helpers::{item_with, spawn_stock};
+use crate::helpers::{item_with, spawn_stock, spawn_stock_with};
 
 #[tokio::test]
 async fn create_then_find_shows_zero_stock_and_the_price() {
@@ -69,18 +69,34 @@ async fn health_and_unknown_routes() {
 
 #[tokio::test]
 async fn a_protocol_without_its_settings_refuses_to_start_with_a_clear_error() {
-    for (protocol, needs) in [("2pc", "--coordinator-urls"), ("saga", "--kafka-bootstrap")] {
+    let coordinator = ["--coordinator-urls", "http://127.0.0.1:9"];
+    for (protocol, extra, needs) in [
+        ("2pc", &[][..], "--coordinator-urls"),
+        ("2pc", &coordinator[..], "--peer-token"),
+        ("saga", &[], "--kafka-bootstrap"),
+    ] {
         let db = service_testkit::fresh_database("stock").await;
-        let config =
-            stock_service::Config::parse_from(["stock-service", "--database-url", &db, "--protocol", protocol]);
+        let mut args = vec!["stock-service", "--database-url", &db, "--protocol", protocol];
+        args.extend_from_slice(extra);
+        let config = stock_service::Config::parse_from(args);
         let err = stock_service::build(config).await.expect_err("the protocol lacks its settings").to_string();
         assert!(err.contains(needs), "{protocol}: {err}");
     }
 }
 
+/// A service started without `--enable-crashpoints` (as deployed) serves no
+/// crash-point endpoint: arming one is a 404 and arms nothing.
+#[tokio::test]
+async fn crash_points_are_off_without_the_flag() {
+    let app = spawn_stock().await;
+    let (status, body) = app.post("/internal/crashpoints/saga.orchestrator.after_stock_reserved").await;
+    assert_eq!((status, body), (404, json!({"error": "no such endpoint"})));
+    assert_eq!(app.client.delete(format!("{}/internal/crashpoints", app.base_url)).send().await.unwrap().status(), 404);
+}
+
 #[tokio::test]
 async fn only_a_known_crash_point_can_be_armed() {
-    let app = spawn_stock().await;
+    let app = spawn_stock_with(&["--enable-crashpoints"]).await;
     let (status, body) = app.post("/internal/crashpoints/saga.relay.after_publsh").await;
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("saga.relay.after_publish"), "names the known points: {body}");

@@ -9,13 +9,18 @@ pub async fn spawn_stock() -> TestServer {
 
 /// [`spawn_stock`] with extra command-line settings.
 pub async fn spawn_stock_with(extra: &[&str]) -> TestServer {
+    spawn_stock_with_db(extra).await.0
+}
+
+/// [`spawn_stock_with`], also returning the URL of the service's database.
+pub async fn spawn_stock_with_db(extra: &[&str]) -> (TestServer, String) {
     let db = fresh_database("stock").await;
     let redis = redis_url();
     let mut args = vec!["stock-service", "--database-url", &db, "--redis-url", &redis, "--max-batch", "1000"];
     args.extend(TWOPC_PARTICIPANT_ARGS);
     args.extend_from_slice(extra);
     let config = Config::parse_from(args);
-    TestServer::spawn(stock_service::build(config).await.expect("stock service starts"))
+    (TestServer::spawn(stock_service::build(config).await.expect("stock service starts")), db.clone())
 }
 
 /// Creates an item with `stock` units at `price`, returning its id.

@@ -1,10 +1,12 @@
 //! The stock service as a 2PC participant, driven directly through its internal
 //! endpoints: votes, idempotent phase two, tombstones.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 use service_testkit::TestServer;
 
-use crate::helpers::{item_with, spawn_stock, spawn_stock_with};
+use crate::helpers::{item_with, spawn_stock, spawn_stock_with, spawn_stock_with_db};
 
 fn gid() -> String {
     format!("s2pc:test-coordinator:{}:stock", uuid::Uuid::new_v4())
@@ -249,6 +251,100 @@ async fn batch_init_refuses_with_409_while_a_branch_holds_an_item() {
     assert_eq!(app.get("/stock/find/0").await.1["stock"], 7);
     assert_eq!(app.post("/stock/batch_init/2/50/1").await.0, 200);
     assert_eq!(app.get("/stock/find/0").await.1["stock"], 50);
+}
+
+/// The protocol's calls are for the stack's own peers: without the peer
+/// token (or with another) prepare, commit and rollback are refused with 401
+/// and change nothing; the metrics stay open to observers.
+#[tokio::test]
+async fn protocol_calls_without_the_peer_token_are_refused_and_change_nothing() {
+    let app = spawn_stock().await;
+    let item = item_with(&app, 1, 10).await;
+    let held = gid();
+    assert_eq!(prepare(&app, &held, &item, 2).await.1["vote"], "yes");
+    let stranger = reqwest::Client::new();
+    let forged = "Bearer not-the-token-0123456789";
+    let body = json!({"gid": gid(), "work": {"kind": "stock", "items": [{"item_id": item, "quantity": 1}]}});
+    for auth in [None, Some(forged)] {
+        let call = |path: String| {
+            let mut req = stranger.post(format!("{}{path}", app.base_url));
+            if let Some(auth) = auth {
+                req = req.header("Authorization", auth);
+            }
+            req
+        };
+        let prepared = call("/internal/2pc/prepare".to_owned()).json(&body).send().await.unwrap();
+        assert_eq!(prepared.status().as_u16(), 401);
+        for phase_two in ["commit", "rollback"] {
+            let resp = call(format!("/internal/2pc/{phase_two}/{held}")).send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 401, "{phase_two}");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body, json!({"error": "this endpoint is for the stack's own services"}));
+        }
+    }
+    assert_eq!(stranger.get(format!("{}/internal/2pc/metrics", app.base_url)).send().await.unwrap().status(), 200);
+    assert_eq!(prepared_count(&app).await, 1, "the held branch is still prepared, no other was");
+    assert_eq!(app.get(&format!("/stock/find/{item}")).await.1["stock"], 10);
+    assert_eq!(app.post(&format!("/internal/2pc/commit/{held}")).await.0, 200, "the peer's own call goes through");
+    assert_eq!(app.get(&format!("/stock/find/{item}")).await.1["stock"], 8);
+}
+
+/// What checkouts took from a row counts against the maximum until the
+/// row's next reset: a row refilled while a saga's reservation of it is
+/// outstanding could otherwise be given back past `bigint` by enough such
+/// compensations (each then failing with 22003 and dead-lettered).
+#[tokio::test]
+async fn what_checkouts_took_counts_against_the_maximum_until_a_reset() {
+    const MAX: i64 = 9_007_199_254_740_991;
+    let app = spawn_stock().await;
+    assert_eq!(app.post(&format!("/stock/batch_init/1/{MAX}/1")).await.0, 200);
+    let gid = gid();
+    assert_eq!(prepare(&app, &gid, "0", MAX).await.1["vote"], "yes");
+    assert_eq!(app.post(&format!("/internal/2pc/commit/{gid}")).await.0, 200);
+    assert_eq!(app.get("/stock/find/0").await.1["stock"], 0);
+    for amount in [1, MAX] {
+        let (status, body) = app.post(&format!("/stock/add/0/{amount}")).await;
+        assert_eq!((status, body), (400, json!({"error": "stock of item 0 would exceed the maximum"})));
+    }
+    assert_eq!(app.get("/stock/find/0").await.1["stock"], 0, "the refused adds changed nothing");
+    // A reset starts the count again.
+    assert_eq!(app.post("/stock/batch_init/1/5/1").await.0, 200);
+    assert_eq!(app.post("/stock/add/0/1").await.1["stock"], 6);
+}
+
+/// A checkout dated while a `batch_init` runs: the reset holds item "0" and
+/// waits for item "1" (locked by another session for 0.8 s), and the
+/// checkout's branch queues on item "0" behind the reset. Once the reset
+/// commits, the branch must refuse (the reset ended after the checkout began),
+/// not take from the batch the reset wrote: that unit would be gone with no
+/// paid order behind it once the order's own reset made the order unpaid.
+#[tokio::test]
+async fn a_branch_dated_while_a_reset_ran_refuses_the_rows_it_wrote() {
+    let (app, db) = spawn_stock_with_db(&["--db-pool-size", "16"]).await;
+    assert_eq!(app.post("/stock/batch_init/2/10/1").await.0, 200);
+    let held = service_testkit::hold_row_lock(&db, ("items", "item_id"), "1", Duration::from_millis(800)).await;
+    let (http, base) = (app.client.clone(), app.base_url.clone());
+    let reset = tokio::spawn(async move {
+        http.post(format!("{base}/stock/batch_init/2/10/1")).send().await.unwrap().status().as_u16()
+    });
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let as_of_us = service_testkit::database_clock_us(&db).await;
+    let gid = gid();
+    let body = json!({
+        "gid": gid,
+        "work": {"kind": "stock", "items": [{"item_id": "0", "quantity": 1}], "as_of_us": as_of_us},
+        "lock_wait_ms": 5_000,
+    });
+    let (status, vote) = post_json(&app, "/internal/2pc/prepare", &body).await;
+    held.await.unwrap();
+    assert_eq!(reset.await.unwrap(), 200);
+    if vote["vote"] == "yes" {
+        // Show what the vote costs: the new batch loses the unit.
+        assert_eq!(app.post(&format!("/internal/2pc/commit/{gid}")).await.0, 200);
+    }
+    assert_eq!(app.get("/stock/find/0").await.1["stock"], 10, "the branch took from the reset's batch: {vote}");
+    let refused = json!({"vote": "no", "reason": {"ResetDuringCheckout": {"what": "item 0"}}});
+    assert_eq!((status, vote), (200, refused));
 }
 
 /// A database made before the 2PC tables moved from the services' migrations
