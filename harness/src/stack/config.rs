@@ -130,8 +130,9 @@ pub struct StackConfig {
     /// The Toxiproxy server executable.
     pub toxiproxy: PathBuf,
     /// Whether the services serve their crash-point endpoints
-    /// (`--enable-crashpoints`): on for every stack the harness starts, which
-    /// injects crash faults; off only to see a service as deployed.
+    /// (`--enable-crashpoints`): on for every stack the harness starts, since
+    /// it injects crash faults through them (a deployment, `compose/`, leaves
+    /// them off).
     pub crashpoints: bool,
     /// 2PC: the secret the stack's services present on each other's protocol
     /// endpoints, made anew for each stack and handed to the services in

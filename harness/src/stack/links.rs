@@ -110,7 +110,8 @@ pub fn pairs(config: &StackConfig) -> Vec<(Client, Server)> {
             }
         }
         // The order service calls the participants in either protocol (the
-        // 2PC prepares and decisions; the saga's item lookups).
+        // 2PC prepares and decisions; item lookups for addItem, user lookups
+        // for create).
         for role in [Role::Stock, Role::Payment] {
             for replica in 0..config.replicas {
                 pairs.push((Client::Service(Role::Order), Server::Service(role, replica)));

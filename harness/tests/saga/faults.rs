@@ -270,8 +270,8 @@ async fn a_poison_compensation_is_dead_lettered(stack: &TestStack, api: &Api) {
 
 /// No sequence of API calls can make a compensation fail. With the payment
 /// participant paused, a checkout reserves every unit of an item filled to
-/// the maximum; refilling the item meanwhile is refused (what the saga took
-/// still counts against the maximum), so once the payment step refuses (no
+/// the maximum; refilling the item meanwhile is refused (what checkouts took
+/// counts against the maximum until the next reset), so once the payment step refuses (no
 /// credit) the release fits: the saga ends refused, the stock is whole again
 /// and nothing is dead-lettered. (Were the refill allowed, about 1024 such
 /// sagas in flight would overflow `bigint` on their releases.)

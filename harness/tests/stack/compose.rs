@@ -38,6 +38,17 @@ fn resolved(protocol: &str) -> Value {
         .output()
         .expect("docker-compose runs (harness/scripts/setup.sh installs it)");
     assert!(out.status.success(), "docker-compose config refused the file: {}", support::text(&out.stderr));
+    // The peers' shared secret must come from the caller: without it the
+    // file refuses to resolve (no service starts with a guessable default).
+    let without = Command::new(bin.join("docker-compose"))
+        .args(["--profile", "tools", "-f"])
+        .arg(&file)
+        .arg("config")
+        .env("PROTOCOL", protocol)
+        .env_remove("PEER_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!without.status.success(), "docker-compose resolved the file without PEER_TOKEN");
     let mut to_json = Command::new(bin.join("python"))
         .args(["-c", "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"])
         .stdin(std::process::Stdio::piped())
@@ -173,6 +184,7 @@ fn compose_file_validates_and_matches_what_the_binaries_accept() {
             let missing: Vec<&String> = accepts.required.iter().filter(|k| !env.contains_key(*k)).collect();
             assert!(missing.is_empty(), "{name}: {binary} requires {missing:?}");
             assert_eq!(env["PROTOCOL"], protocol, "{name}");
+            assert_eq!(env["PEER_TOKEN"], "compose-check-0123456789abcdef", "{name}: the caller's peer token");
             let bootstrap: BTreeSet<&str> = env["KAFKA_BOOTSTRAP"].split(',').collect();
             let brokers: BTreeSet<String> = nodes.iter().map(|n| format!("{n}:9092")).collect();
             assert_eq!(bootstrap, brokers.iter().map(String::as_str).collect(), "{name}: every broker");

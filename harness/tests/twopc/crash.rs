@@ -187,7 +187,7 @@ async fn participant_database_crash_with_prepared_branches() {
 /// On a stack with several order replicas: the coordinator dies right after
 /// its commit decision, so the gateway retries the checkout on another
 /// replica, which finds the order paid. That retry is the same client request
-/// (the gateway keeps its X-Request-Id), so it must answer `"outcome":
+/// (the gateway keeps its X-Gateway-Request-Id), so it must answer `"outcome":
 /// "paid"`: answering `"already_paid"` would tell the client (and the
 /// verifier) that another call paid, and an earlier refusal of the order
 /// would then be blamed for the payment.

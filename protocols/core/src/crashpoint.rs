@@ -5,7 +5,8 @@
 //! it lives in; the protocols name them through the constants below. A point
 //! is armed by name, either at start-up ([`arm_all`], the services'
 //! `--crashpoints` flag) or at run time through [`arm`] (the services expose
-//! it on an internal endpoint). A name that is not in [`ALL`] is refused, so a misspelled point
+//! it on an internal endpoint, only when started with `--enable-crashpoints`,
+//! as the harness and the tests do). A name that is not in [`ALL`] is refused, so a misspelled point
 //! cannot be "armed" and silently never fire. When execution reaches an armed
 //! point, the process aborts immediately: no destructors, no graceful
 //! shutdown, no flushing — exactly the failure the protocols must recover

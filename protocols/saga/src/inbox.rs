@@ -127,7 +127,9 @@ pub async fn count_dead_letters(pool: &PgPool) -> sqlx::Result<i64> {
 /// make the next re-sent compensation find no record, write a tombstone and
 /// answer `Compensated` with the reservation never given back. Dead letters
 /// are never deleted, so the record goes only once it is compensated and has
-/// aged like any other.
+/// aged like any other (an applied effect of a saga that later ended paid,
+/// after a dead letter of one of its messages, is kept for good: a few rows,
+/// the price of never guessing which).
 pub async fn forget_old(pool: &PgPool, keep: Duration) -> sqlx::Result<u64> {
     let secs = keep.as_secs_f64();
     let mut deleted = 0;

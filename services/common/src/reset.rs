@@ -32,8 +32,9 @@
 //! the checkout holds its order's row lock. A step that queued on a row the
 //! reset held therefore sees the reset's stamp later than its `as_of` and
 //! refuses. The window left: a checkout whose `as_of` is read between the
-//! stamp and the moment the reset's commit becomes visible (one WAL flush,
-//! about a millisecond here) is taken for one that began after the reset; and
+//! stamp and the moment the reset's commit becomes visible (the stamp's reply,
+//! the `COMMIT` round trip and its WAL flush: a few milliseconds on a busy
+//! host) is taken for one that began after the reset; and
 //! the checkout's start is read from the order database's clock and the stamp
 //! from the participant's, so across hosts the window widens by their skew.
 

@@ -88,7 +88,7 @@ impl Checkout {
     /// Checks out `order_id`: `Ok` with the definite outcome, or `Err` when the
     /// checkout failed for a system reason (the caller answers 5xx).
     ///
-    /// `request` is the call's request id (`X-Request-Id`): a call that finds the order
+    /// `request` is the call's request id (`X-Gateway-Request-Id`): a call that finds the order
     /// paid by a checkout it started itself (an earlier try of the same
     /// request) answers [`CheckoutOutcome::Paid`], not `AlreadyPaid`.
     ///
@@ -211,10 +211,13 @@ impl Checkout {
         // checkout (its `as_of`), now that it holds the order's row lock: a
         // reset that committed while this checkout queued for the lock came
         // before it, not during it (see `service_common::reset`).
-        if let Ok(checkout) = &mut checked
-            && !joins_a_saga
-        {
-            checkout.as_of_us = Some(Store::claim_checkout(&mut tx, order_id.as_str(), request).await?);
+        if let Ok(checkout) = &mut checked {
+            let as_of_us = if joins_a_saga {
+                Store::clock_us(&mut tx).await?
+            } else {
+                Store::claim_checkout(&mut tx, order_id.as_str(), request).await?
+            };
+            checkout.as_of_us = Some(as_of_us);
         }
         Ok(checked.map(|checkout| (tx, checkout)))
     }

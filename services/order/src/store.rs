@@ -187,6 +187,12 @@ impl Store {
         .await
     }
 
+    /// The database clock now (`clock_timestamp()`, not the transaction's
+    /// start), in microseconds since the epoch.
+    pub async fn clock_us(conn: &mut PgConnection) -> sqlx::Result<i64> {
+        sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint").fetch_one(conn).await
+    }
+
     /// Appends a line to an unpaid order and raises its total, atomically with
     /// respect to checkout (both lock the order row).
     pub async fn add_item(

@@ -204,3 +204,23 @@ async fn a_price_read_before_an_invalidation_is_not_cached_after_it() {
 fn uuid_like() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
+
+/// The coordinator's resolve is for the stack's participants: without the
+/// peer token (or with another) it is refused with 401 and decides nothing;
+/// a participant presenting the token gets the presumed abort.
+#[tokio::test]
+async fn resolve_without_the_peer_token_is_refused_and_decides_nothing() {
+    let app = spawn_order().await;
+    let gid = "s2pc:order:6f9619ff-8b86-d011-b42d-00cf4fc964ff:stock";
+    let url = format!("{}/internal/2pc/resolve/{gid}", app.order.base_url);
+    let stranger = reqwest::Client::new();
+    assert_eq!(stranger.post(&url).send().await.unwrap().status(), 401);
+    let forged = stranger.post(&url).header("Authorization", "Bearer not-the-token-0123456789").send().await;
+    assert_eq!(forged.unwrap().status(), 401);
+    let pool = sqlx::PgPool::connect(&app.order_db).await.unwrap();
+    let decisions: i64 = sqlx::query_scalar("SELECT count(*) FROM twopc_decisions").fetch_one(&pool).await.unwrap();
+    assert_eq!(decisions, 0, "a refused resolve decided nothing");
+    let (status, body) = app.order.post(&format!("/internal/2pc/resolve/{gid}")).await;
+    assert_eq!((status, body), (200, json!({"decision": "abort"})));
+    pool.close().await;
+}
