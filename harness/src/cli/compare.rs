@@ -30,6 +30,11 @@ pub(super) struct CompareArgs {
     /// Name of the run's folder (default: `<date>-compare[-quick]`).
     #[arg(long)]
     run_id: Option<String>,
+    /// Seed of the contenders' order in each round (default: drawn at
+    /// random; recorded in the report and `run.json` either way, so a run can
+    /// be repeated in the same order).
+    #[arg(long)]
+    order_seed: Option<u64>,
 }
 
 /// Runs the plan, writes the report and its index row, and fails when an
@@ -42,9 +47,9 @@ pub(super) async fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let base = stack_config(&args.stack, ProtocolKind::Saga, false, false)?;
     stack::ensure_not_running(&base.run_dir)?;
     let name = if args.quick { "quick" } else { args.plan.as_str() };
-    let plan = Plan::named(name).with_context(|| {
-        format!("--plan {name:?}: expected full, quick, distance, 2pc-strategies or kafka-profiles")
-    })?;
+    let plan = Plan::named(name)
+        .with_context(|| format!("--plan {name:?}: expected full, quick, distance, 2pc-strategies or kafka-profiles"))?
+        .ordered(args.order_seed.unwrap_or_else(rand::random));
     let context = RunContext::collect(
         &base,
         &[("plan", format!("{} ({} rounds x {} repeats)", plan.name, plan.rounds, plan.repeats))],

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!   for round in 1..=rounds:                      (full: 3 rounds x 1 repeat)
-//!     for contender in saga-seq, 2pc, saga-par:   (quick: 1 round x 3 repeats)
+//!     for contender in the round's drawn order:   (quick: 1 round x 3 repeats)
 //!       fresh stack ─► warm-up until steady (not recorded) ─► every case x repeats ─► fault cases (first round)
 //!       ─► stop ─► (first round) the same on a 3-node Kafka cluster for the replication cases ─► stop
 //!       ─► (first round) the same on a stack with links for the distance sweep, each case's delay
@@ -11,9 +11,11 @@
 //!   ─► report (results/<run-id>/report.md, SVG charts, run.json, results/README.md)
 //! ```
 //!
-//! Interleaving the contenders round by round spreads slow drifts of a shared,
-//! noisy machine (other tenants, thermal state, page cache) over all of them
-//! instead of charging them to whichever protocol ran last. Every contender
+//! Interleaving the contenders round by round, in an order drawn anew for
+//! each round and balanced over the rounds ([`plan::RoundOrder`]), spreads
+//! slow drifts of a shared, noisy machine (other tenants, thermal state, page
+//! cache) over all of them instead of charging them to whichever protocol ran
+//! last. Every contender
 //! runs each case with the same seed, so the same data and the same checkout
 //! sequence. A fresh stack per contender and round means no run inherits
 //! another protocol's tables, connections or Kafka offsets.
@@ -25,7 +27,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-pub use self::plan::{Case, Contender, Layout, Plan};
+pub use self::plan::{Case, Contender, Layout, Plan, RoundOrder};
 pub use self::sample::Sample;
 use crate::run::local::LocalStack;
 use crate::stack::StackConfig;
@@ -78,7 +80,7 @@ pub async fn execute(mut plan: Plan, base: &StackConfig) -> anyhow::Result<Compa
     let bar = crate::run::load::progress(total_runs as u64, "compare");
     bar.set_position(0);
     for round in 0..plan.rounds {
-        for contender in &plan.contenders {
+        for contender in plan.contenders_in(round) {
             for layout in plan.layouts(round, base.brokers) {
                 let brokers = layout.brokers;
                 let mut config = base.clone();

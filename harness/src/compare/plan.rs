@@ -188,6 +188,43 @@ pub struct Plan {
     pub contenders: Vec<Contender>,
     /// What.
     pub cases: Vec<Case>,
+    /// The contenders' order in each round ([`Plan::ordered`]).
+    pub order: RoundOrder,
+}
+
+/// The order the contenders run in, round by round: drawn from `seed`, so a
+/// run can be repeated in the same order, and balanced, so no contender
+/// always runs first or last while the machine drifts. Each block of as many
+/// rounds as there are contenders is a Latin square (every contender takes
+/// every position once) over a base order drawn anew for the block, and its
+/// rows come in a drawn order. Recorded in `run.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RoundOrder {
+    /// What the orders were drawn from (`harness compare --order-seed`).
+    pub seed: u64,
+    /// Per round, the contenders' names in the order they ran.
+    pub rounds: Vec<Vec<&'static str>>,
+}
+
+impl RoundOrder {
+    /// Balanced orders of `contenders` over `rounds` rounds, drawn from `seed`.
+    pub fn balanced(contenders: &[&'static str], rounds: usize, seed: u64) -> RoundOrder {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let k = contenders.len();
+        let mut out: Vec<Vec<&'static str>> = Vec::with_capacity(rounds);
+        while out.len() < rounds && k > 0 {
+            let mut base = contenders.to_vec();
+            base.shuffle(&mut rng);
+            let mut rows: Vec<usize> = (0..k).collect();
+            rows.shuffle(&mut rng);
+            for shift in rows.into_iter().take(rounds - out.len()) {
+                out.push((0..k).map(|i| base[(i + shift) % k]).collect());
+            }
+        }
+        RoundOrder { seed, rounds: out }
+    }
 }
 
 /// Stress over batch-initialised data: 2000 orders of two items out of
@@ -350,6 +387,7 @@ impl Plan {
             repeats: 1,
             warmup: warm_up(),
             warmup_at_least: WARM_UP_AT_LEAST,
+            order: RoundOrder::default(),
             contenders: contenders(),
             cases,
         }
@@ -371,6 +409,7 @@ impl Plan {
             repeats: 3,
             warmup: warm_up(),
             warmup_at_least: WARM_UP_AT_LEAST / 2,
+            order: RoundOrder::default(),
             contenders: contenders(),
             cases,
         }
@@ -387,6 +426,7 @@ impl Plan {
             repeats: 3,
             warmup: warm_up(),
             warmup_at_least: WARM_UP_AT_LEAST,
+            order: RoundOrder::default(),
             contenders: contenders(),
             cases,
         }
@@ -415,6 +455,7 @@ impl Plan {
             repeats: 1,
             warmup: warm_up(),
             warmup_at_least: WARM_UP_AT_LEAST,
+            order: RoundOrder::default(),
             contenders,
             cases,
         }
@@ -455,6 +496,7 @@ impl Plan {
             repeats: 3,
             warmup: warm_up(),
             warmup_at_least: WARM_UP_AT_LEAST,
+            order: RoundOrder::default(),
             contenders,
             cases,
         }
@@ -496,6 +538,23 @@ impl Plan {
         layouts
     }
 
+    /// This plan with its contenders' order drawn from `seed`
+    /// ([`RoundOrder::balanced`]).
+    pub fn ordered(mut self, seed: u64) -> Plan {
+        let names: Vec<&'static str> = self.contenders.iter().map(|c| c.name).collect();
+        self.order = RoundOrder::balanced(&names, self.rounds, seed);
+        self
+    }
+
+    /// The contenders in the order they run in round `round` (0-based): as
+    /// drawn ([`Plan::ordered`]), or as declared for a plan not ordered.
+    pub fn contenders_in(&self, round: usize) -> Vec<&Contender> {
+        match self.order.rounds.get(round) {
+            Some(names) => names.iter().filter_map(|n| self.contenders.iter().find(|c| c.name == *n)).collect(),
+            None => self.contenders.iter().collect(),
+        }
+    }
+
     /// The cases of round `round` (0-based).
     pub fn cases_of(&self, round: usize) -> impl Iterator<Item = &Case> {
         self.cases.iter().filter(move |c| round == 0 || !c.first_round_only)
@@ -519,6 +578,31 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn round_orders_are_drawn_balanced_and_repeatable() {
+        let names = ["a", "b", "c"];
+        let order = RoundOrder::balanced(&names, 6, 7);
+        assert_eq!(order, RoundOrder::balanced(&names, 6, 7), "the same seed draws the same orders");
+        assert_eq!(order.rounds.len(), 6);
+        // Each block of three rounds puts every contender in every position once.
+        for block in order.rounds.chunks(3) {
+            for position in 0..3 {
+                let mut at: Vec<&str> = block.iter().map(|row| row[position]).collect();
+                at.sort_unstable();
+                assert_eq!(at, names, "{order:?}");
+            }
+        }
+        let seeds_differ = (0..20).any(|seed| RoundOrder::balanced(&names, 3, seed).rounds != order.rounds[..3]);
+        assert!(seeds_differ, "the seed decides the order");
+        let plan = Plan::full().ordered(3);
+        let first: Vec<&str> = plan.contenders_in(0).iter().map(|c| c.name).collect();
+        assert_eq!(first, plan.order.rounds[0]);
+        let second: Vec<&str> = plan.contenders_in(1).iter().map(|c| c.name).collect();
+        assert_ne!(first, second, "consecutive rounds of a block run in different orders");
+        let unordered: Vec<&str> = Plan::full().contenders_in(0).iter().map(|c| c.name).collect();
+        assert_eq!(unordered, ["saga-seq", "2pc", "saga-par"]);
+    }
 
     #[test]
     fn plans_are_consistent() {

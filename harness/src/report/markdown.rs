@@ -93,6 +93,23 @@ pub fn render(
          them as ratios within this run, since the machine is shared. Latency is measured to the reply.\n",
         contenders.join("; ")
     );
+    if !plan.order.rounds.is_empty() {
+        let rounds: Vec<String> = plan
+            .order
+            .rounds
+            .iter()
+            .enumerate()
+            .map(|(i, names)| format!("round {}: {}", i + 1, names.join(", ")))
+            .collect();
+        let _ = writeln!(
+            out,
+            "Contenders' order, drawn from seed {} (`--order-seed`) and balanced over the rounds: {}. Ratios \
+             between contenders pair the samples of the same round and repeat; a winner is named only where the \
+             95% interval of the ratio (Student's t on the log ratios) excludes 1 and the lead is at least 5%.\n",
+            plan.order.seed,
+            rounds.join("; ")
+        );
+    }
     let _ = writeln!(out, "## Verdict\n");
     for line in &r.verdicts {
         let _ = writeln!(out, "- {line}");
@@ -136,6 +153,8 @@ impl<'a> Report<'a> {
                     contender: name.to_owned(),
                     throughput: Spread::of(samples.iter().map(|s| s.throughput))?,
                     p99: Spread::of(samples.iter().map(|s| s.latency_ms.p99))?,
+                    throughput_by_key: samples.iter().map(|s| ((s.round, s.repeat), s.throughput)).collect(),
+                    p99_by_key: samples.iter().map(|s| ((s.round, s.repeat), s.latency_ms.p99)).collect(),
                     failures: samples.iter().map(|s| s.system_failures()).sum(),
                     violations: samples.iter().map(|s| s.violations.len()).sum(),
                     settle_s: samples.iter().filter_map(|s| s.settled_s).fold(0.0, f64::max),
@@ -969,7 +988,7 @@ mod tests {
         assert!(text.contains("## Warm-up") && text.contains("| saga-seq | 1 | 1 | 301, 503, 542, 552 |"), "{text}");
         assert!(text.starts_with("# Comparison r1"), "{text}");
         assert!(
-            verdicts[0].contains("**2pc** has the highest throughput (300 checkouts/s): 3.00x saga-seq"),
+            verdicts[0].contains("too few samples for a verdict on 2pc against saga-seq: 3.00x (one pair)"),
             "{verdicts:?}"
         );
         assert!(verdicts.iter().any(|v| v.starts_with("**wdm-consistency**")), "{verdicts:?}");

@@ -2,6 +2,7 @@
 //!
 //! - [`context`]: commit, versions, machine and settings of a run;
 //! - [`verdict`]: medians, spreads and the plain-language verdicts;
+//! - [`stats`]: paired ratios with 95% intervals, and when they name a winner;
 //! - [`svg`]: dependency-free SVG charts;
 //! - [`markdown`]: `report.md`, `run.json` and the charts of one run;
 //! - [`index`]: the `results/README.md` table of runs.
@@ -9,5 +10,6 @@
 pub mod context;
 pub mod index;
 pub mod markdown;
+pub mod stats;
 pub mod svg;
 pub mod verdict;

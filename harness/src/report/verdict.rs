@@ -1,8 +1,11 @@
 //! Plain-language verdicts computed from the numbers: who wins a case, by how
-//! much, and whether the difference is larger than the run-to-run spread.
-//! Pure functions, so each wording rule has a unit test.
+//! much, and whether the data separates the contenders at all (a ratio with
+//! its 95% interval, [`super::stats`]). Pure functions, so each wording rule
+//! has a unit test.
 
 use std::fmt;
+
+use super::stats::{Call, Key, Ratio};
 
 /// Median and range of one metric over a contender's samples.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -29,12 +32,6 @@ impl Spread {
         let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
         Some(Spread { median, min: v[0], max: v[n - 1], n })
     }
-
-    /// Whether the two ranges do not overlap (with one sample each, any
-    /// difference counts as separated: there is no spread to compare with).
-    pub fn separated_from(&self, other: &Spread) -> bool {
-        self.min > other.max || other.min > self.max
-    }
 }
 
 impl fmt::Display for Spread {
@@ -59,6 +56,11 @@ pub fn short(v: f64) -> String {
     }
 }
 
+/// A ratio to two decimals (`1.35`).
+pub fn short_ratio(v: f64) -> String {
+    format!("{v:.2}")
+}
+
 /// A swept parameter's value as written on the command line (`8`, `0.5`).
 pub fn x_label(x: f64) -> String {
     if x.fract() == 0.0 { format!("{x:.0}") } else { format!("{x}") }
@@ -73,6 +75,10 @@ pub struct Standing {
     pub throughput: Spread,
     /// p99 latency, ms.
     pub p99: Spread,
+    /// Each sample's throughput with its (round, repeat), for paired ratios.
+    pub throughput_by_key: Vec<(Key, f64)>,
+    /// Each sample's p99 with its (round, repeat).
+    pub p99_by_key: Vec<(Key, f64)>,
     /// 5xx replies and timeouts, summed over samples.
     pub failures: u64,
     /// Broken invariants, summed over samples.
@@ -81,33 +87,64 @@ pub struct Standing {
     pub settle_s: f64,
 }
 
-/// Who has the highest median throughput, and how every other contender
-/// compares to it.
-pub fn throughput_verdict(standings: &[Standing]) -> String {
-    let Some(best) = standings.iter().max_by(|a, b| a.throughput.median.total_cmp(&b.throughput.median)) else {
-        return "no samples".to_owned();
-    };
-    let others: Vec<String> = standings
+/// The call on `a` against `b` for throughput (more is better).
+pub fn throughput_call(a: &Standing, b: &Standing) -> Option<Call> {
+    Ratio::paired(&a.throughput_by_key, &b.throughput_by_key).map(Call::on)
+}
+
+/// The call on `a` against `b` for p99 latency (less is better: the ratio is
+/// `b`'s p99 over `a`'s, so a lead reads the same way as for throughput).
+pub fn p99_call(a: &Standing, b: &Standing) -> Option<Call> {
+    Ratio::paired(&b.p99_by_key, &a.p99_by_key).map(Call::on)
+}
+
+/// The contender with the best median, and the call on it against every
+/// other (`None`: no samples of the same round to pair).
+type AgainstBest<'s> = (&'s Standing, Vec<(&'s Standing, Option<Call>)>);
+
+/// The contender with the best median under `better`, and the call on it
+/// against every other (`call`).
+fn calls_against_best(
+    standings: &[Standing],
+    better: impl Fn(&Standing, &Standing) -> std::cmp::Ordering,
+    call: impl Fn(&Standing, &Standing) -> Option<Call>,
+) -> Option<AgainstBest<'_>> {
+    let best = standings.iter().min_by(|a, b| better(a, b))?;
+    let others = standings.iter().filter(|s| s.contender != best.contender).map(|s| (s, call(best, s))).collect();
+    Some((best, others))
+}
+
+/// `calls` as clauses, each naming both sides.
+fn describe_calls(best: &Standing, calls: &[(&Standing, Option<Call>)]) -> String {
+    let parts: Vec<String> = calls
         .iter()
-        .filter(|s| s.contender != best.contender)
-        .map(|s| {
-            let ratio = best.throughput.median / s.throughput.median.max(1e-9);
-            let noise =
-                if best.throughput.separated_from(&s.throughput) { "" } else { ", within the run-to-run spread" };
-            format!("{:.2}x {}{noise}", ratio, s.contender)
+        .map(|(other, call)| match call {
+            Some(call) => call.describe(&best.contender, &other.contender),
+            None => {
+                format!("{} against {}: not measured (no samples of the same round)", best.contender, other.contender)
+            }
         })
         .collect();
-    let fastest_p99 = standings.iter().min_by(|a, b| a.p99.median.total_cmp(&b.p99.median));
-    let mut text = format!(
-        "**{}** has the highest throughput ({} checkouts/s): {}.",
-        best.contender,
-        short(best.throughput.median),
-        others.join("; ")
-    );
-    if let Some(fast) = fastest_p99 {
-        let p99s: Vec<String> =
-            standings.iter().map(|s| format!("{} {} ms", s.contender, short(s.p99.median))).collect();
-        text.push_str(&format!(" Lowest p99 latency: **{}** ({}).", fast.contender, p99s.join(", ")));
+    parts.join("; ")
+}
+
+/// Throughput and p99 of a case: each contender's median, then the best
+/// median against every other as a paired ratio with its 95% interval, a
+/// winner named only where the interval excludes 1 and the lead passes
+/// [`super::stats::PRACTICAL_LEAD`].
+pub fn throughput_verdict(standings: &[Standing]) -> String {
+    let Some((best, calls)) =
+        calls_against_best(standings, |a, b| b.throughput.median.total_cmp(&a.throughput.median), throughput_call)
+    else {
+        return "no samples".to_owned();
+    };
+    let medians: Vec<String> =
+        standings.iter().map(|s| format!("{} {}", s.contender, short(s.throughput.median))).collect();
+    let mut text =
+        format!("Throughput (median checkouts/s: {}): {}.", medians.join(", "), describe_calls(best, &calls));
+    if let Some((fast, calls)) = calls_against_best(standings, |a, b| a.p99.median.total_cmp(&b.p99.median), p99_call) {
+        let p99s: Vec<String> = standings.iter().map(|s| format!("{} {}", s.contender, short(s.p99.median))).collect();
+        text.push_str(&format!(" p99 latency (median ms: {}): {}.", p99s.join(", "), describe_calls(fast, &calls)));
     }
     text
 }
@@ -145,19 +182,29 @@ pub fn fault_verdict(standings: &[Standing]) -> String {
     )
 }
 
-/// For a sweep: at each point, who leads and by how much over each other.
+/// The contender that leads every other at one point of a sweep (a clear
+/// call against each, [`throughput_call`] or [`p99_call`]), if one does.
+fn clear_leader(
+    standings: &[Standing],
+    better: impl Fn(&Standing, &Standing) -> std::cmp::Ordering,
+    call: impl Fn(&Standing, &Standing) -> Option<Call>,
+) -> Option<&Standing> {
+    let (best, calls) = calls_against_best(standings, better, call)?;
+    calls.iter().all(|(_, c)| matches!(c, Some(Call::Leads(_)))).then_some(best)
+}
+
+/// For a sweep: at each point, who leads by median and whether the data
+/// separates it from each other contender.
 pub fn sweep_verdict(x_name: &str, points: &[(f64, Vec<Standing>)]) -> String {
     let parts: Vec<String> = points
         .iter()
         .filter_map(|(x, standings)| {
-            let mut sorted: Vec<&Standing> = standings.iter().collect();
-            sorted.sort_by(|a, b| b.throughput.median.total_cmp(&a.throughput.median));
-            let best = sorted.first()?;
-            let ratios: Vec<String> = sorted[1..]
-                .iter()
-                .map(|s| format!("{:.2}x {}", best.throughput.median / s.throughput.median.max(1e-9), s.contender))
-                .collect();
-            Some(format!("at {x_name} {} **{}** leads ({})", x_label(*x), best.contender, ratios.join(", ")))
+            let (best, calls) = calls_against_best(
+                standings,
+                |a, b| b.throughput.median.total_cmp(&a.throughput.median),
+                throughput_call,
+            )?;
+            Some(format!("at {x_name} {}: {}", x_label(*x), describe_calls(best, &calls)))
         })
         .collect();
     if parts.is_empty() { "no samples".to_owned() } else { format!("Throughput: {}.", parts.join("; ")) }
@@ -165,8 +212,9 @@ pub fn sweep_verdict(x_name: &str, points: &[(f64, Vec<Standing>)]) -> String {
 
 /// How each contender's throughput and p99 move from the nearest to the
 /// farthest point of a distance sweep, and at which distance the leader of
-/// each changes, if it does (a leader by less than the run-to-run spread
-/// still counts: one sample per point has none).
+/// each changes, if it does. A point counts a leader only where the data
+/// separates it from every other contender (with one sample per point there
+/// is no interval, so no leader).
 pub fn distance_verdict(points: &[(f64, Vec<Standing>)]) -> String {
     let (Some((near, first)), Some((far, last))) = (points.first(), points.last()) else {
         return "no samples".to_owned();
@@ -187,14 +235,21 @@ pub fn distance_verdict(points: &[(f64, Vec<Standing>)]) -> String {
             p1 / p0.max(1e-9)
         ));
     }
-    let leaders = |better: &dyn Fn(&Standing, &Standing) -> std::cmp::Ordering| -> Vec<(f64, String)> {
-        points
-            .iter()
-            .filter_map(|(x, standings)| Some((*x, standings.iter().min_by(|a, b| better(a, b))?.contender.clone())))
-            .collect()
-    };
-    let throughput = leaders(&|a, b| b.throughput.median.total_cmp(&a.throughput.median));
-    let p99 = leaders(&|a, b| a.p99.median.total_cmp(&b.p99.median));
+    let throughput: Vec<(f64, Option<String>)> = points
+        .iter()
+        .map(|(x, standings)| {
+            let leader =
+                clear_leader(standings, |a, b| b.throughput.median.total_cmp(&a.throughput.median), throughput_call);
+            (*x, leader.map(|s| s.contender.clone()))
+        })
+        .collect();
+    let p99: Vec<(f64, Option<String>)> = points
+        .iter()
+        .map(|(x, standings)| {
+            let leader = clear_leader(standings, |a, b| a.p99.median.total_cmp(&b.p99.median), p99_call);
+            (*x, leader.map(|s| s.contender.clone()))
+        })
+        .collect();
     format!(
         "From {} to {} ms added per round trip: {}. Highest throughput: {}. Lowest p99: {}.",
         x_label(*near),
@@ -205,29 +260,34 @@ pub fn distance_verdict(points: &[(f64, Vec<Standing>)]) -> String {
     )
 }
 
-/// `**a** at every distance`, or `**a** up to 1 ms, **b** from 2 ms`.
-fn leader_changes(leaders: &[(f64, String)]) -> String {
-    let mut runs: Vec<(f64, f64, &str)> = Vec::new();
+/// `**a** at every distance`, or `**a** up to 1 ms, **b** from 2 ms`; a
+/// stretch without a clear leader reads "no clear leader".
+fn leader_changes(leaders: &[(f64, Option<String>)]) -> String {
+    let mut runs: Vec<(f64, f64, Option<&str>)> = Vec::new();
     for (x, name) in leaders {
+        let name = name.as_deref();
         match runs.last_mut() {
-            Some((_, to, last)) if *last == name.as_str() => *to = *x,
+            Some((_, to, last)) if *last == name => *to = *x,
             _ => runs.push((*x, *x, name)),
         }
     }
+    let who = |name: Option<&str>| name.map_or_else(|| "no clear leader".to_owned(), |n| format!("**{n}**"));
     match runs.as_slice() {
         [] => "none".to_owned(),
-        [(_, _, only)] => format!("**{only}** at every distance"),
+        [(_, _, only)] => format!("{} at every distance", who(*only)),
         _ => {
             let parts: Vec<String> = runs
                 .iter()
                 .enumerate()
                 .map(|(i, (from, to, name))| match i {
-                    0 => format!("**{name}** up to {} ms", x_label(*to)),
-                    i if i + 1 == runs.len() => format!("**{name}** from {} ms", x_label(*from)),
-                    _ => format!("**{name}** from {} to {} ms", x_label(*from), x_label(*to)),
+                    0 => format!("{} up to {} ms", who(*name), x_label(*to)),
+                    i if i + 1 == runs.len() => format!("{} from {} ms", who(*name), x_label(*from)),
+                    _ => format!("{} from {} to {} ms", who(*name), x_label(*from), x_label(*to)),
                 })
                 .collect();
-            format!("{} (the winner changes)", parts.join(", "))
+            let clear: std::collections::BTreeSet<&str> = runs.iter().filter_map(|(_, _, n)| *n).collect();
+            let note = if clear.len() > 1 { " (the winner changes)" } else { "" };
+            format!("{}{note}", parts.join(", "))
         }
     }
 }
@@ -236,15 +296,24 @@ fn leader_changes(leaders: &[(f64, String)]) -> String {
 mod tests {
     use super::*;
 
-    fn standing(name: &str, tput: &[f64], p99: f64, failures: u64, violations: usize) -> Standing {
+    /// A contender's figures, one sample per round: `tput[i]` and `p99[i]`
+    /// (the last p99 repeated when fewer are given).
+    fn standing_with(name: &str, tput: &[f64], p99: &[f64], failures: u64, violations: usize) -> Standing {
+        let p99_at = |i: usize| p99[i.min(p99.len() - 1)];
         Standing {
             contender: name.into(),
             throughput: Spread::of(tput.iter().copied()).unwrap(),
-            p99: Spread::of([p99]).unwrap(),
+            p99: Spread::of((0..tput.len()).map(p99_at)).unwrap(),
+            throughput_by_key: tput.iter().enumerate().map(|(i, t)| ((i, 0), *t)).collect(),
+            p99_by_key: (0..tput.len()).map(|i| ((i, 0), p99_at(i))).collect(),
             failures,
             violations,
             settle_s: 0.5,
         }
+    }
+
+    fn standing(name: &str, tput: &[f64], p99: f64, failures: u64, violations: usize) -> Standing {
+        standing_with(name, tput, &[p99], failures, violations)
     }
 
     #[test]
@@ -254,27 +323,39 @@ mod tests {
         assert_eq!(Spread::of([4.0, 1.0, 2.0, 3.0]).unwrap().median, 2.5);
         assert_eq!(Spread::of([]), None);
         assert_eq!(s.to_string(), "2.00 (1.00–3.00)");
-        assert!(Spread::of([1.0, 2.0]).unwrap().separated_from(&Spread::of([3.0, 4.0]).unwrap()));
-        assert!(!Spread::of([1.0, 3.5]).unwrap().separated_from(&Spread::of([3.0, 4.0]).unwrap()));
     }
 
     #[test]
-    fn names_the_winner_and_ratio_and_flags_noise() {
+    fn names_a_winner_only_where_the_interval_excludes_one() {
         let v = throughput_verdict(&[
-            standing("saga-seq", &[100.0, 110.0, 90.0], 900.0, 0, 0),
-            standing("2pc", &[300.0, 310.0, 290.0], 300.0, 0, 0),
-            standing("saga-par", &[280.0, 320.0, 295.0], 600.0, 0, 0),
+            standing_with("saga-seq", &[100.0, 110.0, 90.0], &[900.0, 950.0, 850.0], 0, 0),
+            standing_with("2pc", &[300.0, 310.0, 290.0], &[300.0, 320.0, 310.0], 0, 0),
+            standing_with("saga-par", &[280.0, 320.0, 295.0], &[600.0, 280.0, 400.0], 0, 0),
         ]);
-        assert!(v.starts_with("**2pc** has the highest throughput (300 checkouts/s)"), "{v}");
-        assert!(v.contains("3.00x saga-seq;"), "{v}");
-        assert!(v.contains("1.02x saga-par, within the run-to-run spread"), "{v}");
-        assert!(v.contains("Lowest p99 latency: **2pc**"), "{v}");
+        assert!(v.starts_with("Throughput (median checkouts/s: saga-seq 100, 2pc 300, saga-par 295): "), "{v}");
+        assert!(v.contains("**2pc** leads saga-seq: 3.01x (95% CI "), "{v}");
+        assert!(v.contains("no clear winner between 2pc and saga-par: 1.01x (95% CI 0.88–1.15, 3 pairs)"), "{v}");
+        assert!(
+            v.contains("p99 latency (median ms: saga-seq 900, 2pc 310, saga-par 400): **2pc** leads saga-seq"),
+            "{v}"
+        );
+        assert!(v.contains("no clear winner between 2pc and saga-par"), "{v}");
+        // One sample each: no interval, no verdict.
+        let once = throughput_verdict(&[standing("a", &[300.0], 1.0, 0, 0), standing("b", &[100.0], 1.0, 0, 0)]);
+        assert!(once.contains("too few samples for a verdict on a against b: 3.00x (one pair)"), "{once}");
     }
 
     #[test]
     fn a_distance_sweep_names_where_the_winner_changes() {
         let at = |x: f64, twopc: f64, saga: f64, twopc_p99: f64| {
-            (x, vec![standing("2pc", &[twopc], twopc_p99, 0, 0), standing("saga-par", &[saga], 50.0, 0, 0)])
+            let spread = |v: f64| [v, v * 1.02, v * 0.98];
+            (
+                x,
+                vec![
+                    standing_with("2pc", &spread(twopc), &spread(twopc_p99), 0, 0),
+                    standing_with("saga-par", &spread(saga), &[50.0, 51.0, 49.0], 0, 0),
+                ],
+            )
         };
         let points = [at(0.0, 400.0, 200.0, 20.0), at(1.0, 300.0, 190.0, 40.0), at(5.0, 100.0, 150.0, 200.0)];
         let v = distance_verdict(&points);
@@ -287,8 +368,17 @@ mod tests {
         assert!(v.contains("Lowest p99: **2pc** up to 1 ms, **saga-par** from 5 ms"), "{v}");
         let steady = distance_verdict(&[at(0.0, 400.0, 200.0, 20.0), at(2.0, 300.0, 190.0, 30.0)]);
         assert!(steady.contains("Highest throughput: **2pc** at every distance."), "{steady}");
+        // Within the noise at 2 ms: no leader there, and no change of winner.
+        let close = distance_verdict(&[at(0.0, 400.0, 200.0, 20.0), at(2.0, 200.0, 199.0, 30.0)]);
+        assert!(close.contains("Highest throughput: **2pc** up to 0 ms, no clear leader from 2 ms."), "{close}");
+        // One sample per point: no leader anywhere.
+        let single =
+            |x: f64| (x, vec![standing("2pc", &[400.0], 1.0, 0, 0), standing("saga-par", &[100.0], 1.0, 0, 0)]);
+        let once = distance_verdict(&[single(0.0), single(5.0)]);
+        assert!(once.contains("Highest throughput: no clear leader at every distance."), "{once}");
         assert_eq!(distance_verdict(&[]), "no samples");
-        let three = [(0.0, "a".to_owned()), (1.0, "b".to_owned()), (2.0, "b".to_owned()), (5.0, "a".to_owned())];
+        let name = |n: &str| Some(n.to_owned());
+        let three = [(0.0, name("a")), (1.0, name("b")), (2.0, name("b")), (5.0, name("a"))];
         assert_eq!(
             leader_changes(&three),
             "**a** up to 0 ms, **b** from 1 to 2 ms, **a** from 5 ms (the winner changes)"
@@ -310,10 +400,23 @@ mod tests {
         let v = sweep_verdict(
             "clients",
             &[
-                (1.0, vec![standing("saga", &[20.0], 50.0, 0, 0), standing("2pc", &[140.0], 9.0, 0, 0)]),
-                (8.0, vec![standing("saga", &[200.0], 50.0, 0, 0), standing("2pc", &[100.0], 9.0, 0, 0)]),
+                (
+                    1.0,
+                    vec![
+                        standing("saga", &[20.0, 21.0, 19.0], 50.0, 0, 0),
+                        standing("2pc", &[140.0, 150.0, 130.0], 9.0, 0, 0),
+                    ],
+                ),
+                (
+                    8.0,
+                    vec![
+                        standing("saga", &[200.0, 150.0, 210.0], 50.0, 0, 0),
+                        standing("2pc", &[190.0, 160.0, 200.0], 9.0, 0, 0),
+                    ],
+                ),
             ],
         );
-        assert_eq!(v, "Throughput: at clients 1 **2pc** leads (7.00x saga); at clients 8 **saga** leads (2.00x 2pc).");
+        assert!(v.starts_with("Throughput: at clients 1: **2pc** leads saga: 6.99x (95% CI "), "{v}");
+        assert!(v.contains("; at clients 8: no clear winner between saga and 2pc: 1.01x (95% CI "), "{v}");
     }
 }
