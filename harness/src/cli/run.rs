@@ -122,7 +122,14 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             if args.warm_up {
                 let plan = crate::compare::plan::Plan::full();
                 match stack.warm_up(&plan.warmup, plan.warmup_at_least).await {
-                    Ok(rates) => tracing::info!(?rates, "warmed up (checkouts/s per round)"),
+                    Ok(warmed) if warmed.steady => {
+                        tracing::info!(rates = ?warmed.throughputs, "warmed up (checkouts/s per round)");
+                    }
+                    Ok(warmed) => tracing::warn!(
+                        rates = ?warmed.throughputs,
+                        "the warm-up reached its cap before two rounds agreed: the load runs on a stack still \
+                         speeding up"
+                    ),
                     Err(err) => {
                         stack.stop().await;
                         return Err(err.context("warm-up"));

@@ -41,8 +41,24 @@ pub struct WarmUp {
     pub round: usize,
     /// Nodes of the stack's Kafka cluster.
     pub brokers: u16,
+    /// Whether the stack's components talk through links (the distance cases).
+    pub links: bool,
     /// Throughput of each warm-up round, in order.
     pub throughputs: Vec<f64>,
+    /// Whether the warm-up became steady before its cap.
+    pub steady: bool,
+}
+
+impl WarmUp {
+    /// Whether `case` ran on this stack (the contender's, in this round, on
+    /// this layout; `default`: the compare's own cluster).
+    pub fn hosted(&self, case: &Case, contender: &str, round: usize, default: u16) -> bool {
+        let layout = case.layout(default);
+        self.contender == contender
+            && self.round == round
+            && self.brokers == layout.brokers
+            && self.links == layout.links
+    }
 }
 
 /// Everything a compare run measured, in plan order.
@@ -62,9 +78,14 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// Whether every invariant held in every sample.
+    /// Whether every invariant held in every sample, and every course test
+    /// has its four counts (a run without them is not a pass).
     pub fn all_consistent(&self) -> bool {
-        self.samples.iter().all(|s| s.violations.is_empty())
+        let course: Vec<&str> =
+            self.plan.cases.iter().filter(|c| c.group == plan::Group::Course).map(|c| c.id.as_str()).collect();
+        self.samples
+            .iter()
+            .all(|s| s.violations.is_empty() && (s.course.is_some() || !course.contains(&s.case.as_str())))
     }
 }
 
@@ -140,12 +161,19 @@ impl Stint<'_> {
         let brokers = layout.brokers;
         // Warm-up until steady: the broker's JIT, connection pools, caches.
         // Not recorded as samples, but shown in the report.
-        let throughputs = stack
+        let warmed = stack
             .warm_up(&plan.warmup, plan.warmup_at_least)
             .await
             .with_context(|| format!("warm-up of {}", contender.name))?;
-        tracing::info!(contender = contender.name, brokers, ?throughputs, "warmed up");
-        warm_ups.push(WarmUp { contender: contender.name.to_owned(), round, brokers, throughputs });
+        tracing::info!(contender = contender.name, brokers, throughputs = ?warmed.throughputs, steady = warmed.steady, "warmed up");
+        warm_ups.push(WarmUp {
+            contender: contender.name.to_owned(),
+            round,
+            brokers,
+            links: layout.links,
+            throughputs: warmed.throughputs,
+            steady: warmed.steady,
+        });
         for case in plan.cases_of(round).filter(|c| c.layout(default) == layout) {
             if let Some(delay) = case.distance {
                 set_every_link(stack, delay).await.with_context(|| format!("setting the links for {}", case.id))?;

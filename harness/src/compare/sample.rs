@@ -31,6 +31,34 @@ pub struct Percentiles {
     pub max: f64,
 }
 
+impl Percentiles {
+    /// The percentiles of `h` (microseconds), in milliseconds; zeros for an
+    /// empty histogram.
+    pub fn of(h: &hdrhistogram::Histogram<u64>) -> Percentiles {
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        Percentiles { p50: ms(0.5), p90: ms(0.9), p99: ms(0.99), p999: ms(0.999), max: h.max() as f64 / 1000.0 }
+    }
+}
+
+/// One population of a run's checkouts (first checkouts of an order, or
+/// repeats of a paid one): how many, how many per second of the load, and
+/// their latency.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Population {
+    /// Checkouts answered.
+    pub checkouts: u64,
+    /// Of them per second of the load.
+    pub per_s: f64,
+    /// Their latency to the reply.
+    pub latency_ms: Percentiles,
+}
+
+impl Population {
+    fn of(h: &hdrhistogram::Histogram<u64>, elapsed_s: f64) -> Population {
+        Population { checkouts: h.len(), per_s: h.len() as f64 / elapsed_s.max(1e-9), latency_ms: Percentiles::of(h) }
+    }
+}
+
 /// One recorded run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Sample {
@@ -48,6 +76,12 @@ pub struct Sample {
     pub checkouts: u64,
     /// Latency to the reply.
     pub latency_ms: Percentiles,
+    /// The checkouts that ran the protocol: all but the repeats told
+    /// `already_paid` (the figures verdicts compare).
+    pub first: Population,
+    /// Repeats of an order an earlier call paid (`already_paid`): no protocol
+    /// work, a lock and a read.
+    pub repeats: Population,
     /// Latency CDF: `(milliseconds, fraction of checkouts at or below)`.
     pub cdf: Vec<(f64, f64)>,
     /// Replies per status.
@@ -96,6 +130,7 @@ impl Sample {
     fn named(case: &str, contender: &str, round: usize, repeat: usize, outcome: &RunOutcome) -> Sample {
         let h = &outcome.load.latency_us;
         let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        let elapsed_s = outcome.load.elapsed.as_secs_f64();
         let left = outcome.in_flight_at_end.unwrap_or_default();
         Sample {
             case: case.to_owned(),
@@ -104,13 +139,9 @@ impl Sample {
             repeat,
             throughput: outcome.load.throughput(),
             checkouts: h.len(),
-            latency_ms: Percentiles {
-                p50: ms(0.5),
-                p90: ms(0.9),
-                p99: ms(0.99),
-                p999: ms(0.999),
-                max: h.max() as f64 / 1000.0,
-            },
+            latency_ms: Percentiles::of(h),
+            first: Population::of(&outcome.load.first_latency_us, elapsed_s),
+            repeats: Population::of(&outcome.load.repeat_latency_us, elapsed_s),
             cdf: CDF_QUANTILES.iter().map(|q| (ms(*q), *q)).collect(),
             statuses: outcome.load.statuses.clone(),
             aborts: outcome.load.aborts.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),

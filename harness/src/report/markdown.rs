@@ -114,6 +114,28 @@ pub fn render(
     for line in &r.verdicts {
         let _ = writeln!(out, "- {line}");
     }
+    let unsteady: Vec<String> = comparison
+        .warm_ups
+        .iter()
+        .filter(|w| !w.steady)
+        .map(|w| {
+            format!(
+                "{} round {} ({} Kafka node(s){})",
+                w.contender,
+                w.round + 1,
+                w.brokers,
+                if w.links { ", links" } else { "" }
+            )
+        })
+        .collect();
+    if !unsteady.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nWarm-ups that reached their cap before two rounds agreed: {}. The verdicts on cases that ran on those \
+             stacks are marked *(warm-up not steady)*.",
+            unsteady.join(", ")
+        );
+    }
     out.push('\n');
     out.push_str(&r.body);
     out.push_str(&warm_up_section(plan, &comparison.warm_ups));
@@ -149,18 +171,35 @@ impl<'a> Report<'a> {
             .into_iter()
             .filter_map(|name| {
                 let samples = self.samples(case, name);
+                // Verdicts compare the checkouts that ran the protocol, not
+                // the repeats of paid orders (a lock and a read).
                 Some(Standing {
                     contender: name.to_owned(),
-                    throughput: Spread::of(samples.iter().map(|s| s.throughput))?,
-                    p99: Spread::of(samples.iter().map(|s| s.latency_ms.p99))?,
-                    throughput_by_key: samples.iter().map(|s| ((s.round, s.repeat), s.throughput)).collect(),
-                    p99_by_key: samples.iter().map(|s| ((s.round, s.repeat), s.latency_ms.p99)).collect(),
+                    throughput: Spread::of(samples.iter().map(|s| s.first.per_s))?,
+                    p99: Spread::of(samples.iter().map(|s| s.first.latency_ms.p99))?,
+                    throughput_by_key: samples.iter().map(|s| ((s.round, s.repeat), s.first.per_s)).collect(),
+                    p99_by_key: samples.iter().map(|s| ((s.round, s.repeat), s.first.latency_ms.p99)).collect(),
                     failures: samples.iter().map(|s| s.system_failures()).sum(),
                     violations: samples.iter().map(|s| s.violations.len()).sum(),
                     settle_s: samples.iter().filter_map(|s| s.settled_s).fold(0.0, f64::max),
                 })
             })
             .collect()
+    }
+
+    /// " *(warm-up not steady)*" when a sample of `cases` ran on a stack whose
+    /// warm-up reached its cap before becoming steady; empty otherwise.
+    fn unsteady_mark(&self, cases: &[&Case]) -> &'static str {
+        let comparison: &'a Comparison = self.comparison;
+        let unsteady = cases.iter().any(|case| {
+            comparison.samples.iter().filter(|s| s.case == case.id).any(|s| {
+                comparison
+                    .warm_ups
+                    .iter()
+                    .any(|w| !w.steady && w.hosted(case, &s.contender, s.round, comparison.brokers))
+            })
+        });
+        if unsteady { " *(warm-up not steady)*" } else { "" }
     }
 
     /// The sample with the median throughput (for the CDF and resources).
@@ -173,6 +212,36 @@ impl<'a> Report<'a> {
     fn chart(&mut self, name: &str, svg: String, alt: &str) {
         let _ = writeln!(self.body, "![{alt}](charts/{name})\n");
         self.charts.push((name.to_owned(), svg));
+    }
+
+    /// The case's two populations side by side: the checkouts that ran the
+    /// protocol (which the verdict compares) and the repeats of paid orders.
+    fn populations_table(&mut self, case: &str) {
+        let _ = writeln!(
+            self.body,
+            "The stress plan checks some orders out again after they were paid; those repeats answer \
+             `already_paid` after a lock and a read, so the two kinds are shown apart, and the verdict compares \
+             the first:\n\n| contender | first checkouts/s | first p50 ms | first p99 ms | repeats/s | repeat p50 ms \
+             | repeat p99 ms |\n|---|---|---|---|---|---|---|"
+        );
+        for name in self.contenders() {
+            let samples = self.samples(case, name);
+            if samples.is_empty() {
+                continue;
+            }
+            let spread = |f: &dyn Fn(&Sample) -> f64| spread_cell(&samples, f);
+            let _ = writeln!(
+                self.body,
+                "| {name} | {} | {} | {} | {} | {} | {} |",
+                spread(&|s| s.first.per_s),
+                spread(&|s| s.first.latency_ms.p50),
+                spread(&|s| s.first.latency_ms.p99),
+                spread(&|s| s.repeats.per_s),
+                spread(&|s| s.repeats.latency_ms.p50),
+                spread(&|s| s.repeats.latency_ms.p99),
+            );
+        }
+        self.body.push('\n');
     }
 
     fn performance_table(&mut self, case: &str) {
@@ -227,7 +296,8 @@ impl<'a> Report<'a> {
             let n = self.samples(&id, self.contenders()[0]).len();
             let verdict =
                 format!("{} {}", verdict::invariants_verdict(&standings), verdict::throughput_verdict(&standings));
-            self.verdicts.push(format!("**{id}** ({} clients, uniform data): {verdict}", case.spec.concurrency));
+            let mark = self.unsteady_mark(&[case]);
+            self.verdicts.push(format!("**{id}** ({} clients, uniform data): {verdict}{mark}", case.spec.concurrency));
             let _ = writeln!(
                 self.body,
                 "## Stress: `{id}`\n\n{} checkouts of {} batch-initialised orders (two items each, repeats included) \
@@ -235,6 +305,7 @@ impl<'a> Report<'a> {
                 case.spec.checkouts, case.spec.orders, case.spec.concurrency
             );
             self.performance_table(&id);
+            self.populations_table(&id);
             self.yardstick(&id);
             let series = self
                 .contenders()
@@ -414,7 +485,8 @@ impl<'a> Report<'a> {
         let distance = matches!(group, Group::Distance | Group::DistanceHotItem);
         let shape = if distance { verdict::distance_verdict(&points) } else { verdict::sweep_verdict(x_name, &points) };
         let verdict = format!("{} {shape}", verdict::invariants_verdict(&all));
-        self.verdicts.push(format!("**{title}**: {verdict}"));
+        let mark = self.unsteady_mark(&cases);
+        self.verdicts.push(format!("**{title}**: {verdict}{mark}"));
         let _ = writeln!(self.body, "## {title}\n\n{verdict}\n");
         if distance {
             let _ = writeln!(
@@ -584,6 +656,7 @@ impl<'a> Report<'a> {
             let id = case.id.clone();
             let standings = self.standings(&id);
             let mut consistent = Vec::new();
+            let mut not_measured = 0;
             let _ = writeln!(self.body, "## The course consistency test: `{id}`\n");
             let _ = writeln!(
                 self.body,
@@ -600,16 +673,20 @@ impl<'a> Report<'a> {
             let _ = writeln!(self.body, "|---|---|---|---|---|---|---|---|---|");
             for name in self.contenders() {
                 for s in self.samples(&id, name) {
-                    let c = s.course.unwrap_or_default();
-                    consistent.push(c.consistent() && s.violations.is_empty());
+                    // A run without its counts is not a run with four zeros.
+                    let counts = match s.course {
+                        Some(c) => [c.stock_logs, c.stock_db, c.payment_logs, c.payment_db].map(|n| n.to_string()),
+                        None => {
+                            not_measured += 1;
+                            ["not measured"; 4].map(str::to_owned)
+                        }
+                    };
+                    consistent.push(s.course.is_some_and(|c| c.consistent()) && s.violations.is_empty());
                     let replies: Vec<String> = s.statuses.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                    let [stock_logs, stock_db, payment_logs, payment_db] = counts;
                     let _ = writeln!(
                         self.body,
-                        "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                        c.stock_logs,
-                        c.stock_db,
-                        c.payment_logs,
-                        c.payment_db,
+                        "| {name} | {stock_logs} | {stock_db} | {payment_logs} | {payment_db} | {} | {} | {} | {} |",
                         replies.join(", "),
                         short(s.latency_ms.p99),
                         short(s.latency_ms.max),
@@ -624,13 +701,18 @@ impl<'a> Report<'a> {
             self.body.push('\n');
             let all_zero = consistent.iter().all(|c| *c);
             let failures: Vec<String> = standings.iter().map(|s| format!("{} {}", s.contender, s.failures)).collect();
+            let counts = match (not_measured, all_zero) {
+                (0, true) => "The four counts are 0 in every run.".to_owned(),
+                (0, false) => "The four counts are **not all 0**.".to_owned(),
+                (n, _) => format!("The four counts were **not measured** in {n} run(s): the check fails."),
+            };
             let verdict = format!(
-                "{} The four counts are {} in every run. Checkouts answered 5xx or not at all: {}.",
+                "{} {counts} Checkouts answered 5xx or not at all: {}.",
                 verdict::invariants_verdict(&standings),
-                if all_zero { "0" } else { "**not all 0**" },
                 failures.join(", ")
             );
-            self.verdicts.push(format!("**{id}**: {verdict}"));
+            let mark = self.unsteady_mark(&[case]);
+            self.verdicts.push(format!("**{id}**: {verdict}{mark}"));
             let _ = writeln!(self.body, "{verdict}\n");
             self.abort_chart(&id, &format!("aborts-{id}.svg"));
         }
@@ -830,14 +912,25 @@ fn warm_up_section(plan: &crate::compare::Plan, warm_ups: &[crate::compare::Warm
         "## Warm-up\n\nEvery stack ran the warm-up load (stress, 32 clients, its own data) round after round, for at \
          least {} s of load and until two rounds in a row agreed within {:.0}% (at most {} s): the broker's JVM \
          compiles its hot paths during the first minute of load. Nothing of it is in the figures above. \
-         Checkouts/s per round:\n\n| contender | round | Kafka nodes | warm-up rounds |\n|---|---|---|---|\n",
+         Checkouts/s per round; a warm-up that reached the cap first is marked, and so is every verdict on a \
+         case that ran on its stack:\n\n| contender | round | Kafka nodes | links | warm-up rounds | steady |\n\
+         |---|---|---|---|---|---|\n",
         plan.warmup_at_least.as_secs(),
         100.0 * STEADY_WITHIN,
         WARM_UP_AT_MOST.max(plan.warmup_at_least).as_secs()
     );
     for w in warm_ups {
         let rates: Vec<String> = w.throughputs.iter().map(|t| short(*t)).collect();
-        let _ = writeln!(out, "| {} | {} | {} | {} |", w.contender, w.round + 1, w.brokers, rates.join(", "));
+        let steady = if w.steady { "yes" } else { "**no: reached the cap**" };
+        let links = if w.links { "yes" } else { "no" };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {links} | {} | {steady} |",
+            w.contender,
+            w.round + 1,
+            w.brokers,
+            rates.join(", ")
+        );
     }
     out.push('\n');
     out
@@ -874,6 +967,22 @@ mod tests {
             throughput,
             checkouts: 100,
             latency_ms: crate::compare::sample::Percentiles { p50: 5.0, p90: 9.0, p99: 20.0, p999: 30.0, max: 40.0 },
+            first: crate::compare::sample::Population {
+                checkouts: 80,
+                per_s: throughput * 0.8,
+                latency_ms: crate::compare::sample::Percentiles {
+                    p50: 6.0,
+                    p90: 9.0,
+                    p99: 20.0,
+                    p999: 30.0,
+                    max: 40.0,
+                },
+            },
+            repeats: crate::compare::sample::Population {
+                checkouts: 20,
+                per_s: throughput * 0.2,
+                latency_ms: crate::compare::sample::Percentiles { p50: 2.0, p90: 3.0, p99: 4.0, p999: 5.0, max: 6.0 },
+            },
             cdf: vec![(1.0, 0.1), (5.0, 0.5), (40.0, 1.0)],
             statuses: BTreeMap::from([("200".into(), 90), ("400".into(), 10)]),
             aborts: BTreeMap::from([("out-of-stock".into(), 10)]),
@@ -974,18 +1083,26 @@ mod tests {
             contender: "saga-seq".into(),
             round: 0,
             brokers: 1,
+            links: false,
             throughputs: vec![301.0, 503.0, 542.0, 552.0],
+            steady: true,
         }];
         let comparison = Comparison { plan: plan.clone(), samples, warm_ups, elapsed_s: 60.0, brokers: 1 };
         let (text, charts, verdicts) = render("r1", &context(), &comparison);
         // The yardstick: ceilings (twice the throughput here) and efficiency,
         // the breakdown with what it cannot attribute.
         assert!(text.contains("| 2pc | 300 | 600 | 0.50 |"), "{text}");
+        // The two populations, and a verdict on the first alone.
+        assert!(text.contains("| 2pc | 240 | 6.00 | 20.0 | 60.0 | 2.00 | 4.00 |"), "{text}");
         assert!(text.contains("**Yardstick.**") && text.contains("its database work alone 600/s"), "{text}");
         assert!(text.contains("| Kafka hops | 5.00 (50%) |"), "{text}");
         assert!(text.contains("| unattributed | 2.00 (20%) |") && text.contains("80% attributed"), "{text}");
         assert!(charts.iter().any(|(n, _)| n == "stress-breakdown.svg"));
-        assert!(text.contains("## Warm-up") && text.contains("| saga-seq | 1 | 1 | 301, 503, 542, 552 |"), "{text}");
+        assert!(
+            text.contains("## Warm-up") && text.contains("| saga-seq | 1 | 1 | no | 301, 503, 542, 552 | yes |"),
+            "{text}"
+        );
+        assert!(!text.contains("warm-up not steady"), "{text}");
         assert!(text.starts_with("# Comparison r1"), "{text}");
         assert!(
             verdicts[0].contains("too few samples for a verdict on 2pc against saga-seq: 3.00x (one pair)"),
@@ -999,6 +1116,28 @@ mod tests {
             assert!(text.contains(&format!("(charts/{chart})")), "{chart} linked");
         }
         assert!(charts.iter().all(|(_, svg)| svg.starts_with("<svg")));
+
+        // A warm-up that reached its cap marks the verdicts of its stack's cases.
+        let mut warm_ups = comparison.warm_ups.clone();
+        warm_ups[0].steady = false;
+        let samples = comparison.samples.clone();
+        let unsteady = Comparison { plan: plan.clone(), samples, warm_ups, elapsed_s: 60.0, brokers: 1 };
+        let (text, _, verdicts) = render("r3", &context(), &unsteady);
+        assert!(text.contains("| saga-seq | 1 | 1 | no | 301, 503, 542, 552 | **no: reached the cap** |"), "{text}");
+        assert!(text.contains("Warm-ups that reached their cap before two rounds agreed: saga-seq round 1"), "{text}");
+        assert!(
+            verdicts[0].starts_with("**stress**") && verdicts[0].ends_with("*(warm-up not steady)*"),
+            "{verdicts:?}"
+        );
+        let course = verdicts.iter().find(|v| v.starts_with("**wdm-consistency**")).unwrap();
+        assert!(course.ends_with("*(warm-up not steady)*"), "{course}");
+
+        // The course test's samples carry no counts here: not measured, and
+        // the check fails.
+        let course = verdicts.iter().find(|v| v.starts_with("**wdm-consistency**")).unwrap();
+        assert!(course.contains("The four counts were **not measured** in 3 run(s): the check fails."), "{course}");
+        assert!(text.contains("| saga-seq | not measured | not measured | not measured | not measured |"), "{text}");
+        assert!(!comparison.all_consistent());
 
         let mut broken = comparison;
         broken.samples[1].violations = vec!["Stock".into()];

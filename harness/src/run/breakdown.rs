@@ -185,6 +185,8 @@ mod tests {
             aborts: BTreeMap::new(),
             timeline: Vec::new(),
             latency_us: hdrhistogram::Histogram::new(3).unwrap(),
+            repeat_latency_us: hdrhistogram::Histogram::new(3).unwrap(),
+            first_latency_us: hdrhistogram::Histogram::new(3).unwrap(),
             elapsed: Duration::from_secs(1),
             started_us,
             by_position: Vec::new(),

@@ -34,6 +34,12 @@ pub struct LoadResult {
     pub timeline: Vec<Second>,
     /// Latency of every checkout to its reply, in microseconds.
     pub latency_us: Histogram<u64>,
+    /// The same, of the checkouts told `already_paid` alone: repeats of an
+    /// order an earlier call paid, which do no protocol work. The rest
+    /// ([`LoadResult::first_latency_us`]) ran the protocol.
+    pub repeat_latency_us: Histogram<u64>,
+    /// The same, of every checkout but those repeats.
+    pub first_latency_us: Histogram<u64>,
     /// Wall time of the load phase.
     pub elapsed: Duration,
     /// When the load started, in microseconds since the Unix epoch (the
@@ -223,6 +229,8 @@ fn collect(seen: Vec<Seen>, elapsed: Duration, started_us: u64) -> anyhow::Resul
         aborts: BTreeMap::new(),
         timeline: vec![Second::default(); elapsed.as_secs() as usize + 1],
         latency_us: Histogram::new_with_bounds(1, 600_000_000, 3)?,
+        repeat_latency_us: Histogram::new_with_bounds(1, 600_000_000, 3)?,
+        first_latency_us: Histogram::new_with_bounds(1, 600_000_000, 3)?,
         elapsed,
         started_us,
         by_position: seen.iter().map(|s| (s.position, s.sent_at, s.done_at)).collect(),
@@ -243,6 +251,11 @@ fn collect(seen: Vec<Seen>, elapsed: Duration, started_us: u64) -> anyhow::Resul
             Class::Failed => slot.failed += 1,
         }
         result.latency_us.saturating_record(s.latency_us);
+        let population = match s.reply {
+            Reply::Paid { already: true } => &mut result.repeat_latency_us,
+            _ => &mut result.first_latency_us,
+        };
+        population.saturating_record(s.latency_us);
     }
     Ok(result)
 }
@@ -289,6 +302,7 @@ mod tests {
                 seen("b", Some(400), Reply::OutOfStock, 900),
                 seen("c", Some(503), Reply::System, 1500),
                 seen("a", None, Reply::NoReply, 2100),
+                seen("a", Some(200), Reply::Paid { already: true }, 2040),
             ],
             Duration::from_millis(2050),
             0,
@@ -299,13 +313,15 @@ mod tests {
             [
                 Second { ok: 1, rejected: 1, failed: 0 },
                 Second { ok: 0, rejected: 0, failed: 1 },
-                Second { ok: 0, rejected: 0, failed: 1 }
+                Second { ok: 1, rejected: 0, failed: 1 }
             ]
         );
         assert_eq!(result.aborts.get("out-of-stock"), Some(&1));
         assert_eq!(result.aborts.get("system-5xx"), Some(&1));
         assert_eq!(result.aborts.get("no-reply"), Some(&1));
-        assert_eq!(result.answers["a"].len(), 2);
-        assert_eq!(result.latency_us.len(), 4);
+        assert_eq!(result.answers["a"].len(), 3);
+        assert_eq!(result.latency_us.len(), 5);
+        // The repeat told already_paid is a population of its own.
+        assert_eq!((result.first_latency_us.len(), result.repeat_latency_us.len()), (4, 1));
     }
 }

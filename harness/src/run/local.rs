@@ -26,6 +26,17 @@ fn steady(rates: &[f64]) -> bool {
     }
 }
 
+/// How a stack's warm-up went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WarmedUp {
+    /// Throughput of each warm-up round, in order.
+    pub throughputs: Vec<f64>,
+    /// Whether two rounds in a row agreed within [`STEADY_WITHIN`] before the
+    /// cap ([`WARM_UP_AT_MOST`]); `false`: the stack was measured while its
+    /// throughput still moved, and the verdicts on its cases say so.
+    pub steady: bool,
+}
+
 /// A started local stack that workloads run on.
 #[derive(Debug)]
 pub struct LocalStack {
@@ -80,22 +91,25 @@ impl LocalStack {
     /// rounds that agree early prove nothing; 2PC's Rust and PostgreSQL are
     /// steady at once but get the same minimum. Every round's
     /// invariants must hold like any other run's.
-    pub async fn warm_up(&mut self, spec: &RunSpec, at_least: std::time::Duration) -> anyhow::Result<Vec<f64>> {
+    pub async fn warm_up(&mut self, spec: &RunSpec, at_least: std::time::Duration) -> anyhow::Result<WarmedUp> {
         let mut rates: Vec<f64> = Vec::new();
         let mut loaded = std::time::Duration::ZERO;
-        loop {
+        let steady = loop {
             loaded += self.warm_up_round(spec, &mut rates).await?;
-            if (loaded >= at_least && steady(&rates)) || loaded >= WARM_UP_AT_MOST.max(at_least) {
-                break;
+            if loaded >= at_least && steady(&rates) {
+                break true;
             }
-        }
+            if loaded >= WARM_UP_AT_MOST.max(at_least) {
+                break false;
+            }
+        };
         // The bare broker on the warm JVM, then one more round, so that the
         // first measured load does not follow its burst.
         if self.config.protocol == ProtocolKind::Saga && self.kafka_bare.is_none() {
             self.measure_kafka_bare().await;
             self.warm_up_round(spec, &mut rates).await?;
         }
-        Ok(rates)
+        Ok(WarmedUp { throughputs: rates, steady })
     }
 
     /// One warm-up round: its throughput goes to `rates`; returns its load time.
