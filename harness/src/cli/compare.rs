@@ -38,7 +38,7 @@ pub(super) struct CompareArgs {
 }
 
 /// Runs the plan, writes the report and its index row, and fails when an
-/// invariant broke in any run.
+/// invariant broke in any run or a course test has no counts.
 pub(super) async fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     use crate::compare::{self, Plan};
     use crate::report::{context::RunContext, index, markdown};
@@ -83,6 +83,16 @@ pub(super) async fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     } else {
         for s in comparison.samples.iter().filter(|s| !s.violations.is_empty()) {
             println!("invariants   VIOLATED in {} / {}: {:?}", s.case, s.contender, s.violations);
+        }
+        let course: Vec<&str> = comparison
+            .plan
+            .cases
+            .iter()
+            .filter(|c| c.group == compare::plan::Group::Course)
+            .map(|c| c.id.as_str())
+            .collect();
+        for s in comparison.samples.iter().filter(|s| s.course.is_none() && course.contains(&s.case.as_str())) {
+            println!("course test  NOT MEASURED in {} / {}: no counts", s.case, s.contender);
         }
         Ok(ExitCode::FAILURE)
     }

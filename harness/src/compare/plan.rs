@@ -37,8 +37,8 @@ fn display<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Resul
     s.collect_str(value)
 }
 
-/// The contenders, in the order they run within a round: a SAGA, 2PC, the
-/// other SAGA, so neither protocol always runs first or last.
+/// The contenders, in the order they are declared (and shown); each round
+/// runs them in an order drawn for it ([`Plan::ordered`]).
 pub fn contenders() -> Vec<Contender> {
     vec![saga(saga::Mode::Sequential), two_pc("2pc", twopc::PrepareOrder::default()), saga(saga::Mode::Parallel)]
 }

@@ -40,9 +40,9 @@ impl Percentiles {
     }
 }
 
-/// One population of a run's checkouts (first checkouts of an order, or
-/// repeats of a paid one): how many, how many per second of the load, and
-/// their latency.
+/// One population of a run's checkouts (each order's first checkout in the
+/// plan, or the repeats): how many, how many per second of the whole load's
+/// time, and their latency (zeros when there are none: `checkouts` says so).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Population {
     /// Checkouts answered.
@@ -76,11 +76,11 @@ pub struct Sample {
     pub checkouts: u64,
     /// Latency to the reply.
     pub latency_ms: Percentiles,
-    /// The checkouts that ran the protocol: all but the repeats told
-    /// `already_paid` (the figures verdicts compare).
+    /// Each order's first checkout in the plan (the figures the stress
+    /// verdict compares): where the protocol runs.
     pub first: Population,
-    /// Repeats of an order an earlier call paid (`already_paid`): no protocol
-    /// work, a lock and a read.
+    /// Checkouts of an order the plan already checked out: mostly answered
+    /// `already_paid` after a lock and a read (or joining a saga in flight).
     pub repeats: Population,
     /// Latency CDF: `(milliseconds, fraction of checkouts at or below)`.
     pub cdf: Vec<(f64, f64)>,

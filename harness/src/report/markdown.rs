@@ -101,13 +101,17 @@ pub fn render(
             .enumerate()
             .map(|(i, names)| format!("round {}: {}", i + 1, names.join(", ")))
             .collect();
+        let balanced = if plan.rounds > 1 { " and balanced over the rounds" } else { "" };
         let _ = writeln!(
             out,
-            "Contenders' order, drawn from seed {} (`--order-seed`) and balanced over the rounds: {}. Ratios \
-             between contenders pair the samples of the same round and repeat; a winner is named only where the \
-             95% interval of the ratio (Student's t on the log ratios) excludes 1 and the lead is at least 5%.\n",
+            "Contenders' order, drawn from seed {} (`--order-seed`){balanced}: {}. A ratio between two contenders \
+             pairs their rounds (a round's repeats averaged first: they ran on one stack) and has a 95% interval \
+             (Student's t on the log ratios) from {} rounds on; a winner is named only where that interval \
+             excludes 1 and the lead is at least 5%, otherwise the verdict says \"no clear winner\" or \"too few \
+             samples for a verdict\".\n",
             plan.order.seed,
-            rounds.join("; ")
+            rounds.join("; "),
+            crate::report::stats::MIN_ROUNDS
         );
     }
     let _ = writeln!(out, "## Verdict\n");
@@ -166,19 +170,22 @@ impl<'a> Report<'a> {
         self.comparison.plan.contenders.iter().map(|c| c.name).collect()
     }
 
-    fn standings(&self, case: &str) -> Vec<Standing> {
+    /// Every contender's figures for `case`: over all its checkouts, or
+    /// (`first`) over each order's first checkout in the plan alone, which
+    /// the stress verdict compares (its repeats are a lock and a read).
+    fn standings(&self, case: &str, first: bool) -> Vec<Standing> {
+        let rate = |s: &Sample| if first { s.first.per_s } else { s.throughput };
+        let p99 = |s: &Sample| if first { s.first.latency_ms.p99 } else { s.latency_ms.p99 };
         self.contenders()
             .into_iter()
             .filter_map(|name| {
                 let samples = self.samples(case, name);
-                // Verdicts compare the checkouts that ran the protocol, not
-                // the repeats of paid orders (a lock and a read).
                 Some(Standing {
                     contender: name.to_owned(),
-                    throughput: Spread::of(samples.iter().map(|s| s.first.per_s))?,
-                    p99: Spread::of(samples.iter().map(|s| s.first.latency_ms.p99))?,
-                    throughput_by_key: samples.iter().map(|s| ((s.round, s.repeat), s.first.per_s)).collect(),
-                    p99_by_key: samples.iter().map(|s| ((s.round, s.repeat), s.first.latency_ms.p99)).collect(),
+                    throughput: Spread::of(samples.iter().map(|s| rate(s)))?,
+                    p99: Spread::of(samples.iter().map(|s| p99(s)))?,
+                    throughput_by_key: samples.iter().map(|s| ((s.round, s.repeat), rate(s))).collect(),
+                    p99_by_key: samples.iter().map(|s| ((s.round, s.repeat), p99(s))).collect(),
                     failures: samples.iter().map(|s| s.system_failures()).sum(),
                     violations: samples.iter().map(|s| s.violations.len()).sum(),
                     settle_s: samples.iter().filter_map(|s| s.settled_s).fold(0.0, f64::max),
@@ -219,9 +226,10 @@ impl<'a> Report<'a> {
     fn populations_table(&mut self, case: &str) {
         let _ = writeln!(
             self.body,
-            "The stress plan checks some orders out again after they were paid; those repeats answer \
-             `already_paid` after a lock and a read, so the two kinds are shown apart, and the verdict compares \
-             the first:\n\n| contender | first checkouts/s | first p50 ms | first p99 ms | repeats/s | repeat p50 ms \
+            "The stress plan checks some orders out more than once: an order's first checkout in the plan runs \
+             the protocol, the later ones mostly answer `already_paid` after a lock and a read (or join a saga in \
+             flight). The two are shown apart (rates over the whole load's time), and the verdict compares the \
+             first:\n\n| contender | first checkouts/s | first p50 ms | first p99 ms | repeats/s | repeat p50 ms \
              | repeat p99 ms |\n|---|---|---|---|---|---|---|"
         );
         for name in self.contenders() {
@@ -292,10 +300,13 @@ impl<'a> Report<'a> {
     fn stress(&mut self) {
         for case in self.cases(Group::Stress) {
             let id = case.id.clone();
-            let standings = self.standings(&id);
+            let standings = self.standings(&id, true);
             let n = self.samples(&id, self.contenders()[0]).len();
-            let verdict =
-                format!("{} {}", verdict::invariants_verdict(&standings), verdict::throughput_verdict(&standings));
+            let verdict = format!(
+                "{} {}",
+                verdict::invariants_verdict(&standings),
+                verdict::throughput_verdict(&standings, "first checkouts")
+            );
             let mark = self.unsteady_mark(&[case]);
             self.verdicts.push(format!("**{id}** ({} clients, uniform data): {verdict}{mark}", case.spec.concurrency));
             let _ = writeln!(
@@ -480,7 +491,7 @@ impl<'a> Report<'a> {
         }
         cases.sort_by(|a, b| a.x.unwrap_or(0.0).total_cmp(&b.x.unwrap_or(0.0)));
         let points: Vec<(f64, Vec<Standing>)> =
-            cases.iter().filter_map(|c| Some((c.x?, self.standings(&c.id)))).collect();
+            cases.iter().filter_map(|c| Some((c.x?, self.standings(&c.id, false)))).collect();
         let all: Vec<Standing> = points.iter().flat_map(|(_, s)| s.clone()).collect();
         let distance = matches!(group, Group::Distance | Group::DistanceHotItem);
         let shape = if distance { verdict::distance_verdict(&points) } else { verdict::sweep_verdict(x_name, &points) };
@@ -654,7 +665,7 @@ impl<'a> Report<'a> {
     fn course(&mut self) {
         for case in self.cases(Group::Course) {
             let id = case.id.clone();
-            let standings = self.standings(&id);
+            let standings = self.standings(&id, false);
             let mut consistent = Vec::new();
             let mut not_measured = 0;
             let _ = writeln!(self.body, "## The course consistency test: `{id}`\n");
@@ -769,9 +780,9 @@ impl<'a> Report<'a> {
             }
         );
         let mut summary = Vec::new();
-        for case in cases {
+        for case in cases.iter().copied() {
             let id = case.id.clone();
-            let standings = self.standings(&id);
+            let standings = self.standings(&id, false);
             let verdict = verdict::fault_verdict(&standings);
             summary.push((id.clone(), standings.iter().all(|s| s.violations == 0)));
             let faults: Vec<String> = case.faults.iter().map(ToString::to_string).collect();
@@ -805,7 +816,8 @@ impl<'a> Report<'a> {
         }
         let held: Vec<String> =
             summary.iter().map(|(id, ok)| format!("{id} {}", if *ok { "OK" } else { "**BROKEN**" })).collect();
-        self.verdicts.push(format!("**Faults** (invariants per case, all contenders): {}.", held.join(", ")));
+        let mark = self.unsteady_mark(&cases);
+        self.verdicts.push(format!("**Faults** (invariants per case, all contenders): {}.{mark}", held.join(", ")));
     }
 }
 
@@ -872,9 +884,14 @@ impl Report<'_> {
         }
         self.body.push('\n');
         if !verdicts.is_empty() {
-            let line = format!("on {brokers} Kafka nodes against {own}: {}.", verdicts.join("; "));
-            let _ = writeln!(self.body, "In medians, {line}\n");
-            self.verdicts.push(format!("**Replication** {line}"));
+            let line = format!(
+                "on {brokers} Kafka nodes against {own}, in medians (the replicated cluster ran each case once: no \
+                 interval, no verdict): {}.",
+                verdicts.join("; ")
+            );
+            let _ = writeln!(self.body, "In short, {line}\n");
+            let mark = self.unsteady_mark(&cases);
+            self.verdicts.push(format!("**Replication** {line}{mark}"));
         }
     }
 }
@@ -1105,7 +1122,7 @@ mod tests {
         assert!(!text.contains("warm-up not steady"), "{text}");
         assert!(text.starts_with("# Comparison r1"), "{text}");
         assert!(
-            verdicts[0].contains("too few samples for a verdict on 2pc against saga-seq: 3.00x (one pair)"),
+            verdicts[0].contains("too few samples for a verdict on 2pc against saga-seq: 3.00x (1 round: no interval)"),
             "{verdicts:?}"
         );
         assert!(verdicts.iter().any(|v| v.starts_with("**wdm-consistency**")), "{verdicts:?}");

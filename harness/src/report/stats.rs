@@ -1,20 +1,27 @@
 //! Ratios between contenders with 95% intervals, and the rule that names a
 //! winner only when the data separates them.
 //!
-//! Contenders of one round run back to back on one machine, so a drift of the
-//! machine between rounds (a quarter of its speed on a shared 2-core host)
-//! hits all of them; the ratio of two contenders' figures *within* a round
-//! cancels most of it. So samples are paired by round and repeat, the ratio is
-//! the geometric mean of the paired ratios, and its interval is Student's t
-//! interval on their logarithms. With the three to five pairs a compare can
-//! afford, a bootstrap's percentile interval is too narrow (it cannot show
-//! more spread than the few pairs happen to have), while t widens with few
-//! pairs as it should; ratios are compared on a log scale so that `a/b` and
-//! `b/a` get mirrored intervals.
+//! Contenders of one round run one after the other on one machine, each on a
+//! fresh stack, so a drift of the machine between rounds (a quarter of its
+//! speed on a shared 2-core host) hits all of them; the ratio of two
+//! contenders' figures *within* a round cancels most of it. The unit is the
+//! round: a contender's repeats within a round ran back to back on one stack,
+//! so they show that stack's noise, not the difference between stacks (its
+//! warm-up, its slot in the round), and are first averaged (on a log scale)
+//! into one figure per round. Rounds are then paired, the ratio is the
+//! geometric mean of the per-round ratios, and its interval is Student's t on
+//! their logarithms. With the three to five rounds a compare can afford, a
+//! bootstrap's percentile interval is too narrow (it cannot show more spread
+//! than the few rounds happen to have), while t widens with few rounds as it
+//! should; on a log scale `a/b` and `b/a` get mirrored intervals.
 //!
 //! A winner is named only when the interval excludes 1 and the estimate is a
-//! lead of at least [`PRACTICAL_LEAD`]; otherwise there is no clear winner,
-//! and with fewer than two pairs there are too few samples for a verdict.
+//! lead of at least [`PRACTICAL_LEAD`] (the threshold is on the estimate; the
+//! interval decides whether there is a lead at all); otherwise there is no
+//! clear winner. With fewer than [`MIN_ROUNDS`] paired rounds there are too
+//! few samples for a verdict (one round is one stack per contender: no spread
+//! across stacks to judge by). A report states a few such intervals per case
+//! without a correction for multiple comparisons: each is a claim on its own.
 
 use std::fmt;
 
@@ -24,10 +31,14 @@ use super::verdict::short_ratio;
 /// certain, is within what a rerun on another day moves.
 pub const PRACTICAL_LEAD: f64 = 1.05;
 
-/// Where a sample sits in a compare: (round, repeat). Samples of two
-/// contenders with the same key ran in the same round, so the same state of
-/// the machine.
+/// Where a sample sits in a compare: (round, repeat). Two contenders' samples
+/// of the same round ran in one round, one after the other; the repeat is
+/// averaged out within its round.
 pub type Key = (usize, usize);
+
+/// Paired rounds a verdict needs: with two, t's interval is degenerate when
+/// the two ratios happen to agree.
+pub const MIN_ROUNDS: usize = 3;
 
 /// The 97.5% quantile of Student's t with `df` degrees of freedom (1..=30;
 /// the normal's 1.96 beyond).
@@ -44,34 +55,46 @@ fn t975(df: usize) -> f64 {
 pub struct Ratio {
     /// Geometric mean of the paired ratios.
     pub estimate: f64,
-    /// 95% interval; `None` with a single pair (no spread to judge by).
+    /// 95% interval; `None` with fewer than [`MIN_ROUNDS`] rounds.
     pub interval: Option<(f64, f64)>,
-    /// Pairs it rests on.
+    /// Paired rounds it rests on.
     pub pairs: usize,
+    /// Samples left out because a figure was not a positive number (a run
+    /// that answered nothing): said beside the ratio, never dropped silently.
+    pub dropped: usize,
 }
 
 impl Ratio {
-    /// `a / b` over the samples of `a` and `b` that share a [`Key`]; `None`
-    /// when none do (or a value is not positive).
+    /// `a / b` over the rounds in which both `a` and `b` have samples (each
+    /// side's repeats in a round averaged on a log scale); `None` when no
+    /// round has both.
     pub fn paired(a: &[(Key, f64)], b: &[(Key, f64)]) -> Option<Ratio> {
-        let logs: Vec<f64> = a
-            .iter()
-            .filter_map(|(key, x)| {
-                let (_, y) = b.iter().find(|(k, _)| k == key)?;
-                (*x > 0.0 && *y > 0.0 && x.is_finite() && y.is_finite()).then(|| (x / y).ln())
-            })
-            .collect();
+        let mut dropped = 0;
+        let mut per_round = |samples: &[(Key, f64)]| {
+            let mut logs: std::collections::BTreeMap<usize, Vec<f64>> = std::collections::BTreeMap::new();
+            for ((round, _), x) in samples {
+                if *x > 0.0 && x.is_finite() {
+                    logs.entry(*round).or_default().push(x.ln());
+                } else {
+                    dropped += 1;
+                }
+            }
+            logs.into_iter().map(|(round, l)| (round, l.iter().sum::<f64>() / l.len() as f64)).collect::<Vec<_>>()
+        };
+        let (a, b) = (per_round(a), per_round(b));
+        let logs: Vec<f64> =
+            a.iter().filter_map(|(round, x)| b.iter().find(|(r, _)| r == round).map(|(_, y)| x - y)).collect();
         let n = logs.len();
         if n == 0 {
             return None;
         }
         let mean = logs.iter().sum::<f64>() / n as f64;
-        let interval = (n >= 2).then(|| {
+        let interval = (n >= MIN_ROUNDS).then(|| {
             let var = logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
             let half = t975(n - 1) * (var / n as f64).sqrt();
             ((mean - half).exp(), (mean + half).exp())
         });
-        Some(Ratio { estimate: mean.exp(), interval, pairs: n })
+        Some(Ratio { estimate: mean.exp(), interval, pairs: n, dropped })
     }
 
     /// The same comparison seen from the other side (`b / a`).
@@ -82,16 +105,21 @@ impl Ratio {
 
 impl fmt::Display for Ratio {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rounds = if self.pairs == 1 { "1 round".to_owned() } else { format!("{} rounds", self.pairs) };
+        let dropped = if self.dropped > 0 {
+            format!(", {} sample(s) without a figure left out", self.dropped)
+        } else {
+            String::new()
+        };
         match self.interval {
             Some((lo, hi)) => write!(
                 f,
-                "{}x (95% CI {}–{}, {} pairs)",
+                "{}x (95% CI {}–{}, {rounds}{dropped})",
                 short_ratio(self.estimate),
                 short_ratio(lo),
                 short_ratio(hi),
-                self.pairs
             ),
-            None => write!(f, "{}x (one pair)", short_ratio(self.estimate)),
+            None => write!(f, "{}x ({rounds}{dropped}: no interval)", short_ratio(self.estimate)),
         }
     }
 }
@@ -106,7 +134,7 @@ pub enum Call {
     Trails(Ratio),
     /// The interval includes 1, or the lead is under [`PRACTICAL_LEAD`].
     NoClearWinner(Ratio),
-    /// One pair: no interval, no verdict.
+    /// Fewer than [`MIN_ROUNDS`] rounds: no interval, no verdict.
     TooFewSamples(Ratio),
 }
 
@@ -152,6 +180,7 @@ impl Call {
 mod tests {
     use super::*;
 
+    /// One sample per round.
     fn keyed(values: &[f64]) -> Vec<(Key, f64)> {
         values.iter().enumerate().map(|(round, v)| ((round, 0), *v)).collect()
     }
@@ -180,14 +209,36 @@ mod tests {
     }
 
     #[test]
-    fn only_samples_of_the_same_round_are_paired() {
-        let a = vec![((0, 0), 10.0), ((1, 0), 10.0), ((2, 0), 10.0)];
-        let b = vec![((1, 0), 5.0), ((3, 0), 1.0)];
+    fn repeats_within_a_round_are_one_figure_and_rounds_are_paired() {
+        // Three repeats in one round are one stack each: one pair, no verdict.
+        let a = vec![((0, 0), 10.0), ((0, 1), 10.0), ((0, 2), 10.0)];
+        let b = vec![((0, 0), 5.0), ((0, 1), 5.0), ((0, 2), 5.0)];
         let r = Ratio::paired(&a, &b).unwrap();
-        assert_eq!((r.estimate, r.pairs, r.interval), (2.0, 1, None));
+        assert!((r.estimate - 2.0).abs() < 1e-9 && r.pairs == 1 && r.interval.is_none(), "{r}");
         assert!(matches!(Call::on(r), Call::TooFewSamples(_)));
+        assert_eq!(r.to_string(), "2.00x (1 round: no interval)");
+        // Repeats average on a log scale; rounds without both sides are left out.
+        let a = vec![((0, 0), 4.0), ((0, 1), 16.0), ((1, 0), 10.0), ((2, 0), 10.0)];
+        let b = vec![((0, 0), 4.0), ((1, 0), 5.0), ((3, 0), 1.0)];
+        let r = Ratio::paired(&a, &b).unwrap();
+        assert_eq!(r.pairs, 2);
+        assert!((r.estimate - 2.0).abs() < 1e-9, "{r}");
         assert_eq!(Ratio::paired(&a, &[((5, 0), 1.0)]), None);
-        assert_eq!(Ratio::paired(&a, &[((0, 0), 0.0)]), None, "a zero is no ratio");
+    }
+
+    #[test]
+    fn a_sample_without_a_figure_is_left_out_and_said() {
+        let mut a = keyed(&[10.0, 11.0, 9.0]);
+        a.push(((3, 0), 0.0));
+        let r = Ratio::paired(&a, &keyed(&[5.0, 5.5, 4.5, 5.0])).unwrap();
+        assert_eq!((r.pairs, r.dropped), (3, 1));
+        assert!(r.to_string().ends_with(", 3 rounds, 1 sample(s) without a figure left out)"), "{r}");
+    }
+
+    #[test]
+    fn two_rounds_that_agree_are_still_too_few() {
+        let r = Ratio::paired(&keyed(&[20.0, 20.0]), &keyed(&[10.0, 10.0])).unwrap();
+        assert!(matches!(Call::on(r), Call::TooFewSamples(_)), "{r}");
     }
 
     #[test]

@@ -128,11 +128,12 @@ fn describe_calls(best: &Standing, calls: &[(&Standing, Option<Call>)]) -> Strin
     parts.join("; ")
 }
 
-/// Throughput and p99 of a case: each contender's median, then the best
-/// median against every other as a paired ratio with its 95% interval, a
-/// winner named only where the interval excludes 1 and the lead passes
-/// [`super::stats::PRACTICAL_LEAD`].
-pub fn throughput_verdict(standings: &[Standing]) -> String {
+/// Throughput and p99 of a case, over `what` (the checkouts the standings
+/// count): each contender's median, then the best median against every other
+/// as a paired ratio with its 95% interval, a winner named only where the
+/// interval excludes 1 and the lead passes [`super::stats::PRACTICAL_LEAD`].
+/// A p99 ratio is the other contender's p99 over the leader's.
+pub fn throughput_verdict(standings: &[Standing], what: &str) -> String {
     let Some((best, calls)) =
         calls_against_best(standings, |a, b| b.throughput.median.total_cmp(&a.throughput.median), throughput_call)
     else {
@@ -140,11 +141,14 @@ pub fn throughput_verdict(standings: &[Standing]) -> String {
     };
     let medians: Vec<String> =
         standings.iter().map(|s| format!("{} {}", s.contender, short(s.throughput.median))).collect();
-    let mut text =
-        format!("Throughput (median checkouts/s: {}): {}.", medians.join(", "), describe_calls(best, &calls));
+    let mut text = format!("Throughput (median {what}/s: {}): {}.", medians.join(", "), describe_calls(best, &calls));
     if let Some((fast, calls)) = calls_against_best(standings, |a, b| a.p99.median.total_cmp(&b.p99.median), p99_call) {
         let p99s: Vec<String> = standings.iter().map(|s| format!("{} {}", s.contender, short(s.p99.median))).collect();
-        text.push_str(&format!(" p99 latency (median ms: {}): {}.", p99s.join(", "), describe_calls(fast, &calls)));
+        text.push_str(&format!(
+            " p99 latency of the {what} (median ms: {}; a ratio is the other's p99 over the leader's): {}.",
+            p99s.join(", "),
+            describe_calls(fast, &calls)
+        ));
     }
     text
 }
@@ -163,34 +167,45 @@ pub fn invariants_verdict(standings: &[Standing]) -> String {
     }
 }
 
-/// Verdict of a fault case: correctness, failed replies, recovery.
+/// Verdict of a fault case: correctness, failed replies, recovery. The
+/// counts come from one run each: stated, not ranked.
 pub fn fault_verdict(standings: &[Standing]) -> String {
     let failures: Vec<String> = standings.iter().map(|s| format!("{} {}", s.contender, s.failures)).collect();
     let settle: Vec<String> = standings.iter().map(|s| format!("{} {} s", s.contender, short(s.settle_s))).collect();
-    let least = standings.iter().min_by_key(|s| s.failures);
-    let who = match least {
-        Some(l) if standings.iter().filter(|s| s.failures == l.failures).count() == 1 => {
-            format!(" Fewest failed checkouts: **{}**.", l.contender)
-        }
-        _ => String::new(),
-    };
     format!(
-        "{} Checkouts answered 5xx or not at all: {}.{who} Time to consistency after the load: {}.",
+        "{} Checkouts answered 5xx or not at all: {}. Time to consistency after the load: {}.",
         invariants_verdict(standings),
         failures.join(", "),
         settle.join(", ")
     )
 }
 
-/// The contender that leads every other at one point of a sweep (a clear
-/// call against each, [`throughput_call`] or [`p99_call`]), if one does.
-fn clear_leader(
+/// Who leads at one point of a sweep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lead {
+    /// This contender, with a clear call against every other.
+    Clear(String),
+    /// The data does not separate the best from every other.
+    NoClear,
+    /// Too few rounds at this point for any call.
+    TooFew,
+}
+
+/// The lead at one point of a sweep: a contender with a clear call against
+/// every other ([`throughput_call`] or [`p99_call`]), none, or too few samples.
+fn point_lead(
     standings: &[Standing],
     better: impl Fn(&Standing, &Standing) -> std::cmp::Ordering,
     call: impl Fn(&Standing, &Standing) -> Option<Call>,
-) -> Option<&Standing> {
-    let (best, calls) = calls_against_best(standings, better, call)?;
-    calls.iter().all(|(_, c)| matches!(c, Some(Call::Leads(_)))).then_some(best)
+) -> Lead {
+    let Some((best, calls)) = calls_against_best(standings, better, call) else { return Lead::TooFew };
+    if calls.iter().all(|(_, c)| matches!(c, Some(Call::Leads(_)))) {
+        Lead::Clear(best.contender.clone())
+    } else if calls.iter().any(|(_, c)| matches!(c, Some(Call::TooFewSamples(_)) | None)) {
+        Lead::TooFew
+    } else {
+        Lead::NoClear
+    }
 }
 
 /// For a sweep: at each point, who leads by median and whether the data
@@ -211,10 +226,10 @@ pub fn sweep_verdict(x_name: &str, points: &[(f64, Vec<Standing>)]) -> String {
 }
 
 /// How each contender's throughput and p99 move from the nearest to the
-/// farthest point of a distance sweep, and at which distance the leader of
-/// each changes, if it does. A point counts a leader only where the data
-/// separates it from every other contender (with one sample per point there
-/// is no interval, so no leader).
+/// farthest point of a distance sweep (medians), and at which distance the
+/// leader of each changes, if it does. A point counts a leader only where the
+/// data separates it from every other contender; with fewer rounds per point
+/// than a verdict needs, it says so.
 pub fn distance_verdict(points: &[(f64, Vec<Standing>)]) -> String {
     let (Some((near, first)), Some((far, last))) = (points.first(), points.last()) else {
         return "no samples".to_owned();
@@ -235,23 +250,20 @@ pub fn distance_verdict(points: &[(f64, Vec<Standing>)]) -> String {
             p1 / p0.max(1e-9)
         ));
     }
-    let throughput: Vec<(f64, Option<String>)> = points
+    let throughput: Vec<(f64, Lead)> = points
         .iter()
         .map(|(x, standings)| {
-            let leader =
-                clear_leader(standings, |a, b| b.throughput.median.total_cmp(&a.throughput.median), throughput_call);
-            (*x, leader.map(|s| s.contender.clone()))
+            (*x, point_lead(standings, |a, b| b.throughput.median.total_cmp(&a.throughput.median), throughput_call))
         })
         .collect();
-    let p99: Vec<(f64, Option<String>)> = points
+    let p99: Vec<(f64, Lead)> = points
         .iter()
-        .map(|(x, standings)| {
-            let leader = clear_leader(standings, |a, b| a.p99.median.total_cmp(&b.p99.median), p99_call);
-            (*x, leader.map(|s| s.contender.clone()))
-        })
+        .map(|(x, standings)| (*x, point_lead(standings, |a, b| a.p99.median.total_cmp(&b.p99.median), p99_call)))
         .collect();
+    let samples = first.iter().map(|s| s.throughput.n).min().unwrap_or(0);
     format!(
-        "From {} to {} ms added per round trip: {}. Highest throughput: {}. Lowest p99: {}.",
+        "From {} to {} ms added per round trip (medians of {samples} sample(s) per point): {}. Highest \
+         throughput: {}. Lowest p99: {}.",
         x_label(*near),
         x_label(*far),
         moves.join("; "),
@@ -261,31 +273,41 @@ pub fn distance_verdict(points: &[(f64, Vec<Standing>)]) -> String {
 }
 
 /// `**a** at every distance`, or `**a** up to 1 ms, **b** from 2 ms`; a
-/// stretch without a clear leader reads "no clear leader".
-fn leader_changes(leaders: &[(f64, Option<String>)]) -> String {
-    let mut runs: Vec<(f64, f64, Option<&str>)> = Vec::new();
-    for (x, name) in leaders {
-        let name = name.as_deref();
+/// stretch without a clear leader reads "no clear leader", one without
+/// enough samples "too few samples for a verdict".
+fn leader_changes(leaders: &[(f64, Lead)]) -> String {
+    let mut runs: Vec<(f64, f64, &Lead)> = Vec::new();
+    for (x, lead) in leaders {
         match runs.last_mut() {
-            Some((_, to, last)) if *last == name => *to = *x,
-            _ => runs.push((*x, *x, name)),
+            Some((_, to, last)) if *last == lead => *to = *x,
+            _ => runs.push((*x, *x, lead)),
         }
     }
-    let who = |name: Option<&str>| name.map_or_else(|| "no clear leader".to_owned(), |n| format!("**{n}**"));
+    let who = |lead: &Lead| match lead {
+        Lead::Clear(name) => format!("**{name}**"),
+        Lead::NoClear => "no clear leader".to_owned(),
+        Lead::TooFew => "too few samples for a verdict".to_owned(),
+    };
     match runs.as_slice() {
         [] => "none".to_owned(),
-        [(_, _, only)] => format!("{} at every distance", who(*only)),
+        [(_, _, only)] => format!("{} at every distance", who(only)),
         _ => {
             let parts: Vec<String> = runs
                 .iter()
                 .enumerate()
-                .map(|(i, (from, to, name))| match i {
-                    0 => format!("{} up to {} ms", who(*name), x_label(*to)),
-                    i if i + 1 == runs.len() => format!("{} from {} ms", who(*name), x_label(*from)),
-                    _ => format!("{} from {} to {} ms", who(*name), x_label(*from), x_label(*to)),
+                .map(|(i, (from, to, lead))| match i {
+                    0 => format!("{} up to {} ms", who(lead), x_label(*to)),
+                    i if i + 1 == runs.len() => format!("{} from {} ms", who(lead), x_label(*from)),
+                    _ => format!("{} from {} to {} ms", who(lead), x_label(*from), x_label(*to)),
                 })
                 .collect();
-            let clear: std::collections::BTreeSet<&str> = runs.iter().filter_map(|(_, _, n)| *n).collect();
+            let clear: std::collections::BTreeSet<&str> = runs
+                .iter()
+                .filter_map(|(_, _, lead)| match lead {
+                    Lead::Clear(name) => Some(name.as_str()),
+                    _ => None,
+                })
+                .collect();
             let note = if clear.len() > 1 { " (the winner changes)" } else { "" };
             format!("{}{note}", parts.join(", "))
         }
@@ -327,22 +349,29 @@ mod tests {
 
     #[test]
     fn names_a_winner_only_where_the_interval_excludes_one() {
-        let v = throughput_verdict(&[
-            standing_with("saga-seq", &[100.0, 110.0, 90.0], &[900.0, 950.0, 850.0], 0, 0),
-            standing_with("2pc", &[300.0, 310.0, 290.0], &[300.0, 320.0, 310.0], 0, 0),
-            standing_with("saga-par", &[280.0, 320.0, 295.0], &[600.0, 280.0, 400.0], 0, 0),
-        ]);
+        let v = throughput_verdict(
+            &[
+                standing_with("saga-seq", &[100.0, 110.0, 90.0], &[900.0, 950.0, 850.0], 0, 0),
+                standing_with("2pc", &[300.0, 310.0, 290.0], &[300.0, 320.0, 310.0], 0, 0),
+                standing_with("saga-par", &[280.0, 320.0, 295.0], &[600.0, 280.0, 400.0], 0, 0),
+            ],
+            "checkouts",
+        );
         assert!(v.starts_with("Throughput (median checkouts/s: saga-seq 100, 2pc 300, saga-par 295): "), "{v}");
         assert!(v.contains("**2pc** leads saga-seq: 3.01x (95% CI "), "{v}");
-        assert!(v.contains("no clear winner between 2pc and saga-par: 1.01x (95% CI 0.88–1.15, 3 pairs)"), "{v}");
+        assert!(v.contains("no clear winner between 2pc and saga-par: 1.01x (95% CI 0.88–1.15, 3 rounds)"), "{v}");
         assert!(
-            v.contains("p99 latency (median ms: saga-seq 900, 2pc 310, saga-par 400): **2pc** leads saga-seq"),
+            v.contains(
+                "p99 latency of the checkouts (median ms: saga-seq 900, 2pc 310, saga-par 400; a ratio is the \
+                 other's p99 over the leader's): **2pc** leads saga-seq"
+            ),
             "{v}"
         );
         assert!(v.contains("no clear winner between 2pc and saga-par"), "{v}");
         // One sample each: no interval, no verdict.
-        let once = throughput_verdict(&[standing("a", &[300.0], 1.0, 0, 0), standing("b", &[100.0], 1.0, 0, 0)]);
-        assert!(once.contains("too few samples for a verdict on a against b: 3.00x (one pair)"), "{once}");
+        let once =
+            throughput_verdict(&[standing("a", &[300.0], 1.0, 0, 0), standing("b", &[100.0], 1.0, 0, 0)], "checkouts");
+        assert!(once.contains("too few samples for a verdict on a against b: 3.00x (1 round: no interval)"), "{once}");
     }
 
     #[test]
@@ -359,7 +388,13 @@ mod tests {
         };
         let points = [at(0.0, 400.0, 200.0, 20.0), at(1.0, 300.0, 190.0, 40.0), at(5.0, 100.0, 150.0, 200.0)];
         let v = distance_verdict(&points);
-        assert!(v.starts_with("From 0 to 5 ms added per round trip: 2pc 400→100 checkouts/s (0.25x)"), "{v}");
+        assert!(
+            v.starts_with(
+                "From 0 to 5 ms added per round trip (medians of 3 sample(s) per point): 2pc 400→100 checkouts/s \
+                 (0.25x)"
+            ),
+            "{v}"
+        );
         assert!(v.contains("p99 20.0→200 ms (10.00x)"), "{v}");
         assert!(
             v.contains("Highest throughput: **2pc** up to 1 ms, **saga-par** from 5 ms (the winner changes)."),
@@ -375,9 +410,10 @@ mod tests {
         let single =
             |x: f64| (x, vec![standing("2pc", &[400.0], 1.0, 0, 0), standing("saga-par", &[100.0], 1.0, 0, 0)]);
         let once = distance_verdict(&[single(0.0), single(5.0)]);
-        assert!(once.contains("Highest throughput: no clear leader at every distance."), "{once}");
+        assert!(once.contains("Highest throughput: too few samples for a verdict at every distance."), "{once}");
+        assert!(once.contains("(medians of 1 sample(s) per point)"), "{once}");
         assert_eq!(distance_verdict(&[]), "no samples");
-        let name = |n: &str| Some(n.to_owned());
+        let name = |n: &str| Lead::Clear(n.to_owned());
         let three = [(0.0, name("a")), (1.0, name("b")), (2.0, name("b")), (5.0, name("a"))];
         assert_eq!(
             leader_changes(&three),
@@ -392,7 +428,7 @@ mod tests {
         let bad = [standing("a", &[1.0], 1.0, 0, 2), standing("b", &[1.0], 1.0, 0, 0)];
         assert!(invariants_verdict(&bad).starts_with("**INVARIANTS BROKEN** for a (2 violations)"));
         let f = fault_verdict(&[standing("a", &[1.0], 1.0, 23, 0), standing("b", &[1.0], 1.0, 0, 0)]);
-        assert!(f.contains("a 23, b 0.") && f.contains("Fewest failed checkouts: **b**"), "{f}");
+        assert!(f.contains("a 23, b 0.") && !f.contains("**b**"), "one run each: counts, no winner: {f}");
     }
 
     #[test]

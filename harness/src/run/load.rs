@@ -34,11 +34,11 @@ pub struct LoadResult {
     pub timeline: Vec<Second>,
     /// Latency of every checkout to its reply, in microseconds.
     pub latency_us: Histogram<u64>,
-    /// The same, of the checkouts told `already_paid` alone: repeats of an
-    /// order an earlier call paid, which do no protocol work. The rest
-    /// ([`LoadResult::first_latency_us`]) ran the protocol.
+    /// The same, of the repeats: checkouts of an order that an earlier
+    /// position of the plan already checked out. The plan is the same for
+    /// every contender, so the split is too, whatever each answered.
     pub repeat_latency_us: Histogram<u64>,
-    /// The same, of every checkout but those repeats.
+    /// The same, of each order's first checkout in the plan.
     pub first_latency_us: Histogram<u64>,
     /// Wall time of the load phase.
     pub elapsed: Duration,
@@ -235,7 +235,14 @@ fn collect(seen: Vec<Seen>, elapsed: Duration, started_us: u64) -> anyhow::Resul
         started_us,
         by_position: seen.iter().map(|s| (s.position, s.sent_at, s.done_at)).collect(),
     };
-    for s in seen {
+    // An order's first checkout is its lowest position in the plan.
+    let mut first_at: HashMap<&str, usize> = HashMap::new();
+    for s in &seen {
+        let at = first_at.entry(s.order.as_str()).or_insert(s.position);
+        *at = (*at).min(s.position);
+    }
+    let repeats: Vec<bool> = seen.iter().map(|s| first_at[s.order.as_str()] != s.position).collect();
+    for (s, repeat) in seen.into_iter().zip(repeats) {
         let attempt = Attempt { answer: s.answer, started: s.sent_at, ended: s.done_at, replied: s.status.is_some() };
         result.answers.entry(s.order).or_default().push(attempt);
         let key = s.status.map_or_else(|| "error".to_owned(), |s| s.to_string());
@@ -251,10 +258,7 @@ fn collect(seen: Vec<Seen>, elapsed: Duration, started_us: u64) -> anyhow::Resul
             Class::Failed => slot.failed += 1,
         }
         result.latency_us.saturating_record(s.latency_us);
-        let population = match s.reply {
-            Reply::Paid { already: true } => &mut result.repeat_latency_us,
-            _ => &mut result.first_latency_us,
-        };
+        let population = if repeat { &mut result.repeat_latency_us } else { &mut result.first_latency_us };
         population.saturating_record(s.latency_us);
     }
     Ok(result)
@@ -286,8 +290,8 @@ mod tests {
 
     #[test]
     fn timeline_and_aborts_count_every_reply_once() {
-        let seen = |order: &str, status, reply, ms| Seen {
-            position: 0,
+        let seen = |order: &str, status, reply, ms: u64| Seen {
+            position: ms as usize,
             order: order.into(),
             status,
             reply,
@@ -321,7 +325,7 @@ mod tests {
         assert_eq!(result.aborts.get("no-reply"), Some(&1));
         assert_eq!(result.answers["a"].len(), 3);
         assert_eq!(result.latency_us.len(), 5);
-        // The repeat told already_paid is a population of its own.
-        assert_eq!((result.first_latency_us.len(), result.repeat_latency_us.len()), (4, 1));
+        // Order "a" at later positions of the plan: repeats, whatever they answered.
+        assert_eq!((result.first_latency_us.len(), result.repeat_latency_us.len()), (3, 2));
     }
 }
