@@ -1,4 +1,4 @@
-//! The invariants of DESIGN.md section 7, computed from what the harness saw
+//! The invariants of `docs/design.md` section 7, computed from what the harness saw
 //! (replies) and what the databases hold, independently of the services' own
 //! bookkeeping. Pure functions over plain data, so each check is unit-tested
 //! on hand-made histories that break it.

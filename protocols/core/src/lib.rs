@@ -14,7 +14,7 @@
 //!          ◄────────────── CheckoutOutcome / CheckoutError ◄──────┘
 //! ```
 //!
-//! The contract every protocol keeps (DESIGN.md section 5):
+//! The contract every protocol keeps (`docs/design.md` section 5):
 //! - [`CheckoutOutcome::Paid`] only once the order is durably paid and its stock
 //!   and credit effects are committed;
 //! - [`CheckoutOutcome::Rejected`] only once the checkout definitely took no effect

@@ -1,6 +1,6 @@
 //! `batch_init` on a live system.
 //!
-//! `batch_init` overwrites the state of ids `"0".."n-1"` (DESIGN.md section 5)
+//! `batch_init` overwrites the state of ids `"0".."n-1"` (`docs/design.md` section 5)
 //! and the course benchmark calls it on a running system, so it can meet
 //! protocol state that still refers to those ids. The rule, for both protocols:
 //! a reset runs in one transaction that holds the row locks of every id it

@@ -1,4 +1,4 @@
-//! The order service's public HTTP API (DESIGN.md section 5).
+//! The order service's public HTTP API (`docs/design.md` section 5).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

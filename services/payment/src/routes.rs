@@ -1,4 +1,4 @@
-//! The payment service's public HTTP API (DESIGN.md section 5).
+//! The payment service's public HTTP API (`docs/design.md` section 5).
 
 use axum::extract::State;
 use axum::routing::{get, post};
