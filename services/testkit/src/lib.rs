@@ -142,6 +142,36 @@ pub async fn hold_row_lock(
     })
 }
 
+/// Plays a coordinator whose checkout is dated while a `batch_init` runs on
+/// participant `app` (database `db`, rows of `table` keyed by the text column
+/// named beside it): a side session holds row "1" for 0.8 s, the reset
+/// `reset_path` locks row "0" and waits on "1", and 0.25 s later a branch
+/// dated then (`work`, given that `as_of_us`) is prepared as `gid` and queues
+/// on row "0" behind the reset. Returns the prepare's status and vote once the
+/// reset answered 200; a branch that voted yes is committed, so a test sees
+/// what that vote costs in the reset's rows.
+pub async fn prepare_dated_during_a_reset(
+    app: &TestServer,
+    (db, table): (&str, (&str, &str)),
+    reset_path: &str,
+    gid: &str,
+    work: impl FnOnce(i64) -> Value,
+) -> (u16, Value) {
+    let held = hold_row_lock(db, table, "1", std::time::Duration::from_millis(800)).await;
+    let (http, url) = (app.client.clone(), format!("{}{reset_path}", app.base_url));
+    let reset = tokio::spawn(async move { http.post(url).send().await.unwrap().status().as_u16() });
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let body = serde_json::json!({"gid": gid, "work": work(database_clock_us(db).await), "lock_wait_ms": 5_000});
+    let resp = app.client.post(format!("{}/internal/2pc/prepare", app.base_url)).json(&body).send().await.unwrap();
+    let (status, vote) = decode(resp).await;
+    held.await.unwrap();
+    assert_eq!(reset.await.unwrap(), 200, "the reset went through");
+    if vote["vote"] == "yes" {
+        assert_eq!(app.post(&format!("/internal/2pc/commit/{gid}")).await.0, 200);
+    }
+    (status, vote)
+}
+
 async fn decode(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();

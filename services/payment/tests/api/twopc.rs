@@ -1,8 +1,6 @@
 //! The payment service as a 2PC participant, driven directly through its
 //! internal endpoints.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use service_testkit::TestServer;
 
@@ -23,25 +21,16 @@ async fn post_json(app: &TestServer, path: &str, body: &Value) -> (u16, Value) {
 async fn a_debit_dated_while_a_reset_ran_refuses_the_rows_it_wrote() {
     let (app, db) = spawn_payment_with_db().await;
     assert_eq!(app.post("/payment/batch_init/2/100").await.0, 200);
-    let held = service_testkit::hold_row_lock(&db, ("users", "user_id"), "1", Duration::from_millis(800)).await;
-    let (http, base) = (app.client.clone(), app.base_url.clone());
-    let reset = tokio::spawn(async move {
-        http.post(format!("{base}/payment/batch_init/2/100")).send().await.unwrap().status().as_u16()
-    });
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    let as_of_us = service_testkit::database_clock_us(&db).await;
     let gid = format!("s2pc:test-coordinator:{}:payment", uuid::Uuid::new_v4());
-    let body = json!({
-        "gid": gid,
-        "work": {"kind": "payment", "user_id": "0", "amount": 7, "as_of_us": as_of_us},
-        "lock_wait_ms": 5_000,
-    });
-    let (status, vote) = post_json(&app, "/internal/2pc/prepare", &body).await;
-    held.await.unwrap();
-    assert_eq!(reset.await.unwrap(), 200);
-    if vote["vote"] == "yes" {
-        assert_eq!(app.post(&format!("/internal/2pc/commit/{gid}")).await.0, 200);
-    }
+    let work = |as_of_us| json!({"kind": "payment", "user_id": "0", "amount": 7, "as_of_us": as_of_us});
+    let (status, vote) = service_testkit::prepare_dated_during_a_reset(
+        &app,
+        (&db, ("users", "user_id")),
+        "/payment/batch_init/2/100",
+        &gid,
+        work,
+    )
+    .await;
     assert_eq!(app.get("/payment/find_user/0").await.1["credit"], 100, "the debit took from the reset's batch: {vote}");
     let refused = json!({"vote": "no", "reason": {"ResetDuringCheckout": {"what": "user 0"}}});
     assert_eq!((status, vote), (200, refused));

@@ -1,8 +1,6 @@
 //! The stock service as a 2PC participant, driven directly through its internal
 //! endpoints: votes, idempotent phase two, tombstones.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use service_testkit::TestServer;
 
@@ -322,26 +320,15 @@ async fn what_checkouts_took_counts_against_the_maximum_until_a_reset() {
 async fn a_branch_dated_while_a_reset_ran_refuses_the_rows_it_wrote() {
     let (app, db) = spawn_stock_with_db(&["--db-pool-size", "16"]).await;
     assert_eq!(app.post("/stock/batch_init/2/10/1").await.0, 200);
-    let held = service_testkit::hold_row_lock(&db, ("items", "item_id"), "1", Duration::from_millis(800)).await;
-    let (http, base) = (app.client.clone(), app.base_url.clone());
-    let reset = tokio::spawn(async move {
-        http.post(format!("{base}/stock/batch_init/2/10/1")).send().await.unwrap().status().as_u16()
-    });
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    let as_of_us = service_testkit::database_clock_us(&db).await;
-    let gid = gid();
-    let body = json!({
-        "gid": gid,
-        "work": {"kind": "stock", "items": [{"item_id": "0", "quantity": 1}], "as_of_us": as_of_us},
-        "lock_wait_ms": 5_000,
-    });
-    let (status, vote) = post_json(&app, "/internal/2pc/prepare", &body).await;
-    held.await.unwrap();
-    assert_eq!(reset.await.unwrap(), 200);
-    if vote["vote"] == "yes" {
-        // Show what the vote costs: the new batch loses the unit.
-        assert_eq!(app.post(&format!("/internal/2pc/commit/{gid}")).await.0, 200);
-    }
+    let work = |as_of_us| json!({"kind": "stock", "items": [{"item_id": "0", "quantity": 1}], "as_of_us": as_of_us});
+    let (status, vote) = service_testkit::prepare_dated_during_a_reset(
+        &app,
+        (&db, ("items", "item_id")),
+        "/stock/batch_init/2/10/1",
+        &gid(),
+        work,
+    )
+    .await;
     assert_eq!(app.get("/stock/find/0").await.1["stock"], 10, "the branch took from the reset's batch: {vote}");
     let refused = json!({"vote": "no", "reason": {"ResetDuringCheckout": {"what": "item 0"}}});
     assert_eq!((status, vote), (200, refused));
