@@ -136,7 +136,7 @@ fn checkout_throughput(crit: &mut Criterion) {
             warm_up(&api).await;
         });
         for clients in CLIENTS {
-            group.bench_function(BenchmarkId::new(contender.name, format!("{clients}-clients")), |b| {
+            group.bench_function(BenchmarkId::new(contender.name.as_str(), format!("{clients}-clients")), |b| {
                 b.to_async(&runtime).iter_custom(|n| sample(&api, n, clients));
             });
         }

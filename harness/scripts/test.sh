@@ -57,6 +57,11 @@ for file in report.md run.json charts/stress-latency-cdf.svg charts/timeline-kil
   test -s "$ci_results/ci/$file" || { echo "compare --quick left no $file"; exit 1; }
 done
 grep -q "| \[ci\](ci/report.md)" "$ci_results/README.md"
+grep -q "same-run ratios" "$ci_results/README.md"
+# The report rebuilds byte for byte from run.json, and a run set beside
+# itself changes no verdict.
+"$harness" report --check "$ci_results/ci"
+"$harness" diff "$ci_results/ci" "$ci_results/ci" > /dev/null
 
 # Lints and docs in the release profile: its build scripts (librdkafka's
 # CMake build above all) already ran for the build above, where the dev

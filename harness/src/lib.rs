@@ -9,5 +9,6 @@ pub mod compare;
 pub mod report;
 pub mod run;
 pub mod stack;
+pub mod text;
 pub mod timeouts;
 pub use protocol_core::wait;

@@ -59,7 +59,7 @@ pub(super) async fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
         Some(id) => bail!("--run-id {id:?}: use letters, digits, '-', '_' and '.'"),
         None => {
             let date = context.started_at.get(..16).unwrap_or("run").replace([':', 'T'], "-");
-            match plan.name {
+            match plan.name.as_str() {
                 "full" => format!("{date}-compare"),
                 other => format!("{date}-compare-{other}"),
             }

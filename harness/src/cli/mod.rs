@@ -1,8 +1,9 @@
-//! The command line: `harness up | down | status | link | run | compare | verify`,
+//! The command line: `harness up | down | status | link | run | compare | report | diff | verify`,
 //! one file per subcommand; this one parses and dispatches.
 
 mod compare;
 mod link;
+mod report;
 mod run;
 mod stack_args;
 mod status;
@@ -49,6 +50,13 @@ enum Command {
     /// faults, interleaved and repeated, and write a report under results/;
     /// exits non-zero if any invariant broke in any run.
     Compare(compare::CompareArgs),
+    /// Render a compare run's report.md and charts again from its run.json
+    /// alone (--check: only compare them, byte for byte).
+    Report(report::ReportArgs),
+    /// Set two compare runs side by side: per case and pair of contenders,
+    /// each run's ratio with its interval and whether the verdict changed;
+    /// exits non-zero if a named winner reversed.
+    Diff(report::DiffArgs),
     /// Check the invariants of a running system: the local stack of --run-dir
     /// (databases: conservation, nothing in flight, saga effects), or any
     /// implementation of the API with --target (conservation through the API).
@@ -86,6 +94,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Link(args) => link::link(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Compare(args) => compare::compare(args).await,
+        Command::Report(args) => report::report(args),
+        Command::Diff(args) => report::diff(args),
         Command::Verify(args) => verify::verify(args).await,
     }
 }

@@ -4,11 +4,12 @@
 //! ```text
 //!   for round in 1..=rounds:                      (full: 3 rounds x 1 repeat)
 //!     for contender in the round's drawn order:   (quick: 1 round x 3 repeats)
-//!       fresh stack ─► warm-up until steady (not recorded) ─► every case x repeats ─► fault cases (first round)
-//!       ─► stop ─► (first round) the same on a 3-node Kafka cluster for the replication cases ─► stop
-//!       ─► (first round) the same on a stack with links for the distance sweep, each case's delay
-//!          set on every link before it ─► stop
-//!   ─► report (results/<run-id>/report.md, SVG charts, run.json, results/README.md)
+//!       fresh stack ─► warm-up until steady (not recorded) ─► every case x repeats
+//!       ─► the round's share of the fault cases ─► stop
+//!       ─► (first round) the same on a 3-node Kafka cluster for the replication cases ─► stop
+//!       ─► (first round) on a stack with links, the distance sweep in passes, each pass over
+//!          every point in a drawn order, each case's delay set on every link before it ─► stop
+//!   ─► run.json ─► read back ─► report (results/<run-id>/report.md, SVG charts, results/README.md)
 //! ```
 //!
 //! Interleaving the contenders round by round, in an order drawn anew for
@@ -33,7 +34,7 @@ use crate::run::local::LocalStack;
 use crate::stack::StackConfig;
 
 /// The warm-up of one stack.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct WarmUp {
     /// Whose stack.
     pub contender: String,
@@ -174,29 +175,53 @@ impl Stint<'_> {
             throughputs: warmed.throughputs,
             steady: warmed.steady,
         });
-        for case in plan.cases_of(round).filter(|c| c.layout(default) == layout) {
-            if let Some(delay) = case.distance {
-                set_every_link(stack, delay).await.with_context(|| format!("setting the links for {}", case.id))?;
-            }
-            let repeats = if case.first_round_only { 1 } else { plan.repeats };
-            for repeat in 0..repeats {
-                let outcome = stack
-                    .run(&case.spec, &case.faults)
-                    .await
-                    .with_context(|| format!("{} on {}", case.id, contender.name))?;
-                let sample = Sample::new(case, contender, round, repeat, &outcome);
-                tracing::info!(
-                    case = %case.id,
-                    contender = contender.name,
-                    throughput = format!("{:.1}", sample.throughput),
-                    p99_ms = format!("{:.1}", sample.latency_ms.p99),
-                    violations = sample.violations.len(),
-                    "sample"
-                );
-                samples.push(sample);
-                bar.inc(1);
+        let mine: Vec<&Case> = plan.cases_of(round).filter(|c| c.layout(default) == layout).collect();
+        // The cases run in every round, or once: in plan order, repeats back
+        // to back.
+        for case in mine.iter().filter(|c| c.passes <= 1) {
+            for repeat in 0..case.runs_in(round, plan.repeats) {
+                self.sample(stack, case, repeat, samples, bar).await?;
             }
         }
+        // The cases run in passes: every pass over all of them, in its drawn
+        // order; a sample's repeat is its pass.
+        for (pass, ids) in plan.order.passes.iter().enumerate() {
+            for id in ids {
+                if let Some(case) = mine.iter().find(|c| c.passes > 1 && c.id == *id) {
+                    self.sample(stack, case, pass, samples, bar).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `case` once on `stack` and records it as sample `repeat`.
+    async fn sample(
+        &self,
+        stack: &mut LocalStack,
+        case: &Case,
+        repeat: usize,
+        samples: &mut Vec<Sample>,
+        bar: &indicatif::ProgressBar,
+    ) -> anyhow::Result<()> {
+        let contender = self.contender;
+        if let Some(delay) = case.distance {
+            set_every_link(stack, delay).await.with_context(|| format!("setting the links for {}", case.id))?;
+        }
+        let outcome =
+            stack.run(&case.spec, &case.faults).await.with_context(|| format!("{} on {}", case.id, contender.name))?;
+        let sample = Sample::new(case, contender, self.round, repeat, &outcome);
+        tracing::info!(
+            case = %case.id,
+            contender = contender.name,
+            throughput = format!("{:.1}", sample.throughput),
+            p99_ms = format!("{:.1}", sample.latency_ms.p99),
+            drift = format!("{:.3}", sample.drift()),
+            violations = sample.violations.len(),
+            "sample"
+        );
+        samples.push(sample);
+        bar.inc(1);
         Ok(())
     }
 }

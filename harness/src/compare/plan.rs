@@ -1,40 +1,38 @@
 //! What `harness compare` runs: the contenders and the cases, for the full
-//! comparison (about 37 minutes on 2 cores, warm-ups and the three-node stacks included), `--quick`
-//! (about 5, for CI), `--plan distance` (the distance sweep alone, about 13),
-//! `--plan 2pc-strategies` (2PC's prepare orders
-//! against each other, about 12) and `--plan kafka-profiles` (the saga's Kafka
-//! client profiles against each other, about 8).
+//! comparison (three rounds of timed, steady-state samples, the fault cases
+//! spread over them, and the three-node and distance stacks), `--quick` (for
+//! CI), `--plan distance` (the distance sweep alone), `--plan 2pc-strategies`
+//! (2PC's prepare orders against each other) and `--plan kafka-profiles` (the
+//! saga's Kafka client profiles against each other). The README gives each
+//! plan's duration as last measured.
 
 use std::time::Duration;
 
 use protocol_core::ProtocolKind;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::run::faults::Fault;
 use crate::run::{RunSpec, Workload};
 use crate::stack::links::Delay;
 
 /// One protocol configuration being compared.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Contender {
     /// Short name in tables and charts.
-    pub name: &'static str,
+    pub name: String,
     /// The protocol.
-    #[serde(serialize_with = "display")]
+    #[serde(with = "crate::text")]
     pub protocol: ProtocolKind,
     /// SAGA mode (ignored by 2PC).
-    #[serde(serialize_with = "display")]
+    #[serde(with = "crate::text")]
     pub saga_mode: saga::Mode,
     /// 2PC prepare order (ignored by the SAGA).
-    #[serde(serialize_with = "display")]
+    #[serde(with = "crate::text")]
     pub twopc_order: twopc::PrepareOrder,
     /// SAGA: the Kafka client profile, if not the one `harness compare` was
     /// given (`--kafka-profile`).
+    #[serde(with = "crate::text::opt")]
     pub kafka_profile: Option<saga::Profile>,
-}
-
-fn display<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(value)
 }
 
 /// The contenders, in the order they are declared (and shown); each round
@@ -49,7 +47,7 @@ fn saga(mode: saga::Mode) -> Contender {
         saga::Mode::Parallel => "saga-par",
     };
     Contender {
-        name,
+        name: name.to_owned(),
         protocol: ProtocolKind::Saga,
         saga_mode: mode,
         twopc_order: twopc::PrepareOrder::default(),
@@ -57,9 +55,9 @@ fn saga(mode: saga::Mode) -> Contender {
     }
 }
 
-fn two_pc(name: &'static str, order: twopc::PrepareOrder) -> Contender {
+fn two_pc(name: &str, order: twopc::PrepareOrder) -> Contender {
     Contender {
-        name,
+        name: name.to_owned(),
         protocol: ProtocolKind::TwoPc,
         saga_mode: saga::Mode::default(),
         twopc_order: order,
@@ -88,7 +86,7 @@ impl Contender {
 }
 
 /// How a case's results are presented.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Group {
     /// The headline stress run: throughput and latency percentiles, CDF.
@@ -112,7 +110,7 @@ pub enum Group {
 }
 
 /// One workload configuration, run by every contender.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Case {
     /// Unique id (`stress`, `clients-8`, `kill-kafka`).
     pub id: String,
@@ -121,14 +119,21 @@ pub struct Case {
     /// The swept parameter (clients, skew) for sweep groups.
     pub x: Option<f64>,
     /// What `harness run` does for it.
-    #[serde(skip)]
     pub spec: RunSpec,
     /// Faults injected during its load.
-    #[serde(serialize_with = "faults_as_text")]
+    #[serde(with = "crate::run::faults::as_specs")]
     pub faults: Vec<Fault>,
-    /// Run once, in the first round (fault cases: their numbers describe
-    /// recovery, not steady-state performance).
-    pub first_round_only: bool,
+    /// Run in this round only (0-based), instead of in every round `repeats`
+    /// times: the fault cases (their numbers describe recovery, not steady
+    /// state), spread over the rounds so that each round's contenders, in
+    /// that round's drawn order, take a share of them; the cases of a stack of
+    /// their own (three brokers, links), which starts in the first round only.
+    pub round: Option<usize>,
+    /// With `round`: how many times the case runs on its stack, in passes
+    /// over every such case of the stack, each pass in an order drawn from
+    /// the plan's seed ([`RoundOrder::passes`]); ratios pair the passes
+    /// ([`Case::key`]). 1 for a case run once.
+    pub passes: usize,
     /// Nodes of the Kafka cluster the case runs on, if not the compare's own
     /// (`--brokers`): such cases run on a stack of their own, after the others.
     pub brokers: Option<u16>,
@@ -137,15 +142,8 @@ pub struct Case {
     /// The round trip every link adds, for a case run between components set
     /// apart (`harness up --links`): such cases run on a stack with links, of
     /// their own, after the others; the delay is set before each case.
-    #[serde(serialize_with = "delay_as_text", skip_serializing_if = "Option::is_none")]
+    #[serde(with = "crate::text::opt", default, skip_serializing_if = "Option::is_none")]
     pub distance: Option<Delay>,
-}
-
-fn delay_as_text<S: serde::Serializer>(delay: &Option<Delay>, s: S) -> Result<S::Ok, S::Error> {
-    match delay {
-        Some(d) => s.collect_str(d),
-        None => s.serialize_none(),
-    }
 }
 
 /// What a stack of the compare is: its Kafka cluster, and whether its
@@ -158,29 +156,51 @@ pub struct Layout {
     pub links: bool,
 }
 
+impl Group {
+    /// Whether the group's figures are steady-state performance (throughput
+    /// and latency compared across contenders), to which the steady-state
+    /// rule applies; faults and the course test are not.
+    pub fn is_performance(self) -> bool {
+        !matches!(self, Group::Course | Group::Fault)
+    }
+}
+
 impl Case {
+    /// Where a sample of this case sits for the paired ratios
+    /// ([`crate::report::stats::Ratio::paired`]): its round and repeat, or,
+    /// for a case run in passes on one stack, its pass as the unit (each
+    /// contender's pass `i` ran at the same position of the same drawn
+    /// order).
+    pub fn key(&self, round: usize, repeat: usize) -> crate::report::stats::Key {
+        if self.passes > 1 { (repeat, 0) } else { (round, repeat) }
+    }
+
+    /// How many samples of this case a contender records in round `round`.
+    pub fn runs_in(&self, round: usize, repeats: usize) -> usize {
+        match self.round {
+            Some(r) if r == round => self.passes.max(1),
+            Some(_) => 0,
+            None => repeats,
+        }
+    }
+
     /// The stack this case runs on, `default` being the compare's own cluster.
     pub fn layout(&self, default: u16) -> Layout {
         Layout { brokers: self.brokers.unwrap_or(default), links: self.distance.is_some() }
     }
 }
 
-fn faults_as_text<S: serde::Serializer>(faults: &[Fault], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(faults.iter().map(ToString::to_string))
-}
-
 /// The whole comparison.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     /// `full` or `quick`.
-    pub name: &'static str,
+    pub name: String,
     /// Rounds; each starts a fresh stack per contender.
     pub rounds: usize,
     /// Back-to-back repeats of a case within one stack.
     pub repeats: usize,
     /// Not recorded; run first on every stack until its throughput is
     /// steady ([`crate::run::local::LocalStack::warm_up`]).
-    #[serde(skip)]
     pub warmup: RunSpec,
     /// The least load time of the warm-up.
     pub warmup_at_least: Duration,
@@ -190,6 +210,10 @@ pub struct Plan {
     pub cases: Vec<Case>,
     /// The contenders' order in each round ([`Plan::ordered`]).
     pub order: RoundOrder,
+    /// For a plan that sweeps one setting: the contender running the
+    /// setting's default, whose report says whether it won clearly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
 }
 
 /// The order the contenders run in, round by round: drawn from `seed`, so a
@@ -198,32 +222,35 @@ pub struct Plan {
 /// rounds as there are contenders is a Latin square (every contender takes
 /// every position once) over a base order drawn anew for the block, and its
 /// rows come in a drawn order. Recorded in `run.json`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoundOrder {
     /// What the orders were drawn from (`harness compare --order-seed`).
     pub seed: u64,
     /// Per round, the contenders' names in the order they ran.
-    pub rounds: Vec<Vec<&'static str>>,
+    pub rounds: Vec<Vec<String>>,
+    /// Per pass of the cases run in passes ([`Case::passes`]), their ids in
+    /// the order each contender's stack ran them.
+    pub passes: Vec<Vec<String>>,
 }
 
 impl RoundOrder {
     /// Balanced orders of `contenders` over `rounds` rounds, drawn from `seed`.
-    pub fn balanced(contenders: &[&'static str], rounds: usize, seed: u64) -> RoundOrder {
+    pub fn balanced(contenders: &[&str], rounds: usize, seed: u64) -> RoundOrder {
         use rand::SeedableRng;
         use rand::seq::SliceRandom;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let k = contenders.len();
-        let mut out: Vec<Vec<&'static str>> = Vec::with_capacity(rounds);
+        let mut out: Vec<Vec<String>> = Vec::with_capacity(rounds);
         while out.len() < rounds && k > 0 {
             let mut base = contenders.to_vec();
             base.shuffle(&mut rng);
             let mut rows: Vec<usize> = (0..k).collect();
             rows.shuffle(&mut rng);
             for shift in rows.into_iter().take(rounds - out.len()) {
-                out.push((0..k).map(|i| base[(i + shift) % k]).collect());
+                out.push((0..k).map(|i| base[(i + shift) % k].to_owned()).collect());
             }
         }
-        RoundOrder { seed, rounds: out }
+        RoundOrder { seed, rounds: out, passes: Vec::new() }
     }
 }
 
@@ -246,6 +273,31 @@ fn stress(checkouts: u64, concurrency: usize, seed: u64) -> RunSpec {
         price: 1,
         seed,
     }
+}
+
+/// The load of every performance sample (stress, concurrency, contention):
+/// long enough that per-second noise averages out and the steady-state rule
+/// ([`crate::compare::sample::HALVES_WITHIN`]) can be checked on its halves;
+/// after the stack's warm-up, so none of it is start-up.
+pub const SAMPLE_LOAD: Duration = Duration::from_secs(10);
+
+/// The load of a distance sample: shorter, since the sweep takes three
+/// passes over six points per contender on a stack of its own.
+pub const DISTANCE_LOAD: Duration = Duration::from_secs(5);
+
+/// Stress for `load`, over a plan longer than any contender gets through in
+/// that time (about 1000 checkouts/s at most on 2 cores), with as many fresh
+/// orders as its first checkouts need, so its mix stays the same to the end.
+fn timed_stress(clients: usize, seed: u64, load: Duration) -> RunSpec {
+    RunSpec { duration: Some(load), orders: 12_000, ..stress(15_000, clients, seed) }
+}
+
+/// The hot item for `load`: orders created through the API, as many as the
+/// fastest contender checks out in that time, and stock for every one of
+/// them, so that what bounds it is the hot row's lock, not a sell-out halfway
+/// (the course test is where stock runs out).
+fn timed_hot_item(skew: f64, load: Duration) -> RunSpec {
+    RunSpec { duration: Some(load), orders: 5_000, stock: 10_000, ..hot_item(skew, 7_000) }
 }
 
 /// One warm-up round: stress at the headline concurrency over its own data,
@@ -280,7 +332,8 @@ fn case(id: impl Into<String>, group: Group, x: Option<f64>, spec: RunSpec) -> C
         x,
         spec,
         faults: Vec::new(),
-        first_round_only: false,
+        round: None,
+        passes: 1,
         brokers: None,
         mirrors: None,
         distance: None,
@@ -288,29 +341,30 @@ fn case(id: impl Into<String>, group: Group, x: Option<f64>, spec: RunSpec) -> C
 }
 
 /// The round trips the distance sweep adds on every link, in milliseconds:
-/// loopback through the proxy, about one zone apart (Toxiproxy delays in whole
-/// milliseconds, so 1 ms stands for a zone's 0.1-0.5 ms rounded up), across
-/// zones, and a nearby region.
-pub const DISTANCES_MS: [u32; 4] = [0, 1, 2, 5];
+/// loopback through the proxy, across zones (Toxiproxy delays in whole
+/// milliseconds), and a nearby region.
+pub const DISTANCES_MS: [u32; 3] = [0, 2, 5];
 
-/// Uniform stress and the hot item at every distance of [`DISTANCES_MS`],
-/// once each in the first round, on a stack with links. Sized to take a few
-/// seconds at 5 ms: a 2PC checkout then makes dozens of delayed round trips.
+/// Passes over the distance sweep: three samples per point and contender.
+pub const DISTANCE_PASSES: usize = 3;
+
+/// Uniform stress and the hot item at every distance of [`DISTANCES_MS`], in
+/// the first round on a stack with links, in [`DISTANCE_PASSES`] passes in
+/// drawn orders.
 fn distance_sweep() -> Vec<Case> {
     let mut cases = Vec::new();
     for rtt_ms in DISTANCES_MS {
         let distance = Some(Delay { rtt_ms, jitter_ms: 0 });
         let x = Some(f64::from(rtt_ms));
-        cases.push(Case {
-            first_round_only: true,
+        let at = |id: String, group, spec| Case {
+            round: Some(0),
+            passes: DISTANCE_PASSES,
             distance,
-            ..case(format!("distance-stress-{rtt_ms}ms"), Group::Distance, x, stress(1_500, 32, 3))
-        });
-        cases.push(Case {
-            first_round_only: true,
-            distance,
-            ..case(format!("distance-hot-item-{rtt_ms}ms"), Group::DistanceHotItem, x, hot_item(0.5, 600))
-        });
+            ..case(id, group, x, spec)
+        };
+        cases.push(at(format!("distance-stress-{rtt_ms}ms"), Group::Distance, timed_stress(32, 3, DISTANCE_LOAD)));
+        let hot = RunSpec { orders: 2_500, ..timed_hot_item(0.5, DISTANCE_LOAD) };
+        cases.push(at(format!("distance-hot-item-{rtt_ms}ms"), Group::DistanceHotItem, hot));
     }
     cases
 }
@@ -322,7 +376,7 @@ fn distance_sweep() -> Vec<Case> {
 fn fault_case(id: &str, checkouts: u64, rate: f64, spec: &str) -> Case {
     Case {
         faults: vec![spec.parse().unwrap_or_else(|e| panic!("built-in fault {spec}: {e}"))],
-        first_round_only: true,
+        round: Some(0),
         ..case(id, Group::Fault, None, RunSpec { rate: Some(rate), ..stress(checkouts, 32, 17) })
     }
 }
@@ -343,7 +397,7 @@ fn replicated(cases: &[Case], mirrored: &[&str], kill: &str) -> Vec<Case> {
         .map(|base| Case {
             id: format!("{}{suffix}", base.id),
             group: Group::Replication,
-            first_round_only: true,
+            round: Some(0),
             brokers: Some(REPLICATED_BROKERS),
             mirrors: Some(base.id.clone()),
             ..base.clone()
@@ -356,20 +410,38 @@ fn replicated(cases: &[Case], mirrored: &[&str], kill: &str) -> Vec<Case> {
     out
 }
 
+/// The contender name of the saga with Kafka client profile `profile`.
+fn profile_contender(profile: saga::Profile) -> &'static str {
+    match profile {
+        saga::Profile::Defaults => "saga-seq-defaults",
+        saga::Profile::NoLinger => "saga-seq-no-linger",
+        saga::Profile::LowLatency => "saga-seq-low-latency",
+    }
+}
+
+/// The contender name of 2PC with prepare order `order`.
+fn order_contender(order: twopc::PrepareOrder) -> &'static str {
+    match order {
+        twopc::PrepareOrder::Parallel => "2pc-parallel",
+        twopc::PrepareOrder::StockFirst => "2pc-stock-first",
+        twopc::PrepareOrder::PaymentFirst => "2pc-payment-first",
+    }
+}
+
 impl Plan {
     /// The full comparison.
     pub fn full() -> Plan {
-        let mut cases = vec![case("stress", Group::Stress, Some(32.0), stress(3_000, 32, 1))];
+        const ROUNDS: usize = 3;
+        let mut cases = vec![case("stress", Group::Stress, Some(32.0), timed_stress(32, 1, SAMPLE_LOAD))];
         for clients in [1, 8] {
-            let checkouts = if clients == 1 { 100 } else { 800 };
-            let spec = stress(checkouts, clients, 2);
+            let spec = timed_stress(clients, 2, SAMPLE_LOAD);
             cases.push(case(format!("clients-{clients}"), Group::Concurrency, Some(clients as f64), spec));
         }
         for skew in [0.1, 0.5, 0.9] {
-            cases.push(case(format!("hot-item-{skew}"), Group::Skew, Some(skew), hot_item(skew, 600)));
+            cases.push(case(format!("hot-item-{skew}"), Group::Skew, Some(skew), timed_hot_item(skew, SAMPLE_LOAD)));
         }
         // The course test is a correctness check first: once per contender.
-        cases.push(Case { first_round_only: true, ..case("wdm-consistency", Group::Course, None, course()) });
+        cases.push(Case { round: Some(0), ..case("wdm-consistency", Group::Course, None, course()) });
         // Every single component, killed 3 s into a 10 s load (restarted at
         // once; Kafka held down 2 s), and a paused participant.
         for component in
@@ -379,15 +451,20 @@ impl Plan {
             cases.push(fault_case(&format!("kill-{component}"), 600, 60.0, &format!("kill:{component}@3{hold}")));
         }
         cases.push(fault_case("pause-payment", 600, 60.0, "pause:payment@3+3s"));
+        // Spread over the rounds: each round's drawn order runs its share.
+        for (i, fault) in cases.iter_mut().filter(|c| c.group == Group::Fault).enumerate() {
+            fault.round = Some(i % ROUNDS);
+        }
         cases.extend(replicated(&cases, &["stress", "clients-1"], "kill:kafka#1@3+2s"));
         cases.extend(distance_sweep());
         Plan {
-            name: "full",
-            rounds: 3,
+            name: "full".to_owned(),
+            rounds: ROUNDS,
             repeats: 1,
             warmup: warm_up(),
             warmup_at_least: WARM_UP_AT_LEAST,
             order: RoundOrder::default(),
+            default: None,
             contenders: contenders(),
             cases,
         }
@@ -398,18 +475,19 @@ impl Plan {
     pub fn quick() -> Plan {
         let cases = vec![
             case("stress", Group::Stress, Some(32.0), stress(800, 32, 1)),
-            Case { first_round_only: true, ..case("wdm-consistency", Group::Course, None, course()) },
+            Case { round: Some(0), ..case("wdm-consistency", Group::Course, None, course()) },
             fault_case("kill-postgres-stock", 600, 60.0, "kill:postgres-stock@3"),
         ];
-        // Half the warm-up: the CI-sized run checks that everything works,
-        // its numbers are not the verdict.
+        // Half the warm-up, in shorter rounds: the CI-sized run checks that
+        // everything works, its numbers are not the verdict.
         Plan {
-            name: "quick",
+            name: "quick".to_owned(),
             rounds: 1,
             repeats: 3,
-            warmup: warm_up(),
+            warmup: RunSpec { orders: 2_000, ..stress(2_000, 32, 99) },
             warmup_at_least: WARM_UP_AT_LEAST / 2,
             order: RoundOrder::default(),
+            default: None,
             contenders: contenders(),
             cases,
         }
@@ -418,15 +496,16 @@ impl Plan {
     /// The distance sweep alone, with the course test (on the compare's own
     /// stack) as the correctness check every plan has.
     pub fn distance() -> Plan {
-        let mut cases = vec![Case { first_round_only: true, ..case("wdm-consistency", Group::Course, None, course()) }];
+        let mut cases = vec![Case { round: Some(0), ..case("wdm-consistency", Group::Course, None, course()) }];
         cases.extend(distance_sweep());
         Plan {
-            name: "distance",
+            name: "distance".to_owned(),
             rounds: 1,
-            repeats: 3,
+            repeats: 1,
             warmup: warm_up(),
             warmup_at_least: WARM_UP_AT_LEAST,
             order: RoundOrder::default(),
+            default: None,
             contenders: contenders(),
             cases,
         }
@@ -437,25 +516,22 @@ impl Plan {
     pub fn twopc_strategies() -> Plan {
         use twopc::PrepareOrder::{Parallel, PaymentFirst, StockFirst};
         let mut cases = vec![
-            case("stress", Group::Stress, Some(32.0), stress(3_000, 32, 1)),
-            case("clients-1", Group::Concurrency, Some(1.0), stress(100, 1, 2)),
+            case("stress", Group::Stress, Some(32.0), timed_stress(32, 1, SAMPLE_LOAD)),
+            case("clients-1", Group::Concurrency, Some(1.0), timed_stress(1, 2, SAMPLE_LOAD)),
         ];
         for skew in [0.1, 0.5, 0.9] {
-            cases.push(case(format!("hot-item-{skew}"), Group::Skew, Some(skew), hot_item(skew, 600)));
+            cases.push(case(format!("hot-item-{skew}"), Group::Skew, Some(skew), timed_hot_item(skew, SAMPLE_LOAD)));
         }
-        cases.push(case("wdm-consistency", Group::Course, None, course()));
-        let contenders = vec![
-            two_pc("2pc-parallel", Parallel),
-            two_pc("2pc-stock-first", StockFirst),
-            two_pc("2pc-payment-first", PaymentFirst),
-        ];
+        cases.push(Case { round: Some(0), ..case("wdm-consistency", Group::Course, None, course()) });
+        let contenders = [Parallel, StockFirst, PaymentFirst].map(|o| two_pc(order_contender(o), o)).to_vec();
         Plan {
-            name: "2pc-strategies",
+            name: "2pc-strategies".to_owned(),
             rounds: 3,
             repeats: 1,
             warmup: warm_up(),
             warmup_at_least: WARM_UP_AT_LEAST,
             order: RoundOrder::default(),
+            default: Some(order_contender(twopc::PrepareOrder::default()).to_owned()),
             contenders,
             cases,
         }
@@ -463,37 +539,29 @@ impl Plan {
 
     /// The saga's Kafka client profiles against each other, where they pull
     /// apart: latency at one client, throughput at 8 and 32. The sweep the
-    /// default profile (`low-latency`) was chosen from. One round of three
-    /// back-to-back repeats (about 8 minutes).
+    /// default profile (`low-latency`) was chosen from. Three rounds, so that
+    /// each ratio has an interval.
     pub fn kafka_profiles() -> Plan {
         let mut cases = Vec::new();
         for clients in [1, 8, 32] {
-            let checkouts = match clients {
-                1 => 300,
-                8 => 1_000,
-                _ => 3_000,
-            };
             let group = if clients == 32 { Group::Stress } else { Group::Concurrency };
             let id = if clients == 32 { "stress".to_owned() } else { format!("clients-{clients}") };
-            cases.push(case(id, group, Some(clients as f64), stress(checkouts, clients, 2)));
+            cases.push(case(id, group, Some(clients as f64), timed_stress(clients, 2, SAMPLE_LOAD)));
         }
-        cases.push(Case { first_round_only: true, ..case("wdm-consistency", Group::Course, None, course()) });
+        cases.push(Case { round: Some(0), ..case("wdm-consistency", Group::Course, None, course()) });
         let contenders = saga::kafka::PROFILES
             .into_iter()
             .map(|profile| Contender {
-                name: match profile {
-                    saga::Profile::Defaults => "saga-seq-defaults",
-                    saga::Profile::NoLinger => "saga-seq-no-linger",
-                    saga::Profile::LowLatency => "saga-seq-low-latency",
-                },
+                name: profile_contender(profile).to_owned(),
                 kafka_profile: Some(profile),
                 ..saga(saga::Mode::Sequential)
             })
             .collect();
         Plan {
-            name: "kafka-profiles",
-            rounds: 1,
-            repeats: 3,
+            name: "kafka-profiles".to_owned(),
+            default: Some(profile_contender(saga::Profile::default()).to_owned()),
+            rounds: 3,
+            repeats: 1,
             warmup: warm_up(),
             warmup_at_least: WARM_UP_AT_LEAST,
             order: RoundOrder::default(),
@@ -516,7 +584,7 @@ impl Plan {
 
     /// How to ask for this plan on the command line, after `harness compare`.
     pub fn flag(&self) -> String {
-        match self.name {
+        match self.name.as_str() {
             "full" => String::new(),
             "quick" => " --quick".to_owned(),
             other => format!(" --plan {other}"),
@@ -541,8 +609,20 @@ impl Plan {
     /// This plan with its contenders' order drawn from `seed`
     /// ([`RoundOrder::balanced`]).
     pub fn ordered(mut self, seed: u64) -> Plan {
-        let names: Vec<&'static str> = self.contenders.iter().map(|c| c.name).collect();
+        let names: Vec<&str> = self.contenders.iter().map(|c| c.name.as_str()).collect();
         self.order = RoundOrder::balanced(&names, self.rounds, seed);
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(1));
+        let passes = self.cases.iter().map(|c| c.passes).max().unwrap_or(1);
+        if passes > 1 {
+            for pass in 0..passes {
+                let mut ids: Vec<String> =
+                    self.cases.iter().filter(|c| c.passes > 1 && pass < c.passes).map(|c| c.id.clone()).collect();
+                ids.shuffle(&mut rng);
+                self.order.passes.push(ids);
+            }
+        }
         self
     }
 
@@ -557,20 +637,13 @@ impl Plan {
 
     /// The cases of round `round` (0-based).
     pub fn cases_of(&self, round: usize) -> impl Iterator<Item = &Case> {
-        self.cases.iter().filter(move |c| round == 0 || !c.first_round_only)
+        self.cases.iter().filter(move |c| c.runs_in(round, self.repeats) > 0)
     }
 
     /// How many recorded runs the plan makes (for the progress bar).
     pub fn run_count(&self) -> usize {
-        let per_contender: usize = (0..self.rounds)
-            .map(|round| {
-                self.cases
-                    .iter()
-                    .filter(|c| round == 0 || !c.first_round_only)
-                    .map(|c| if c.first_round_only { 1 } else { self.repeats })
-                    .sum::<usize>()
-            })
-            .sum();
+        let per_contender: usize =
+            (0..self.rounds).flat_map(|round| self.cases.iter().map(move |c| c.runs_in(round, self.repeats))).sum();
         per_contender * self.contenders.len()
     }
 }
@@ -588,7 +661,7 @@ mod tests {
         // Each block of three rounds puts every contender in every position once.
         for block in order.rounds.chunks(3) {
             for position in 0..3 {
-                let mut at: Vec<&str> = block.iter().map(|row| row[position]).collect();
+                let mut at: Vec<&str> = block.iter().map(|row| row[position].as_str()).collect();
                 at.sort_unstable();
                 assert_eq!(at, names, "{order:?}");
             }
@@ -596,26 +669,34 @@ mod tests {
         let seeds_differ = (0..20).any(|seed| RoundOrder::balanced(&names, 3, seed).rounds != order.rounds[..3]);
         assert!(seeds_differ, "the seed decides the order");
         let plan = Plan::full().ordered(3);
-        let first: Vec<&str> = plan.contenders_in(0).iter().map(|c| c.name).collect();
+        let first: Vec<&str> = plan.contenders_in(0).iter().map(|c| c.name.as_str()).collect();
         assert_eq!(first, plan.order.rounds[0]);
-        let second: Vec<&str> = plan.contenders_in(1).iter().map(|c| c.name).collect();
+        let second: Vec<&str> = plan.contenders_in(1).iter().map(|c| c.name.as_str()).collect();
         assert_ne!(first, second, "consecutive rounds of a block run in different orders");
-        let unordered: Vec<&str> = Plan::full().contenders_in(0).iter().map(|c| c.name).collect();
+        let full = Plan::full();
+        let unordered: Vec<&str> = full.contenders_in(0).iter().map(|c| c.name.as_str()).collect();
         assert_eq!(unordered, ["saga-seq", "2pc", "saga-par"]);
     }
 
     #[test]
     fn plans_are_consistent() {
         for plan in [Plan::full(), Plan::quick(), Plan::distance(), Plan::twopc_strategies(), Plan::kafka_profiles()] {
-            assert_eq!(Plan::named(plan.name).map(|p| p.name), Some(plan.name));
+            assert_eq!(Plan::named(&plan.name).map(|p| p.name), Some(plan.name.clone()));
             let mut ids: Vec<_> = plan.cases.iter().map(|c| c.id.clone()).collect();
             ids.sort();
             ids.dedup();
             assert_eq!(ids.len(), plan.cases.len(), "{}: case ids are unique", plan.name);
-            // Performance figures need at least three samples per contender.
-            assert!(plan.rounds * plan.repeats >= 3, "{}", plan.name);
+            // Performance figures need at least three samples per contender
+            // (the replicated cluster runs each case once: no verdict, said so).
+            for case in plan.cases.iter().filter(|c| c.group.is_performance() && c.group != Group::Replication) {
+                let samples: usize = (0..plan.rounds).map(|r| case.runs_in(r, plan.repeats)).sum();
+                assert!(samples >= 3, "{} / {}: {samples} samples", plan.name, case.id);
+            }
+            if let Some(default) = &plan.default {
+                assert!(plan.contenders.iter().any(|c| c.name == *default), "{}", plan.name);
+            }
             assert!(plan.cases.iter().any(|c| c.group == Group::Course), "{}", plan.name);
-            let names: std::collections::BTreeSet<_> = plan.contenders.iter().map(|c| c.name).collect();
+            let names: std::collections::BTreeSet<_> = plan.contenders.iter().map(|c| &c.name).collect();
             assert_eq!(names.len(), plan.contenders.len(), "{}: contender names are unique", plan.name);
         }
         assert!(Plan::full().cases.iter().any(|c| c.group == Group::Fault));
@@ -625,14 +706,29 @@ mod tests {
         assert_eq!(quick.run_count(), 3 * (3 + 1 + 1));
         // 6 repeated cases x 3 rounds + the course test + 9 fault cases, on
         // three brokers: stress, one client, one node killed, and the two
-        // workloads at four distances.
-        let full = Plan::full();
-        assert_eq!(full.run_count(), 3 * (3 * 6 + 1 + 9 + 3 + 2 * 4));
+        // workloads at three distances in three passes.
+        let full = Plan::full().ordered(5);
+        assert_eq!(full.run_count(), 3 * (3 * 6 + 1 + 9 + 3 + 2 * 3 * 3));
+        // The fault cases are spread over every round.
+        let fault_rounds: std::collections::BTreeSet<_> =
+            full.cases.iter().filter(|c| c.group == Group::Fault).filter_map(|c| c.round).collect();
+        assert_eq!(fault_rounds.into_iter().collect::<Vec<_>>(), [0, 1, 2]);
+        // Each pass runs every distance case once, and the passes' orders differ.
+        assert_eq!(full.order.passes.len(), DISTANCE_PASSES);
+        for pass in &full.order.passes {
+            let mut ids = pass.clone();
+            ids.sort();
+            let mut want: Vec<String> = full.cases.iter().filter(|c| c.passes > 1).map(|c| c.id.clone()).collect();
+            want.sort();
+            assert_eq!(ids, want);
+        }
+        assert!(full.order.passes.windows(2).any(|w| w[0] != w[1]), "{:?}", full.order.passes);
+        assert_eq!(full.clone().ordered(5).order, full.order, "the seed decides the passes too");
         let layout = |brokers, links| Layout { brokers, links };
         assert_eq!(full.layouts(0, 1), [layout(1, false), layout(3, false), layout(1, true)]);
         assert_eq!(full.layouts(1, 1), [layout(1, false)]);
         assert_eq!(full.layouts(0, 3), [layout(3, false), layout(3, true)]);
-        assert_eq!(Plan::distance().run_count(), 3 * (1 + 2 * 4));
+        assert_eq!(Plan::distance().run_count(), 3 * (1 + 2 * 3 * 3));
         for group in [Group::Distance, Group::DistanceHotItem] {
             let xs: Vec<_> = full.cases.iter().filter(|c| c.group == group).map(|c| c.x).collect();
             assert_eq!(xs, DISTANCES_MS.map(|ms| Some(f64::from(ms))), "{group:?}");

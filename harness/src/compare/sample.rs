@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::plan::{Case, Contender};
 use crate::run::breakdown::Breakdown;
@@ -17,7 +17,7 @@ use crate::run::workload::course::CourseCounts;
 use crate::run::{RunOutcome, RunSpec};
 
 /// Latency percentiles, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
     /// Median.
     pub p50: f64,
@@ -43,7 +43,7 @@ impl Percentiles {
 /// One population of a run's checkouts (each order's first checkout in the
 /// plan, or the repeats): how many, how many per second of the whole load's
 /// time, and their latency (zeros when there are none: `checkouts` says so).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Population {
     /// Checkouts answered.
     pub checkouts: u64,
@@ -59,8 +59,17 @@ impl Population {
     }
 }
 
+/// The steady-state rule: a sample is steady when the replies per second of
+/// the first and the second half of its load differ by less than this share
+/// of the larger. A sample that is still warming up, whose mix of checkouts
+/// drifts (repeats growing more frequent), or that runs out of stock halfway
+/// fails it; per-second noise on a shared 2-core machine is a few percent,
+/// so the bound is 10%, not tighter. A verdict over unsteady samples is
+/// marked in the report.
+pub const HALVES_WITHIN: f64 = 0.10;
+
 /// One recorded run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sample {
     /// Which case.
     pub case: String,
@@ -76,6 +85,9 @@ pub struct Sample {
     pub checkouts: u64,
     /// Latency to the reply.
     pub latency_ms: Percentiles,
+    /// Replies per second in the first and the second half of the load
+    /// ([`HALVES_WITHIN`]).
+    pub halves_per_s: [f64; 2],
     /// Each order's first checkout in the plan (the figures the stress
     /// verdict compares): where the protocol runs.
     pub first: Population,
@@ -123,7 +135,7 @@ const CDF_QUANTILES: [f64; 16] =
 impl Sample {
     /// The sample of `outcome`, a run of `case` by `contender`.
     pub fn new(case: &Case, contender: &Contender, round: usize, repeat: usize, outcome: &RunOutcome) -> Sample {
-        Sample::named(&case.id, contender.name, round, repeat, outcome)
+        Sample::named(&case.id, &contender.name, round, repeat, outcome)
     }
 
     /// The sample of `outcome` under the names `case` and `contender`.
@@ -140,6 +152,7 @@ impl Sample {
             throughput: outcome.load.throughput(),
             checkouts: h.len(),
             latency_ms: Percentiles::of(h),
+            halves_per_s: outcome.load.halves_per_s(),
             first: Population::of(&outcome.load.first_latency_us, elapsed_s),
             repeats: Population::of(&outcome.load.repeat_latency_us, elapsed_s),
             cdf: CDF_QUANTILES.iter().map(|q| (ms(*q), *q)).collect(),
@@ -160,6 +173,18 @@ impl Sample {
             ceiling: outcome.ceiling,
             breakdown: outcome.breakdown.clone(),
         }
+    }
+
+    /// How far apart the halves' throughputs are, as a share of the larger
+    /// (0: as fast in both).
+    pub fn drift(&self) -> f64 {
+        let [a, b] = self.halves_per_s;
+        (a - b).abs() / a.max(b).max(1e-9)
+    }
+
+    /// Whether the sample is steady state ([`HALVES_WITHIN`]).
+    pub fn steady(&self) -> bool {
+        self.drift() < HALVES_WITHIN
     }
 
     /// Throughput as a share of the raw ceiling (NaN without one).

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::stack::StackConfig;
 
 /// Where and with what a run ran.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunContext {
     /// Start time, UTC, `YYYY-MM-DDTHH:MM:SSZ`.
     pub started_at: String,

@@ -6,56 +6,178 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::context::RunContext;
 use super::svg::{BarChart, LineChart, Series, StackedBarChart};
 use super::verdict::{self, Spread, Standing, short, x_label};
 use crate::compare::plan::Group;
+use crate::compare::sample::HALVES_WITHIN;
 use crate::compare::{Case, Comparison, Sample};
 
-/// Everything `run.json` holds.
-#[derive(Debug, Serialize)]
-struct RawRun<'a> {
-    run_id: &'a str,
-    context: &'a RunContext,
-    plan: &'a crate::compare::Plan,
-    elapsed_s: f64,
-    all_invariants_held: bool,
-    warm_ups: &'a [crate::compare::WarmUp],
-    samples: &'a [Sample],
+/// Every contender's figures for `case` in `comparison`: over all its
+/// checkouts, or (`first`) over each order's first checkout in the plan
+/// alone, which the stress verdict compares (its repeats are a lock and a
+/// read). The one place a case's samples become the figures that verdicts,
+/// ratios and `harness diff` compare.
+pub fn standings(comparison: &Comparison, case: &Case, first: bool) -> Vec<Standing> {
+    let rate = |s: &Sample| if first { s.first.per_s } else { s.throughput };
+    let p99 = |s: &Sample| if first { s.first.latency_ms.p99 } else { s.latency_ms.p99 };
+    comparison
+        .plan
+        .contenders
+        .iter()
+        .filter_map(|contender| {
+            let samples: Vec<&Sample> =
+                comparison.samples.iter().filter(|s| s.case == case.id && s.contender == contender.name).collect();
+            Some(Standing {
+                contender: contender.name.clone(),
+                throughput: Spread::of(samples.iter().map(|s| rate(s)))?,
+                p99: Spread::of(samples.iter().map(|s| p99(s)))?,
+                throughput_by_key: samples.iter().map(|s| (case.key(s.round, s.repeat), rate(s))).collect(),
+                p99_by_key: samples.iter().map(|s| (case.key(s.round, s.repeat), p99(s))).collect(),
+                failures: samples.iter().map(|s| s.system_failures()).sum(),
+                violations: samples.iter().map(|s| s.violations.len()).sum(),
+                settle_s: samples.iter().filter_map(|s| s.settled_s).fold(0.0, f64::max),
+            })
+        })
+        .collect()
 }
 
-/// Writes `report.md`, `run.json` and `charts/*.svg` into `dir`; returns the
-/// verdict lines (for the index and the terminal).
+/// Whether the verdict on `case` compares each order's first checkout (the
+/// stress cases, whose repeats do no protocol work) or every checkout.
+pub fn compares_first(case: &Case) -> bool {
+    case.group == Group::Stress
+}
+
+/// Everything `run.json` holds, and all a report is rendered from: a compare
+/// renders its report from the file it has just written, read back, and
+/// `harness report` renders the same from the file alone ([`rebuild`]), so
+/// every committed report can be rebuilt byte for byte from its data.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Recorded {
+    /// The run's folder name.
+    pub run_id: String,
+    /// Code, versions, machine, settings.
+    pub context: RunContext,
+    /// What was run, with the contenders' order of every round.
+    pub plan: crate::compare::Plan,
+    /// Wall time of the whole comparison.
+    pub elapsed_s: f64,
+    /// Nodes of the compare's own Kafka cluster (`--brokers`).
+    pub brokers: u16,
+    /// Whether every invariant held (and every course test has its counts).
+    pub all_invariants_held: bool,
+    /// One per stack, in the order they ran.
+    pub warm_ups: Vec<crate::compare::WarmUp>,
+    /// Every sample.
+    pub samples: Vec<Sample>,
+}
+
+impl Recorded {
+    /// The record of `comparison`.
+    pub fn of(run_id: &str, context: &RunContext, comparison: &Comparison) -> Recorded {
+        Recorded {
+            run_id: run_id.to_owned(),
+            context: context.clone(),
+            plan: comparison.plan.clone(),
+            elapsed_s: comparison.elapsed_s,
+            brokers: comparison.brokers,
+            all_invariants_held: comparison.all_consistent(),
+            warm_ups: comparison.warm_ups.clone(),
+            samples: comparison.samples.clone(),
+        }
+    }
+
+    /// Reads a `run.json`.
+    pub fn read(path: &Path) -> anyhow::Result<Recorded> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| {
+            format!("{} is not a run.json this harness reads (written by an older harness?)", path.display())
+        })
+    }
+
+    /// The comparison it records.
+    pub fn comparison(&self) -> Comparison {
+        Comparison {
+            plan: self.plan.clone(),
+            samples: self.samples.clone(),
+            warm_ups: self.warm_ups.clone(),
+            elapsed_s: self.elapsed_s,
+            brokers: self.brokers,
+        }
+    }
+}
+
+/// Writes `run.json`, then `report.md` and `charts/*.svg` rendered from it
+/// as read back, into `dir`; returns the verdict lines (for the index and
+/// the terminal).
 pub fn write(dir: &Path, run_id: &str, context: &RunContext, comparison: &Comparison) -> anyhow::Result<Vec<String>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let json = serde_json::to_string_pretty(&Recorded::of(run_id, context, comparison))?;
+    std::fs::write(dir.join("run.json"), &json)?;
+    match serde_json::from_str::<Recorded>(&json) {
+        Ok(recorded) => write_rendered(dir, &render(&recorded.run_id, &recorded.context, &recorded.comparison())),
+        Err(e) => {
+            // Never lose a run's report to a field that does not read back:
+            // render it from memory, and say it cannot be rebuilt.
+            tracing::error!(
+                "run.json does not read back ({e}): the report is rendered from memory and `harness report` cannot rebuild it"
+            );
+            write_rendered(dir, &render(run_id, context, comparison))
+        }
+    }
+}
+
+/// Renders `report.md` and the charts again from `run_json`, into `dir`
+/// (`harness report`); returns the verdict lines.
+pub fn rebuild(run_json: &Path, dir: &Path) -> anyhow::Result<Vec<String>> {
+    let recorded = Recorded::read(run_json)?;
+    write_rendered(dir, &render(&recorded.run_id, &recorded.context, &recorded.comparison()))
+}
+
+/// The files of the report in `dir` (`report.md`, `charts/*.svg`) that are
+/// not byte for byte what `run_json` renders (missing ones included), and
+/// any chart in `dir` that it does not render.
+pub fn differences(run_json: &Path, dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let recorded = Recorded::read(run_json)?;
+    let (text, charts, _) = render(&recorded.run_id, &recorded.context, &recorded.comparison());
+    let mut expected = vec![(dir.join("report.md"), text)];
+    expected.extend(charts.into_iter().map(|(name, svg)| (dir.join("charts").join(name), svg)));
+    let mut differing: Vec<std::path::PathBuf> = expected
+        .iter()
+        .filter(|(path, content)| std::fs::read_to_string(path).ok().as_deref() != Some(content.as_str()))
+        .map(|(path, _)| path.clone())
+        .collect();
+    if let Ok(entries) = std::fs::read_dir(dir.join("charts")) {
+        for entry in entries.flatten() {
+            if !expected.iter().any(|(path, _)| *path == entry.path()) {
+                differing.push(entry.path());
+            }
+        }
+    }
+    differing.sort();
+    Ok(differing)
+}
+
+/// A rendered report: its text, its charts `(file name, svg)`, and one
+/// verdict line per section.
+pub type Rendered = (String, Vec<(String, String)>, Vec<String>);
+
+fn write_rendered(dir: &Path, (text, charts, verdicts): &Rendered) -> anyhow::Result<Vec<String>> {
     std::fs::create_dir_all(dir.join("charts")).with_context(|| format!("creating {}", dir.display()))?;
-    let raw = RawRun {
-        run_id,
-        context,
-        plan: &comparison.plan,
-        elapsed_s: comparison.elapsed_s,
-        all_invariants_held: comparison.all_consistent(),
-        warm_ups: &comparison.warm_ups,
-        samples: &comparison.samples,
-    };
-    std::fs::write(dir.join("run.json"), serde_json::to_string_pretty(&raw)?)?;
-    let (text, charts, verdicts) = render(run_id, context, comparison);
     for (name, svg) in charts {
         std::fs::write(dir.join("charts").join(name), svg)?;
     }
     std::fs::write(dir.join("report.md"), text)?;
-    Ok(verdicts)
+    Ok(verdicts.clone())
 }
 
 /// The report text, its charts `(file name, svg)`, and one verdict line per
 /// section.
-pub fn render(
-    run_id: &str,
-    context: &RunContext,
-    comparison: &Comparison,
-) -> (String, Vec<(String, String)>, Vec<String>) {
-    let mut r = Report { comparison, body: String::new(), charts: Vec::new(), verdicts: Vec::new() };
+pub fn render(run_id: &str, context: &RunContext, comparison: &Comparison) -> Rendered {
+    let mut r =
+        Report { comparison, cpus: context.cpus, body: String::new(), charts: Vec::new(), verdicts: Vec::new() };
     r.stress();
     r.sweep(Group::Concurrency, "Throughput against concurrency", "clients");
     r.sweep(Group::Skew, "Contention: hot item", "skew");
@@ -64,6 +186,7 @@ pub fn render(
     r.course();
     r.faults();
     r.replication();
+    r.default_setting();
 
     let mut out = String::new();
     let plan = &comparison.plan;
@@ -108,10 +231,13 @@ pub fn render(
              pairs their rounds (a round's repeats averaged first: they ran on one stack) and has a 95% interval \
              (Student's t on the log ratios) from {} rounds on; a winner is named only where that interval \
              excludes 1 and the lead is at least 5%, otherwise the verdict says \"no clear winner\" or \"too few \
-             samples for a verdict\".\n",
+             samples for a verdict\". A performance sample is steady state when the replies per second of the \
+             first and the second half of its load differ by less than {:.0}%; each table counts its steady \
+             samples, and a verdict resting on one that is not is marked.\n",
             plan.order.seed,
             rounds.join("; "),
-            crate::report::stats::MIN_ROUNDS
+            crate::report::stats::MIN_ROUNDS,
+            100.0 * HALVES_WITHIN
         );
     }
     let _ = writeln!(out, "## Verdict\n");
@@ -150,6 +276,8 @@ pub fn render(
 
 struct Report<'a> {
     comparison: &'a Comparison,
+    /// CPUs of the machine the run measured.
+    cpus: usize,
     body: String,
     charts: Vec<(String, String)>,
     verdicts: Vec<String>,
@@ -166,37 +294,21 @@ impl<'a> Report<'a> {
         comparison.samples.iter().filter(|s| s.case == case && s.contender == contender).collect()
     }
 
-    fn contenders(&self) -> Vec<&'static str> {
-        self.comparison.plan.contenders.iter().map(|c| c.name).collect()
+    fn contenders(&self) -> Vec<&'a str> {
+        let comparison: &'a Comparison = self.comparison;
+        comparison.plan.contenders.iter().map(|c| c.name.as_str()).collect()
     }
 
-    /// Every contender's figures for `case`: over all its checkouts, or
-    /// (`first`) over each order's first checkout in the plan alone, which
-    /// the stress verdict compares (its repeats are a lock and a read).
     fn standings(&self, case: &str, first: bool) -> Vec<Standing> {
-        let rate = |s: &Sample| if first { s.first.per_s } else { s.throughput };
-        let p99 = |s: &Sample| if first { s.first.latency_ms.p99 } else { s.latency_ms.p99 };
-        self.contenders()
-            .into_iter()
-            .filter_map(|name| {
-                let samples = self.samples(case, name);
-                Some(Standing {
-                    contender: name.to_owned(),
-                    throughput: Spread::of(samples.iter().map(|s| rate(s)))?,
-                    p99: Spread::of(samples.iter().map(|s| p99(s)))?,
-                    throughput_by_key: samples.iter().map(|s| ((s.round, s.repeat), rate(s))).collect(),
-                    p99_by_key: samples.iter().map(|s| ((s.round, s.repeat), p99(s))).collect(),
-                    failures: samples.iter().map(|s| s.system_failures()).sum(),
-                    violations: samples.iter().map(|s| s.violations.len()).sum(),
-                    settle_s: samples.iter().filter_map(|s| s.settled_s).fold(0.0, f64::max),
-                })
-            })
-            .collect()
+        let comparison: &'a Comparison = self.comparison;
+        comparison.plan.cases.iter().find(|c| c.id == case).map(|c| standings(comparison, c, first)).unwrap_or_default()
     }
 
     /// " *(warm-up not steady)*" when a sample of `cases` ran on a stack whose
-    /// warm-up reached its cap before becoming steady; empty otherwise.
-    fn unsteady_mark(&self, cases: &[&Case]) -> &'static str {
+    /// warm-up reached its cap before becoming steady, and " *(k of n samples
+    /// not steady)*" when samples of a performance case fail the
+    /// steady-state rule ([`HALVES_WITHIN`]); empty otherwise.
+    fn unsteady_mark(&self, cases: &[&Case]) -> String {
         let comparison: &'a Comparison = self.comparison;
         let unsteady = cases.iter().any(|case| {
             comparison.samples.iter().filter(|s| s.case == case.id).any(|s| {
@@ -206,7 +318,22 @@ impl<'a> Report<'a> {
                     .any(|w| !w.steady && w.hosted(case, &s.contender, s.round, comparison.brokers))
             })
         });
-        if unsteady { " *(warm-up not steady)*" } else { "" }
+        let mut mark = if unsteady { " *(warm-up not steady)*".to_owned() } else { String::new() };
+        let performance: Vec<&Sample> = cases
+            .iter()
+            .filter(|c| c.group.is_performance())
+            .flat_map(|c| comparison.samples.iter().filter(move |s| s.case == c.id))
+            .collect();
+        let drifting = performance.iter().filter(|s| !s.steady()).count();
+        if drifting > 0 {
+            let _ = write!(
+                mark,
+                " *({drifting} of {} samples not steady: their halves differ by {:.0}% or more)*",
+                performance.len(),
+                100.0 * HALVES_WITHIN
+            );
+        }
+        mark
     }
 
     /// The sample with the median throughput (for the CDF and resources).
@@ -214,6 +341,12 @@ impl<'a> Report<'a> {
         let mut samples = self.samples(case, contender);
         samples.sort_by(|a, b| a.throughput.total_cmp(&b.throughput));
         samples.get(samples.len() / 2).copied()
+    }
+
+    /// The whole machine's CPU use during `sample`'s load, as a share of all
+    /// its cores (every process of the stack and the harness).
+    fn cpu_busy(&self, sample: &Sample) -> f64 {
+        sample.resources.values().map(|u| u.cpu_percent).sum::<f64>() / (100.0 * self.cpus.max(1) as f64)
     }
 
     fn chart(&mut self, name: &str, svg: String, alt: &str) {
@@ -255,15 +388,16 @@ impl<'a> Report<'a> {
     fn performance_table(&mut self, case: &str) {
         // Open-loop (fault) cases have no ceiling: no empty columns.
         let yardstick = self.comparison.samples.iter().any(|s| s.case == case && s.ceiling.is_some());
+        let performance = self.comparison.plan.cases.iter().any(|c| c.id == case && c.group.is_performance());
         let _ = writeln!(
             self.body,
             "| contender | checkouts/s |{} p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | not paid | 5xx/none | \
-             compensations | in flight at end | settled s | invariants |",
+             compensations | in flight at end | settled s | steady | invariants |",
             if yardstick { " ceiling/s | efficiency |" } else { "" }
         );
         let _ = writeln!(
             self.body,
-            "|---|---|{}---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|{}---|---|---|---|---|---|---|---|---|---|---|---|",
             if yardstick { "---|---|" } else { "" }
         );
         for name in self.contenders() {
@@ -274,7 +408,7 @@ impl<'a> Report<'a> {
             let spread = |f: &dyn Fn(&Sample) -> f64| spread_cell(&samples, f);
             let _ = writeln!(
                 self.body,
-                "| {name} | {} |{} {} | {} | {} | {} | {} | {}% | {} | {} | {} | {} | {} |",
+                "| {name} | {} |{} {} | {} | {} | {} | {} | {}% | {} | {} | {} | {} | {} | {} |",
                 spread(&|s| s.throughput),
                 if yardstick {
                     format!(" {} | {} |", spread(&|s| s.ceiling_per_s()), spread(&|s| s.efficiency()))
@@ -291,6 +425,7 @@ impl<'a> Report<'a> {
                 spread(&|s| s.compensations() as f64),
                 spread(&|s| s.in_flight_at_end as f64),
                 spread(&|s| s.settled_s.unwrap_or(0.0)),
+                if performance { steady_cell(&samples) } else { "–".to_owned() },
                 invariants_cell(&samples)
             );
         }
@@ -309,11 +444,18 @@ impl<'a> Report<'a> {
             );
             let mark = self.unsteady_mark(&[case]);
             self.verdicts.push(format!("**{id}** ({} clients, uniform data): {verdict}{mark}", case.spec.concurrency));
+            let load = match case.spec.duration {
+                Some(d) => format!("{} s of load from", d.as_secs_f64()),
+                None => format!("{} checkouts from", case.spec.checkouts),
+            };
             let _ = writeln!(
                 self.body,
-                "## Stress: `{id}`\n\n{} checkouts of {} batch-initialised orders (two items each, repeats included) \
-                 from {} clients in a closed loop; {n} samples per contender.\n\n{verdict}\n",
-                case.spec.checkouts, case.spec.orders, case.spec.concurrency
+                "## Stress: `{id}`\n\n{load} {} clients in a closed loop, over {} batch-initialised orders (two \
+                 items each) in a drawn order, {:.0}% of the checkouts repeating an order planned before (at that \
+                 share all along, so the mix does not drift); {n} samples per contender.\n\n{verdict}\n",
+                case.spec.concurrency,
+                case.spec.orders,
+                100.0 * crate::run::workload::REPEAT_SHARE
             );
             self.performance_table(&id);
             self.populations_table(&id);
@@ -500,28 +642,43 @@ impl<'a> Report<'a> {
         self.verdicts.push(format!("**{title}**: {verdict}{mark}"));
         let _ = writeln!(self.body, "## {title}\n\n{verdict}\n");
         if distance {
+            let passes = cases.iter().map(|c| c.passes).max().unwrap_or(1);
+            let busy: Vec<f64> = cases
+                .iter()
+                .flat_map(|c| self.comparison.samples.iter().filter(|s| s.case == c.id))
+                .map(|s| self.cpu_busy(s))
+                .collect();
+            let busy =
+                Spread::of(busy).map_or_else(|| "not measured".to_owned(), |b| format!("{}%", short(100.0 * b.median)));
             let _ = writeln!(
                 self.body,
                 "Every connection between components (gateway to service, order to stock and payment, each \
                  service to its PostgreSQL and to Kafka) runs through a Toxiproxy link that adds the round trip \
-                 shown, half each way, on a stack of its own; 0 ms is the proxy alone. One sample per point, in \
-                 the first round. The proxy's own CPU is on the same two cores: its share is in each sample's \
-                 resource figures in `run.json`.\n"
+                 shown, half each way, on a stack of its own; 0 ms is the proxy alone. {passes} passes over the \
+                 points, each in a drawn order (recorded in `run.json`); a ratio pairs the contenders' passes. \
+                 **Confound:** the proxy and every component share the machine's {} cores, so where the machine is \
+                 busy the figures measure CPU as much as distance. The \"CPU busy\" column is the whole machine's \
+                 use during the load (every process of the stack and the harness, as a share of all cores; median \
+                 over this sweep's samples: {busy}): near 100%, a contender's throughput is bounded by CPU, not by \
+                 its round trips.\n",
+                self.cpus
             );
         }
         let _ = writeln!(
             self.body,
             "| {x_name} | contender | checkouts/s | ceiling/s | efficiency | p50 ms | p99 ms | not paid | \
-             compensations | invariants |"
+             compensations |{} steady | invariants |",
+            if distance { " CPU busy |" } else { "" }
         );
-        let _ = writeln!(self.body, "|---|---|---|---|---|---|---|---|---|---|");
+        let _ =
+            writeln!(self.body, "|---|---|---|---|---|---|---|---|---|{}---|---|", if distance { "---|" } else { "" });
         for case in &cases {
             for name in self.contenders() {
                 let samples = self.samples(&case.id, name);
                 let spread = |f: &dyn Fn(&Sample) -> f64| spread_cell(&samples, f);
                 let _ = writeln!(
                     self.body,
-                    "| {} | {name} | {} | {} | {} | {} | {} | {}% | {} | {} |",
+                    "| {} | {name} | {} | {} | {} | {} | {} | {}% | {} |{} {} | {} |",
                     case.x.map(x_label).unwrap_or_default(),
                     spread(&|s| s.throughput),
                     spread(&|s| s.ceiling_per_s()),
@@ -530,6 +687,8 @@ impl<'a> Report<'a> {
                     spread(&|s| s.latency_ms.p99),
                     spread(&|s| s.abort_percent()),
                     spread(&|s| s.compensations() as f64),
+                    if distance { format!(" {} |", spread(&|s| 100.0 * self.cpu_busy(s))) } else { String::new() },
+                    steady_cell(&samples),
                     invariants_cell(&samples)
                 );
             }
@@ -822,6 +981,37 @@ impl<'a> Report<'a> {
 }
 
 impl Report<'_> {
+    /// For a plan sweeping one setting: whether the setting's default won
+    /// clearly, case by case, against every other contender (throughput of
+    /// the figures the case's verdict compares).
+    fn default_setting(&mut self) {
+        let Some(default) = self.comparison.plan.default.clone() else { return };
+        let mut parts = Vec::new();
+        for case in self.comparison.plan.cases.iter().filter(|c| c.group.is_performance()) {
+            let standings = standings(self.comparison, case, compares_first(case));
+            let Some(mine) = standings.iter().find(|s| s.contender == default) else { continue };
+            let calls: Vec<String> = standings
+                .iter()
+                .filter(|s| s.contender != default)
+                .map(|other| match verdict::throughput_call(mine, other) {
+                    Some(call) => call.describe(&default, &other.contender),
+                    None => format!("{default} against {}: not measured", other.contender),
+                })
+                .collect();
+            let won = standings.iter().filter(|s| s.contender != default).all(|other| {
+                matches!(verdict::throughput_call(mine, other), Some(crate::report::stats::Call::Leads(_)))
+            });
+            let outcome = if won { "won clearly" } else { "did not win clearly" };
+            parts.push(format!("{}: {outcome} ({})", case.id, calls.join("; ")));
+        }
+        if parts.is_empty() {
+            return;
+        }
+        let line = format!("the default, `{default}`, on throughput: {}.", parts.join(" "));
+        let _ = writeln!(self.body, "## The default\n\nAgainst the other settings of this sweep, {line}\n");
+        self.verdicts.push(format!("**Default** {line}"));
+    }
+
     /// The replication cases next to the cases they repeat: the same load on
     /// one Kafka node and on three, per contender.
     fn replication(&mut self) {
@@ -910,6 +1100,14 @@ fn spread_cell(samples: &[&Sample], metric: &dyn Fn(&Sample) -> f64) -> String {
     Spread::of(samples.iter().map(|s| metric(s))).map_or_else(|| "–".to_owned(), |s| s.to_string())
 }
 
+/// A table cell: how many of `samples` passed the steady-state rule
+/// ([`HALVES_WITHIN`]), and the largest difference between halves.
+fn steady_cell(samples: &[&Sample]) -> String {
+    let steady = samples.iter().filter(|s| s.steady()).count();
+    let worst = samples.iter().map(|s| s.drift()).fold(0.0, f64::max);
+    format!("{steady}/{} (≤{:.0}%)", samples.len(), 100.0 * worst)
+}
+
 /// A table cell: `OK`, or how many invariants broke, in bold.
 fn invariants_cell(samples: &[&Sample]) -> String {
     match samples.iter().map(|s| s.violations.len()).sum::<usize>() {
@@ -984,6 +1182,7 @@ mod tests {
             throughput,
             checkouts: 100,
             latency_ms: crate::compare::sample::Percentiles { p50: 5.0, p90: 9.0, p99: 20.0, p999: 30.0, max: 40.0 },
+            halves_per_s: [throughput, throughput],
             first: crate::compare::sample::Population {
                 checkouts: 80,
                 per_s: throughput * 0.8,
@@ -1037,13 +1236,68 @@ mod tests {
         }
     }
 
+    /// A full plan with a sample per case, contender and round, some of
+    /// them unsteady and drifting in ways a float must keep exactly.
+    fn full_comparison() -> Comparison {
+        let plan = Plan::full().ordered(9);
+        let mut samples = Vec::new();
+        for round in 0..plan.rounds {
+            for case in plan.cases_of(round) {
+                for (i, c) in plan.contenders.iter().enumerate() {
+                    for repeat in 0..case.runs_in(round, plan.repeats) {
+                        let tput = 100.0 + 37.1 * i as f64 + 3.3 * round as f64 + 0.1 / 3.0 * repeat as f64;
+                        let mut s = sample(&case.id, &c.name, tput, 0);
+                        (s.round, s.repeat) = (round, repeat);
+                        s.halves_per_s = [tput, tput * (1.0 + 0.07 * repeat as f64)];
+                        samples.push(s);
+                    }
+                }
+            }
+        }
+        Comparison { plan, samples, warm_ups: Vec::new(), elapsed_s: 3601.5, brokers: 1 }
+    }
+
+    #[test]
+    fn a_report_rebuilds_byte_for_byte_from_its_run_json() {
+        let dir = std::env::temp_dir().join(format!("harness-rebuild-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let comparison = full_comparison();
+        write(&dir, "r9", &context(), &comparison).unwrap();
+        assert_eq!(differences(&dir.join("run.json"), &dir).unwrap(), Vec::<std::path::PathBuf>::new());
+        // What the compare rendered from memory is what run.json renders.
+        let (text, _, _) = render("r9", &context(), &comparison);
+        assert_eq!(std::fs::read_to_string(dir.join("report.md")).unwrap(), text);
+        // A changed byte, a missing chart and a stray chart are each found.
+        std::fs::write(dir.join("report.md"), text.replacen("stress", "strexs", 1)).unwrap();
+        let charts: Vec<_> = std::fs::read_dir(dir.join("charts")).unwrap().flatten().map(|e| e.path()).collect();
+        std::fs::remove_file(&charts[0]).unwrap();
+        std::fs::write(dir.join("charts").join("stray.svg"), "<svg/>").unwrap();
+        let differing = differences(&dir.join("run.json"), &dir).unwrap();
+        assert_eq!(differing.len(), 3, "{differing:?}");
+        rebuild(&dir.join("run.json"), &dir).unwrap();
+        assert_eq!(differences(&dir.join("run.json"), &dir).unwrap(), [dir.join("charts").join("stray.svg")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn samples_that_drift_mark_their_verdict_and_the_distance_sweep_states_its_confound() {
+        let (text, _, verdicts) = render("r8", &context(), &full_comparison());
+        // Distance repeats drift by 7% (steady) and 14% (not) in passes 1 and 2.
+        let line = verdicts.iter().find(|v| v.starts_with("**Distance: uniform stress**")).expect("distance verdict");
+        assert!(line.contains("*(9 of 27 samples not steady: their halves differ by 10% or more)*"), "{line}");
+        assert!(text.contains("**Confound:**"), "{text}");
+        assert!(text.contains("| CPU busy |"), "{text}");
+        let stress = verdicts.iter().find(|v| v.starts_with("**stress**")).expect("stress verdict");
+        assert!(!stress.contains("not steady"), "{stress}");
+    }
+
     #[test]
     fn the_hot_item_section_shows_the_physical_limit_of_one_row() {
         let plan = Plan::twopc_strategies();
         let samples: Vec<Sample> = plan
             .cases
             .iter()
-            .flat_map(|case| plan.contenders.iter().map(|c| sample(&case.id, c.name, 100.0, 0)))
+            .flat_map(|case| plan.contenders.iter().map(|c| sample(&case.id, &c.name, 100.0, 0)))
             .collect();
         let (text, _, _) =
             render("r3", &context(), &Comparison { plan, samples, warm_ups: Vec::new(), elapsed_s: 60.0, brokers: 1 });
@@ -1060,7 +1314,7 @@ mod tests {
         for case in &plan.cases {
             for c in &plan.contenders {
                 let replicated = case.brokers.is_some();
-                let mut s = sample(&case.id, c.name, if replicated { 50.0 } else { 100.0 }, 0);
+                let mut s = sample(&case.id, &c.name, if replicated { 50.0 } else { 100.0 }, 0);
                 let kafka = crate::run::resources::Usage { cpu_percent: 40.0, ..Default::default() };
                 let nodes = if replicated { 3 } else { 1 };
                 s.resources = (0..nodes).map(|i| (format!("kafka#{i}"), kafka)).collect();

@@ -24,7 +24,7 @@ pub const GATEWAY: &str = "HTTP and gateway";
 pub const UNATTRIBUTED: &str = "unattributed";
 
 /// The breakdown of a run's median checkouts.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Breakdown {
     /// Milliseconds per phase, averaged over the checkouts around the median;
     /// in [`Breakdown::order`] when shown.
@@ -190,6 +190,7 @@ mod tests {
             elapsed: Duration::from_secs(1),
             started_us,
             by_position: Vec::new(),
+            window: Duration::from_secs(1),
         }
     }
 

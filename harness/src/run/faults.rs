@@ -117,6 +117,48 @@ impl fmt::Display for Fault {
     }
 }
 
+impl Fault {
+    /// The fault as the command line takes it (`kill:kafka#0@3s+2s`):
+    /// [`Fault`]'s `FromStr` reads it back to the same fault, which is how
+    /// `run.json` stores a case's faults.
+    pub fn spec(&self) -> String {
+        let s = |d: &Duration| format!("{}s", d.as_secs_f64());
+        let at = s(&self.at);
+        match &self.kind {
+            FaultKind::Kill { target, restart_after: None } => format!("kill:{target}@{at}"),
+            FaultKind::Kill { target, restart_after: Some(d) } => format!("kill:{target}@{at}+{}", s(d)),
+            FaultKind::Pause { target, duration } => format!("pause:{target}@{at}+{}", s(duration)),
+            FaultKind::Crashpoint { point, target } => format!("crashpoint:{}@{target}@{at}", point.name),
+            FaultKind::DuplicateMessages => "duplicate-messages".to_owned(),
+            FaultKind::DelayMessages(d) => format!("delay-messages:{}", s(d)),
+            FaultKind::Latency { link, duration, delay } => format!("latency:{link}@{at}+{}={delay}", s(duration)),
+            FaultKind::Cut { link, duration } => format!("cut:{link}@{at}+{}", s(duration)),
+            FaultKind::Reset { link, duration } => format!("reset:{link}@{at}+{}", s(duration)),
+            FaultKind::Bandwidth { link, duration, rate_kbps } => {
+                format!("bandwidth:{link}@{at}+{}={rate_kbps}KB/s", s(duration))
+            }
+        }
+    }
+}
+
+/// Faults stored as their command-line specs ([`Fault::spec`]); for
+/// `#[serde(with = "crate::run::faults::as_specs")]`.
+pub mod as_specs {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Fault;
+
+    /// Writes each fault's spec.
+    pub fn serialize<S: Serializer>(faults: &[Fault], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(faults.iter().map(Fault::spec))
+    }
+
+    /// Reads each fault back from its spec.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Fault>, D::Error> {
+        Vec::<String>::deserialize(d)?.iter().map(|t| t.parse().map_err(serde::de::Error::custom)).collect()
+    }
+}
+
 /// A component, and which replica for services.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -298,6 +340,28 @@ impl FromStr for Fault {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fault_reads_back_from_its_spec() {
+        for spec in [
+            "kill:order#1@3",
+            "kill:kafka#2@1.5s+2s",
+            "kill:postgres-stock@3",
+            "pause:payment@3+3s",
+            "duplicate-messages",
+            "delay-messages:250ms",
+            "latency:order->stock@1+2=5ms±1ms",
+            "cut:stock->postgres-stock@2+1.5",
+            "reset:order->payment@2+1",
+            "bandwidth:order->kafka#0@1+2=2MB/s",
+        ] {
+            let fault: Fault = spec.parse().unwrap_or_else(|e| panic!("{spec}: {e}"));
+            assert_eq!(fault.spec().parse::<Fault>(), Ok(fault.clone()), "{spec} -> {}", fault.spec());
+        }
+        let point = crate::run::faults::crashpoint::ALL[0].name;
+        let fault: Fault = format!("crashpoint:{point}@3").parse().unwrap();
+        assert_eq!(fault.spec().parse::<Fault>(), Ok(fault));
+    }
 
     fn target(component: &str, replica: u16) -> Target {
         Target { component: component.into(), replica }

@@ -21,7 +21,7 @@ use crate::stack::links::{self, Delay};
 use crate::stack::{Control, Request, StackConfig};
 
 /// One thing the injector did (or failed to do).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FaultEvent {
     /// Seconds from the start of the load.
     pub at_s: f64,

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::verify::{Answer, Attempt};
 use crate::api::{Api, Class, Reply};
@@ -48,10 +48,13 @@ pub struct LoadResult {
     /// Every checkout by its position in the plan: `(position, sent, done)`,
     /// from the start of the load.
     pub by_position: Vec<(usize, Duration, Duration)>,
+    /// The time checkouts were being started: the deadline of a timed load,
+    /// else the whole load ([`LoadResult::halves_per_s`] cuts it in two).
+    pub window: Duration,
 }
 
 /// The replies that arrived during one second of the load.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Second {
     /// 200: paid.
     pub ok: u64,
@@ -82,6 +85,18 @@ impl LoadResult {
     /// Checkouts answered per second.
     pub fn throughput(&self) -> f64 {
         self.latency_us.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Replies per second in the first and the second half of the load's
+    /// window (replies after it, of checkouts still in flight at a deadline,
+    /// left out): a steady load answers as fast in both
+    /// ([`crate::compare::sample::HALVES_WITHIN`]).
+    pub fn halves_per_s(&self) -> [f64; 2] {
+        let half = self.window / 2;
+        let secs = half.as_secs_f64().max(1e-9);
+        let first = self.by_position.iter().filter(|(_, _, done)| *done < half).count();
+        let second = self.by_position.iter().filter(|(_, _, done)| *done >= half && *done < self.window).count();
+        [first as f64 / secs, second as f64 / secs]
     }
 
     /// Checkouts answered per second over the plan's positions `positions`:
@@ -180,7 +195,8 @@ pub async fn closed_loop(
         seen.extend(worker.await?);
     }
     bar.finish_and_clear();
-    collect(seen, started.elapsed(), started_us)
+    let elapsed = started.elapsed();
+    collect(seen, elapsed, duration.unwrap_or(elapsed).min(elapsed), started_us)
 }
 
 /// Starts the checkouts of `plan` at `rate` per second through `api`, each in
@@ -219,10 +235,13 @@ pub async fn open_loop(
         seen.push(task.await?);
     }
     bar.finish_and_clear();
-    collect(seen, started.elapsed(), started_us)
+    // The last checkout starts at (total - 1) / rate: the window of starts.
+    let elapsed = started.elapsed();
+    let window = Duration::from_secs_f64(total as f64 / rate).min(elapsed);
+    collect(seen, elapsed, window, started_us)
 }
 
-fn collect(seen: Vec<Seen>, elapsed: Duration, started_us: u64) -> anyhow::Result<LoadResult> {
+fn collect(seen: Vec<Seen>, elapsed: Duration, window: Duration, started_us: u64) -> anyhow::Result<LoadResult> {
     let mut result = LoadResult {
         answers: HashMap::new(),
         statuses: BTreeMap::new(),
@@ -234,6 +253,7 @@ fn collect(seen: Vec<Seen>, elapsed: Duration, started_us: u64) -> anyhow::Resul
         elapsed,
         started_us,
         by_position: seen.iter().map(|s| (s.position, s.sent_at, s.done_at)).collect(),
+        window,
     };
     // An order's first checkout is its lowest position in the plan.
     let mut first_at: HashMap<&str, usize> = HashMap::new();
@@ -271,7 +291,7 @@ mod tests {
     #[test]
     fn throughput_over_a_part_of_the_plan_counts_that_part_only() {
         let ms = Duration::from_millis;
-        let mut result = collect(Vec::new(), ms(3000), 0).unwrap();
+        let mut result = collect(Vec::new(), ms(3000), ms(3000), 0).unwrap();
         // Positions 0-1 slow (1 s each), 2-5 answered within 200 ms.
         result.by_position = vec![
             (0, ms(0), ms(1000)),
@@ -309,6 +329,7 @@ mod tests {
                 seen("a", Some(200), Reply::Paid { already: true }, 2040),
             ],
             Duration::from_millis(2050),
+            Duration::from_millis(2000),
             0,
         )
         .unwrap();
@@ -327,5 +348,7 @@ mod tests {
         assert_eq!(result.latency_us.len(), 5);
         // Order "a" at later positions of the plan: repeats, whatever they answered.
         assert_eq!((result.first_latency_us.len(), result.repeat_latency_us.len()), (3, 2));
+        // Two replies in the first second, two in the second; 2.04 s and 2.1 s are past the window.
+        assert_eq!(result.halves_per_s(), [2.0, 1.0]);
     }
 }

@@ -43,7 +43,7 @@ use crate::timeouts;
 const OPEN_LOOP_IDLE: usize = 256;
 
 /// Sizes and settings of a run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunSpec {
     /// Which workload.
     pub workload: Workload,

@@ -20,7 +20,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 /// Medians of the two kinds of commit, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct WalFlush {
     /// A commit that flushes the WAL (round trip included).
     pub commit_ms: f64,

@@ -23,7 +23,7 @@ use crate::stack::StackState;
 pub const HARNESS: &str = "harness (load)";
 
 /// What one component used over the sampled period.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Usage {
     /// CPU time, in seconds.
     pub cpu_seconds: f64,

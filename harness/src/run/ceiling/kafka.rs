@@ -34,7 +34,7 @@ pub struct Target {
 }
 
 /// What the bare broker did.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Bare {
     /// Median time from producing one message to consuming it, alone.
     pub round_trip_ms: f64,

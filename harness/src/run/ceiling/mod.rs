@@ -53,7 +53,7 @@ pub use scratch::SCRATCH_DATABASE;
 pub const SAGA_MESSAGES_PER_CHECKOUT: f64 = 4.0;
 
 /// What a run's ceilings measured.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Ceiling {
     /// Checkouts per second of the protocol's database work alone.
     pub database_per_s: f64,

@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use super::{Dataset, Definition, Ids, Line, create_orders, seeded};
+use super::{Dataset, Definition, Ids, Line, create_orders, seeded, stationary_plan};
 use crate::api::Api;
 use crate::run::RunSpec;
 use crate::run::dist::Zipf as ZipfDist;
@@ -44,7 +44,7 @@ impl Definition for Contention {
             let mut rng = seeded(api, spec).await?;
             let lines = self.lines(spec, &mut rng)?;
             let orders = create_orders(api, lines, spec.concurrency).await?;
-            let plan = (0..spec.checkouts).map(|_| orders[rng.random_range(0..orders.len())].clone()).collect();
+            let plan = stationary_plan(&mut rng, &orders, spec.checkouts)?;
             Ok(Dataset { ids: Ids::with_orders(spec, orders), plan: Arc::new(plan) })
         })
     }

@@ -127,7 +127,7 @@ pub struct CourseObservation {
 
 /// The four numbers, in the course script's terms, and whether it would have
 /// printed them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct CourseCounts {
     /// Successful replies minus the stock there was to sell.
     pub stock_logs: i64,

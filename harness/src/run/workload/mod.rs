@@ -28,7 +28,8 @@ use super::verify::FinalState;
 use crate::api::Api;
 
 /// The workloads `harness run` knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Workload {
     /// Batch-initialised data, checkouts of random order ids (repeats included).
     Stress,
@@ -125,6 +126,38 @@ pub struct Dataset {
     pub plan: Arc<Vec<String>>,
 }
 
+/// Share of a plan's checkouts that check out an order the plan already
+/// checked out (a client's retry, a double click): answered `already_paid`
+/// after a lock and a read, or joining the checkout in flight.
+pub const REPEAT_SHARE: f64 = 0.25;
+
+/// A checkout plan of `checkouts` over `orders` whose mix does not drift:
+/// each checkout repeats an order planned before with probability
+/// [`REPEAT_SHARE`], and otherwise takes the next fresh order (in a drawn
+/// order); once every order was planned, the rest are repeats. Drawing ids at
+/// random with replacement instead makes repeats ever more frequent along
+/// the plan, so a sample's second half would do less protocol work than its
+/// first, and no sample would be steady state.
+fn stationary_plan(rng: &mut StdRng, orders: &[String], checkouts: u64) -> anyhow::Result<Vec<String>> {
+    use rand::Rng;
+    use rand::seq::SliceRandom;
+    anyhow::ensure!(!orders.is_empty(), "a plan needs at least one order");
+    let mut fresh: Vec<usize> = (0..orders.len()).collect();
+    fresh.shuffle(rng);
+    let mut fresh = fresh.into_iter();
+    let mut plan: Vec<String> = Vec::with_capacity(usize::try_from(checkouts).unwrap_or(0));
+    for _ in 0..checkouts {
+        let repeat = !plan.is_empty() && rng.random::<f64>() < REPEAT_SHARE;
+        let order = match if repeat { None } else { fresh.next() } {
+            Some(i) => orders[i].clone(),
+            None if plan.is_empty() => orders[0].clone(),
+            None => plan[rng.random_range(0..plan.len())].clone(),
+        };
+        plan.push(order);
+    }
+    Ok(plan)
+}
+
 fn batch_ids(n: i64) -> Vec<String> {
     (0..n).map(|i| i.to_string()).collect()
 }
@@ -181,6 +214,24 @@ pub(crate) mod tests {
             price: 1,
             seed: 1,
         }
+    }
+
+    #[test]
+    fn a_stationary_plan_repeats_at_the_same_share_all_along() {
+        let orders = batch_ids(10_000);
+        let plan = stationary_plan(&mut StdRng::seed_from_u64(3), &orders, 8_000).unwrap();
+        assert_eq!(plan, stationary_plan(&mut StdRng::seed_from_u64(3), &orders, 8_000).unwrap());
+        let mut seen = std::collections::HashSet::new();
+        let repeats: Vec<bool> = plan.iter().map(|o| !seen.insert(o.clone())).collect();
+        for half in repeats.chunks(4_000) {
+            let share = half.iter().filter(|r| **r).count() as f64 / half.len() as f64;
+            assert!((share - REPEAT_SHARE).abs() < 0.03, "repeat share {share} in a half");
+        }
+        // Fewer orders than fresh checkouts: every order once, then repeats only.
+        let few = stationary_plan(&mut StdRng::seed_from_u64(3), &batch_ids(10), 100).unwrap();
+        let distinct: std::collections::HashSet<&String> = few.iter().collect();
+        assert_eq!(distinct.len(), 10);
+        assert!(stationary_plan(&mut StdRng::seed_from_u64(3), &[], 5).is_err());
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! `stress`: batch-initialised data (ids `"0".."n-1"`, two uniform random
-//! items per order, chosen by the order service) and checkouts of random
-//! order ids, repeats included.
+//! items per order, chosen by the order service) and checkouts of the orders
+//! in a drawn order, a steady share of them repeats
+//! ([`super::stationary_plan`]).
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use rand::Rng;
 
-use super::{Dataset, Definition, Ids, batch_ids, seeded};
+use super::{Dataset, Definition, Ids, batch_ids, seeded, stationary_plan};
 use crate::api::Api;
 use crate::run::RunSpec;
 
@@ -24,8 +24,9 @@ impl Definition for Stress {
         Box::pin(async move {
             let mut rng = seeded(api, spec).await?;
             api.batch_init_orders(spec.orders, spec.items, spec.users, spec.price).await?;
-            let plan = (0..spec.checkouts).map(|_| rng.random_range(0..spec.orders).to_string()).collect();
-            Ok(Dataset { ids: Ids::with_orders(spec, batch_ids(spec.orders)), plan: Arc::new(plan) })
+            let orders = batch_ids(spec.orders);
+            let plan = stationary_plan(&mut rng, &orders, spec.checkouts)?;
+            Ok(Dataset { ids: Ids::with_orders(spec, orders), plan: Arc::new(plan) })
         })
     }
 }
