@@ -19,7 +19,9 @@ pub(super) struct CompareArgs {
     quick: bool,
     /// Which comparison: `full` (the SAGA against 2PC, faults included),
     /// `quick`, `distance` (the distance sweep alone: stress and the hot item
-    /// with 0 to 5 ms added on every link), `2pc-strategies` (2PC's prepare orders against each other) or
+    /// with 0 to 5 ms added on every link), `replication` (one Kafka node
+    /// against three, paired round by round), `2pc-strategies` (2PC's
+    /// prepare orders against each other) or
     /// `kafka-profiles` (the saga's Kafka client profiles against each other).
     #[arg(long, default_value = "full")]
     plan: String,
@@ -48,7 +50,9 @@ pub(super) async fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     stack::ensure_not_running(&base.run_dir)?;
     let name = if args.quick { "quick" } else { args.plan.as_str() };
     let plan = Plan::named(name)
-        .with_context(|| format!("--plan {name:?}: expected full, quick, distance, 2pc-strategies or kafka-profiles"))?
+        .with_context(|| {
+            format!("--plan {name:?}: expected full, quick, distance, replication, 2pc-strategies or kafka-profiles")
+        })?
         .ordered(args.order_seed.unwrap_or_else(rand::random));
     let context = RunContext::collect(
         &base,

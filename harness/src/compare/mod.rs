@@ -208,8 +208,10 @@ impl Stint<'_> {
         if let Some(delay) = case.distance {
             set_every_link(stack, delay).await.with_context(|| format!("setting the links for {}", case.id))?;
         }
-        let outcome =
-            stack.run(&case.spec, &case.faults).await.with_context(|| format!("{} on {}", case.id, contender.name))?;
+        let outcome = stack
+            .run_with(&case.spec, &case.faults, case.distance.is_none())
+            .await
+            .with_context(|| format!("{} on {}", case.id, contender.name))?;
         let sample = Sample::new(case, contender, self.round, repeat, &outcome);
         tracing::info!(
             case = %case.id,

@@ -297,7 +297,7 @@ fn timed_stress(clients: usize, seed: u64, load: Duration) -> RunSpec {
 /// them, so that what bounds it is the hot row's lock, not a sell-out halfway
 /// (the course test is where stock runs out).
 fn timed_hot_item(skew: f64, load: Duration) -> RunSpec {
-    RunSpec { duration: Some(load), orders: 5_000, stock: 10_000, ..hot_item(skew, 7_000) }
+    RunSpec { duration: Some(load), orders: 4_000, stock: 10_000, ..hot_item(skew, 6_000) }
 }
 
 /// One warm-up round: stress at the headline concurrency over its own data,
@@ -363,7 +363,7 @@ fn distance_sweep() -> Vec<Case> {
             ..case(id, group, x, spec)
         };
         cases.push(at(format!("distance-stress-{rtt_ms}ms"), Group::Distance, timed_stress(32, 3, DISTANCE_LOAD)));
-        let hot = RunSpec { orders: 2_500, ..timed_hot_item(0.5, DISTANCE_LOAD) };
+        let hot = RunSpec { orders: 2_000, ..timed_hot_item(0.5, DISTANCE_LOAD) };
         cases.push(at(format!("distance-hot-item-{rtt_ms}ms"), Group::DistanceHotItem, hot));
     }
     cases
@@ -385,10 +385,10 @@ fn fault_case(id: &str, checkouts: u64, rate: f64, spec: &str) -> Case {
 pub const REPLICATED_BROKERS: u16 = 3;
 
 /// The cases `mirrored` again on a cluster of [`REPLICATED_BROKERS`] nodes
-/// (every topic with three copies, two in sync), and a stress with one node
-/// killed (`kill`, its hold as the one-node kill's): what replication costs in
-/// steady state, and what it buys when a broker dies. Run in the first round
-/// only, on a stack of their own (about seven minutes for three contenders).
+/// (every topic with three copies, two in sync), in every round on a stack of
+/// their own, and a stress with one node killed (`kill`, its hold as the
+/// one-node kill's), once: what replication costs in steady state, paired
+/// round by round with the one-node case, and what it buys when a broker dies.
 fn replicated(cases: &[Case], mirrored: &[&str], kill: &str) -> Vec<Case> {
     let suffix = format!("-{REPLICATED_BROKERS}-brokers");
     let mut out: Vec<Case> = mirrored
@@ -397,7 +397,6 @@ fn replicated(cases: &[Case], mirrored: &[&str], kill: &str) -> Vec<Case> {
         .map(|base| Case {
             id: format!("{}{suffix}", base.id),
             group: Group::Replication,
-            round: Some(0),
             brokers: Some(REPLICATED_BROKERS),
             mirrors: Some(base.id.clone()),
             ..base.clone()
@@ -455,7 +454,6 @@ impl Plan {
         for (i, fault) in cases.iter_mut().filter(|c| c.group == Group::Fault).enumerate() {
             fault.round = Some(i % ROUNDS);
         }
-        cases.extend(replicated(&cases, &["stress", "clients-1"], "kill:kafka#1@3+2s"));
         cases.extend(distance_sweep());
         Plan {
             name: "full".to_owned(),
@@ -486,6 +484,31 @@ impl Plan {
             repeats: 3,
             warmup: RunSpec { orders: 2_000, ..stress(2_000, 32, 99) },
             warmup_at_least: WARM_UP_AT_LEAST / 2,
+            order: RoundOrder::default(),
+            default: None,
+            contenders: contenders(),
+            cases,
+        }
+    }
+
+    /// What a replicated Kafka cluster costs and buys: stress and one client
+    /// on the compare's own cluster and on [`REPLICATED_BROKERS`] nodes, in
+    /// every round (so each contender's three-node figure pairs with its
+    /// one-node figure of the same round), one broker of three killed, and
+    /// the course test. Its own plan: two stacks per contender and round.
+    pub fn replication() -> Plan {
+        let mut cases = vec![
+            case("stress", Group::Stress, Some(32.0), timed_stress(32, 1, SAMPLE_LOAD)),
+            case("clients-1", Group::Concurrency, Some(1.0), timed_stress(1, 2, SAMPLE_LOAD)),
+            Case { round: Some(0), ..case("wdm-consistency", Group::Course, None, course()) },
+        ];
+        cases.extend(replicated(&cases, &["stress", "clients-1"], "kill:kafka#1@3+2s"));
+        Plan {
+            name: "replication".to_owned(),
+            rounds: 3,
+            repeats: 1,
+            warmup: warm_up(),
+            warmup_at_least: WARM_UP_AT_LEAST,
             order: RoundOrder::default(),
             default: None,
             contenders: contenders(),
@@ -576,6 +599,7 @@ impl Plan {
             "full" => Some(Plan::full()),
             "quick" => Some(Plan::quick()),
             "distance" => Some(Plan::distance()),
+            "replication" => Some(Plan::replication()),
             "2pc-strategies" => Some(Plan::twopc_strategies()),
             "kafka-profiles" => Some(Plan::kafka_profiles()),
             _ => None,
@@ -680,15 +704,21 @@ mod tests {
 
     #[test]
     fn plans_are_consistent() {
-        for plan in [Plan::full(), Plan::quick(), Plan::distance(), Plan::twopc_strategies(), Plan::kafka_profiles()] {
+        for plan in [
+            Plan::full(),
+            Plan::quick(),
+            Plan::distance(),
+            Plan::replication(),
+            Plan::twopc_strategies(),
+            Plan::kafka_profiles(),
+        ] {
             assert_eq!(Plan::named(&plan.name).map(|p| p.name), Some(plan.name.clone()));
             let mut ids: Vec<_> = plan.cases.iter().map(|c| c.id.clone()).collect();
             ids.sort();
             ids.dedup();
             assert_eq!(ids.len(), plan.cases.len(), "{}: case ids are unique", plan.name);
-            // Performance figures need at least three samples per contender
-            // (the replicated cluster runs each case once: no verdict, said so).
-            for case in plan.cases.iter().filter(|c| c.group.is_performance() && c.group != Group::Replication) {
+            // Performance figures need at least three samples per contender.
+            for case in plan.cases.iter().filter(|c| c.group.is_performance()) {
                 let samples: usize = (0..plan.rounds).map(|r| case.runs_in(r, plan.repeats)).sum();
                 assert!(samples >= 3, "{} / {}: {samples} samples", plan.name, case.id);
             }
@@ -704,11 +734,10 @@ mod tests {
         let quick = Plan::quick();
         // stress x3 + the course test + one fault run, for each of three contenders.
         assert_eq!(quick.run_count(), 3 * (3 + 1 + 1));
-        // 6 repeated cases x 3 rounds + the course test + 9 fault cases, on
-        // three brokers: stress, one client, one node killed, and the two
-        // workloads at three distances in three passes.
+        // 6 repeated cases x 3 rounds + the course test + 9 fault cases, and
+        // the two workloads at three distances in three passes.
         let full = Plan::full().ordered(5);
-        assert_eq!(full.run_count(), 3 * (3 * 6 + 1 + 9 + 3 + 2 * 3 * 3));
+        assert_eq!(full.run_count(), 3 * (3 * 6 + 1 + 9 + 2 * 3 * 3));
         // The fault cases are spread over every round.
         let fault_rounds: std::collections::BTreeSet<_> =
             full.cases.iter().filter(|c| c.group == Group::Fault).filter_map(|c| c.round).collect();
@@ -725,17 +754,22 @@ mod tests {
         assert!(full.order.passes.windows(2).any(|w| w[0] != w[1]), "{:?}", full.order.passes);
         assert_eq!(full.clone().ordered(5).order, full.order, "the seed decides the passes too");
         let layout = |brokers, links| Layout { brokers, links };
-        assert_eq!(full.layouts(0, 1), [layout(1, false), layout(3, false), layout(1, true)]);
+        assert_eq!(full.layouts(0, 1), [layout(1, false), layout(1, true)]);
         assert_eq!(full.layouts(1, 1), [layout(1, false)]);
         assert_eq!(full.layouts(0, 3), [layout(3, false), layout(3, true)]);
+        let replication = Plan::replication();
+        assert_eq!(replication.layouts(2, 1), [layout(1, false), layout(3, false)]);
+        // Stress and one client on both clusters in three rounds, the course
+        // test and the node kill once.
+        assert_eq!(replication.run_count(), 3 * (3 * 4 + 1 + 1));
         assert_eq!(Plan::distance().run_count(), 3 * (1 + 2 * 3 * 3));
         for group in [Group::Distance, Group::DistanceHotItem] {
             let xs: Vec<_> = full.cases.iter().filter(|c| c.group == group).map(|c| c.x).collect();
             assert_eq!(xs, DISTANCES_MS.map(|ms| Some(f64::from(ms))), "{group:?}");
         }
         assert!(full.cases.iter().all(|c| c.distance.is_some() == c.id.starts_with("distance-")));
-        for case in full.cases.iter().filter(|c| c.group == Group::Replication) {
-            let base = full.cases.iter().find(|c| Some(&c.id) == case.mirrors.as_ref()).expect("mirrors a case");
+        for case in replication.cases.iter().filter(|c| c.group == Group::Replication) {
+            let base = replication.cases.iter().find(|c| Some(&c.id) == case.mirrors.as_ref()).expect("mirrors a case");
             assert_eq!((base.spec.checkouts, base.spec.concurrency), (case.spec.checkouts, case.spec.concurrency));
             assert_eq!(case.brokers, Some(REPLICATED_BROKERS));
         }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::context::RunContext;
+use super::stats::Ratio;
 use super::svg::{BarChart, LineChart, Series, StackedBarChart};
 use super::verdict::{self, Spread, Standing, short, x_label};
 use crate::compare::plan::Group;
@@ -1026,10 +1027,11 @@ impl Report<'_> {
             self.body,
             "## Replication: {one} against {brokers}\n\nThe same cases on a cluster of {brokers} KRaft nodes (each a \
              broker and a controller), every topic and the consumer offsets with three copies, \
-             `min.insync.replicas=2`, the producers' `acks=all` now waiting for a second copy. One round, on a \
-             stack of its own after a warm-up of its own; the figures of the compare's own cluster are over every \
-             round. All the nodes share the machine's cores with everything else, so the cost shown is in CPU as \
-             much as in network hops. 2PC does not use Kafka: its rows show what idle brokers cost a neighbour.\n"
+             `min.insync.replicas=2`, the producers' `acks=all` now waiting for a second copy, on a stack of its \
+             own after a warm-up of its own, in the same rounds as the one-node case it mirrors, so that each \
+             ratio pairs the two clusters round by round. All the nodes share the machine's cores with everything \
+             else, so the cost shown is in CPU as much as in network hops. 2PC does not use Kafka: its rows show \
+             what idle brokers cost a neighbour.\n"
         );
         let _ = writeln!(
             self.body,
@@ -1057,26 +1059,22 @@ impl Report<'_> {
                         spread(&kafka_cpu_ms_per_checkout),
                         invariants_cell(&samples)
                     );
-                    medians.push((
-                        Spread::of(samples.iter().map(|s| s.throughput)),
-                        Spread::of(samples.iter().map(|s| s.latency_ms.p50)),
-                    ));
+                    let keyed = |f: &dyn Fn(&Sample) -> f64| -> Vec<(crate::report::stats::Key, f64)> {
+                        samples.iter().map(|s| ((s.round, s.repeat), f(s))).collect()
+                    };
+                    medians.push((keyed(&|s| s.throughput), keyed(&|s| s.latency_ms.p50)));
                 }
-                if let [(Some(one_t), Some(one_p)), (Some(many_t), Some(many_p))] = medians.as_slice() {
-                    verdicts.push(format!(
-                        "{name} {}: {:.2}x the throughput, {:.2}x the p50",
-                        case.id,
-                        many_t.median / one_t.median.max(1e-9),
-                        many_p.median / one_p.median.max(1e-9)
-                    ));
+                if let [(one_t, one_p), (many_t, many_p)] = medians.as_slice()
+                    && let (Some(t), Some(p)) = (Ratio::paired(many_t, one_t), Ratio::paired(many_p, one_p))
+                {
+                    verdicts.push(format!("{name} {}: throughput {t}, p50 {p}", case.id));
                 }
             }
         }
         self.body.push('\n');
         if !verdicts.is_empty() {
             let line = format!(
-                "on {brokers} Kafka nodes against {own}, in medians (the replicated cluster ran each case once: no \
-                 interval, no verdict): {}.",
+                "on {brokers} Kafka nodes against {own}, each contender's figure over its own, paired by round: {}.",
                 verdicts.join("; ")
             );
             let _ = writeln!(self.body, "In short, {line}\n");
@@ -1309,7 +1307,7 @@ mod tests {
 
     #[test]
     fn the_replication_section_puts_each_case_beside_the_one_it_mirrors() {
-        let plan = Plan::full();
+        let plan = Plan::replication();
         let mut samples = Vec::new();
         for case in &plan.cases {
             for c in &plan.contenders {
@@ -1328,7 +1326,10 @@ mod tests {
         assert!(text.contains("| stress | saga-par | 1 | 100 | 5.00 | 20.0 | 4.00 | OK |"), "{text}");
         assert!(text.contains("| stress-3-brokers | saga-par | 3 | 50.0 | 5.00 | 20.0 | 24.0 | OK |"), "{text}");
         let line = verdicts.iter().find(|v| v.starts_with("**Replication**")).expect("a replication verdict");
-        assert!(line.contains("saga-seq clients-1-3-brokers: 0.50x the throughput, 1.00x the p50"), "{line}");
+        assert!(
+            line.contains("saga-seq clients-1-3-brokers: throughput 0.50x (1 round: no interval), p50 1.00x"),
+            "{line}"
+        );
         assert!(text.contains("### `kill-kafka-1-of-3`: kill kafka#1 at 3s, restart after 2s"), "{text}");
     }
 

@@ -142,7 +142,11 @@ impl LocalStack {
         self.run_with(spec, faults, true).await
     }
 
-    async fn run_with(&mut self, spec: &RunSpec, faults: &[Fault], yardsticks: bool) -> anyhow::Result<RunOutcome> {
+    /// Runs one workload like [`LocalStack::run`] when `yardsticks`, else
+    /// without measuring the raw ceilings first (a case whose links add
+    /// distance: the in-process ceiling has no links, so an efficiency
+    /// against it would measure the links).
+    pub async fn run_with(&mut self, spec: &RunSpec, faults: &[Fault], yardsticks: bool) -> anyhow::Result<RunOutcome> {
         if yardsticks && self.config.protocol == ProtocolKind::Saga && self.kafka_bare.is_none() {
             self.measure_kafka_bare().await;
         }
