@@ -65,8 +65,8 @@ pub(super) fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
     let a = Recorded::read(&run_json(&args.a))?;
     let b = Recorded::read(&run_json(&args.b))?;
     let (ca, cb) = (a.comparison(), b.comparison());
-    let lines = diff::lines(&ca, &cb);
-    print!("{}", diff::render(&a, &b, &lines));
-    let reversed = lines.iter().any(|l| l.change == Change::Reversed);
+    let diff = diff::lines(&ca, &cb);
+    print!("{}", diff::render(&a, &b, &diff));
+    let reversed = diff.lines.iter().any(|l| l.change == Change::Reversed);
     Ok(if reversed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

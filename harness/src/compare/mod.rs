@@ -93,6 +93,10 @@ impl Comparison {
 /// Runs `plan`; `base` gives the stack settings shared by all contenders.
 pub async fn execute(mut plan: Plan, base: &StackConfig) -> anyhow::Result<Comparison> {
     let started = Instant::now();
+    anyhow::ensure!(
+        plan.cases.iter().all(|c| c.passes <= 1) || !plan.order.passes.is_empty(),
+        "the plan has cases in passes but no drawn order for them (Plan::ordered)"
+    );
     // A case mirrored onto the cluster the compare runs anyway repeats its
     // original on the same stack: nothing to compare.
     plan.cases.retain(|c| !(c.mirrors.is_some() && c.brokers == Some(base.brokers)));

@@ -297,7 +297,7 @@ fn timed_stress(clients: usize, seed: u64, load: Duration) -> RunSpec {
 /// them, so that what bounds it is the hot row's lock, not a sell-out halfway
 /// (the course test is where stock runs out).
 fn timed_hot_item(skew: f64, load: Duration) -> RunSpec {
-    RunSpec { duration: Some(load), orders: 4_000, stock: 10_000, ..hot_item(skew, 6_000) }
+    RunSpec { duration: Some(load), orders: 5_000, stock: 10_000, ..hot_item(skew, 6_600) }
 }
 
 /// One warm-up round: stress at the headline concurrency over its own data,
@@ -722,6 +722,8 @@ mod tests {
                 let samples: usize = (0..plan.rounds).map(|r| case.runs_in(r, plan.repeats)).sum();
                 assert!(samples >= 3, "{} / {}: {samples} samples", plan.name, case.id);
             }
+            // A case in passes runs on one stack in one round.
+            assert!(plan.cases.iter().all(|c| c.passes <= 1 || c.round.is_some()), "{}", plan.name);
             if let Some(default) = &plan.default {
                 assert!(plan.contenders.iter().any(|c| c.name == *default), "{}", plan.name);
             }

@@ -41,8 +41,8 @@ impl Percentiles {
 }
 
 /// One population of a run's checkouts (each order's first checkout in the
-/// plan, or the repeats): how many, how many per second of the whole load's
-/// time, and their latency (zeros when there are none: `checkouts` says so).
+/// plan, or the repeats): how many, how many per second of the load's window,
+/// and their latency (zeros when there are none: `checkouts` says so).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Population {
     /// Checkouts answered.
@@ -54,8 +54,11 @@ pub struct Population {
 }
 
 impl Population {
-    fn of(h: &hdrhistogram::Histogram<u64>, elapsed_s: f64) -> Population {
-        Population { checkouts: h.len(), per_s: h.len() as f64 / elapsed_s.max(1e-9), latency_ms: Percentiles::of(h) }
+    /// `h`'s checkouts, `in_window` of them answered within the load's
+    /// window of `window_s` seconds (the rate, as
+    /// [`crate::run::load::LoadResult::throughput`]).
+    fn of(h: &hdrhistogram::Histogram<u64>, in_window: u64, window_s: f64) -> Population {
+        Population { checkouts: h.len(), per_s: in_window as f64 / window_s.max(1e-9), latency_ms: Percentiles::of(h) }
     }
 }
 
@@ -142,7 +145,7 @@ impl Sample {
     fn named(case: &str, contender: &str, round: usize, repeat: usize, outcome: &RunOutcome) -> Sample {
         let h = &outcome.load.latency_us;
         let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-        let elapsed_s = outcome.load.elapsed.as_secs_f64();
+        let window_s = outcome.load.window.as_secs_f64();
         let left = outcome.in_flight_at_end.unwrap_or_default();
         Sample {
             case: case.to_owned(),
@@ -153,8 +156,8 @@ impl Sample {
             checkouts: h.len(),
             latency_ms: Percentiles::of(h),
             halves_per_s: outcome.load.halves_per_s(),
-            first: Population::of(&outcome.load.first_latency_us, elapsed_s),
-            repeats: Population::of(&outcome.load.repeat_latency_us, elapsed_s),
+            first: Population::of(&outcome.load.first_latency_us, outcome.load.in_window.first, window_s),
+            repeats: Population::of(&outcome.load.repeat_latency_us, outcome.load.in_window.repeats, window_s),
             cdf: CDF_QUANTILES.iter().map(|q| (ms(*q), *q)).collect(),
             statuses: outcome.load.statuses.clone(),
             aborts: outcome.load.aborts.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
@@ -179,7 +182,11 @@ impl Sample {
     /// (0: as fast in both).
     pub fn drift(&self) -> f64 {
         let [a, b] = self.halves_per_s;
-        (a - b).abs() / a.max(b).max(1e-9)
+        if a.max(b) <= 0.0 {
+            // Nothing answered: not a steady sample, whatever else it is.
+            return 1.0;
+        }
+        (a - b).abs() / a.max(b)
     }
 
     /// Whether the sample is steady state ([`HALVES_WITHIN`]).

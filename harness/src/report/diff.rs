@@ -54,14 +54,40 @@ pub struct Line {
     pub change: Change,
 }
 
-/// Every line of the diff of `a` against `b`.
-pub fn lines(a: &Comparison, b: &Comparison) -> Vec<Line> {
-    let mut out = Vec::new();
+/// The diff of `a` against `b`.
+#[derive(Debug, Default)]
+pub struct Diff {
+    /// Every comparison both runs made.
+    pub lines: Vec<Line>,
+    /// What one run has and the other does not (a case, or a contender in
+    /// a case), in words: said, never skipped silently.
+    pub unpaired: Vec<String>,
+}
+
+/// The diff of `a` against `b`.
+pub fn lines(a: &Comparison, b: &Comparison) -> Diff {
+    let mut out = Diff::default();
+    let performance = |c: &Comparison| -> Vec<String> {
+        c.plan.cases.iter().filter(|c| c.group.is_performance()).map(|c| c.id.clone()).collect()
+    };
+    let (in_a, in_b) = (performance(a), performance(b));
+    for id in in_a.iter().filter(|id| !in_b.contains(id)) {
+        out.unpaired.push(format!("{id}: only in the first run"));
+    }
+    for id in in_b.iter().filter(|id| !in_a.contains(id)) {
+        out.unpaired.push(format!("{id}: only in the second run"));
+    }
     for case in a.plan.cases.iter().filter(|c| c.group.is_performance()) {
         let Some(other) = b.plan.cases.iter().find(|c| c.id == case.id) else { continue };
         let sa = standings(a, case, compares_first(case));
         let sb = standings(b, other, compares_first(other));
         let find = |s: &'_ [Standing], name: &str| s.iter().find(|x| x.contender == name).cloned();
+        for x in sa.iter().filter(|x| find(&sb, &x.contender).is_none()) {
+            out.unpaired.push(format!("{}: {} only in the first run", case.id, x.contender));
+        }
+        for x in sb.iter().filter(|x| find(&sa, &x.contender).is_none()) {
+            out.unpaired.push(format!("{}: {} only in the second run", case.id, x.contender));
+        }
         for (i, x) in sa.iter().enumerate() {
             for y in &sa[i + 1..] {
                 let (Some(bx), Some(by)) = (find(&sb, &x.contender), find(&sb, &y.contender)) else { continue };
@@ -69,7 +95,7 @@ pub fn lines(a: &Comparison, b: &Comparison) -> Vec<Line> {
                     [("throughput", throughput_call as fn(&Standing, &Standing) -> Option<Call>), ("p99", p99_call)]
                 {
                     let calls = [call(x, y), call(&bx, &by)];
-                    out.push(Line {
+                    out.lines.push(Line {
                         case: case.id.clone(),
                         figure,
                         pair: (x.contender.clone(), y.contender.clone()),
@@ -94,8 +120,10 @@ fn cell(call: Option<Call>, pair: &(String, String)) -> String {
     }
 }
 
-/// The diff as markdown: a summary line, then one row per line.
-pub fn render(a: &Recorded, b: &Recorded, lines: &[Line]) -> String {
+/// The diff as markdown: a summary line, what could not be paired, then one
+/// row per line.
+pub fn render(a: &Recorded, b: &Recorded, diff: &Diff) -> String {
+    let lines = &diff.lines;
     let mut out = format!(
         "# `{}` against `{}`\n\nCommits `{}` and `{}`; started {} and {}. Each ratio is the first contender's \
          figure over the second's within one run (p99: the second's over the first's, so above 1 is a lead for \
@@ -116,6 +144,9 @@ pub fn render(a: &Recorded, b: &Recorded, lines: &[Line]) -> String {
         count(Change::Weakened),
         count(Change::Same)
     );
+    if !diff.unpaired.is_empty() {
+        let _ = writeln!(out, "Not compared: {}.\n", diff.unpaired.join("; "));
+    }
     out.push_str("| case | figure | pair | first run | second run | change |\n|---|---|---|---|---|---|\n");
     for l in lines {
         let change = match l.change {

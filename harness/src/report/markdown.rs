@@ -53,8 +53,12 @@ pub fn compares_first(case: &Case) -> bool {
 
 /// Everything `run.json` holds, and all a report is rendered from: a compare
 /// renders its report from the file it has just written, read back, and
-/// `harness report` renders the same from the file alone ([`rebuild`]), so
-/// every committed report can be rebuilt byte for byte from its data.
+/// `harness report` renders the same from the file alone ([`rebuild`]), so a
+/// report rebuilds byte for byte from its data with the code that wrote it.
+/// The rules (the steady-state bound, the practical lead, the repeat share)
+/// are the code's: after a change to one, `harness report` rewrites an older
+/// run's report under the new rule, and `--check` says which changed. Runs
+/// written before this format (no `brokers`, no `halves_per_s`) do not read.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Recorded {
     /// The run's folder name.
@@ -347,6 +351,10 @@ impl<'a> Report<'a> {
     /// The whole machine's CPU use during `sample`'s load, as a share of all
     /// its cores (every process of the stack and the harness).
     fn cpu_busy(&self, sample: &Sample) -> f64 {
+        if sample.resources.is_empty() {
+            // Not measured: shown as such, never as an idle machine.
+            return f64::NAN;
+        }
         sample.resources.values().map(|u| u.cpu_percent).sum::<f64>() / (100.0 * self.cpus.max(1) as f64)
     }
 
@@ -656,7 +664,9 @@ impl<'a> Report<'a> {
                 "Every connection between components (gateway to service, order to stock and payment, each \
                  service to its PostgreSQL and to Kafka) runs through a Toxiproxy link that adds the round trip \
                  shown, half each way, on a stack of its own; 0 ms is the proxy alone. {passes} passes over the \
-                 points, each in a drawn order (recorded in `run.json`); a ratio pairs the contenders' passes. \
+                 points, each in a drawn order (recorded in `run.json`); a ratio pairs the contenders' passes \
+                 (every pass of a contender ran on its one stack: the interval covers the noise between passes, \
+                 not between stacks, so it is narrower than a round's would be). \
                  **Confound:** the proxy and every component share the machine's {} cores, so where the machine is \
                  busy the figures measure CPU as much as distance. The \"CPU busy\" column is the whole machine's \
                  use during the load (every process of the stack and the harness, as a share of all cores; median \
@@ -999,9 +1009,11 @@ impl Report<'_> {
                     None => format!("{default} against {}: not measured", other.contender),
                 })
                 .collect();
-            let won = standings.iter().filter(|s| s.contender != default).all(|other| {
-                matches!(verdict::throughput_call(mine, other), Some(crate::report::stats::Call::Leads(_)))
-            });
+            let others: Vec<&Standing> = standings.iter().filter(|s| s.contender != default).collect();
+            let won = !others.is_empty()
+                && others.iter().all(|other| {
+                    matches!(verdict::throughput_call(mine, other), Some(crate::report::stats::Call::Leads(_)))
+                });
             let outcome = if won { "won clearly" } else { "did not win clearly" };
             parts.push(format!("{}: {outcome} ({})", case.id, calls.join("; ")));
         }
@@ -1275,6 +1287,18 @@ mod tests {
         rebuild(&dir.join("run.json"), &dir).unwrap();
         assert_eq!(differences(&dir.join("run.json"), &dir).unwrap(), [dir.join("charts").join("stray.svg")]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The committed run whose report must rebuild from its `run.json` (after
+    /// a change to the rendering, `harness report results/<run>` rewrites it
+    /// and the change shows in the commit).
+    const COMMITTED_RUN: &str = "2026-12-08-02-00-compare";
+
+    #[test]
+    fn a_committed_report_rebuilds_byte_for_byte() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results").join(COMMITTED_RUN);
+        let differing = differences(&dir.join("run.json"), &dir).unwrap();
+        assert!(differing.is_empty(), "run `harness report {}`: {differing:?}", dir.display());
     }
 
     #[test]

@@ -239,15 +239,19 @@ pub fn distance_verdict(points: &[(f64, Vec<Standing>)]) -> String {
         let Some(end) = last.iter().find(|s| s.contender == standing.contender) else { continue };
         let (t0, t1) = (standing.throughput.median, end.throughput.median);
         let (p0, p1) = (standing.p99.median, end.p99.median);
+        // The far point over the near one, paired by sample key (a pass).
+        let ratio = |far: &[(Key, f64)], near: &[(Key, f64)]| {
+            Ratio::paired(far, near).map_or_else(|| "not measured".to_owned(), |r| r.to_string())
+        };
         moves.push(format!(
-            "{} {}→{} checkouts/s ({:.2}x), p99 {}→{} ms ({:.2}x)",
+            "{} {}→{} checkouts/s ({}), p99 {}→{} ms ({})",
             standing.contender,
             short(t0),
             short(t1),
-            t1 / t0.max(1e-9),
+            ratio(&end.throughput_by_key, &standing.throughput_by_key),
             short(p0),
             short(p1),
-            p1 / p0.max(1e-9)
+            ratio(&end.p99_by_key, &standing.p99_by_key)
         ));
     }
     let throughput: Vec<(f64, Lead)> = points
@@ -391,11 +395,11 @@ mod tests {
         assert!(
             v.starts_with(
                 "From 0 to 5 ms added per round trip (medians of 3 sample(s) per point): 2pc 400→100 checkouts/s \
-                 (0.25x)"
+                 (0.25x (95% CI 0.25–0.25, 3 rounds))"
             ),
             "{v}"
         );
-        assert!(v.contains("p99 20.0→200 ms (10.00x)"), "{v}");
+        assert!(v.contains("p99 20.0→200 ms (10.00x (95% CI 10.00–10.00, 3 rounds))"), "{v}");
         assert!(
             v.contains("Highest throughput: **2pc** up to 1 ms, **saga-par** from 5 ms (the winner changes)."),
             "{v}"

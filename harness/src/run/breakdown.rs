@@ -191,6 +191,7 @@ mod tests {
             started_us,
             by_position: Vec::new(),
             window: Duration::from_secs(1),
+            in_window: super::super::load::Split::default(),
         }
     }
 

@@ -40,6 +40,9 @@ pub struct LoadResult {
     pub repeat_latency_us: Histogram<u64>,
     /// The same, of each order's first checkout in the plan.
     pub first_latency_us: Histogram<u64>,
+    /// Replies within the load's window ([`LoadResult::window`]), of each
+    /// order's first checkout and of the repeats.
+    pub in_window: Split,
     /// Wall time of the load phase.
     pub elapsed: Duration,
     /// When the load started, in microseconds since the Unix epoch (the
@@ -51,6 +54,15 @@ pub struct LoadResult {
     /// The time checkouts were being started: the deadline of a timed load,
     /// else the whole load ([`LoadResult::halves_per_s`] cuts it in two).
     pub window: Duration,
+}
+
+/// A count of each order's first checkout in the plan and of the repeats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Split {
+    /// Each order's first checkout.
+    pub first: u64,
+    /// Checkouts of an order an earlier position of the plan checked out.
+    pub repeats: u64,
 }
 
 /// The replies that arrived during one second of the load.
@@ -82,9 +94,13 @@ struct Seen {
 }
 
 impl LoadResult {
-    /// Checkouts answered per second.
+    /// Checkouts answered per second of the load's window: the replies that
+    /// arrived within it, over its length. A timed load's checkouts still in
+    /// flight at the deadline are answered after it; counting them over the
+    /// longer wall time would charge a contender with a long tail for its
+    /// drain, not its pace.
     pub fn throughput(&self) -> f64 {
-        self.latency_us.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        (self.in_window.first + self.in_window.repeats) as f64 / self.window.as_secs_f64().max(1e-9)
     }
 
     /// Replies per second in the first and the second half of the load's
@@ -254,6 +270,7 @@ fn collect(seen: Vec<Seen>, elapsed: Duration, window: Duration, started_us: u64
         started_us,
         by_position: seen.iter().map(|s| (s.position, s.sent_at, s.done_at)).collect(),
         window,
+        in_window: Split::default(),
     };
     // An order's first checkout is its lowest position in the plan.
     let mut first_at: HashMap<&str, usize> = HashMap::new();
@@ -280,6 +297,10 @@ fn collect(seen: Vec<Seen>, elapsed: Duration, window: Duration, started_us: u64
         result.latency_us.saturating_record(s.latency_us);
         let population = if repeat { &mut result.repeat_latency_us } else { &mut result.first_latency_us };
         population.saturating_record(s.latency_us);
+        if s.done_at < window {
+            let count = if repeat { &mut result.in_window.repeats } else { &mut result.in_window.first };
+            *count += 1;
+        }
     }
     Ok(result)
 }
@@ -348,7 +369,10 @@ mod tests {
         assert_eq!(result.latency_us.len(), 5);
         // Order "a" at later positions of the plan: repeats, whatever they answered.
         assert_eq!((result.first_latency_us.len(), result.repeat_latency_us.len()), (3, 2));
-        // Two replies in the first second, two in the second; 2.04 s and 2.1 s are past the window.
+        // Two replies in the first second, one in the second; 2.04 s and 2.1 s are past the window.
         assert_eq!(result.halves_per_s(), [2.0, 1.0]);
+        // Throughput is over the window: three first checkouts in 2 s (the repeats of "a" came after it).
+        assert_eq!(result.in_window, Split { first: 3, repeats: 0 });
+        assert!((result.throughput() - 1.5).abs() < 1e-9, "{}", result.throughput());
     }
 }

@@ -1,7 +1,7 @@
 //! `stress`: batch-initialised data (ids `"0".."n-1"`, two uniform random
 //! items per order, chosen by the order service) and checkouts of the orders
 //! in a drawn order, a steady share of them repeats
-//! ([`super::stationary_plan`]).
+//! (`stationary_plan` in the parent module).
 
 use std::sync::Arc;
 
